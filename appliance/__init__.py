@@ -1,0 +1,1 @@
+"""The product: YAML config, the supervisor that wires channels, the web status page, the `nvr` command."""

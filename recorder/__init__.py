@@ -1,0 +1,1 @@
+"""The recording core: sources to fragmented-MP4 segments, the SQLite index, recovery, retention, export."""

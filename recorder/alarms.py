@@ -1,0 +1,66 @@
+"""Alarms the recorder raises (disk full, disk error, source lost) and the sink that takes them."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from hal.clock import Clocks
+
+log = logging.getLogger("nvr.alarm")
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    kind: str  # 'disk_full', 'disk_error', 'retention_locked', 'source_lost', ...
+    channel: int | None
+    message: str
+    since_us: int
+
+
+class AlarmSink(Protocol):
+    """Where alarms go. `raise_alarm` is idempotent while the alarm is active; `clear_alarm` ends it."""
+
+    def raise_alarm(self, kind: str, message: str, *, channel: int | None = None) -> None: ...
+
+    def clear_alarm(self, kind: str, *, channel: int | None = None) -> None: ...
+
+
+class AlarmBoard:
+    """The active alarms, logged when they start and end, and optionally recorded by a callback.
+
+    Thread-safe. The appliance hands the same board to every channel and to retention, and the
+    health page reads `active()`.
+    """
+
+    def __init__(self, *, clocks: Clocks, record=None):
+        self._clocks = clocks
+        self._record = record
+        self._lock = threading.Lock()
+        self._active: dict[tuple[str, int | None], Alarm] = {}
+
+    def raise_alarm(self, kind: str, message: str, *, channel: int | None = None) -> None:
+        with self._lock:
+            if (kind, channel) in self._active:
+                return
+            alarm = Alarm(kind, channel, message, self._clocks.utc_now_us())
+            self._active[(kind, channel)] = alarm
+        where = f" (channel {channel})" if channel is not None else ""
+        log.error("ALARM %s%s: %s", kind, where, message)
+        if self._record is not None:
+            try:
+                self._record(alarm)
+            except Exception:  # the alarm is logged already; a failing record must not hide it
+                log.exception("could not record alarm %s", kind)
+
+    def clear_alarm(self, kind: str, *, channel: int | None = None) -> None:
+        with self._lock:
+            alarm = self._active.pop((kind, channel), None)
+        if alarm is not None:
+            where = f" (channel {channel})" if channel is not None else ""
+            log.warning("alarm %s%s cleared", kind, where)
+
+    def active(self) -> list[Alarm]:
+        with self._lock:
+            return sorted(self._active.values(), key=lambda a: a.since_us)

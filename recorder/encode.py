@@ -1,0 +1,86 @@
+"""Encoding raw captured frames once to H.264 (libx264 through PyAV), as a PacketSource."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from fractions import Fraction
+
+import av
+
+from hal.clock import Clocks
+from hal.media import EncodedPacket, StreamInfo
+from hal.video import CaptureError, VideoCapture
+from recorder.errors import SourceError
+
+log = logging.getLogger("nvr.encode")
+
+TIME_BASE = Fraction(1, 90_000)  # frames are timed by the capture clock in microseconds; 90 kHz keeps it exact enough
+
+
+class EncodedCapture:
+    """A VideoCapture (V4L2 card or test pattern) encoded to H.264, meeting `PacketSource`.
+
+    Frames are timed by their capture timestamps, not by counting, so a frame the device dropped
+    leaves a gap of the right length instead of shifting everything after it.
+    """
+
+    def __init__(self, capture: VideoCapture, *, name: str, clocks: Clocks, bitrate: int,
+                 keyframe_interval_s: float = 2.0, preset: str = "veryfast", threads: int = 1):
+        self.name = name
+        self._capture, self._clocks = capture, clocks
+        self._bitrate, self._keyint_s, self._preset, self._threads = bitrate, keyframe_interval_s, preset, threads
+        self._codec: av.CodecContext | None = None
+        self.frames_encoded = 0
+
+    def open(self) -> StreamInfo:
+        try:
+            fmt = self._capture.open()
+        except (CaptureError, OSError) as exc:
+            raise SourceError(f"{self.name}: capture device failed to open: {exc}") from exc
+        self._codec = self._new_codec(fmt.width, fmt.height, fmt.fps)
+        self._format = fmt
+        return StreamInfo("h264", fmt.width, fmt.height, TIME_BASE, None, fmt.fps)
+
+    def _new_codec(self, width: int, height: int, fps: float) -> av.CodecContext:
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+        codec.time_base = TIME_BASE
+        codec.framerate = Fraction(fps).limit_denominator(1001)
+        codec.bit_rate = self._bitrate
+        keyint = max(1, round(fps * self._keyint_s))
+        codec.gop_size = keyint
+        codec.thread_count = self._threads
+        codec.options = {
+            "preset": self._preset,
+            "tune": "zerolatency",
+            # A fixed keyframe cadence lets segments cut on time; no scene-cut keyframes in between.
+            "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0",
+        }
+        codec.open()
+        return codec
+
+    def packets(self) -> Iterator[EncodedPacket]:
+        if self._codec is None:
+            raise SourceError(f"{self.name}: packets() before open()")
+        first_us = None
+        try:
+            for frame in self._capture.frames():
+                if first_us is None:
+                    first_us = frame.timestamp_us
+                picture = av.VideoFrame.from_ndarray(frame.data, format=frame.pixel_format)
+                if frame.pixel_format != "yuv420p":
+                    picture = picture.reformat(format="yuv420p")
+                picture.pts = (frame.timestamp_us - first_us) * 9 // 100
+                for packet in self._codec.encode(picture):
+                    yield self._packet(packet)
+                self.frames_encoded += 1
+        except CaptureError as exc:
+            raise SourceError(f"{self.name}: capture failed: {exc}") from exc
+
+    def _packet(self, packet: av.Packet) -> EncodedPacket:
+        dts = packet.dts if packet.dts is not None else packet.pts
+        return EncodedPacket(bytes(packet), packet.pts, dts, packet.is_keyframe, self._clocks.monotonic_us())
+
+    def close(self) -> None:
+        self._capture.close()
+        self._codec = None

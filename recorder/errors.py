@@ -1,0 +1,39 @@
+"""The recorder's exceptions.
+
+    RecorderError
+    ├── SourceError (ConnectionError)      a source could not be opened or broke off; retried
+    │   └── SourceStalled (TimeoutError)   no packet within the stall timeout; retried
+    ├── StorageError (OSError)             writing or syncing a segment failed
+    │   └── DiskFull                       no space even after retention ran
+    ├── IndexError_ (RuntimeError)         the SQLite index is unusable
+    └── ExportError (ValueError)           nothing to export, or a range that cannot be cut
+"""
+from __future__ import annotations
+
+
+class RecorderError(Exception):
+    """Base of every error the recorder raises on purpose."""
+
+
+class SourceError(RecorderError, ConnectionError):
+    """A source could not be opened, or its stream broke off."""
+
+
+class SourceStalled(SourceError, TimeoutError):
+    """A source delivered no packet within its stall timeout."""
+
+
+class StorageError(RecorderError, OSError):
+    """Writing, syncing or deleting a segment failed."""
+
+
+class DiskFull(StorageError):
+    """The data disk has no room even after retention freed what it may."""
+
+
+class IndexCorrupt(RecorderError, RuntimeError):
+    """The SQLite index cannot be opened or read; the message says how to rebuild it."""
+
+
+class ExportError(RecorderError, ValueError):
+    """An export request that cannot be met (no recordings in the range, bad range)."""

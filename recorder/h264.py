@@ -1,0 +1,249 @@
+"""H.264 bitstream handling: Annex B and length-prefixed NAL units, avcC records and SPS fields."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NAL_SLICE_IDR = 5
+NAL_SEI = 6
+NAL_SPS = 7
+NAL_PPS = 8
+NAL_AUD = 9
+
+# Parameter sets travel in the sample description (avcC), and access unit delimiters carry nothing
+# an MP4 player needs, so both are taken out of samples.
+_OUT_OF_BAND = frozenset({NAL_SPS, NAL_PPS, NAL_AUD})
+
+
+class H264Error(ValueError):
+    """A bitstream that cannot be parsed as H.264."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpsInfo:
+    """The SPS fields a container needs."""
+
+    profile_idc: int
+    constraint_flags: int
+    level_idc: int
+    width: int
+    height: int
+
+
+def is_annexb(data: bytes) -> bool:
+    """True if `data` starts with an Annex B start code (00 00 01 or 00 00 00 01)."""
+    return data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01"
+
+
+def split_annexb(data: bytes) -> list[bytes]:
+    """Split an Annex B byte stream into NAL units (without start codes, trailing zeros dropped)."""
+    nals: list[bytes] = []
+    start = data.find(b"\x00\x00\x01")
+    while start >= 0:
+        begin = start + 3
+        nxt = data.find(b"\x00\x00\x01", begin)
+        end = len(data) if nxt < 0 else nxt
+        nal = data[begin:end].rstrip(b"\x00") if nxt >= 0 else data[begin:end]
+        if nal:
+            nals.append(nal)
+        start = nxt
+    return nals
+
+
+def split_length_prefixed(data: bytes, length_size: int = 4) -> list[bytes]:
+    """Split length-prefixed (AVCC) NAL units; raises H264Error if a length runs past the end."""
+    nals: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        if pos + length_size > len(data):
+            raise H264Error(f"truncated NAL length at byte {pos} of {len(data)}")
+        size = int.from_bytes(data[pos : pos + length_size], "big")
+        pos += length_size
+        if size == 0 or pos + size > len(data):
+            raise H264Error(f"NAL of {size} bytes at byte {pos} runs past the {len(data)}-byte packet")
+        nals.append(data[pos : pos + size])
+        pos += size
+    return nals
+
+
+def split_nals(data: bytes, length_size: int = 4) -> list[bytes]:
+    """NAL units of one access unit in either framing."""
+    return split_annexb(data) if is_annexb(data) else split_length_prefixed(data, length_size)
+
+
+def nal_type(nal: bytes) -> int:
+    return nal[0] & 0x1F
+
+
+@dataclass(slots=True)
+class AccessUnit:
+    """One access unit converted for MP4: the sample bytes plus any parameter sets it carried."""
+
+    sample: bytes
+    sps: bytes | None
+    pps: bytes | None
+    idr: bool
+
+
+def to_mp4_sample(data: bytes, length_size: int = 4) -> AccessUnit:
+    """Convert an access unit to 4-byte length-prefixed NALs, lifting SPS/PPS out of it."""
+    sps = pps = None
+    idr = False
+    parts: list[bytes] = []
+    for nal in split_nals(data, length_size):
+        kind = nal_type(nal)
+        if kind == NAL_SPS:
+            sps = nal
+        elif kind == NAL_PPS:
+            pps = nal
+        if kind in _OUT_OF_BAND:
+            continue
+        idr = idr or kind == NAL_SLICE_IDR
+        parts.append(len(nal).to_bytes(4, "big"))
+        parts.append(nal)
+    return AccessUnit(b"".join(parts), sps, pps, idr)
+
+
+def avcc_record(sps: bytes, pps: bytes) -> bytes:
+    """Build an AVCDecoderConfigurationRecord (the body of an `avcC` box) for one SPS and one PPS."""
+    if len(sps) < 4:
+        raise H264Error(f"SPS of {len(sps)} bytes is too short")
+    return b"".join(
+        [
+            bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]),  # version, profile, compat, level, 4-byte lengths, 1 SPS
+            len(sps).to_bytes(2, "big"),
+            sps,
+            b"\x01",
+            len(pps).to_bytes(2, "big"),
+            pps,
+        ]
+    )
+
+
+def parse_avcc_record(record: bytes) -> tuple[list[bytes], list[bytes], int]:
+    """Return (SPS list, PPS list, NAL length size) from an AVCDecoderConfigurationRecord."""
+    try:
+        length_size = (record[4] & 0x03) + 1
+        pos = 5
+        sps_list, pos = _read_param_sets(record, pos, record[pos] & 0x1F, 1)
+        pps_list, pos = _read_param_sets(record, pos, record[pos], 1)
+    except IndexError as exc:
+        raise H264Error(f"avcC record of {len(record)} bytes is truncated") from exc
+    return sps_list, pps_list, length_size
+
+
+def _read_param_sets(record: bytes, pos: int, count: int, skip: int) -> tuple[list[bytes], int]:
+    pos += skip
+    found = []
+    for _ in range(count):
+        size = int.from_bytes(record[pos : pos + 2], "big")
+        found.append(record[pos + 2 : pos + 2 + size])
+        if len(found[-1]) != size:
+            raise IndexError
+        pos += 2 + size
+    return found, pos
+
+
+def parameter_sets(extradata: bytes | None) -> tuple[bytes | None, bytes | None]:
+    """First SPS and PPS found in codec extradata in either form (Annex B or avcC), or Nones."""
+    if not extradata:
+        return None, None
+    if is_annexb(extradata):
+        nals = split_annexb(extradata)
+        sps = next((n for n in nals if nal_type(n) == NAL_SPS), None)
+        pps = next((n for n in nals if nal_type(n) == NAL_PPS), None)
+        return sps, pps
+    sps_list, pps_list, _ = parse_avcc_record(extradata)
+    return (sps_list[0] if sps_list else None), (pps_list[0] if pps_list else None)
+
+
+class _BitReader:
+    """Reads bits and Exp-Golomb codes from an RBSP (emulation prevention already removed)."""
+
+    def __init__(self, data: bytes):
+        self._value = int.from_bytes(data, "big")
+        self._bits = len(data) * 8
+        self._pos = 0
+
+    def u(self, count: int) -> int:
+        if self._pos + count > self._bits:
+            raise H264Error("SPS ended early")
+        self._pos += count
+        return (self._value >> (self._bits - self._pos)) & ((1 << count) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise H264Error("bad Exp-Golomb code in SPS")
+        return (1 << zeros) - 1 + (self.u(zeros) if zeros else 0)
+
+    def se(self) -> int:
+        code = self.ue()
+        return (code + 1) // 2 if code & 1 else -(code // 2)
+
+
+def _rbsp(nal: bytes) -> bytes:
+    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+
+
+def parse_sps(sps: bytes) -> SpsInfo:
+    """Profile, level and the cropped picture size from an SPS NAL unit (header byte included)."""
+    if len(sps) < 4 or nal_type(sps) != NAL_SPS:
+        raise H264Error("not an SPS NAL unit")
+    r = _BitReader(_rbsp(sps[1:]))
+    profile, constraints, level = r.u(8), r.u(8), r.u(8)
+    r.ue()  # seq_parameter_set_id
+    chroma_format = 1
+    if profile in _HIGH_PROFILES:
+        chroma_format = _skip_high_profile_fields(r)
+    r.ue()  # log2_max_frame_num_minus4
+    _skip_pic_order_fields(r)
+    r.ue()  # max_num_ref_frames
+    r.u(1)  # gaps_in_frame_num_value_allowed_flag
+    width_mbs, height_units = r.ue() + 1, r.ue() + 1
+    frame_mbs_only = r.u(1)
+    if not frame_mbs_only:
+        r.u(1)  # mb_adaptive_frame_field_flag
+    r.u(1)  # direct_8x8_inference_flag
+    crop = (r.ue(), r.ue(), r.ue(), r.ue()) if r.u(1) else (0, 0, 0, 0)
+    unit_x = 1 if chroma_format in (0, 3) else 2
+    unit_y = (2 - frame_mbs_only) * (2 if chroma_format == 1 else 1)
+    width = width_mbs * 16 - (crop[0] + crop[1]) * unit_x
+    height = (2 - frame_mbs_only) * height_units * 16 - (crop[2] + crop[3]) * unit_y
+    return SpsInfo(profile, constraints, level, width, height)
+
+
+def _skip_high_profile_fields(r: _BitReader) -> int:
+    chroma_format = r.ue()
+    if chroma_format == 3:
+        r.u(1)  # separate_colour_plane_flag
+    r.ue(), r.ue()  # bit depths
+    r.u(1)  # qpprime_y_zero_transform_bypass_flag
+    if r.u(1):  # seq_scaling_matrix_present_flag
+        for i in range(8 if chroma_format != 3 else 12):
+            if r.u(1):
+                _skip_scaling_list(r, 16 if i < 6 else 64)
+    return chroma_format
+
+
+def _skip_scaling_list(r: _BitReader, size: int) -> None:
+    last = nxt = 8
+    for _ in range(size):
+        if nxt != 0:
+            nxt = (last + r.se() + 256) % 256
+        last = nxt if nxt != 0 else last
+
+
+def _skip_pic_order_fields(r: _BitReader) -> None:
+    kind = r.ue()
+    if kind == 0:
+        r.ue()
+    elif kind == 1:
+        r.u(1)
+        r.se(), r.se()
+        for _ in range(r.ue()):
+            r.se()

@@ -1,0 +1,266 @@
+"""The SQLite index of runs and segments on a data root (WAL mode, one writer connection)."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from recorder.errors import IndexCorrupt
+
+INDEX_FILE = "index.sqlite3"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    channel INTEGER NOT NULL CHECK (channel >= 1),
+    stream TEXT NOT NULL CHECK (stream IN ('main', 'sub')),
+    start_us INTEGER NOT NULL,           -- UTC label of media time 0 of this run
+    clock_source TEXT NOT NULL,          -- where start_us came from: 'arrival' (our wall clock)
+    codec TEXT NOT NULL,
+    width INTEGER NOT NULL CHECK (width > 0),
+    height INTEGER NOT NULL CHECK (height > 0),
+    timescale INTEGER NOT NULL CHECK (timescale > 0)
+);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs (id),
+    channel INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL CHECK (seq >= 0),            -- position within its run
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL CHECK (end_us > start_us),
+    media_start_ticks INTEGER NOT NULL CHECK (media_start_ticks >= 0),  -- tfdt of its first sample
+    path TEXT NOT NULL UNIQUE,                        -- relative to the data root
+    bytes INTEGER NOT NULL CHECK (bytes > 0),
+    frames INTEGER NOT NULL CHECK (frames > 0),
+    locked INTEGER NOT NULL DEFAULT 0 CHECK (locked IN (0, 1)),
+    deleting INTEGER NOT NULL DEFAULT 0 CHECK (deleting IN (0, 1)),  -- row marked before unlink
+    recovered INTEGER NOT NULL DEFAULT 0 CHECK (recovered IN (0, 1)),
+    UNIQUE (run_id, seq)
+);
+CREATE INDEX IF NOT EXISTS segments_by_channel_time ON segments (channel, stream, start_us);
+CREATE INDEX IF NOT EXISTS segments_by_time ON segments (start_us);
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY,
+    at_us INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    channel INTEGER,
+    message TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: int
+    channel: int
+    stream: str
+    start_us: int
+    clock_source: str
+    codec: str
+    width: int
+    height: int
+    timescale: int
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One indexed segment. `path` is relative to the data root."""
+
+    id: int
+    run_id: int
+    channel: int
+    stream: str
+    seq: int
+    start_us: int
+    end_us: int
+    media_start_ticks: int
+    path: str
+    bytes: int
+    frames: int
+    locked: bool = False
+    deleting: bool = False
+    recovered: bool = False
+
+
+_SEGMENT_COLUMNS = (
+    "id, run_id, channel, stream, seq, start_us, end_us, media_start_ticks, path, bytes, frames, locked, deleting, recovered"
+)
+
+
+class Index:
+    """The index of one data root. Thread-safe: one connection behind a lock, every write committed.
+
+    `synchronous=FULL` makes a commit durable before it returns, so a committed row always names a
+    file that was synced before it (the order in DESIGN.md §3).
+    """
+
+    def __init__(self, root: Path, *, create: bool = True):
+        self.path = root / INDEX_FILE
+        if not create and not self.path.exists():
+            raise FileNotFoundError(f"no index at {self.path}: nothing has been recorded under {root}")
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(
+                f"the index {self.path} cannot be read ({exc}); move it aside and restart: "
+                "the recovery pass rebuilds it from the segment files"
+            ) from exc
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise IndexCorrupt(f"index {self.path} has schema {version}, newer than this recorder's {SCHEMA_VERSION}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Iterable = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchall()
+
+    # runs
+
+    def begin_run(self, *, channel: int, stream: str, start_us: int, clock_source: str,
+                  codec: str, width: int, height: int, timescale: int) -> Run:
+        """Commit a new run row and return it; its id names the run's segment files."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO runs (channel, stream, start_us, clock_source, codec, width, height, timescale)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (channel, stream, start_us, clock_source, codec, width, height, timescale),
+            )
+        return Run(cur.lastrowid, channel, stream, start_us, clock_source, codec, width, height, timescale)
+
+    def run(self, run_id: int) -> Run | None:
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return Run(*rows[0]) if rows else None
+
+    def last_end_us(self, channel: int, stream: str) -> int | None:
+        """End of the latest indexed segment of a stream, the floor for any new run's start."""
+        rows = self._query("SELECT MAX(end_us) FROM segments WHERE channel = ? AND stream = ?", (channel, stream))
+        return rows[0][0]
+
+    # segments
+
+    def add_segment(self, seg: Segment) -> int:
+        """Commit a segment row (its file must already be synced). Returns the row id."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO segments (run_id, channel, stream, seq, start_us, end_us, media_start_ticks,"
+                " path, bytes, frames, locked, recovered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seg.run_id, seg.channel, seg.stream, seg.seq, seg.start_us, seg.end_us, seg.media_start_ticks,
+                 seg.path, seg.bytes, seg.frames, int(seg.locked), int(seg.recovered)),
+            )
+        return cur.lastrowid
+
+    def segments(self, *, channel: int | None = None, stream: str | None = None,
+                 start_us: int | None = None, end_us: int | None = None, include_deleting: bool = False) -> list[Segment]:
+        """Segments overlapping [start_us, end_us), ordered by channel, stream and time."""
+        where, args = ["1"], []
+        for clause, value in (("channel = ?", channel), ("stream = ?", stream),
+                              ("end_us > ?", start_us), ("start_us < ?", end_us)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        if not include_deleting:
+            where.append("deleting = 0")
+        sql = f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE {' AND '.join(where)} ORDER BY channel, stream, start_us"
+        return [_segment(r) for r in self._query(sql, args)]
+
+    def covering(self, *, channel: int, stream: str, at_us: int) -> Segment | None:
+        """The segment of a stream whose span holds the instant `at_us`, if any (one index probe)."""
+        rows = self._query(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE channel = ? AND stream = ? AND start_us <= ?"
+            " AND deleting = 0 ORDER BY start_us DESC LIMIT 1",
+            (channel, stream, at_us),
+        )
+        seg = _segment(rows[0]) if rows else None
+        return seg if seg is not None and seg.end_us > at_us else None
+
+    def oldest(self, *, limit: int, locked: bool) -> list[Segment]:
+        """The oldest segments (by start time, all channels) that are locked or not, for retention."""
+        rows = self._query(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE deleting = 0 AND locked = ? ORDER BY start_us LIMIT ?",
+            (int(locked), limit),
+        )
+        return [_segment(r) for r in rows]
+
+    def older_than(self, *, before_us: int, limit: int) -> list[Segment]:
+        """Unlocked segments that ended before `before_us`, oldest first."""
+        rows = self._query(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE deleting = 0 AND locked = 0 AND end_us < ?"
+            " ORDER BY start_us LIMIT ?",
+            (before_us, limit),
+        )
+        return [_segment(r) for r in rows]
+
+    def mark_deleting(self, ids: list[int]) -> None:
+        """First step of a deletion: the rows stop being listed before their files go."""
+        with self._tx() as db:
+            db.executemany("UPDATE segments SET deleting = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def delete_rows(self, ids: list[int]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM segments WHERE id = ?", [(i,) for i in ids])
+
+    def set_locked(self, ids: Iterable[int], locked: bool) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE segments SET locked = ? WHERE id = ?", [(int(locked), i) for i in ids])
+
+    def all_paths(self) -> dict[str, Segment]:
+        """Every row (deleting ones too) keyed by relative path, for the recovery pass."""
+        rows = self._query(f"SELECT {_SEGMENT_COLUMNS} FROM segments")
+        return {r[8]: _segment(r) for r in rows}
+
+    def delete_empty_runs(self) -> int:
+        """Drop runs that no segment refers to any more, except each stream's latest."""
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM runs WHERE id NOT IN (SELECT DISTINCT run_id FROM segments)"
+                " AND id NOT IN (SELECT MAX(id) FROM runs GROUP BY channel, stream)"
+            )
+        return cur.rowcount
+
+    # alarms
+
+    def add_alarm(self, *, at_us: int, kind: str, channel: int | None, message: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO alarms (at_us, kind, channel, message) VALUES (?, ?, ?, ?)",
+                       (at_us, kind, channel, message))
+
+    def recent_alarms(self, limit: int = 50) -> list[tuple[int, str, int | None, str]]:
+        return self._query("SELECT at_us, kind, channel, message FROM alarms ORDER BY id DESC LIMIT ?", (limit,))
+
+    def totals(self) -> tuple[int, int]:
+        """(segment count, bytes) over the whole index."""
+        count, size = self._query("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments WHERE deleting = 0")[0]
+        return count, size
+
+
+def _segment(row: tuple) -> Segment:
+    *head, locked, deleting, recovered = row
+    return Segment(*head, locked=bool(locked), deleting=bool(deleting), recovered=bool(recovered))

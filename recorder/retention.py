@@ -1,0 +1,162 @@
+"""Retention: keeps the data disk under its bounds by deleting the oldest unlocked segments first.
+
+Bounds, in the order they are applied:
+1. age: unlocked segments that ended more than `max_age_days` ago go;
+2. space: while the disk is over `max_used_percent` or under `min_free_bytes`, the oldest unlocked
+   segments (all channels together) go;
+3. the floor: locked segments are kept until free space drops under `locked_floor_bytes`, i.e. the
+   disk would otherwise fill and stop all recording; then the oldest locked ones go, and that raises
+   the `retention_locked` alarm. If the disk stays over its bound with nothing left to delete,
+   `disk_full` is raised.
+Deletion order is DESIGN.md §3's: mark the row, unlink the file, sync the directory, drop the row.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hal.clock import Clocks
+from hal.storage import DiskUsage, disk_usage, fsync_dir
+from recorder.alarms import AlarmSink
+from recorder.index import Index, Segment
+
+log = logging.getLogger("nvr.retention")
+
+BATCH = 16
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    max_used_percent: float = 90.0
+    min_free_bytes: int = 1 << 30
+    max_age_days: float | None = None
+    locked_floor_bytes: int = 64 << 20
+
+
+@dataclass
+class RetentionStats:
+    passes: int = 0
+    deleted_segments: int = 0
+    deleted_bytes: int = 0
+    deleted_locked: int = 0
+    last_usage: DiskUsage | None = None
+    last_error: str | None = None
+
+
+class Retention:
+    """Applies a RetentionPolicy to one data root. Thread-safe; `enforce` may be called from any
+    thread (segmenters call it when a write hits a full disk) besides the periodic loop."""
+
+    def __init__(self, *, root: Path, index: Index, clocks: Clocks, alarms: AlarmSink, policy: RetentionPolicy,
+                 interval_s: float = 10.0, usage: Callable[[Path], DiskUsage] = disk_usage, sync: bool = True):
+        self._root, self._index, self._clocks, self._alarms = root, index, clocks, alarms
+        self.policy, self._interval_s, self._usage, self._sync = policy, interval_s, usage, sync
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stats = RetentionStats()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.enforce()
+            self._stop.wait(self._interval_s)
+
+    def enforce(self) -> None:
+        """One pass over all bounds. Errors are reported as the `disk_error` alarm, never raised."""
+        with self._lock:
+            try:
+                self._enforce()
+                self.stats.last_error = None
+            except OSError as exc:
+                self.stats.last_error = str(exc)
+                self._alarms.raise_alarm("disk_error", f"retention cannot work on {self._root}: {exc}")
+            self.stats.passes += 1
+
+    def _enforce(self) -> None:
+        if self.policy.max_age_days is not None:
+            cutoff = self._clocks.utc_now_us() - round(self.policy.max_age_days * 86_400e6)
+            while batch := self._index.older_than(before_us=cutoff, limit=BATCH):
+                self._delete(batch)
+        while (need := self._bytes_over_bound()) > 0 and (batch := self._index.oldest(limit=BATCH, locked=False)):
+            self._delete(_covering(batch, need))
+        while (need := self._bytes_under_floor()) > 0 and (batch := self._index.oldest(limit=BATCH, locked=True)):
+            batch = _covering(batch, need)
+            self._delete(batch)
+            self.stats.deleted_locked += len(batch)
+            self._alarms.raise_alarm(
+                "retention_locked",
+                f"the disk is nearly full with only locked recordings left; deleted locked segments from {batch[0].path}",
+            )
+        self._report_bound()
+
+    def _bytes_over_bound(self) -> int:
+        """How many bytes must go to meet both space bounds (<= 0: none)."""
+        usage = self._measure()
+        allowed_used = self.policy.max_used_percent / 100 * (usage.used_bytes + usage.free_bytes)
+        return max(int(usage.used_bytes - allowed_used) + 1, self.policy.min_free_bytes - usage.free_bytes)
+
+    def _bytes_under_floor(self) -> int:
+        return self.policy.locked_floor_bytes - self._measure().free_bytes
+
+    def _measure(self) -> DiskUsage:
+        self.stats.last_usage = self._usage(self._root)
+        return self.stats.last_usage
+
+    def _report_bound(self) -> None:
+        if self._bytes_over_bound() > 0:
+            usage = self.stats.last_usage
+            self._alarms.raise_alarm(
+                "disk_full",
+                f"{self._root} is {usage.used_percent:.1f}% used with {usage.free_bytes} bytes free and no unlocked "
+                "recordings left to delete; add a disk, unlock events or lower the bounds",
+            )
+        else:
+            self._alarms.clear_alarm("disk_full")
+            self._alarms.clear_alarm("retention_locked")
+
+    def _delete(self, batch: list[Segment]) -> None:
+        ids = [seg.id for seg in batch]
+        self._index.mark_deleting(ids)
+        folders = set()
+        for seg in batch:
+            path = self._root / seg.path
+            path.unlink(missing_ok=True)
+            folders.add(path.parent)
+            self.stats.deleted_bytes += seg.bytes
+        if self._sync:
+            for folder in folders:
+                fsync_dir(folder)
+        self._index.delete_rows(ids)
+        self.stats.deleted_segments += len(batch)
+        log.info("retention: deleted %d segment(s), oldest %s", len(batch), batch[0].path)
+
+    def statistics(self) -> dict:
+        usage = self.stats.last_usage
+        return {
+            "passes": self.stats.passes, "deleted_segments": self.stats.deleted_segments,
+            "deleted_bytes": self.stats.deleted_bytes, "deleted_locked": self.stats.deleted_locked,
+            "used_percent": round(usage.used_percent, 2) if usage else None,
+            "free_bytes": usage.free_bytes if usage else None, "last_error": self.stats.last_error,
+        }
+
+
+def _covering(batch: list[Segment], need_bytes: int) -> list[Segment]:
+    """The shortest oldest-first prefix of `batch` whose files add up to `need_bytes` (at least one)."""
+    total = 0
+    for count, seg in enumerate(batch, 1):
+        total += seg.bytes
+        if total >= need_bytes:
+            return batch[:count]
+    return batch

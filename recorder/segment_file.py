@@ -1,0 +1,86 @@
+"""One segment file being written: create exclusively, append fragments durably, close durably."""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from hal.storage import fsync_dir
+from recorder.errors import DiskFull, StorageError
+
+
+class SegmentFile:
+    """A segment on disk, written in the order DESIGN.md §3 gives.
+
+    The file is created with O_EXCL (a recording is never overwritten), its init part written and
+    synced, and its directory synced so the name survives a power cut. `append` writes one whole
+    fragment and syncs it; on failure the file is cut back to the last complete fragment so it stays
+    playable, and StorageError (DiskFull for ENOSPC/EDQUOT) is raised. `close` syncs file and directory;
+    only after it may the index row be committed.
+    """
+
+    def __init__(self, path: Path, init: bytes, *, sync: bool = True):
+        self.path = path
+        self._sync = sync
+        self.bytes_written = 0
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot create segment {path}") from exc
+        try:
+            self.append(init)
+            if sync:
+                fsync_dir(path.parent)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def append(self, data: bytes) -> None:
+        """Write `data` completely and make it durable, or leave the file as it was and raise."""
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            if self._sync:
+                os.fdatasync(self._fd)
+        except OSError as exc:
+            self._cut_back()
+            raise _storage_error(exc, f"cannot write {len(data)} bytes to {self.path}") from exc
+        self.bytes_written += len(data)
+
+    def _cut_back(self) -> None:
+        try:
+            os.ftruncate(self._fd, self.bytes_written)
+        except OSError:
+            pass  # the recovery pass cuts the file at its last complete fragment anyway
+
+    def close(self) -> None:
+        """Sync and close the file, then sync its directory. Raises StorageError if that fails."""
+        try:
+            if self._sync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot sync {self.path}") from exc
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+        if self._sync:
+            try:
+                fsync_dir(self.path.parent)
+            except OSError as exc:
+                raise _storage_error(exc, f"cannot sync directory of {self.path}") from exc
+
+    def abandon(self) -> None:
+        """Close without syncing and delete the file (it holds nothing worth keeping)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def _storage_error(exc: OSError, what: str) -> StorageError:
+    cls = DiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else StorageError
+    return cls(exc.errno, f"{what}: {exc.strerror}")

@@ -1,0 +1,356 @@
+"""Turns the packets of one stream into runs of fragmented-MP4 segments and their index rows.
+
+Timing: every run is labelled with one wall-clock instant (when its first keyframe arrived, never
+earlier than the end of the stream's previous recording); inside a run, time is media time from the
+packets' own timestamps. So a wall-clock jump cannot reorder or overlap recordings: it is detected
+(the wall/monotonic offset moved) and ends the run at the next keyframe, and the next run starts at
+the new wall time, clamped after everything already recorded.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+from hal.clock import Clocks
+from hal.media import EncodedPacket, StreamInfo
+from hal.storage import make_dirs_durable
+from recorder.alarms import AlarmSink
+from recorder.errors import DiskFull, StorageError
+from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment
+from recorder.h264 import H264Error, avcc_record, parameter_sets, parse_avcc_record, parse_sps, to_mp4_sample
+from recorder.index import Index, Run, Segment
+from recorder.segment_file import SegmentFile
+
+log = logging.getLogger("nvr.segmenter")
+
+WALL_JUMP_US = 2_000_000  # a wall/monotonic offset change above this is a clock step, not jitter
+MAX_FRAME_GAP_TICKS = 10 * TIMESCALE  # a larger dts step is a timestamp discontinuity, not a frame
+
+
+def segment_path(channel: int, stream: str, run_id: int, seq: int) -> str:
+    """Relative path of a segment file. Names come from ids, never from wall time, so no clock
+    step or DST change can make two recordings collide."""
+    return f"ch{channel:02d}/{stream}/{run_id:08d}-{seq:05d}.mp4"
+
+
+def ticks_to_us(ticks: int) -> int:
+    return ticks * 1_000_000 // TIMESCALE
+
+
+@dataclass(slots=True)
+class _Pending:
+    data: bytes
+    ticks: int
+    keyframe: bool
+    cto: int
+
+
+@dataclass(slots=True)
+class _OpenSegment:
+    file: SegmentFile
+    seq: int
+    path: str
+    start_ticks: int
+    frames: int = 0
+    fragment: list[Sample] = field(default_factory=list)
+    fragment_start: int = 0
+    fragment_ticks: int = 0
+    fragments_written: int = 0
+
+
+@dataclass(slots=True)
+class SegmenterStats:
+    packets: int = 0
+    frames_recorded: int = 0
+    frames_lost: int = 0  # dropped because the disk refused them
+    waiting_for_keyframe: int = 0
+    bad_packets: int = 0
+    timestamp_fixes: int = 0
+    runs: int = 0
+    segments: int = 0
+    bytes: int = 0
+    wall_jumps: int = 0
+
+
+class Segmenter:
+    """Writes one stream (`channel`, `stream`) under `root`. Not thread-safe: one recording thread.
+
+    Call `start_run(info)` after each (re)connection, `push` for every packet, `finish` when the
+    connection ends. Storage failures never raise out of `push`: the open segment is closed at its
+    last good fragment, an alarm is raised, and recording resumes at the next keyframe.
+    """
+
+    def __init__(self, *, channel: int, stream: str, root: Path, index: Index, clocks: Clocks,
+                 alarms: AlarmSink, segment_seconds: float, stagger_fraction: float = 0.0,
+                 fragment_seconds: float = 1.0, sync: bool = True,
+                 free_space: Callable[[], None] | None = None):
+        self.channel, self.stream = channel, stream
+        self._root, self._index, self._clocks, self._alarms = root, index, clocks, alarms
+        self._segment_ticks = round(segment_seconds * TIMESCALE)
+        self._first_segment_ticks = max(TIMESCALE, round(self._segment_ticks * (1 - stagger_fraction)))
+        self._fragment_ticks = round(fragment_seconds * TIMESCALE)
+        self._sync = sync
+        self._free_space = free_space
+        self.stats = SegmenterStats()
+        self._info: StreamInfo | None = None
+        self._reset_run_state()
+
+    def _reset_run_state(self) -> None:
+        self._run: Run | None = None
+        self._segment: _OpenSegment | None = None
+        self._pending: _Pending | None = None
+        self._seq = 0
+        self._track: VideoTrack | None = None
+        self._last_duration = TIMESCALE // 25
+
+    # the connection's life
+
+    def start_run(self, info: StreamInfo) -> None:
+        """A new connection delivered `info`; the run itself begins at its first keyframe."""
+        if info.codec != "h264":
+            raise ValueError(f"codec {info.codec!r} cannot be recorded yet: only h264 is supported")
+        self._reset_run_state()
+        self._info = info
+        self._scale = Fraction(info.time_base) * TIMESCALE
+        self._length_size = 4
+        self._sps, self._pps = None, None
+        if info.extradata:
+            try:
+                self._sps, self._pps = parameter_sets(info.extradata)
+                if not info.extradata.startswith(b"\x00\x00"):
+                    self._length_size = parse_avcc_record(info.extradata)[2]
+            except H264Error as exc:
+                log.warning("channel %d %s: ignoring unreadable codec extradata: %s", self.channel, self.stream, exc)
+
+    def finish(self) -> None:
+        """The connection ended: write what is held and close the segment (the run ends here)."""
+        if self._pending is not None and self._segment is not None:
+            self._append_pending(self._pending.ticks + self._last_duration)
+        self._close_segment()
+        self._pending = None
+        self._run = None
+
+    # packets
+
+    def push(self, packet: EncodedPacket) -> None:
+        """Take one packet (decode order). Malformed packets are counted and skipped, never raised."""
+        self.stats.packets += 1
+        try:
+            unit = to_mp4_sample(packet.data, self._length_size)
+        except H264Error as exc:
+            self.stats.bad_packets += 1
+            log.warning("channel %d %s: dropped a malformed packet: %s", self.channel, self.stream, exc)
+            self._drop_to_next_keyframe()
+            return
+        keyframe = packet.keyframe or unit.idr
+        track_changed = self._note_parameter_sets(unit.sps, unit.pps)
+        if not unit.sample:
+            return  # parameter sets only
+        if self._run is None:
+            self._begin_run_at(packet, keyframe)
+            if self._run is None:
+                return
+        ticks, cto = self._ticks(packet)
+        if self._pending is not None:
+            self._append_pending(ticks)
+        if keyframe and self._segment is not None:
+            ticks = self._maybe_cut(ticks, track_changed)
+        if self._segment is None:
+            if not keyframe or self._run is None:
+                self.stats.waiting_for_keyframe += 1
+                return
+            self._open_segment(ticks)
+            if self._segment is None:
+                return
+        self._pending = _Pending(unit.sample, ticks, keyframe, cto)
+
+    def _drop_to_next_keyframe(self) -> None:
+        """After a malformed packet the frames that depend on it are useless: end the segment at the
+        last good frame; the next keyframe opens a new one."""
+        if self._pending is not None and self._segment is not None:
+            self._append_pending(self._pending.ticks + self._last_duration)
+        self._pending = None
+        self._close_segment()
+
+    def _note_parameter_sets(self, sps: bytes | None, pps: bytes | None) -> bool:
+        """Record in-band SPS/PPS; True if they differ from the track being written."""
+        if sps is not None:
+            self._sps = sps
+        if pps is not None:
+            self._pps = pps
+        if self._track is None or self._sps is None or self._pps is None:
+            return False
+        return avcc_record(self._sps, self._pps) != self._track.avcc
+
+    def _make_track(self) -> VideoTrack | None:
+        if self._sps is None or self._pps is None:
+            return None
+        try:
+            sps = parse_sps(self._sps)
+        except H264Error as exc:
+            log.warning("channel %d %s: unreadable SPS (%s); using the stream's size", self.channel, self.stream, exc)
+            return VideoTrack(self._info.width, self._info.height, avcc_record(self._sps, self._pps))
+        return VideoTrack(sps.width, sps.height, avcc_record(self._sps, self._pps))
+
+    def _begin_run_at(self, packet: EncodedPacket, keyframe: bool) -> None:
+        self._track = self._make_track() if keyframe else None
+        if self._track is None:
+            self.stats.waiting_for_keyframe += 1
+            return
+        self._new_run()
+        self._dts0 = packet.dts
+        self._tick_fix = 0
+        self._pending = None
+
+    def _new_run(self) -> None:
+        now_us = self._clocks.utc_now_us()
+        floor = self._index.last_end_us(self.channel, self.stream) or 0
+        if floor > now_us:
+            log.warning("channel %d %s: wall clock is %.1f s behind the last recording; the new run starts after it",
+                        self.channel, self.stream, (floor - now_us) / 1e6)
+        self._run = self._index.begin_run(
+            channel=self.channel, stream=self.stream, start_us=max(now_us, floor),  # no overlap, no reorder
+            clock_source="arrival", codec="h264", width=self._track.width, height=self._track.height,
+            timescale=TIMESCALE,
+        )
+        self._wall_offset_us = now_us - self._clocks.monotonic_us()
+        self._seq = 0
+        self.stats.runs += 1
+
+    def _ticks(self, packet: EncodedPacket) -> tuple[int, int]:
+        scale = self._scale
+        ticks = (packet.dts - self._dts0) * scale.numerator // scale.denominator + self._tick_fix
+        cto = (packet.pts - packet.dts) * scale.numerator // scale.denominator
+        if self._pending is not None:
+            step = ticks - self._pending.ticks
+            if step <= 0 or step > MAX_FRAME_GAP_TICKS:
+                # Non-increasing or wildly jumping timestamps: keep media time moving at the last
+                # frame rate so the file stays valid, and count it.
+                self.stats.timestamp_fixes += 1
+                fixed = self._pending.ticks + self._last_duration
+                self._tick_fix += fixed - ticks
+                ticks = fixed
+        return ticks, max(cto, 0)
+
+    def _maybe_cut(self, ticks: int, track_changed: bool) -> int:
+        """At a keyframe: close the segment if it is long enough, or end the run if the wall clock
+        stepped or the picture format changed. Returns the keyframe's ticks in the (new) run."""
+        if track_changed or self._wall_jumped():
+            self._close_segment()
+            return self._restart_run(ticks)
+        limit = self._first_segment_ticks if self._segment.seq == 0 else self._segment_ticks
+        if ticks - self._segment.start_ticks >= limit:
+            self._close_segment()
+        return ticks
+
+    def _wall_jumped(self) -> bool:
+        offset = self._clocks.utc_now_us() - self._clocks.monotonic_us()
+        if abs(offset - self._wall_offset_us) <= WALL_JUMP_US:
+            return False
+        self.stats.wall_jumps += 1
+        log.warning("channel %d %s: wall clock stepped by %+.1f s; starting a new run",
+                    self.channel, self.stream, (offset - self._wall_offset_us) / 1e6)
+        return True
+
+    def _restart_run(self, ticks: int) -> int:
+        """End the run at this keyframe and begin a new one with it (new wall label, new track)."""
+        self._track = self._make_track()
+        self._pending = None
+        self._new_run()
+        self._tick_fix -= ticks  # media time of the new run starts at zero with this keyframe
+        return 0
+
+    # segments and fragments
+
+    def _open_segment(self, ticks: int) -> None:
+        rel = segment_path(self.channel, self.stream, self._run.id, self._seq)
+        path = self._root / rel
+        try:
+            make_dirs_durable(path.parent, self._root)
+            file = SegmentFile(path, init_segment(self._track), sync=self._sync)
+        except (StorageError, OSError) as exc:
+            if isinstance(exc, DiskFull) and self._free_space is not None:
+                self._free_space()
+            self._storage_failed(exc)
+            return
+        self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks)
+        self._seq += 1
+        self._alarms.clear_alarm("disk_error", channel=self.channel)
+
+    def _append_pending(self, next_ticks: int) -> None:
+        pending, seg = self._pending, self._segment
+        self._pending = None
+        if seg is None:
+            return
+        duration = next_ticks - pending.ticks
+        self._last_duration = duration
+        seg.fragment.append(Sample(pending.data, duration, pending.keyframe, pending.cto))
+        seg.fragment_ticks += duration
+        if seg.fragment_ticks >= self._fragment_ticks:
+            self._flush_fragment()
+
+    def _flush_fragment(self) -> None:
+        seg = self._segment
+        if seg is None or not seg.fragment:
+            return
+        data = media_fragment(seg.fragments_written + 1, seg.fragment_start, seg.fragment)
+        try:
+            self._write_with_retry(seg.file, data)
+        except StorageError as exc:
+            self.stats.frames_lost += len(seg.fragment)
+            seg.fragment.clear()
+            self._storage_failed(exc)
+            self._close_segment()
+            return
+        seg.frames += len(seg.fragment)
+        seg.fragments_written += 1
+        seg.fragment_start += seg.fragment_ticks
+        seg.fragment.clear()
+        seg.fragment_ticks = 0
+
+    def _write_with_retry(self, file: SegmentFile, data: bytes) -> None:
+        try:
+            file.append(data)
+        except DiskFull:
+            if self._free_space is None:
+                raise
+            self._free_space()  # retention deletes the oldest recordings now, then one more try
+            file.append(data)
+
+    def _close_segment(self) -> None:
+        seg = self._segment
+        if seg is None:
+            return
+        self._flush_fragment()
+        if self._segment is None:
+            return  # the flush failed and closed it already
+        self._segment = None
+        if seg.frames == 0:
+            seg.file.abandon()
+            return
+        try:
+            seg.file.close()
+        except StorageError as exc:
+            self._storage_failed(exc)  # the file stays for the recovery pass to judge
+            return
+        self._commit(seg)
+
+    def _commit(self, seg: _OpenSegment) -> None:
+        run = self._run
+        end_ticks = seg.fragment_start
+        row = Segment(
+            id=0, run_id=run.id, channel=self.channel, stream=self.stream, seq=seg.seq,
+            start_us=run.start_us + ticks_to_us(seg.start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),
+            media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.file.bytes_written, frames=seg.frames,
+        )
+        self._index.add_segment(row)
+        self.stats.segments += 1
+        self.stats.frames_recorded += seg.frames
+        self.stats.bytes += seg.file.bytes_written
+
+    def _storage_failed(self, exc: Exception) -> None:
+        kind = "disk_full" if isinstance(exc, DiskFull) else "disk_error"
+        self._alarms.raise_alarm(kind, f"channel {self.channel} {self.stream}: {exc}", channel=self.channel)

@@ -1,0 +1,112 @@
+"""The loop that keeps one stream recording: connect, record, and reconnect with capped backoff."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from recorder.alarms import AlarmSink
+from recorder.segmenter import Segmenter
+from recorder.source import PacketSource
+
+log = logging.getLogger("nvr.stream")
+
+STABLE_RUN_S = 30.0  # a connection that lasted this long resets the backoff
+
+
+class StreamRecorder:
+    """Records `source` through `segmenter` on its own thread until `stop`.
+
+    Any failure of the source (refused, dropped, stalled, ended) ends the run; the loop waits
+    (1 s, doubling, capped at `reconnect_max_s`) and connects again, raising `source_lost` while the
+    stream is down. An unexpected exception is logged with its traceback and treated the same way:
+    the thread never dies while the appliance runs.
+    """
+
+    def __init__(self, *, source: PacketSource, segmenter: Segmenter, alarms: AlarmSink,
+                 reconnect_min_s: float = 1.0, reconnect_max_s: float = 30.0):
+        self.source, self.segmenter, self._alarms = source, segmenter, alarms
+        self._min_s, self._max_s = reconnect_min_s, reconnect_max_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connects = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.connected = False
+
+    @property
+    def label(self) -> str:
+        return f"channel {self.segmenter.channel} {self.segmenter.stream}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"rec-{self.segmenter.channel}-{self.segmenter.stream}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop recording; the open segment is closed and indexed before this returns."""
+        self._stop.set()
+        self.source.close()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.error("%s: recording thread did not stop within %.0f s", self.label, timeout_s)
+
+    def _loop(self) -> None:
+        delay = self._min_s
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self._record_once()
+            if self._stop.is_set():
+                break
+            lasted = time.monotonic() - started
+            delay = self._min_s if lasted >= STABLE_RUN_S else min(delay * 2, self._max_s)
+            log.info("%s: reconnecting in %.0f s", self.label, delay)
+            self._stop.wait(delay)
+
+    def _record_once(self) -> None:
+        try:
+            info = self.source.open()
+            self.connects += 1
+            self.connected = True
+            self._alarms.clear_alarm("source_lost", channel=self.segmenter.channel)
+            log.info("%s: connected to %s (%s %dx%d)", self.label, self.source.name, info.codec, info.width, info.height)
+            self.segmenter.start_run(info)
+            for packet in self.source.packets():
+                if self._stop.is_set():
+                    return
+                self.segmenter.push(packet)
+            raise ConnectionError("the stream ended")
+        except Exception as exc:
+            self._failed(exc)
+        finally:
+            self.connected = False
+            self._finish()
+
+    def _failed(self, exc: Exception) -> None:
+        if self._stop.is_set():
+            return  # closing the source to stop makes it fail; that is not an outage
+        self.failures += 1
+        self.last_error = str(exc) or type(exc).__name__
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError, ValueError)):
+            log.warning("%s: %s", self.label, self.last_error)
+        else:
+            log.exception("%s: unexpected failure; recording will restart", self.label)
+        self._alarms.raise_alarm("source_lost", f"{self.label}: {self.last_error}", channel=self.segmenter.channel)
+
+    def _finish(self) -> None:
+        try:
+            self.segmenter.finish()
+        except Exception:
+            log.exception("%s: closing the segment failed", self.label)
+        try:
+            self.source.close()
+        except Exception:
+            log.exception("%s: closing the source failed", self.label)
+
+    def statistics(self) -> dict:
+        stats = self.segmenter.stats
+        return {
+            "connected": self.connected, "connects": self.connects, "failures": self.failures,
+            "last_error": self.last_error, **{k: getattr(stats, k) for k in stats.__slots__},
+        }
