@@ -1,6 +1,7 @@
 """The SQLite index of runs and segments on a data root (WAL mode, one writer connection)."""
 from __future__ import annotations
 
+import errno
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -8,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorder.errors import IndexCorrupt
+from recorder.errors import DiskFull, IndexCorrupt, StorageError
 
 INDEX_FILE = "index.sqlite3"
 SCHEMA_VERSION = 1
@@ -129,14 +130,20 @@ class Index:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. A full or failing disk surfaces as DiskFull / StorageError, the
+        same errors segment writes give, so callers handle both alike."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise _storage_error(exc, self.path) from exc
 
     def _query(self, sql: str, args: Iterable = ()) -> list[tuple]:
         with self._lock:
@@ -264,3 +271,12 @@ class Index:
 def _segment(row: tuple) -> Segment:
     *head, locked, deleting, recovered = row
     return Segment(*head, locked=bool(locked), deleting=bool(deleting), recovered=bool(recovered))
+
+
+def _storage_error(exc: sqlite3.OperationalError, path: Path) -> Exception:
+    text = str(exc)
+    if "full" in text:
+        return DiskFull(errno.ENOSPC, f"the index {path} cannot grow: {text}")
+    if "I/O" in text or "readonly" in text:
+        return StorageError(errno.EIO, f"the index {path} cannot be written: {text}")
+    return exc

@@ -21,6 +21,7 @@ from pathlib import Path
 from hal.clock import Clocks
 from hal.storage import DiskUsage, disk_usage, fsync_dir
 from recorder.alarms import AlarmSink
+from recorder.errors import DiskFull
 from recorder.index import Index, Segment
 
 log = logging.getLogger("nvr.retention")
@@ -128,7 +129,12 @@ class Retention:
 
     def _delete(self, batch: list[Segment]) -> None:
         ids = [seg.id for seg in batch]
-        self._index.mark_deleting(ids)
+        try:
+            self._index.mark_deleting(ids)
+        except DiskFull:
+            # The index itself cannot grow on a disk this full, so the rows cannot be marked first.
+            # Unlinking first is safe: the recovery pass drops rows whose files are gone.
+            log.warning("retention: the disk is too full to mark rows; deleting %d file(s) before their rows", len(ids))
         folders = set()
         for seg in batch:
             path = self._root / seg.path

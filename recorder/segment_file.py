@@ -24,7 +24,7 @@ class SegmentFile:
         self._sync = sync
         self.bytes_written = 0
         try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise _storage_error(exc, f"cannot create segment {path}") from exc
         try:
@@ -49,6 +49,7 @@ class SegmentFile:
         self.bytes_written += len(data)
 
     def _cut_back(self) -> None:
+        # O_APPEND makes the next write land at the new end, not after a hole where the cut part was.
         try:
             os.ftruncate(self._fd, self.bytes_written)
         except OSError:

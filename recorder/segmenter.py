@@ -208,14 +208,20 @@ class Segmenter:
     def _new_run(self) -> None:
         now_us = self._clocks.utc_now_us()
         floor = self._index.last_end_us(self.channel, self.stream) or 0
-        if floor > now_us:
+        if floor > now_us + WALL_JUMP_US:
             log.warning("channel %d %s: wall clock is %.1f s behind the last recording; the new run starts after it",
                         self.channel, self.stream, (floor - now_us) / 1e6)
-        self._run = self._index.begin_run(
-            channel=self.channel, stream=self.stream, start_us=max(now_us, floor),  # no overlap, no reorder
-            clock_source="arrival", codec="h264", width=self._track.width, height=self._track.height,
-            timescale=TIMESCALE,
-        )
+        try:
+            self._run = self._with_space(
+                self._index.begin_run,
+                channel=self.channel, stream=self.stream, start_us=max(now_us, floor),  # no overlap, no reorder
+                clock_source="arrival", codec="h264", width=self._track.width, height=self._track.height,
+                timescale=TIMESCALE,
+            )
+        except StorageError as exc:
+            self._run = None  # the next keyframe tries again
+            self._storage_failed(exc)
+            return
         self._wall_offset_us = now_us - self._clocks.monotonic_us()
         self._seq = 0
         self.stats.runs += 1
@@ -298,7 +304,7 @@ class Segmenter:
             return
         data = media_fragment(seg.fragments_written + 1, seg.fragment_start, seg.fragment)
         try:
-            self._write_with_retry(seg.file, data)
+            self._with_space(seg.file.append, data)
         except StorageError as exc:
             self.stats.frames_lost += len(seg.fragment)
             seg.fragment.clear()
@@ -311,14 +317,16 @@ class Segmenter:
         seg.fragment.clear()
         seg.fragment_ticks = 0
 
-    def _write_with_retry(self, file: SegmentFile, data: bytes) -> None:
+    def _with_space(self, write, *args, **kwargs):
+        """Call `write`; if the disk is full, let retention delete the oldest recordings now and try
+        once more."""
         try:
-            file.append(data)
+            return write(*args, **kwargs)
         except DiskFull:
             if self._free_space is None:
                 raise
-            self._free_space()  # retention deletes the oldest recordings now, then one more try
-            file.append(data)
+            self._free_space()
+            return write(*args, **kwargs)
 
     def _close_segment(self) -> None:
         seg = self._segment
@@ -346,7 +354,12 @@ class Segmenter:
             start_us=run.start_us + ticks_to_us(seg.start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),
             media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.file.bytes_written, frames=seg.frames,
         )
-        self._index.add_segment(row)
+        try:
+            self._with_space(self._index.add_segment, row)
+        except StorageError as exc:
+            # The file is synced; the next start-up's recovery pass indexes it.
+            self._storage_failed(exc)
+            return
         self.stats.segments += 1
         self.stats.frames_recorded += seg.frames
         self.stats.bytes += seg.file.bytes_written

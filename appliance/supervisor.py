@@ -1,0 +1,137 @@
+"""The supervisor: opens the data root, runs recovery, then starts retention and every channel's streams."""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from hal.clock import Clocks
+from hal.storage import make_dirs_durable
+from recorder.alarms import Alarm, AlarmBoard
+from recorder.index import Index
+from recorder.recovery import RecoveryReport, recover
+from recorder.retention import Retention, RetentionPolicy
+from recorder.segmenter import Segmenter
+from recorder.source import PacketSource
+from recorder.stream_recorder import StreamRecorder
+
+from appliance.config import ChannelConfig, Config
+from appliance.sources import channel_sources, reconnect_max_s
+
+log = logging.getLogger("nvr.supervisor")
+
+LOCK_FILE = ".nvr.lock"
+SourceFactory = Callable[[ChannelConfig], dict[str, PacketSource]]
+
+
+class DataRootBusy(RuntimeError):
+    """Another `nvr run` already records to this data root."""
+
+
+class Supervisor:
+    """Owns everything that runs: the index, recovery, retention and one StreamRecorder per stream.
+
+    `start` returns once recovery is done and recording threads run; `stop` closes every open segment
+    and indexes it before returning. One failing channel never affects another: each stream has its
+    own thread, source and segmenter.
+    """
+
+    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True):
+        self.config, self.clocks, self._sync = config, clocks, sync
+        self.root: Path = config.storage.path
+        self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks))
+        self.recorders: list[StreamRecorder] = []
+        self.recovery: RecoveryReport | None = None
+        self.index: Index | None = None
+        self.retention: Retention | None = None
+        self.alarms = AlarmBoard(clocks=clocks, record=self._record_alarm)
+        self._lock_fd: int | None = None
+        self.started_us: int | None = None
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        self.index = Index(self.root)
+        self.recovery = recover(self.root, self.index, sync=self._sync)
+        self.retention = self._make_retention()
+        self.retention.enforce()  # make room before the first segment, not a pass later
+        self.retention.start()
+        channels = [c for c in self.config.channels if c.enabled]
+        for position, channel in enumerate(channels):
+            self._start_channel(channel, position, len(channels))
+        self.started_us = self.clocks.utc_now_us()
+        log.info("recording %d channel(s) to %s", len(channels), self.root)
+
+    def _take_lock(self) -> None:
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataRootBusy(f"another nvr process is already recording to {self.root}; stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _make_retention(self) -> Retention:
+        r = self.config.storage.retention
+        policy = RetentionPolicy(max_used_percent=r.max_used_percent, min_free_bytes=r.min_free_bytes,
+                                 max_age_days=r.max_age_days, locked_floor_bytes=r.locked_floor_bytes)
+        return Retention(root=self.root, index=self.index, clocks=self.clocks, alarms=self.alarms, policy=policy,
+                         interval_s=r.interval_s, sync=self._sync)
+
+    def _start_channel(self, channel: ChannelConfig, position: int, count: int) -> None:
+        try:
+            streams = self._sources(channel)
+        except Exception as exc:  # a channel that cannot even be built must not stop the others
+            log.exception("channel %d: cannot set up its source", channel.id)
+            self.alarms.raise_alarm("source_lost", f"channel {channel.id}: {exc}", channel=channel.id)
+            return
+        for stream, source in streams.items():
+            # Spread segment cuts over the segment length so channels do not all rotate together.
+            stagger = ((position + (0.5 if stream == "sub" else 0.0)) / max(count, 1)) % 1.0
+            make_dirs_durable(self.root / f"ch{channel.id:02d}" / stream, self.root)
+            segmenter = Segmenter(
+                channel=channel.id, stream=stream, root=self.root, index=self.index, clocks=self.clocks,
+                alarms=self.alarms, segment_seconds=self.config.storage.segment_seconds, stagger_fraction=stagger,
+                sync=self._sync, free_space=self.retention.enforce,
+            )
+            recorder = StreamRecorder(source=source, segmenter=segmenter, alarms=self.alarms,
+                                      reconnect_max_s=reconnect_max_s(channel))
+            recorder.start()
+            self.recorders.append(recorder)
+
+    def stop(self) -> None:
+        """Stop every stream (closing and indexing its open segment), retention, and the index."""
+        for recorder in self.recorders:
+            recorder.stop()
+        if self.retention is not None:
+            self.retention.stop()
+        if self.index is not None:
+            self.index.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        log.info("stopped; every segment is closed and indexed")
+
+    def _record_alarm(self, alarm: Alarm) -> None:
+        if self.index is not None:
+            self.index.add_alarm(at_us=alarm.since_us, kind=alarm.kind, channel=alarm.channel, message=alarm.message)
+
+    def status(self) -> dict:
+        """Everything the health page shows, as plain data."""
+        count, size = self.index.totals() if self.index else (0, 0)
+        now = self.clocks.utc_now_us()
+        return {
+            "data_root": str(self.root),
+            "uptime_s": round((now - self.started_us) / 1e6, 1) if self.started_us else 0,
+            "segments": count, "bytes": size,
+            "retention": self.retention.statistics() if self.retention else None,
+            "recovery": self.recovery.summary() if self.recovery else None,
+            "alarms": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us}
+                       for a in self.alarms.active()],
+            "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
+                         **r.statistics()} for r in self.recorders],
+        }

@@ -1,0 +1,167 @@
+"""Retention keeps the disk under its bounds, oldest unlocked first, and spares locked segments."""
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+
+import pytest
+
+from hal.clock import SimulatedClocks
+from hal.storage import DiskUsage
+from recorder.alarms import AlarmBoard
+from recorder.index import Index
+from recorder.retention import Retention, RetentionPolicy
+from support.recording import decoded_frames, make_segmenter, record
+
+
+class FakeDisk:
+    """A disk of `total_bytes` whose use is the segment files under root plus `other_bytes`."""
+
+    def __init__(self, root, total_bytes, other_bytes=0):
+        self.root, self.total, self.other = root, total_bytes, other_bytes
+
+    def __call__(self, _path):
+        used = self.other + sum(p.stat().st_size for p in self.root.glob("ch*/*/*.mp4"))
+        return DiskUsage(self.total, used, max(self.total - used, 0))
+
+
+@pytest.fixture
+def clocks():
+    return SimulatedClocks()
+
+
+@pytest.fixture
+def recorded(tmp_path, clocks):
+    """Two channels, 5 segments each (4 s apiece), one run per channel."""
+    index = Index(tmp_path)
+    for channel in (1, 2):
+        record(make_segmenter(tmp_path, index, clocks, channel=channel), clocks, seconds=19.9, channel=channel)
+    yield tmp_path, index
+    index.close()
+
+
+def _retention(root, index, clocks, usage, **policy):
+    alarms = AlarmBoard(clocks=clocks)
+    r = Retention(root=root, index=index, clocks=clocks, alarms=alarms, policy=RetentionPolicy(**policy),
+                  usage=usage, sync=False)
+    return r, alarms
+
+
+def test_within_bounds_nothing_is_deleted(recorded, clocks):
+    root, index = recorded
+    r, _ = _retention(root, index, clocks, FakeDisk(root, 10**9), max_used_percent=90, min_free_bytes=0)
+    r.enforce()
+    assert len(index.segments()) == 10 and r.stats.deleted_segments == 0
+
+
+def test_over_the_percentage_the_oldest_segments_of_all_channels_go_first(recorded, clocks):
+    root, index = recorded
+    before = index.segments()
+    total = sum(s.bytes for s in before)
+    disk = FakeDisk(root, total_bytes=total * 2, other_bytes=total // 2)  # 75 % used
+    r, _ = _retention(root, index, clocks, disk, max_used_percent=60, min_free_bytes=0, locked_floor_bytes=0)
+    r.enforce()
+    after = index.segments()
+    assert disk(root).used_percent <= 60
+    gone = sorted({s.path for s in before} - {s.path for s in after})
+    oldest_first = [s.path for s in sorted(before, key=lambda s: s.start_us)][: len(gone)]
+    assert gone == sorted(oldest_first)
+    assert all(not (root / p).exists() for p in gone)
+
+
+def test_min_free_bytes_is_kept(recorded, clocks):
+    root, index = recorded
+    total = sum(s.bytes for s in index.segments())
+    disk = FakeDisk(root, total_bytes=total + 1000)
+    r, _ = _retention(root, index, clocks, disk, max_used_percent=99, min_free_bytes=total // 3, locked_floor_bytes=0)
+    r.enforce()
+    assert disk(root).free_bytes >= total // 3
+
+
+def test_locked_segments_are_spared_while_the_disk_is_above_the_floor(recorded, clocks):
+    root, index = recorded
+    oldest = sorted(index.segments(), key=lambda s: s.start_us)[:3]
+    index.set_locked([s.id for s in oldest], True)
+    disk = FakeDisk(root, total_bytes=sum(s.bytes for s in index.segments()) * 10, other_bytes=0)
+    disk.other = disk.total  # the disk is full of something else: every bound is broken
+    r, alarms = _retention(root, index, clocks, disk, max_used_percent=50, min_free_bytes=0, locked_floor_bytes=0)
+    r.enforce()
+    assert {s.path for s in index.segments()} == {s.path for s in oldest}
+    assert all((root / s.path).exists() for s in oldest)
+    assert [a.kind for a in alarms.active()] == ["disk_full"]
+
+
+def test_below_the_floor_the_oldest_locked_segment_goes_and_an_alarm_says_so(recorded, clocks):
+    root, index = recorded
+    segs = sorted(index.segments(), key=lambda s: s.start_us)
+    index.set_locked([s.id for s in segs], True)
+    files = sum(s.bytes for s in segs)
+    disk = FakeDisk(root, total_bytes=files + 1000)
+    r, alarms = _retention(root, index, clocks, disk, max_used_percent=99, min_free_bytes=segs[0].bytes + 2000,
+                           locked_floor_bytes=segs[0].bytes)
+    r.enforce()
+    remaining = index.segments()
+    assert segs[0].path not in {s.path for s in remaining}
+    assert len(remaining) == len(segs) - 1
+    assert "retention_locked" in [a.kind for a in alarms.active()]
+
+
+def test_segments_older_than_max_age_go_even_with_free_space(recorded, clocks):
+    root, index = recorded
+    clocks.advance(86400 * 2)
+    record(make_segmenter(root, index, clocks, channel=3), clocks, seconds=4.5, channel=3)
+    r, _ = _retention(root, index, clocks, FakeDisk(root, 10**12), max_age_days=1.5, min_free_bytes=0)
+    r.enforce()
+    assert {s.channel for s in index.segments()} == {3}
+
+
+def test_a_failing_disk_raises_an_alarm_instead_of_an_exception(recorded, clocks):
+    root, index = recorded
+
+    def broken(_path):
+        raise OSError(5, "Input/output error")
+
+    r, alarms = _retention(root, index, clocks, broken)
+    r.enforce()
+    assert [a.kind for a in alarms.active()] == ["disk_error"]
+
+
+# A real full disk: a small tmpfs, filled to the last byte by a balloon file.
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {result.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_on_a_disk_filled_to_100_percent_by_recordings_recording_goes_on_and_locked_segments_survive(small_disk, clocks):
+    index = Index(small_disk)
+    alarms = AlarmBoard(clocks=clocks)
+    # First fill the disk to the last byte with recordings, retention off.
+    filler = make_segmenter(small_disk, index, clocks, segment_seconds=2, alarms=alarms)
+    record(filler, clocks, seconds=400)
+    assert os.statvfs(small_disk).f_bavail == 0 and filler.stats.frames_lost > 0
+    locked = index.segments()[:3]
+    index.set_locked([s.id for s in locked], True)
+
+    retention = Retention(root=small_disk, index=index, clocks=clocks, alarms=alarms, sync=True,
+                          policy=RetentionPolicy(max_used_percent=95, min_free_bytes=100_000, locked_floor_bytes=20_000))
+    seg = make_segmenter(small_disk, index, clocks, segment_seconds=2, alarms=alarms, free_space=retention.enforce)
+    pushed = record(seg, clocks, seconds=60)
+
+    rows = index.segments()
+    assert all((small_disk / s.path).exists() for s in locked)
+    assert {s.path for s in locked} <= {s.path for s in rows}
+    assert retention.stats.deleted_segments > 0 and retention.stats.deleted_locked == 0
+    assert rows[-1].end_us >= clocks.utc_now_us() - 2_500_000  # still recording at the end
+    assert seg.stats.frames_lost == 0 and seg.stats.frames_recorded == pushed
+    for row in rows:
+        assert decoded_frames(small_disk / row.path) == row.frames
+    index.close()
