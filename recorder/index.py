@@ -176,20 +176,35 @@ class Index:
     def add_segment(self, seg: Segment) -> int:
         """Commit a segment row (its file must already be synced). Returns the row id."""
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO segments (run_id, channel, stream, seq, start_us, end_us, media_start_ticks,"
-                " path, bytes, frames, locked, recovered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (seg.run_id, seg.channel, seg.stream, seg.seq, seg.start_us, seg.end_us, seg.media_start_ticks,
-                 seg.path, seg.bytes, seg.frames, int(seg.locked), int(seg.recovered)),
-            )
+            cur = db.execute(_INSERT_SEGMENT, _segment_values(seg))
         return cur.lastrowid
+
+    def add_segments(self, segs: Iterable[Segment]) -> None:
+        """Commit many segment rows in one transaction (imports, benchmarks)."""
+        with self._tx() as db:
+            db.executemany(_INSERT_SEGMENT, map(_segment_values, segs))
 
     def segments(self, *, channel: int | None = None, stream: str | None = None,
                  start_us: int | None = None, end_us: int | None = None, include_deleting: bool = False) -> list[Segment]:
-        """Segments overlapping [start_us, end_us), ordered by channel, stream and time."""
+        """Segments overlapping [start_us, end_us), ordered by channel, stream and time.
+
+        With a start, each stream is read from the segment covering that start onwards, so a query
+        for one hour of a month-long index reads that hour's rows and not the month before it.
+        """
+        if start_us is None:
+            return self._segments_between(channel, stream, None, end_us, include_deleting)
+        found: list[Segment] = []
+        for ch, st in self.streams(channel=channel, stream=stream):
+            first = self._query("SELECT MAX(start_us) FROM segments WHERE channel = ? AND stream = ? AND start_us <= ?",
+                                (ch, st, start_us))[0][0]
+            found += [s for s in self._segments_between(ch, st, first if first is not None else start_us, end_us,
+                                                        include_deleting) if s.end_us > start_us]
+        return found
+
+    def _segments_between(self, channel, stream, min_start_us, end_us, include_deleting) -> list[Segment]:
         where, args = ["1"], []
         for clause, value in (("channel = ?", channel), ("stream = ?", stream),
-                              ("end_us > ?", start_us), ("start_us < ?", end_us)):
+                              ("start_us >= ?", min_start_us), ("start_us < ?", end_us)):
             if value is not None:
                 where.append(clause)
                 args.append(value)
@@ -197,6 +212,11 @@ class Index:
             where.append("deleting = 0")
         sql = f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE {' AND '.join(where)} ORDER BY channel, stream, start_us"
         return [_segment(r) for r in self._query(sql, args)]
+
+    def streams(self, *, channel: int | None = None, stream: str | None = None) -> list[tuple[int, str]]:
+        """The (channel, stream) pairs that have ever recorded, in order."""
+        rows = self._query("SELECT DISTINCT channel, stream FROM runs ORDER BY channel, stream")
+        return [(c, s) for c, s in rows if (channel is None or c == channel) and (stream is None or s == stream)]
 
     def covering(self, *, channel: int, stream: str, at_us: int) -> Segment | None:
         """The segment of a stream whose span holds the instant `at_us`, if any (one index probe)."""
@@ -266,6 +286,17 @@ class Index:
         """(segment count, bytes) over the whole index."""
         count, size = self._query("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments WHERE deleting = 0")[0]
         return count, size
+
+
+_INSERT_SEGMENT = (
+    "INSERT INTO segments (run_id, channel, stream, seq, start_us, end_us, media_start_ticks,"
+    " path, bytes, frames, locked, recovered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _segment_values(s: Segment) -> tuple:
+    return (s.run_id, s.channel, s.stream, s.seq, s.start_us, s.end_us, s.media_start_ticks, s.path, s.bytes,
+            s.frames, int(s.locked), int(s.recovered))
 
 
 def _segment(row: tuple) -> Segment:

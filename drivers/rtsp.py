@@ -1,0 +1,373 @@
+"""Network cameras over RTSP: `RtspCamera` demuxes a camera's H.264 stream with PyAV, never decoding.
+
+    CameraError (ConnectionError)        cannot connect, refused, 404, bad codec, stream broke off
+    └── CameraStalled (TimeoutError)     connected, but no packet within `timeout_s`
+
+The recorder treats any ConnectionError/TimeoutError from a source as a source failure and retries;
+`drivers` cannot import `recorder`, so these are the driver's own classes. Messages name the URL with
+its password masked (`rtsp://user:***@host/...`), and so do the chained PyAV errors.
+
+A reader thread per connection pulls packets off PyAV into a bounded queue; `packets()` waits on that
+queue. This is what lets `close()` from another thread end a blocked `packets()` at once (PyAV's
+interrupt callback only knows its timeout, it has no cancel flag), and what makes stall detection
+exact: PyAV's read timeout fires once per read call and FFmpeg's RTSP demuxer retries after the
+first, so a stalled read there only fails after twice the timeout.
+"""
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+
+from hal.clock import Clocks
+from hal.media import EncodedPacket, StreamInfo
+
+SUPPORTED_CODECS = ("h264",)
+QUEUE_PACKETS = 256
+# user:password@ up to the last "@": masking too much (an "@" in the path) is the safe mistake.
+_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<password>.*)@(?P<rest>[^@]*)$",
+                       re.I | re.S)
+
+
+class CameraError(ConnectionError):
+    """A camera could not be opened, or its stream broke off."""
+
+
+class CameraStalled(CameraError, TimeoutError):
+    """A connected camera delivered no packet within its timeout."""
+
+
+def mask_url(url: str) -> str:
+    """`url` with the password replaced by `***`; URLs without one come back unchanged."""
+    return _USERINFO.sub(r"\g<scheme>\g<user>:***@\g<rest>", url, count=1)
+
+
+@dataclass(slots=True)
+class RtspStatistics:
+    """Counters of one camera over all its connections (read from any thread)."""
+
+    connects: int = 0
+    packets: int = 0
+    bytes: int = 0
+    skipped_empty: int = 0
+    skipped_no_timestamp: int = 0
+    skipped_no_picture: int = 0
+    backfilled_timestamps: int = 0
+    non_monotonic_dts: int = 0
+    stalls: int = 0
+    errors: int = 0
+    opened_monotonic_us: int | None = None
+    last_packet_monotonic_us: int | None = None
+
+
+class _End:
+    """Queue item: the stream ended (EOF) or the connection was closed."""
+
+
+_END = _End()
+
+
+class RtspCamera:
+    """One RTSP stream of a network camera, as a `PacketSource` of H.264 packets (remux only).
+
+    `timeout_s` bounds connecting (each of FFmpeg's open steps) and the gap between two packets.
+    """
+
+    def __init__(self, url: str, *, name: str, clocks: Clocks, timeout_s: float = 10.0):
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
+        self.url = url
+        self.name = name
+        self.timeout_s = timeout_s
+        self._clocks = clocks
+        self._stats = RtspStatistics()
+        self._reader: _Reader | None = None
+        self._closes = 0  # counts close() calls, so one during open() is noticed
+
+    def __repr__(self) -> str:
+        return f"RtspCamera({mask_url(self.url)!r}, name={self.name!r})"
+
+    def open(self) -> StreamInfo:
+        """Connect and return the video stream's info; a new connection every time (closing any old one).
+
+        Blocks until connected, at most about twice `timeout_s`; a `close()` meanwhile makes it
+        raise CameraError once the connection is made.
+        """
+        self.close()
+        closes = self._closes
+        container = self._connect()
+        try:
+            stream = self._video_stream(container)
+            info = stream_info(stream, where=mask_url(self.url))
+            if closes != self._closes:
+                raise CameraError(f"{mask_url(self.url)}: closed while connecting")
+        except BaseException:
+            container.close()
+            raise
+        self._stats.connects += 1
+        self._stats.opened_monotonic_us = self._clocks.monotonic_us()
+        self._reader = _Reader(container, stream, self._clocks, self._stats, fps=info.fps)
+        self._reader.start(f"rtsp-{self.name}")
+        return info
+
+    def packets(self) -> Iterator[EncodedPacket]:
+        """Yield packets in decode order; return on end of stream or `close()`, raise on failure."""
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError(f"{self!r} is not open")
+        try:
+            while True:
+                try:
+                    item = reader.queue.get(timeout=self.timeout_s)
+                except queue.Empty:
+                    self._stats.stalls += 1
+                    raise CameraStalled(
+                        f"{mask_url(self.url)}: no packet for {self.timeout_s:g} s") from None
+                if reader.stopping:
+                    return
+                if isinstance(item, EncodedPacket):
+                    yield item
+                elif isinstance(item, BaseException):
+                    raise self._translate(item, reading=True) from item
+                else:
+                    return
+        except CameraError:
+            reader.stop()  # release the connection now; close() is still the caller's to call
+            raise
+
+    def close(self) -> None:
+        """Drop the connection; safe from any thread, ends a blocked `packets()` at once.
+
+        The reader thread closes the PyAV container itself when its current read returns, which
+        for a stalled camera is up to twice `timeout_s` later.
+        """
+        self._closes += 1
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.stop()
+
+    def statistics(self) -> dict[str, object]:
+        out = {name: getattr(self._stats, name) for name in RtspStatistics.__slots__}
+        reader = self._reader
+        out["queued_packets"] = reader.queue.qsize() if reader is not None else 0
+        return out
+
+    def _connect(self) -> av.container.InputContainer:
+        options = {
+            "rtsp_transport": "tcp",
+            "allowed_media_types": "video",
+            "timeout": str(round(self.timeout_s * 1_000_000)),  # socket I/O timeout, µs
+        }
+        started = time.monotonic()  # real time, as PyAV's own timeout is
+        try:
+            return av.open(self.url, options=options, timeout=(self.timeout_s, self.timeout_s))
+        except (av.FFmpegError, OSError) as exc:
+            # FFmpeg's RTSP demuxer reports an interrupted handshake as "Invalid data" or the like
+            timed_out = time.monotonic() - started >= self.timeout_s
+            raise self._translate(exc, reading=False, timed_out=timed_out) from _scrubbed(exc, self.url)
+
+    def _video_stream(self, container: av.container.InputContainer) -> av.video.stream.VideoStream:
+        if not container.streams.video:
+            raise CameraError(f"{mask_url(self.url)}: no video stream")
+        return container.streams.video[0]
+
+    def _translate(self, exc: BaseException, *, reading: bool, timed_out: bool = False) -> CameraError:
+        """The driver's error for a PyAV/OS error; timeouts while reading are stalls."""
+        _scrubbed(exc, self.url)
+        where = mask_url(self.url)
+        timed_out = timed_out or isinstance(exc, (av.error.ExitError, TimeoutError))
+        if timed_out and reading:
+            self._stats.stalls += 1
+            return CameraStalled(f"{where}: no packet for {self.timeout_s:g} s")
+        self._stats.errors += 1
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if timed_out:
+            return CameraError(f"{where}: no answer within {self.timeout_s:g} s ({reason})")
+        verb = "stream broke off" if reading else "cannot open"
+        return CameraError(f"{where}: {verb}: {reason}")
+
+
+def stream_info(stream: av.video.stream.VideoStream, *, where: str) -> StreamInfo:
+    """The StreamInfo of a demuxed video stream; CameraError for codecs the recorder cannot take."""
+    ctx = stream.codec_context
+    codec = ctx.name if ctx is not None else "unknown"
+    if codec not in SUPPORTED_CODECS:
+        raise CameraError(f"{where}: video codec {codec} not supported yet (only {', '.join(SUPPORTED_CODECS)})")
+    rate = stream.average_rate or stream.guessed_rate
+    extradata = ctx.extradata
+    return StreamInfo(
+        codec=codec,
+        width=ctx.width,
+        height=ctx.height,
+        time_base=Fraction(stream.time_base),
+        extradata=bytes(extradata) if extradata else None,
+        fps=float(rate) if rate else None,
+    )
+
+
+class _Reader:
+    """The thread that reads one connection's packets into a queue, then closes the container."""
+
+    def __init__(self, container, stream, clocks: Clocks, stats: RtspStatistics, *, fps: float | None):
+        self.queue: queue.Queue[object] = queue.Queue(QUEUE_PACKETS)
+        self._container = container
+        self._stream = stream
+        self._clocks = clocks
+        self._stats = stats
+        self._stopping = threading.Event()
+        self._fixer = _TimestampFixer(stats, default_duration=_frame_duration(stream, fps))
+
+    def start(self, name: str) -> None:
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        _put_latest(self.queue, _END)
+
+    def _run(self) -> None:
+        try:
+            self._pump()
+            self._put(_END)
+        except Exception as exc:  # handed to the consumer, which translates it
+            self._put(exc)
+        finally:
+            self._container.close()
+
+    def _pump(self) -> None:
+        for packet in self._container.demux(self._stream):
+            if self._stopping.is_set():
+                return
+            for out in self._convert(packet):
+                self._put(out)
+
+    def _convert(self, packet: av.Packet) -> list[EncodedPacket]:
+        arrival_us = self._clocks.monotonic_us()
+        if packet.size == 0:
+            self._stats.skipped_empty += 1
+            return []
+        data = bytes(packet)
+        if not has_picture(data):
+            self._stats.skipped_no_picture += 1
+            return []
+        pts, dts = packet.pts, packet.dts
+        out = EncodedPacket(data=data, pts=pts if pts is not None else dts, dts=dts if dts is not None else pts,
+                            keyframe=packet.is_keyframe, arrival_us=arrival_us)
+        ready = self._fixer.fix(out, packet.duration)
+        for item in ready:
+            self._stats.packets += 1
+            self._stats.bytes += len(item.data)
+            self._stats.last_packet_monotonic_us = arrival_us
+        return ready
+
+    def _put(self, item: object) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+
+class _TimestampFixer:
+    """Gives a timestamp-less packet (FFmpeg's RTSP demuxer leaves the very first one without) the
+    DTS one frame before its successor's, or drops it when that would not be increasing."""
+
+    def __init__(self, stats: RtspStatistics, *, default_duration: int):
+        self._stats = stats
+        self._default_duration = default_duration
+        self._held: tuple[EncodedPacket, int] | None = None
+        self._last_dts: int | None = None
+
+    def fix(self, packet: EncodedPacket, duration: int | None) -> list[EncodedPacket]:
+        if packet.dts is None:
+            if self._held is not None:
+                self._stats.skipped_no_timestamp += 1
+            self._held = (packet, duration or self._default_duration)
+            return []
+        out = self._release(packet.dts)
+        if self._last_dts is not None and packet.dts <= self._last_dts:
+            self._stats.non_monotonic_dts += 1
+        self._last_dts = packet.dts
+        out.append(packet)
+        return out
+
+    def _release(self, next_dts: int) -> list[EncodedPacket]:
+        if self._held is None:
+            return []
+        (held, duration), self._held = self._held, None
+        dts = next_dts - duration
+        if self._last_dts is not None and dts <= self._last_dts:
+            self._stats.skipped_no_timestamp += 1
+            return []
+        held.pts = held.dts = dts
+        self._stats.backfilled_timestamps += 1
+        return [held]
+
+
+def has_picture(data: bytes) -> bool:
+    """Whether an H.264 access unit (Annex B or 4-byte length-prefixed) holds a coded slice.
+
+    FFmpeg flushes a partial access unit (often a lone access unit delimiter) when a read fails;
+    such a packet is no frame and must not reach a recording.
+    """
+    if data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01":
+        return any(1 <= nal_type <= 5 for nal_type in _annexb_nal_types(data))
+    return any(1 <= nal_type <= 5 for nal_type in _avcc_nal_types(data))
+
+
+def _annexb_nal_types(data: bytes) -> Iterator[int]:
+    start = data.find(b"\x00\x00\x01")
+    while start >= 0 and start + 3 < len(data):
+        yield data[start + 3] & 0x1F
+        start = data.find(b"\x00\x00\x01", start + 3)
+
+
+def _avcc_nal_types(data: bytes) -> Iterator[int]:
+    pos = 0
+    while pos + 4 < len(data):
+        yield data[pos + 4] & 0x1F
+        pos += 4 + int.from_bytes(data[pos:pos + 4], "big")
+
+
+def _frame_duration(stream, fps: float | None) -> int:
+    """One frame in the stream's time base (fallback 25 fps)."""
+    return max(1, round(1 / ((fps or 25.0) * Fraction(stream.time_base))))
+
+
+def _put_latest(q: queue.Queue, item: object) -> None:
+    """Put `item` even into a full queue, dropping the oldest entries to make room."""
+    while True:
+        try:
+            q.put_nowait(item)
+            return
+        except queue.Full:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+
+
+def _scrubbed(exc: BaseException, url: str) -> BaseException:
+    """`exc` with the URL's password masked in its args (PyAV puts the URL in its message)."""
+    masked = mask_url(url)
+    if masked != url:
+        exc.args = tuple(_mask_arg(arg, url, masked) for arg in exc.args)
+    return exc
+
+
+def _mask_arg(arg: object, url: str, masked: str) -> object:
+    if isinstance(arg, str):
+        return arg.replace(url, masked)
+    if isinstance(arg, tuple):
+        return tuple(_mask_arg(item, url, masked) for item in arg)
+    return arg

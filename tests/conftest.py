@@ -1,0 +1,52 @@
+"""Shared fixtures: the GStreamer RTSP test server (skipped, with the reason, where it cannot run)."""
+from __future__ import annotations
+
+import pytest
+
+from support.rtsp import RtspServer, make_clip, rtsp_available
+
+LIVE_MOUNTS = {
+    "/cam1": "live:640x360@25,bitrate=800,gop=25",
+    "/cam2": "live:640x360@25,bitrate=800,gop=50",
+    "/h265": "live:320x240@25,codec=h265",
+}
+
+
+def _require_rtsp() -> None:
+    ok, reason = rtsp_available()
+    if not ok:
+        pytest.skip(f"RTSP test server unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def rtsp_server():
+    """One server for the whole session: live mounts /cam1, /cam2 (H.264 640x360@25), /h265."""
+    _require_rtsp()
+    with RtspServer() as server:
+        yield server.start(LIVE_MOUNTS)
+
+
+@pytest.fixture(scope="session")
+def rtsp_clip_server(tmp_path_factory):
+    """A server looping a pre-encoded 3 s 1080p25 H.264 clip (4 Mbit/s, GOP 50) on /clip, shared by
+    all its clients, so many cameras cost one pipeline."""
+    _require_rtsp()
+    clip = make_clip(tmp_path_factory.mktemp("rtsp-clip") / "clip.h264", duration_s=3)
+    with RtspServer() as server:
+        yield server.start({"/clip": f"file:{clip}"})
+
+
+@pytest.fixture
+def make_rtsp_server():
+    """Factory for a test's own server (to stop or restart it): `make_rtsp_server({"/cam": spec})`."""
+    _require_rtsp()
+    servers: list[RtspServer] = []
+
+    def make(mounts: dict[str, str] | None = None) -> RtspServer:
+        server = RtspServer().start(mounts or {"/cam1": LIVE_MOUNTS["/cam1"]})
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
