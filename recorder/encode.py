@@ -60,7 +60,8 @@ class EncodedCapture:
         return codec
 
     def packets(self) -> Iterator[EncodedPacket]:
-        if self._codec is None:
+        codec = self._codec
+        if codec is None:
             raise SourceError(f"{self.name}: packets() before open()")
         first_us = None
         try:
@@ -71,7 +72,7 @@ class EncodedCapture:
                 if frame.pixel_format != "yuv420p":
                     picture = picture.reformat(format="yuv420p")
                 picture.pts = (frame.timestamp_us - first_us) * 9 // 100
-                for packet in self._codec.encode(picture):
+                for packet in codec.encode(picture):
                     yield self._packet(packet)
                 self.frames_encoded += 1
         except CaptureError as exc:
@@ -82,5 +83,6 @@ class EncodedCapture:
         return EncodedPacket(bytes(packet), packet.pts, dts, packet.is_keyframe, self._clocks.monotonic_us())
 
     def close(self) -> None:
+        """Stop the capture; `packets` ends after the frame in hand. The encoder is replaced at the next
+        `open`, not here, because the recording thread may still be using it."""
         self._capture.close()
-        self._codec = None
