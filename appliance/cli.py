@@ -4,20 +4,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from appliance.config import Config, ConfigError, default_config, load_config
+from appliance.recordings import recording_dicts, recordings_table
+from appliance.timefmt import iso_utc, parse_time
+from appliance.version import appliance_version
 from hal.clock import RealClocks
 from recorder.errors import ExportError, RecorderError
 from recorder.export import export
 from recorder.index import Index
-
-from appliance.config import Config, ConfigError, default_config, load_config
-from appliance.recordings import recording_dicts, recordings_table
-from appliance.timefmt import iso_utc, parse_time
 
 SYSTEM_CONFIG = Path("/etc/nvr/nvr.yaml")
 EXIT_USAGE = 2
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nvr", description="Hybrid DVR/NVR recorder appliance.")
-    parser.add_argument("--version", action="version", version=f"nvr {_version()}")
+    parser.add_argument("--version", action="version", version=f"nvr {appliance_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -86,15 +85,6 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, metavar="DIR", help="data folder, instead of storage.path")
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("nvr-appliance")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -122,9 +112,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from appliance.config import split_host_port
     from appliance.supervisor import DataRootBusy, Supervisor
     from appliance.web import WebServer, create_app
-    from appliance.config import split_host_port
 
     config = _load(args)
     try:

@@ -12,13 +12,14 @@ from fastapi.responses import HTMLResponse
 from appliance.recordings import recording_dicts
 from appliance.supervisor import Supervisor
 from appliance.timefmt import iso_utc, parse_time
+from appliance.version import appliance_version
 
 log = logging.getLogger("nvr.web")
 
 
 def create_app(supervisor: Supervisor) -> FastAPI:
     """The FastAPI application. Handlers only read the index and statistics: they never block recording."""
-    app = FastAPI(title="nvr", version=_version(), docs_url=None, redoc_url=None)
+    app = FastAPI(title="nvr", version=appliance_version(), docs_url=None, redoc_url=None)
 
     @app.get("/api/health")
     def health() -> dict:
@@ -41,15 +42,6 @@ def create_app(supervisor: Supervisor) -> FastAPI:
         return _status_html(supervisor.status())
 
     return app
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("nvr-appliance")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _status_html(status: dict) -> str:

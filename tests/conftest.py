@@ -1,9 +1,26 @@
-"""Shared fixtures: the GStreamer RTSP test server (skipped, with the reason, where it cannot run)."""
+"""Shared fixtures: simulated clocks, an index in a temporary data root, and the GStreamer RTSP test
+server (skipped, with the reason, where it cannot run)."""
 from __future__ import annotations
 
 import pytest
 
+from hal.clock import SimulatedClocks
+from recorder.index import Index
 from support.rtsp import RtspServer, make_clip, rtsp_available
+
+
+@pytest.fixture
+def clocks() -> SimulatedClocks:
+    """Clocks that only move when the test (or a paced source under test) says so."""
+    return SimulatedClocks()
+
+
+@pytest.fixture
+def index(tmp_path):
+    """An empty index with `tmp_path` as its data root."""
+    idx = Index(tmp_path)
+    yield idx
+    idx.close()
 
 LIVE_MOUNTS = {
     "/cam1": "live:640x360@25,bitrate=800,gop=25",

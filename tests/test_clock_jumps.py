@@ -3,21 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from hal.clock import SimulatedClocks
-from recorder.index import Index
 from support.recording import decoded_frames, make_segmenter, record
-
-
-@pytest.fixture
-def clocks():
-    return SimulatedClocks()
-
-
-@pytest.fixture
-def index(tmp_path):
-    idx = Index(tmp_path)
-    yield idx
-    idx.close()
 
 
 def _jump_at(clocks, packet_number, seconds):

@@ -4,17 +4,11 @@ from __future__ import annotations
 import av
 import pytest
 
-from hal.clock import SimulatedClocks
 from recorder.errors import ExportError
 from recorder.export import export
 from recorder.fmp4 import read_segment
 from recorder.index import Index
 from support.recording import decoded_frames, make_segmenter, record
-
-
-@pytest.fixture
-def clocks():
-    return SimulatedClocks()
 
 
 @pytest.fixture

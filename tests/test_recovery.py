@@ -5,16 +5,10 @@ import os
 
 import pytest
 
-from hal.clock import SimulatedClocks
 from recorder.fmp4 import read_segment
 from recorder.index import Index
 from recorder.recovery import recover
 from support.recording import decoded_frames, make_segmenter, record
-
-
-@pytest.fixture
-def clocks():
-    return SimulatedClocks()
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 
 import pytest
 
-from hal.clock import SimulatedClocks
 from hal.storage import DiskUsage
 from recorder.alarms import AlarmBoard
 from recorder.index import Index
@@ -24,11 +22,6 @@ class FakeDisk:
     def __call__(self, _path):
         used = self.other + sum(p.stat().st_size for p in self.root.glob("ch*/*/*.mp4"))
         return DiskUsage(self.total, used, max(self.total - used, 0))
-
-
-@pytest.fixture
-def clocks():
-    return SimulatedClocks()
 
 
 @pytest.fixture

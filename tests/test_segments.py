@@ -3,23 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from hal.clock import SimulatedClocks
 from hal.media import EncodedPacket
 from recorder.fmp4 import TIMESCALE, read_segment
-from recorder.index import Index
 from support.recording import decoded_frames, make_segmenter, record
-
-
-@pytest.fixture
-def clocks():
-    return SimulatedClocks()
-
-
-@pytest.fixture
-def index(tmp_path):
-    idx = Index(tmp_path)
-    yield idx
-    idx.close()
 
 
 def test_segments_are_cut_at_the_first_keyframe_after_segment_seconds(tmp_path, index, clocks):
