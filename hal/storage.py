@@ -40,12 +40,18 @@ def fsync_dir(path: str | os.PathLike) -> None:
 
 
 def make_dirs_durable(path: Path, root: Path) -> None:
-    """Create `path` (under `root`) and sync every directory it added, so a power cut cannot lose it."""
+    """Create `path` below `root` and sync every directory it added, so a power cut cannot lose it.
+
+    `root` itself is never created: if the data disk is gone, this fails with FileNotFoundError rather
+    than quietly recording onto whatever filesystem is left under its path.
+    """
+    if not root.is_dir():
+        raise FileNotFoundError(2, f"the data folder {root} is gone (disk unplugged or unmounted?)")
     missing = []
     probe = path
-    while not probe.exists() and probe != root and probe != probe.parent:
+    while probe != root and not probe.exists():
         missing.append(probe)
         probe = probe.parent
-    path.mkdir(parents=True, exist_ok=True)
     for created in reversed(missing):
+        created.mkdir(exist_ok=True)
         fsync_dir(created.parent)

@@ -5,6 +5,7 @@ import pytest
 
 from hal.media import EncodedPacket
 from recorder.fmp4 import TIMESCALE, read_segment
+from recorder.index import Index
 from support.recording import decoded_frames, make_segmenter, record
 
 
@@ -134,3 +135,19 @@ def test_parameter_sets_only_packet_is_not_a_frame(tmp_path, index, clocks):
     before = seg.stats.frames_recorded
     seg.push(EncodedPacket(b"\x00\x00\x00\x01\x09\xf0", 0, 0, False))  # an access unit delimiter alone
     assert seg.stats.frames_recorded == before
+
+
+def test_a_vanished_data_folder_raises_an_alarm_and_is_not_recreated(tmp_path, clocks):
+    from recorder.alarms import AlarmBoard
+
+    root = tmp_path / "disk"
+    root.mkdir()
+    index = Index(tmp_path)  # the index lives elsewhere here, as on the image's config partition
+    alarms = AlarmBoard(clocks=clocks)
+    seg = make_segmenter(root, index, clocks, alarms=alarms)
+    root.rmdir()  # the disk went away
+    record(seg, clocks, seconds=2)
+    assert not root.exists()
+    assert [a.kind for a in alarms.active()] == ["disk_error"]
+    assert index.segments() == []
+    index.close()
