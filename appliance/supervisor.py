@@ -105,8 +105,10 @@ class Supervisor:
 
     def stop(self) -> None:
         """Stop every stream (closing and indexing its open segment), retention, and the index."""
+        for recorder in self.recorders:  # all at once: a camera stuck connecting must not hold up the rest
+            recorder.request_stop()
         for recorder in self.recorders:
-            recorder.stop()
+            recorder.join()
         if self.retention is not None:
             self.retention.stop()
         if self.index is not None:

@@ -45,8 +45,16 @@ class StreamRecorder:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop recording; the open segment is closed and indexed before this returns."""
+        self.request_stop()
+        self.join(timeout_s)
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop and return at once (so that many streams stop together)."""
         self._stop.set()
         self.source.close()
+
+    def join(self, timeout_s: float = 10.0) -> None:
+        """Wait for the thread to finish (after `request_stop`)."""
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
@@ -59,10 +67,11 @@ class StreamRecorder:
             self._record_once()
             if self._stop.is_set():
                 break
-            lasted = time.monotonic() - started
-            delay = self._min_s if lasted >= STABLE_RUN_S else min(delay * 2, self._max_s)
-            log.info("%s: reconnecting in %.0f s", self.label, delay)
+            if time.monotonic() - started >= STABLE_RUN_S:
+                delay = self._min_s
+            log.info("%s: reconnecting in %.1f s", self.label, delay)
             self._stop.wait(delay)
+            delay = min(delay * 2, self._max_s)  # the first wait is reconnect_min_s, then it doubles
 
     def _record_once(self) -> None:
         try:
