@@ -35,9 +35,12 @@ def is_annexb(data: bytes) -> bool:
 
 
 def split_annexb(data: bytes) -> list[bytes]:
-    """Split an Annex B byte stream into NAL units (without start codes, trailing zeros dropped)."""
+    """Split an Annex B byte stream into NAL units (without start codes, trailing zeros dropped).
+    Raises H264Error if anything but zero bytes comes before the first start code."""
     nals: list[bytes] = []
     start = data.find(b"\x00\x00\x01")
+    if data and (start < 0 or data[:start].strip(b"\x00")):
+        raise H264Error(f"{len(data)}-byte packet does not start with an Annex B start code")
     while start >= 0:
         begin = start + 3
         nxt = data.find(b"\x00\x00\x01", begin)
@@ -65,9 +68,24 @@ def split_length_prefixed(data: bytes, length_size: int = 4) -> list[bytes]:
     return nals
 
 
-def split_nals(data: bytes, length_size: int = 4) -> list[bytes]:
-    """NAL units of one access unit in either framing."""
-    return split_annexb(data) if is_annexb(data) else split_length_prefixed(data, length_size)
+ANNEX_B = 0  # `length_size` value meaning "start codes, not length prefixes"
+
+
+def split_nals(data: bytes, length_size: int | None = None) -> list[bytes]:
+    """NAL units of one access unit: `length_size` 1-4 for length-prefixed, ANNEX_B for start codes,
+    None to guess from the first bytes. Guessing is ambiguous (a 4-byte length of 256-511 starts
+    00 00 01), so streams decide once from their codec configuration: see `stream_framing`."""
+    if length_size is None:
+        length_size = ANNEX_B if is_annexb(data) else 4
+    return split_annexb(data) if length_size == ANNEX_B else split_length_prefixed(data, length_size)
+
+
+def stream_framing(extradata: bytes | None) -> int:
+    """How a stream's packets are framed, from its extradata: an avcC record (first byte 1) means
+    length-prefixed NALs of the size it states; Annex B parameter sets, or none, mean start codes."""
+    if extradata and extradata[0] == 1:
+        return parse_avcc_record(extradata)[2]
+    return ANNEX_B
 
 
 def nal_type(nal: bytes) -> int:
@@ -84,7 +102,7 @@ class AccessUnit:
     idr: bool
 
 
-def to_mp4_sample(data: bytes, length_size: int = 4) -> AccessUnit:
+def to_mp4_sample(data: bytes, length_size: int | None = None) -> AccessUnit:
     """Convert an access unit to 4-byte length-prefixed NALs, lifting SPS/PPS out of it."""
     sps = pps = None
     idr = False

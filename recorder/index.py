@@ -162,6 +162,12 @@ class Index:
             )
         return Run(cur.lastrowid, channel, stream, start_us, clock_source, codec, width, height, timescale)
 
+    def relabel_run(self, run_id: int, start_us: int) -> None:
+        """Set a run's wall-clock label; only before its first segment row is committed."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET start_us = ? WHERE id = ? AND id NOT IN (SELECT run_id FROM segments)",
+                       (start_us, run_id))
+
     def run(self, run_id: int) -> Run | None:
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
         return Run(*rows[0]) if rows else None

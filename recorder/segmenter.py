@@ -8,6 +8,7 @@ the new wall time, clamped after everything already recorded.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -20,7 +21,7 @@ from hal.storage import make_dirs_durable
 from recorder.alarms import AlarmSink
 from recorder.errors import DiskFull, StorageError
 from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment
-from recorder.h264 import H264Error, avcc_record, parameter_sets, parse_avcc_record, parse_sps, to_mp4_sample
+from recorder.h264 import ANNEX_B, H264Error, avcc_record, parameter_sets, parse_sps, stream_framing, to_mp4_sample
 from recorder.index import Index, Run, Segment
 from recorder.segment_file import SegmentFile
 
@@ -115,13 +116,12 @@ class Segmenter:
         self._reset_run_state()
         self._info = info
         self._scale = Fraction(info.time_base) * TIMESCALE
-        self._length_size = 4
+        self._length_size = ANNEX_B
         self._sps, self._pps = None, None
         if info.extradata:
             try:
                 self._sps, self._pps = parameter_sets(info.extradata)
-                if not info.extradata.startswith(b"\x00\x00"):
-                    self._length_size = parse_avcc_record(info.extradata)[2]
+                self._length_size = stream_framing(info.extradata)
             except H264Error as exc:
                 log.warning("channel %d %s: ignoring unreadable codec extradata: %s", self.channel, self.stream, exc)
 
@@ -154,6 +154,8 @@ class Segmenter:
             if self._run is None:
                 return
         ticks, cto = self._ticks(packet)
+        if not self._label_final:
+            self._note_arrival(packet, ticks)
         if self._pending is not None:
             self._append_pending(ticks)
         if keyframe and self._segment is not None:
@@ -223,8 +225,39 @@ class Segmenter:
             self._storage_failed(exc)
             return
         self._wall_offset_us = now_us - self._clocks.monotonic_us()
+        self._run_floor_us = floor
+        self._anchor_us: int | None = None
+        self._label_final = False
         self._seq = 0
         self.stats.runs += 1
+
+    def _note_arrival(self, packet: EncodedPacket, ticks: int) -> None:
+        """Track the earliest wall time this run's media time 0 can have had.
+
+        A packet arrives no earlier than it was captured, so arrival minus media time bounds the run's
+        start from above, and the minimum over the first segment is the best label. It matters for
+        cameras: FFmpeg probes the stream for about a second and then delivers that second in a burst,
+        which would otherwise make every run's label a second late.
+        """
+        now_us = self._clocks.utc_now_us()
+        arrival_us = now_us - (self._clocks.monotonic_us() - packet.arrival_us) if packet.arrival_us else now_us
+        implied = arrival_us - ticks_to_us(ticks)
+        self._anchor_us = implied if self._anchor_us is None else min(self._anchor_us, implied)
+
+    def _final_label(self) -> Run:
+        """The run as its first segment is committed: relabelled with the best start estimate, which
+        from then on is fixed (rows already depend on it)."""
+        run = self._run
+        self._label_final = True
+        if self._anchor_us is None or self._anchor_us >= run.start_us:
+            return run
+        start_us = max(self._anchor_us, self._run_floor_us)
+        try:
+            self._index.relabel_run(run.id, start_us)
+        except StorageError:
+            return run  # keep the first label; being a little late is no reason to stop
+        self._run = dataclasses.replace(run, start_us=start_us)
+        return self._run
 
     def _ticks(self, packet: EncodedPacket) -> tuple[int, int]:
         scale = self._scale
@@ -347,7 +380,7 @@ class Segmenter:
         self._commit(seg)
 
     def _commit(self, seg: _OpenSegment) -> None:
-        run = self._run
+        run = self._run if self._label_final else self._final_label()
         end_ticks = seg.fragment_start
         row = Segment(
             id=0, run_id=run.id, channel=self.channel, stream=self.stream, seq=seg.seq,

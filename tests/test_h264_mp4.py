@@ -5,8 +5,8 @@ from fractions import Fraction
 
 import pytest
 
-from recorder.h264 import (H264Error, avcc_record, parameter_sets, parse_avcc_record, parse_sps, split_annexb,
-                           split_length_prefixed, to_mp4_sample)
+from recorder.h264 import (ANNEX_B, H264Error, avcc_record, parameter_sets, parse_avcc_record, parse_sps, split_annexb,
+                           split_length_prefixed, stream_framing, to_mp4_sample)
 from recorder.mp4 import Mp4Error, box, iter_boxes
 
 
@@ -78,3 +78,13 @@ def test_boxes_are_walked_and_overruns_reported():
     assert [(b.kind, b.start, b.end) for b in iter_boxes(data)] == [(b"moov", 0, 19), (b"free", 19, 31)]
     with pytest.raises(Mp4Error, match="past"):
         list(iter_boxes(data[:-1]))
+
+
+def test_length_prefixed_packets_that_look_like_start_codes_follow_the_streams_framing():
+    nal = b"\x65" + b"\xab" * 299  # 300 bytes: its 4-byte length is 00 00 01 2c, like a start code
+    packet = len(nal).to_bytes(4, "big") + nal
+    sps, pps = _encoded_parameter_sets(160, 120)
+    framing = stream_framing(avcc_record(sps, pps))
+    assert framing == 4
+    assert to_mp4_sample(packet, framing).sample == packet
+    assert stream_framing(None) == ANNEX_B and stream_framing(b"\x00\x00\x00\x01" + sps) == ANNEX_B

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from hal.clock import SimulatedClocks
 from hal.media import EncodedPacket
 from recorder.fmp4 import TIMESCALE, read_segment
 from recorder.index import Index
@@ -151,3 +152,30 @@ def test_a_vanished_data_folder_raises_an_alarm_and_is_not_recreated(tmp_path, c
     assert [a.kind for a in alarms.active()] == ["disk_error"]
     assert index.segments() == []
     index.close()
+
+
+def test_a_burst_after_the_cameras_probe_does_not_make_the_run_label_late(tmp_path, index):
+    from support.recording import test_pattern_source
+
+    source_clocks = SimulatedClocks()
+    source = test_pattern_source(source_clocks)
+    info = source.open()
+    packets = []
+    for packet in source.packets():
+        packets.append(packet)
+        if len(packets) == 150:
+            break
+    clocks = SimulatedClocks()
+    seg = make_segmenter(tmp_path, index, clocks, segment_seconds=2)
+    seg.start_run(info)
+    true_start = clocks.utc_now_us()
+    clocks.advance(1.0)  # the first second was buffered while the stream was probed...
+    for n, packet in enumerate(packets):
+        packet.arrival_us = clocks.monotonic_us()
+        seg.push(packet)  # ...and arrives in one burst, then the rest live at 25 fps
+        if n >= 25:
+            clocks.advance(0.04)
+    seg.finish()
+    rows = index.segments()
+    assert abs(rows[0].start_us - true_start) <= 40_000
+    assert rows[-1].end_us - rows[0].start_us == 6_000_000
