@@ -1,4 +1,4 @@
-"""The `nvr` command: run the appliance, check a config, list recordings, export a clip."""
+"""The `nvr` command: run the appliance, check a config, list recordings, export a clip, list devices."""
 from __future__ import annotations
 
 import argparse
@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--end", required=True, metavar="T")
     exp.add_argument("out", type=Path, metavar="OUT.mp4")
     exp.set_defaults(handler=_cmd_export)
+
+    dev = sub.add_parser("devices", help="list video capture devices, serial ports and audio inputs for the config")
+    dev.add_argument("--json", action="store_true", help="print one JSON object")
+    dev.set_defaults(handler=_cmd_devices)
     return parser
 
 
@@ -181,6 +185,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     gaps = f", {result.gaps} gap(s) closed up" if result.gaps else ""
     print(f"wrote {result.path}: {result.frames} frames, {result.bytes / 1e6:.1f} MB, "
           f"{iso_utc(result.start_us)} to {iso_utc(result.end_us)}{gaps}")
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from hal.devices import devices_text, list_devices
+
+    report = list_devices()
+    print(json.dumps(report, indent=1) if args.json else devices_text(report))
     return 0
 
 

@@ -41,6 +41,9 @@ from appliance.yaml_lines import (Document, Location, error_line, error_message,
 MIB, GIB = 1 << 20, 1 << 30
 TestPatternName = Literal["auto", "bars", "gradient", "checker", "ball", "zoneplate"]
 TEST_PATTERNS: tuple[str, ...] = get_args(TestPatternName)
+VideoStandard = Literal["PAL", "NTSC", "SECAM"]
+EncoderName = Literal["auto", "libx264", "h264_v4l2m2m"]
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -283,7 +286,51 @@ class TestPatternSource(_Section):
     keyframe_interval_s: float = Field(2.0, ge=0.5, le=10, description="Seconds between keyframes.")
 
 
-SourceConfig = Annotated[RtspSource | TestPatternSource, Field(discriminator="type")]
+def _check_v4l2_input(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "" or \
+            (isinstance(value, int) and value < 0):
+        raise ValueError(f"expected an input number (0, 1, ...) or an input name such as 'S-Video 0' "
+                         f"(`nvr devices` lists them), got {_shown(value)}")
+    return value
+
+
+class V4l2Source(_Section):
+    """An analog camera on one input of a V4L2 capture card, encoded to H.264 once."""
+
+    type: Literal["v4l2"] = Field("v4l2", description="Source kind.")
+    device: str = Field(description=(
+        "Capture device: /dev/video0, or better a stable /dev/v4l/by-path/... link, which keeps its "
+        "name when cards are added. `nvr devices` lists them."))
+    input: Annotated[int | str, BeforeValidator(_check_v4l2_input)] = Field(0, description=(
+        "Input (connector) of the card: its number from 0, or its name as `nvr devices` shows it."))
+    standard: VideoStandard | None = Field("PAL", description=(
+        "Analog video standard; null for an input without one (HDMI bridge, webcam), whose size then "
+        "comes from the device."))
+    width: int | None = Field(None, ge=16, le=3840, multiple_of=2, description=(
+        "Frame width in pixels; default from the standard (720)."))
+    height: int | None = Field(None, ge=16, le=2160, multiple_of=2, description=(
+        "Frame height in pixels; default from the standard (576 for PAL and SECAM, 480 for NTSC)."))
+    fps: float | None = Field(None, ge=1, le=60, description=(
+        "Frames per second; default from the standard (25 for PAL and SECAM, 29.97 for NTSC)."))
+    encoder: EncoderName = Field("auto", description=(
+        "H.264 encoder: 'auto' uses the board's hardware encoder (h264_v4l2m2m) where it has one, "
+        "else libx264."))
+    bitrate: int = Field(2_000_000, ge=64_000, le=20_000_000, description=(
+        "Target H.264 bit rate in bits per second."))
+    preset: X264Preset = Field("veryfast", description=(
+        "libx264 speed preset; slower presets need more CPU per channel for the same quality."))
+    keyframe_interval_s: float = Field(2.0, ge=0.5, le=10, description="Seconds between keyframes.")
+
+    @field_validator("device")
+    @classmethod
+    def _is_device_path(cls, device: str) -> str:
+        if not device.startswith("/") or device.endswith("/") or any(char.isspace() for char in device):
+            raise ValueError(f"expected a device path such as /dev/video0 or /dev/v4l/by-path/..., "
+                             f"got {device!r}")
+        return device
+
+
+SourceConfig = Annotated[RtspSource | TestPatternSource | V4l2Source, Field(discriminator="type")]
 
 
 class ChannelConfig(_Section):

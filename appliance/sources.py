@@ -4,10 +4,11 @@ from __future__ import annotations
 from drivers.rtsp import RtspCamera
 from hal.clock import Clocks
 from hal.video_sim import TestPatternCapture
+from hal.video_v4l2 import V4l2Capture
 from recorder.encode import EncodedCapture
 from recorder.source import PacketSource
 
-from appliance.config import ChannelConfig, RtspSource, TestPatternSource
+from appliance.config import ChannelConfig, RtspSource, TestPatternSource, V4l2Source
 
 
 def channel_sources(channel: ChannelConfig, *, clocks: Clocks) -> dict[str, PacketSource]:
@@ -24,6 +25,12 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks) -> dict[str, Pack
                                      channel_id=channel.id, label=channel.name, clocks=clocks)
         return {"main": EncodedCapture(capture, name=f"test pattern {source.width}x{source.height}", clocks=clocks,
                                        bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s)}
+    if isinstance(source, V4l2Source):
+        capture = V4l2Capture(device=source.device, input=source.input, standard=source.standard, width=source.width,
+                              height=source.height, fps=source.fps, clocks=clocks)
+        return {"main": EncodedCapture(capture, name=f"{source.device} input {source.input!r}", clocks=clocks,
+                                       bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s,
+                                       preset=source.preset, encoder=source.encoder)}
     raise TypeError(f"no source builder for {type(source).__name__}")
 
 

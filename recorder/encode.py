@@ -1,11 +1,14 @@
-"""Encoding raw captured frames once to H.264 (libx264 through PyAV), as a PacketSource."""
+"""Encoding raw captured frames once to H.264 (libx264, or the board's h264_v4l2m2m, through PyAV), as a PacketSource."""
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from fractions import Fraction
 
 import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from hal.clock import Clocks
 from hal.media import EncodedPacket, StreamInfo
@@ -15,6 +18,30 @@ from recorder.errors import SourceError
 log = logging.getLogger("nvr.encode")
 
 TIME_BASE = Fraction(1, 90_000)  # frames are timed by the capture clock in microseconds; 90 kHz keeps it exact enough
+ENCODERS = ("auto", "libx264", "h264_v4l2m2m")
+
+
+def pick_encoder(name: str) -> str:
+    """The H.264 encoder to use for `name`: 'auto' is h264_v4l2m2m where the board has a working one
+    (Raspberry Pi 4 class), else libx264; other names are returned as they are."""
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}")
+    return _probe_hardware_encoder() if name == "auto" else name
+
+
+@functools.cache
+def _probe_hardware_encoder() -> str:
+    """Open h264_v4l2m2m once per process (it needs a /dev/video* encoder node); libx264 if that fails."""
+    try:
+        codec = av.CodecContext.create("h264_v4l2m2m", "w")
+        codec.width, codec.height, codec.pix_fmt = 640, 480, "yuv420p"
+        codec.time_base = Fraction(1, 25)
+        codec.open()
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        log.info("no hardware H.264 encoder (h264_v4l2m2m: %s); encoding with libx264", exc)
+        return "libx264"
+    log.info("encoding with the hardware H.264 encoder h264_v4l2m2m")
+    return "h264_v4l2m2m"
 
 
 class EncodedCapture:
@@ -25,9 +52,11 @@ class EncodedCapture:
     """
 
     def __init__(self, capture: VideoCapture, *, name: str, clocks: Clocks, bitrate: int,
-                 keyframe_interval_s: float = 2.0, preset: str = "veryfast", threads: int = 1):
+                 keyframe_interval_s: float = 2.0, preset: str = "veryfast", threads: int = 1,
+                 encoder: str = "libx264"):
         self.name = name
         self._capture, self._clocks = capture, clocks
+        self._encoder = encoder
         self._bitrate, self._keyint_s, self._preset, self._threads = bitrate, keyframe_interval_s, preset, threads
         self._codec: av.CodecContext | None = None
         self.frames_encoded = 0
@@ -42,7 +71,8 @@ class EncodedCapture:
         return StreamInfo("h264", fmt.width, fmt.height, TIME_BASE, None, fmt.fps)
 
     def _new_codec(self, width: int, height: int, fps: float) -> av.CodecContext:
-        codec = av.CodecContext.create("libx264", "w")
+        encoder = pick_encoder(self._encoder)
+        codec = av.CodecContext.create(encoder, "w")
         codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
         codec.time_base = TIME_BASE
         codec.framerate = Fraction(fps).limit_denominator(1001)
@@ -50,6 +80,9 @@ class EncodedCapture:
         keyint = max(1, round(fps * self._keyint_s))
         codec.gop_size = keyint
         codec.thread_count = self._threads
+        if encoder != "libx264":
+            codec.open()  # h264_v4l2m2m takes the rate and GOP from the context; it has no presets
+            return codec
         codec.options = {
             "preset": self._preset,
             "tune": "zerolatency",
@@ -64,13 +97,15 @@ class EncodedCapture:
         if codec is None:
             raise SourceError(f"{self.name}: packets() before open()")
         first_us = None
+        # One reformatter per stream: frame.reformat() would build swscale's context (and threads) every frame.
+        reformatter = VideoReformatter()
         try:
             for frame in self._capture.frames():
                 if first_us is None:
                     first_us = frame.timestamp_us
-                picture = av.VideoFrame.from_ndarray(frame.data, format=frame.pixel_format)
+                picture = _picture(frame.data, frame.pixel_format, frame.width, frame.height)
                 if frame.pixel_format != "yuv420p":
-                    picture = picture.reformat(format="yuv420p")
+                    picture = reformatter.reformat(picture, format="yuv420p", threads=1)
                 picture.pts = (frame.timestamp_us - first_us) * 9 // 100
                 for packet in codec.encode(picture):
                     yield self._packet(packet)
@@ -86,3 +121,14 @@ class EncodedCapture:
         """Stop the capture; `packets` ends after the frame in hand. The encoder is replaced at the next
         `open`, not here, because the recording thread may still be using it."""
         self._capture.close()
+
+
+def _picture(data: np.ndarray, pixel_format: str, width: int, height: int) -> av.VideoFrame:
+    """A PyAV frame holding `data`; uyvy422 is copied in by hand (PyAV 18's from_ndarray lacks it)."""
+    if pixel_format != "uyvy422":
+        return av.VideoFrame.from_ndarray(data, format=pixel_format)
+    picture = av.VideoFrame(width, height, pixel_format)
+    plane = picture.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)
+    rows[:, :width * 2] = data.reshape(height, width * 2)
+    return picture

@@ -7,6 +7,17 @@ import pytest
 from hal.clock import SimulatedClocks
 from recorder.index import Index
 from support.rtsp import RtspServer, make_clip, rtsp_available
+from support.vivid import in_vivid_vm
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `vivid` need the kernel's vivid driver: skipped except inside the vivid VM."""
+    if in_vivid_vm():
+        return
+    skip = pytest.mark.skip(reason="runs inside the vivid VM; see test_vivid_vm.py")
+    for item in items:
+        if item.get_closest_marker("vivid"):
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from appliance.config import (ChannelConfig, Config, ConfigError, Problem, RtspSource,
+from appliance.config import (ChannelConfig, Config, ConfigError, Problem, RtspSource, V4l2Source,
                               default_config, load_config, parse_config, parse_size_bytes, split_host_port)
 from appliance.config import TestPatternSource as PatternSource  # a Test* name would be collected
 
@@ -502,17 +502,92 @@ def test_good_rtsp_urls_are_accepted_as_written(url):
 
 
 def test_unknown_source_type_lists_the_allowed_types():
-    problem = only_problem(with_source("type: v4l2\ndevice: /dev/video0\n"))
+    problem = only_problem(with_source("type: usb\ndevice: /dev/video0\n"))
 
     assert problem == Problem("channels[0].source.type", 4,
-                              "unknown source type 'v4l2'; allowed types: rtsp, test-pattern")
+                              "unknown source type 'usb'; allowed types: rtsp, test-pattern, v4l2")
 
 
 def test_source_without_a_type_lists_the_allowed_types():
     problem = only_problem(with_source("url: rtsp://cam\n"))
 
     assert problem == Problem("channels[0].source.type", 3,
-                              "required key is missing; allowed types: rtsp, test-pattern")
+                              "required key is missing; allowed types: rtsp, test-pattern, v4l2")
+
+
+# --- v4l2 sources -----------------------------------------------------------------------------
+
+def test_v4l2_source_needs_only_a_device_and_takes_pal_defaults():
+    source = parse(with_source("type: v4l2\ndevice: /dev/video0\n")).channels[0].source
+
+    assert source == V4l2Source(device="/dev/video0", input=0, standard="PAL", width=None, height=None, fps=None,
+                                encoder="auto", bitrate=2_000_000, preset="veryfast", keyframe_interval_s=2.0)
+
+
+def test_v4l2_source_sets_every_value():
+    source = parse(with_source("""\
+        type: v4l2
+        device: /dev/v4l/by-path/pci-0000:01:00.0-video-index0
+        input: S-Video 0
+        standard: NTSC
+        width: 704
+        height: 480
+        fps: 15
+        encoder: libx264
+        bitrate: 1500000
+        preset: faster
+        keyframe_interval_s: 1
+        """)).channels[0].source
+
+    assert (source.device, source.input, source.standard) == (
+        "/dev/v4l/by-path/pci-0000:01:00.0-video-index0", "S-Video 0", "NTSC")
+    assert (source.width, source.height, source.fps) == (704, 480, 15.0)
+    assert (source.encoder, source.bitrate, source.preset, source.keyframe_interval_s) == (
+        "libx264", 1_500_000, "faster", 1.0)
+
+
+def test_v4l2_input_may_be_a_number_and_standard_may_be_null_for_digital_inputs():
+    source = parse(with_source("type: v4l2\ndevice: /dev/video1\ninput: 3\nstandard: null\n")).channels[0].source
+
+    assert (source.input, source.standard) == (3, None)
+
+
+def test_v4l2_source_without_a_device_points_at_the_source():
+    problem = only_problem(with_source("type: v4l2\ninput: 2\n"))
+
+    assert problem == Problem("channels[0].source.device", 3, "required key is missing")
+
+
+@pytest.mark.parametrize("line, path, message", [
+    ("device: video0", "channels[0].source.device",
+     "expected a device path such as /dev/video0 or /dev/v4l/by-path/..., got 'video0'"),
+    ("input: -1", "channels[0].source.input",
+     "expected an input number (0, 1, ...) or an input name such as 'S-Video 0' (`nvr devices` lists them), "
+     "got -1"),
+    ("input: yes", "channels[0].source.input",
+     "expected an input number (0, 1, ...) or an input name such as 'S-Video 0' (`nvr devices` lists them), "
+     "got True"),
+    ("input: ''", "channels[0].source.input",
+     "expected an input number (0, 1, ...) or an input name such as 'S-Video 0' (`nvr devices` lists them), "
+     "got ''"),
+    ("standard: pal", "channels[0].source.standard", "expected one of PAL, NTSC, SECAM (or null), got 'pal'"),
+    ("width: 721", "channels[0].source.width", "expected an even integer from 16 to 3840 (or null), got 721"),
+    ("fps: 100", "channels[0].source.fps", "expected a number from 1 to 60 (or null), got 100"),
+    ("encoder: nvenc", "channels[0].source.encoder",
+     "expected one of auto, libx264, h264_v4l2m2m, got 'nvenc'"),
+    ("preset: quick", "channels[0].source.preset",
+     "expected one of ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow, got 'quick'"),
+    ("bitrate: '2000000'", "channels[0].source.bitrate",
+     "expected an integer from 64000 to 20000000, got '2000000' (text in quotes; remove the quotes)"),
+    ("pixel_format: YUYV", "channels[0].source.pixel_format",
+     "unknown key; allowed keys here: type, device, input, standard, width, height, fps, encoder, bitrate, "
+     "preset, keyframe_interval_s"),
+])
+def test_bad_v4l2_values_are_reported_with_path_line_and_value(line, path, message):
+    device = "" if line.startswith("device:") else "device: /dev/video0\n"
+    text = with_source(f"type: v4l2\n{device}{line}\n")
+
+    assert only_problem(text) == Problem(path, 6 if device else 5, message)
 
 
 def test_every_problem_is_reported_at_once_in_file_order():
