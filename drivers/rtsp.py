@@ -7,18 +7,28 @@ The recorder treats any ConnectionError/TimeoutError from a source as a source f
 `drivers` cannot import `recorder`, so these are the driver's own classes. Messages name the URL with
 its password masked (`rtsp://user:***@host/...`), and so do the chained PyAV errors.
 
-A reader thread per connection pulls packets off PyAV into a bounded queue; `packets()` waits on that
-queue. This is what lets `close()` from another thread end a blocked `packets()` at once (PyAV's
-interrupt callback only knows its timeout, it has no cancel flag), and what makes stall detection
-exact: PyAV's read timeout fires once per read call and FFmpeg's RTSP demuxer retries after the
-first, so a stalled read there only fails after twice the timeout.
+A reader thread per connection pulls packets off PyAV into a bounded mailbox; `packets()` takes them
+from there. This is what lets `close()` from another thread end a blocked `packets()` at once (PyAV
+has no cancel flag), and what makes stall detection exact: FFmpeg's socket timeout fires once per
+read call and its RTSP demuxer retries after the first, so a stalled read there only fails after
+twice the timeout.
+
+Cost at many cameras (bench/remux: 64 streams on 2 cores) shapes two choices:
+- PyAV gets an open timeout but no read timeout. PyAV checks its timeouts in FFmpeg's interrupt
+  callback, which takes the GIL, and FFmpeg calls it around every socket read: several times per
+  RTP packet, thousands of GIL round trips a second per camera, which doubled the CPU of demuxing.
+  Reads are bounded by FFmpeg's own socket timeout (the `timeout` option) instead.
+- Packets cross from the reader thread to the consumer in batches: the reader appends without
+  waking anyone, and the consumer takes whatever has gathered at most every `batch_s` (0.2 s), so
+  each camera costs a few thread wake-ups a second instead of two per frame. It only waits, and
+  gets woken, when nothing is there.
 """
 from __future__ import annotations
 
-import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,7 +39,8 @@ from hal.clock import Clocks
 from hal.media import EncodedPacket, StreamInfo
 
 SUPPORTED_CODECS = ("h264",)
-QUEUE_PACKETS = 256
+QUEUE_PACKETS = 256  # the mailbox's bound: past it the reader stops reading, and TCP holds the camera back
+BATCH_S = 0.2  # the consumer takes packets at most this often (a recording's fragments are ~1 s)
 # user:password@ up to the last "@": masking too much (an "@" in the path) is the safe mistake.
 _USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<password>.*)@(?P<rest>[^@]*)$",
                        re.I | re.S)
@@ -67,7 +78,7 @@ class RtspStatistics:
 
 
 class _End:
-    """Queue item: the stream ended (EOF) or the connection was closed."""
+    """Mailbox item: the stream ended (EOF) or the connection was closed."""
 
 
 _END = _End()
@@ -77,14 +88,19 @@ class RtspCamera:
     """One RTSP stream of a network camera, as a `PacketSource` of H.264 packets (remux only).
 
     `timeout_s` bounds connecting (each of FFmpeg's open steps) and the gap between two packets.
+    `packets()` hands packets over in batches, at most every `batch_s` (0 for each one at once);
+    `EncodedPacket.arrival_us` still says when each arrived.
     """
 
-    def __init__(self, url: str, *, name: str, clocks: Clocks, timeout_s: float = 10.0):
+    def __init__(self, url: str, *, name: str, clocks: Clocks, timeout_s: float = 10.0, batch_s: float = BATCH_S):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
+        if not 0 <= batch_s < timeout_s:
+            raise ValueError(f"batch_s must be at least 0 and below timeout_s, not {batch_s!r}")
         self.url = url
         self.name = name
         self.timeout_s = timeout_s
+        self.batch_s = batch_s
         self._clocks = clocks
         self._stats = RtspStatistics()
         self._reader: _Reader | None = None
@@ -112,7 +128,8 @@ class RtspCamera:
             raise
         self._stats.connects += 1
         self._stats.opened_monotonic_us = self._clocks.monotonic_us()
-        self._reader = _Reader(container, stream, self._clocks, self._stats, fps=info.fps)
+        self._reader = _Reader(container, stream, self._clocks, self._stats, fps=info.fps, timeout_s=self.timeout_s,
+                               batch_s=self.batch_s)
         self._reader.start(f"rtsp-{self.name}")
         return info
 
@@ -123,20 +140,19 @@ class RtspCamera:
             raise RuntimeError(f"{self!r} is not open")
         try:
             while True:
-                try:
-                    item = reader.queue.get(timeout=self.timeout_s)
-                except queue.Empty:
+                batch = reader.take(self.timeout_s)
+                if batch is None:
                     self._stats.stalls += 1
-                    raise CameraStalled(
-                        f"{mask_url(self.url)}: no packet for {self.timeout_s:g} s") from None
-                if reader.stopping:
-                    return
-                if isinstance(item, EncodedPacket):
-                    yield item
-                elif isinstance(item, BaseException):
-                    raise self._translate(item, reading=True) from item
-                else:
-                    return
+                    raise CameraStalled(f"{mask_url(self.url)}: no packet for {self.timeout_s:g} s")
+                for item in batch:
+                    if reader.stopping:
+                        return
+                    if isinstance(item, EncodedPacket):
+                        yield item
+                    elif isinstance(item, BaseException):
+                        raise self._translate(item, reading=True) from item
+                    else:
+                        return
         except CameraError:
             reader.stop()  # release the connection now; close() is still the caller's to call
             raise
@@ -155,7 +171,7 @@ class RtspCamera:
     def statistics(self) -> dict[str, object]:
         out = {name: getattr(self._stats, name) for name in RtspStatistics.__slots__}
         reader = self._reader
-        out["queued_packets"] = reader.queue.qsize() if reader is not None else 0
+        out["queued_packets"] = reader.queued if reader is not None else 0
         return out
 
     def _connect(self) -> av.container.InputContainer:
@@ -166,7 +182,8 @@ class RtspCamera:
         }
         started = time.monotonic()  # real time, as PyAV's own timeout is
         try:
-            return av.open(self.url, options=options, timeout=(self.timeout_s, self.timeout_s))
+            # No read timeout: PyAV would check it under the GIL on every socket read (module docstring).
+            return av.open(self.url, options=options, timeout=(self.timeout_s, None))
         except (av.FFmpegError, OSError) as exc:
             # FFmpeg's RTSP demuxer reports an interrupted handshake as "Invalid data" or the like
             timed_out = time.monotonic() - started >= self.timeout_s
@@ -212,10 +229,20 @@ def stream_info(stream: av.video.stream.VideoStream, *, where: str) -> StreamInf
 
 
 class _Reader:
-    """The thread that reads one connection's packets into a queue, then closes the container."""
+    """The thread that reads one connection's packets into a mailbox, then closes the container.
 
-    def __init__(self, container, stream, clocks: Clocks, stats: RtspStatistics, *, fps: float | None):
-        self.queue: queue.Queue[object] = queue.Queue(QUEUE_PACKETS)
+    The mailbox is a deque: the reader appends (and sets `_ready` only while the consumer waits in
+    `take`); the consumer, alone, pops. Both check the other's side after publishing their own, so
+    no packet is left unseen.
+    """
+
+    def __init__(self, container, stream, clocks: Clocks, stats: RtspStatistics, *, fps: float | None,
+                 timeout_s: float, batch_s: float = BATCH_S):
+        self._items: deque[object] = deque()
+        self._ready = threading.Event()
+        self._consumer_waiting = False
+        self._batch_s = batch_s
+        self._timeout_s = timeout_s
         self._container = container
         self._stream = stream
         self._clocks = clocks
@@ -230,9 +257,31 @@ class _Reader:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def queued(self) -> int:
+        return len(self._items)
+
     def stop(self) -> None:
         self._stopping.set()
-        _put_latest(self.queue, _END)
+        self._items.append(_END)
+        self._ready.set()
+
+    def take(self, timeout_s: float) -> list[object] | None:
+        """Everything gathered, after letting it gather for `batch_s`; None if nothing came in `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        if self._batch_s:
+            self._stopping.wait(self._batch_s)  # the batching: stop() cuts it short
+        items = self._items
+        while not items:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._ready.clear()
+            self._consumer_waiting = True
+            if not items:
+                self._ready.wait(remaining)
+            self._consumer_waiting = False
+        return [items.popleft() for _ in range(len(items))]
 
     def _run(self) -> None:
         try:
@@ -244,18 +293,25 @@ class _Reader:
             self._container.close()
 
     def _pump(self) -> None:
+        read_started = time.monotonic()
         for packet in self._container.demux(self._stream):
             if self._stopping.is_set():
                 return
             for out in self._convert(packet):
                 self._put(out)
+            # A read that took the whole timeout was ended by FFmpeg's socket timeout, which makes its
+            # parser flush the frame it held (queued above) and retry: that is the stall, report it now
+            # rather than one timeout later.
+            if time.monotonic() - read_started >= self._timeout_s:
+                raise TimeoutError(f"no packet for {self._timeout_s:g} s")
+            read_started = time.monotonic()
 
     def _convert(self, packet: av.Packet) -> list[EncodedPacket]:
         arrival_us = self._clocks.monotonic_us()
         if packet.size == 0:
             self._stats.skipped_empty += 1
             return []
-        data = bytes(packet)
+        data = memoryview(packet).tobytes()  # the one copy out of FFmpeg's buffer (a little quicker than bytes())
         if not has_picture(data):
             self._stats.skipped_no_picture += 1
             return []
@@ -270,12 +326,13 @@ class _Reader:
         return ready
 
     def _put(self, item: object) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
+        items = self._items
+        while len(items) >= QUEUE_PACKETS:  # the consumer is behind (a slow disk): stop reading meanwhile
+            if self._stopping.wait(0.05):
                 return
-            except queue.Full:
-                continue
+        items.append(item)
+        if self._consumer_waiting:
+            self._ready.set()
 
 
 class _TimestampFixer:
@@ -321,6 +378,9 @@ def has_picture(data: bytes) -> bool:
     such a packet is no frame and must not reach a recording.
     """
     if data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01":
+        first = 3 if data[2] == 1 else 4
+        if len(data) > first and 1 <= data[first] & 0x1F <= 5:
+            return True  # the usual access unit: one slice, nothing before it
         return any(1 <= nal_type <= 5 for nal_type in _annexb_nal_types(data))
     return any(1 <= nal_type <= 5 for nal_type in _avcc_nal_types(data))
 
@@ -342,19 +402,6 @@ def _avcc_nal_types(data: bytes) -> Iterator[int]:
 def _frame_duration(stream, fps: float | None) -> int:
     """One frame in the stream's time base (fallback 25 fps)."""
     return max(1, round(1 / ((fps or 25.0) * Fraction(stream.time_base))))
-
-
-def _put_latest(q: queue.Queue, item: object) -> None:
-    """Put `item` even into a full queue, dropping the oldest entries to make room."""
-    while True:
-        try:
-            q.put_nowait(item)
-            return
-        except queue.Full:
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                pass
 
 
 def _scrubbed(exc: BaseException, url: str) -> BaseException:

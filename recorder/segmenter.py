@@ -20,7 +20,7 @@ from hal.media import EncodedPacket, StreamInfo
 from hal.storage import make_dirs_durable
 from recorder.alarms import AlarmSink
 from recorder.errors import DiskFull, StorageError
-from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment
+from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment_parts
 from recorder.h264 import ANNEX_B, H264Error, avcc_record, parameter_sets, parse_sps, stream_framing, to_mp4_sample
 from recorder.index import Index, Run, Segment
 from recorder.segment_file import SegmentFile
@@ -105,6 +105,8 @@ class Segmenter:
         self._pending: _Pending | None = None
         self._seq = 0
         self._track: VideoTrack | None = None
+        self._checked: tuple[bytes, bytes, VideoTrack] | None = None  # what _note_parameter_sets last compared
+        self._params_differ = False
         self._last_duration = TIMESCALE // 25
 
     # the connection's life
@@ -115,7 +117,8 @@ class Segmenter:
             raise ValueError(f"codec {info.codec!r} cannot be recorded yet: only h264 is supported")
         self._reset_run_state()
         self._info = info
-        self._scale = Fraction(info.time_base) * TIMESCALE
+        scale = Fraction(info.time_base) * TIMESCALE
+        self._scale_num, self._scale_den = scale.numerator, scale.denominator
         self._length_size = ANNEX_B
         self._sps, self._pps = None, None
         if info.extradata:
@@ -185,7 +188,12 @@ class Segmenter:
             self._pps = pps
         if self._track is None or self._sps is None or self._pps is None:
             return False
-        return avcc_record(self._sps, self._pps) != self._track.avcc
+        checked = self._checked
+        if checked is None or checked[0] is not self._sps or checked[1] is not self._pps or checked[2] is not self._track:
+            # Only when something changed: most packets carry no parameter sets (and this runs per packet).
+            self._checked = (self._sps, self._pps, self._track)
+            self._params_differ = avcc_record(self._sps, self._pps) != self._track.avcc
+        return self._params_differ
 
     def _make_track(self) -> VideoTrack | None:
         if self._sps is None or self._pps is None:
@@ -209,6 +217,9 @@ class Segmenter:
 
     def _new_run(self) -> None:
         now_us = self._clocks.utc_now_us()
+        # Both clocks read together: begin_run below can wait seconds for the index when many streams
+        # start at once, and an offset taken after it would look like a wall-clock step.
+        wall_offset_us = now_us - self._clocks.monotonic_us()
         floor = self._index.last_end_us(self.channel, self.stream) or 0
         if floor > now_us + WALL_JUMP_US:
             log.warning("channel %d %s: wall clock is %.1f s behind the last recording; the new run starts after it",
@@ -224,7 +235,7 @@ class Segmenter:
             self._run = None  # the next keyframe tries again
             self._storage_failed(exc)
             return
-        self._wall_offset_us = now_us - self._clocks.monotonic_us()
+        self._wall_offset_us = wall_offset_us
         self._run_floor_us = floor
         self._anchor_us: int | None = None
         self._label_final = False
@@ -260,9 +271,9 @@ class Segmenter:
         return self._run
 
     def _ticks(self, packet: EncodedPacket) -> tuple[int, int]:
-        scale = self._scale
-        ticks = (packet.dts - self._dts0) * scale.numerator // scale.denominator + self._tick_fix
-        cto = (packet.pts - packet.dts) * scale.numerator // scale.denominator
+        num, den = self._scale_num, self._scale_den
+        ticks = (packet.dts - self._dts0) * num // den + self._tick_fix
+        cto = (packet.pts - packet.dts) * num // den
         if self._pending is not None:
             step = ticks - self._pending.ticks
             if step <= 0 or step > MAX_FRAME_GAP_TICKS:
@@ -335,7 +346,7 @@ class Segmenter:
         seg = self._segment
         if seg is None or not seg.fragment:
             return
-        data = media_fragment(seg.fragments_written + 1, seg.fragment_start, seg.fragment)
+        data = media_fragment_parts(seg.fragments_written + 1, seg.fragment_start, seg.fragment)
         try:
             self._with_space(seg.file.append, data)
         except StorageError as exc:
