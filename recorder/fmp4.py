@@ -94,6 +94,12 @@ def avc1_entry(track: VideoTrack) -> bytes:
 
 def media_fragment(sequence: int, base_decode_time: int, samples: list[Sample]) -> bytes:
     """One `moof` + `mdat` holding `samples`, the first decoded at `base_decode_time` ticks."""
+    return b"".join(media_fragment_parts(sequence, base_decode_time, samples))
+
+
+def media_fragment_parts(sequence: int, base_decode_time: int, samples: list[Sample]) -> list[bytes]:
+    """`media_fragment` as the pieces it is made of (`moof`, the `mdat` header, each sample), for a
+    gathering write: the samples are not copied into one string first."""
     if not samples:
         raise ValueError("a fragment needs at least one sample")
     entries = b"".join(
@@ -109,7 +115,7 @@ def media_fragment(sequence: int, base_decode_time: int, samples: list[Sample]) 
     moof = box(b"moof", mfhd, box(b"traf", tfhd, tfdt, trun))
     assert len(moof) == moof_size
     mdat_header = struct.pack(">I4s", 8 + sum(len(s.data) for s in samples), b"mdat")
-    return b"".join([moof, mdat_header, *(s.data for s in samples)])
+    return [moof, mdat_header, *(s.data for s in samples)]
 
 
 @dataclass(frozen=True, slots=True)

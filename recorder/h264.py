@@ -37,7 +37,12 @@ def is_annexb(data: bytes) -> bool:
 def split_annexb(data: bytes) -> list[bytes]:
     """Split an Annex B byte stream into NAL units (without start codes, trailing zeros dropped).
     Raises H264Error if anything but zero bytes comes before the first start code."""
-    nals: list[bytes] = []
+    return [data[begin:end] for begin, end in _annexb_bounds(data)]
+
+
+def _annexb_bounds(data: bytes) -> list[tuple[int, int]]:
+    """Where `split_annexb`'s NAL units lie in `data`, as (begin, end) offsets."""
+    bounds: list[tuple[int, int]] = []
     start = data.find(b"\x00\x00\x01")
     if data and (start < 0 or data[:start].strip(b"\x00")):
         raise H264Error(f"{len(data)}-byte packet does not start with an Annex B start code")
@@ -45,11 +50,13 @@ def split_annexb(data: bytes) -> list[bytes]:
         begin = start + 3
         nxt = data.find(b"\x00\x00\x01", begin)
         end = len(data) if nxt < 0 else nxt
-        nal = data[begin:end].rstrip(b"\x00") if nxt >= 0 else data[begin:end]
-        if nal:
-            nals.append(nal)
+        if nxt >= 0:
+            while end > begin and data[end - 1] == 0:  # trailing zeros belong to the next start code
+                end -= 1
+        if end > begin:
+            bounds.append((begin, end))
         start = nxt
-    return nals
+    return bounds
 
 
 def split_length_prefixed(data: bytes, length_size: int = 4) -> list[bytes]:
@@ -104,10 +111,14 @@ class AccessUnit:
 
 def to_mp4_sample(data: bytes, length_size: int | None = None) -> AccessUnit:
     """Convert an access unit to 4-byte length-prefixed NALs, lifting SPS/PPS out of it."""
+    if length_size is None:
+        length_size = ANNEX_B if is_annexb(data) else 4
+    if length_size == ANNEX_B:
+        return _annexb_to_mp4_sample(data)
     sps = pps = None
     idr = False
     parts: list[bytes] = []
-    for nal in split_nals(data, length_size):
+    for nal in split_length_prefixed(data, length_size):
         kind = nal_type(nal)
         if kind == NAL_SPS:
             sps = nal
@@ -118,6 +129,27 @@ def to_mp4_sample(data: bytes, length_size: int | None = None) -> AccessUnit:
         idr = idr or kind == NAL_SLICE_IDR
         parts.append(len(nal).to_bytes(4, "big"))
         parts.append(nal)
+    return AccessUnit(b"".join(parts), sps, pps, idr)
+
+
+def _annexb_to_mp4_sample(data: bytes) -> AccessUnit:
+    """`to_mp4_sample` for start codes: the NAL units go into the sample as views of `data`, so each
+    byte is copied once (this runs for every frame of every camera)."""
+    sps = pps = None
+    idr = False
+    view = memoryview(data)
+    parts: list[bytes | memoryview] = []
+    for begin, end in _annexb_bounds(data):
+        kind = data[begin] & 0x1F
+        if kind == NAL_SPS:
+            sps = data[begin:end]
+        elif kind == NAL_PPS:
+            pps = data[begin:end]
+        if kind in _OUT_OF_BAND:
+            continue
+        idr = idr or kind == NAL_SLICE_IDR
+        parts.append((end - begin).to_bytes(4, "big"))
+        parts.append(view[begin:end])
     return AccessUnit(b"".join(parts), sps, pps, idr)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from hal.storage import fsync_dir
@@ -35,18 +36,21 @@ class SegmentFile:
             self.abandon()
             raise
 
-    def append(self, data: bytes) -> None:
-        """Write `data` completely and make it durable, or leave the file as it was and raise."""
+    def append(self, data: bytes | Sequence[bytes]) -> None:
+        """Write `data` completely and make it durable, or leave the file as it was and raise.
+
+        `data` may be a list of byte strings, written as one (a gathering write, without joining them).
+        """
+        parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+        size = sum(len(part) for part in parts)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
+            _write_all(self._fd, parts, size)
             if self._sync:
                 os.fdatasync(self._fd)
         except OSError as exc:
             self._cut_back()
-            raise _storage_error(exc, f"cannot write {len(data)} bytes to {self.path}") from exc
-        self.bytes_written += len(data)
+            raise _storage_error(exc, f"cannot write {size} bytes to {self.path}") from exc
+        self.bytes_written += size
 
     def _cut_back(self) -> None:
         # O_APPEND makes the next write land at the new end, not after a hole where the cut part was.
@@ -80,6 +84,18 @@ class SegmentFile:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+def _write_all(fd: int, parts: Sequence[bytes], size: int) -> None:
+    """Write `parts` one after the other, all of them (a short write, rare for files, is finished)."""
+    written = os.writev(fd, parts) if 0 < len(parts) <= _IOV_MAX else 0
+    if written < size:
+        view = memoryview(b"".join(parts))[written:]
+        while view:
+            view = view[os.write(fd, view):]
+
+
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
 
 
 def _storage_error(exc: OSError, what: str) -> StorageError:
