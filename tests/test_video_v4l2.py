@@ -113,6 +113,7 @@ class FakeDevice:
         return item
 
     def close(self):
+        self.stop_streaming()  # as V4l2Device.close does: closing a streaming device stops it
         self.closed = True
 
 
