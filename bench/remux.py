@@ -106,6 +106,11 @@ class Sample:
     reconnects: int = 0
     failures: int = 0
 
+    @staticmethod
+    def counts(streams: list[dict]) -> tuple[int, int]:
+        """Connections made and failures, summed over the streams of nvr's status API."""
+        return sum(s["connects"] for s in streams), sum(s["failures"] for s in streams)
+
 
 @dataclass
 class PhaseResult:
@@ -289,15 +294,18 @@ def run_nvr(server: RtspServer, urls: list[str], work: Path, args, *, sync: bool
             result.notes.append(f"only {connected} of {len(urls)} streams connected before the warm-up")
         time.sleep(args.warmup_s)
 
-        def sample() -> Sample:
+        def sample(streams: list[dict]) -> Sample:
             at, cpu, srv, procs = time.monotonic(), proc_cpu_s(nvr.proc.pid), proc_cpu_s(server.pid), all_cpu_s()
-            streams = (nvr.health() or {"streams": []})["streams"]
-            return Sample(at, cpu, srv, procs, *nvr.disk(), reconnects=sum(s["connects"] for s in streams),
-                          failures=sum(s["failures"] for s in streams))
+            connects, failures = Sample.counts(streams)
+            return Sample(at, cpu, srv, procs, *nvr.disk(), reconnects=connects, failures=failures)
 
-        before = sample()
+        def streams() -> list[dict]:  # the status API costs nvr CPU: asked before the window and after it
+            return (nvr.health() or {"streams": []})["streams"]
+
+        before = sample(streams())
         time.sleep(args.window_s)
-        after = sample()
+        after = sample([])
+        after.reconnects, after.failures = Sample.counts(streams())
         if nvr.proc.poll() is not None:
             result.notes.append(f"nvr exited with {nvr.proc.returncode} during the window")
         if before.failures:
@@ -404,13 +412,16 @@ def run_ffmpeg(server: RtspServer, urls: list[str], work: Path, args) -> PhaseRe
 # running and reporting
 
 
-def run_phase(kind: str, server: RtspServer, urls: list[str], work: Path, args) -> PhaseResult:
-    folder = Path(tempfile.mkdtemp(prefix=f"{kind}-{len(urls)}-", dir=work))
+def run_phase(kind: str, count: int, clip: Clip, work: Path, args) -> PhaseResult:
+    """One phase on a server of its own, so no phase inherits another's hundred teardowns."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{kind}-{count}-", dir=work))
+    print(f"  {kind}: {count} stream(s), {args.warmup_s:g} s warm-up, {args.window_s:g} s window ...", flush=True)
     try:
-        print(f"  {kind}: {len(urls)} stream(s), {args.warmup_s:g} s warm-up, {args.window_s:g} s window ...", flush=True)
-        if kind == "ffmpeg":
-            return run_ffmpeg(server, urls, folder, args)
-        return run_nvr(server, urls, folder, args, sync=kind == "nvr")
+        with start_server(clip, args.mounts) as server:
+            urls = stream_urls(server, count, args.mounts)
+            if kind == "ffmpeg":
+                return run_ffmpeg(server, urls, folder, args)
+            return run_nvr(server, urls, folder, args, sync=kind == "nvr")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -435,6 +446,7 @@ def detail_row(clip: Clip, phase: PhaseResult) -> list:
     expected_bytes = clip.bitrate / 8 * phase.window_s
     return [
         phase.streams, phase.tool, f"{phase.window_s:.1f}", f"{phase.cpu_s:.1f}", f"{phase.per_stream_minute():.3f}",
+        f"{1000 * phase.cpu_s / max(sum(phase.bytes) / 1e6, 1e-9):.1f}",
         f"{phase.percent_of_cores():.1f}", f"{phase.percent_of_cores(phase.server_cpu_s):.1f}",
         f"{phase.percent_of_cores(phase.kernel_cpu_s):.1f}", f"{phase.percent_of_cores(phase.others_cpu_s):.1f}",
         f"{sum(phase.bytes) / 1e6:.0f} / {expected_mb(clip, phase):.0f}", frames,
@@ -475,17 +487,19 @@ def main(argv: list[str] | None = None) -> int:
     keep.mkdir(parents=True, exist_ok=True)
     clip = ensure_clip(keep, seconds=args.clip_s, bitrate=args.bitrate)
     print(f"clip: {clip.path.name}, {clip.frames} frames ({clip.seconds:.0f} s, {clip.keyframes} keyframes), "
-          f"measured {clip.bitrate / 1e6:.2f} Mb/s; served on {args.mounts} shared mount(s), streams spread over them; "
+          f"measured {clip.bitrate / 1e6:.2f} Mb/s; served on {args.mounts} shared mount(s) of a fresh server per phase, "
+          f"streams spread over them; "
           f"{os.cpu_count()} cores", flush=True)
-    rows, details = [], []
-    with tempfile.TemporaryDirectory(prefix="remux-", dir=args.dir) as tmp, start_server(clip, args.mounts) as server:
+    rows, details, fsync_notes = [], [], []
+    with tempfile.TemporaryDirectory(prefix="remux-", dir=args.dir) as tmp:
         for count in args.counts:
-            urls = stream_urls(server, count, args.mounts)
             kinds = [args.only] if args.only else ["nvr", "ffmpeg"]
             if args.fsync_cost and count == max(args.counts):
                 kinds.append("nvr-nosync")
-            phases = {kind: run_phase(kind, server, urls, Path(tmp), args) for kind in kinds}
+            phases = {kind: run_phase(kind, count, clip, Path(tmp), args) for kind in kinds}
             details += [detail_row(clip, p) for p in phases.values()]
+            if "nvr" in phases and "nvr-nosync" in phases:
+                fsync_notes.append(fsync_note(phases["nvr"], phases["nvr-nosync"]))
             if "nvr" in phases and "ffmpeg" in phases:
                 rows.append(main_row(clip, phases["nvr"], phases["ffmpeg"]))
     cores = os.cpu_count()
@@ -501,9 +515,19 @@ def main(argv: list[str] | None = None) -> int:
         f"Per phase, over the window: CPU (% of {cores} cores) of the recorder, the server, kernel threads "
         f"(journal, writeback) and other processes (noise); "
         f"short = streams that recorded under {SHORT_FRACTION:.0%} of what was sent",
-        ["N", "recorder", "window s", "CPU s", "CPU s per stream-min", f"% of {cores} cores", "server %", "kernel threads %", "others %",
+        ["N", "recorder", "window s", "CPU s", "CPU s per stream-min", "CPU ms per MB recorded", f"% of {cores} cores", "server %", "kernel threads %", "others %",
          "MB recorded / sent", "frames recorded / sent", "short", "reconnects / failures", "notes"], details)
+    for note in fsync_notes:
+        print(f"\n{note}")
     return 0
+
+
+def fsync_note(synced: PhaseResult, unsynced: PhaseResult) -> str:
+    cost = synced.per_stream_minute() - unsynced.per_stream_minute()
+    kernel = (synced.kernel_cpu_s - unsynced.kernel_cpu_s) / (synced.streams * synced.window_s / 60)
+    return (f"fsync per fragment at N={synced.streams}: nvr {synced.per_stream_minute():.3f} CPU s per stream-min with it, "
+            f"{unsynced.per_stream_minute():.3f} without: {cost:+.3f} in the recorder ({cost / synced.per_stream_minute():+.0%}), "
+            f"{kernel:+.3f} in kernel threads (one run each: differences under ~10 % are noise)")
 
 
 if __name__ == "__main__":
