@@ -218,11 +218,23 @@ def free_port() -> int:
 
 
 def nvr_config(root: Path, urls: list[str], port: int) -> str:
+    """The appliance's config for N rtsp channels. Retention is held off (99 % used, 256 MiB free):
+    on a disk fuller than the default 90 % it would delete what the window is measuring."""
     channels = "".join(
         f"  - id: {i}\n    source:\n      type: rtsp\n      url: {url}\n" for i, url in enumerate(urls, start=1)
     )
     return (f"storage:\n  path: {root}\n  segment_seconds: 60\n"
+            f"  retention:\n    max_used_percent: 99\n    min_free_bytes: 256MiB\n"
             f"channels:\n{channels}web:\n  listen: 127.0.0.1:{port}\n")
+
+
+def check_space(folder: Path, clip: Clip, args) -> None:
+    """Warn when the largest phase may not fit: nvr's retention would then delete during the window."""
+    needed = max(args.counts) * clip.bitrate / 8 * (args.warmup_s + args.window_s + 60) + 2**30
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        print(f"warning: {free / 1e9:.1f} GB free under {folder}, the largest phase needs about "
+              f"{needed / 1e9:.1f} GB; recorded amounts will be short", file=sys.stderr, flush=True)
 
 
 class NvrProcess:
@@ -339,13 +351,16 @@ def ffmpeg_command(url: str, out: Path) -> list[str]:
 
 
 class FfmpegProcesses:
+    """N ffmpeg recorders, each writing segments (and its stderr) into a folder of its own."""
+
     def __init__(self, work: Path, urls: list[str]):
         self.outs = [work / f"ffmpeg-{i:02d}" for i in range(len(urls))]
         self.procs = []
         for url, out in zip(urls, self.outs):
             out.mkdir()
-            self.procs.append(subprocess.Popen(ffmpeg_command(url, out), stdin=subprocess.DEVNULL,
-                                               stdout=subprocess.DEVNULL, stderr=open(out / "stderr.txt", "w")))
+            with open(out / "stderr.txt", "w") as stderr:  # the child keeps its own copy of the descriptor
+                self.procs.append(subprocess.Popen(ffmpeg_command(url, out), stdin=subprocess.DEVNULL,
+                                                   stdout=subprocess.DEVNULL, stderr=stderr))
 
     def wait_connected(self, timeout_s: float) -> int:
         """Wait until every process has begun writing its first segment; returns how many have."""
@@ -490,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
           f"measured {clip.bitrate / 1e6:.2f} Mb/s; served on {args.mounts} shared mount(s) of a fresh server per phase, "
           f"streams spread over them; "
           f"{os.cpu_count()} cores", flush=True)
+    check_space(args.dir, clip, args)
     rows, details, fsync_notes = [], [], []
     with tempfile.TemporaryDirectory(prefix="remux-", dir=args.dir) as tmp:
         for count in args.counts:
