@@ -12,12 +12,31 @@ import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """What a consumer needs to know about an encoded video stream before its first packet.
+class AudioInfo:
+    """The audio track that comes with a stream, as the source delivers it.
 
-    `extradata` is the codec configuration exactly as the source gave it (Annex B SPS/PPS or an
-    `avcC` record, or None when the parameter sets only come in-band with keyframes).
-    Packet timestamps are in `time_base` units.
+    `codec` is FFmpeg's name: 'aac' (recorded as is), 'pcm_mulaw' / 'pcm_alaw' (G.711, which MP4
+    players do not take, so the recorder's side transcodes it to AAC once), others as they come.
+    `extradata` is the AAC AudioSpecificConfig when the source has one. Audio packet timestamps are
+    in `time_base` units (usually 1/sample_rate) on the same clock as the video's, so A/V offset is
+    the difference of the two converted to seconds.
+    """
+
+    codec: str
+    sample_rate: int
+    channels: int
+    time_base: Fraction
+    extradata: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What a consumer needs to know about an encoded stream before its first packet.
+
+    `extradata` is the video codec configuration exactly as the source gave it (Annex B SPS/PPS or
+    an `avcC` record, or None when the parameter sets only come in-band with keyframes).
+    Video packet timestamps are in `time_base` units. `audio` describes the audio track, or is None
+    when the stream has none (then no packet has `track == "audio"`).
     """
 
     codec: str
@@ -26,13 +45,17 @@ class StreamInfo:
     time_base: Fraction
     extradata: bytes | None = None
     fps: float | None = None
+    audio: AudioInfo | None = None
 
 
 @dataclass(slots=True)
 class EncodedPacket:
-    """One access unit of encoded video (one frame), timestamps in the stream's `time_base`.
+    """One access unit of encoded media: a video frame, or an audio frame when `track == "audio"`.
 
-    `data` is H.264 in Annex B (start codes) or length-prefixed form; the recorder normalises it.
+    Video: `data` is H.264 in Annex B (start codes) or length-prefixed form; the recorder normalises
+    it; timestamps in `StreamInfo.time_base`. Audio: `data` is one raw frame of `AudioInfo.codec`
+    (AAC without ADTS header), timestamps in `AudioInfo.time_base`, `keyframe` True. A source yields
+    both tracks interleaved roughly in arrival order; each track's own timestamps never go back.
     `arrival_us` is the monotonic clock reading when the packet reached us, used for stall detection
     and pacing, never for ordering.
     """
@@ -42,6 +65,7 @@ class EncodedPacket:
     dts: int
     keyframe: bool
     arrival_us: int = 0
+    track: str = "video"
 
 
 @dataclass(frozen=True, slots=True)
