@@ -11,6 +11,7 @@ from hal.clock import Clocks
 from hal.storage import make_dirs_durable
 from recorder.alarms import Alarm, AlarmBoard
 from recorder.index import Index
+from recorder.live import LiveHub
 from recorder.recovery import RecoveryReport, recover
 from recorder.retention import Retention, RetentionPolicy
 from recorder.segmenter import Segmenter
@@ -47,6 +48,7 @@ class Supervisor:
         self.index: Index | None = None
         self.retention: Retention | None = None
         self.alarms = AlarmBoard(clocks=clocks, record=self._record_alarm)
+        self.live = LiveHub()  # what viewers (web live view, HDMI monitor, motion) subscribe to
         self._lock_fd: int | None = None
         self.started_us: int | None = None
 
@@ -98,8 +100,11 @@ class Supervisor:
                 alarms=self.alarms, segment_seconds=self.config.storage.segment_seconds, stagger_fraction=stagger,
                 sync=self._sync, free_space=self.retention.enforce,
             )
+            live = self.live.stream(channel.id, stream)
+            if hasattr(source, "frame_tap"):  # analog: the local view gets raw frames before encoding
+                source.frame_tap = live.publish_frame
             recorder = StreamRecorder(source=source, segmenter=segmenter, alarms=self.alarms,
-                                      reconnect_max_s=reconnect_max_s(channel))
+                                      reconnect_max_s=reconnect_max_s(channel), live=live)
             recorder.start()
             self.recorders.append(recorder)
 

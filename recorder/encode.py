@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 import av
@@ -11,7 +11,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from hal.clock import Clocks
-from hal.media import EncodedPacket, StreamInfo
+from hal.media import EncodedPacket, RawFrame, StreamInfo
 from hal.video import CaptureError, VideoCapture
 from recorder.errors import SourceError
 
@@ -60,6 +60,8 @@ class EncodedCapture:
         self._bitrate, self._keyint_s, self._preset, self._threads = bitrate, keyframe_interval_s, preset, threads
         self._codec: av.CodecContext | None = None
         self.frames_encoded = 0
+        # Set by the appliance to show raw frames locally before encoding (recorder.live); must not block.
+        self.frame_tap: Callable[[RawFrame], None] | None = None
 
     def open(self) -> StreamInfo:
         try:
@@ -103,6 +105,8 @@ class EncodedCapture:
             for frame in self._capture.frames():
                 if first_us is None:
                     first_us = frame.timestamp_us
+                if self.frame_tap is not None:
+                    self.frame_tap(frame)
                 picture = _picture(frame.data, frame.pixel_format, frame.width, frame.height)
                 if frame.pixel_format != "yuv420p":
                     picture = reformatter.reformat(picture, format="yuv420p", threads=1)

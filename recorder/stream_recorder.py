@@ -6,6 +6,7 @@ import threading
 import time
 
 from recorder.alarms import AlarmSink
+from recorder.live import LiveStream
 from recorder.segmenter import Segmenter
 from recorder.source import PacketSource
 
@@ -24,8 +25,9 @@ class StreamRecorder:
     """
 
     def __init__(self, *, source: PacketSource, segmenter: Segmenter, alarms: AlarmSink,
-                 reconnect_min_s: float = 1.0, reconnect_max_s: float = 30.0):
+                 reconnect_min_s: float = 1.0, reconnect_max_s: float = 30.0, live: LiveStream | None = None):
         self.source, self.segmenter, self._alarms = source, segmenter, alarms
+        self.live = live or LiveStream(segmenter.channel, segmenter.stream)
         self._min_s, self._max_s = reconnect_min_s, reconnect_max_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,10 +83,13 @@ class StreamRecorder:
             self._alarms.clear_alarm("source_lost", channel=self.segmenter.channel)
             log.info("%s: connected to %s (%s %dx%d)", self.label, self.source.name, info.codec, info.width, info.height)
             self.segmenter.start_run(info)
+            self.live.publish_run(info)
+            push, publish = self.segmenter.push, self.live.publish
             for packet in self.source.packets():
                 if self._stop.is_set():
                     return
-                self.segmenter.push(packet)
+                push(packet)
+                publish(packet)
             raise ConnectionError("the stream ended")
         except Exception as exc:
             self._failed(exc)
