@@ -190,6 +190,9 @@ def tagged_models(field: FieldInfo) -> dict[str, type[BaseModel]]:
 
 def _step(at: Any, part: Any) -> tuple[type[BaseModel] | None, FieldInfo | None, Any]:
     """One level down from annotation `at` by key or index `part`: (owner model, field, annotation)."""
+    optional = [member for member in get_args(at) if member is not type(None)]
+    if len(optional) == 1 and len(get_args(at)) == 2:  # `Model | None`: step into the model
+        at = optional[0]
     if isinstance(at, type) and issubclass(at, BaseModel):
         field = at.model_fields.get(part) if isinstance(part, str) else None
         return at, field, field.annotation if field is not None else None
