@@ -80,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("devices", help="list video capture devices, serial ports and audio inputs for the config")
     dev.add_argument("--json", action="store_true", help="print one JSON object")
     dev.set_defaults(handler=_cmd_devices)
+
+    from appliance.ptz_cli import ACTIONS as PTZ_ACTIONS
+    ptz = sub.add_parser("ptz", help="send one PTZ command straight to a channel's dome (checking the wiring)")
+    _config_args(ptz)
+    ptz.add_argument("--channel", type=int, required=True, metavar="N")
+    ptz.add_argument("--speed", type=int, default=0x20, metavar="0-63", help="pan/tilt speed (default 32)")
+    ptz.add_argument("--for", dest="for_s", type=float, metavar="SECONDS", help="with a move: send Stop after this long")
+    ptz.add_argument("action", choices=PTZ_ACTIONS, metavar="ACTION", help=" ".join(PTZ_ACTIONS))
+    ptz.add_argument("arg", nargs="?", metavar="ARG", help="preset number (1-255) or tour name")
+    ptz.set_defaults(handler=_cmd_ptz)
     return parser
 
 
@@ -194,6 +204,21 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     report = list_devices()
     print(json.dumps(report, indent=1) if args.json else devices_text(report))
     return 0
+
+
+def _cmd_ptz(args: argparse.Namespace) -> int:
+    from appliance.ptz_cli import PtzCommandError, PtzPortBusy, run_ptz_command
+    from drivers.pelco_bus import PelcoBusError
+
+    config = _load(args)
+    try:
+        return run_ptz_command(config, channel=args.channel, action=args.action, arg=args.arg, speed=args.speed,
+                               for_s=args.for_s)
+    except PtzCommandError as exc:
+        raise UserError(str(exc)) from None
+    except (PtzPortBusy, PelcoBusError) as exc:
+        print(f"nvr: {exc}", file=sys.stderr)
+        return 1
 
 
 class _ProgressBar:

@@ -19,6 +19,7 @@ from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
 
 from appliance.config import ChannelConfig, Config
+from appliance.ptz import PtzService
 from appliance.sources import channel_sources, reconnect_max_s
 
 log = logging.getLogger("nvr.supervisor")
@@ -49,6 +50,7 @@ class Supervisor:
         self.retention: Retention | None = None
         self.alarms = AlarmBoard(clocks=clocks, record=self._record_alarm)
         self.live = LiveHub()  # what viewers (web live view, HDMI monitor, motion) subscribe to
+        self.ptz = PtzService(config, clocks=clocks, alarms=self.alarms)  # for the web UI and linkage rules
         self._lock_fd: int | None = None
         self.started_us: int | None = None
 
@@ -63,6 +65,7 @@ class Supervisor:
         channels = [c for c in self.config.channels if c.enabled]
         for position, channel in enumerate(channels):
             self._start_channel(channel, position, len(channels))
+        self.ptz.start()
         self.started_us = self.clocks.utc_now_us()
         log.info("recording %d channel(s) to %s", len(channels), self.root)
 
@@ -114,6 +117,7 @@ class Supervisor:
             recorder.request_stop()
         for recorder in self.recorders:
             recorder.join()
+        self.ptz.shutdown()
         if self.retention is not None:
             self.retention.stop()
         if self.index is not None:
@@ -139,6 +143,7 @@ class Supervisor:
             "recovery": self.recovery.summary() if self.recovery else None,
             "alarms": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us}
                        for a in self.alarms.active()],
+            "ptz": self.ptz.statistics(),
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics()} for r in self.recorders],
         }

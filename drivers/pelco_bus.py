@@ -97,6 +97,7 @@ class PelcoBus:
         self._moving: set[int] = set()
         self._port: SerialPort | None = None
         self._stopping = False
+        self._halt_domes = True
         self._thread: threading.Thread | None = None
         self._next_send_us = 0
         self._last_rx_s = 0.0
@@ -119,9 +120,11 @@ class PelcoBus:
         self._thread = threading.Thread(target=self._run, name=f"ptz {self.name}", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Send Stop to every dome this bus set moving, then close the port; queued requests fail."""
+    def stop(self, *, halt_domes: bool = True) -> None:
+        """Close the port, first sending Stop to every dome this bus set moving (unless `halt_domes` is
+        false, as for a one-shot command whose move must outlive it). Queued requests fail."""
         with self._cond:
+            self._halt_domes = halt_domes
             self._stopping = True
             self._tours.clear()
             self._cond.notify_all()
@@ -369,7 +372,7 @@ class PelcoBus:
             request.future.set_exception(BusDown(f"PTZ bus {self.name} is stopped"))
         if self._port is None:
             return
-        for address in sorted(self._moving):
+        for address in sorted(self._moving) if self._halt_domes else ():
             try:
                 self._execute(_Request(address, STOP, encode(self.protocol, address, STOP), Future()))
             except SerialPortError:
