@@ -210,8 +210,8 @@ class PelcoBus:
                 if self._stopping:
                     break
             if self._port is None:
+                self._wait(retry_s)  # an adapter being plugged in or a driver loading needs a moment
                 if not self._reopen():
-                    self._wait(retry_s)
                     retry_s = min(retry_s * 2, self._retry_max_s)
                     continue
                 retry_s = 0.5
@@ -333,6 +333,9 @@ class PelcoBus:
     # --- the port --------------------------------------------------------------------------------
 
     def _reopen(self) -> bool:
+        with self._cond:
+            if self._stopping:
+                return False
         try:
             port = self._open_port()
         except SerialPortError as exc:
@@ -349,7 +352,7 @@ class PelcoBus:
             self._on_port_state(True, None)
 
     def _port_failed(self, exc: BaseException, *, quiet: bool = False) -> None:
-        text = str(exc)
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         with self._cond:
             port, self._port = self._port, None
             repeated = quiet and text == self.last_error

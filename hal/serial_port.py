@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 BITS_PER_CHARACTER = 10  # 8N1: start bit, 8 data bits, stop bit
+READ_POLL_S = 0.01
 
 
 class SerialPortError(OSError):
@@ -83,7 +84,9 @@ def open_serial_port(url: str, *, baud: int, rs485: bool | Rs485Options = False,
     """Open `url` at `baud` 8N1, optionally in kernel RS-485 mode; raises a SerialPortError subclass."""
     import serial  # pyserial; imported here so that the module loads without it for listings
 
-    port = serial.serial_for_url(url, do_not_open=True, baudrate=baud, timeout=0)
+    # The read timeout is fixed here: changing it on an open pyserial port reapplies every setting
+    # (termios, the lock, RS-485 mode; a settings exchange for rfc2217://), so reads poll instead.
+    port = serial.serial_for_url(url, do_not_open=True, baudrate=baud, timeout=READ_POLL_S)
     if exclusive and url.startswith("/"):
         port.exclusive = True  # flock(LOCK_EX | LOCK_NB) on open
     if rs485:
@@ -141,13 +144,15 @@ class PyserialPort:
                                   f"writing to {self.url!r} failed: {exc}") from exc
 
     def read(self, max_bytes: int, timeout_s: float) -> bytes:
+        deadline = time.monotonic() + timeout_s
         try:
-            self._port.timeout = max(timeout_s, 0)
-            first = self._port.read(1)
-            if not first:
-                return b""
-            self._port.timeout = 0
-            return first + self._port.read(max(max_bytes - 1, 0))
+            while not (first := self._port.read(1)):  # waits up to READ_POLL_S
+                if time.monotonic() >= deadline:
+                    return b""
+            data = bytearray(first)
+            while len(data) < max_bytes and (waiting := self._port.in_waiting):  # socket:// says 1 while any
+                data += self._port.read(min(waiting, max_bytes - len(data)))
+            return bytes(data)
         except Exception as exc:
             raise SerialPortError(getattr(exc, "errno", None) or errno.EIO,
                                   f"reading from {self.url!r} failed: {exc}") from exc

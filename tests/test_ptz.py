@@ -1,6 +1,7 @@
 """PtzService from a config, driving simulated Pelco domes on the far side of a real pty."""
 from __future__ import annotations
 
+import errno
 import time
 
 import pytest
@@ -9,6 +10,7 @@ from appliance.ptz import NoPtz, PtzService, UnknownTour
 from drivers.pelco import STOP, Move, Preset
 from drivers.pelco_bus import BusDown, QueryTimeout
 from hal.clock import RealClocks, SimulatedClocks
+from hal.serial_port import PortNotFound, SimulatedSerialLine
 from recorder.alarms import AlarmBoard
 from support.ptz import DomeRig, ptz_config, wait_for
 
@@ -275,3 +277,33 @@ def test_kernel_rs485_mode_on_a_pty_is_reported_plainly(rigs, services, clocks):
     services(config, alarms=alarms)
     [alarm] = alarms.active()
     assert "no kernel RS-485 mode" in alarm.message and "rs485: false" in alarm.message
+
+
+def test_an_adapter_that_fails_and_comes_back_raises_then_clears_the_alarm(clocks):
+    lines: list[SimulatedSerialLine] = []
+
+    def opener(port):
+        if not lines:  # the first attempt: the adapter is not plugged in yet
+            lines.append(None)
+            raise PortNotFound(errno.ENOENT, f"no serial port {port.url!r}")
+        lines.append(SimulatedSerialLine(baud=port.baud))
+        return lines[-1].a
+
+    alarms = AlarmBoard(clocks=clocks)
+    service = PtzService(ptz_config("/dev/ttyUSB0", "pelco-d"), clocks=RealClocks(), alarms=alarms, open_port=opener)
+    service.start()
+    try:
+        assert [alarm.kind for alarm in alarms.active()] == ["ptz_down"]
+        wait_for(lambda: not alarms.active(), what="the port to open")
+        service.preset_go(1, 3).result(timeout=5)
+        assert lines[1].b.read(16, timeout_s=1) == bytes.fromhex("FF 01 00 07 00 03 0B")
+
+        lines[1].a.close()  # unplugged while in use
+        with pytest.raises(BusDown):
+            service.preset_go(1, 4).result(timeout=5)
+        wait_for(lambda: len(lines) == 3 and not alarms.active(), what="the port to reopen")
+        service.preset_go(1, 5).result(timeout=5)
+        assert lines[2].b.read(16, timeout_s=1) == bytes.fromhex("FF 01 00 07 00 05 0D")
+        assert service.statistics()["ports"]["bus1"]["port_errors"] == 2
+    finally:
+        service.shutdown()
