@@ -263,8 +263,9 @@ class PelcoBus:
     def _execute(self, request: _Request) -> None:
         self._pace()
         try:
+            started_us = self._clocks.monotonic_us()
             self._port.write(request.frame)
-            self._sent(request)
+            self._sent(request, started_us)
             if request.query_timeout_s is None:
                 request.future.set_result("sent")
             else:
@@ -280,9 +281,12 @@ class PelcoBus:
         if wait_us > 0:
             self._clocks.sleep(wait_us / 1e6)
 
-    def _sent(self, request: _Request) -> None:
-        wire_s = len(request.frame) * character_time_s(self.baud)
-        self._next_send_us = self._clocks.monotonic_us() + round((wire_s + self.gap_s) * 1e6)
+    def _sent(self, request: _Request, started_us: int) -> None:
+        # A UART's write returns once the bytes are sent (tcdrain), a pty's or a socket's at once:
+        # the line is free after whichever is later, the write's return or the frame's wire time.
+        wire_us = round(len(request.frame) * character_time_s(self.baud) * 1e6)
+        free_us = max(self._clocks.monotonic_us(), started_us + wire_us)
+        self._next_send_us = free_us + round(self.gap_s * 1e6)
         with self._cond:
             self._stats["frames_sent"] += 1
             self._stats["bytes_sent"] += len(request.frame)

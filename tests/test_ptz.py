@@ -75,6 +75,17 @@ def drive_sequence(rig, service):
     run(rig, service.preset_go(1, 1), 10)
 
 
+SEQUENCE_FRAMES = {  # drive_sequence + preset_clear, frame by frame
+    "pelco-d": ["FF 01 00 04 20 00 25", "FF 01 00 00 00 00 01", "FF 01 00 10 00 0A 1B", "FF 01 00 00 00 00 01",
+                "FF 01 00 20 00 00 21", "FF 01 00 00 00 00 01", "FF 01 00 03 00 01 05", "FF 01 00 02 10 00 13",
+                "FF 01 00 00 00 00 01", "FF 01 00 07 00 01 09", "FF 01 00 05 00 01 07"],
+    "pelco-p": ["A0 01 00 04 20 00 AF 2A", "A0 01 00 00 00 00 AF 0E", "A0 01 00 10 00 0A AF 14",
+                "A0 01 00 00 00 00 AF 0E", "A0 01 00 20 00 00 AF 2E", "A0 01 00 00 00 00 AF 0E",
+                "A0 01 00 03 00 01 AF 0C", "A0 01 00 02 10 00 AF 1C", "A0 01 00 00 00 00 AF 0E",
+                "A0 01 00 07 00 01 AF 08", "A0 01 00 05 00 01 AF 0A"],
+}
+
+
 @pytest.mark.parametrize("protocol", ["pelco-d", "pelco-p"])
 def test_the_dome_reaches_the_state_of_the_command_sequence(rigs, services, protocol):
     rig = rigs(protocol)
@@ -88,6 +99,7 @@ def test_the_dome_reaches_the_state_of_the_command_sequence(rigs, services, prot
     assert set(state.presets) == {1} and state.motion == STOP
     run(rig, service.preset_clear(1, 1), 11)
     assert rig.dome().state().presets == {}
+    assert rig.bus.received == [bytes.fromhex(frame) for frame in SEQUENCE_FRAMES[protocol]]
 
 
 def test_pelco_d_frames_on_the_line_equal_their_byte_literals(rigs, services):
