@@ -64,7 +64,6 @@ class _Tour:
     steps: tuple[TourStep, ...]
     next_step: int = 0
     next_at_us: int = 0
-    rounds: int = 0
 
 
 @dataclass
@@ -193,12 +192,17 @@ class PelcoBus:
             raise BusDown(f"PTZ bus {self.name} is down: {self.last_error or 'port not open'}")
 
     def _replace_queued_move(self, request: _Request) -> bool:
-        for position, queued in enumerate(self._queue):
-            if queued.address == request.address and isinstance(queued.message, Move):
-                self._queue[position] = request
-                queued.future.set_result("superseded")
-                self._stats["superseded"] += 1
-                return True
+        """Put `request` in the place of the dome's last queued request if that is a move too."""
+        for position in range(len(self._queue) - 1, -1, -1):
+            queued = self._queue[position]
+            if queued.address != request.address:
+                continue
+            if not isinstance(queued.message, Move):
+                return False  # a preset call in between must still come before the new move
+            self._queue[position] = request
+            queued.future.set_result("superseded")
+            self._stats["superseded"] += 1
+            return True
         return False
 
     # --- the worker ------------------------------------------------------------------------------
@@ -254,7 +258,6 @@ class PelcoBus:
             for address, tour in due:
                 step = tour.steps[tour.next_step]
                 tour.next_at_us = now + round(step.dwell_s * 1e6)
-                tour.rounds += tour.next_step == len(tour.steps) - 1
                 tour.next_step = (tour.next_step + 1) % len(tour.steps)
                 message = Preset("go", step.preset)
                 self._queue.append(_Request(address, message, encode(self.protocol, address, message), Future()))

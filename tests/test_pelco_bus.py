@@ -91,3 +91,21 @@ def test_a_stopped_bus_refuses_requests(make_bus):
     bus.stop()
     with pytest.raises(BusDown, match="stopped"):
         bus.send(1, Preset("go", 1))
+
+
+def test_a_newer_move_replaces_only_a_move_queued_after_any_preset_call(line, make_bus):
+    from drivers.pelco import STOP, Move
+
+    clocks = SimulatedClocks()
+    bus = make_bus(clocks=clocks)
+    with bus._cond:  # hold the worker so that everything below is queued before the first frame goes
+        left = bus.send(1, Move(pan=-1, pan_speed=5))
+        go = bus.send(1, Preset("go", 2))
+        right = bus.send(1, Move(pan=1, pan_speed=5))
+        other = bus.send(2, Move(tilt=1, tilt_speed=5))
+        stop = bus.send(1, STOP)
+    assert [future.result(timeout=5) for future in (left, go, right, other, stop)] == \
+        ["sent", "sent", "superseded", "sent", "sent"]
+    sent = line.b.read(64, timeout_s=1)
+    assert [decode("pelco-d", sent[i:i + 7]).message for i in range(0, len(sent), 7)] == \
+        [Move(pan=-1, pan_speed=5), Preset("go", 2), STOP, Move(tilt=1, tilt_speed=5)]
