@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from appliance.config import ChannelConfig, Config
 from appliance.config_ptz import ChannelPtzConfig, PtzPortConfig
-from drivers.pelco import (MAX_SPEED, STOP, ZOOM_MAX, Move, PelcoError, Preset, SetPosition, degrees_to_wire,
+from drivers.pelco import (STOP, ZOOM_MAX, Move, PelcoError, Preset, SetPosition, degrees_to_wire,
                            wire_to_degrees)
 from drivers.pelco_bus import PelcoBus, TourStep
 from hal.clock import Clocks
@@ -253,6 +253,3 @@ def channel_with_ptz(config: Config, channel: int) -> tuple[ChannelConfig, PtzPo
     port = next(p for p in config.ptz.ports if p.id == found.ptz.port)
     return found, port
 
-
-__all__ = ["MAX_SPEED", "NoPtz", "PtzError", "PtzPosition", "PtzService", "UnknownTour", "channel_with_ptz",
-           "make_bus", "open_configured_port"]

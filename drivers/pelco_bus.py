@@ -354,7 +354,7 @@ class PelcoBus:
     def _set_port(self, port: SerialPort) -> None:
         with self._cond:
             self._port, self.last_error = port, None
-        log.info("PTZ bus %s: %s open at %d baud (%s)", self.name, port.url, self.baud, self.protocol)
+        log.info("PTZ bus %s: open at %d baud (%s)", self.name, self.baud, self.protocol)
         if self._on_port_state:
             self._on_port_state(True, None)
 

@@ -11,23 +11,23 @@ steps 1-63 and `turbo_deg_per_s` in turbo; pan wraps at 360, tilt stops at its l
 up, above the horizon); zoom runs 0 (wide) to 65535 (tele) in `zoom_travel_s`; focus and iris are
 0..1 and take `lens_travel_s` end to end. Going to a preset or a position jumps there at once and
 stops any motion, as domes stop a manual move when a preset is called.
+
+To try `nvr ptz` or the appliance without a dome: ``python -m drivers.pelco_dome_sim --protocol
+pelco-d --address 1`` prints the pty path to put in `ptz.ports[].url` and then the dome's state.
 """
 from __future__ import annotations
 
-import logging
+import argparse
 import os
 import select
 import threading
 import tty
 from dataclasses import dataclass, field, replace
 
-from hal.clock import Clocks
 from drivers.pelco import (STOP, ZOOM_MAX, Ack, Aux, Message, Move, PositionReport, Preset, ProtocolName, Query,
                            SetPosition, degrees_to_wire, encode, wire_to_degrees)
 from drivers.pelco_stream import FrameDecoder
-
-log = logging.getLogger("nvr.pelco_sim")
-
+from hal.clock import Clocks
 
 @dataclass(frozen=True)
 class DomePosition:
@@ -236,3 +236,33 @@ class PtyDomeBus:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run simulated domes on a pty until Ctrl-C, printing each accepted command and the state."""
+    from hal.clock import RealClocks
+
+    parser = argparse.ArgumentParser(prog="python -m drivers.pelco_dome_sim", description=main.__doc__)
+    parser.add_argument("--protocol", choices=("pelco-d", "pelco-p"), default="pelco-d")
+    parser.add_argument("--address", type=int, action="append", help="dome address (repeat for several)")
+    parser.add_argument("--acks", action="store_true", help="send Pelco-D general responses")
+    args = parser.parse_args(argv)
+    domes = [SimulatedDome(address, clocks=RealClocks()) for address in args.address or [1]]
+    with PtyDomeBus(SimulatedDomeBus(args.protocol, domes, send_acks=args.acks)) as pty:
+        print(f"{args.protocol} dome(s) at {', '.join(str(d.address) for d in domes)} on {pty.path}", flush=True)
+        seen = dict.fromkeys(args.address or [1], 0)
+        try:
+            while True:
+                select.select([], [], [], 0.2)
+                for dome in domes:
+                    for message in dome.commands[seen[dome.address]:]:
+                        seen[dome.address] += 1
+                        state = dome.state()
+                        print(f"{dome.address}: {message} -> pan {state.position.pan_deg:.1f} tilt "
+                              f"{state.position.tilt_deg:.1f} zoom {state.position.zoom:.0f}", flush=True)
+        except KeyboardInterrupt:
+            print(f"line statistics: {pty.bus.statistics()}")
+
+
+if __name__ == "__main__":
+    main()
