@@ -581,7 +581,7 @@ def test_v4l2_source_without_a_device_points_at_the_source():
      "expected an integer from 64000 to 20000000, got '2000000' (text in quotes; remove the quotes)"),
     ("pixel_format: YUYV", "channels[0].source.pixel_format",
      "unknown key; allowed keys here: type, device, input, standard, width, height, fps, encoder, bitrate, "
-     "preset, keyframe_interval_s"),
+     "preset, keyframe_interval_s, video_loss_s"),
 ])
 def test_bad_v4l2_values_are_reported_with_path_line_and_value(line, path, message):
     device = "" if line.startswith("device:") else "device: /dev/video0\n"
