@@ -306,7 +306,7 @@ class V4l2Capture:
             return self._open_device(self.device)
         except FileNotFoundError:
             raise DeviceGone(f"no such device {self.device}; is the card plugged in? `nvr devices` lists "
-                               f"the capture devices") from None
+                             f"the capture devices") from None
         except PermissionError:
             raise CaptureError(f"no permission to open {self.device}; add the user that runs nvr to the "
                                f"'video' group") from None
@@ -529,7 +529,7 @@ class V4l2Capture:
         reason = exc.strerror or str(exc)
         if exc.errno in _GONE_ERRNOS:
             return DeviceGone(f"{self.device} went away while {doing} ({reason}); check the card's cable "
-                                f"or USB connection; it is retried")
+                              f"or USB connection; it is retried")
         if exc.errno == errno.EBUSY:
             return CaptureError(f"{self.device} is busy while {doing}: another program (or another channel) "
                                 f"is using the card; stop it, or give each channel its own device")
