@@ -13,8 +13,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
 
@@ -250,7 +249,6 @@ class Backend:
     source_yaml: str
     actions: dict[str, Callable[[Supervisor], None]]
     device_returns_at_once: bool = False  # vivid reconnects as soon as the capture lets go of it
-    events: list = field(default_factory=list)
 
     def play(self, sup: Supervisor, start_us: int, timeline: list[tuple[float, str, Callable]], end_s: float) -> None:
         if isinstance(self.clocks, ScheduledClocks):
