@@ -39,11 +39,12 @@ class VideoLossGuard:
     `open` opens the capture; while the device is missing it raises `video_loss` and retries
     (`retry_min_s` doubling to `retry_max_s`) until the device is back or `close` is called. Other
     failures (a wrong input, a busy card) are raised as they are, and the recorder reports those as
-    `source_lost`. `packets` yields the encoded packets; the first one clears `video_loss`. Until it
-    comes, a capture that reports no picture is reopened and waited on here (no run has begun, so
-    nothing is cut). Once packets have flowed, losing the picture raises `VideoLoss`: the recorder ends
+    `source_lost`. `packets` yields the encoded packets; the first video packet clears `video_loss`.
+    Until it comes, a capture that reports no picture is reopened and waited on here (no run has begun,
+    so nothing is cut). Once video has flowed, losing the picture raises `VideoLoss`: the recorder ends
     the run and opens again at once, and this waits for the picture. `close` may be called from any
-    thread; it ends a wait at once.
+    thread; it ends a wait at once. (A `close` to stop that lands between the recorder's check of its
+    stop flag and the next `open` is undone by that `open`; the recorder then stops at the next packet.)
     """
 
     def __init__(self, encoded: EncodedCapture, capture: VideoCapture, *, channel: int, alarms: AlarmSink,
@@ -94,7 +95,7 @@ class VideoLossGuard:
         while True:
             try:
                 for packet in self._encoded.packets():
-                    if not flowing:
+                    if not flowing and packet.track == "video":  # audio alone is no picture
                         flowing = True
                         self._restored()
                     yield packet
