@@ -43,8 +43,9 @@ class VideoLossGuard:
     Until it comes, a capture that reports no picture is reopened and waited on here (no run has begun,
     so nothing is cut). Once video has flowed, losing the picture raises `VideoLoss`: the recorder ends
     the run and opens again at once, and this waits for the picture. `close` may be called from any
-    thread; it ends a wait at once. (A `close` to stop that lands between the recorder's check of its
-    stop flag and the next `open` is undone by that `open`; the recorder then stops at the next packet.)
+    thread; it ends a wait at once. (Known window: a `close` to stop that lands between the recorder's
+    check of its stop flag and its next `open` is undone by that `open`, and the thread then stops only
+    when the picture is back or the process exits; the recorder's join gives up after 10 s and logs it.)
     """
 
     def __init__(self, encoded: EncodedCapture, capture: VideoCapture, *, channel: int, alarms: AlarmSink,
