@@ -321,6 +321,9 @@ class V4l2Source(_Section):
     preset: X264Preset = Field("veryfast", description=(
         "libx264 speed preset; slower presets need more CPU per channel for the same quality."))
     keyframe_interval_s: float = Field(2.0, ge=0.5, le=10, description="Seconds between keyframes.")
+    video_loss_s: float = Field(2.0, ge=0.5, le=60, description=(
+        "Seconds without a frame after which the input counts as lost (the video_loss alarm; the run "
+        "ends). An input whose status says 'no signal' is acted on within half a second regardless."))
 
     @field_validator("device")
     @classmethod
@@ -413,6 +416,39 @@ class Config(_Section):
             raise ValidationError.from_exception_data(type(self).__name__, [
                 _error_details(loc, value, message) for loc, value, message in errors])
         return self
+
+    @field_validator("channels")
+    @classmethod
+    def _capture_devices_are_not_shared(cls, channels: list[ChannelConfig]) -> list[ChannelConfig]:
+        problems = _shared_device_problems(channels)
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return channels
+
+
+def _shared_device_problems(channels: list[ChannelConfig]) -> list[InitErrorDetails]:
+    """One problem for each enabled v4l2 channel whose device node an earlier enabled channel uses.
+
+    A V4L2 node streams one input at a time, and switching inputs to share it would cost every channel
+    most of its frames (design/analog-capture.md), so it is refused here rather than failing at run time.
+    """
+    first_user: dict[str, int] = {}
+    problems = []
+    for index, channel in enumerate(channels):
+        if not channel.enabled or not isinstance(channel.source, V4l2Source):
+            continue
+        node = os.path.realpath(channel.source.device)  # /dev/v4l/by-path/... links name the same node
+        if node not in first_user:
+            first_user[node] = index
+            continue
+        first = channels[first_user[node]]
+        problems.append(_error_details((index, "source", "device"), channel.source.device, (
+            f"{channel.source.device} is already recorded by channels[{first_user[node]}] (channel {first.id}, "
+            f"input {first.source.input!r}); a capture device node streams one input at a time. Cards that "
+            f"capture inputs in parallel (TW6869/TW68, most multi-chip USB DVR cards) have a /dev/videoN per "
+            f"input: give each channel its own (`nvr devices` lists them). A card with one node and several "
+            f"inputs (EasyCAP-class stk1160, usbtv, em28xx) records one channel")))
+    return problems
 
 
 def _duplicate_indices(values: list[object]) -> list[tuple[int, int]]:

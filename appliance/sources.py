@@ -5,14 +5,19 @@ from drivers.rtsp import RtspCamera
 from hal.clock import Clocks
 from hal.video_sim import TestPatternCapture
 from hal.video_v4l2 import V4l2Capture
+from recorder.alarms import AlarmBoard, AlarmSink
 from recorder.encode import EncodedCapture
 from recorder.source import PacketSource
+from recorder.video_loss import VideoLossGuard
 
 from appliance.config import ChannelConfig, RtspSource, TestPatternSource, V4l2Source
 
 
-def channel_sources(channel: ChannelConfig, *, clocks: Clocks) -> dict[str, PacketSource]:
-    """The streams to record for `channel`: always `main`, and `sub` where the camera has one."""
+def channel_sources(channel: ChannelConfig, *, clocks: Clocks, alarms: AlarmSink | None = None) -> dict[str, PacketSource]:
+    """The streams to record for `channel`: always `main`, and `sub` where the camera has one.
+
+    Analog sources raise their `video_loss` alarm on `alarms` (without one, on a board of their own,
+    where it is only logged)."""
     source = channel.source
     if isinstance(source, RtspSource):
         streams = {"main": RtspCamera(source.url, name=f"{channel.name} main", clocks=clocks, timeout_s=source.timeout_s)}
@@ -23,15 +28,22 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks) -> dict[str, Pack
     if isinstance(source, TestPatternSource):
         capture = TestPatternCapture(width=source.width, height=source.height, fps=source.fps, pattern=source.pattern,
                                      channel_id=channel.id, label=channel.name, clocks=clocks)
-        return {"main": EncodedCapture(capture, name=f"test pattern {source.width}x{source.height}", clocks=clocks,
-                                       bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s)}
+        encoded = EncodedCapture(capture, name=f"test pattern {source.width}x{source.height}", clocks=clocks,
+                                 bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s)
+        return {"main": _guarded(encoded, capture, channel, clocks, alarms)}
     if isinstance(source, V4l2Source):
         capture = V4l2Capture(device=source.device, input=source.input, standard=source.standard, width=source.width,
-                              height=source.height, fps=source.fps, clocks=clocks)
-        return {"main": EncodedCapture(capture, name=f"{source.device} input {source.input!r}", clocks=clocks,
-                                       bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s,
-                                       preset=source.preset, encoder=source.encoder)}
+                              height=source.height, fps=source.fps, clocks=clocks, frame_timeout_s=source.video_loss_s)
+        encoded = EncodedCapture(capture, name=f"{source.device} input {source.input!r}", clocks=clocks,
+                                 bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s,
+                                 preset=source.preset, encoder=source.encoder)
+        return {"main": _guarded(encoded, capture, channel, clocks, alarms)}
     raise TypeError(f"no source builder for {type(source).__name__}")
+
+
+def _guarded(encoded: EncodedCapture, capture, channel: ChannelConfig, clocks: Clocks,
+             alarms: AlarmSink | None) -> VideoLossGuard:
+    return VideoLossGuard(encoded, capture, channel=channel.id, alarms=alarms or AlarmBoard(clocks=clocks), clocks=clocks)
 
 
 def reconnect_max_s(channel: ChannelConfig) -> float:

@@ -17,6 +17,7 @@ from recorder.retention import Retention, RetentionPolicy
 from recorder.segmenter import Segmenter
 from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
+from recorder.video_loss import VideoLossGuard
 
 from appliance.config import ChannelConfig, Config
 from appliance.ptz import PtzService
@@ -43,7 +44,7 @@ class Supervisor:
     def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True):
         self.config, self.clocks, self._sync = config, clocks, sync
         self.root: Path = config.storage.path
-        self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks))
+        self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks, alarms=self.alarms))
         self.recorders: list[StreamRecorder] = []
         self.recovery: RecoveryReport | None = None
         self.index: Index | None = None
@@ -145,5 +146,10 @@ class Supervisor:
                        for a in self.alarms.active()],
             "ptz": self.ptz.statistics(),
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
-                         **r.statistics()} for r in self.recorders],
+                         **r.statistics(), "capture": _capture_statistics(r.source)} for r in self.recorders],
         }
+
+
+def _capture_statistics(source: PacketSource) -> dict | None:
+    """Analog channels' capture counters (fps measured, frames dropped, signal, video loss); None for cameras."""
+    return source.statistics() if isinstance(source, VideoLossGuard) else None

@@ -52,8 +52,9 @@ def _status_html(status: dict) -> str:
     ) or "<li>none</li>"
     rows = "".join(
         f"<tr><td>{s['channel']}</td><td>{s['stream']}</td><td>{e(s['source'])}</td>"
-        f"<td>{'recording' if s['connected'] else 'down: ' + e(str(s['last_error'] or 'connecting'))}</td>"
-        f"<td>{s['segments']}</td><td>{s['frames_recorded']}</td><td>{s['connects']}</td></tr>"
+        f"<td>{_state_cell(s)}</td>"
+        f"<td>{s['segments']}</td><td>{s['frames_recorded']}</td><td>{s['connects']}</td>"
+        f"<td>{_capture_cell(s.get('capture'))}</td></tr>"
         for s in status["streams"]
     )
     ret = status["retention"] or {}
@@ -64,8 +65,26 @@ def _status_html(status: dict) -> str:
 <p>Data: {e(status['data_root'])} &middot; {status['segments']} segments, {status['bytes'] / 1e6:.1f} MB &middot;
 disk {ret.get('used_percent')}% used, {((ret.get('free_bytes') or 0) / 1e9):.2f} GB free &middot; up {status['uptime_s']:.0f} s</p>
 <h2>Alarms</h2><ul>{alarms}</ul>
-<h2>Streams</h2><table><tr><th>Ch</th><th>Stream</th><th>Source</th><th>State</th><th>Segments</th><th>Frames</th><th>Connects</th></tr>{rows}</table>
+<h2>Streams</h2><table><tr><th>Ch</th><th>Stream</th><th>Source</th><th>State</th><th>Segments</th><th>Frames</th><th>Connects</th><th>Capture</th></tr>{rows}</table>
 <h2>Last start-up recovery</h2><p>{e(str(status['recovery']))}</p></body></html>"""
+
+
+def _state_cell(stream: dict) -> str:
+    capture = stream.get("capture") or {}
+    if capture.get("video_loss"):
+        return f"<span class=alarm>video loss</span> since {iso_utc(capture['video_loss_since_us'])}"
+    if stream["connected"]:
+        return "recording"
+    return "down: " + html.escape(str(stream["last_error"] or "connecting"))
+
+
+def _capture_cell(capture: dict | None) -> str:
+    """An analog input's measured rate, dropped frames and signal; empty for network cameras."""
+    if not capture:
+        return ""
+    signal = "signal" if capture.get("signal_present", True) else "<span class=alarm>no signal</span>"
+    return (f"{capture.get('fps_measured', 0):.1f} fps &middot; {capture.get('frames_dropped', 0)} dropped &middot; "
+            f"{signal} &middot; {capture.get('video_losses', 0)} losses")
 
 
 class WebServer:

@@ -13,7 +13,7 @@ import numpy as np
 from hal import font
 from hal.clock import Clocks
 from hal.media import CaptureFormat, RawFrame
-from hal.video import CaptureError
+from hal.video import CaptureError, DeviceGone, FpsMeter, NoSignal
 
 PATTERNS = ("bars", "gradient", "checker", "ball", "zoneplate")
 # Order for pattern="auto": neighbouring channels get patterns that look nothing alike.
@@ -32,12 +32,18 @@ class TestPatternCapture:
     Frames are paced by the injected clocks: frame n is due at start + n/fps; when the consumer
     falls more than a frame period behind, frames are skipped (the sequence number jumps) the way a
     capture card drops them, instead of being delivered in a burst.
+
+    Test instruments pull the plugs a real card has, with the same effect on `frames()` and `open()`
+    as `V4l2Capture` (see `hal.video.VideoCapture`): `cut_signal`/`restore_signal` (the camera's
+    cable: frames keep coming but carry no picture, as vivid's noise does, and are not passed on),
+    `stall`/`unstall` (the driver stops delivering), `unplug`/`replug` (the device itself).
     """
 
     __test__ = False  # the name starts with "Test"; keep pytest from collecting it
 
     def __init__(self, *, width: int, height: int, fps: float, pattern: str = "auto",
-                 channel_id: int = 1, label: str = "", clocks: Clocks):
+                 channel_id: int = 1, label: str = "", clocks: Clocks, frame_timeout_s: float = 2.0,
+                 lock_grace_s: float = 1.0):
         _check_size(width, height)
         if not fps > 0:
             raise ValueError(f"fps must be positive, not {fps!r}")
@@ -52,9 +58,17 @@ class TestPatternCapture:
         self._closed = threading.Event()
         self._generated = self._skipped = 0
         self._render_s = 0.0
+        self._frame_timeout_us, self._lock_grace_us = round(frame_timeout_s * 1e6), round(lock_grace_s * 1e6)
+        self._signal = self._plugged = True
+        self._stalled = False
+        self._without_signal = self._signal_losses = 0
+        self._fps = FpsMeter()
 
     def open(self) -> CaptureFormat:
-        """Precompute the pattern and report the format; frames are yuv420p at the requested size."""
+        """Precompute the pattern and report the format; frames are yuv420p at the requested size.
+        DeviceGone while unplugged."""
+        if not self._plugged:
+            raise DeviceGone(f"no such device: the simulated capture card of channel {self.channel_id} is unplugged")
         self._ensure_scene()
         self._closed.clear()
         self._open = True
@@ -80,14 +94,48 @@ class TestPatternCapture:
         self._osd.draw(planes, sequence, utc_us)
         return data
 
-    def statistics(self) -> dict[str, float | int]:
-        """Counters for the health page and benchmarks."""
+    def statistics(self) -> dict[str, float | int | bool]:
+        """Counters for the health page and benchmarks (the same names as V4l2Capture's where they match)."""
         generated = self._generated
         return {
             "frames_generated": generated,
             "frames_skipped": self._skipped,
+            "frames_dropped": self._skipped,
+            "frames_without_signal": self._without_signal,
+            "signal_losses": self._signal_losses,
+            "signal_present": self._signal,
+            "fps_measured": self._fps.fps(),
             "avg_render_ms": (self._render_s / generated * 1000.0) if generated else 0.0,
         }
+
+    def signal_present(self) -> bool:
+        """Whether the simulated input has a picture (see `cut_signal`)."""
+        return self._signal
+
+    # --- test instruments ---------------------------------------------------------------------
+
+    def cut_signal(self) -> None:
+        """Unplug the camera from the input: `frames()` raises NoSignal within a frame period."""
+        self._signal_losses += self._signal
+        self._signal = False
+
+    def restore_signal(self) -> None:
+        """Plug the camera back in: frames carry a picture again."""
+        self._signal = True
+
+    def stall(self) -> None:
+        """Make the driver stop delivering frames: `frames()` raises NoSignal after the no-frame timeout."""
+        self._stalled = True
+
+    def unstall(self) -> None:
+        self._stalled = False
+
+    def unplug(self) -> None:
+        """Pull the capture card out: `frames()` raises DeviceGone within a frame period, `open()` too."""
+        self._plugged = False
+
+    def replug(self) -> None:
+        self._plugged = True
 
     def _ensure_scene(self) -> _Scene:
         if self._scene is None:
@@ -96,20 +144,41 @@ class TestPatternCapture:
 
     def _paced_frames(self) -> Iterator[RawFrame]:
         clocks, period_us = self._clocks, 1_000_000 / self.fps
-        start_us = clocks.monotonic_us()
-        sequence = 0
-        while not self._closed.is_set():
-            due_us = start_us + round(sequence * period_us)
-            now_us = clocks.monotonic_us()
-            if now_us < due_us:
-                # Sleep at most one period per turn so close() is noticed promptly.
-                clocks.sleep(min(due_us - now_us, period_us) / 1_000_000)
-                continue
-            if now_us - due_us > period_us:
-                sequence = self._skip_to(start_us, now_us, period_us, sequence)
-                continue
-            yield self._frame(sequence, due_us, clocks.utc_now_us() + (due_us - now_us))
-            sequence += 1
+        start_us = last_picture_us = clocks.monotonic_us()
+        sequence = pictures = 0
+        try:
+            while not self._closed.is_set():
+                due_us = start_us + round(sequence * period_us)
+                now_us = clocks.monotonic_us()
+                self._check_picture(now_us - start_us, now_us - last_picture_us, pictures)
+                if now_us < due_us:
+                    # Sleep at most one period per turn so close() and the instruments are noticed promptly.
+                    clocks.sleep(min(due_us - now_us, period_us) / 1_000_000)
+                    continue
+                if now_us - due_us > period_us:
+                    sequence = self._skip_to(start_us, now_us, period_us, sequence)
+                    continue
+                sequence += 1
+                if self._stalled:
+                    continue
+                if not self._signal:
+                    self._without_signal += 1  # noise, as a card without a camera sends: not passed on
+                    continue
+                pictures, last_picture_us = pictures + 1, due_us
+                self._fps.frame(due_us)
+                yield self._frame(sequence - 1, due_us, clocks.utc_now_us() + (due_us - now_us))
+        finally:
+            self._fps.reset()
+
+    def _check_picture(self, streaming_us: int, idle_us: int, pictures: int) -> None:
+        """DeviceGone or NoSignal, with the timing V4l2Capture has (see `hal.video.VideoCapture`)."""
+        if not self._plugged:
+            raise DeviceGone(f"the simulated capture card of channel {self.channel_id} went away (unplugged)")
+        if not self._signal and (pictures or streaming_us >= self._lock_grace_us):
+            raise NoSignal(f"the simulated input of channel {self.channel_id} has no signal")
+        if idle_us >= self._frame_timeout_us:
+            raise NoSignal(f"no frame from the simulated capture of channel {self.channel_id} for "
+                           f"{idle_us / 1e6:.1f} s")
 
     def _skip_to(self, start_us: int, now_us: int, period_us: float, sequence: int) -> int:
         """Jump to the latest frame already due, counting the ones passed over as dropped."""

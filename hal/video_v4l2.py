@@ -7,8 +7,11 @@ keep the driver's timestamps (CLOCK_MONOTONIC for nearly every driver, converted
 clocks) and sequence numbers, so a gap in the sequence is a frame the card dropped; those are
 counted in `statistics()`, not hidden.
 
-Errors are `CaptureError`s that say what to do; a device that vanishes (USB unplug) ends `frames()`
-with one, which the recorder answers by reopening later.
+Errors are `CaptureError`s that say what to do. Video loss has two of its own: `NoSignal` when the
+input status says there is no picture (read with the first frame and then every `status_interval_s`,
+since cards such as vivid keep sending noise without a camera) or when no frame comes for
+`frame_timeout_s`; `DeviceGone` when the device vanishes (USB unplug: ENODEV/EIO, the node is gone).
+The recorder answers both by ending the run and opening the capture again until the picture is back.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import numpy as np
 from hal.clock import Clocks
 from hal.media import CaptureFormat, RawFrame
 from hal.v4l2_device import ActiveFormat, Buffer, InputInfo, V4l2Device
-from hal.video import CaptureError
+from hal.video import CaptureError, DeviceGone, FpsMeter, NoSignal
 
 log = logging.getLogger("nvr.v4l2")
 
@@ -57,6 +60,7 @@ BUF_FLAG_ERROR, BUF_FLAG_TIMESTAMP_MASK, BUF_FLAG_TIMESTAMP_MONOTONIC = 0x40, 0x
 _FRAME_FIELDS = {"none", "interlaced", "interlaced_tb", "interlaced_bt"}
 _GONE_ERRNOS = {errno.ENODEV, errno.EIO, errno.ENXIO, errno.ENOENT}
 _WAIT_SLICE_S = 0.5  # close() wakes the wait at once; the slice only bounds the no-frame timeout's resolution
+_FIRST_FRAME_S = 5.0  # a card may take this long to deliver its first frame after STREAMON
 
 
 def standard_mask(standard: str) -> int:
@@ -171,13 +175,16 @@ class V4l2Capture:
     `open` may be called again after `close` (the recorder reconnects that way). `close` may be called
     from any thread; it wakes a blocked `frames()` at once and releases the device before returning.
     While the input reports no signal, frames are dropped (the card sends noise or black) and counted;
-    `signal_present()` says so, for video-loss detection.
+    `signal_present()` says so. `frames()` raises `NoSignal` when a picture that was there goes, when
+    there is none `lock_grace_s` after the stream starts (decoders need a moment to lock), or when no
+    frame comes for `frame_timeout_s`; `DeviceGone` when the device goes away.
     """
 
     def __init__(self, *, device: str, input: int | str = 0, standard: str | None = "PAL",
                  width: int | None = None, height: int | None = None, fps: float | None = None,
                  pixel_formats: Sequence[str] = DEFAULT_PIXEL_FORMATS, clocks: Clocks, buffers: int = 4,
-                 frame_timeout_s: float = 5.0, drop_without_signal: bool = True,
+                 frame_timeout_s: float = 2.0, drop_without_signal: bool = True, lock_grace_s: float = 1.0,
+                 status_interval_s: float = 0.5,
                  open_device: Callable[[str], V4l2Device] = V4l2Device):
         _check_arguments(input, standard, pixel_formats, buffers)
         self.device, self.input, self.standard = device, input, standard
@@ -185,6 +192,11 @@ class V4l2Capture:
         self.pixel_formats = tuple(pixel_formats)
         self._clocks, self._buffers, self._frame_timeout_s = clocks, buffers, frame_timeout_s
         self._drop_without_signal, self._open_device = drop_without_signal, open_device
+        self._lock_grace_s, self._status_interval_s = lock_grace_s, status_interval_s
+        self._stream_started_s = self._status_read_s = 0.0  # time.monotonic(), like the select() slices
+        self._pictures = 0  # frames passed on since the stream started
+        self._fps = FpsMeter()
+        self._described: str | None = None
         self._lock = threading.RLock()  # guards the device: held around each ioctl, never across a yield
         self._wake_lock = threading.Lock()  # guards the wake pipe
         self._closed = threading.Event()
@@ -273,7 +285,7 @@ class V4l2Capture:
         return {
             "frames_captured": counts.captured, "frames_dropped": counts.dropped,
             "frames_corrupt": counts.corrupt, "frames_without_signal": counts.without_signal,
-            "signal_losses": counts.signal_losses, "signal_present": self._signal,
+            "signal_losses": counts.signal_losses, "signal_present": self._signal, "fps_measured": self._fps.fps(),
             "timestamps": {None: "none yet", True: "driver", False: "arrival"}[self._timestamps_from_driver],
         }
 
@@ -293,8 +305,8 @@ class V4l2Capture:
         try:
             return self._open_device(self.device)
         except FileNotFoundError:
-            raise CaptureError(f"no such device {self.device}; is the card plugged in? `nvr devices` lists "
-                               f"the capture devices") from None
+            raise DeviceGone(f"no such device {self.device}; is the card plugged in? `nvr devices` lists "
+                             f"the capture devices") from None
         except PermissionError:
             raise CaptureError(f"no permission to open {self.device}; add the user that runs nvr to the "
                                f"'video' group") from None
@@ -315,10 +327,16 @@ class V4l2Capture:
         self._decoder = _MjpegDecoder() if fourcc in ("MJPG", "JPEG") else None
         fps = self._set_fps(dev, fps)
         self._offset_us = self._clocks.monotonic_us() - time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        self._signal = has_signal(self._input.status)
-        log.info("%s: input %d %r, %s, %dx%d %s at %.3g fps", self.device, self._input.index, self._input.name,
-                 standard or "no analog standard", self._format.width, self._format.height, fourcc, fps)
+        # self._signal keeps its last reading: it is read again with the first frame, and a reopen while
+        # video is lost must not log the loss again.
+        self._describe(f"input {self._input.index} {self._input.name!r}, {standard or 'no analog standard'}, "
+                       f"{self._format.width}x{self._format.height} {fourcc} at {fps:.3g} fps")
         return CaptureFormat(self._format.width, self._format.height, AV_PIXEL_FORMATS[fourcc], fps)
+
+    def _describe(self, text: str) -> None:
+        # Logged at info once: while video is lost the capture is reopened every second or so.
+        log.log(logging.INFO if text != self._described else logging.DEBUG, "%s: %s", self.device, text)
+        self._described = text
 
     def _check_capture_device(self, dev: V4l2Device) -> None:
         info = dev.info()
@@ -396,6 +414,7 @@ class V4l2Capture:
                     yield frame
         finally:
             self._streaming = False
+            self._fps.reset()
             with self._lock:
                 if self._dev is not None:
                     self._dev.stop_streaming()
@@ -409,32 +428,51 @@ class V4l2Capture:
             except OSError as exc:
                 raise self._error(exc, "starting the stream") from exc
             self._streaming = True
+            self._stream_started_s, self._status_read_s, self._pictures = time.monotonic(), 0.0, 0
 
     def _next_buffer(self) -> Buffer | None:
-        """The next buffer from the driver, or None once closed; CaptureError on failure or a long silence."""
+        """The next buffer from the driver, or None once closed; NoSignal when the picture is gone or
+        frames stop, DeviceGone or CaptureError when the device fails."""
         idle_s = 0.0
+        timeout_s = self._frame_timeout_s if self._pictures else max(self._frame_timeout_s, _FIRST_FRAME_S)
+        slice_s = min(_WAIT_SLICE_S, self._frame_timeout_s)
         while True:
             with self._lock:
                 if self._closed.is_set() or self._dev is None:
                     return None
                 dev, wake = self._dev, self._wake[0] if self._wake else None
                 try:
-                    ready = dev.wait(_WAIT_SLICE_S, wake)
+                    ready = dev.wait(slice_s, wake)
                     if self._closed.is_set():
                         return None
-                    if ready:
-                        buffer = dev.dequeue()
-                        self._read_signal(dev)
-                        return buffer
-                    self._read_signal(dev)
+                    buffer = dev.dequeue() if ready else None
+                    self._poll_signal(dev, force=buffer is None)
                 except BlockingIOError:
                     continue  # woken with no buffer ready after all
                 except OSError as exc:
                     raise self._error(exc, "capturing") from exc
-            idle_s += _WAIT_SLICE_S
-            if idle_s >= self._frame_timeout_s:
-                raise CaptureError(f"no frame from {self.device} for {idle_s:.0f} s; the driver stopped "
-                                   f"delivering (is the camera connected and powered?)")
+            self._check_picture()
+            if buffer is not None:
+                return buffer
+            idle_s += slice_s
+            if idle_s >= timeout_s:
+                raise NoSignal(f"no frame from {self.device} for {idle_s:.1f} s; the driver stopped delivering "
+                               f"(is the camera connected and powered?)")
+
+    def _poll_signal(self, dev: V4l2Device, *, force: bool) -> None:
+        """Read the input status with the first frame, on idle slices, and every `status_interval_s`."""
+        now_s = time.monotonic()
+        if force or not self._status_read_s or now_s - self._status_read_s >= self._status_interval_s:
+            self._status_read_s = now_s
+            self._read_signal(dev)
+
+    def _check_picture(self) -> None:
+        """NoSignal if the input has no picture: at once after frames flowed, else after the lock grace."""
+        if self._signal or not self._drop_without_signal:
+            return
+        if self._pictures or time.monotonic() - self._stream_started_s >= self._lock_grace_s:
+            raise NoSignal(f"input {self._input.index} {self._input.name!r} of {self.device} has no signal "
+                           f"(no camera connected, or its cable is cut)")
 
     def _read_signal(self, dev: V4l2Device) -> None:
         try:
@@ -464,8 +502,10 @@ class V4l2Capture:
             self._counts.corrupt += 1
             return None
         self._counts.captured += 1
-        return RawFrame(data, AV_PIXEL_FORMATS[fmt.fourcc], fmt.width, fmt.height, self._timestamp_us(buffer),
-                        buffer.sequence)
+        self._pictures += 1
+        stamp = self._timestamp_us(buffer)
+        self._fps.frame(stamp)
+        return RawFrame(data, AV_PIXEL_FORMATS[fmt.fourcc], fmt.width, fmt.height, stamp, buffer.sequence)
 
     def _count_sequence(self, sequence: int) -> None:
         last = self._last_sequence
@@ -488,8 +528,8 @@ class V4l2Capture:
         """A CaptureError for an OSError from the device, saying what to do about it."""
         reason = exc.strerror or str(exc)
         if exc.errno in _GONE_ERRNOS:
-            return CaptureError(f"{self.device} went away while {doing} ({reason}); check the card's cable "
-                                f"or USB connection; it is retried")
+            return DeviceGone(f"{self.device} went away while {doing} ({reason}); check the card's cable "
+                              f"or USB connection; it is retried")
         if exc.errno == errno.EBUSY:
             return CaptureError(f"{self.device} is busy while {doing}: another program (or another channel) "
                                 f"is using the card; stop it, or give each channel its own device")

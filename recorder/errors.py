@@ -2,7 +2,9 @@
 
     RecorderError
     ├── SourceError (ConnectionError)      a source could not be opened or broke off; retried
-    │   └── SourceStalled (TimeoutError)   no packet within the stall timeout; retried
+    │   ├── SourceStalled (TimeoutError)   no packet within the stall timeout; retried
+    │   └── VideoLoss                      an analog input lost its picture: the run ends, `video_loss`
+    │                                      is raised (not `source_lost`) and the source waits for it
     ├── StorageError (OSError)             writing or syncing a segment failed
     │   └── DiskFull                       no space even after retention ran
     ├── IndexError_ (RuntimeError)         the SQLite index is unusable
@@ -21,6 +23,14 @@ class SourceError(RecorderError, ConnectionError):
 
 class SourceStalled(SourceError, TimeoutError):
     """A source delivered no packet within its stall timeout."""
+
+
+class VideoLoss(SourceError):
+    """An analog input lost its picture (no signal, no frames, device gone) during a run.
+
+    The source has raised the `video_loss` alarm itself and waits for the picture when opened again,
+    so the recorder reopens it at once and raises no `source_lost`.
+    """
 
 
 class StorageError(RecorderError, OSError):

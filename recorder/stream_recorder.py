@@ -6,6 +6,7 @@ import threading
 import time
 
 from recorder.alarms import AlarmSink
+from recorder.errors import VideoLoss
 from recorder.live import LiveStream
 from recorder.segmenter import Segmenter
 from recorder.source import PacketSource
@@ -20,8 +21,10 @@ class StreamRecorder:
 
     Any failure of the source (refused, dropped, stalled, ended) ends the run; the loop waits
     (1 s, doubling, capped at `reconnect_max_s`) and connects again, raising `source_lost` while the
-    stream is down. An unexpected exception is logged with its traceback and treated the same way:
-    the thread never dies while the appliance runs.
+    stream is down. A `VideoLoss` (an analog input lost its picture) ends the run too, but the source
+    is opened again at once and no `source_lost` is raised: the source raised `video_loss` and waits
+    for the picture itself (recorder.video_loss). An unexpected exception is logged with its traceback
+    and treated the same way: the thread never dies while the appliance runs.
     """
 
     def __init__(self, *, source: PacketSource, segmenter: Segmenter, alarms: AlarmSink,
@@ -35,6 +38,7 @@ class StreamRecorder:
         self.failures = 0
         self.last_error: str | None = None
         self.connected = False
+        self._reopen_at_once = False
 
     @property
     def label(self) -> str:
@@ -69,6 +73,9 @@ class StreamRecorder:
             self._record_once()
             if self._stop.is_set():
                 break
+            if self._reopen_at_once:  # video loss: the source raised its alarm and waits for the picture
+                self._reopen_at_once, delay = False, self._min_s
+                continue
             if time.monotonic() - started >= STABLE_RUN_S:
                 delay = self._min_s
             log.info("%s: reconnecting in %.1f s", self.label, delay)
@@ -100,6 +107,9 @@ class StreamRecorder:
     def _failed(self, exc: Exception) -> None:
         if self._stop.is_set():
             return  # closing the source to stop makes it fail; that is not an outage
+        if isinstance(exc, VideoLoss):
+            self.last_error, self._reopen_at_once = str(exc), True
+            return
         self.failures += 1
         self.last_error = str(exc) or type(exc).__name__
         if isinstance(exc, (ConnectionError, TimeoutError, OSError, ValueError)):

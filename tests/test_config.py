@@ -136,14 +136,32 @@ def test_default_yaml_copied_as_a_template_loads_like_the_default(tmp_path):
     assert config.channels == default_config().channels
 
 
+def uncomment_example(template: str, first_line: str) -> str:
+    """`template` with the commented-out channel that starts at `first_line` (up to a blank line) uncommented."""
+    start = template.index(first_line)
+    end = template.find("\n\n", start)
+    block = template[start:end].replace("  # - ", "  - ").replace("  #   ", "    ")
+    return template[:start] + block + template[end:]
+
+
 def test_default_yaml_example_rtsp_channel_is_valid_once_uncommented():
     template = (Path(__file__).parent.parent / "appliance" / "default.yaml").read_text()
-    uncommented = template.replace("  # - id: 2", "  - id: 2").replace("  #   ", "    ")
+    uncommented = uncomment_example(template, "  # - id: 2")
 
     config = parse_config(uncommented)
 
     assert [channel.id for channel in config.channels] == [1, 2]
     assert config.channels[1].source.sub_url.endswith("/102")
+
+
+def test_default_yaml_example_v4l2_channel_is_valid_once_uncommented():
+    template = (Path(__file__).parent.parent / "appliance" / "default.yaml").read_text()
+
+    config = parse_config(uncomment_example(template, "  # - id: 3"))
+
+    assert [channel.source.type for channel in config.channels] == ["test-pattern", "v4l2"]
+    assert config.channels[1].source.device.startswith("/dev/v4l/by-path/")
+    assert config.channels[1].source.video_loss_s == 2
 
 
 def test_channel_names_need_not_be_unique():
@@ -581,7 +599,7 @@ def test_v4l2_source_without_a_device_points_at_the_source():
      "expected an integer from 64000 to 20000000, got '2000000' (text in quotes; remove the quotes)"),
     ("pixel_format: YUYV", "channels[0].source.pixel_format",
      "unknown key; allowed keys here: type, device, input, standard, width, height, fps, encoder, bitrate, "
-     "preset, keyframe_interval_s"),
+     "preset, keyframe_interval_s, video_loss_s"),
 ])
 def test_bad_v4l2_values_are_reported_with_path_line_and_value(line, path, message):
     device = "" if line.startswith("device:") else "device: /dev/video0\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import json
 import os
 import select
@@ -28,7 +29,7 @@ import pytest
 from hal.clock import RealClocks, SimulatedClocks
 from hal.media import CaptureFormat, RawFrame
 from hal.v4l2_device import ActiveFormat, Buffer, DeviceInfo, InputInfo
-from hal.video import CaptureError
+from hal.video import CaptureError, DeviceGone, NoSignal
 from hal.video_v4l2 import (BUF_FLAG_ERROR, BUF_FLAG_TIMESTAMP_MONOTONIC, IN_ST_NO_H_LOCK, IN_ST_NO_SIGNAL,
                             IN_ST_NO_SYNC, STANDARD_MASKS, V4l2Capture, choose_pixel_format, driver_timestamp_us,
                             find_input, frame_geometry, has_signal, standard_mask, standard_names, unpack)
@@ -311,7 +312,7 @@ def test_frames_carry_driver_timestamps_and_sequences_and_gaps_count_as_dropped(
     capture.open()
 
     frames = []
-    with pytest.raises(CaptureError, match="no frame from /dev/video0 for 0 s; the driver stopped delivering"):
+    with pytest.raises(NoSignal, match="no frame from /dev/video0 for 0.5 s; the driver stopped delivering"):
         for frame in capture.frames():
             frames.append(frame)
 
@@ -370,10 +371,87 @@ def test_a_device_that_goes_away_ends_frames_with_a_capture_error(code):
     capture.open()
     frames = capture.frames()
     next(frames)
-    with pytest.raises(CaptureError, match="/dev/video0 went away while capturing .*it is retried"):
+    with pytest.raises(DeviceGone, match="/dev/video0 went away while capturing .*it is retried"):
         next(frames)
     capture.close()
     assert fake.closed
+
+
+@pytest.mark.parametrize("error,gone", [
+    (FileNotFoundError(errno.ENOENT, "No such file"), True), (OSError(errno.ENODEV, "No such device"), True),
+    (PermissionError(errno.EACCES, "Permission denied"), False), (OSError(errno.EBUSY, "Device busy"), False),
+])
+def test_a_missing_node_is_device_gone_and_other_open_failures_are_not(error, gone):
+    def fail(path):
+        raise error
+    capture = V4l2Capture(device="/dev/video0", clocks=SimulatedClocks(), open_device=fail)
+    with pytest.raises(CaptureError) as caught:
+        capture.open()
+    assert isinstance(caught.value, DeviceGone) is gone
+
+
+class CountingStatusDevice(FakeDevice):
+    """Reports NO_SIGNAL from the `lose_at`-th status read on, and counts the reads."""
+
+    def __init__(self, *, lose_at: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.status_reads, self._lose_at = 0, lose_at
+
+    def input_status(self, index):
+        self.status_reads += 1
+        lost = self._lose_at is not None and self.status_reads >= self._lose_at
+        return IN_ST_NO_SIGNAL if lost else 0
+
+
+def test_losing_the_signal_mid_stream_raises_no_signal_and_passes_no_frame_after_it():
+    fake = CountingStatusDevice(lose_at=2, buffers=[yuyv_buffer(seq, timestamp_us=1 + seq, width=64, height=48)
+                                                    for seq in range(20)])
+    capture = make_capture(fake, input=2, width=64, height=48, status_interval_s=0.0)
+    capture.open()
+    got = []
+    with pytest.raises(NoSignal, match="input 2 'S-Video 0' of /dev/video0 has no signal"):
+        for frame in capture.frames():
+            got.append(frame.sequence)
+    assert got == [0]  # the status read with frame 1 said the picture was gone
+    assert capture.statistics()["signal_losses"] == 1
+
+
+def test_the_input_status_is_read_with_the_first_frame_and_then_every_status_interval():
+    fake = CountingStatusDevice(buffers=[yuyv_buffer(seq, timestamp_us=1 + seq * 40_000, width=64, height=48)
+                                         for seq in range(50)])
+    capture = make_capture(fake, input=2, width=64, height=48, status_interval_s=30.0, frame_timeout_s=0.2)
+    capture.open()
+    frames = capture.frames()
+    assert sum(1 for _ in itertools.islice(frames, 50)) == 50
+    assert fake.status_reads == 1  # 50 frames delivered at once: one read, not one ioctl per frame
+    assert capture.statistics()["fps_measured"] == pytest.approx(25.0)
+
+
+def test_without_signal_from_the_start_noise_is_dropped_then_no_signal_after_the_lock_grace():
+    fake = FakeDevice(buffers=[yuyv_buffer(seq, timestamp_us=1 + seq) for seq in range(3)])
+    fake.status = IN_ST_NO_SIGNAL
+    capture = make_capture(fake, input=2, lock_grace_s=0.2, frame_timeout_s=0.3)
+    capture.open()
+    began = time.monotonic()
+    with pytest.raises(NoSignal, match="has no signal"):
+        next(capture.frames())
+    assert time.monotonic() - began < 1.0
+    assert capture.statistics()["frames_without_signal"] == 3
+
+
+def test_a_reopen_while_video_is_lost_does_not_log_the_loss_again(caplog):
+    fakes = [FakeDevice(buffers=[yuyv_buffer(0, timestamp_us=1)]) for _ in range(3)]
+    for fake in fakes:
+        fake.status = IN_ST_NO_SIGNAL
+    capture = V4l2Capture(device="/dev/video0", input=2, clocks=SimulatedClocks(), lock_grace_s=0.0,
+                          frame_timeout_s=0.1, open_device=lambda p: fakes.pop(0))
+    with caplog.at_level("INFO", logger="nvr.v4l2"):
+        for _ in range(3):
+            capture.open()
+            with pytest.raises(NoSignal):
+                next(capture.frames())
+    assert sum("lost its signal" in r.message for r in caplog.records) == 1
+    assert sum("S-Video 0" in r.message and r.levelname == "INFO" for r in caplog.records) == 1
 
 
 def test_close_from_another_thread_ends_a_blocked_frames_at_once():
@@ -565,14 +643,16 @@ def test_vivid_close_from_another_thread_ends_frames_and_the_card_opens_again(vi
 
 
 @pytest.mark.vivid
-def test_vivid_no_signal_mode_clears_signal_present_and_stops_frames(vivid_capture):
+def test_vivid_no_signal_mode_clears_signal_present_and_raises_no_signal(vivid_capture):
     vivid_capture.open()
     _set_signal_mode("No Signal")
     try:
         assert vivid_capture.signal_present() is False
-        threading.Timer(1.5, vivid_capture.close).start()
-        assert list(vivid_capture.frames()) == []  # the card sends noise; none of it is passed on
-        assert vivid_capture.statistics()["frames_without_signal"] > 10
+        began = time.monotonic()
+        with pytest.raises(NoSignal, match="has no signal"):
+            next(vivid_capture.frames())  # the card sends noise; none of it is passed on
+        assert time.monotonic() - began < 3.0  # the lock grace (1 s), not the no-frame timeout
+        assert vivid_capture.statistics()["frames_without_signal"] > 5
     finally:
         _set_signal_mode("Current Standard")
     vivid_capture.open()
