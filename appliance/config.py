@@ -35,6 +35,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from appliance.config_monitor import MonitorConfig
 from appliance.yaml_lines import (Document, Location, error_line, error_message, format_path, load_document,
                                   locate, tagged_models)
 
@@ -383,6 +384,7 @@ class Config(_Section):
     channels: list[ChannelConfig] = Field(default_factory=list, description=(
         "Camera inputs, each with a unique id."))
     web: WebConfig = Field(default_factory=dict, description=WebConfig.__doc__)
+    monitor: MonitorConfig = Field(default_factory=dict, description=MonitorConfig.__doc__)
 
     _source_name: str = PrivateAttr("<python>")
 
