@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("devices", help="list video capture devices, serial ports and audio inputs for the config")
     dev.add_argument("--json", action="store_true", help="print one JSON object")
     dev.set_defaults(handler=_cmd_devices)
+
+    pin = sub.add_parser("hash-pin", help="make monitor.pin_hash from a PIN typed at the prompt (or on stdin)")
+    pin.set_defaults(handler=_cmd_hash_pin)
     return parser
 
 
@@ -193,6 +196,19 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
     report = list_devices()
     print(json.dumps(report, indent=1) if args.json else devices_text(report))
+    return 0
+
+
+def _cmd_hash_pin(args: argparse.Namespace) -> int:
+    import getpass
+
+    from appliance.monitor.lock import hash_pin
+
+    pin = getpass.getpass("PIN (4-12 digits): ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    try:
+        print(f"pin_hash: \"{hash_pin(pin)}\"")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     return 0
 
 

@@ -51,6 +51,7 @@ class Supervisor:
         self.live = LiveHub()  # what viewers (web live view, HDMI monitor, motion) subscribe to
         self._lock_fd: int | None = None
         self.started_us: int | None = None
+        self.monitor = None  # the local HDMI wall (appliance.monitor), when monitor.enabled
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -65,6 +66,14 @@ class Supervisor:
             self._start_channel(channel, position, len(channels))
         self.started_us = self.clocks.utc_now_us()
         log.info("recording %d channel(s) to %s", len(channels), self.root)
+        self._start_monitor()
+
+    def _start_monitor(self) -> None:
+        if not self.config.monitor.enabled:
+            return
+        from appliance.monitor import build_monitor  # pygame and PyAV decoding load only when wanted
+        self.monitor = build_monitor(self)
+        self.monitor.start()  # its own thread; a missing or failing screen never reaches recording
 
     def _take_lock(self) -> None:
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -110,6 +119,8 @@ class Supervisor:
 
     def stop(self) -> None:
         """Stop every stream (closing and indexing its open segment), retention, and the index."""
+        if self.monitor is not None:
+            self.monitor.stop()
         for recorder in self.recorders:  # all at once: a camera stuck connecting must not hold up the rest
             recorder.request_stop()
         for recorder in self.recorders:
@@ -141,4 +152,5 @@ class Supervisor:
                        for a in self.alarms.active()],
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics()} for r in self.recorders],
+            "monitor": self.monitor.statistics() if self.monitor else None,
         }

@@ -57,8 +57,9 @@ class IsolatedSdlDisplay:
         self._events: list[InputEvent] = []
         self._monitor = connected_monitor(drm_root) if driver == "kmsdrm" else None
         self._next_hotplug_check = time.monotonic() + HOTPLUG_CHECK_S
-        child_env = {**(env if env is not None else os.environ), "SDL_VIDEODRIVER": driver,
-                     "PYGAME_HIDE_SUPPORT_PROMPT": "1"}
+        # A window manager-less X server (Xvfb, a kiosk) would otherwise get the window centred.
+        child_env = {"SDL_VIDEO_WINDOW_POS": "0,0", **(env if env is not None else os.environ),
+                     "SDL_VIDEODRIVER": driver, "PYGAME_HIDE_SUPPORT_PROMPT": "1"}
         args = [sys.executable, "-m", "hal.display_sdl", driver, json.dumps(list(size) if size else None)]
         try:
             self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env,
