@@ -40,6 +40,7 @@ class Feed:
         self._thread: threading.Thread | None = None
         self._scaler = Scaler()
         self._next_scale_us = 0
+        self._period_us = int(1_000_000 / fps)
         self.last_frame_us: int | None = None
         self.started_us: int | None = None
         self.frames_in = self.frames_scaled = self.frames_dropped = self.errors = 0
@@ -86,7 +87,9 @@ class Feed:
         raise NotImplementedError
 
     def _due(self) -> bool:
-        return self._clocks.monotonic_us() >= self._next_scale_us
+        # A quarter period of slack: a source at exactly the wall's rate, arriving with a little
+        # jitter, must not lose every other frame to being a millisecond early.
+        return self._clocks.monotonic_us() >= self._next_scale_us - self._period_us // 4
 
     def _store(self, make_picture) -> None:
         """Scale with `make_picture(width, height)` and keep the result as the newest picture."""
@@ -94,7 +97,10 @@ class Feed:
         if size is None:
             return
         picture = make_picture(*size)
-        self._next_scale_us = self._clocks.monotonic_us() + int(1_000_000 / self._fps)
+        now_us = self._clocks.monotonic_us()
+        if now_us - self._next_scale_us > self._period_us:
+            self._next_scale_us = now_us  # far behind (or the first frame): restart the cadence from now
+        self._next_scale_us += self._period_us
         with self._lock:
             self._picture = picture
         self.frames_scaled += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 from hal.clock import Clocks
@@ -20,7 +21,13 @@ log = logging.getLogger("nvr.monitor")
 
 def local_time_text(utc_us: int) -> str:
     """'YYYY-MM-DD HH:MM:SS' in the appliance's local time zone, as DVRs show time."""
-    return datetime.fromtimestamp(utc_us / 1e6).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return _local_second_text(utc_us // 1_000_000)
+
+
+@lru_cache(maxsize=4)
+def _local_second_text(utc_s: int) -> str:
+    # Converting to local time costs more than drawing the text; the wall asks many times a second.
+    return datetime.fromtimestamp(utc_s).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 class PlaybackFeed(Feed):
