@@ -122,6 +122,7 @@ class Monitor:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._close_feeds()
+        self.stop_playback()
 
     def statistics(self) -> dict:
         with self._mutex:
