@@ -149,7 +149,8 @@ def machine_busy() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
-def run(scenario: Scenario, clips: dict, *, size: tuple[int, int], fps: float, warmup_s: float, window_s: float) -> list:
+def run(scenario: Scenario, clips: dict, *, size: tuple[int, int], fps: float, warmup_s: float,
+        window_s: float) -> list:
     clocks, hub = RealClocks(), LiveHub()
     publishers = [Publisher(hub, channel, scenario, clips[PATTERNS[(channel - 1) % 5]], clocks)
                   for channel in range(1, scenario.tiles + 1)]
@@ -157,7 +158,7 @@ def run(scenario: Scenario, clips: dict, *, size: tuple[int, int], fps: float, w
         publisher.start()
     display = OffscreenDisplay(width=size[0], height=size[1], refresh_hz=fps)
     channels = [ChannelInfo(c, f"CAM {c}", raw=scenario.raw) for c in range(1, scenario.tiles + 1)]
-    config = MonitorConfig(layout=scenario.tiles, fps=fps, evdev=False)
+    config = MonitorConfig(layout=scenario.tiles, fps=fps, evdev=False, backend="offscreen")
     rss_before = rss_bytes()
     monitor = Monitor(config, channels=channels, live=hub, clocks=clocks, open_display=lambda: display)
     monitor.start()

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import struct
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,30 @@ def _connector_mode(path: Path) -> DisplayMode | None:
     except OSError:
         return None
     return parse_mode_line(first[0]) if first else None
+
+
+class HotplugWatch:
+    """Notices the monitor going away or being swapped, from /sys/class/drm, at most every `interval_s`.
+
+    `check()` raises DisplayLost when no monitor is connected any more, or when another one (another
+    connector or another preferred mode) is, so the caller reopens at the new monitor's mode.
+    """
+
+    def __init__(self, drm_root: Path, *, interval_s: float = 1.0, monotonic=time.monotonic):
+        self._root, self._interval_s = drm_root, interval_s
+        self._monotonic = monotonic
+        self.connector = connected_monitor(drm_root)
+        self._next_s = self._monotonic() + interval_s
+
+    def check(self) -> None:
+        if self._monotonic() < self._next_s:
+            return
+        self._next_s = self._monotonic() + self._interval_s
+        now = connected_monitor(self._root)
+        if now is None:
+            raise DisplayLost("the monitor was unplugged")
+        if self.connector is not None and now != self.connector:
+            raise DisplayLost(f"the monitor changed ({now.name}); reopening at its mode")
 
 
 def parse_mode_line(text: str) -> DisplayMode | None:

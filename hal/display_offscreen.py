@@ -1,4 +1,4 @@
-"""The simulated display: composed frames kept in memory for tests and benchmarks, with injectable input and failures."""
+"""The simulated display: composed frames kept in memory for tests and benchmarks; input and failures injectable."""
 from __future__ import annotations
 
 import threading

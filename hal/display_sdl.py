@@ -30,8 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hal.display import (DisplayLost, DisplayMode, DisplayUnavailable, InputEvent, connected_monitor,
-                         pick_mode)
+from hal.display import DisplayLost, DisplayMode, DisplayUnavailable, HotplugWatch, InputEvent, pick_mode
 
 log = logging.getLogger("nvr.display")
 
@@ -55,8 +54,8 @@ class IsolatedSdlDisplay:
         self._map: mmap.mmap | None = None
         self._buffer = b""
         self._events: list[InputEvent] = []
-        self._monitor = connected_monitor(drm_root) if driver == "kmsdrm" else None
-        self._next_hotplug_check = time.monotonic() + HOTPLUG_CHECK_S
+        self._hotplug = HotplugWatch(drm_root, interval_s=HOTPLUG_CHECK_S) if driver == "kmsdrm" else None
+        self._monitor = self._hotplug.connector if self._hotplug else None
         # A window manager-less X server (Xvfb, a kiosk) would otherwise get the window centred.
         child_env = {"SDL_VIDEO_WINDOW_POS": "0,0", **(env if env is not None else os.environ),
                      "SDL_VIDEODRIVER": driver, "PYGAME_HIDE_SUPPORT_PROMPT": "1"}
@@ -100,7 +99,8 @@ class IsolatedSdlDisplay:
         self._take_events(self._receive(FRAME_TIMEOUT_S))
 
     def poll_events(self) -> list[InputEvent]:
-        self._check_hotplug()
+        if self._hotplug is not None:
+            self._hotplug.check()
         events, self._events = self._events, []
         return events
 
@@ -134,16 +134,6 @@ class IsolatedSdlDisplay:
     def pid(self) -> int | None:
         """The child's process id (tests kill it to prove the parent survives)."""
         return self._proc.pid if self._proc is not None else None
-
-    def _check_hotplug(self) -> None:
-        if self._driver != "kmsdrm" or time.monotonic() < self._next_hotplug_check:
-            return
-        self._next_hotplug_check = time.monotonic() + HOTPLUG_CHECK_S
-        now = connected_monitor(self._drm_root)
-        if now is None:
-            raise DisplayLost("the monitor was unplugged")
-        if self._monitor is not None and now != self._monitor:
-            raise DisplayLost(f"the monitor changed ({now.name}); reopening at its mode")
 
     def _take_events(self, reply: dict) -> None:
         if "error" in reply:

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import struct
+import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from hal.display import (DisplayLost, DisplayMode, DisplayRequest, DisplayUnavailable, InputEvent, connected_monitor,
-                         open_display, parse_edid, parse_mode_line, pick_mode)
+from hal.display import (DisplayLost, DisplayMode, DisplayRequest, DisplayUnavailable, HotplugWatch, InputEvent,
+                         connected_monitor, open_display, parse_edid, parse_mode_line, pick_mode)
 from hal.display_fbdev import FbGeometry, FramebufferDisplay, pack_pixels
 from hal.display_offscreen import OffscreenDisplay
 from hal.display_sdl import key_name
@@ -252,3 +255,45 @@ def test_x11_server_killed_or_child_crash_is_display_lost_and_this_process_lives
         display.close()
     finally:
         xvfb.stop()
+
+
+def test_hotplug_watch_notices_unplugging_and_a_different_monitor(tmp_path):
+    now = [0.0]
+    drm = fake_drm(tmp_path, {"card0-HDMI-A-1": ("connected", edid(), "1920x1080\n")})
+    watch = HotplugWatch(drm, interval_s=1.0, monotonic=lambda: now[0])
+    watch.check()
+    (drm / "card0-HDMI-A-1" / "status").write_text("disconnected\n")
+    watch.check()  # checked at most once a second
+    now[0] = 1.5
+    with pytest.raises(DisplayLost, match="unplugged"):
+        watch.check()
+    (drm / "card0-HDMI-A-1" / "status").write_text("connected\n")
+    (drm / "card0-HDMI-A-1" / "edid").write_bytes(b"")
+    (drm / "card0-HDMI-A-1" / "modes").write_text("1280x1024\n")
+    now[0] = 3.0
+    with pytest.raises(DisplayLost, match="changed"):
+        watch.check()
+
+
+@needs_xvfb
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool (Debian xdotool) is not installed")
+def test_x11_keys_and_clicks_come_back_from_the_child_as_input_events():
+    xvfb = Xvfb(width=640, height=480).start()
+    try:
+        display = open_display(DisplayRequest(backend="x11", x_display=xvfb.display, size=(320, 240)))
+        frame = quadrants(320, 240)
+        display.show(frame)
+        subprocess.run(["xdotool", "mousemove", "100", "50", "click", "1", "key", "F5", "KP_7", "Return"],
+                       env={**os.environ, "DISPLAY": xvfb.display}, check=True, timeout=20)
+        events: list[InputEvent] = []
+        deadline = time.monotonic() + 10
+        while len(events) < 4 and time.monotonic() < deadline:
+            display.show(frame)
+            events += display.poll_events()
+        display.close()
+    finally:
+        xvfb.stop()
+    assert InputEvent("click", x=100, y=50, button=1) in events
+    # xdotool toggles num lock to type KP_7
+    keys = [event.key for event in events if event.kind == "key" and event.key != "numlock"]
+    assert keys == ["f5", "7", "enter"]

@@ -57,8 +57,8 @@ def test_display_failures_are_retried_and_a_lost_display_is_reopened(fast_backof
     patterns = PatternChannels(hub, clocks=clocks, width=160, height=120)
     patterns.add(1, raw=True)
     screen = FlakyScreen(failures=2)
-    monitor = Monitor(MonitorConfig(layout=1), channels=[ChannelInfo(1, "Door", raw=True)], live=hub, clocks=clocks,
-                      open_display=screen)
+    monitor = Monitor(MonitorConfig(layout=1, backend="offscreen"), channels=[ChannelInfo(1, "Door", raw=True)],
+                      live=hub, clocks=clocks, open_display=screen)
     monitor.start()
     try:
         wait_until(lambda: screen.opened and screen.opened[0].frames_shown > 3)
@@ -79,8 +79,8 @@ def test_display_failures_are_retried_and_a_lost_display_is_reopened(fast_backof
 def test_without_a_screen_no_feed_runs(fast_backoff):
     clocks, hub = RealClocks(), LiveHub()
     screen = FlakyScreen(failures=10**6)
-    monitor = Monitor(MonitorConfig(layout=4), channels=[ChannelInfo(1, "Door", raw=True)], live=hub, clocks=clocks,
-                      open_display=screen)
+    monitor = Monitor(MonitorConfig(layout=4, backend="offscreen"), channels=[ChannelInfo(1, "Door", raw=True)],
+                      live=hub, clocks=clocks, open_display=screen)
     monitor.start()
     try:
         wait_until(lambda: monitor.statistics()["display_errors"] >= 3)
@@ -99,7 +99,7 @@ def test_local_playback_plays_the_last_seconds_from_disk_then_returns_to_live(tm
            seconds=3, channel=3)
     assert len(index.segments(channel=3)) >= 2
     display = OffscreenDisplay(width=320, height=240)
-    monitor = Monitor(MonitorConfig(layout=4, pin_hash=hash_pin("1357", n=2**4)),
+    monitor = Monitor(MonitorConfig(layout=4, backend="offscreen", pin_hash=hash_pin("1357", n=2**4)),
                       channels=[ChannelInfo(3, "Till", raw=True)], live=LiveHub(), clocks=real,
                       open_display=lambda: display, index=lambda: index, root=tmp_path)
     monitor.start()
@@ -122,3 +122,24 @@ def test_local_playback_plays_the_last_seconds_from_disk_then_returns_to_live(tm
     assert colour_fraction(note, WHITE) > 0.01, "the PLAYBACK time line"
     assert playback.segments_played >= 2 and playback.errors == 0
     assert ended_message is not None and ended_message[0] == "END OF RECORDING"
+
+
+def test_auto_without_a_screen_decodes_nothing_and_looks_again_for_one(monkeypatch):
+    monkeypatch.setattr(monitor_module, "REPROBE_S", 0.2)
+    monkeypatch.setattr(monitor_module, "BACKOFF_MIN_S", 0.05)
+    opened = []
+
+    def open_auto():
+        opened.append(OffscreenDisplay(width=160, height=120))  # what `auto` gives on a board with no screen
+        return opened[-1]
+
+    monitor = Monitor(MonitorConfig(backend="auto"), channels=[ChannelInfo(1, "Door", raw=True)], live=LiveHub(),
+                      clocks=RealClocks(), open_display=open_auto)
+    monitor.start()
+    try:
+        wait_until(lambda: len(opened) >= 3)
+        stats = monitor.statistics()
+    finally:
+        monitor.stop()
+    assert all(display.frames_shown == 0 for display in opened) and stats["feeds"] == []
+    assert "no screen found" in stats["last_error"]

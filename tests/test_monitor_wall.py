@@ -44,7 +44,8 @@ def start_monitor(config: MonitorConfig, channels: list[ChannelInfo], hub, clock
     return monitor
 
 
-def wait_for_pictures(monitor: Monitor, display: OffscreenDisplay, channels: set[int], timeout_s: float = 30) -> np.ndarray:
+def wait_for_pictures(monitor: Monitor, display: OffscreenDisplay, channels: set[int],
+                      timeout_s: float = 30) -> np.ndarray:
     """The first frame shown after every feed of `channels` has scaled a picture."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -83,7 +84,8 @@ def test_four_tile_wall_shows_each_channel_its_osd_and_the_no_signal_screen(hub,
     display = OffscreenDisplay(width=640, height=480)
     channels = [ChannelInfo(1, "Front", raw=True), ChannelInfo(2, "Back"), ChannelInfo(3, "Yard", has_sub=True),
                 ChannelInfo(4, "Gate", raw=True)]
-    monitor = start_monitor(MonitorConfig(layout=4), channels, hub, clocks, display, alarms=alarms)
+    monitor = start_monitor(MonitorConfig(layout=4, backend="offscreen"), channels, hub, clocks, display,
+                            alarms=alarms)
     try:
         frame = wait_for_pictures(monitor, display, {1, 2, 3})
         kinds = {f["channel"]: f["kind"] for f in monitor.statistics()["feeds"]}
@@ -108,7 +110,7 @@ def test_sixteen_tile_wall_with_a_silent_channel(hub, clocks, patterns, monkeypa
         patterns.add(channel, raw=channel not in encoded)
     display = OffscreenDisplay(width=1280, height=720)
     channels = [ChannelInfo(c, f"Cam {c}", raw=c not in encoded) for c in range(1, 17)]
-    monitor = start_monitor(MonitorConfig(layout=16, fps=10), channels, hub, clocks, display)
+    monitor = start_monitor(MonitorConfig(layout=16, fps=10, backend="offscreen"), channels, hub, clocks, display)
     try:
         frame = wait_for_pictures(monitor, display, set(range(1, 16)))
         time.sleep(1.2)  # channel 16 never sends a frame: past STALE_S it is video loss
@@ -128,8 +130,8 @@ def test_full_screen_decodes_the_main_stream_at_the_wall_size_and_layouts_change
     patterns.add(1, raw=False, stream="sub")
     patterns.add(1, raw=False, stream="main")
     display = OffscreenDisplay(width=640, height=360)
-    monitor = start_monitor(MonitorConfig(layout=4, tiles=[1]), [ChannelInfo(1, "Lobby", has_sub=True)], hub, clocks,
-                            display)
+    monitor = start_monitor(MonitorConfig(layout=4, tiles=[1], backend="offscreen"),
+                            [ChannelInfo(1, "Lobby", has_sub=True)], hub, clocks, display)
     try:
         wait_for_pictures(monitor, display, {1})
         monitor.full_screen(1)

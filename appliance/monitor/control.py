@@ -211,7 +211,8 @@ class Controls:
         if tile is None or event.button != 1:
             return
         now = monitor.clocks.monotonic_us()
-        double = self._last_click is not None and self._last_click[0] == tile and now - self._last_click[1] < DOUBLE_CLICK_US
+        last = self._last_click
+        double = last is not None and last[0] == tile and now - last[1] < DOUBLE_CLICK_US
         self._last_click = None if double else (tile, now)
         if double:
             self._toggle_full(tile)

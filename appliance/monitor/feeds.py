@@ -162,7 +162,8 @@ class LiveFeed(Feed):
             while not self._stop.is_set():
                 item = subscription.get(timeout_s=self._wait_s())
                 if isinstance(item, RunStarted):
-                    self._decoder, self._pending, self._skipping = H264Decoder(item.info, codec_name=self._decoder_name), None, False
+                    self._decoder = H264Decoder(item.info, codec_name=self._decoder_name)
+                    self._pending, self._skipping = None, False
                 elif isinstance(item, EncodedPacket) and item.track == "video" and self._decoder is not None:
                     self._take(item)
                 self._scale_pending()

@@ -33,6 +33,7 @@ log = logging.getLogger("nvr.monitor")
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 30.0
 STATE_POLL_S = 1.0
+REPROBE_S = 30.0  # with backend auto and no screen, look for one this often
 STALE_S = 3.0  # no frame for this long: the tile shows NO SIGNAL
 LOSS_KINDS = ("video_loss", "source_lost")
 
@@ -224,7 +225,10 @@ class Monitor:
             self.display = display
             self._stats["display_opens"] += 1
         try:
-            self._show_loop(display, Wall(display.mode.width, display.mode.height))
+            if display.name == "offscreen" and self.config.backend == "auto":
+                self._wait_for_a_screen()
+            else:
+                self._show_loop(display, Wall(display.mode.width, display.mode.height))
         except Exception as exc:  # the screen went away or the backend broke; recording never notices
             self._note_error(f"display {display.name} failed: {exc}", error=not isinstance(exc, DisplayError))
         finally:
@@ -235,6 +239,13 @@ class Monitor:
             except Exception:
                 log.exception("closing display %s", display.name)
             self._close_feeds()
+
+    def _wait_for_a_screen(self) -> None:
+        """`auto` found no screen: compose nothing (nobody would see it, and decoding costs CPU the
+        recorder may need), and look again every REPROBE_S for a monitor plugged in meanwhile."""
+        with self._mutex:
+            self._last_error = "no screen found (auto); looking again periodically"
+        self._stop.wait(REPROBE_S)
 
     def _note_error(self, text: str, *, error: bool = False) -> None:
         with self._mutex:

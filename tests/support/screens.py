@@ -37,8 +37,8 @@ class Xvfb:
 
     def start(self) -> Xvfb:
         width, height = self.size
-        self._proc = subprocess.Popen(["Xvfb", self.display, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = ["Xvfb", self.display, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"]
+        self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         socket = Path(f"/tmp/.X11-unix/X{self.number}")
         deadline = time.monotonic() + 10
         while not socket.exists():
