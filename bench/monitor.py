@@ -181,7 +181,7 @@ def _sample(monitor: Monitor, display: OffscreenDisplay) -> dict:
             "scaled": {f["channel"]: f["frames_scaled"] for f in feeds},
             "decoded": sum(f.get("frames_decoded", f["frames_in"]) for f in feeds),
             "dropped": sum(f["frames_dropped"] + f.get("tap_dropped", 0) for f in feeds),
-            "compose_ms": monitor.statistics()["compose_s"]}
+            "compose_ms": monitor.statistics()["compose_ms_avg"]}
 
 
 def _row(scenario: Scenario, before: dict, after: dict, rss_added: int) -> list:

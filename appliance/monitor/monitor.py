@@ -129,9 +129,12 @@ class Monitor:
         with self._mutex:
             shown = self._stats["frames_shown"]
             display = self.display
+            stats = self._stats
             return {
-                **{key: (round(value * 1000 / max(shown, 1), 2) if key.endswith("_s") else value)
-                   for key, value in self._stats.items()},
+                "frames_shown": shown, "display_opens": stats["display_opens"],
+                "display_errors": stats["display_errors"],
+                "compose_ms_avg": round(stats["compose_s"] * 1000 / max(shown, 1), 2),
+                "show_ms_avg": round(stats["show_s"] * 1000 / max(shown, 1), 2),
                 "fps": self._measured_fps(), "backend": display.name if display else None,
                 "mode": [display.mode.width, display.mode.height, display.mode.refresh_hz] if display else None,
                 "last_error": self._last_error, "layout": self.layout, "tiles": list(self.tiles),
