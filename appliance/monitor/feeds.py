@@ -3,7 +3,8 @@
 `RawFeed` reads an analog channel's raw capture (`LiveStream.latest_frame`) and only scales it:
 no decoding at all. `LiveFeed` subscribes to an encoded stream and decodes it, never queueing:
 a packet that arrives later than `max_lag_s` behind real time is dropped with everything up to the
-next keyframe, and only the newest decoded picture is scaled, at most `fps` times a second.
+next keyframe; a feed that falls behind repeatedly decodes keyframes only for a while; and only the
+newest decoded picture is scaled, at most `fps` times a second.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ log = logging.getLogger("nvr.monitor")
 
 MAX_LAG_S = 0.5
 POLL_S = 0.25
+BEHIND_LIMIT, BEHIND_WINDOW_S = 3, 10.0  # falling behind this often in this long...
+KEYFRAMES_ONLY_S = 10.0  # ...decodes keyframes only for this long
 
 
 class Feed:
@@ -147,14 +150,18 @@ class LiveFeed(Feed):
         self._pending = None  # newest decoded frame not yet scaled
         self._skipping = False
         self._tap_dropped = lambda: 0
-        self.frames_decoded = 0
+        self._behind_us: list[int] = []
+        self._keyframes_only_until_us = 0
+        self.frames_decoded = self.keyframes_only_spells = 0
 
     def statistics(self) -> dict:
         stats = super().statistics()
         decoder = self._decoder
         return {**stats, "frames_decoded": self.frames_decoded, "tap_dropped": self._tap_dropped(),
                 "decoder": decoder.codec_name if decoder else self._decoder_name,
-                "decode_errors": decoder.errors if decoder else 0}
+                "decode_errors": decoder.errors if decoder else 0,
+                "keyframes_only": self._clocks.monotonic_us() < self._keyframes_only_until_us,
+                "keyframes_only_spells": self.keyframes_only_spells}
 
     def _run(self) -> None:
         with self._live.subscribe(max_items=64) as subscription:
@@ -174,10 +181,12 @@ class LiveFeed(Feed):
         return min(POLL_S, max(0.0, (self._next_scale_us - self._clocks.monotonic_us()) / 1e6))
 
     def _take(self, packet: EncodedPacket) -> None:
-        late = packet.arrival_us and self._clocks.monotonic_us() - packet.arrival_us > self._max_lag_us
-        if late and not packet.keyframe:
+        now_us = self._clocks.monotonic_us()
+        late = packet.arrival_us and now_us - packet.arrival_us > self._max_lag_us
+        if late and not packet.keyframe and not self._skipping:
             self._skipping = True  # a frame too old to show: drop to the next keyframe instead of catching up
-        if self._skipping:
+            self._note_fall_behind(now_us)
+        if self._skipping or now_us < self._keyframes_only_until_us:
             if not packet.keyframe:
                 self.frames_dropped += 1
                 return
@@ -188,6 +197,17 @@ class LiveFeed(Feed):
             self.frames_decoded += len(frames)
             self.last_frame_us = self._clocks.monotonic_us()
             self._pending = frames[-1]
+
+    def _note_fall_behind(self, now_us: int) -> None:
+        """Falling behind again and again means this CPU cannot decode the stream in full: decode
+        keyframes only for a while (a picture every keyframe interval instead of a frozen tile)."""
+        self._behind_us = [at for at in self._behind_us if now_us - at < BEHIND_WINDOW_S * 1e6] + [now_us]
+        if len(self._behind_us) >= BEHIND_LIMIT:
+            self._behind_us = []
+            self._keyframes_only_until_us = now_us + int(KEYFRAMES_ONLY_S * 1e6)
+            self.keyframes_only_spells += 1
+            log.info("channel %d: decoding keyframes only for %.0f s (fell behind %d times)", self.channel,
+                     KEYFRAMES_ONLY_S, BEHIND_LIMIT)
 
     def _scale_pending(self) -> None:
         if self._pending is not None and self._due():
