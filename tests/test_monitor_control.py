@@ -267,3 +267,20 @@ def test_monitor_survives_a_status_source_that_fails():
                       alarms=SimpleNamespace(active=lambda: (_ for _ in ()).throw(OSError("boom"))))
     monitor._poll_state()
     assert "DISK ?" in monitor._status_line().right
+
+
+@pytest.mark.parametrize("backend, expected_layout", [("kmsdrm", 16), ("x11", 1)])
+def test_on_the_console_keys_come_from_evdev_alone_and_on_x11_from_the_window(backend, expected_layout):
+    clocks = SimulatedClocks()
+    display = OffscreenDisplay(width=160, height=120)
+    display.name = backend  # kmsdrm: the HDMI console, where SDL reads the same keyboards as evdev
+    display.push_event(key("f1"))                      # the same key press as SDL reports it...
+    evdev_presses = [[key("f5")]]                      # ...and as evdev does: one of them must win
+    monitor = Monitor(MonitorConfig(backend="offscreen"), channels=CHANNELS, live=LiveHub(), clocks=clocks,
+                      open_display=lambda: display, keys=lambda: evdev_presses.pop() if evdev_presses else [])
+    monitor.display = display
+    try:
+        monitor._tick(display, Wall(160, 120))
+    finally:
+        monitor._close_feeds()
+    assert monitor.layout == expected_layout

@@ -36,6 +36,7 @@ STATE_POLL_S = 1.0
 REPROBE_S = 30.0  # with backend auto and no screen, look for one this often
 STALE_S = 3.0  # no frame for this long: the tile shows NO SIGNAL
 LOSS_KINDS = ("video_loss", "source_lost")
+EVDEV_KEY_BACKENDS = ("kmsdrm", "fbdev")  # on X11 the X server owns the keyboard
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +274,11 @@ class Monitor:
                 self._stop.wait((next_us - now_us) / 1e6)
 
     def _tick(self, display: Display, wall: Wall) -> None:
-        events = display.poll_events() + (self._keys() if self._keys else [])
+        events = display.poll_events()
+        if self._keys is not None and display.name in EVDEV_KEY_BACKENDS:
+            # On the console SDL would read the same keyboards; take keys from evdev alone (it also
+            # knows the remote-control keys), and only the mouse from the display.
+            events = [event for event in events if event.kind != "key"] + self._keys()
         for event in events:
             self.controls.handle(event)
         self._advance_timers()
