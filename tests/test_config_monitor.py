@@ -39,3 +39,20 @@ def test_mistakes_name_the_key_path_and_line(yaml_text, expected):
     with pytest.raises(ConfigError) as caught:
         parse_config(yaml_text)
     assert expected in str(caught.value)
+
+
+def test_nvr_hash_pin_prints_a_config_line_that_loads_and_verifies():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from appliance.monitor.lock import verify_pin
+
+    script = Path(sys.executable).with_name("nvr")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "appliance.cli"]
+    result = subprocess.run([*command, "hash-pin"], input="4711\n", capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    config = parse_config("monitor:\n  " + result.stdout)
+    assert verify_pin("4711", config.monitor.pin_hash) and not verify_pin("4712", config.monitor.pin_hash)
+    bad = subprocess.run([*command, "hash-pin"], input="12\n", capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "4 to 12 digits" in bad.stderr
