@@ -66,7 +66,9 @@ class MonitorConfig(_Section):
         "then offscreen (no screen)."))
     resolution: str | None = Field(None, description=(
         "WIDTHxHEIGHT such as '1920x1080' instead of the connected monitor's preferred mode; null: the monitor's."))
-    refresh_hz: float | None = Field(None, ge=10, le=240, description="Refresh rate override; null: the monitor's.")
+    refresh_hz: float | None = Field(None, ge=10, le=240, description=(
+        "Refresh rate of the screen when its EDID does not say or is wrong; the wall never redraws "
+        "faster than this. null: the monitor's."))
     fps: float = Field(25.0, ge=1, le=60, description="Frames per second the wall is redrawn at.")
     layout: LayoutSize = Field(4, description="Tiles on the wall at start: 1, 4, 8 (one big and 7), 9 or 16.")
     tiles: list[TileChannel] = Field(default_factory=list, description=(

@@ -142,6 +142,17 @@ def test_tour_steps_from_the_config_change_layouts(clocks):
     assert monitor.layout == 9 and monitor.tiles[:3] == [1, 2, None]
 
 
+def test_a_tour_step_without_channels_pages_through_all_of_them(clocks):
+    steps = [{"layout": 9}, {"layout": 1, "tiles": [4]}]
+    monitor = make_monitor(clocks, sequence={"enabled": True, "dwell_s": 2, "steps": steps})
+    seen = []
+    for _ in range(4):
+        monitor._advance_timers()
+        seen.append((monitor.layout, [c for c in monitor.tiles if c is not None]))
+        clocks.advance(2)
+    assert seen == [(9, list(range(1, 10))), (9, [10]), (1, [4]), (9, list(range(1, 10)))]
+
+
 def test_popup_shows_the_channel_full_screen_for_its_duration(clocks):
     monitor = make_monitor(clocks)
     monitor.popup(6, duration_s=10)

@@ -262,7 +262,7 @@ class Monitor:
             log.warning("monitor: %s; retrying", text)
 
     def _show_loop(self, display: Display, wall: Wall) -> None:
-        period_us = int(1_000_000 / self.config.fps)
+        period_us = int(1_000_000 / min(self.config.fps, display.mode.refresh_hz or self.config.fps))
         next_us = self.clocks.monotonic_us()
         while not self._stop.is_set():
             self._tick(display, wall)
@@ -320,9 +320,13 @@ class Monitor:
                 self._next_tour_page(now)
 
     def _next_tour_page(self, now_us: int) -> None:
-        steps = [(step.layout, step.tiles or self._enabled_ids()) for step in self.config.sequence.steps]
-        if not steps:
-            steps = [(self.layout, page) for page in pages(self._enabled_ids(), self.layout)]
+        ids, steps = self._enabled_ids(), []
+        for step in self.config.sequence.steps or [None]:
+            layout = step.layout if step else self.config.layout
+            if step and step.tiles:
+                steps.append((layout, step.tiles))
+            else:  # no channels named: page through all of them at this layout
+                steps += [(layout, page) for page in pages(ids, layout)]
         self._tour_index = (self._tour_index + 1) % len(steps)
         layout, tiles = steps[self._tour_index]
         self.layout, self.tiles, self.full_channel = layout, fit_tiles(tiles, layout), None
