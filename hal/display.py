@@ -135,7 +135,10 @@ def _open_one(name: str, request: DisplayRequest) -> Display:
         return OffscreenDisplay(width=size[0], height=size[1], refresh_hz=request.refresh_hz or 25.0)
     if name == "fbdev":
         from hal.display_fbdev import FramebufferDisplay
-        return FramebufferDisplay(path=request.fb_path, refresh_hz=request.refresh_hz)
+        # The framebuffer keeps the mode the kernel set from the EDID; only the refresh rate is read here.
+        monitor = connected_monitor(request.drm_root)
+        detected_hz = monitor.mode.refresh_hz if monitor and monitor.mode else None
+        return FramebufferDisplay(path=request.fb_path, refresh_hz=request.refresh_hz or detected_hz)
     from hal.display_sdl import IsolatedSdlDisplay
     if name == "kmsdrm":
         monitor = connected_monitor(request.drm_root)
