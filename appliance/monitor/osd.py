@@ -111,7 +111,7 @@ def no_signal_picture(width: int, height: int, message: str = "NO SIGNAL") -> np
     """The picture a tile shows with video loss or no stream: dark blue, the message centred (read-only)."""
     picture = np.empty((height, width, 3), dtype=np.uint8)
     picture[...] = NO_SIGNAL_BG
-    scale = max(1, min(6, width // (text_width(message, 1) * 3)))
+    scale = max(1, min(6, width // (text_width(message, 1) * 2)))
     text_w, text_h = font.text_size(message, scale)
     draw_text(picture, message, (width - text_w) // 2 - scale, (height - text_h) // 2 - scale, scale=scale,
               box=None)
