@@ -22,11 +22,19 @@ CHANNELS = [ChannelInfo(n, f"Cam {n}", raw=True) for n in range(1, 11)]
 
 
 class FakePtz:
+    """Records calls the way appliance.ptz.PtzService takes them; domes on channels 5 and 6."""
+
     def __init__(self):
         self.calls = []
 
-    def move(self, channel, *, pan, tilt, zoom):
-        self.calls.append(("move", channel, pan, tilt, zoom))
+    def channels(self):
+        return [5, 6]
+
+    def move(self, channel, pan, tilt):
+        self.calls.append(("move", channel, pan, tilt))
+
+    def zoom(self, channel, direction):
+        self.calls.append(("zoom", channel, direction))
 
     def stop(self, channel):
         self.calls.append(("stop", channel))
@@ -221,12 +229,16 @@ def test_ptz_on_a_full_screen_channel_needs_the_pin_and_stops_after_a_step(clock
     press(monitor, "2", "4", "6", "8", "enter")
     assert monitor.lock.unlocked and monitor.prompt is None
     press(monitor, "left")
-    assert ptz.calls == [("move", 5, -0.5, 0, 0)]
+    assert ptz.calls == [("move", 5, -1, 0)]
+    press(monitor, "up")
+    assert ptz.calls[-1] == ("move", 5, 0, 1)
     press(monitor, "plus")
-    assert ptz.calls[-1] == ("move", 5, 0, 0, 0.5)
+    assert ptz.calls[-1] == ("zoom", 5, 1)
     clocks.advance(1)
     monitor._advance_timers()
     assert ptz.calls[-1] == ("stop", 5)
+    press(monitor, "escape", "2", "left")  # channel 2 has no dome
+    assert ptz.calls[-1] == ("stop", 5) and monitor.message[0] == "NO PTZ ON CHANNEL 2"
 
 
 def test_wrong_pin_says_so_and_no_pin_configured_means_live_only(clocks):

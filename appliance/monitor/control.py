@@ -22,9 +22,16 @@ log = logging.getLogger("nvr.monitor")
 
 DOUBLE_CLICK_US = 400_000
 PTZ_STEP_S = 0.4  # a key press moves the camera this long (remotes send no key-up)
-PTZ_SPEED = 0.5
 _LAYOUT_KEYS = {f"f{n}": layout for n, layout in enumerate(LAYOUTS, start=1)}
 _ARROWS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+
+
+def _safe_channels(ptz) -> list[int]:
+    try:
+        return list(ptz.channels())
+    except Exception:  # a PTZ service in trouble: treat as no PTZ rather than break the keys
+        log.exception("PTZ channels could not be listed")
+        return []
 
 
 class Controls:
@@ -139,18 +146,20 @@ class Controls:
 
     def _ptz(self, channel: int, key: str) -> None:
         monitor = self._monitor
-        if monitor.ptz is None:
-            monitor.say("NO PTZ ON THIS RECORDER")
+        if monitor.ptz is None or channel not in _safe_channels(monitor.ptz):
+            monitor.say(f"NO PTZ ON CHANNEL {channel}")
             return
         if not monitor.lock.unlocked:
             self._open_prompt()
             return
-        pan, tilt = _ARROWS.get(key, (0, 0))
-        zoom = {"plus": 1, "minus": -1}.get(key, 0)
+        pan, down = _ARROWS.get(key, (0, 0))
         try:
-            monitor.ptz.move(channel, pan=pan * PTZ_SPEED, tilt=-tilt * PTZ_SPEED, zoom=zoom * PTZ_SPEED)
+            if key in ("plus", "minus"):
+                monitor.ptz.zoom(channel, 1 if key == "plus" else -1)
+            else:
+                monitor.ptz.move(channel, pan, -down)  # screen 'down' is tilt -1
         except Exception as exc:  # a PTZ fault is shown, never fatal to the monitor
-            log.warning("PTZ move on channel %d failed: %s", channel, exc)
+            log.warning("PTZ on channel %d failed: %s", channel, exc)
             monitor.say(f"PTZ FAILED: {exc}")
             return
         monitor.ptz_stop = (channel, monitor.clocks.monotonic_us() + int(PTZ_STEP_S * 1e6))

@@ -51,11 +51,17 @@ class ChannelInfo:
 
 
 class PtzControl(Protocol):
-    """What the monitor needs of PTZ: continuous moves at speeds from -1 to 1, and stop."""
+    """What the monitor needs of PTZ (`appliance.ptz.PtzService` meets it): which channels have a dome,
+    continuous pan (-1 left, +1 right) / tilt (-1 down, +1 up) and zoom (+1 in, -1 out), and stop.
+    Commands may return a Future; the monitor does not wait for it."""
 
-    def move(self, channel: int, *, pan: float, tilt: float, zoom: float) -> None: ...
+    def channels(self) -> list[int]: ...
 
-    def stop(self, channel: int) -> None: ...
+    def move(self, channel: int, pan: int, tilt: int) -> object: ...
+
+    def zoom(self, channel: int, direction: int) -> object: ...
+
+    def stop(self, channel: int) -> object: ...
 
 
 class AlarmSource(Protocol):
