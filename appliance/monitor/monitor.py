@@ -479,9 +479,17 @@ def _status_right(status: dict, alarms: list) -> str:
     return f"{disk}  {health}"
 
 
+_last_state_error: list[str] = [""]
+
+
 def _safe(call, default):
+    """`call()`, or `default` if it raises: a status source failing must not blank the screen. Each
+    new error is logged with its traceback once, not every second while it lasts."""
     try:
         return call()
-    except Exception:  # a status source failing must not blank the screen
-        log.exception("monitor: reading state failed")
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        if text != _last_state_error[0]:
+            _last_state_error[0] = text
+            log.exception("monitor: reading state failed")
         return default
