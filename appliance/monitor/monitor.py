@@ -95,6 +95,7 @@ class Monitor:
         self._next_poll_us = 0
         self._stats = {"frames_shown": 0, "display_opens": 0, "display_errors": 0, "compose_s": 0.0, "show_s": 0.0}
         self._last_error = ""
+        self._state_error = [""]  # the last error reading alarms or status, logged once
         self._fps_window: list[int] = []
         self.controls = Controls(self)
         self._init_view()
@@ -340,12 +341,12 @@ class Monitor:
 
     def _poll_state(self) -> None:
         """Alarms and recording state, once a second (status() reads the index)."""
-        alarms = _safe(lambda: list(self._alarms.active()), []) if self._alarms else []
+        alarms = _safe(lambda: list(self._alarms.active()), [], self._state_error) if self._alarms else []
         per_channel: dict[int, set[str]] = {}
         for alarm in alarms:
             if alarm.channel is not None:
                 per_channel.setdefault(alarm.channel, set()).add(alarm.kind)
-        status = _safe(self._status, {}) if self._status else {}
+        status = _safe(self._status, {}, self._state_error) if self._status else {}
         recording = {s["channel"] for s in status.get("streams", []) if s.get("connected")}
         with self._mutex:
             self._alarm_state, self._recording = per_channel, recording
@@ -479,17 +480,14 @@ def _status_right(status: dict, alarms: list) -> str:
     return f"{disk}  {health}"
 
 
-_last_state_error: list[str] = [""]
-
-
-def _safe(call, default):
+def _safe(call, default, last_error: list[str]):
     """`call()`, or `default` if it raises: a status source failing must not blank the screen. Each
-    new error is logged with its traceback once, not every second while it lasts."""
+    new error is logged with its traceback once (`last_error` remembers it), not every second."""
     try:
         return call()
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
-        if text != _last_state_error[0]:
-            _last_state_error[0] = text
+        if text != last_error[0]:
+            last_error[0] = text
             log.exception("monitor: reading state failed")
         return default
