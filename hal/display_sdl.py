@@ -212,6 +212,7 @@ def _open_screen(pygame, driver: str, size: tuple[int, int] | None):
         screen = pygame.display.set_mode(wanted, pygame.NOFRAME)
         pygame.display.set_caption("nvr monitor")
     pygame.mouse.set_visible(True)
+    pygame.key.set_repeat(400, 100)  # a held arrow keeps a PTZ camera moving, as on a DVR's front panel
     return screen
 
 

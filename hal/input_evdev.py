@@ -16,7 +16,8 @@ from hal.display import InputEvent
 log = logging.getLogger("nvr.input")
 
 EV_KEY = 1
-KEY_DOWN = 1  # value 0 is release, 2 is autorepeat
+KEY_DOWN, KEY_REPEAT = 1, 2  # value 0 is release
+REPEATING_KEYS = frozenset({"up", "down", "left", "right", "plus", "minus"})
 RESCAN_S = 5.0
 
 # Kernel key codes (linux/input-event-codes.h) -> our key names.
@@ -39,10 +40,12 @@ for _row, _start in (("qwertyuiop", 16), ("asdfghjkl", 30), ("zxcvbnm", 44)):
 
 
 def key_for_code(event_type: int, code: int, value: int) -> str | None:
-    """The key name for a press (not release or repeat) of kernel key `code`; None for anything else."""
-    if event_type != EV_KEY or value != KEY_DOWN:
+    """The key name for a press of kernel key `code`, or for an autorepeat of a key that steers
+    (arrows, zoom: holding one keeps a PTZ camera moving); None for releases and anything else."""
+    if event_type != EV_KEY or value not in (KEY_DOWN, KEY_REPEAT):
         return None
-    return _KEYS.get(code)
+    name = _KEYS.get(code)
+    return name if value == KEY_DOWN or name in REPEATING_KEYS else None
 
 
 def evdev_available() -> bool:

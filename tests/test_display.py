@@ -170,7 +170,8 @@ def test_kernel_key_codes_of_keyboards_and_remotes():
     assert key_for_code(1, 103, 1) == "up"
     assert key_for_code(1, 30, 1) == "a"
     assert key_for_code(1, 2, 0) is None         # release
-    assert key_for_code(1, 2, 2) is None         # autorepeat
+    assert key_for_code(1, 2, 2) is None         # autorepeat of a digit: ignored
+    assert key_for_code(1, 103, 2) == "up"       # autorepeat of an arrow: keeps steering
     assert key_for_code(2, 0, 1) is None         # EV_REL (mouse motion)
 
 
