@@ -6,7 +6,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +26,34 @@ def save_png(frame: np.ndarray, name: str) -> Path:
 
 
 class Xvfb:
-    """A virtual X server on a free display number; `stop()` kills it, `start()` brings it back."""
+    """A virtual X server; the first `start()` lets Xvfb pick a free display number (-displayfd, so
+    parallel test runs never race for one), later starts reuse it. `stop()` kills the server."""
 
     def __init__(self, *, width: int = 1280, height: int = 720):
         self.size = (width, height)
-        self.number = _free_display_number()
-        self.display = f":{self.number}"
+        self.number: int | None = None
         self._proc: subprocess.Popen | None = None
+
+    @property
+    def display(self) -> str:
+        return f":{self.number}"
 
     def start(self) -> Xvfb:
         width, height = self.size
-        command = ["Xvfb", self.display, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"]
-        self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        socket = Path(f"/tmp/.X11-unix/X{self.number}")
-        deadline = time.monotonic() + 10
-        while not socket.exists():
-            if time.monotonic() > deadline or self._proc.poll() is not None:
-                raise RuntimeError(f"Xvfb {self.display} did not start")
-            time.sleep(0.05)
+        read_fd, write_fd = os.pipe()
+        command = ["Xvfb", *([self.display] if self.number is not None else []), "-displayfd", str(write_fd),
+                   "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"]
+        try:
+            self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
+        with os.fdopen(read_fd) as announced:
+            number = announced.readline().strip()  # written once the server accepts connections
+        if not number.isdigit():
+            self.stop()
+            raise RuntimeError(f"Xvfb did not start (display {self.number})")
+        self.number = int(number)
         return self
 
     def stop(self) -> None:
@@ -58,13 +67,6 @@ class Xvfb:
         data = subprocess.run(["xwd", "-root", "-silent", "-display", self.display], capture_output=True,
                               check=True, timeout=20).stdout
         return read_xwd(data)
-
-
-def _free_display_number() -> int:
-    for number in range(90, 400):
-        if not Path(f"/tmp/.X{number}-lock").exists() and not Path(f"/tmp/.X11-unix/X{number}").exists():
-            return number
-    raise RuntimeError("no free X display number")
 
 
 def have_xvfb() -> bool:
