@@ -71,9 +71,13 @@ class Supervisor:
     def _start_monitor(self) -> None:
         if not self.config.monitor.enabled:
             return
-        from appliance.monitor import build_monitor  # pygame and PyAV decoding load only when wanted
-        self.monitor = build_monitor(self)
-        self.monitor.start()  # its own thread; a missing or failing screen never reaches recording
+        try:
+            from appliance.monitor import build_monitor  # the wall's code loads only when wanted
+            self.monitor = build_monitor(self)
+            self.monitor.start()  # its own thread; a missing or failing screen never reaches recording
+        except Exception:  # not even a broken monitor build may stop recording
+            log.exception("the local monitor could not be started; recording goes on without it")
+            self.monitor = None
 
     def _take_lock(self) -> None:
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

@@ -44,3 +44,19 @@ def test_a_disabled_monitor_costs_nothing(tmp_path):
         assert supervisor.monitor is None and supervisor.status()["monitor"] is None
     finally:
         supervisor.stop()
+
+
+def test_a_monitor_that_cannot_even_be_built_leaves_recording_running(tmp_path, monkeypatch):
+    import appliance.monitor
+
+    def broken(supervisor):
+        raise RuntimeError("no display libraries on this image")
+
+    monkeypatch.setattr(appliance.monitor, "build_monitor", broken)
+    config = parse_config(config_text(tmp_path, "{enabled: true, backend: offscreen}"))
+    supervisor = Supervisor(config, clocks=RealClocks(), sync=False)
+    supervisor.start()
+    try:
+        assert supervisor.monitor is None and supervisor.recorders
+    finally:
+        supervisor.stop()
