@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     ptz.add_argument("action", choices=PTZ_ACTIONS, metavar="ACTION", help=" ".join(PTZ_ACTIONS))
     ptz.add_argument("arg", nargs="?", metavar="ARG", help="preset number (1-255) or tour name")
     ptz.set_defaults(handler=_cmd_ptz)
+    pin = sub.add_parser("hash-pin", help="make monitor.pin_hash from a PIN typed at the prompt (or on stdin)")
+    pin.set_defaults(handler=_cmd_hash_pin)
     return parser
 
 
@@ -219,6 +221,17 @@ def _cmd_ptz(args: argparse.Namespace) -> int:
     except (PtzPortBusy, PelcoBusError) as exc:
         print(f"nvr: {exc}", file=sys.stderr)
         return 1
+def _cmd_hash_pin(args: argparse.Namespace) -> int:
+    import getpass
+
+    from appliance.monitor.lock import hash_pin
+
+    pin = getpass.getpass("PIN (4-12 digits): ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    try:
+        print(f"pin_hash: \"{hash_pin(pin)}\"")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return 0
 
 
 class _ProgressBar:

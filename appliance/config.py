@@ -36,6 +36,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from appliance.config_ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
+from appliance.config_monitor import MonitorConfig
 from appliance.yaml_lines import (Document, Location, error_line, error_message, format_path, load_document,
                                   locate, tagged_models)
 
@@ -390,6 +391,7 @@ class Config(_Section):
         "Camera inputs, each with a unique id."))
     web: WebConfig = Field(default_factory=dict, description=WebConfig.__doc__)
     ptz: PtzConfig = Field(default_factory=dict, description=PtzConfig.__doc__)
+    monitor: MonitorConfig = Field(default_factory=dict, description=MonitorConfig.__doc__)
 
     _source_name: str = PrivateAttr("<python>")
 

@@ -54,6 +54,7 @@ class Supervisor:
         self.ptz = PtzService(config, clocks=clocks, alarms=self.alarms)  # for the web UI and linkage rules
         self._lock_fd: int | None = None
         self.started_us: int | None = None
+        self.monitor = None  # the local HDMI wall (appliance.monitor), when monitor.enabled
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -69,6 +70,18 @@ class Supervisor:
         self.ptz.start()
         self.started_us = self.clocks.utc_now_us()
         log.info("recording %d channel(s) to %s", len(channels), self.root)
+        self._start_monitor()
+
+    def _start_monitor(self) -> None:
+        if not self.config.monitor.enabled:
+            return
+        try:
+            from appliance.monitor import build_monitor  # the wall's code loads only when wanted
+            self.monitor = build_monitor(self)
+            self.monitor.start()  # its own thread; a missing or failing screen never reaches recording
+        except Exception:  # not even a broken monitor build may stop recording
+            log.exception("the local monitor could not be started; recording goes on without it")
+            self.monitor = None
 
     def _take_lock(self) -> None:
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -114,6 +127,8 @@ class Supervisor:
 
     def stop(self) -> None:
         """Stop every stream (closing and indexing its open segment), retention, and the index."""
+        if self.monitor is not None:
+            self.monitor.stop()
         for recorder in self.recorders:  # all at once: a camera stuck connecting must not hold up the rest
             recorder.request_stop()
         for recorder in self.recorders:
@@ -147,6 +162,7 @@ class Supervisor:
             "ptz": self.ptz.statistics(),
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics(), "capture": _capture_statistics(r.source)} for r in self.recorders],
+            "monitor": self.monitor.statistics() if self.monitor else None,
         }
 
 
