@@ -35,6 +35,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from appliance.config_audio import AudioConfig, check_channel_audio
 from appliance.yaml_lines import (Document, Location, error_line, error_message, format_path, load_document,
                                   locate, tagged_models)
 
@@ -341,6 +342,12 @@ class ChannelConfig(_Section):
         "Display name; 'Channel {id}' when left out. Names need not be unique."))
     enabled: bool = Field(True, description="Record and show this channel.")
     source: SourceConfig = Field(description="Where the video comes from; `type` picks the kind.")
+    audio: AudioConfig = Field(default_factory=dict, description=AudioConfig.__doc__)
+
+    @model_validator(mode="after")
+    def _audio_fits_source(self) -> ChannelConfig:
+        check_channel_audio(self.source.type, self.audio)
+        return self
 
     @model_validator(mode="before")
     @classmethod

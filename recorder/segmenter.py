@@ -114,6 +114,7 @@ class Segmenter:
         self._last_duration = TIMESCALE // 25
         self._audio: AudioMuxer | None = None
         self._finishing = False
+        self._closed_at: int | None = None  # run ticks where the last segment ended (its audio goes on in the next)
 
     # the connection's life
 
@@ -245,6 +246,7 @@ class Segmenter:
         self._dts0 = packet.dts
         self._tick_fix = 0
         self._pending = None
+        self._closed_at = None
         if self._audio is not None:
             self._audio.reset()
 
@@ -343,6 +345,7 @@ class Segmenter:
         self._track = self._make_track()
         self._pending = None
         self._new_run()
+        self._closed_at = None
         if self._audio is not None:
             self._audio.reset()
         self._tick_fix -= ticks  # media time of the new run starts at zero with this keyframe
@@ -362,7 +365,7 @@ class Segmenter:
             self._storage_failed(exc)
             return
         self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks)
-        if self._audio is not None:
+        if self._audio is not None and ticks != self._closed_at:
             self._audio.drop_before(ticks)  # audio of a stretch whose video was not recorded
         self._seq += 1
         self._alarms.clear_alarm("disk_error", channel=self.channel)
@@ -423,6 +426,7 @@ class Segmenter:
         if self._segment is None:
             return  # the flush failed and closed it already
         self._segment = None
+        self._closed_at = seg.fragment_start
         if seg.frames == 0:
             seg.file.abandon()
             return
