@@ -68,6 +68,10 @@ class AacEncoder:
             out.extend(self._codec.encode(resampled))
         return out
 
+    def flush(self) -> list[av.Packet]:
+        """The packets the encoder still holds (about two frames); it takes no more input after this."""
+        return list(self._codec.encode(None))
+
 
 class CapturedAudio:
     """An analog channel's audio: captured PCM, drift-corrected, encoded to AAC.

@@ -94,6 +94,15 @@ class AudioTranscoder:
         self._next = start
         return packets
 
+    def flush(self, arrival_us: int = 0) -> list[EncodedPacket]:
+        """The end of the run: what the encoder still holds (a quarter second at 8 kHz)."""
+        try:
+            packets = self._encoder.flush()
+        except (av.FFmpegError, ValueError):
+            return []
+        self.packets_out += len(packets)
+        return [EncodedPacket(bytes(p), p.pts, p.dts, True, arrival_us, track="audio") for p in packets]
+
     def statistics(self) -> dict:
         return {"audio_transcoded_from": self.source.codec, "audio_packets_in": self.packets_in,
                 "audio_packets_out": self.packets_out, "audio_transcode_dropped": self.dropped,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +31,7 @@ log = logging.getLogger("nvr.segmenter")
 
 WALL_JUMP_US = 2_000_000  # a wall/monotonic offset change above this is a clock step, not jitter
 MAX_FRAME_GAP_TICKS = 10 * TIMESCALE  # a larger dts step is a timestamp discontinuity, not a frame
+EARLY_AUDIO_PACKETS = 250  # audio held while waiting for a run's first keyframe: about 5 s of AAC at 48 kHz
 
 
 def segment_path(channel: int, stream: str, run_id: int, seq: int) -> str:
@@ -113,6 +115,7 @@ class Segmenter:
         self._params_differ = False
         self._last_duration = TIMESCALE // 25
         self._audio: AudioMuxer | None = None
+        self._early_audio: deque[EncodedPacket] = deque(maxlen=EARLY_AUDIO_PACKETS)
         self._finishing = False
         self._closed_at: int | None = None  # run ticks where the last segment ended (its audio goes on in the next)
 
@@ -197,12 +200,17 @@ class Segmenter:
         self._pending = _Pending(unit.sample, ticks, keyframe, cto)
 
     def _push_audio(self, packet: EncodedPacket) -> None:
-        """Audio waits in the muxer for the video fragment it belongs to; before the run's first
-        keyframe (or in a stream whose audio cannot be recorded) it is dropped and counted."""
-        if self._audio is None or self._run is None:
+        """Audio waits in the muxer for the video fragment it belongs to. Before the run's first
+        keyframe it waits here (a camera may deliver audio ahead of the video of the same moment);
+        in a stream whose audio cannot be recorded it is dropped and counted."""
+        if self._audio is None:
             self.stats.audio_dropped += 1
-            return
-        self._audio.push(packet, self._dts0, self._tick_fix)
+        elif self._run is None:
+            if len(self._early_audio) == self._early_audio.maxlen:
+                self.stats.audio_dropped += 1
+            self._early_audio.append(packet)
+        else:
+            self._audio.push(packet, self._dts0, self._tick_fix)
 
     def _drop_to_next_keyframe(self) -> None:
         """After a malformed packet the frames that depend on it are useless: end the segment at the
@@ -249,6 +257,9 @@ class Segmenter:
         self._closed_at = None
         if self._audio is not None:
             self._audio.reset()
+            for early in self._early_audio:  # those from before the keyframe are dropped (and counted) there
+                self._audio.push(early, self._dts0, 0)
+        self._early_audio.clear()
 
     def _new_run(self) -> None:
         now_us = self._clocks.utc_now_us()

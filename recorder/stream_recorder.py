@@ -115,6 +115,9 @@ class StreamRecorder:
 
     def _finish(self) -> None:
         try:
+            if self.transcoder is not None:  # its last quarter second belongs to this run
+                for packet in self.transcoder.flush():
+                    self.segmenter.push(packet)
             self.segmenter.finish()
         except Exception:
             log.exception("%s: closing the segment failed", self.label)
