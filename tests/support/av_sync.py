@@ -79,3 +79,24 @@ def measure(path: Path) -> SyncReport:
         if nearest is not None and abs(nearest - flash) < 0.5:
             offsets.append(nearest - flash)
     return SyncReport(flashes, beeps, offsets)
+
+
+def make_av_clip(path: Path, *, seconds: float, audio: str = "aac", width: int = 320, height: int = 240,
+                 fps: int = 25) -> Path:
+    """A clip for the RTSP server's `avfile:` mount, made by Debian's ffmpeg: a test picture whose flash
+    square (where `flash_box` says) is white in the first 50 ms of every second, and a tone that
+    beeps then. H.264 (GOP 1 s, no B-frames) with AAC 48 kHz, or G.711 µ-law/A-law 8 kHz in a MOV."""
+    import subprocess
+
+    x, y, side = flash_box(width, height)
+    video = (f"testsrc2=size={width}x{height}:rate={fps},"
+             f"drawbox=x={x}:y={y}:w={side}:h={side}:color=black:t=fill,"
+             f"drawbox=x={x}:y={y}:w={side}:h={side}:color=white:t=fill:enable='lt(mod(t,1),0.05)'")
+    rate = 48000 if audio == "aac" else 8000
+    sound = f"aevalsrc='if(lt(mod(t,1),0.05),0.5*sin(2*PI*1000*t),0.05*sin(2*PI*440*t))':s={rate}"
+    codec = {"aac": ["-c:a", "aac", "-b:a", "64k"], "pcmu": ["-c:a", "pcm_mulaw"], "pcma": ["-c:a", "pcm_alaw"]}[audio]
+    cmd = ["/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", sound,
+           "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", str(fps), "-bf", "0",
+           "-pix_fmt", "yuv420p", *codec, "-ac", "1", str(path)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    return path

@@ -12,6 +12,9 @@ Mount specs:
     file:PATH                             a pre-encoded H.264 clip (Annex B `.h264`, or MP4, which is
                                           converted to Annex B at startup without re-encoding), looped
                                           forever, paced in real time, one pipeline shared by all clients
+    avfile:PATH                           an MP4/MOV clip with H.264 video and AAC or G.711 audio, played
+                                          once from its start for each client, in real time (A/V sync
+                                          tests: the clip's own timestamps line the tracks up)
 
 Prints `READY <port>` on stdout once it listens, and exits cleanly on SIGTERM or SIGINT.
 It only imports gi, so it must not import anything from the project.
@@ -116,6 +119,26 @@ def file_launch(path: str, workdir: str) -> str:
     return f'( multifilesrc location="{path}" loop=true caps="{caps}" ! h264parse name=clipparse ! {PAYLOAD} )'
 
 
+AV_AUDIO_PAY = {
+    "aac": "aacparse ! rtpmp4gpay name=pay1 pt=97",
+    "pcmu": "rtppcmupay name=pay1 pt=0",
+    "pcma": "rtppcmapay name=pay1 pt=8",
+}
+
+
+def avfile_launch(spec: str) -> str:
+    """The launch line of an `avfile:` mount: `PATH` or `PATH,audio=aac|pcmu|pcma` (default aac)."""
+    path, _, option = spec.partition(",audio=")
+    if not os.path.isfile(path):
+        raise ValueError(f"no such clip {path!r}")
+    audio = AV_AUDIO_PAY.get(option or "aac")
+    if audio is None:
+        raise ValueError(f"unknown audio {option!r} in {spec!r}; want one of {sorted(AV_AUDIO_PAY)}")
+    return (f'( filesrc location="{path}" ! qtdemux name=d '
+            f"d.video_0 ! queue ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1 "
+            f"d.audio_0 ! queue ! {audio} )")
+
+
 def stamp_pts(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
     """h264parse interpolates only DTS on an untimed byte stream; without B-frames PTS = DTS."""
     buf = info.get_buffer()
@@ -152,6 +175,8 @@ def add_mount(server: GstRtspServer.RTSPServer, mount: str, workdir: str) -> Non
     factory = GstRtspServer.RTSPMediaFactory()
     if spec.startswith("live:"):
         factory.set_launch(live_launch(spec))
+    elif spec.startswith("avfile:"):
+        factory.set_launch(avfile_launch(spec[len("avfile:"):]))
     elif spec.startswith("file:"):
         factory.set_launch(file_launch(spec[len("file:"):], workdir))
         factory.set_shared(True)
