@@ -20,7 +20,7 @@ from hal.clock import RealClocks
 from recorder.fmp4 import read_segment
 from recorder.index import Index
 from support.av_sync import make_av_clip, measure
-from support.rtsp import RtspServer, rtsp_available
+from support.rtsp import RtspServer, rtsp_audio_available
 
 pytestmark = pytest.mark.rtsp
 
@@ -47,7 +47,7 @@ channels:
 
 def run_acceptance(root: Path, clip_dir: Path, *, seconds: float, segment_seconds: int, size: tuple[int, int],
                    sync: bool) -> dict:
-    ok, reason = rtsp_available()
+    ok, reason = rtsp_audio_available()
     if not ok:
         pytest.skip(f"RTSP test server unavailable: {reason}")
     clip_s = seconds + 60

@@ -16,7 +16,7 @@ from recorder.index import Index
 from recorder.segmenter import Segmenter
 from recorder.stream_recorder import StreamRecorder
 from support.av_sync import make_av_clip, measure
-from support.rtsp import RtspServer, rtsp_available
+from support.rtsp import RtspServer, rtsp_audio_available
 
 pytestmark = pytest.mark.rtsp
 
@@ -31,7 +31,7 @@ AUDIO_MOUNTS = {
 @pytest.fixture(scope="module")
 def audio_server(tmp_path_factory):
     """Live mounts (above), and /sync-aac, /sync-pcmu: clips that flash and beep on every second."""
-    ok, reason = rtsp_available()
+    ok, reason = rtsp_audio_available()
     if not ok:
         pytest.skip(f"RTSP test server unavailable: {reason}")
     folder = tmp_path_factory.mktemp("clips")
