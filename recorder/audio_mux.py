@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
 
 from hal.media import AudioInfo, EncodedPacket
 from recorder.aac import FRAME_SAMPLES, AacError, audio_specific_config, split_adts
@@ -24,11 +24,12 @@ MAX_QUEUED_S = 20  # audio running this far ahead of the video is dropped (oldes
 MAX_GAP_S = 10  # a larger jump between two audio frames is a discontinuity, not lost packets
 
 
-@dataclass(slots=True)
-class AudioStats:
-    audio_frames_recorded: int = 0
-    audio_dropped: int = 0  # before the run began, too far ahead, unreadable, or going back in time
-    audio_timestamp_fixes: int = 0
+class AudioCounters(Protocol):
+    """Where the muxer counts (the segmenter's statistics)."""
+
+    audio_frames_recorded: int
+    audio_dropped: int  # before the run began, too far ahead, unreadable, or going back in time
+    audio_timestamp_fixes: int
 
 
 class AudioMuxer:
@@ -38,7 +39,7 @@ class AudioMuxer:
     (recorder.audio_transcode). Not thread-safe: the segmenter's thread uses it.
     """
 
-    def __init__(self, info: AudioInfo, video_time_base: Fraction, stats: AudioStats, *, label: str):
+    def __init__(self, info: AudioInfo, video_time_base: Fraction, stats: AudioCounters, *, label: str):
         if info.codec != "aac":
             raise ValueError(f"audio codec {info.codec!r} cannot go into MP4 as is; transcode it to AAC first")
         self.track = _track(info)

@@ -20,7 +20,8 @@ from recorder.index import Index
 from recorder.live import LiveHub
 from recorder.recovery import recover
 from support.av_sync import measure
-from support.recording import make_segmenter, pattern_with_audio, record_source, test_pattern_source
+from support import recording
+from support.recording import make_segmenter, pattern_with_audio, record_source
 
 FFPROBE = "/usr/bin/ffprobe"
 AVCC = b"\x01\x64\x00\x1f\xff\xe1\x00\x04abcd\x01\x00\x02ef"
@@ -161,7 +162,7 @@ def test_a_microphone_clock_that_drifts_is_corrected_and_measured(tmp_path, cloc
 
 
 def test_audio_delivered_before_the_first_keyframe_is_kept_if_it_belongs_after_it(tmp_path, index, clocks):
-    source = test_pattern_source(clocks)
+    source = recording.test_pattern_source(clocks)  # imported by name, pytest would collect it
     info = source.open()
     segmenter = make_segmenter(tmp_path, index, clocks)
     segmenter.start_run(StreamInfo(info.codec, info.width, info.height, info.time_base, info.extradata, info.fps,
