@@ -80,7 +80,7 @@ def _report(root: Path, supervisor: Supervisor) -> dict:
 
 def _channel_report(root: Path, rows, recorder) -> dict:
     stats = recorder.statistics()
-    source = stats.get("source_stats", {})
+    source = _source_statistics(recorder.source)
     without, short = [], []
     checked = None
     for row in rows:
@@ -110,6 +110,12 @@ def _channel_report(root: Path, rows, recorder) -> dict:
         "av_offsets_ms_last_segment": [round(o * 1000, 1) for o in sync.offsets_s] if sync else [],
         "av_offset_worst_ms": round(sync.worst_s * 1000, 1) if sync else None,
     }
+
+
+def _source_statistics(source) -> dict:
+    """The source's counters, and those of the encoder inside it when it is wrapped (video-loss guard)."""
+    inner = getattr(source, "_encoded", None)
+    return {**(inner.statistics() if inner is not None else {}), **source.statistics()}
 
 
 def _check(report: dict, *, seconds: float, segment_seconds: int) -> None:

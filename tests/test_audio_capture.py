@@ -155,8 +155,9 @@ def test_an_analog_channel_with_a_simulated_microphone_flashes_and_beeps():
     config = parse_config("channels:\n  - id: 1\n    source: {type: test-pattern, width: 64, height: 48}\n"
                           "    audio: {device: simulated}\n  - id: 2\n    source: {type: test-pattern}\n")
     clocks = SimulatedClocks()
-    with_audio = channel_sources(config.channels[0], clocks=clocks)["main"]
-    without = channel_sources(config.channels[1], clocks=clocks)["main"]
+    # The encoder itself, also when the source is wrapped (the video-loss guard keeps it as `_encoded`).
+    with_audio, without = (getattr(s, "_encoded", s) for s in (channel_sources(c, clocks=clocks)["main"]
+                                                               for c in config.channels))
     assert with_audio.audio is not None and with_audio._capture.sync_flash
     assert without.audio is None and not without._capture.sync_flash
     info = with_audio.open()
