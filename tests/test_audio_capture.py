@@ -170,3 +170,34 @@ def test_rtsp_channels_take_their_audio_setting():
                           "    audio: {enabled: false}\n")
     streams = channel_sources(config.channels[0], clocks=RealClocks())
     assert not streams["main"].audio and not streams["sub"].audio
+
+
+def test_a_microphone_that_fails_mid_run_comes_back_without_stopping_the_video(clocks):
+    from hal.video_sim import TestPatternCapture
+
+    class Flaky(SimulatedAudioCapture):
+        fail = False
+
+        def read(self):
+            if self.fail:
+                raise AudioCaptureError("device unplugged")
+            return super().read()
+
+    microphone = Flaky(sample_rate=16000, clocks=clocks)
+    source = EncodedCapture(TestPatternCapture(width=64, height=48, fps=25, clocks=clocks), name="p", clocks=clocks,
+                            bitrate=100_000, audio=CapturedAudio(microphone, bitrate=32_000, clocks=clocks))
+    source.open()
+    tracks = []
+    for packet in source.packets():
+        tracks.append(packet.track)
+        if len(tracks) == 100:
+            microphone.fail = True
+        if len(tracks) == 150:
+            assert "unplugged" in source.statistics()["audio_error"]
+            microphone.fail = False
+        if tracks.count("video") >= 25 * 12:
+            break
+    source.close()
+    middle = tracks[105:200]  # within the 5 s before the retry: pictures only
+    assert "audio" not in middle and tracks[-50:].count("audio") > 5
+    assert source.statistics()["audio_error"] is None
