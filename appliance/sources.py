@@ -19,8 +19,8 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks) -> dict[str, Pack
     source = channel.source
     if isinstance(source, RtspSource):
         audio = channel.audio.enabled
-        streams = {"main": RtspCamera(source.url, name=f"{channel.name} main", clocks=clocks, timeout_s=source.timeout_s,
-                                      audio=audio)}
+        streams = {"main": RtspCamera(source.url, name=f"{channel.name} main", clocks=clocks,
+                                      timeout_s=source.timeout_s, audio=audio)}
         if source.sub_url:
             streams["sub"] = RtspCamera(source.sub_url, name=f"{channel.name} sub", clocks=clocks,
                                         timeout_s=source.timeout_s, audio=audio)

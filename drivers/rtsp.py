@@ -220,7 +220,8 @@ class RtspCamera:
         return CameraError(f"{where}: {verb}: {reason}")
 
 
-def stream_info(stream: av.video.stream.VideoStream, *, where: str, audio: av.audio.stream.AudioStream | None = None) -> StreamInfo:
+def stream_info(stream: av.video.stream.VideoStream, *, where: str,
+                audio: av.audio.stream.AudioStream | None = None) -> StreamInfo:
     """The StreamInfo of a demuxed video stream (and its audio stream); CameraError for video codecs
     the recorder cannot take."""
     ctx = stream.codec_context

@@ -71,7 +71,8 @@ def export(index: Index, root: Path, *, channel: int, start_us: int, end_us: int
     return _write(out, track, frames, audio, progress)
 
 
-def _collect(root: Path, segments: list[Segment], start_us: int, end_us: int) -> tuple[VideoTrack, list[_Frame], _Audio | None]:
+def _collect(root: Path, segments: list[Segment], start_us: int,
+             end_us: int) -> tuple[VideoTrack, list[_Frame], _Audio | None]:
     track, audio = None, None
     frames: list[_Frame] = []
     for seg in segments:
@@ -128,7 +129,8 @@ def _durations(frames: list[_Frame]) -> tuple[list[int], int]:
     return durations, gaps
 
 
-def _audio_frames(audio: _Audio | None, frames: list[_Frame], durations: list[int]) -> tuple[list[_Frame], list[int], int]:
+def _audio_frames(audio: _Audio | None, frames: list[_Frame],
+                  durations: list[int]) -> tuple[list[_Frame], list[int], int]:
     """The audio frames of the clip, their durations (audio ticks), and where the first one starts.
 
     Each audio frame is placed relative to its segment's video as it was recorded: a segment moved
@@ -233,7 +235,8 @@ def _video_trak(tracks: _Tracks, total: int, data_offset: int) -> bytes:
                     _MATRIX, struct.pack(">II", track.width << 16, track.height << 16))
     mdhd = full_box(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, TIMESCALE, total, 0x55C4, 0))
     hdlr = full_box(b"hdlr", 0, 0, bytes(4), b"vide", bytes(12), b"VideoHandler\x00")
-    minf = box(b"minf", full_box(b"vmhd", 0, 1, bytes(8)), _DINF, _stbl(track, tracks.frames, tracks.durations, data_offset))
+    stbl = _stbl(track, tracks.frames, tracks.durations, data_offset)
+    minf = box(b"minf", full_box(b"vmhd", 0, 1, bytes(8)), _DINF, stbl)
     return box(b"trak", tkhd, box(b"mdia", mdhd, hdlr, minf))
 
 

@@ -167,7 +167,8 @@ def media_fragment_parts(sequence: int, base_decode_time: int, samples: list[Sam
 
     `audio`, when it has samples, adds a second `traf` whose samples follow the video's in the `mdat`.
     """
-    runs = [run for run in (TrackRun(VIDEO_TRACK_ID, base_decode_time, samples), audio) if run is not None and run.samples]
+    video = TrackRun(VIDEO_TRACK_ID, base_decode_time, samples)
+    runs = [run for run in (video, audio) if run is not None and run.samples]
     if not runs:
         raise ValueError("a fragment needs at least one sample")
     moof_size = 8 + 16 + sum(_traf_size(len(run.samples)) for run in runs)  # moof, mfhd, trafs

@@ -148,7 +148,8 @@ channels:
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             parse_config(f"channels:\n  - id: 1\n    source: {{type: test-pattern}}\n    {line}\n")
     with pytest.raises(ConfigError, match="for analog channels"):
-        parse_config("channels:\n  - id: 1\n    source: {type: rtsp, url: 'rtsp://cam/1'}\n    audio: {device: default}\n")
+        parse_config("channels:\n  - id: 1\n    source: {type: rtsp, url: 'rtsp://cam/1'}\n"
+                     "    audio: {device: default}\n")
 
 
 def test_an_analog_channel_with_a_simulated_microphone_flashes_and_beeps():
@@ -166,7 +167,8 @@ def test_an_analog_channel_with_a_simulated_microphone_flashes_and_beeps():
 
 
 def test_rtsp_channels_take_their_audio_setting():
-    config = parse_config("channels:\n  - id: 1\n    source: {type: rtsp, url: 'rtsp://cam/1', sub_url: 'rtsp://cam/2'}\n"
+    config = parse_config("channels:\n  - id: 1\n"
+                          "    source: {type: rtsp, url: 'rtsp://cam/1', sub_url: 'rtsp://cam/2'}\n"
                           "    audio: {enabled: false}\n")
     streams = channel_sources(config.channels[0], clocks=RealClocks())
     assert not streams["main"].audio and not streams["sub"].audio

@@ -12,7 +12,8 @@ import pytest
 
 from hal.clock import SimulatedClocks
 from hal.media import AudioInfo, EncodedPacket, StreamInfo
-from recorder.aac import AacError, asc_from_esds, audio_specific_config, esds_payload, parse_audio_specific_config, split_adts
+from recorder.aac import (AacError, asc_from_esds, audio_specific_config, esds_payload, parse_audio_specific_config,
+                          split_adts)
 from recorder.export import export
 from recorder.fmp4 import (AUDIO_TRACK_ID, AudioTrack, Sample, TrackRun, VideoTrack, init_segment, media_fragment,
                            read_segment)
@@ -75,7 +76,8 @@ def test_a_fragment_with_audio_reads_back_both_tracks(tmp_path):
     sound = TrackRun(AUDIO_TRACK_ID, 1024, [Sample(b"\x21" * 10, 1024, True), Sample(b"\x21" * 12, 1024, True)])
     path = tmp_path / "a.mp4"
     path.write_bytes(init_segment(VideoTrack(64, 48, AVCC), audio) + media_fragment(1, 0, video, sound)
-                     + media_fragment(2, 7200, video, TrackRun(AUDIO_TRACK_ID, 3072, [Sample(b"\x21" * 9, 1024, True)])))
+                     + media_fragment(2, 7200, video,
+                                      TrackRun(AUDIO_TRACK_ID, 3072, [Sample(b"\x21" * 9, 1024, True)])))
     contents = read_segment(path)
     assert contents.audio == audio
     assert [s.decode_time for s in contents.samples] == [0, 3600, 7200, 10800]

@@ -40,7 +40,8 @@ def rtsp_audio_available() -> tuple[bool, str]:
     done = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True, timeout=30)
     missing = done.stdout.strip()
     if done.returncode != 0 or missing:
-        return False, f"GStreamer audio elements missing: {missing or done.stderr.strip()} (gstreamer1.0-plugins-bad/good)"
+        why = missing or done.stderr.strip()
+        return False, f"GStreamer audio elements missing: {why} (gstreamer1.0-plugins-bad/good)"
     return True, "ok"
 
 
