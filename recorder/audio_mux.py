@@ -51,6 +51,7 @@ class AudioMuxer:
         self._last_ticks: int | None = None
         self._fix = 0
         self._frame_ticks = FRAME_SAMPLES
+        self._origin_key: tuple[int, int] | None = None
 
     def reset(self) -> None:
         """A new run: what is held was timed against the old one."""
@@ -62,8 +63,9 @@ class AudioMuxer:
     def push(self, packet: EncodedPacket, video_dts0: int, tick_fix: int) -> None:
         """Queue one AAC frame. `video_dts0` and `tick_fix` are the segmenter's mapping of video
         timestamps to run ticks (run ticks = (dts - dts0) in 90 kHz + tick_fix)."""
-        origin = video_dts0 * self._video_time_base - Fraction(tick_fix, TIMESCALE)  # seconds of run time 0
-        ticks = int(packet.pts * self._packet_scale - origin * self._rate) + self._fix
+        if (video_dts0, tick_fix) != self._origin_key:
+            self._set_origin(video_dts0, tick_fix)
+        ticks = (packet.pts * self._mul - self._sub) // self._div + self._fix
         data = self._raw_frame(packet.data)
         last = self._last_ticks
         if last is not None and abs(ticks - last) > MAX_GAP_S * self._rate:
@@ -81,6 +83,15 @@ class AudioMuxer:
         while self._queue and self._queue[-1][0] - self._queue[0][0] > MAX_QUEUED_S * self._rate:
             self._queue.popleft()
             self._stats.audio_dropped += 1
+
+    def _set_origin(self, video_dts0: int, tick_fix: int) -> None:
+        """Precompute ticks = floor(pts · scale − origin · rate) in integers (this runs per packet)."""
+        origin = video_dts0 * self._video_time_base - Fraction(tick_fix, TIMESCALE)  # seconds of run time 0
+        scale, offset = self._packet_scale, origin * self._rate
+        self._mul = scale.numerator * offset.denominator
+        self._sub = offset.numerator * scale.denominator
+        self._div = scale.denominator * offset.denominator
+        self._origin_key = (video_dts0, tick_fix)
 
     def _raw_frame(self, data: bytes) -> bytes | None:
         try:
