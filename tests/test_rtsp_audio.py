@@ -70,7 +70,9 @@ def test_a_camera_with_aac_tells_its_audio_and_delivers_it_on_the_video_clock(au
                 break
     finally:
         camera.close()
-    assert abs(first["audio"] - first["video"]) < 0.1 and abs(last["audio"] - last["video"]) < 0.1
+    # One timeline (RTP's random per-stream offsets are gone); what arrived last differs by delivery
+    # jitter only. Sync itself is measured from decoded sound and picture further down.
+    assert abs(first["audio"] - first["video"]) < 0.3 and abs(last["audio"] - last["video"]) < 0.3
     stats = camera.statistics()
     assert stats["audio_packets"] > 100 and stats["packets"] > 60
 
