@@ -37,6 +37,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from appliance.config_ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config_monitor import MonitorConfig
+from appliance.config_audio import AudioConfig, check_channel_audio
 from appliance.yaml_lines import (Document, Location, error_line, error_message, format_path, load_document,
                                   locate, tagged_models)
 
@@ -348,6 +349,12 @@ class ChannelConfig(_Section):
     source: SourceConfig = Field(description="Where the video comes from; `type` picks the kind.")
     ptz: ChannelPtzConfig | None = Field(None, description=(
         "The PTZ dome filming this channel (an RS-485 port from ptz.ports and an address); null for none."))
+    audio: AudioConfig = Field(default_factory=dict, description=AudioConfig.__doc__)
+
+    @model_validator(mode="after")
+    def _audio_fits_source(self) -> ChannelConfig:
+        check_channel_audio(self.source.type, self.audio)
+        return self
 
     @model_validator(mode="before")
     @classmethod

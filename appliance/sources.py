@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 from drivers.rtsp import RtspCamera
+from hal.audio import SIMULATED, make_audio_capture
 from hal.clock import Clocks
 from hal.video_sim import TestPatternCapture
 from hal.video_v4l2 import V4l2Capture
 from recorder.alarms import AlarmBoard, AlarmSink
+from recorder.audio_encode import CapturedAudio
 from recorder.encode import EncodedCapture
 from recorder.source import PacketSource
 from recorder.video_loss import VideoLossGuard
 
 from appliance.config import ChannelConfig, RtspSource, TestPatternSource, V4l2Source
+from appliance.config_audio import AudioConfig
 
 
 def channel_sources(channel: ChannelConfig, *, clocks: Clocks, alarms: AlarmSink | None = None) -> dict[str, PacketSource]:
@@ -20,23 +23,28 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks, alarms: AlarmSink
     where it is only logged)."""
     source = channel.source
     if isinstance(source, RtspSource):
-        streams = {"main": RtspCamera(source.url, name=f"{channel.name} main", clocks=clocks, timeout_s=source.timeout_s)}
+        audio = channel.audio.enabled
+        streams = {"main": RtspCamera(source.url, name=f"{channel.name} main", clocks=clocks,
+                                      timeout_s=source.timeout_s, audio=audio)}
         if source.sub_url:
             streams["sub"] = RtspCamera(source.sub_url, name=f"{channel.name} sub", clocks=clocks,
-                                        timeout_s=source.timeout_s)
+                                        timeout_s=source.timeout_s, audio=audio)
         return streams
     if isinstance(source, TestPatternSource):
         capture = TestPatternCapture(width=source.width, height=source.height, fps=source.fps, pattern=source.pattern,
-                                     channel_id=channel.id, label=channel.name, clocks=clocks)
+                                     channel_id=channel.id, label=channel.name, clocks=clocks,
+                                     sync_flash=channel.audio.captures and channel.audio.device == SIMULATED)
         encoded = EncodedCapture(capture, name=f"test pattern {source.width}x{source.height}", clocks=clocks,
-                                 bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s)
+                                 bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s,
+                                 audio=captured_audio(channel.audio, clocks=clocks))
         return {"main": _guarded(encoded, capture, channel, clocks, alarms)}
     if isinstance(source, V4l2Source):
         capture = V4l2Capture(device=source.device, input=source.input, standard=source.standard, width=source.width,
                               height=source.height, fps=source.fps, clocks=clocks, frame_timeout_s=source.video_loss_s)
         encoded = EncodedCapture(capture, name=f"{source.device} input {source.input!r}", clocks=clocks,
                                  bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s,
-                                 preset=source.preset, encoder=source.encoder)
+                                 preset=source.preset, encoder=source.encoder,
+                                 audio=captured_audio(channel.audio, clocks=clocks))
         return {"main": _guarded(encoded, capture, channel, clocks, alarms)}
     raise TypeError(f"no source builder for {type(source).__name__}")
 
@@ -44,6 +52,14 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks, alarms: AlarmSink
 def _guarded(encoded: EncodedCapture, capture, channel: ChannelConfig, clocks: Clocks,
              alarms: AlarmSink | None) -> VideoLossGuard:
     return VideoLossGuard(encoded, capture, channel=channel.id, alarms=alarms or AlarmBoard(clocks=clocks), clocks=clocks)
+
+
+def captured_audio(audio: AudioConfig, *, clocks: Clocks) -> CapturedAudio | None:
+    """An analog channel's microphone, encoded to AAC; None when it records no sound."""
+    if not audio.captures:
+        return None
+    capture = make_audio_capture(audio.device, sample_rate=audio.sample_rate, channels=audio.channels, clocks=clocks)
+    return CapturedAudio(capture, bitrate=audio.bitrate, clocks=clocks)
 
 
 def reconnect_max_s(channel: ChannelConfig) -> float:

@@ -1,4 +1,8 @@
-"""Network cameras over RTSP: `RtspCamera` demuxes a camera's H.264 stream with PyAV, never decoding.
+"""Network cameras over RTSP: `RtspCamera` demuxes a camera's H.264 stream (and its audio) with PyAV, never decoding.
+
+The camera's first audio stream comes along as it is (AAC, G.711 µ-law/A-law, ...) as packets with
+`track == "audio"`, timed on the video's clock (FFmpeg maps both to one timeline through the RTCP
+sender reports); turning codecs that MP4 cannot carry into AAC is the recorder's job.
 
     CameraError (ConnectionError)        cannot connect, refused, 404, bad codec, stream broke off
     └── CameraStalled (TimeoutError)     connected, but no packet within `timeout_s`
@@ -36,7 +40,7 @@ from fractions import Fraction
 import av
 
 from hal.clock import Clocks
-from hal.media import EncodedPacket, StreamInfo
+from hal.media import AudioInfo, EncodedPacket, StreamInfo
 
 SUPPORTED_CODECS = ("h264",)
 QUEUE_PACKETS = 256  # the mailbox's bound: past it the reader stops reading, and TCP holds the camera back
@@ -69,6 +73,9 @@ class RtspStatistics:
     skipped_empty: int = 0
     skipped_no_timestamp: int = 0
     skipped_no_picture: int = 0
+    audio_packets: int = 0
+    audio_bytes: int = 0
+    audio_skipped: int = 0  # empty, or without a timestamp
     backfilled_timestamps: int = 0
     non_monotonic_dts: int = 0
     stalls: int = 0
@@ -92,7 +99,8 @@ class RtspCamera:
     `EncodedPacket.arrival_us` still says when each arrived.
     """
 
-    def __init__(self, url: str, *, name: str, clocks: Clocks, timeout_s: float = 10.0, batch_s: float = BATCH_S):
+    def __init__(self, url: str, *, name: str, clocks: Clocks, timeout_s: float = 10.0, batch_s: float = BATCH_S,
+                 audio: bool = True):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
         if not 0 <= batch_s < timeout_s:
@@ -101,6 +109,7 @@ class RtspCamera:
         self.name = name
         self.timeout_s = timeout_s
         self.batch_s = batch_s
+        self.audio = audio
         self._clocks = clocks
         self._stats = RtspStatistics()
         self._reader: _Reader | None = None
@@ -120,7 +129,8 @@ class RtspCamera:
         container = self._connect()
         try:
             stream = self._video_stream(container)
-            info = stream_info(stream, where=mask_url(self.url))
+            audio = container.streams.audio[0] if self.audio and container.streams.audio else None
+            info = stream_info(stream, where=mask_url(self.url), audio=audio)
             if closes != self._closes:
                 raise CameraError(f"{mask_url(self.url)}: closed while connecting")
         except BaseException:
@@ -129,7 +139,7 @@ class RtspCamera:
         self._stats.connects += 1
         self._stats.opened_monotonic_us = self._clocks.monotonic_us()
         self._reader = _Reader(container, stream, self._clocks, self._stats, fps=info.fps, timeout_s=self.timeout_s,
-                               batch_s=self.batch_s)
+                               batch_s=self.batch_s, audio=audio if info.audio is not None else None)
         self._reader.start(f"rtsp-{self.name}")
         return info
 
@@ -177,7 +187,7 @@ class RtspCamera:
     def _connect(self) -> av.container.InputContainer:
         options = {
             "rtsp_transport": "tcp",
-            "allowed_media_types": "video",
+            "allowed_media_types": "video+audio" if self.audio else "video",
             "timeout": str(round(self.timeout_s * 1_000_000)),  # socket I/O timeout, µs
         }
         started = time.monotonic()  # real time, as PyAV's own timeout is
@@ -210,8 +220,10 @@ class RtspCamera:
         return CameraError(f"{where}: {verb}: {reason}")
 
 
-def stream_info(stream: av.video.stream.VideoStream, *, where: str) -> StreamInfo:
-    """The StreamInfo of a demuxed video stream; CameraError for codecs the recorder cannot take."""
+def stream_info(stream: av.video.stream.VideoStream, *, where: str,
+                audio: av.audio.stream.AudioStream | None = None) -> StreamInfo:
+    """The StreamInfo of a demuxed video stream (and its audio stream); CameraError for video codecs
+    the recorder cannot take."""
     ctx = stream.codec_context
     codec = ctx.name if ctx is not None else "unknown"
     if codec not in SUPPORTED_CODECS:
@@ -225,7 +237,18 @@ def stream_info(stream: av.video.stream.VideoStream, *, where: str) -> StreamInf
         time_base=Fraction(stream.time_base),
         extradata=bytes(extradata) if extradata else None,
         fps=float(rate) if rate else None,
+        audio=audio_info(audio) if audio is not None else None,
     )
+
+
+def audio_info(stream: av.audio.stream.AudioStream) -> AudioInfo | None:
+    """The AudioInfo of a demuxed audio stream, or None when FFmpeg could not tell its format."""
+    ctx = stream.codec_context
+    if ctx is None or not ctx.sample_rate or not ctx.channels:
+        return None
+    extradata = ctx.extradata
+    return AudioInfo(codec=ctx.name, sample_rate=ctx.sample_rate, channels=ctx.channels,
+                     time_base=Fraction(stream.time_base), extradata=bytes(extradata) if extradata else None)
 
 
 class _Reader:
@@ -237,8 +260,10 @@ class _Reader:
     """
 
     def __init__(self, container, stream, clocks: Clocks, stats: RtspStatistics, *, fps: float | None,
-                 timeout_s: float, batch_s: float = BATCH_S):
+                 timeout_s: float, batch_s: float = BATCH_S, audio=None):
         self._items: deque[object] = deque()
+        self._audio = audio
+        self._audio_index = audio.index if audio is not None else -1
         self._ready = threading.Event()
         self._consumer_waiting = False
         self._batch_s = batch_s
@@ -293,8 +318,9 @@ class _Reader:
             self._container.close()
 
     def _pump(self) -> None:
-        read_started = time.monotonic()
-        for packet in self._container.demux(self._stream):
+        read_started = video_at = time.monotonic()
+        streams = (self._stream, self._audio) if self._audio is not None else (self._stream,)
+        for packet in self._container.demux(streams):
             if self._stopping.is_set():
                 return
             for out in self._convert(packet):
@@ -302,12 +328,19 @@ class _Reader:
             # A read that took the whole timeout was ended by FFmpeg's socket timeout, which makes its
             # parser flush the frame it held (queued above) and retry: that is the stall, report it now
             # rather than one timeout later.
-            if time.monotonic() - read_started >= self._timeout_s:
+            now = time.monotonic()
+            if now - read_started >= self._timeout_s:
                 raise TimeoutError(f"no packet for {self._timeout_s:g} s")
-            read_started = time.monotonic()
+            if packet.stream_index != self._audio_index:
+                video_at = now
+            elif now - video_at >= self._timeout_s:  # audio alone does not make a recording
+                raise TimeoutError(f"no video packet for {self._timeout_s:g} s")
+            read_started = now
 
     def _convert(self, packet: av.Packet) -> list[EncodedPacket]:
         arrival_us = self._clocks.monotonic_us()
+        if packet.stream_index == self._audio_index:
+            return self._convert_audio(packet, arrival_us)
         if packet.size == 0:
             self._stats.skipped_empty += 1
             return []
@@ -324,6 +357,16 @@ class _Reader:
             self._stats.bytes += len(item.data)
             self._stats.last_packet_monotonic_us = arrival_us
         return ready
+
+    def _convert_audio(self, packet: av.Packet, arrival_us: int) -> list[EncodedPacket]:
+        pts = packet.pts if packet.pts is not None else packet.dts
+        if packet.size == 0 or pts is None:
+            self._stats.audio_skipped += 1
+            return []
+        data = memoryview(packet).tobytes()
+        self._stats.audio_packets += 1
+        self._stats.audio_bytes += len(data)
+        return [EncodedPacket(data=data, pts=pts, dts=pts, keyframe=True, arrival_us=arrival_us, track="audio")]
 
     def _put(self, item: object) -> None:
         items = self._items

@@ -20,6 +20,7 @@ PATTERNS = ("bars", "gradient", "checker", "ball", "zoneplate")
 _AUTO_ORDER = ("bars", "ball", "checker", "gradient", "zoneplate")
 
 _PIXEL_FORMAT = "yuv420p"
+FLASH_US = 50_000  # as long as the simulated microphone's beep
 _MIN_SIDE = 16
 _TEXT_Y, _BOX_Y, _NEUTRAL_C = 235, 16, 128  # limited-range white text on a black box, no colour
 
@@ -37,13 +38,17 @@ class TestPatternCapture:
     as `V4l2Capture` (see `hal.video.VideoCapture`): `cut_signal`/`restore_signal` (the camera's
     cable: frames keep coming but carry no picture, as vivid's noise does, and are not passed on),
     `stall`/`unstall` (the driver stops delivering), `unplug`/`replug` (the device itself).
+
+    With `sync_flash`, a square in the bottom right corner is white in the frames due within the first
+    `FLASH_US` of each second of the monotonic clock and black otherwise: the simulated microphone
+    (hal.audio) beeps on the same seconds, so a recording shows its A/V offset.
     """
 
     __test__ = False  # the name starts with "Test"; keep pytest from collecting it
 
     def __init__(self, *, width: int, height: int, fps: float, pattern: str = "auto",
                  channel_id: int = 1, label: str = "", clocks: Clocks, frame_timeout_s: float = 2.0,
-                 lock_grace_s: float = 1.0):
+                 lock_grace_s: float = 1.0, sync_flash: bool = False):
         _check_size(width, height)
         if not fps > 0:
             raise ValueError(f"fps must be positive, not {fps!r}")
@@ -52,6 +57,7 @@ class TestPatternCapture:
         self.pattern = _resolve_pattern(pattern, channel_id)
         self.label = label or f"CH{channel_id}"
         self._clocks = clocks
+        self.sync_flash = sync_flash
         self._scene: _Scene | None = None
         self._osd = _Osd(width, height, self.label)
         self._open = False
@@ -189,9 +195,26 @@ class TestPatternCapture:
     def _frame(self, sequence: int, due_us: int, utc_us: int) -> RawFrame:
         began = time.perf_counter()  # real CPU cost, whatever clock paces us
         data = self.render(sequence, utc_us)
+        if self.sync_flash:
+            _draw_flash(data, self.width, self.height, due_us % 1_000_000 < FLASH_US)
         self._render_s += time.perf_counter() - began
         self._generated += 1
         return RawFrame(data, _PIXEL_FORMAT, self.width, self.height, due_us, sequence)
+
+
+def flash_box(width: int, height: int) -> tuple[int, int, int]:
+    """(x, y, side) of the sync flash square, in luma pixels."""
+    side = _even(min(width, height) / 8)
+    margin = _even(min(width, height) / 40)
+    return width - side - margin, height - side - margin, side
+
+
+def _draw_flash(data: np.ndarray, width: int, height: int, on: bool) -> None:
+    y_plane, u_plane, v_plane = _split_planes(data, width, height)
+    x, y, side = flash_box(width, height)
+    y_plane[y:y + side, x:x + side] = _TEXT_Y if on else _BOX_Y
+    for chroma in (u_plane, v_plane):
+        chroma[y // 2:(y + side) // 2, x // 2:(x + side) // 2] = _NEUTRAL_C
 
 
 def _check_size(width: int, height: int) -> None:

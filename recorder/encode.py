@@ -1,4 +1,8 @@
-"""Encoding raw captured frames once to H.264 (libx264, or the board's h264_v4l2m2m, through PyAV), as a PacketSource."""
+"""Encoding raw captured frames once to H.264 (libx264, or the board's h264_v4l2m2m, through PyAV), as a PacketSource.
+
+An analog channel with a microphone (`audio`) also yields its AAC packets, read between frames and
+timed on the same monotonic clock as the frames (recorder.audio_encode).
+"""
 from __future__ import annotations
 
 import functools
@@ -11,14 +15,16 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from hal.clock import Clocks
-from hal.media import EncodedPacket, RawFrame, StreamInfo
+from hal.media import AudioInfo, EncodedPacket, RawFrame, StreamInfo
 from hal.video import CaptureError, VideoCapture
+from recorder.audio_encode import CapturedAudio
 from recorder.errors import SourceError
 
 log = logging.getLogger("nvr.encode")
 
 TIME_BASE = Fraction(1, 90_000)  # frames are timed by the capture clock in microseconds; 90 kHz keeps it exact enough
 ENCODERS = ("auto", "libx264", "h264_v4l2m2m")
+AUDIO_RETRY_S = 5  # a microphone that failed mid-run is opened again this often
 
 
 def pick_encoder(name: str) -> str:
@@ -53,12 +59,17 @@ class EncodedCapture:
 
     def __init__(self, capture: VideoCapture, *, name: str, clocks: Clocks, bitrate: int,
                  keyframe_interval_s: float = 2.0, preset: str = "veryfast", threads: int = 1,
-                 encoder: str = "libx264"):
+                 encoder: str = "libx264", audio: CapturedAudio | None = None):
         self.name = name
+        self.audio = audio
+        self.audio_error: str | None = None
         self._capture, self._clocks = capture, clocks
         self._encoder = encoder
         self._bitrate, self._keyint_s, self._preset, self._threads = bitrate, keyframe_interval_s, preset, threads
         self._codec: av.CodecContext | None = None
+        self._audio_live = False
+        self._audio_track: AudioInfo | None = None  # this run's audio track, while there is one
+        self._audio_retry_us = 0
         self.frames_encoded = 0
         # Set by the appliance to show raw frames locally before encoding (recorder.live); must not block.
         self.frame_tap: Callable[[RawFrame], None] | None = None
@@ -70,7 +81,23 @@ class EncodedCapture:
             raise SourceError(f"{self.name}: capture device failed to open: {exc}") from exc
         self._codec = self._new_codec(fmt.width, fmt.height, fmt.fps)
         self._format = fmt
-        return StreamInfo("h264", fmt.width, fmt.height, TIME_BASE, None, fmt.fps)
+        return StreamInfo("h264", fmt.width, fmt.height, TIME_BASE, None, fmt.fps, audio=self._open_audio())
+
+    def _open_audio(self) -> AudioInfo | None:
+        """The microphone's track, or None: a failing microphone must not stop the video recording
+        (it is logged and in `statistics()`, and tried again at the next open)."""
+        self._audio_live, self._audio_track, self._audio_retry_us = False, None, 0
+        if self.audio is None:
+            return None
+        try:
+            info = self.audio.open()
+        except (SourceError, av.FFmpegError, ValueError) as exc:
+            self.audio_error = str(exc)
+            log.warning("%s: recording without audio: %s", self.name, exc)
+            return None
+        self.audio_error, self._audio_live = None, True
+        self._audio_track = info
+        return info
 
     def _new_codec(self, width: int, height: int, fps: float) -> av.CodecContext:
         encoder = pick_encoder(self._encoder)
@@ -114,8 +141,39 @@ class EncodedCapture:
                 for packet in codec.encode(picture):
                     yield self._packet(packet)
                 self.frames_encoded += 1
+                if self._audio_track is not None:
+                    yield from self._audio_packets(first_us)
         except CaptureError as exc:
             raise SourceError(f"{self.name}: capture failed: {exc}") from exc
+
+    def _audio_packets(self, origin_us: int) -> list[EncodedPacket]:
+        """What the microphone captured since the last frame, encoded. A failure stops the audio, not
+        the video; the microphone is opened again every `AUDIO_RETRY_S` (a USB card plugged back in)."""
+        if not self._audio_live and not self._retry_audio():
+            return []
+        try:
+            return self.audio.packets(origin_us)
+        except (SourceError, av.FFmpegError) as exc:
+            self.audio_error, self._audio_live = str(exc), False
+            self._audio_retry_us = self._clocks.monotonic_us() + AUDIO_RETRY_S * 1_000_000
+            log.warning("%s: audio stopped, video goes on: %s", self.name, exc)
+            return []
+
+    def _retry_audio(self) -> bool:
+        if self._clocks.monotonic_us() < self._audio_retry_us:
+            return False
+        try:
+            info = self.audio.open()
+        except (SourceError, av.FFmpegError, ValueError) as exc:
+            self.audio_error = str(exc)
+            self._audio_retry_us = self._clocks.monotonic_us() + AUDIO_RETRY_S * 1_000_000
+            return False
+        if info != self._audio_track:  # the run's track was declared with the old format: wait for a new run
+            self._audio_track = None
+            return False
+        log.info("%s: audio is back", self.name)
+        self.audio_error, self._audio_live = None, True
+        return True
 
     def _packet(self, packet: av.Packet) -> EncodedPacket:
         dts = packet.dts if packet.dts is not None else packet.pts
@@ -125,6 +183,17 @@ class EncodedCapture:
         """Stop the capture; `packets` ends after the frame in hand. The encoder is replaced at the next
         `open`, not here, because the recording thread may still be using it."""
         self._capture.close()
+        if self.audio is not None:
+            self.audio.close()
+
+    def statistics(self) -> dict:
+        out: dict = {"frames_encoded": self.frames_encoded}
+        capture_stats = getattr(self._capture, "statistics", None)
+        if capture_stats is not None:
+            out.update(capture_stats())
+        if self.audio is not None:
+            out.update(self.audio.statistics(), audio_error=self.audio_error)
+        return out
 
 
 def _picture(data: np.ndarray, pixel_format: str, width: int, height: int) -> av.VideoFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +20,7 @@ from hal.clock import Clocks
 from hal.media import EncodedPacket, StreamInfo
 from hal.storage import make_dirs_durable
 from recorder.alarms import AlarmSink
+from recorder.audio_mux import AudioMuxer
 from recorder.errors import DiskFull, StorageError
 from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment_parts
 from recorder.h264 import ANNEX_B, H264Error, avcc_record, parameter_sets, parse_sps, stream_framing, to_mp4_sample
@@ -29,6 +31,7 @@ log = logging.getLogger("nvr.segmenter")
 
 WALL_JUMP_US = 2_000_000  # a wall/monotonic offset change above this is a clock step, not jitter
 MAX_FRAME_GAP_TICKS = 10 * TIMESCALE  # a larger dts step is a timestamp discontinuity, not a frame
+EARLY_AUDIO_PACKETS = 250  # audio held while waiting for a run's first keyframe: about 5 s of AAC at 48 kHz
 
 
 def segment_path(channel: int, stream: str, run_id: int, seq: int) -> str:
@@ -74,6 +77,9 @@ class SegmenterStats:
     segments: int = 0
     bytes: int = 0
     wall_jumps: int = 0
+    audio_frames_recorded: int = 0
+    audio_dropped: int = 0  # before the run began, too far ahead of the video, unreadable, or out of order
+    audio_timestamp_fixes: int = 0
 
 
 class Segmenter:
@@ -108,6 +114,10 @@ class Segmenter:
         self._checked: tuple[bytes, bytes, VideoTrack] | None = None  # what _note_parameter_sets last compared
         self._params_differ = False
         self._last_duration = TIMESCALE // 25
+        self._audio: AudioMuxer | None = None
+        self._early_audio: deque[EncodedPacket] = deque(maxlen=EARLY_AUDIO_PACKETS)
+        self._finishing = False
+        self._closed_at: int | None = None  # run ticks where the last segment ended (its audio goes on in the next)
 
     # the connection's life
 
@@ -117,6 +127,7 @@ class Segmenter:
             raise ValueError(f"codec {info.codec!r} cannot be recorded yet: only h264 is supported")
         self._reset_run_state()
         self._info = info
+        self._audio = self._audio_muxer(info)
         scale = Fraction(info.time_base) * TIMESCALE
         self._scale_num, self._scale_den = scale.numerator, scale.denominator
         self._length_size = ANNEX_B
@@ -128,11 +139,24 @@ class Segmenter:
             except H264Error as exc:
                 log.warning("channel %d %s: ignoring unreadable codec extradata: %s", self.channel, self.stream, exc)
 
+    def _audio_muxer(self, info: StreamInfo) -> AudioMuxer | None:
+        if info.audio is None:
+            return None
+        try:
+            return AudioMuxer(info.audio, info.time_base, self.stats, label=f"channel {self.channel} {self.stream}")
+        except ValueError as exc:
+            log.warning("channel %d %s: recording without audio: %s", self.channel, self.stream, exc)
+            return None
+
     def finish(self) -> None:
         """The connection ended: write what is held and close the segment (the run ends here)."""
         if self._pending is not None and self._segment is not None:
             self._append_pending(self._pending.ticks + self._last_duration)
-        self._close_segment()
+        self._finishing = True  # the last fragment takes all the audio up to the video's end
+        try:
+            self._close_segment()
+        finally:
+            self._finishing = False
         self._pending = None
         self._run = None
 
@@ -140,6 +164,9 @@ class Segmenter:
 
     def push(self, packet: EncodedPacket) -> None:
         """Take one packet (decode order). Malformed packets are counted and skipped, never raised."""
+        if packet.track == "audio":
+            self._push_audio(packet)
+            return
         self.stats.packets += 1
         try:
             unit = to_mp4_sample(packet.data, self._length_size)
@@ -171,6 +198,19 @@ class Segmenter:
             if self._segment is None:
                 return
         self._pending = _Pending(unit.sample, ticks, keyframe, cto)
+
+    def _push_audio(self, packet: EncodedPacket) -> None:
+        """Audio waits in the muxer for the video fragment it belongs to. Before the run's first
+        keyframe it waits here (a camera may deliver audio ahead of the video of the same moment);
+        in a stream whose audio cannot be recorded it is dropped and counted."""
+        if self._audio is None:
+            self.stats.audio_dropped += 1
+        elif self._run is None:
+            if len(self._early_audio) == self._early_audio.maxlen:
+                self.stats.audio_dropped += 1
+            self._early_audio.append(packet)
+        else:
+            self._audio.push(packet, self._dts0, self._tick_fix)
 
     def _drop_to_next_keyframe(self) -> None:
         """After a malformed packet the frames that depend on it are useless: end the segment at the
@@ -214,6 +254,12 @@ class Segmenter:
         self._dts0 = packet.dts
         self._tick_fix = 0
         self._pending = None
+        self._closed_at = None
+        if self._audio is not None:
+            self._audio.reset()
+            for early in self._early_audio:  # those from before the keyframe are dropped (and counted) there
+                self._audio.push(early, self._dts0, 0)
+        self._early_audio.clear()
 
     def _new_run(self) -> None:
         now_us = self._clocks.utc_now_us()
@@ -310,6 +356,9 @@ class Segmenter:
         self._track = self._make_track()
         self._pending = None
         self._new_run()
+        self._closed_at = None
+        if self._audio is not None:
+            self._audio.reset()
         self._tick_fix -= ticks  # media time of the new run starts at zero with this keyframe
         return 0
 
@@ -320,13 +369,15 @@ class Segmenter:
         path = self._root / rel
         try:
             make_dirs_durable(path.parent, self._root)
-            file = SegmentFile(path, init_segment(self._track), sync=self._sync)
+            file = SegmentFile(path, init_segment(self._track, self._audio and self._audio.track), sync=self._sync)
         except (StorageError, OSError) as exc:
             if isinstance(exc, DiskFull) and self._free_space is not None:
                 self._free_space()
             self._storage_failed(exc)
             return
         self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks)
+        if self._audio is not None and ticks != self._closed_at:
+            self._audio.drop_before(ticks)  # audio of a stretch whose video was not recorded
         self._seq += 1
         self._alarms.clear_alarm("disk_error", channel=self.channel)
 
@@ -346,11 +397,17 @@ class Segmenter:
         seg = self._segment
         if seg is None or not seg.fragment:
             return
-        data = media_fragment_parts(seg.fragments_written + 1, seg.fragment_start, seg.fragment)
+        audio = None
+        if self._audio is not None:
+            audio = self._audio.take(seg.fragment_start + seg.fragment_ticks, final=self._finishing)
+        data = media_fragment_parts(seg.fragments_written + 1, seg.fragment_start, seg.fragment, audio)
         try:
             self._with_space(seg.file.append, data)
         except StorageError as exc:
             self.stats.frames_lost += len(seg.fragment)
+            if audio is not None:
+                self.stats.audio_frames_recorded -= len(audio.samples)
+                self.stats.audio_dropped += len(audio.samples)
             seg.fragment.clear()
             self._storage_failed(exc)
             self._close_segment()
@@ -380,6 +437,7 @@ class Segmenter:
         if self._segment is None:
             return  # the flush failed and closed it already
         self._segment = None
+        self._closed_at = seg.fragment_start
         if seg.frames == 0:
             seg.file.abandon()
             return

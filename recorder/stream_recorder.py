@@ -7,6 +7,7 @@ import time
 
 from recorder.alarms import AlarmSink
 from recorder.errors import VideoLoss
+from recorder.audio_transcode import AudioTranscoder, recordable, transcoded
 from recorder.live import LiveStream
 from recorder.segmenter import Segmenter
 from recorder.source import PacketSource
@@ -39,6 +40,7 @@ class StreamRecorder:
         self.last_error: str | None = None
         self.connected = False
         self._reopen_at_once = False
+        self.transcoder: AudioTranscoder | None = None
 
     @property
     def label(self) -> str:
@@ -84,7 +86,7 @@ class StreamRecorder:
 
     def _record_once(self) -> None:
         try:
-            info = self.source.open()
+            info, self.transcoder = recordable(self.source.open(), label=self.label)  # G.711 becomes AAC here
             self.connects += 1
             self.connected = True
             self._alarms.clear_alarm("source_lost", channel=self.segmenter.channel)
@@ -92,7 +94,10 @@ class StreamRecorder:
             self.segmenter.start_run(info)
             self.live.publish_run(info)
             push, publish = self.segmenter.push, self.live.publish
-            for packet in self.source.packets():
+            packets = self.source.packets()
+            if self.transcoder is not None:
+                packets = transcoded(packets, self.transcoder)
+            for packet in packets:
                 if self._stop.is_set():
                     return
                 push(packet)
@@ -120,6 +125,9 @@ class StreamRecorder:
 
     def _finish(self) -> None:
         try:
+            if self.transcoder is not None:  # its last quarter second belongs to this run
+                for packet in self.transcoder.flush():
+                    self.segmenter.push(packet)
             self.segmenter.finish()
         except Exception:
             log.exception("%s: closing the segment failed", self.label)
@@ -130,7 +138,13 @@ class StreamRecorder:
 
     def statistics(self) -> dict:
         stats = self.segmenter.stats
-        return {
+        out = {
             "connected": self.connected, "connects": self.connects, "failures": self.failures,
             "last_error": self.last_error, **{k: getattr(stats, k) for k in stats.__slots__},
         }
+        source_stats = getattr(self.source, "statistics", None)
+        if source_stats is not None:
+            out["source_stats"] = source_stats()
+        if self.transcoder is not None:
+            out.update(self.transcoder.statistics())
+        return out

@@ -120,7 +120,7 @@ class VideoLossGuard:
         return {
             "video_loss": self._lost_since_us is not None, "video_loss_since_us": self._lost_since_us,
             "video_loss_reason": self._lost_reason, "video_losses": self.losses, "reopens": self.reopens,
-            **self._capture.statistics(),
+            **self._capture.statistics(), **self._encoded.statistics(),
         }
 
     # --- waiting for the picture --------------------------------------------------------------------

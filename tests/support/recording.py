@@ -55,3 +55,33 @@ def decoded_frames(path: Path) -> int:
     with av.open(str(path)) as container:
         container.streams.video[0].codec_context.options = {"err_detect": "explode"}
         return sum(1 for _ in container.decode(video=0))
+
+
+def pattern_with_audio(clocks: SimulatedClocks, *, channel: int = 1, width: int = 160, height: int = 120,
+                       fps: float = 25, keyframe_interval_s: float = 1.0, drift_ppm: float = 0.0,
+                       sample_rate: int = 48000) -> EncodedCapture:
+    """A simulated analog camera whose picture flashes and whose microphone beeps on every second."""
+    from hal.audio import SimulatedAudioCapture
+    from recorder.audio_encode import CapturedAudio
+
+    capture = TestPatternCapture(width=width, height=height, fps=fps, channel_id=channel, clocks=clocks,
+                                 sync_flash=True)
+    microphone = SimulatedAudioCapture(sample_rate=sample_rate, clocks=clocks, drift_ppm=drift_ppm)
+    return EncodedCapture(capture, name=f"pattern {channel}", clocks=clocks, bitrate=200_000,
+                          keyframe_interval_s=keyframe_interval_s,
+                          audio=CapturedAudio(microphone, bitrate=64_000, clocks=clocks))
+
+
+def record_source(segmenter: Segmenter, source, clocks: SimulatedClocks, *, seconds: float) -> int:
+    """Record `seconds` of simulated time of `source` as one run; returns packets pushed."""
+    segmenter.start_run(source.open())
+    end_us = clocks.monotonic_us() + round(seconds * 1e6)
+    count = 0
+    for packet in source.packets():
+        segmenter.push(packet)
+        count += 1
+        if clocks.monotonic_us() >= end_us:
+            break
+    segmenter.finish()
+    source.close()
+    return count

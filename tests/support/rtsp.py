@@ -25,6 +25,26 @@ _PROBE = (
 )
 
 
+AUDIO_ELEMENTS = ("audiotestsrc", "voaacenc", "aacparse", "rtpmp4gpay", "mulawenc", "rtppcmupay", "alawenc",
+                  "rtppcmapay", "qtdemux")
+
+
+@cache
+def rtsp_audio_available() -> tuple[bool, str]:
+    """Whether the RTSP test server can serve audio mounts (AAC, G.711, clips), and if not, why."""
+    ok, reason = rtsp_available()
+    if not ok:
+        return ok, reason
+    probe = ("import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst; Gst.init(None); "
+             f"print(' '.join(e for e in {AUDIO_ELEMENTS!r} if Gst.ElementFactory.find(e) is None))")
+    done = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True, timeout=30)
+    missing = done.stdout.strip()
+    if done.returncode != 0 or missing:
+        why = missing or done.stderr.strip()
+        return False, f"GStreamer audio elements missing: {why} (gstreamer1.0-plugins-bad/good)"
+    return True, "ok"
+
+
 @cache
 def rtsp_available() -> tuple[bool, str]:
     """Whether the RTSP test server can run here, and if not, why (for pytest.skip)."""

@@ -4,12 +4,17 @@
         --mount /cam1=live:640x360@25,bitrate=800,gop=25 --mount /clip=file:/tmp/clip.h264
 
 Mount specs:
-    live:WxH@FPS[,bitrate=KBPS][,gop=N][,codec=h264|h265]
+    live:WxH@FPS[,bitrate=KBPS][,gop=N][,codec=h264|h265][,audio=aac|pcmu|pcma]
                                           videotestsrc (live) encoded by x264 (or x265), one pipeline
-                                          per client
+                                          per client; with `audio`, an audiotestsrc beeping for 50 ms
+                                          at every whole second of the stream, as AAC (voaacenc,
+                                          48 kHz mono) or G.711 (8 kHz mono) on a second RTP stream
     file:PATH                             a pre-encoded H.264 clip (Annex B `.h264`, or MP4, which is
                                           converted to Annex B at startup without re-encoding), looped
                                           forever, paced in real time, one pipeline shared by all clients
+    avfile:PATH                           an MP4/MOV clip with H.264 video and AAC or G.711 audio, played
+                                          once from its start for each client, in real time (A/V sync
+                                          tests: the clip's own timestamps line the tracks up)
 
 Prints `READY <port>` on stdout once it listens, and exits cleanly on SIGTERM or SIGINT.
 It only imports gi, so it must not import anything from the project.
@@ -38,25 +43,41 @@ ENCODERS = {
     "h265": "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate={bitrate} ! "
     "h265parse config-interval=-1 ! rtph265pay name=pay0 pt=96 config-interval=-1",
 }
+# wave=ticks: a sine beep (tick-interval 1 s, 50 ms long by sine-periods-per-tick at 1 kHz) at every
+# whole second of running time, the time the video frames are stamped with too.
+AUDIO_SOURCE = ("audiotestsrc is-live=true wave=ticks freq=1000 sine-periods-per-tick=50 volume=0.5 "
+                "samplesperbuffer={spb} ! audioconvert ! audioresample ! audio/x-raw,rate={rate},channels=1")
+AUDIO_ENCODERS = {
+    "aac": AUDIO_SOURCE.format(spb=1024, rate=48000) + " ! voaacenc bitrate=64000 ! aacparse ! "
+    "rtpmp4gpay name=pay1 pt=97",
+    "pcmu": AUDIO_SOURCE.format(spb=160, rate=8000) + " ! mulawenc ! rtppcmupay name=pay1 pt=0",
+    "pcma": AUDIO_SOURCE.format(spb=160, rate=8000) + " ! alawenc ! rtppcmapay name=pay1 pt=8",
+}
 
 
 def live_launch(spec: str) -> str:
     """The launch line of a `live:` mount: a live test pattern encoded per client."""
     match = LIVE_SPEC.match(spec)
     if match is None:
-        raise ValueError(f"bad live spec {spec!r}; want live:WxH@FPS[,bitrate=KBPS][,gop=N][,codec=h264|h265]")
+        raise ValueError(f"bad live spec {spec!r}; want live:WxH@FPS[,bitrate=KBPS][,gop=N][,codec=h264|h265]"
+                         "[,audio=aac|pcmu|pcma]")
     width, height, fps, extra = match.groups()
     opts = dict(item.split("=") for item in extra.split(",") if item)
-    unknown = set(opts) - {"bitrate", "gop", "codec"}
+    unknown = set(opts) - {"bitrate", "gop", "codec", "audio"}
     if unknown:
         raise ValueError(f"unknown live options {sorted(unknown)!r} in {spec!r}")
     encoder = ENCODERS.get(opts.get("codec", "h264"))
     if encoder is None:
         raise ValueError(f"unknown codec {opts['codec']!r} in {spec!r}; want one of {sorted(ENCODERS)}")
     encode = encoder.format(gop=int(opts.get("gop", fps)), bitrate=int(opts.get("bitrate", 1000)))
+    audio = ""
+    if "audio" in opts:
+        if opts["audio"] not in AUDIO_ENCODERS:
+            raise ValueError(f"unknown audio {opts['audio']!r} in {spec!r}; want one of {sorted(AUDIO_ENCODERS)}")
+        audio = " " + AUDIO_ENCODERS[opts["audio"]]
     return (
         f"( videotestsrc is-live=true pattern=ball ! "
-        f"video/x-raw,width={width},height={height},framerate={fps}/1,format=I420 ! {encode} )"
+        f"video/x-raw,width={width},height={height},framerate={fps}/1,format=I420 ! {encode}{audio} )"
     )
 
 
@@ -98,6 +119,26 @@ def file_launch(path: str, workdir: str) -> str:
     return f'( multifilesrc location="{path}" loop=true caps="{caps}" ! h264parse name=clipparse ! {PAYLOAD} )'
 
 
+AV_AUDIO_PAY = {
+    "aac": "aacparse ! rtpmp4gpay name=pay1 pt=97",
+    "pcmu": "rtppcmupay name=pay1 pt=0",
+    "pcma": "rtppcmapay name=pay1 pt=8",
+}
+
+
+def avfile_launch(spec: str) -> str:
+    """The launch line of an `avfile:` mount: `PATH` or `PATH,audio=aac|pcmu|pcma` (default aac)."""
+    path, _, option = spec.partition(",audio=")
+    if not os.path.isfile(path):
+        raise ValueError(f"no such clip {path!r}")
+    audio = AV_AUDIO_PAY.get(option or "aac")
+    if audio is None:
+        raise ValueError(f"unknown audio {option!r} in {spec!r}; want one of {sorted(AV_AUDIO_PAY)}")
+    return (f'( filesrc location="{path}" ! qtdemux name=d '
+            f"d.video_0 ! queue ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1 "
+            f"d.audio_0 ! queue ! {audio} )")
+
+
 def stamp_pts(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
     """h264parse interpolates only DTS on an untimed byte stream; without B-frames PTS = DTS."""
     buf = info.get_buffer()
@@ -134,6 +175,8 @@ def add_mount(server: GstRtspServer.RTSPServer, mount: str, workdir: str) -> Non
     factory = GstRtspServer.RTSPMediaFactory()
     if spec.startswith("live:"):
         factory.set_launch(live_launch(spec))
+    elif spec.startswith("avfile:"):
+        factory.set_launch(avfile_launch(spec[len("avfile:"):]))
     elif spec.startswith("file:"):
         factory.set_launch(file_launch(spec[len("file:"):], workdir))
         factory.set_shared(True)
