@@ -12,6 +12,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
 from hal.clock import Clocks
@@ -81,6 +82,7 @@ class EncodedCapture:
             raise SourceError(f"{self.name}: capture device failed to open: {exc}") from exc
         self._codec = self._new_codec(fmt.width, fmt.height, fmt.fps)
         self._format = fmt
+        self._half_frame_us = round(500_000 / fmt.fps)
         return StreamInfo("h264", fmt.width, fmt.height, TIME_BASE, None, fmt.fps, audio=self._open_audio())
 
     def _open_audio(self) -> AudioInfo | None:
@@ -125,7 +127,8 @@ class EncodedCapture:
         codec = self._codec
         if codec is None:
             raise SourceError(f"{self.name}: packets() before open()")
-        first_us = None
+        first_us = key_due_us = None
+        keyint_us = round(self._keyint_s * 1_000_000)
         # One reformatter per stream: frame.reformat() would build swscale's context (and threads) every frame.
         reformatter = VideoReformatter()
         try:
@@ -138,6 +141,11 @@ class EncodedCapture:
                 if frame.pixel_format != "yuv420p":
                     picture = reformatter.reformat(picture, format="yuv420p", threads=1)
                 picture.pts = (frame.timestamp_us - first_us) * 9 // 100
+                # Keyframes by capture time, not by frame count: a card (or a starved encoder) that
+                # delivers fewer frames than nominal would otherwise stretch the GOP and the segments.
+                if key_due_us is None or frame.timestamp_us >= key_due_us:
+                    picture.pict_type = PictureType.I
+                    key_due_us = frame.timestamp_us + keyint_us - self._half_frame_us
                 for packet in codec.encode(picture):
                     yield self._packet(packet)
                 self.frames_encoded += 1

@@ -536,6 +536,19 @@ def test_encoded_capture_takes_every_format_the_card_delivers(pixel_format):
     assert packets[1].pts - packets[0].pts == 3600  # 40 ms in 90 kHz
 
 
+@pytest.mark.parametrize("every_nth", [1, 2, 5])
+def test_keyframes_come_every_two_seconds_of_capture_time_whatever_the_frame_rate_delivered(every_nth):
+    """A card (or a starved encoder) delivering 1/2 or 1/5 of 25 fps still gets a keyframe every 2 s,
+    so segments cut on time; counting frames would stretch the GOP to 4 or 10 s."""
+    frames = _raw_frames("yuv420p", 300)[::every_nth]  # 12 s of capture time
+    source = EncodedCapture(ListCapture(frames), name="t", clocks=SimulatedClocks(), bitrate=200_000,
+                            preset="ultrafast", keyframe_interval_s=2.0)
+    source.open()
+    keyframe_s = [p.pts / 90_000 for p in source.packets() if p.keyframe]
+
+    assert keyframe_s == pytest.approx([0, 2, 4, 6, 8, 10], abs=0.21)
+
+
 def test_uyvy_and_yuyv_of_the_same_picture_encode_from_the_same_yuv420p():
     from recorder.encode import _picture
     yuyv = _raw_frames("yuyv422", 1)[0].data
