@@ -35,6 +35,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from appliance.config_alarms import AlarmsConfig, MotionConfig, RuleConfig, reference_errors
 from appliance.yaml_lines import (Document, Location, error_line, error_message, format_path, load_document,
                                   locate, tagged_models)
 
@@ -341,6 +342,7 @@ class ChannelConfig(_Section):
         "Display name; 'Channel {id}' when left out. Names need not be unique."))
     enabled: bool = Field(True, description="Record and show this channel.")
     source: SourceConfig = Field(description="Where the video comes from; `type` picks the kind.")
+    motion: MotionConfig | None = Field(None, description="Motion detection; null for none.")
 
     @model_validator(mode="before")
     @classmethod
@@ -383,6 +385,8 @@ class Config(_Section):
     channels: list[ChannelConfig] = Field(default_factory=list, description=(
         "Camera inputs, each with a unique id."))
     web: WebConfig = Field(default_factory=dict, description=WebConfig.__doc__)
+    alarms: AlarmsConfig = Field(default_factory=dict, description=AlarmsConfig.__doc__)
+    rules: list[RuleConfig] = Field(default_factory=list, description="Linkage rules: when a signal fires, do actions.")
 
     _source_name: str = PrivateAttr("<python>")
 
@@ -401,6 +405,14 @@ class Config(_Section):
                 _error_details((index, "id"), ids[index], _duplicate_id_message(ids[index], first))
                 for index, first in duplicates])
         return channels
+
+    @model_validator(mode="after")
+    def _alarm_references_exist(self) -> Config:
+        errors = reference_errors(self)
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, [
+                _error_details(loc, value, message) for loc, value, message in errors])
+        return self
 
 
 def _duplicate_indices(values: list[object]) -> list[tuple[int, int]]:
