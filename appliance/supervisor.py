@@ -18,6 +18,7 @@ from recorder.segmenter import Segmenter
 from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
 
+from appliance.alarm_io import AlarmIO
 from appliance.config import ChannelConfig, Config
 from appliance.sources import channel_sources, reconnect_max_s
 
@@ -39,7 +40,8 @@ class Supervisor:
     own thread, source and segmenter.
     """
 
-    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True):
+    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True,
+                 gpio=None, ptz=None):
         self.config, self.clocks, self._sync = config, clocks, sync
         self.root: Path = config.storage.path
         self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks))
@@ -51,6 +53,8 @@ class Supervisor:
         self.live = LiveHub()  # what viewers (web live view, HDMI monitor, motion) subscribe to
         self._lock_fd: int | None = None
         self.started_us: int | None = None
+        self._gpio, self._ptz = gpio, ptz  # alarm I/O: injected pin source (tests: MockFactory) and PTZ service
+        self.alarm_io: AlarmIO | None = None
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -63,6 +67,9 @@ class Supervisor:
         channels = [c for c in self.config.channels if c.enabled]
         for position, channel in enumerate(channels):
             self._start_channel(channel, position, len(channels))
+        self.alarm_io = AlarmIO(self.config, clocks=self.clocks, index=self.index, alarms=self.alarms, live=self.live,
+                                data_root=self.root, gpio=self._gpio, ptz=self._ptz)
+        self.alarm_io.start()
         self.started_us = self.clocks.utc_now_us()
         log.info("recording %d channel(s) to %s", len(channels), self.root)
 
@@ -110,6 +117,8 @@ class Supervisor:
 
     def stop(self) -> None:
         """Stop every stream (closing and indexing its open segment), retention, and the index."""
+        if self.alarm_io is not None:  # first: outputs to their safe state, open events ended
+            self.alarm_io.stop()
         for recorder in self.recorders:  # all at once: a camera stuck connecting must not hold up the rest
             recorder.request_stop()
         for recorder in self.recorders:
@@ -139,6 +148,7 @@ class Supervisor:
             "recovery": self.recovery.summary() if self.recovery else None,
             "alarms": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us}
                        for a in self.alarms.active()],
+            "alarm_io": self.alarm_io.statistics() if self.alarm_io else None,
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics()} for r in self.recorders],
         }

@@ -10,6 +10,9 @@ must stay put for `debounce_ms` before its new state counts. A burst of edges th
 started (a flapping line, a bouncing reed switch, noise on a long cable) changes nothing and is
 counted in `statistics()`. `debounce_ms: 0` takes every edge at once.
 
+An input found alarmed when it is opened counts as an edge at that moment (debounced like any):
+an NC loop that is open at boot alarms.
+
 Every callback runs on one `Scheduler` thread: pin edges are handed to it from the backend's thread.
 """
 from __future__ import annotations
@@ -77,13 +80,15 @@ class AlarmContact:
         self._pin, self._clocks, self._scheduler, self._on_change = pin, clocks, scheduler, on_change
         self._debounce_s = max(0.0, debounce_ms / 1000.0)
         self.schedule = schedule or Schedule()
-        self.active = self._is_alarm(pin.is_high())  # the state at start is the baseline, not an edge
+        self.active = False
         self.reported = False  # an activation was passed on (so its end will be too)
         self._settle: Timer | None = None
         self._burst_edges = 0
         self._burst_start_us = 0
         self.edges = self.changes = self.flaps = self.ignored_edges = self.disarmed = 0
         pin.when_changed = self._edge_from_pin
+        if self._is_alarm(pin.is_high()):  # alarmed at start (an NC loop open at boot): an alarm like any
+            self._edge_from_pin(pin.is_high())
 
     def _is_alarm(self, level_high: bool) -> bool:
         return (not level_high) if self.contact == "NO" else level_high
