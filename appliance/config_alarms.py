@@ -82,6 +82,14 @@ class AlarmInputConfig(_Section):
     def _is_id(cls, value: str) -> str:
         return _check_id(value)
 
+    @field_validator("contact", mode="before")
+    @classmethod
+    def _no_is_not_false(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted NO as false: `contact: NO` is what installers write, so take it.
+        if value is False:
+            return "NO"
+        return value.upper() if isinstance(value, str) and value.upper() in ("NO", "NC") else value
+
     @field_validator("pin", mode="before")
     @classmethod
     def _is_pin(cls, value: object) -> object:

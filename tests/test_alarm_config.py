@@ -111,3 +111,8 @@ def test_bad_values_name_what_was_expected():
     assert "alarms.inputs[0].schedule[0].start: expected a time of day as HH:MM" in text
     assert "rules[0].when.disk: expected one of full, error, missing (or null), got 'gone'" in text
     assert "rules[0].do[0].webhook.url: expected an http:// or https:// URL with a host, got 'ftp://x'" in text
+
+
+def test_an_unquoted_contact_no_is_taken_as_normally_open_not_as_yaml_false():
+    config = load("", BASE.replace("{id: window, pin: GPIO27}", "{id: window, pin: GPIO27, contact: NO}"))
+    assert config.alarms.inputs[1].contact == "NO"
