@@ -26,6 +26,7 @@ from recorder.index import Index
 
 from appliance.config_alarms import ActionConfig, RuleConfig
 from appliance.notify import BoundedWorker, WebhookSender, fill_template
+from appliance.timefmt import iso_utc
 
 log = logging.getLogger("nvr.rules")
 
@@ -158,7 +159,7 @@ class RuleEngine:
             self._go_preset(name, action.ptz_preset.channel, action.ptz_preset.preset)
         elif action.webhook is not None:
             hook = action.webhook
-            fields = {"rule": name, "source": sig.source, "active": sig.active, "at": _iso(sig.at_us),
+            fields = {"rule": name, "source": sig.source, "active": sig.active, "at": iso_utc(sig.at_us),
                       "at_us": sig.at_us, "event_id": event_id, "detail": sig.detail,
                       "channels": list(self._plans[number].channels)}
             self._webhooks.send(hook.url, fill_template(hook.body, fields) if hook.body is not None else fields,
@@ -239,8 +240,3 @@ def _plan(actions: list[ActionConfig]) -> _Plan:
         plan.pre_s, plan.post_s = max(plan.pre_s, record.pre_s), max(plan.post_s, record.post_s)
         plan.lock = plan.lock or record.lock
     return plan
-
-
-def _iso(utc_us: int) -> str:
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(utc_us / 1e6, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

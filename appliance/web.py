@@ -37,11 +37,42 @@ def create_app(supervisor: Supervisor) -> FastAPI:
         return recording_dicts(supervisor.index, supervisor.root, channel=channel, stream=stream,
                                start_us=start_us, end_us=end_us)
 
+    @app.get("/api/events")
+    def events(channel: int | None = Query(None, ge=1), start: str | None = None, end: str | None = None,
+               limit: int = Query(200, ge=1, le=5000)) -> list[dict]:
+        now = supervisor.clocks.utc_now_us()
+        try:
+            start_us = parse_time(start, now_us=now) if start else None
+            end_us = parse_time(end, now_us=now) if end else None
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return [event_dict(e) for e in supervisor.index.events(start_us=start_us, end_us=end_us, channel=channel,
+                                                                limit=limit)]
+
+    @app.post("/api/alarm-outputs/{output_id}/{action}")
+    def alarm_output(output_id: str, action: str, for_s: float | None = Query(None, gt=0, le=86_400)) -> dict:
+        io = supervisor.alarm_io
+        if action not in ("trigger", "clear"):
+            raise HTTPException(status_code=404, detail=f"unknown action {action!r}; use trigger or clear")
+        try:
+            io.trigger_output(output_id, for_s) if action == "trigger" else io.clear_output(output_id)
+        except KeyError as exc:
+            raise HTTPException(status_code=404, detail=exc.args[0]) from None
+        return io.relays[output_id].statistics()
+
     @app.get("/", response_class=HTMLResponse)
     def status_page() -> str:
         return _status_html(supervisor.status())
 
     return app
+
+
+def event_dict(event) -> dict:
+    """An index Event as JSON: times in µs and ISO 8601 UTC."""
+    return {"id": event.id, "source": event.source, "rule": event.rule, "channels": list(event.channels),
+            "locked": event.locked, "start_us": event.start_us, "trigger_us": event.trigger_us, "end_us": event.end_us,
+            "start": iso_utc(event.start_us), "trigger": iso_utc(event.trigger_us),
+            "end": iso_utc(event.end_us) if event.end_us is not None else None}
 
 
 def _status_html(status: dict) -> str:
