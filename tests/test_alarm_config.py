@@ -116,3 +116,16 @@ def test_bad_values_name_what_was_expected():
 def test_an_unquoted_contact_no_is_taken_as_normally_open_not_as_yaml_false():
     config = load("", BASE.replace("{id: window, pin: GPIO27}", "{id: window, pin: GPIO27, contact: NO}"))
     assert config.alarms.inputs[1].contact == "NO"
+
+
+def test_the_default_yaml_alarm_and_rule_examples_are_valid_once_uncommented():
+    from pathlib import Path
+    template = (Path(__file__).parent.parent / "appliance" / "default.yaml").read_text()
+    example = template[template.index("# Alarm inputs and outputs"):]
+    lines = [line[2:] for line in example.splitlines()
+             if line.startswith("# ") and line[2:].startswith(("alarms:", "rules:", " "))]
+    channels = "channels:\n  - {id: 1, source: {type: test-pattern}}\n  - {id: 2, source: {type: test-pattern}}\n"
+    config = parse_config(channels + "\n".join(lines))
+    assert [i.id for i in config.alarms.inputs] == ["door"] and config.rules[0].when.alarm_input == "door"
+    assert [next(iter(action.model_fields_set)) for action in config.rules[0].do] == [
+        "output", "record", "ptz_preset", "webhook", "log"]
