@@ -151,10 +151,13 @@ class AlarmIO:
     # --- signals from the AlarmBoard -----------------------------------------------------------
 
     def _board_changed(self, alarm: Alarm, active: bool) -> None:
-        """Board alarms to rule signals. Several alarms can stand for one signal (disk_error per
-        channel): the signal is active while any of them is."""
-        if alarm.kind not in BOARD_SIGNALS:
-            return
+        """On the raiser's thread (a recorder, retention): hand over at once."""
+        if alarm.kind in BOARD_SIGNALS:
+            self.scheduler.call_soon(self._board_signal, alarm, active)
+
+    def _board_signal(self, alarm: Alarm, active: bool) -> None:
+        """Board alarms to rule signals, on the scheduler thread. Several alarms can stand for one signal
+        (disk_error per channel): the signal is active while any of them is."""
         kind, key = BOARD_SIGNALS[alarm.kind]
         key = key if key is not None else str(alarm.channel)
         count = self._board_counts.get((kind, key), 0) + (1 if active else -1)

@@ -15,6 +15,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from appliance.config import mask_credentials
+
 log = logging.getLogger("nvr.notify")
 
 
@@ -112,15 +114,16 @@ class WebhookSender:
         return self.worker.submit(lambda: self._post(url, data, timeout_s))
 
     def _post(self, url: str, data: bytes, timeout_s: float) -> None:
+        shown = mask_credentials(url)
         request = urllib.request.Request(url, data=data, method="POST", headers={
             "Content-Type": "application/json", "User-Agent": self._user_agent})
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 response.read(65536)
         except urllib.error.HTTPError as exc:
-            raise ConnectionError(f"webhook {url}: the server answered {exc.code} {exc.reason}") from exc
+            raise ConnectionError(f"webhook {shown}: the server answered {exc.code} {exc.reason}") from exc
         except (urllib.error.URLError, OSError) as exc:
-            raise ConnectionError(f"webhook {url}: {getattr(exc, 'reason', exc)}") from exc
+            raise ConnectionError(f"webhook {shown}: {getattr(exc, 'reason', exc)}") from exc
         self.delivered += 1
 
     def statistics(self) -> dict:

@@ -31,7 +31,6 @@ from hal.timers import Scheduler, Timer
 log = logging.getLogger("nvr.contacts")
 
 Contact = Literal["NO", "NC"]
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass(frozen=True, slots=True)

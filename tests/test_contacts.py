@@ -1,6 +1,8 @@
 """Alarm contacts and relays over gpiozero's MockFactory pins, timed by simulated clocks (no sleeping)."""
 from __future__ import annotations
 
+import os
+import threading
 from datetime import datetime, time, timezone
 
 import pytest
@@ -168,3 +170,69 @@ def test_the_character_device_backend_reports_a_missing_chip_as_a_gpio_error(tmp
     gpio = LinuxGpio(default_chip=str(tmp_path / "gpiochip9"))
     with pytest.raises(GpioError, match="gpiochip9 line 3"):
         gpio.input(3)
+
+
+class FakeLineRequest:
+    """Stands in for a linuxpy line request: its fd is a pipe the test writes kernel edge-event records into."""
+
+    def __init__(self, config):
+        self.config, self.values, self.closed = config, {}, False
+        self._read_fd, self.write_fd = os.pipe()
+
+    def open(self):
+        pass
+
+    def filenos(self):
+        return [self._read_fd]
+
+    def get_values(self, lines):
+        return {line: self.values.get(line, 1) for line in lines}
+
+    def set_values(self, values):
+        self.values.update(values)
+
+    def close(self):
+        self.closed = True
+
+
+class FakeChip:
+    """Stands in for linuxpy.gpio.device.Device (no gpio-sim or gpio-mockup in this kernel)."""
+
+    requests: list[FakeLineRequest] = []
+
+    def __init__(self, path):
+        self.path = path
+
+    def open(self):
+        pass
+
+    def close(self):
+        pass
+
+    def request(self, config):
+        request = FakeLineRequest(config)
+        FakeChip.requests.append(request)
+        return request
+
+
+def test_the_character_device_backend_requests_pull_ups_and_reads_kernel_edge_events(monkeypatch):
+    import linuxpy.gpio.device
+    from linuxpy.gpio import raw
+    monkeypatch.setattr(linuxpy.gpio.device, "Device", FakeChip)
+    FakeChip.requests = []
+    gpio = LinuxGpio(default_chip="/dev/gpiochip0")
+    pin = gpio.input("gpiochip1:5")
+    levels, got = [], threading.Event()
+    pin.when_changed = lambda level: (levels.append(level), got.set() if len(levels) == 2 else None)
+    request = FakeChip.requests[0]
+    assert request.config["lines"] == [{"line": 5, "direction": "input", "edge": "both", "bias": "pull-up"}]
+    for kind in (raw.LineEventId.FALLING_EDGE, raw.LineEventId.RISING_EDGE):
+        os.write(request.write_fd, bytes(raw.gpio_v2_line_event(timestamp_ns=1, id=kind, offset=5, seqno=1)))
+    assert got.wait(2) and levels == [False, True]
+    assert pin.is_high()
+    pin.close()
+    assert request.closed
+    out = gpio.output(6, active_high=False)
+    assert FakeChip.requests[1].values == {6: True}  # active low, off: the line is high
+    out.set_active(True)
+    assert FakeChip.requests[1].values == {6: False} and out.is_active
