@@ -9,6 +9,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
+from appliance.events import event_dict
 from appliance.recordings import recording_dicts
 from appliance.supervisor import Supervisor
 from appliance.timefmt import iso_utc, parse_time
@@ -65,14 +66,6 @@ def create_app(supervisor: Supervisor) -> FastAPI:
         return _status_html(supervisor.status())
 
     return app
-
-
-def event_dict(event) -> dict:
-    """An index Event as JSON: times in µs and ISO 8601 UTC."""
-    return {"id": event.id, "source": event.source, "rule": event.rule, "channels": list(event.channels),
-            "locked": event.locked, "start_us": event.start_us, "trigger_us": event.trigger_us, "end_us": event.end_us,
-            "start": iso_utc(event.start_us), "trigger": iso_utc(event.trigger_us),
-            "end": iso_utc(event.end_us) if event.end_us is not None else None}
 
 
 def _status_html(status: dict) -> str:

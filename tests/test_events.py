@@ -82,3 +82,23 @@ def test_an_index_of_schema_1_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
         assert index._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 2
     finally:
         index.close()
+
+
+def test_nvr_events_lists_events_newest_first_as_a_table_and_as_json(tmp_path, capsys):
+    import json
+
+    from appliance.cli import main
+    index = Index(tmp_path)
+    index.add_event(start_us=T0, trigger_us=T0 + 10 * S, source="alarm_input:door", rule="door", channels=[1, 2],
+                    locked=True)
+    event = index.add_event(start_us=T0 + 60 * S, trigger_us=T0 + 60 * S, source="disk:full")
+    index.end_event(event.id, end_us=T0 + 70 * S)
+    index.close()
+    assert main(["events", "--data", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "disk:full (-)" in lines[1] and "2026-01-01T00:01:10.000Z" in lines[1]
+    assert "open" in lines[2] and "1,2" in lines[2] and "yes" in lines[2]
+    assert main(["events", "--data", str(tmp_path), "--channel", "2", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["source"], row["channels"], row["start"], row["end"]) == (
+        "alarm_input:door", [1, 2], "2026-01-01T00:00:00.000Z", None)
