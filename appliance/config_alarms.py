@@ -348,9 +348,14 @@ def _action_errors(loc: tuple[Any, ...], action: ActionConfig, channels: dict, o
     if action.output is not None and action.output.id not in outputs:
         errors.append(((*loc, "output", "id"), action.output.id,
                        f"unknown alarm output {action.output.id!r}; {_known('alarms.outputs', outputs)}"))
-    if action.ptz_preset is not None and action.ptz_preset.channel not in channels:
-        errors.append(((*loc, "ptz_preset", "channel"), action.ptz_preset.channel,
-                       f"unknown channel {action.ptz_preset.channel}; {_known('channels', channels)}"))
+    preset = action.ptz_preset
+    if preset is not None and preset.channel not in channels:
+        errors.append(((*loc, "ptz_preset", "channel"), preset.channel,
+                       f"unknown channel {preset.channel}; {_known('channels', channels)}"))
+    elif preset is not None and "ptz" in type(channels[preset.channel]).model_fields \
+            and channels[preset.channel].ptz is None:
+        errors.append(((*loc, "ptz_preset", "channel"), preset.channel,
+                       f"channel {preset.channel} has no PTZ dome; add a `ptz:` section to that channel"))
     return errors
 
 

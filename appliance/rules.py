@@ -32,9 +32,10 @@ log = logging.getLogger("nvr.rules")
 
 
 class PtzPresets(Protocol):
-    """What the `ptz_preset` action needs from the PTZ service: go to a stored preset (may block on the bus)."""
+    """What the `ptz_preset` action needs from the PTZ service: go to a stored preset. It may block on the
+    bus or return at once (a Future); either way it is called on a worker, never on the alarm path."""
 
-    def preset_go(self, channel: int, preset: int) -> None: ...
+    def preset_go(self, channel: int, preset: int, /) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +106,6 @@ class RuleEngine:
         self.on_fired = on_fired
         self._open: dict[int, _OpenEvent] = {}
         self.stats = RuleStats()
-
-    def watches(self, kind: str, key: str) -> bool:
-        return any(rule.when.signal == (kind, key) for _, rule in self._rules)
 
     def signal(self, kind: str, key: str, active: bool, *, at_us: int | None = None, detail: str = "") -> None:
         """Report a signal change; handled on the scheduler thread (at once if called from it)."""
