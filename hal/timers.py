@@ -48,7 +48,7 @@ class Scheduler:
     A callback that raises is logged with its traceback and counted; the thread goes on.
     """
 
-    def __init__(self, *, clocks: Clocks, name: str = "scheduler", max_wait_s: float = 0.05):
+    def __init__(self, *, clocks: Clocks, name: str = "scheduler", max_wait_s: float = 0.5):
         self._clocks, self._name, self._max_wait_s = clocks, name, max_wait_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._timers: list[tuple[int, int, Timer]] = []
