@@ -19,7 +19,6 @@ from hal.timers import Scheduler
 from recorder.alarms import Alarm, AlarmBoard
 from recorder.index import INDEX_FILE, Index
 from recorder.live import LiveHub
-from recorder.motion import MotionDetector, MotionWatcher
 
 from appliance.config import ChannelConfig, Config, RtspSource
 from appliance.config_alarms import ALL_DAYS, AlarmInputConfig, parse_clock
@@ -53,7 +52,7 @@ class AlarmIO:
         self.ptz_worker = BoundedWorker(name="ptz-presets", max_jobs=16)
         self.relays: dict[str, Relay] = {}
         self.contacts: dict[str, AlarmContact] = {}
-        self.motion: dict[int, MotionWatcher] = {}
+        self.motion: dict = {}  # channel -> recorder.motion.MotionWatcher
         self.health: HealthWatch | None = None
         self.engine = RuleEngine(rules=config.rules, index=index, relays=self.relays, scheduler=self.scheduler,
                                  clocks=clocks, webhooks=self.webhooks, ptz=ptz, ptz_worker=self.ptz_worker,
@@ -175,7 +174,8 @@ class AlarmIO:
                 watcher.start()
                 self.motion[channel.id] = watcher
 
-    def _motion_watcher(self, channel: ChannelConfig) -> MotionWatcher:
+    def _motion_watcher(self, channel: ChannelConfig):
+        from recorder.motion import MotionDetector, MotionWatcher  # OpenCV only where motion is configured
         motion = channel.motion
         detector = MotionDetector(zones=[z.points for z in motion.zones], masks=[m.points for m in motion.masks],
                                   sensitivity=motion.sensitivity)
