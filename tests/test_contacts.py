@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from datetime import datetime, time, timezone
 
 import pytest
@@ -236,3 +237,24 @@ def test_the_character_device_backend_requests_pull_ups_and_reads_kernel_edge_ev
     assert FakeChip.requests[1].values == {6: True}  # active low, off: the line is high
     out.set_active(True)
     assert FakeChip.requests[1].values == {6: False} and out.is_active
+
+
+def test_auto_falls_back_to_the_character_device_where_gpiozero_has_no_pin_factory(tmp_path, monkeypatch):
+    from gpiozero import Device
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    monkeypatch.setattr(Device, "pin_factory", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            GpiozeroGpio()
+        except Exception:
+            pass
+        else:
+            pytest.skip("this board has a gpiozero pin factory: auto uses it, not the fallback")
+    monkeypatch.setattr(Device, "pin_factory", None)
+    with pytest.warns(Warning):  # gpiozero warns as it tries each of its factories on a non-Raspberry board
+        with pytest.raises(GpioError, match="no GPIO here"):
+            open_gpio("auto", default_chip=str(tmp_path / "gpiochip0"))
+    (tmp_path / "gpiochip0").touch()
+    with pytest.warns(Warning):
+        assert open_gpio("auto", default_chip=str(tmp_path / "gpiochip0")).backend == "linuxpy"
