@@ -64,6 +64,8 @@ class Schedule:
         return any(window.contains(local) for window in self.windows)
 
 
+CHATTER_US = 2_000_000  # edges for this long without the line settling: report a chattering line
+
 ChangeCallback = Callable[["AlarmContact", bool, int], None]
 
 
@@ -84,7 +86,8 @@ class AlarmContact:
         self._settle: Timer | None = None
         self._burst_edges = 0
         self._burst_start_us = 0
-        self.edges = self.changes = self.flaps = self.ignored_edges = self.disarmed = 0
+        self.edges = self.changes = self.flaps = self.ignored_edges = self.disarmed = self.chatter_bursts = 0
+        self.chattering = False
         pin.when_changed = self._edge_from_pin
         if self._is_alarm(pin.is_high()):  # alarmed at start (an NC loop open at boot): an alarm like any
             self._edge_from_pin(pin.is_high())
@@ -101,6 +104,11 @@ class AlarmContact:
         if self._burst_edges == 0:
             self._burst_start_us = at_us
         self._burst_edges += 1
+        if not self.chattering and at_us - self._burst_start_us >= CHATTER_US:
+            self.chattering = True  # a line that never settles is a wiring fault, not an alarm: say so once
+            self.chatter_bursts += 1
+            log.warning("input %s (%s): the line has changed %d times in %.1f s without settling; loose wire or "
+                        "interference?", self.id, self.name, self._burst_edges, (at_us - self._burst_start_us) / 1e6)
         self._level_high = level_high
         if self._settle is not None:
             self._settle.cancel()
@@ -111,6 +119,7 @@ class AlarmContact:
 
     def _settled(self) -> None:
         self._settle = None
+        self.chattering = False
         active, edges, at_us = self._is_alarm(self._level_high), self._burst_edges, self._burst_start_us
         self._burst_edges = 0
         if active == self.active:
@@ -143,7 +152,8 @@ class AlarmContact:
     def statistics(self) -> dict:
         return {"id": self.id, "name": self.name, "contact": self.contact, "active": self.active,
                 "edges": self.edges, "changes": self.changes, "flaps_ignored": self.flaps,
-                "edges_ignored": self.ignored_edges, "ignored_disarmed": self.disarmed}
+                "edges_ignored": self.ignored_edges, "ignored_disarmed": self.disarmed,
+                "chattering": self.chattering, "chatter_bursts": self.chatter_bursts}
 
 
 Mode = Literal["latch", "pulse"]

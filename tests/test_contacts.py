@@ -79,6 +79,7 @@ def test_a_flapping_input_is_ignored_and_counted(rig, clocks, mock_pins):
     assert changes == []
     stats = contact.statistics()
     assert stats["flaps_ignored"] == 1 and stats["edges_ignored"] == 40 and stats["changes"] == 0
+    assert stats["chatter_bursts"] == 0  # 0.4 s of bouncing is not yet a chattering line
     pin.drive_low()  # a real closure afterwards still alarms
     settle(rig[1], clocks, 0.1)
     assert [active for active, _ in changes] == [True]
@@ -258,3 +259,16 @@ def test_auto_falls_back_to_the_character_device_where_gpiozero_has_no_pin_facto
     (tmp_path / "gpiochip0").touch()
     with pytest.warns(Warning):
         assert open_gpio("auto", default_chip=str(tmp_path / "gpiochip0")).backend == "linuxpy"
+
+
+def test_a_line_that_never_settles_is_reported_as_chattering_once_and_never_alarms(rig, clocks, mock_pins):
+    contact, changes = make_contact(rig, clocks, WINDOW, "NO", debounce_ms=50)
+    pin = mock_pins.pin(WINDOW)
+    for _ in range(150):  # 3 s of 10 ms closed / 10 ms open
+        pin.drive_low()
+        settle(rig[1], clocks, 0.01)
+        pin.drive_high()
+        settle(rig[1], clocks, 0.01)
+    assert contact.statistics()["chattering"] and contact.statistics()["chatter_bursts"] == 1
+    settle(rig[1], clocks, 0.1)
+    assert changes == [] and not contact.statistics()["chattering"]
