@@ -241,3 +241,20 @@ def test_the_web_api_lists_events_and_triggers_and_clears_outputs_by_hand(tmp_pa
         assert client.post("/api/alarm-outputs/horn/trigger").status_code == 404
     finally:
         io.stop()
+
+
+def test_alarm_board_listeners_hear_raise_and_clear_once_and_a_broken_one_harms_nobody(clocks):
+    board, heard = AlarmBoard(clocks=clocks), []
+
+    def broken(alarm, active):
+        raise RuntimeError("listener bug")
+    board.subscribe(broken)
+    unsubscribe = board.subscribe(lambda alarm, active: heard.append((alarm.kind, alarm.channel, active)))
+    board.raise_alarm("video_loss", "no signal", channel=3)
+    board.raise_alarm("video_loss", "still no signal", channel=3)  # already active: not heard again
+    board.clear_alarm("video_loss", channel=3)
+    board.clear_alarm("video_loss", channel=3)
+    unsubscribe()
+    board.raise_alarm("disk_full", "full")
+    assert heard == [("video_loss", 3, True), ("video_loss", 3, False)]
+    assert [a.kind for a in board.active()] == ["disk_full"]
