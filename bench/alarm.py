@@ -21,24 +21,21 @@ import sys
 import tempfile
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import av  # noqa: E402
-import numpy as np  # noqa: E402
 from gpiozero import Device  # noqa: E402
 from gpiozero.pins.mock import MockFactory  # noqa: E402
 
 from appliance.config import parse_config  # noqa: E402
 from appliance.supervisor import Supervisor  # noqa: E402
 from bench.common import encode_clip, print_table  # noqa: E402
-from hal.clock import RealClocks  # noqa: E402
+from hal.clock import RealClocks, SimulatedClocks  # noqa: E402
 from hal.gpio import GpiozeroGpio  # noqa: E402
 from hal.media import RawFrame  # noqa: E402
 from hal.video_sim import TestPatternCapture  # noqa: E402
-from hal.clock import SimulatedClocks  # noqa: E402
 from recorder.live import LiveStream  # noqa: E402
 from recorder.motion import MotionDetector, MotionWatcher, luma  # noqa: E402
 
@@ -184,5 +181,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()
