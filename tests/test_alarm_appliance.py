@@ -128,7 +128,9 @@ def check_locked_recording(sup, event) -> None:
 def check_one_pulse(siren) -> None:
     states = [state.state for state in siren.states]
     assert states[:3] == [False, True, False], states
-    assert siren.states[2].timestamp == pytest.approx(PULSE_S, abs=0.05)  # seconds from on to off
+    # Seconds from on to off, as the mock pin stamped them: never short; late only by the thread's wake-up
+    # (gpiozero's own tests allow 50 ms; a 2-core machine shared with other builds needs a little more).
+    assert PULSE_S - 0.005 <= siren.states[2].timestamp <= PULSE_S + 0.1
 
 
 def test_an_nc_contact_opening_records_an_event_from_pre_s_before_and_pulses_the_siren(appliance):
