@@ -162,3 +162,29 @@ def test_the_status_counts_what_the_alarm_side_did(appliance):
     assert status["gpio"] == "gpiozero"
     assert {i["id"]: i["flaps_ignored"] for i in status["inputs"]} == {"door": 0, "window": 0}
     assert status["rules"]["action_errors"] == 0 and status["scheduler"]["errors"] == 0
+
+
+@pytest.mark.rtsp
+def test_motion_on_a_network_cameras_sub_stream_is_decoded_and_makes_an_event(rtsp_server, tmp_path, mock_pins):
+    """GStreamer's moving ball on the sub stream of a real RTSP server: decoded, analysed, an event."""
+    config = parse_config(f"""
+storage: {{path: {tmp_path / 'data'}, segment_seconds: 2,
+          retention: {{max_used_percent: 99, min_free_bytes: 0, locked_floor_bytes: 0}}}}
+channels:
+  - id: 1
+    source: {{type: rtsp, url: "{rtsp_server.url('/cam1')}", sub_url: "{rtsp_server.url('/cam2')}"}}
+    motion: {{fps: 5, sensitivity: 80}}
+alarms: {{temperature: {{thermal_zones: false}}}}
+rules:
+  - {{name: ball, when: {{motion: 1}}, do: [{{record: {{channels: [1], pre_s: 2, post_s: 1}}}}]}}
+""")
+    sup = Supervisor(config, clocks=RealClocks(), gpio=GpiozeroGpio(pin_factory=mock_pins))
+    sup.start()
+    try:
+        event = wait_for(lambda: sup.index.events(), timeout_s=20, what="a motion event from the sub stream")[0]
+        stats = sup.status()["alarm_io"]["motion"][0]
+    finally:
+        sup.stop()
+    assert event.source == "motion:1" and event.channels == (1,)
+    assert stats["source"] == "packets" and stats["decoded"] > 0 and stats["decode_errors"] == 0
+    assert sup.live.stream(1, "sub").subscribers == 0  # the watcher let go of the tap when it stopped
