@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hal.clock import Clocks
+from hal.gpio import Gpio
 from hal.storage import make_dirs_durable
 from recorder.alarms import Alarm, AlarmBoard
 from recorder.index import Index
@@ -19,6 +20,7 @@ from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
 
 from appliance.alarm_io import AlarmIO
+from appliance.rules import PtzPresets
 from appliance.config import ChannelConfig, Config
 from appliance.sources import channel_sources, reconnect_max_s
 
@@ -41,7 +43,7 @@ class Supervisor:
     """
 
     def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True,
-                 gpio=None, ptz=None):
+                 gpio: Gpio | None = None, ptz: PtzPresets | None = None):
         self.config, self.clocks, self._sync = config, clocks, sync
         self.root: Path = config.storage.path
         self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks))
