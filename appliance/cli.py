@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true", help="print one JSON array")
     rec.set_defaults(handler=_cmd_recordings)
 
+    events = sub.add_parser("events", help="list alarm and motion events, newest first")
+    _config_args(events)
+    events.add_argument("--channel", type=int, metavar="N")
+    events.add_argument("--limit", type=int, default=100, metavar="N")
+    events.add_argument("--json", action="store_true", help="print one JSON array")
+    events.set_defaults(handler=_cmd_events)
+
     exp = sub.add_parser("export", help="remux a time range of one channel into a single MP4 (no re-encode)")
     _config_args(exp)
     exp.add_argument("--channel", type=int, required=True, metavar="N")
@@ -173,6 +180,18 @@ def _cmd_recordings(args: argparse.Namespace) -> int:
     finally:
         index.close()
     print(json.dumps(rows, indent=1) if args.json else recordings_table(rows))
+    return 0
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    from appliance.events import event_dict, events_table
+
+    index = _open_index(_load(args))
+    try:
+        rows = [event_dict(e) for e in index.events(channel=args.channel, limit=max(1, args.limit))]
+    finally:
+        index.close()
+    print(json.dumps(rows, indent=1) if args.json else events_table(rows))
     return 0
 
 

@@ -38,6 +38,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from appliance.config_ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config_monitor import MonitorConfig
 from appliance.config_audio import AudioConfig, check_channel_audio
+from appliance.config_alarms import AlarmsConfig, MotionConfig, RuleConfig, reference_errors
 from appliance.yaml_lines import (Document, Location, error_line, error_message, format_path, load_document,
                                   locate, tagged_models)
 
@@ -355,6 +356,7 @@ class ChannelConfig(_Section):
     def _audio_fits_source(self) -> ChannelConfig:
         check_channel_audio(self.source.type, self.audio)
         return self
+    motion: MotionConfig | None = Field(None, description="Motion detection; null for none.")
 
     @model_validator(mode="before")
     @classmethod
@@ -399,6 +401,8 @@ class Config(_Section):
     web: WebConfig = Field(default_factory=dict, description=WebConfig.__doc__)
     ptz: PtzConfig = Field(default_factory=dict, description=PtzConfig.__doc__)
     monitor: MonitorConfig = Field(default_factory=dict, description=MonitorConfig.__doc__)
+    alarms: AlarmsConfig = Field(default_factory=dict, description=AlarmsConfig.__doc__)
+    rules: list[RuleConfig] = Field(default_factory=list, description="Linkage rules: when a signal fires, do actions.")
 
     _source_name: str = PrivateAttr("<python>")
 
@@ -419,8 +423,8 @@ class Config(_Section):
         return channels
 
     @model_validator(mode="after")
-    def _ptz_ports_exist(self) -> Config:
-        errors = unknown_port_errors(self.ptz, self.channels)
+    def _references_exist(self) -> Config:
+        errors = unknown_port_errors(self.ptz, self.channels) + reference_errors(self)
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, [
                 _error_details(loc, value, message) for loc, value, message in errors])

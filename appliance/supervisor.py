@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hal.clock import Clocks
+from hal.gpio import Gpio
 from hal.storage import make_dirs_durable
 from recorder.alarms import Alarm, AlarmBoard
 from recorder.index import Index
@@ -19,6 +20,8 @@ from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
 from recorder.video_loss import VideoLossGuard
 
+from appliance.alarm_io import AlarmIO
+from appliance.rules import PtzPresets
 from appliance.config import ChannelConfig, Config
 from appliance.ptz import PtzService
 from appliance.sources import channel_sources, reconnect_max_s
@@ -41,7 +44,8 @@ class Supervisor:
     own thread, source and segmenter.
     """
 
-    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True):
+    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True,
+                 gpio: Gpio | None = None, ptz: PtzPresets | None = None):
         self.config, self.clocks, self._sync = config, clocks, sync
         self.root: Path = config.storage.path
         self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks, alarms=self.alarms))
@@ -55,6 +59,8 @@ class Supervisor:
         self._lock_fd: int | None = None
         self.started_us: int | None = None
         self.monitor = None  # the local HDMI wall (appliance.monitor), when monitor.enabled
+        self._gpio, self._ptz = gpio, ptz  # alarm I/O: injected pin source (tests: MockFactory) and PTZ service
+        self.alarm_io: AlarmIO | None = None
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -68,6 +74,9 @@ class Supervisor:
         for position, channel in enumerate(channels):
             self._start_channel(channel, position, len(channels))
         self.ptz.start()
+        self.alarm_io = AlarmIO(self.config, clocks=self.clocks, index=self.index, alarms=self.alarms, live=self.live,
+                                data_root=self.root, gpio=self._gpio, ptz=self._ptz if self._ptz is not None else self.ptz)
+        self.alarm_io.start()
         self.started_us = self.clocks.utc_now_us()
         log.info("recording %d channel(s) to %s", len(channels), self.root)
         self._start_monitor()
@@ -129,6 +138,8 @@ class Supervisor:
         """Stop every stream (closing and indexing its open segment), retention, and the index."""
         if self.monitor is not None:
             self.monitor.stop()
+        if self.alarm_io is not None:  # first: outputs to their safe state, open events ended
+            self.alarm_io.stop()
         for recorder in self.recorders:  # all at once: a camera stuck connecting must not hold up the rest
             recorder.request_stop()
         for recorder in self.recorders:
@@ -160,6 +171,7 @@ class Supervisor:
             "alarms": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us}
                        for a in self.alarms.active()],
             "ptz": self.ptz.statistics(),
+            "alarm_io": self.alarm_io.statistics() if self.alarm_io else None,
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics(), "capture": _capture_statistics(r.source)} for r in self.recorders],
             "monitor": self.monitor.statistics() if self.monitor else None,

@@ -9,6 +9,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
+from appliance.events import event_dict
 from appliance.recordings import recording_dicts
 from appliance.supervisor import Supervisor
 from appliance.timefmt import iso_utc, parse_time
@@ -36,6 +37,29 @@ def create_app(supervisor: Supervisor) -> FastAPI:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return recording_dicts(supervisor.index, supervisor.root, channel=channel, stream=stream,
                                start_us=start_us, end_us=end_us)
+
+    @app.get("/api/events")
+    def events(channel: int | None = Query(None, ge=1), start: str | None = None, end: str | None = None,
+               limit: int = Query(200, ge=1, le=5000)) -> list[dict]:
+        now = supervisor.clocks.utc_now_us()
+        try:
+            start_us = parse_time(start, now_us=now) if start else None
+            end_us = parse_time(end, now_us=now) if end else None
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return [event_dict(e) for e in supervisor.index.events(start_us=start_us, end_us=end_us, channel=channel,
+                                                                limit=limit)]
+
+    @app.post("/api/alarm-outputs/{output_id}/{action}")
+    def alarm_output(output_id: str, action: str, for_s: float | None = Query(None, gt=0, le=86_400)) -> dict:
+        io = supervisor.alarm_io
+        if action not in ("trigger", "clear"):
+            raise HTTPException(status_code=404, detail=f"unknown action {action!r}; use trigger or clear")
+        try:
+            io.trigger_output(output_id, for_s) if action == "trigger" else io.clear_output(output_id)
+        except KeyError as exc:
+            raise HTTPException(status_code=404, detail=exc.args[0]) from None
+        return io.relays[output_id].statistics()
 
     @app.get("/", response_class=HTMLResponse)
     def status_page() -> str:

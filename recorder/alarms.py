@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,6 +18,9 @@ class Alarm:
     channel: int | None
     message: str
     since_us: int
+
+
+AlarmListener = Callable[[Alarm, bool], None]
 
 
 class AlarmSink(Protocol):
@@ -39,6 +43,25 @@ class AlarmBoard:
         self._record = record
         self._lock = threading.Lock()
         self._active: dict[tuple[str, int | None], Alarm] = {}
+        self._listeners: list[AlarmListener] = []
+
+    def subscribe(self, listener: AlarmListener) -> Callable[[], None]:
+        """Call `listener(alarm, active)` after each alarm starts (True) or ends (False), on the thread
+        that raised or cleared it; keep it quick (hand work to a queue). Returns the unsubscribe call."""
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = [known for known in self._listeners if known is not listener]
+        return unsubscribe
+
+    def _notify(self, alarm: Alarm, active: bool) -> None:
+        for listener in self._listeners:
+            try:
+                listener(alarm, active)
+            except Exception:  # one broken listener must not stop the others or the raiser
+                log.exception("alarm listener %r failed on %s", listener, alarm.kind)
 
     def raise_alarm(self, kind: str, message: str, *, channel: int | None = None) -> None:
         with self._lock:
@@ -53,6 +76,7 @@ class AlarmBoard:
                 self._record(alarm)
             except Exception:  # the alarm is logged already; a failing record must not hide it
                 log.exception("could not record alarm %s", kind)
+        self._notify(alarm, True)
 
     def clear_alarm(self, kind: str, *, channel: int | None = None) -> None:
         with self._lock:
@@ -60,6 +84,7 @@ class AlarmBoard:
         if alarm is not None:
             where = f" (channel {channel})" if channel is not None else ""
             log.warning("alarm %s%s cleared", kind, where)
+            self._notify(alarm, False)
 
     def active(self) -> list[Alarm]:
         with self._lock:

@@ -12,7 +12,7 @@ from pathlib import Path
 from recorder.errors import DiskFull, IndexCorrupt, StorageError
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: events and event_channels (created on open; a version 1 index is upgraded in place)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -54,6 +54,36 @@ CREATE TABLE IF NOT EXISTS alarms (
 );
 """
 
+# Events (schema 2): a time span marked by an alarm, motion or a rule, over some channels. While a
+# locked event is open or overlaps a segment, that segment is locked against retention, including
+# segments indexed after the event was written (`add_segment` checks).
+_EVENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    start_us INTEGER NOT NULL,           -- UTC; pre-alarm seconds before the trigger
+    trigger_us INTEGER NOT NULL,         -- UTC instant the signal became active
+    end_us INTEGER,                      -- UTC; NULL while the event is still open
+    source TEXT NOT NULL,                -- what fired: 'alarm_input:door', 'motion:1', 'disk:full', ...
+    rule TEXT NOT NULL DEFAULT '',       -- the rule that made it
+    locked INTEGER NOT NULL DEFAULT 0 CHECK (locked IN (0, 1)),
+    CHECK (start_us <= trigger_us),
+    CHECK (end_us IS NULL OR end_us >= trigger_us)
+);
+CREATE TABLE IF NOT EXISTS event_channels (
+    event_id INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    channel INTEGER NOT NULL CHECK (channel >= 1),
+    PRIMARY KEY (event_id, channel)
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (start_us);
+CREATE INDEX IF NOT EXISTS event_channels_by_channel ON event_channels (channel, event_id);
+"""
+
+# A segment overlapping a locked event on its channel is locked when indexed.
+_LOCKED_BY_EVENT = (
+    "EXISTS (SELECT 1 FROM event_channels c JOIN events e ON e.id = c.event_id WHERE c.channel = ?"
+    " AND e.locked = 1 AND e.start_us < ? AND (e.end_us IS NULL OR e.end_us > ?))"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Run:
@@ -86,6 +116,20 @@ class Segment:
     locked: bool = False
     deleting: bool = False
     recovered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event: [start_us, end_us) UTC (end None while open); `trigger_us` is when its signal fired."""
+
+    id: int
+    start_us: int
+    trigger_us: int
+    end_us: int | None
+    source: str
+    rule: str
+    locked: bool
+    channels: tuple[int, ...]
 
 
 _SEGMENT_COLUMNS = (
@@ -122,6 +166,7 @@ class Index:
         if version > SCHEMA_VERSION:
             raise IndexCorrupt(f"index {self.path} has schema {version}, newer than this recorder's {SCHEMA_VERSION}")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(_EVENTS_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -180,9 +225,13 @@ class Index:
     # segments
 
     def add_segment(self, seg: Segment) -> int:
-        """Commit a segment row (its file must already be synced). Returns the row id."""
+        """Commit a segment row (its file must already be synced). Returns the row id.
+
+        The row is locked if `seg.locked` or if a locked event on its channel overlaps it."""
         with self._tx() as db:
             cur = db.execute(_INSERT_SEGMENT, _segment_values(seg))
+            db.execute(f"UPDATE segments SET locked = 1 WHERE id = ? AND locked = 0 AND {_LOCKED_BY_EVENT}",
+                       (cur.lastrowid, seg.channel, seg.end_us, seg.start_us))
         return cur.lastrowid
 
     def add_segments(self, segs: Iterable[Segment]) -> None:
@@ -287,6 +336,63 @@ class Index:
 
     def recent_alarms(self, limit: int = 50) -> list[tuple[int, str, int | None, str]]:
         return self._query("SELECT at_us, kind, channel, message FROM alarms ORDER BY id DESC LIMIT ?", (limit,))
+
+    # events
+
+    def add_event(self, *, start_us: int, trigger_us: int, source: str, rule: str = "",
+                  channels: Iterable[int] = (), locked: bool = False) -> Event:
+        """Commit an open event; if `locked`, lock the indexed segments of its channels from its start on."""
+        channels = tuple(sorted(set(channels)))
+        with self._tx() as db:
+            cur = db.execute("INSERT INTO events (start_us, trigger_us, source, rule, locked) VALUES (?, ?, ?, ?, ?)",
+                             (start_us, trigger_us, source, rule, int(locked)))
+            db.executemany("INSERT INTO event_channels (event_id, channel) VALUES (?, ?)",
+                           [(cur.lastrowid, ch) for ch in channels])
+            if locked:
+                self._lock_event_segments(db, channels, start_us, None)
+        return Event(cur.lastrowid, start_us, trigger_us, None, source, rule, locked, channels)
+
+    def end_event(self, event_id: int, *, end_us: int) -> None:
+        """Close an event at `end_us` (never before its trigger) and lock what it covers, if locked."""
+        with self._tx() as db:
+            db.execute("UPDATE events SET end_us = MAX(?, trigger_us) WHERE id = ?", (end_us, event_id))
+            row = db.execute("SELECT start_us, end_us, locked FROM events WHERE id = ?", (event_id,)).fetchone()
+            if row is not None and row[2]:
+                channels = [c for (c,) in db.execute("SELECT channel FROM event_channels WHERE event_id = ?",
+                                                     (event_id,))]
+                self._lock_event_segments(db, channels, row[0], row[1])
+
+    def end_open_events(self, *, end_us: int) -> int:
+        """Close every event still open (at shutdown, or at start-up after a crash)."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE events SET end_us = MAX(?, trigger_us) WHERE end_us IS NULL", (end_us,))
+        return cur.rowcount
+
+    @staticmethod
+    def _lock_event_segments(db: sqlite3.Connection, channels: Iterable[int], start_us: int, end_us: int | None) -> None:
+        for channel in channels:
+            db.execute("UPDATE segments SET locked = 1 WHERE channel = ? AND locked = 0 AND deleting = 0"
+                       " AND end_us > ? AND (? IS NULL OR start_us < ?)", (channel, start_us, end_us, end_us))
+
+    def events(self, *, start_us: int | None = None, end_us: int | None = None, channel: int | None = None,
+               limit: int = 1000) -> list[Event]:
+        """Events overlapping [start_us, end_us) (open events reach to now), newest first."""
+        where, args = ["1"], []
+        if start_us is not None:
+            where.append("(e.end_us IS NULL OR e.end_us > ?)")
+            args.append(start_us)
+        if end_us is not None:
+            where.append("e.start_us < ?")
+            args.append(end_us)
+        if channel is not None:
+            where.append("e.id IN (SELECT event_id FROM event_channels WHERE channel = ?)")
+            args.append(channel)
+        rows = self._query(
+            "SELECT e.id, e.start_us, e.trigger_us, e.end_us, e.source, e.rule, e.locked,"
+            " (SELECT group_concat(channel) FROM event_channels WHERE event_id = e.id)"
+            f" FROM events e WHERE {' AND '.join(where)} ORDER BY e.start_us DESC, e.id DESC LIMIT ?", (*args, limit))
+        return [Event(*row[:6], bool(row[6]), tuple(sorted(int(c) for c in row[7].split(","))) if row[7] else ())
+                for row in rows]
 
     def totals(self) -> tuple[int, int]:
         """(segment count, bytes) over the whole index."""

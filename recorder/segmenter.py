@@ -369,10 +369,11 @@ class Segmenter:
         path = self._root / rel
         try:
             make_dirs_durable(path.parent, self._root)
-            file = SegmentFile(path, init_segment(self._track, self._audio and self._audio.track), sync=self._sync)
+            # A full disk: retention makes room and the same keyframe gets a second try, as a
+            # fragment or an index row does, instead of losing the time up to the next keyframe.
+            file = self._with_space(SegmentFile, path, init_segment(self._track, self._audio and self._audio.track), sync=self._sync)
         except (StorageError, OSError) as exc:
-            if isinstance(exc, DiskFull) and self._free_space is not None:
-                self._free_space()
+            self.stats.frames_lost += 1  # this keyframe: the disk refused it (the frames after it wait for the next)
             self._storage_failed(exc)
             return
         self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks)

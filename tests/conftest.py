@@ -78,3 +78,18 @@ def make_rtsp_server():
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def mock_pins():
+    """gpiozero's MockFactory, installed as the default pin factory for the test and reset after it;
+    its pins are test instruments: `mock_pins.pin(17).drive_low()`, `.states`."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    previous = Device.pin_factory
+    factory = MockFactory()
+    Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous

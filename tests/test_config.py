@@ -413,12 +413,12 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
 
 
 @pytest.mark.parametrize("yaml_text, path, line, allowed", [
-    ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor"),
+    ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules"),
     ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention"),
     ("storage:\n  retention:\n    max_age: 3\n", "storage.retention.max_age", 3,
      "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, interval_s"),
     ("channels:\n  - id: 1\n    title: Gate\n    source: {type: test-pattern}\n", "channels[0].title", 3,
-     "id, name, enabled, source, ptz, audio"),
+     "id, name, enabled, source, ptz, audio, motion"),
     (with_source("type: rtsp\nurl: rtsp://cam\nsub: rtsp://cam/2\n"), "channels[0].source.sub", 6,
      "type, url, sub_url, timeout_s, reconnect_max_s"),
     ("web:\n  port: 80\n", "web.port", 2, "listen"),
