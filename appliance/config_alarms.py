@@ -352,6 +352,10 @@ def _action_errors(loc: tuple[Any, ...], action: ActionConfig, channels: dict, o
     if preset is not None and preset.channel not in channels:
         errors.append(((*loc, "ptz_preset", "channel"), preset.channel,
                        f"unknown channel {preset.channel}; {_known('channels', channels)}"))
+    elif preset is not None and getattr(channels[preset.channel], "ptz", None) is None:
+        errors.append(((*loc, "ptz_preset", "channel"), preset.channel,
+                       f"channel {preset.channel} has no PTZ dome; add a `ptz:` section (port and address) "
+                       f"to that channel"))
     return errors
 
 

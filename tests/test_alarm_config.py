@@ -16,8 +16,8 @@ channels:
       sensitivity: 70
       zones: [{name: door, points: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}]
       masks: [{points: [[0, 0.9], [1, 0.9], [1, 1]]}]
-  - id: 2
-    source: {type: test-pattern}
+  - {id: 2, source: {type: test-pattern}, ptz: {port: bus, address: 2}}
+ptz: {ports: [{id: bus, url: "loop://"}]}
 alarms:
   inputs:
     - {id: door, name: Front door, pin: 17, contact: NC, debounce_ms: 30,
@@ -84,6 +84,16 @@ def test_rules_naming_unknown_inputs_outputs_and_channels_are_rejected_with_key_
     ]
 
 
+def test_a_preset_call_on_a_channel_without_a_dome_is_rejected():
+    found = problems("""
+        rules:
+          - when: {alarm_input: door}
+            do: [{ptz_preset: {channel: 1, preset: 1}}]
+        """)
+    assert found == ["nvr.yaml:23: rules[0].do[0].ptz_preset.channel: channel 1 has no PTZ dome; "
+                     "add a `ptz:` section (port and address) to that channel"]
+
+
 def test_a_rule_needs_exactly_one_signal_and_each_action_exactly_one_kind():
     found = problems("""
         rules:
@@ -124,7 +134,9 @@ def test_the_default_yaml_alarm_and_rule_examples_are_valid_once_uncommented():
     example = template[template.index("# Alarm inputs and outputs"):]
     lines = [line[2:] for line in example.splitlines()
              if line.startswith("# ") and line[2:].startswith(("alarms:", "rules:", " "))]
-    channels = "channels:\n  - {id: 1, source: {type: test-pattern}}\n  - {id: 2, source: {type: test-pattern}}\n"
+    channels = ("channels:\n  - {id: 1, source: {type: test-pattern}}\n"
+                "  - {id: 2, source: {type: test-pattern}, ptz: {port: bus, address: 1}}\n"
+                "ptz: {ports: [{id: bus, url: 'loop://'}]}\n")
     config = parse_config(channels + "\n".join(lines))
     assert [i.id for i in config.alarms.inputs] == ["door"] and config.rules[0].when.alarm_input == "door"
     assert [next(iter(action.model_fields_set)) for action in config.rules[0].do] == [
