@@ -1,7 +1,7 @@
 """Builds the recorder's packet sources from channel config: the one place that knows every source kind."""
 from __future__ import annotations
 
-from drivers.rtsp import RtspCamera
+from drivers.rtsp_auto import rtsp_camera
 from hal.clock import Clocks
 from hal.video_sim import TestPatternCapture
 from hal.video_v4l2 import V4l2Capture
@@ -15,10 +15,11 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks) -> dict[str, Pack
     """The streams to record for `channel`: always `main`, and `sub` where the camera has one."""
     source = channel.source
     if isinstance(source, RtspSource):
-        streams = {"main": RtspCamera(source.url, name=f"{channel.name} main", clocks=clocks, timeout_s=source.timeout_s)}
+        streams = {"main": rtsp_camera(source.url, client=source.client, name=f"{channel.name} main", clocks=clocks,
+                                       timeout_s=source.timeout_s)}
         if source.sub_url:
-            streams["sub"] = RtspCamera(source.sub_url, name=f"{channel.name} sub", clocks=clocks,
-                                        timeout_s=source.timeout_s)
+            streams["sub"] = rtsp_camera(source.sub_url, client=source.client, name=f"{channel.name} sub",
+                                         clocks=clocks, timeout_s=source.timeout_s)
         return streams
     if isinstance(source, TestPatternSource):
         capture = TestPatternCapture(width=source.width, height=source.height, fps=source.fps, pattern=source.pattern,
