@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 USER_AGENT = "nvr"
 MAX_HEADER_BYTES = 64 * 1024  # an RTSP header block larger than this is garbage
+MAX_LINE_BYTES = 1024  # a start line longer than this is garbage
 MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -73,7 +74,7 @@ def parse_head(head: bytes) -> RtspMessage:
         except (IndexError, ValueError) as exc:
             raise RtspProtocolError(f"bad status line {lines[0][:80]!r}") from exc
         message.reason = start[2] if len(start) > 2 else ""
-    elif len(start) == 3 and start[2].startswith("RTSP/") and start[0].isalpha():
+    elif len(start) == 3 and start[2].startswith("RTSP/") and start[0].replace("_", "").isalpha():
         message.method, message.uri = start[0].upper(), start[1]
     else:
         raise RtspProtocolError(f"not an RTSP message: {lines[0][:80]!r}")
@@ -133,9 +134,12 @@ class RtspStreamParser:
 
     def _message(self, data: bytes, pos: int, messages: list[RtspMessage]) -> int | None:
         """Parse the text message at `pos`; its end, or None to wait for more bytes. Garbage is skipped."""
+        line_end = data.find(b"\r\n", pos, pos + MAX_LINE_BYTES)
+        if line_end < 0:
+            if len(data) - pos < MAX_LINE_BYTES and 0x41 <= data[pos] <= 0x5A:
+                return None  # maybe a start line still arriving
+            return self._skip(data, pos)
         if not (data.startswith(b"RTSP/", pos) or _looks_like_request(data, pos)):
-            if len(data) - pos < 5 and (b"RTSP/".startswith(data[pos:]) or data[pos:].isalpha()):
-                return None  # maybe the start of one
             return self._skip(data, pos)
         head_end = data.find(b"\r\n\r\n", pos)
         if head_end < 0:
