@@ -93,12 +93,17 @@ class RtpTrack:
             if start != end or end > size:
                 self.stats.bad_packets += 1
             return  # a packet with no payload (keep-alive padding) is fine
-        if not self._in_sequence(seq, ssrc):
+        if ssrc == self.ssrc and seq == (self.max_seq + 1) & 0xFFFF:  # the usual case, inline
+            self.max_seq = seq
+            if seq == 0:
+                self.cycles += 65536
+        elif not self._in_sequence(seq, ssrc):
             return
         stats = self.stats
         stats.packets += 1
         stats.bytes += size
-        self.depacketizer.push(packet[start:end], self._unwrap(ts), bool(second & 0x80), out)
+        ts_ext = self._ts_ext if ts == self._last_ts else self._unwrap(ts)  # most packets continue a frame
+        self.depacketizer.push(packet[start:end], ts_ext, bool(second & 0x80), out)
 
     def _in_sequence(self, seq: int, ssrc: int) -> bool:
         if self.base_seq is None or ssrc != self.ssrc:

@@ -22,14 +22,15 @@ CLIENTS = ("auto", "native", "ffmpeg")
 
 
 def rtsp_camera(url: str, *, client: str = "auto", name: str, clocks: Clocks, timeout_s: float = 10.0,
-                loop: RtspLoop | None = None):
-    """The PacketSource for one RTSP stream with the client `client` ("auto", "native" or "ffmpeg")."""
+                audio: bool = True, loop: RtspLoop | None = None):
+    """The PacketSource for one RTSP stream with the client `client` ("auto", "native" or "ffmpeg");
+    `audio` False leaves the camera's audio out."""
     if client == "ffmpeg":
         return RtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s)
     if client == "native":
-        return NativeRtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s, loop=loop)
+        return NativeRtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s, audio=audio, loop=loop)
     if client == "auto":
-        return AutoRtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s, loop=loop)
+        return AutoRtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s, audio=audio, loop=loop)
     raise ValueError(f"client must be one of {', '.join(CLIENTS)}, not {client!r}")
 
 
@@ -41,11 +42,12 @@ class AutoRtspCamera:
     FFmpeg). `statistics()` says which client reads the camera and why.
     """
 
-    def __init__(self, url: str, *, name: str, clocks: Clocks, timeout_s: float = 10.0, loop: RtspLoop | None = None):
+    def __init__(self, url: str, *, name: str, clocks: Clocks, timeout_s: float = 10.0, audio: bool = True,
+                 loop: RtspLoop | None = None):
         self.url = url
         self.name = name
         self.timeout_s = timeout_s
-        self._native = NativeRtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s, loop=loop)
+        self._native = NativeRtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s, audio=audio, loop=loop)
         self._ffmpeg = RtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s)
         self._active: NativeRtspCamera | RtspCamera = self._native
         self.fallback_reason: str | None = None

@@ -46,13 +46,15 @@ class NativeRtspCamera:
     """One RTSP stream of a network camera, read by our own client (see the module docstring).
 
     Same contract as `drivers.rtsp.RtspCamera`: `open` → StreamInfo (a new connection each time),
+    with `StreamInfo.audio` and packets of `track == "audio"` when the camera has audio it can read
+    and `audio` is True,
     `packets()` in decode order until the stream ends or fails, `close()` from any thread ends a
     blocked `packets()` (and a blocked `open()`) at once; `timeout_s` bounds connecting and the gap
     between two packets.
     """
 
     def __init__(self, url: str, *, name: str, clocks: Clocks, timeout_s: float = 10.0, batch_s: float = BATCH_S,
-                 loop: RtspLoop | None = None):
+                 audio: bool = True, loop: RtspLoop | None = None):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
         if not 0 <= batch_s < timeout_s:
@@ -61,6 +63,7 @@ class NativeRtspCamera:
         self.name = name
         self.timeout_s = timeout_s
         self.batch_s = batch_s
+        self.audio = audio
         self._clocks = clocks
         self._loop = loop
         self._stats: dict = dict.fromkeys(STAT_KEYS, 0)
@@ -303,7 +306,7 @@ class _Negotiation:
 
     def _play(self, sdp: SessionDescription, public: set[str]) -> tuple[Connection, StreamInfo]:
         video_media = _video(sdp, self.where)
-        audio_media, audio_info = _audio(sdp)
+        audio_media, audio_info = _audio(sdp) if self.camera.audio else (None, None)
         video = self._setup(video_media, _video_track(video_media), "video", 0)
         channels = [video]
         if audio_media is not None:

@@ -140,6 +140,8 @@ class Segmenter:
 
     def push(self, packet: EncodedPacket) -> None:
         """Take one packet (decode order). Malformed packets are counted and skipped, never raised."""
+        if packet.track == "audio":
+            return  # not recorded yet: the audio track comes with the recorder's audio support
         self.stats.packets += 1
         try:
             unit = to_mp4_sample(packet.data, self._length_size)
