@@ -330,10 +330,12 @@ class _Negotiation:
                optional: bool = False) -> Channel | None:
         transport = f"RTP/AVP/TCP;unicast;interleaved={first_channel}-{first_channel + 1}"
         response = self._request("SETUP", media.control, {"Transport": transport})
-        if not 200 <= response.status < 300 or "TCP" not in (response.header("transport") or "TCP").upper():
+        accepted = 200 <= response.status < 300
+        over_tcp = "TCP" in (response.header("transport") or "TCP").upper()
+        if not (accepted and over_tcp):
             if optional:
-                return None
-            if response.status in (461, 200):
+                return None  # the stream goes on without this (audio) track
+            if response.status == 461 or accepted:  # 461 Unsupported Transport, or it offered UDP instead
                 raise NativeUnsupported(f"{self.where}: the camera will not send RTP over TCP "
                                         f"(SETUP answered {response.status} {response.reason})")
             self._check(response, "SETUP")
