@@ -19,6 +19,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from fractions import Fraction
 from urllib.parse import urlsplit
 
@@ -300,9 +301,12 @@ class _Negotiation:
     def _sdp(self, describe: RtspMessage) -> SessionDescription:
         base = describe.header("content-base") or describe.header("content-location") or self.url
         try:
-            return parse_sdp(describe.body, base_url=split_credentials(base)[0])
+            sdp = parse_sdp(describe.body, base_url=split_credentials(base)[0])
         except SdpError as exc:
             raise NativeUnsupported(f"{self.where}: cannot open: {exc}") from exc
+        # Some cameras echo user:password@ into absolute control URLs; requests never carry them.
+        media = [replace(m, control=split_credentials(m.control)[0]) for m in sdp.media]
+        return replace(sdp, media=media, control=split_credentials(sdp.control)[0])
 
     def _play(self, sdp: SessionDescription, public: set[str]) -> tuple[Connection, StreamInfo]:
         video_media = _video(sdp, self.where)
