@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 RTP_VERSION = 2
 NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD, NAL_FILLER = 5, 6, 7, 8, 9, 12
@@ -38,7 +39,7 @@ class TrackStats:
     dropped_frames: int = 0  # incomplete, or waiting for a keyframe after a loss
 
 
-class Depacketizer:
+class Depacketizer(Protocol):
     """Turns RTP payloads of one codec into frames. `push` and `lost` are all a track calls."""
 
     stats: TrackStats

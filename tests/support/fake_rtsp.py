@@ -6,6 +6,7 @@ One thread accepts, one per connection serves; `stop()` closes everything. Its s
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import socket
@@ -145,7 +146,6 @@ class _Connection:
             return True
         given = headers.get("authorization", "")
         if s.scheme == "basic":
-            import base64
             return given == "Basic " + base64.b64encode(f"{s.user}:{s.password}".encode()).decode()
         fields = dict(re.findall(r'(\w+)="?([^",]*)"?', given))
         if not given.startswith("Digest ") or fields.get("nonce") != self.nonce:
