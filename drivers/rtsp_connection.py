@@ -246,8 +246,11 @@ class Connection:
         self.finished = True
         self.mailbox.put(exc if exc is not None else END)
 
-    def on_removed(self) -> None:
-        """Say TEARDOWN if the connection still works (best effort, never blocking), then close."""
+    def on_removed(self, error: BaseException | None = None) -> None:
+        """Say TEARDOWN if the connection still works (best effort, never blocking), then close.
+        Removed for an `error` (a bug in handling its bytes), the consumer hears of it at once."""
+        if error is not None and not self.finished:
+            self.finish(ConnectionError(f"{self.where}: reading the stream failed: {error!r}"))
         if not self.finished:
             self.finished = True
             try:

@@ -36,8 +36,9 @@ class LoopConnection(Protocol):
     def on_tick(self, now_s: float) -> bool:
         """Periodic work (keep-alives, RTCP); False when the connection is finished."""
 
-    def on_removed(self) -> None:
-        """The loop no longer reads it: say goodbye to the server (best effort) and close the socket."""
+    def on_removed(self, error: BaseException | None = None) -> None:
+        """The loop no longer reads it: say goodbye to the server (best effort) and close the socket.
+        `error` is why the loop dropped it, when one of its calls raised."""
 
 
 class RtspLoop:
@@ -100,19 +101,19 @@ class RtspLoop:
             elif not add:
                 self._drop(connection)
 
-    def _drop(self, connection: LoopConnection) -> None:
+    def _drop(self, connection: LoopConnection, error: BaseException | None = None) -> None:
         registered = connection in self._connections
         self._connections.discard(connection)
-        self._finish(connection, registered=registered)
+        self._finish(connection, registered=registered, error=error)
 
-    def _finish(self, connection: LoopConnection, *, registered: bool) -> None:
+    def _finish(self, connection: LoopConnection, *, registered: bool, error: BaseException | None = None) -> None:
         if registered:
             try:
                 self._selector.unregister(connection.sock)
             except (KeyError, ValueError, OSError):
                 pass
         try:
-            connection.on_removed()
+            connection.on_removed(error)
         except Exception:  # noqa: BLE001 - one connection's failure never stops the loop
             self.failures += 1
             log.exception("rtsp loop: closing a connection failed")
@@ -145,10 +146,11 @@ class RtspLoop:
             return
         try:
             keep = method(now_s)
-        except Exception:  # noqa: BLE001 - a bug in one connection must not stop the others
+        except Exception as exc:  # noqa: BLE001 - a bug in one connection must not stop the others
             self.failures += 1
             log.exception("rtsp loop: a connection failed")
-            keep = False
+            self._drop(connection, exc)
+            return
         if not keep:
             self._drop(connection)
 

@@ -89,7 +89,7 @@ class NativeRtspCamera:
             self._stats["errors"] += 1
             raise
         if closes != self._closes:
-            connection.on_removed()
+            connection.on_removed(None)
             raise CameraError(f"{where}: closed while connecting")
         self._stats["connects"] += 1
         self._connection = connection
@@ -138,6 +138,10 @@ class NativeRtspCamera:
         out = dict(self._stats)
         connection = self._connection
         out["queued_packets"] = len(connection.mailbox.items) if connection is not None else 0
+        if connection is not None:
+            parser = connection.parser
+            out.update(rtsp_resyncs=parser.resyncs, rtsp_skipped_bytes=parser.skipped_bytes,
+                       rtsp_unknown_channel_packets=parser.unhandled)
         for channel in self._channels:
             track = channel.track.stats
             out[f"{channel.kind}_rtp_packets"] = track.packets

@@ -2,6 +2,7 @@
 TEARDOWN, audio, loss, timestamp wrap, and what makes `client: auto` fall back to FFmpeg's client."""
 from __future__ import annotations
 
+import random
 import socket
 import struct
 import threading
@@ -10,15 +11,18 @@ from fractions import Fraction
 
 import pytest
 from support.fake_rtsp import FakeCamera, Script
-from support.rtp_bytes import IDR, P_SLICE, PPS, SPS, length_prefixed
+from support.rtp_bytes import IDR, P_SLICE, PPS, SPS, interleaved, length_prefixed, rtp
 
 from appliance.config import ConfigError, parse_config
 from drivers.rtsp import CameraError
 from drivers.rtsp_auto import AutoRtspCamera, rtsp_camera
-from drivers.rtsp_loop import RtspLoop
-from drivers.rtsp_native import NativeRtspCamera, NativeUnsupported
+from drivers.rtp import H264Depacketizer, RtpTrack
+from drivers.rtsp_connection import Channel, Connection
+from drivers.rtsp_loop import END, Mailbox, RtspLoop
+from drivers.rtsp_native import STAT_KEYS, NativeRtspCamera, NativeUnsupported
+from drivers.rtsp_proto import Authenticator, RtspStreamParser
 from hal.clock import RealClocks
-from hal.media import AudioInfo
+from hal.media import AudioInfo, EncodedPacket
 
 
 def native(url: str, *, timeout_s: float = 3.0, loop: RtspLoop | None = None) -> NativeRtspCamera:
@@ -227,3 +231,46 @@ def test_client_config_key_takes_auto_native_or_ffmpeg():
     assert parse_config(base % ", client: ffmpeg", source="t.yaml").channels[0].source.client == "ffmpeg"
     with pytest.raises(ConfigError, match=r"channels\[0\]\.source\.client: expected one of auto, native, ffmpeg"):
         parse_config(base % ", client: vlc", source="t.yaml")
+
+
+def test_a_failure_while_reading_reaches_the_consumer_at_once(fake):
+    camera = fake()
+    cam = native(camera.url(), timeout_s=10)
+    cam.open()
+    packets = cam.packets()
+    next(packets)
+
+    def broken(chunk: bytes) -> None:
+        raise RuntimeError("a bug")
+    cam._connection.feed = broken  # the next bytes the loop reads hit it
+    started = time.monotonic()
+    with pytest.raises(CameraError, match="reading the stream failed: RuntimeError"):
+        for _ in packets:
+            pass
+    assert time.monotonic() - started < 2  # not a stall after timeout_s
+    cam.close()
+
+
+def test_random_bytes_from_a_camera_never_escape_the_connection():
+    rng = random.Random(11)
+    pieces = [interleaved(0, rtp(1, 0, IDR, marker=True)), interleaved(1, b"\x80\xc8\x00\x06" + bytes(24)),
+              interleaved(2, b"garbage"), b"RTSP/1.0 401 Unauthorized\r\nCSeq: 3\r\n\r\n",
+              b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n", b"$\x00\xff\xff", b"RTSP/1.0 200", b"\r\n\r\n"]
+    left, right = socket.socketpair()
+    with left, right:
+        mailbox = Mailbox(batch_s=0, bound=10_000)
+        video = Channel(RtpTrack(H264Depacketizer(), payload_type=96, clock_rate=90000), "video", 0, 1)
+        connection = Connection(sock=left, parser=RtspStreamParser(), channels=[video], mailbox=mailbox,
+                                clocks=RealClocks(), auth=Authenticator(None, None), control_url="rtsp://cam/s",
+                                session_id="1", keepalive_method="OPTIONS", keepalive_s=30, next_cseq=5,
+                                where="rtsp://cam/s", stats=dict.fromkeys(STAT_KEYS, 0))
+        right.setblocking(False)
+        for _ in range(3000):
+            chunk = b"".join(rng.choice(pieces) if rng.random() < 0.7 else bytes([rng.getrandbits(8)])
+                             for _ in range(rng.randrange(1, 6)))
+            connection.feed(chunk)
+            try:
+                right.recv(65536)  # our answers to the "server's" requests
+            except BlockingIOError:
+                pass
+    assert all(isinstance(item, (EncodedPacket, BaseException)) or item is END for item in mailbox.items)
