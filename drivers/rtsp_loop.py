@@ -79,7 +79,7 @@ class RtspLoop:
     def _change(self, add: bool, connection: LoopConnection) -> None:
         with self._lock:
             self._changes.append((add, connection))
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
         try:
@@ -121,25 +121,35 @@ class RtspLoop:
     def _run(self) -> None:
         next_tick = time.monotonic()
         while True:
-            self._apply_changes()
-            timeout = max(0.0, next_tick - time.monotonic())
-            events = self._selector.select(timeout)
-            started = time.monotonic()
-            self.wakeups += 1
-            for key, _ in events:
-                if key.data is None:
-                    self._drain_wake()
-                else:
-                    self._call(key.data, key.data.on_readable, started)
-            if started >= next_tick:
-                for connection in list(self._connections):
-                    self._call(connection, connection.on_tick, started)
-                next_tick = started + TICK_S
-            done = time.monotonic()
-            self.busy_s += done - started
-            pause = self.poll_interval_s - (done - started)
-            if pause > 0:
-                time.sleep(pause)  # let data gather: fewer, larger reads
+            try:
+                next_tick = self._iteration(next_tick)
+            except Exception:  # noqa: BLE001 - the loop serves every camera: it must go on
+                self.failures += 1
+                log.exception("rtsp loop: an iteration failed")
+                time.sleep(self.poll_interval_s)
+
+    def _iteration(self, next_tick: float) -> float:
+        """Apply adds/removes, read every ready socket, tick when due, then pause; returns the next tick."""
+        self._apply_changes()
+        timeout = max(0.0, next_tick - time.monotonic())
+        events = self._selector.select(timeout)
+        started = time.monotonic()
+        self.wakeups += 1
+        for key, _ in events:
+            if key.data is None:
+                self._drain_wake()
+            else:
+                self._call(key.data, key.data.on_readable, started)
+        if started >= next_tick:
+            for connection in list(self._connections):
+                self._call(connection, connection.on_tick, started)
+            next_tick = started + TICK_S
+        done = time.monotonic()
+        self.busy_s += done - started
+        pause = self.poll_interval_s - (done - started)
+        if pause > 0:
+            time.sleep(pause)  # let data gather: fewer, larger reads
+        return next_tick
 
     def _call(self, connection: LoopConnection, method, now_s: float) -> None:
         if connection not in self._connections:
