@@ -4,6 +4,7 @@
     client: ffmpeg   RtspCamera (PyAV) only, as before the native client existed
     client: auto     NativeRtspCamera; once it finds the camera needs something it does not do
                      (H.265, UDP only, rtsps, B-frames...), FFmpeg's client for that camera from then on
+                     (over UDP for a camera that refused RTP over TCP)
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class AutoRtspCamera:
         self.url = url
         self.name = name
         self.timeout_s = timeout_s
+        self._clocks = clocks
         self._native = NativeRtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s, audio=audio, loop=loop)
         self._ffmpeg = RtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s)
         self._active: NativeRtspCamera | RtspCamera = self._native
@@ -83,6 +85,9 @@ class AutoRtspCamera:
 
     def _fall_back(self, exc: NativeUnsupported) -> None:
         self.fallback_reason = str(exc)
+        if exc.needs_udp:
+            self._ffmpeg = RtspCamera(self.url, name=self.name, clocks=self._clocks, timeout_s=self.timeout_s,
+                                      transport="udp")
         self._active = self._ffmpeg
         self._native.close()
         log.warning("%s: the native RTSP client cannot read this camera (%s); using FFmpeg's", self.name, exc)

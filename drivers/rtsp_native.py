@@ -40,7 +40,14 @@ STAT_KEYS = ("connects", "packets", "audio_packets", "bytes_read", "stalls", "er
 
 
 class NativeUnsupported(CameraError):
-    """The camera needs something the native client does not do; FFmpeg's client may."""
+    """The camera needs something the native client does not do; FFmpeg's client may.
+    `needs_udp` says the camera will not send RTP over TCP."""
+
+    needs_udp = False
+
+
+class TcpRefused(NativeUnsupported):
+    needs_udp = True
 
 
 class NativeRtspCamera:
@@ -344,7 +351,7 @@ class _Negotiation:
             if optional:
                 return None  # the stream goes on without this (audio) track
             if response.status == 461 or accepted:  # 461 Unsupported Transport, or it offered UDP instead
-                raise NativeUnsupported(f"{self.where}: the camera will not send RTP over TCP "
+                raise TcpRefused(f"{self.where}: the camera will not send RTP over TCP "
                                         f"(SETUP answered {response.status} {response.reason})")
             self._check(response, "SETUP")
         session = parse_session(response.header("session"))

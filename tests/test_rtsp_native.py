@@ -194,14 +194,19 @@ def test_one_loop_thread_reads_every_camera(fake):
 # what the native client does not do
 
 
-def test_a_udp_only_camera_is_unsupported_and_auto_falls_back_to_ffmpeg(fake):
+def test_a_udp_only_camera_is_read_by_ffmpeg_over_udp_under_auto(fake):
     camera = fake(refuse_tcp=True)
     with pytest.raises(NativeUnsupported, match="will not send RTP over TCP"):
         native(camera.url()).open()
-    auto = AutoRtspCamera(camera.url(), name="cam", clocks=RealClocks(), timeout_s=3)
-    with pytest.raises(CameraError):
-        auto.open()  # FFmpeg's client tries too (and fails the same way against this camera)
+    auto = AutoRtspCamera(camera.url(), name="cam", clocks=RealClocks(), timeout_s=5)
+    try:
+        info = auto.open()
+        packets = take(auto, 10)
+    finally:
+        auto.close()
     assert auto.client == "ffmpeg" and "RTP over TCP" in auto.statistics()["fallback_reason"]
+    assert (info.width, info.height) == (160, 120) and len(packets) == 10
+    assert "client_port=" in [h for m, _, h in camera.requests if m == "SETUP"][-1]["transport"]
 
 
 def test_b_frames_end_the_native_stream_and_auto_uses_ffmpeg_next_time(fake):

@@ -37,7 +37,7 @@ class Script:
     session_timeout_s: int = 60
     audio: bool = False
     sprop: bool = True  # parameter sets in the SDP (else only in-band)
-    refuse_tcp: bool = False  # answer SETUP 461 (a UDP-only camera)
+    refuse_tcp: bool = False  # answer a TCP SETUP 461 (a UDP-only camera); UDP SETUPs always work
     b_frames: bool = False  # presentation timestamps out of decode order
     frames: int = 10_000
     fps: int = 25
@@ -98,6 +98,8 @@ class _Connection:
         self.nonce = "n0"
         self.playing = threading.Event()
         self.lock = threading.Lock()
+        self.udp: socket.socket | None = None
+        self.udp_target: tuple[str, int] | None = None
 
     def serve(self) -> None:
         try:
@@ -176,10 +178,13 @@ class _Connection:
             sdp += SDP_AUDIO if s.audio else ""
             self._reply("200 OK", {"Content-Type": "application/sdp", "Content-Base": uri + "/"}, cseq, sdp.encode())
         elif method == "SETUP":
-            if s.refuse_tcp:
+            transport = headers["transport"]
+            if "TCP" not in transport.upper():
+                self._reply("200 OK", {**session, "Transport": self._udp_transport(transport)}, cseq)
+            elif s.refuse_tcp:
                 self._reply("461 Unsupported Transport", {}, cseq)
-                return
-            self._reply("200 OK", {**session, "Transport": headers["transport"] + ";ssrc=00001234"}, cseq)
+            else:
+                self._reply("200 OK", {**session, "Transport": transport + ";ssrc=00001234"}, cseq)
         elif method == "PLAY":
             base = uri.rstrip("/")
             info = f"url={base}/trackID=1;seq=1;rtptime={s.rtptime}"
@@ -194,6 +199,16 @@ class _Connection:
         else:
             self._reply("501 Not Implemented", {}, cseq)
 
+    def _udp_transport(self, transport: str) -> str:
+        """Accept RTP over UDP (for the first track): packets go to the client's port from our own."""
+        client_rtp = int(re.search(r"client_port=(\d+)", transport).group(1))
+        if self.udp is None:
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(("127.0.0.1", 0))
+            self.udp_target = ("127.0.0.1", client_rtp)
+        port = self.udp.getsockname()[1]
+        return f"RTP/AVP;unicast;client_port={client_rtp}-{client_rtp + 1};server_port={port}-{port + 1};ssrc=00001234"
+
     def _stream(self) -> None:
         s, seq, step = self.script, 1, 90000 // self.script.fps
         order = [0, 2, 1] if s.b_frames else [0, 1, 2]  # presentation order within each group of three
@@ -206,6 +221,11 @@ class _Connection:
                 seq += len(payloads)
                 if s.gap_after is not None and number == s.gap_after:
                     packets.pop(1)
+                if self.udp is not None:
+                    for packet in packets:
+                        self.udp.sendto(packet, self.udp_target)
+                    time.sleep(1 / s.fps)
+                    continue
                 data = b"".join(interleaved(0, p) for p in packets)
                 if s.audio:
                     data += interleaved(2, rtp(number, 1000 + number * 640, aac_payload(b"\x21\x10" + bytes(20)),
