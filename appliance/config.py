@@ -268,7 +268,7 @@ class RtspSource(_Section):
     client: Literal["auto", "native", "ffmpeg"] = Field("auto", description=(
         "RTSP client: 'native' (the appliance's own, cheapest: H.264 with AAC or G.711 audio over TCP), "
         "'ffmpeg' (FFmpeg's, via PyAV), or 'auto' (native, switching to FFmpeg for a camera that needs what "
-        "the native client does not do, e.g. H.265, UDP-only transport, rtsps or B-frames)."))
+        "the native client does not do, e.g. H.265, UDP-only transport or B-frames)."))
 
     @field_validator("url", "sub_url")
     @classmethod

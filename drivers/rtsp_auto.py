@@ -3,7 +3,7 @@
     client: native   NativeRtspCamera only (a camera it cannot handle fails with NativeUnsupported)
     client: ffmpeg   RtspCamera (PyAV) only, as before the native client existed
     client: auto     NativeRtspCamera; once it finds the camera needs something it does not do
-                     (H.265, UDP only, rtsps, B-frames...), FFmpeg's client for that camera from then on
+                     (H.265, UDP only, B-frames...), FFmpeg's client for that camera from then on
                      (over UDP for a camera that refused RTP over TCP)
 """
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ READS_PER_WAKE = 32  # at most this many reads of one socket per loop wake-up (f
 RTCP_INTERVAL_S = 5.0
 REORDER_LIMIT_TICKS = 90000  # a video timestamp going back less than this is frame reordering, more a restart
 MAX_OUTBOX_BYTES = 256 * 1024
+# A non-blocking socket (or TLS over one) with nothing to read, or no room to write, now.
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class ReorderedFrames(ValueError):
@@ -85,6 +88,7 @@ class Connection:
             self.stats["backpressure"] += 1
             return True
         recv = self.sock.recv
+        pending = getattr(self.sock, "pending", None)  # TLS: decrypted bytes select() cannot see
         try:
             for _ in range(READS_PER_WAKE):
                 chunk = recv(READ_BYTES)
@@ -94,9 +98,9 @@ class Connection:
                 self.feed(chunk)
                 if self.finished:
                     return False
-                if len(chunk) < READ_BYTES:
+                if len(chunk) < READ_BYTES and not (pending and pending()):
                     break
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             pass
         except OSError as exc:
             self.finish(exc)
@@ -230,7 +234,7 @@ class Connection:
             return
         try:
             sent = self.sock.send(self._outbox)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return
         except OSError as exc:
             self.finish(exc)

@@ -3,6 +3,7 @@ TEARDOWN, audio, loss, timestamp wrap, and what makes `client: auto` fall back t
 from __future__ import annotations
 
 import random
+import shutil
 import socket
 import struct
 import threading
@@ -94,6 +95,19 @@ def test_basic_authentication(fake):
         assert len(take(cam, 3)) == 3
     finally:
         cam.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for a test certificate")
+def test_rtsps_with_digest_authentication(fake):
+    camera = fake(tls=True, user="admin", password="pw")
+    cam = native(camera.url(userinfo="admin:pw"))
+    try:
+        info = cam.open()
+        packets = take(cam, 10)
+    finally:
+        cam.close()
+    assert info.width == 160 and [p.dts for p in packets] == [n * 3600 for n in range(10)]
+    assert camera.url().startswith("rtsps://")
 
 
 def test_a_redirect_is_followed(fake):

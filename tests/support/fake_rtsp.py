@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+import shutil
 import socket
+import ssl
+import subprocess
+import tempfile
 import struct
 import threading
 import time
@@ -44,6 +49,7 @@ class Script:
     rtptime: int = 0xFFFFF000  # RTP-Info rtptime of the first packet: wraps soon after
     gap_after: int | None = None  # drop one packet after this many frames (loss)
     extra_headers: dict[str, str] = field(default_factory=dict)
+    tls: bool = False  # rtsps: TLS with a self-signed certificate made by the openssl command
 
 
 class FakeCamera:
@@ -54,12 +60,14 @@ class FakeCamera:
         self.connections = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
+        self.tls = _server_tls_context() if script.tls else None
         self._stop = threading.Event()
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def url(self, path: str = "/cam", userinfo: str = "") -> str:
-        return f"rtsp://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}{path}"
+        scheme = "rtsps" if self.tls else "rtsp"
+        return f"{scheme}://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}{path}"
 
     def methods(self) -> list[str]:
         return [method for method, _, _ in self.requests]
@@ -91,6 +99,17 @@ class FakeCamera:
             threading.Thread(target=_Connection(self, sock).serve, daemon=True).start()
 
 
+def _server_tls_context() -> ssl.SSLContext:
+    folder = tempfile.mkdtemp(prefix="fake-rtsps-")
+    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=camera"], check=True, capture_output=True, timeout=60)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    shutil.rmtree(folder, ignore_errors=True)
+    return context
+
+
 class _Connection:
     def __init__(self, camera: FakeCamera, sock: socket.socket):
         self.camera, self.sock, self.script = camera, sock, camera.script
@@ -103,6 +122,9 @@ class _Connection:
 
     def serve(self) -> None:
         try:
+            if self.camera.tls is not None:
+                self.sock = self.camera.tls.wrap_socket(self.sock, server_side=True)
+                self.camera._sockets.append(self.sock)
             while True:
                 request = self._read_request()
                 if request is None:
