@@ -1,11 +1,12 @@
 """Network cameras over RTSP with our own client: `NativeRtspCamera`, the cheap `PacketSource` for
-H.264 cameras (with AAC or G.711 audio), RTP interleaved in the RTSP TCP connection.
+H.264 cameras (with AAC or G.711 audio), RTP interleaved in the RTSP TCP connection (or its TLS,
+rtsps://).
 
     CameraError (ConnectionError)            as drivers.rtsp: cannot connect, refused, 404, broke off
     ├── CameraStalled (TimeoutError)         connected, but no packet within `timeout_s`
     └── NativeUnsupported                    the camera needs something this client does not do
-                                             (H.265, UDP only, interleaved packetization,
-                                             B-frames): `client: auto` then uses FFmpeg instead
+        └── TcpRefused                       (H.265, interleaved packetization, B-frames; UDP
+                                             only): `client: auto` then uses FFmpeg instead
 
 `open` negotiates on the caller's thread (OPTIONS, DESCRIBE with Basic or Digest authentication and
 redirects, SETUP video and audio, PLAY), then hands the socket to the shared `RtspLoop` thread,
@@ -48,18 +49,19 @@ class NativeUnsupported(CameraError):
 
 
 class TcpRefused(NativeUnsupported):
+    """The camera will not send RTP over TCP (FFmpeg's client can take it over UDP)."""
+
     needs_udp = True
 
 
 class NativeRtspCamera:
     """One RTSP stream of a network camera, read by our own client (see the module docstring).
 
-    Same contract as `drivers.rtsp.RtspCamera`: `open` → StreamInfo (a new connection each time),
-    with `StreamInfo.audio` and packets of `track == "audio"` when the camera has audio it can read
-    and `audio` is True,
-    `packets()` in decode order until the stream ends or fails, `close()` from any thread ends a
-    blocked `packets()` (and a blocked `open()`) at once; `timeout_s` bounds connecting and the gap
-    between two packets.
+    Same contract as `drivers.rtsp.RtspCamera`: `open` → StreamInfo (a new connection each time;
+    `StreamInfo.audio` and packets of `track == "audio"` when the camera has audio this client reads
+    and `audio` is True), `packets()` in decode order until the stream ends or fails, `close()` from
+    any thread ends a blocked `packets()` (and a blocked `open()`) at once; `timeout_s` bounds
+    connecting and the gap between two packets.
     """
 
     def __init__(self, url: str, *, name: str, clocks: Clocks, timeout_s: float = 10.0, batch_s: float = BATCH_S,

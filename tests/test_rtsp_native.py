@@ -68,7 +68,8 @@ def test_digest_authentication_and_the_stream_it_opens(fake):
         packets = take(cam, 30)
     finally:
         cam.close()
-    assert (info.codec, info.width, info.height, info.fps, info.time_base) == ("h264", 160, 120, 25.0, Fraction(1, 90000))
+    assert (info.codec, info.width, info.height, info.fps) == ("h264", 160, 120, 25.0)
+    assert info.time_base == Fraction(1, 90000)
     assert info.extradata[0] == 1 and SPS in info.extradata and PPS in info.extradata  # avcC from sprop
     assert camera.methods()[:5] == ["OPTIONS", "OPTIONS", "DESCRIBE", "SETUP", "PLAY"]  # one challenge answered
     assert all("s3cr" not in uri for _, uri, _ in camera.requests)

@@ -109,7 +109,8 @@ def test_digest_response_matches_rfc_2617s_example():
     auth = Authenticator("Mufasa", "Circle Of Life")
     auth._cnonce = "0a4f113b"
     assert auth.challenge(challenge('Digest realm="testrealm@host.com", qop="auth,auth-int", '
-                                    'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41"'))
+                                    'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", '
+                                    'opaque="5ccc069c403ebaf9f0171e9517f40e41"'))
     header = auth.authorization("GET", "/dir/index.html")
     assert 'response="6629fae49393a05397450978507c4ef1"' in header
     assert "nc=00000001" in header and 'opaque="5ccc069c403ebaf9f0171e9517f40e41"' in header

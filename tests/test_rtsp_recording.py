@@ -381,7 +381,8 @@ def test_failing_channels_never_disturb_a_recording_channel(make_supervisor, rts
     source: {{type: rtsp, url: "{rtsp_server.url('/nope')}", timeout_s: 2, reconnect_max_s: 1, client: {client}}}
   - id: 3
     name: nothing listening
-    source: {{type: rtsp, url: "rtsp://127.0.0.1:{free_port()}/cam", timeout_s: 2, reconnect_max_s: 1, client: {client}}}
+    source: {{type: rtsp, url: "rtsp://127.0.0.1:{free_port()}/cam", timeout_s: 2, reconnect_max_s: 1,
+              client: {client}}}
   - id: 4
     name: stalls
     source: {{type: rtsp, url: "{proxy.url('/cam2')}", timeout_s: 1, reconnect_max_s: 1, client: {client}}}

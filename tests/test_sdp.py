@@ -65,7 +65,8 @@ def test_session_level_control_is_the_aggregate_url():
 
 def test_malformed_lines_and_media_are_noted_and_skipped():
     text = ("v=0\nthis is not sdp\nm=video zero RTP/AVP 96\nm=video 0 RTP/AVP 96\na=rtpmap:96 H264\n"
-            "m=video 0 RTP/AVP 98\na=rtpmap:98 H264/90000\na=fmtp:98 packetization-mode=1;;sprop-parameter-sets=!!,aMuDyyA=\n"
+            "m=video 0 RTP/AVP 98\na=rtpmap:98 H264/90000\n"
+            "a=fmtp:98 packetization-mode=1;;sprop-parameter-sets=!!,aMuDyyA=\n"
             "m=audio 0 RTP/AVP 101\n")
     sdp = parse_sdp(text, base_url="rtsp://cam/s")
     assert [m.payload_type for m in sdp.media] == [98]
