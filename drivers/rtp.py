@@ -195,6 +195,12 @@ class H264Depacketizer(Depacketizer):
                 self._emit(out)
             self._timestamp = timestamp
         kind = payload[0] & 0x1F
+        if kind == NAL_FU_A and self._fu_at is not None and len(payload) > 2 and not payload[1] & 0xC0:
+            self._parts.append(payload[2:])  # the middle of a fragmented NAL unit: most packets of a big frame
+            self._fu_size += len(payload) - 2
+            if marker:
+                self._emit(out)
+            return
         if payload[0] & 0x80:  # forbidden_zero_bit
             self._bad()
         elif kind == NAL_FU_A:

@@ -9,6 +9,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 from hal.clock import Clocks
 from hal.media import EncodedPacket
@@ -125,12 +126,9 @@ class Connection:
         for message in messages:
             self._message(message)
 
-    def _rtp_handler(self, channel: Channel):
-        receive, out = channel.track.receive, channel.out
-
-        def handle(view: memoryview) -> None:
-            receive(view, out)
-        return handle
+    @staticmethod
+    def _rtp_handler(channel: Channel):
+        return partial(channel.track.receive, out=channel.out)  # called per RTP packet: no Python frame of its own
 
     def _rtcp_handler(self, channel: Channel):
         def handle(view: memoryview) -> None:
