@@ -22,7 +22,10 @@ log = logging.getLogger("nvr.rtsp")
 READ_BYTES = 65536  # per recv: below glibc's mmap threshold, so the buffer comes from the heap
 READS_PER_WAKE = 32  # at most this many reads of one socket per loop wake-up (fairness)
 RTCP_INTERVAL_S = 5.0
-REORDER_LIMIT_TICKS = 90000  # a video timestamp going back less than this is frame reordering, more a restart
+# A video timestamp going back less than JITTER_S is a camera's jitter, less than REORDER_LIMIT_S frame
+# reordering (a B-frame comes a frame or more before the reference it was decoded after), more a restart.
+JITTER_S = 0.015
+REORDER_LIMIT_S = 1.0
 MAX_OUTBOX_BYTES = 256 * 1024
 # A non-blocking socket (or TLS over one) with nothing to read, or no room to write, now.
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -151,12 +154,8 @@ class Connection:
             for data, ts, keyframe in frames:
                 pts = ts - base
                 if last is not None and pts < last:
-                    if last - pts < REORDER_LIMIT_TICKS * channel.track.clock_rate // 90000:
-                        raise ReorderedFrames(f"{self.where}: video timestamps go back (B-frames?): "
-                                              f"not supported by the native client")
-                    raise ConnectionError(f"{self.where}: video timestamps jumped back "
-                                          f"{(last - pts) / channel.track.clock_rate:.1f} s (the camera restarted?)")
-                last = pts
+                    self._went_back(last - pts, channel.track.clock_rate)  # raises unless it is jitter
+                last = pts if last is None else max(last, pts)
                 packets.append(EncodedPacket(data, pts, pts, keyframe, arrival_us))
             self._last_video_pts = last
             self.stats["packets"] += len(frames)
@@ -166,6 +165,18 @@ class Connection:
                 pts = ts - base
                 packets.append(EncodedPacket(data, pts, pts, True, arrival_us, "audio"))
             self.stats["audio_packets"] += len(frames)
+
+    def _went_back(self, ticks: int, clock_rate: int) -> None:
+        """A video timestamp `ticks` before the newest one: jitter (under JITTER_S, counted; the recorder
+        evens it out), B-frames (under a second: the native client cannot order them), or a restart."""
+        if ticks < JITTER_S * clock_rate:
+            self.stats["timestamp_jitter"] += 1
+        elif ticks < REORDER_LIMIT_S * clock_rate:
+            raise ReorderedFrames(f"{self.where}: video timestamps go back (B-frames?): not supported by the "
+                                  f"native client")
+        else:
+            raise ConnectionError(f"{self.where}: video timestamps jumped back {ticks / clock_rate:.1f} s "
+                                  f"(the camera restarted?)")
 
     def _message(self, message: RtspMessage) -> None:
         if message.method:  # the server asks something (rare): answer what we can

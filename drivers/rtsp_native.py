@@ -38,7 +38,7 @@ from drivers.sdp import MediaDescription, SdpError, SessionDescription, h264_par
 
 MAX_REDIRECTS = 3
 STAT_KEYS = ("connects", "packets", "audio_packets", "bytes_read", "stalls", "errors", "keepalives", "rtcp_reports",
-             "reauthentications", "keepalive_errors", "server_requests", "backpressure", "bye")
+             "reauthentications", "keepalive_errors", "server_requests", "backpressure", "bye", "timestamp_jitter")
 
 
 class NativeUnsupported(CameraError):

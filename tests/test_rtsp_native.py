@@ -294,3 +294,31 @@ def test_random_bytes_from_a_camera_never_escape_the_connection():
             except BlockingIOError:
                 pass
     assert all(isinstance(item, (EncodedPacket, BaseException)) or item is END for item in mailbox.items)
+
+
+def fed_connection(timestamps: list[int]) -> tuple[list, dict]:
+    """What a connection's mailbox gets for one-packet frames (keyframe first) with these RTP timestamps."""
+    left, right = socket.socketpair()
+    with left, right:
+        stats = dict.fromkeys(STAT_KEYS, 0)
+        mailbox = Mailbox(batch_s=0, bound=1000)
+        video = Channel(RtpTrack(H264Depacketizer(), payload_type=96, clock_rate=90000), "video", 0, 1)
+        connection = Connection(sock=left, parser=RtspStreamParser(), channels=[video], mailbox=mailbox,
+                                clocks=RealClocks(), auth=Authenticator(None, None), control_url="rtsp://cam/s",
+                                session_id="1", keepalive_method="OPTIONS", keepalive_s=30, next_cseq=5,
+                                where="rtsp://cam/s", stats=stats)
+        for seq, ts in enumerate(timestamps):
+            connection.feed(interleaved(0, rtp(seq, ts, IDR if seq == 0 else P_SLICE, marker=True)))
+    return list(mailbox.items), stats
+
+
+def test_timestamps_going_back_a_little_are_jitter_not_b_frames():
+    items, stats = fed_connection([0, 3600, 3000, 7200])  # back 6.7 ms
+    assert [p.pts for p in items] == [0, 3600, 3000, 7200] and stats["timestamp_jitter"] == 1
+
+
+def test_timestamps_going_back_a_frame_or_more_are_b_frames_or_a_restart():
+    items, _ = fed_connection([0, 10800, 3600])
+    assert [p.pts for p in items[:-1]] == [0, 10800] and "B-frames" in str(items[-1])
+    items, _ = fed_connection([900000, 903600, 0])
+    assert "jumped back 10.0 s" in str(items[-1]) and not isinstance(items[-1], NativeUnsupported)
