@@ -269,6 +269,10 @@ class RtspSource(_Section):
         "Seconds without a packet after which the stream counts as stalled and is reopened."))
     reconnect_max_s: float = Field(30.0, ge=1, le=600, description=(
         "Longest wait between reconnection attempts (the backoff doubles up to this)."))
+    client: Literal["auto", "native", "ffmpeg"] = Field("auto", description=(
+        "RTSP client: 'native' (the appliance's own, cheapest: H.264 with AAC or G.711 audio over TCP), "
+        "'ffmpeg' (FFmpeg's, via PyAV), or 'auto' (native, switching to FFmpeg for a camera that needs what "
+        "the native client does not do, e.g. H.265, UDP-only transport or B-frames)."))
 
     @field_validator("url", "sub_url")
     @classmethod

@@ -1,7 +1,7 @@
 """Builds the recorder's packet sources from channel config: the one place that knows every source kind."""
 from __future__ import annotations
 
-from drivers.rtsp import RtspCamera
+from drivers.rtsp_auto import rtsp_camera
 from hal.audio import SIMULATED, make_audio_capture
 from hal.clock import Clocks
 from hal.video_sim import TestPatternCapture
@@ -24,11 +24,11 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks, alarms: AlarmSink
     source = channel.source
     if isinstance(source, RtspSource):
         audio = channel.audio.enabled
-        streams = {"main": RtspCamera(source.url, name=f"{channel.name} main", clocks=clocks,
-                                      timeout_s=source.timeout_s, audio=audio)}
+        streams = {"main": rtsp_camera(source.url, client=source.client, name=f"{channel.name} main", clocks=clocks,
+                                       timeout_s=source.timeout_s, audio=audio)}
         if source.sub_url:
-            streams["sub"] = RtspCamera(source.sub_url, name=f"{channel.name} sub", clocks=clocks,
-                                        timeout_s=source.timeout_s, audio=audio)
+            streams["sub"] = rtsp_camera(source.sub_url, client=source.client, name=f"{channel.name} sub",
+                                         clocks=clocks, timeout_s=source.timeout_s, audio=audio)
         return streams
     if isinstance(source, TestPatternSource):
         capture = TestPatternCapture(width=source.width, height=source.height, fps=source.fps, pattern=source.pattern,

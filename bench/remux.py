@@ -1,7 +1,7 @@
 """bench/remux: CPU of recording N RTSP cameras with `nvr run` versus N `ffmpeg -c copy` segmenters.
 
     ./dev bench remux [--streams 1,8,32,64] [--window-s 60] [--warmup-s 8] [--mounts 8] [--quick]
-                      [--fsync-cost] [--dir /var/tmp]
+                      [--fsync-cost] [--client auto|native|ffmpeg] [--dir /var/tmp]
 
 The cameras are the GStreamer test server looping one pre-encoded 1080p25 H.264 clip (~4 Mb/s, GOP
 2 s, no B-frames) on `--mounts` shared mounts: the server never encodes, so 64 cameras cost it one
@@ -217,11 +217,13 @@ def free_port() -> int:
 # the nvr phase
 
 
-def nvr_config(root: Path, urls: list[str], port: int) -> str:
-    """The appliance's config for N rtsp channels. Retention is held off (99 % used, 256 MiB free):
-    on a disk fuller than the default 90 % it would delete what the window is measuring."""
+def nvr_config(root: Path, urls: list[str], port: int, client: str = "auto") -> str:
+    """The appliance's config for N rtsp channels read by RTSP client `client`. Retention is held off
+    (99 % used, 256 MiB free): on a disk fuller than the default 90 % it would delete what the window
+    is measuring."""
     channels = "".join(
-        f"  - id: {i}\n    source:\n      type: rtsp\n      url: {url}\n" for i, url in enumerate(urls, start=1)
+        f"  - id: {i}\n    source:\n      type: rtsp\n      url: {url}\n      client: {client}\n"
+        for i, url in enumerate(urls, start=1)
     )
     return (f"storage:\n  path: {root}\n  segment_seconds: 60\n"
             f"  retention:\n    max_used_percent: 99\n    min_free_bytes: 256MiB\n"
@@ -240,11 +242,11 @@ def check_space(folder: Path, clip: Clip, args) -> None:
 class NvrProcess:
     """`nvr run` on a generated config, watched through its status API."""
 
-    def __init__(self, work: Path, urls: list[str], *, sync: bool):
+    def __init__(self, work: Path, urls: list[str], *, sync: bool, client: str = "auto"):
         self.root = work / "nvr-data"
         self.port = free_port()
         config = work / "nvr.yaml"
-        config.write_text(nvr_config(self.root, urls, self.port))
+        config.write_text(nvr_config(self.root, urls, self.port, client))
         entry = ["-m", "appliance.cli"] if sync else ["-c", NO_SYNC_NVR]
         self.log_path = work / "nvr.log"
         with open(self.log_path, "w") as log:
@@ -298,10 +300,11 @@ class NvrProcess:
 
 
 def run_nvr(server: RtspServer, urls: list[str], work: Path, args, *, sync: bool = True) -> PhaseResult:
-    nvr = NvrProcess(work, urls, sync=sync)
+    nvr = NvrProcess(work, urls, sync=sync, client=args.client)
     try:
         connected = nvr.wait_connected(30 + len(urls))
-        result = PhaseResult("nvr" if sync else "nvr, no fsync", len(urls), 0, 0, 0, [], None)
+        label = "nvr" if args.client == "auto" else f"nvr ({args.client} client)"
+        result = PhaseResult(label if sync else f"{label}, no fsync", len(urls), 0, 0, 0, [], None)
         if connected < len(urls):
             result.notes.append(f"only {connected} of {len(urls)} streams connected before the warm-up")
         time.sleep(args.warmup_s)
@@ -483,6 +486,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fsync-cost", action="store_true",
                         help="also record the largest N with fsync switched off, to price the per-fragment fsync")
     parser.add_argument("--only", choices=("nvr", "ffmpeg"), help="run one side only (for profiling)")
+    parser.add_argument("--client", choices=("auto", "native", "ffmpeg"), default="auto",
+                        help="nvr's RTSP client (channels[].source.client; default auto, i.e. the native one)")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"),
                         help="work folder's parent; the clip is kept there (default /var/tmp)")
     args = parser.parse_args(argv)

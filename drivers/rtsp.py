@@ -43,6 +43,7 @@ from hal.clock import Clocks
 from hal.media import AudioInfo, EncodedPacket, StreamInfo
 
 SUPPORTED_CODECS = ("h264",)
+TRANSPORTS = ("tcp", "udp")  # RTP interleaved in the RTSP connection (the default), or over UDP
 QUEUE_PACKETS = 256  # the mailbox's bound: past it the reader stops reading, and TCP holds the camera back
 BATCH_S = 0.2  # the consumer takes packets at most this often (a recording's fragments are ~1 s)
 # user:password@ up to the last "@": masking too much (an "@" in the path) is the safe mistake.
@@ -95,21 +96,25 @@ class RtspCamera:
     """One RTSP stream of a network camera, as a `PacketSource` of H.264 packets (remux only).
 
     `timeout_s` bounds connecting (each of FFmpeg's open steps) and the gap between two packets.
+    `transport` "udp" is for cameras that refuse RTP over TCP (the native client's fallback for them).
     `packets()` hands packets over in batches, at most every `batch_s` (0 for each one at once);
     `EncodedPacket.arrival_us` still says when each arrived.
     """
 
     def __init__(self, url: str, *, name: str, clocks: Clocks, timeout_s: float = 10.0, batch_s: float = BATCH_S,
-                 audio: bool = True):
+                 audio: bool = True, transport: str = "tcp"):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
         if not 0 <= batch_s < timeout_s:
             raise ValueError(f"batch_s must be at least 0 and below timeout_s, not {batch_s!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
         self.url = url
         self.name = name
         self.timeout_s = timeout_s
         self.batch_s = batch_s
         self.audio = audio
+        self.transport = transport
         self._clocks = clocks
         self._stats = RtspStatistics()
         self._reader: _Reader | None = None
@@ -186,7 +191,7 @@ class RtspCamera:
 
     def _connect(self) -> av.container.InputContainer:
         options = {
-            "rtsp_transport": "tcp",
+            "rtsp_transport": self.transport,
             "allowed_media_types": "video+audio" if self.audio else "video",
             "timeout": str(round(self.timeout_s * 1_000_000)),  # socket I/O timeout, µs
         }

@@ -420,7 +420,7 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
     ("channels:\n  - id: 1\n    title: Gate\n    source: {type: test-pattern}\n", "channels[0].title", 3,
      "id, name, enabled, source, ptz, audio, motion"),
     (with_source("type: rtsp\nurl: rtsp://cam\nsub: rtsp://cam/2\n"), "channels[0].source.sub", 6,
-     "type, url, sub_url, timeout_s, reconnect_max_s"),
+     "type, url, sub_url, timeout_s, reconnect_max_s, client"),
     ("web:\n  port: 80\n", "web.port", 2, "listen"),
 ])
 def test_unknown_key_is_reported_with_its_path_and_line(yaml_text, path, line, allowed):
@@ -634,7 +634,7 @@ def test_every_problem_is_reported_at_once_in_file_order():
         "/etc/nvr/nvr.yaml:9: channels[0].source.url: expected an rtsp:// or rtsps:// URL with a host, "
         "got 'http://cam'",
         "/etc/nvr/nvr.yaml:10: channels[0].source.colour: unknown key; allowed keys here: type, url, "
-        "sub_url, timeout_s, reconnect_max_s",
+        "sub_url, timeout_s, reconnect_max_s, client",
         "/etc/nvr/nvr.yaml:11: channels[1].id: duplicate channel id 1; ids must be unique "
         "(already used by channels[0])",
         "/etc/nvr/nvr.yaml:12: channels[1].source.fps: expected a number from 1 to 60, got 100",

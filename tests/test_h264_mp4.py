@@ -88,3 +88,16 @@ def test_length_prefixed_packets_that_look_like_start_codes_follow_the_streams_f
     assert framing == 4
     assert to_mp4_sample(packet, framing).sample == packet
     assert stream_framing(None) == ANNEX_B and stream_framing(b"\x00\x00\x00\x01" + sps) == ANNEX_B
+
+
+def test_an_mp4_ready_sample_passes_through_uncopied_and_others_are_converted():
+    slice_ = b"\x41\x9a" + bytes(30)
+    ready = len(slice_).to_bytes(4, "big") + slice_
+    unit = to_mp4_sample(ready, 4)
+    assert unit.sample is ready and not unit.idr and unit.sps is None  # the native RTSP client's P-frames
+    sps, pps, idr = b"\x67\x42\xc0\x1e\x01", b"\x68\xce", b"\x65\x88" + bytes(10)
+    keyframe = b"".join(len(n).to_bytes(4, "big") + n for n in (sps, pps, idr))
+    unit = to_mp4_sample(keyframe, 4)
+    assert (unit.sample, unit.sps, unit.pps, unit.idr) == (len(idr).to_bytes(4, "big") + idr, sps, pps, True)
+    with pytest.raises(H264Error):
+        to_mp4_sample(ready[:-1], 4)  # a length running past the end is still an error

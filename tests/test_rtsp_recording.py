@@ -1,4 +1,5 @@
-"""Recording real RTSP streams end to end: RtspCamera -> StreamRecorder -> Segmenter -> files + index,
+"""Recording real RTSP streams end to end: RtspCamera (FFmpeg's client) or NativeRtspCamera -> StreamRecorder ->
+Segmenter -> files + index,
 and the whole Supervisor (and its web page), against the GStreamer test server on loopback, in real time."""
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from appliance.config import Config, parse_config
 from appliance.sources import channel_sources
 from appliance.supervisor import Supervisor
 from appliance.web import WebServer, create_app
-from drivers.rtsp import RtspCamera
+from drivers.rtsp_auto import rtsp_camera
 from hal.clock import RealClocks
 from hal.media import EncodedPacket, StreamInfo
 from recorder.alarms import AlarmBoard
@@ -64,13 +65,13 @@ class Rig:
     """One stream recorded by the real StreamRecorder + Segmenter into a fresh data root."""
 
     def __init__(self, root: Path, url: str, *, timeout_s: float = 3.0, segment_seconds: float = 2,
-                 reconnect_min_s: float = 0.2, reconnect_max_s: float = 1.0):
+                 reconnect_min_s: float = 0.2, reconnect_max_s: float = 1.0, client: str = "ffmpeg"):
         self.root = root
         root.mkdir()
         self.clocks = RealClocks()
         self.index = Index(root)
         self.alarms = AlarmBoard(clocks=self.clocks)
-        self.camera = RtspCamera(url, name="cam", clocks=self.clocks, timeout_s=timeout_s)
+        self.camera = rtsp_camera(url, client=client, name="cam", clocks=self.clocks, timeout_s=timeout_s)
         self.source = TapSource(self.camera)
         self.segmenter = Segmenter(channel=1, stream="main", root=root, index=self.index, clocks=self.clocks,
                                    alarms=self.alarms, segment_seconds=segment_seconds, sync=False)
@@ -184,9 +185,21 @@ def mp4_nals(data: bytes) -> list[bytes]:
     return out
 
 
-def picture_nals(data: bytes) -> list[bytes]:
+def packet_nals(data: bytes, info: StreamInfo) -> list[bytes]:
+    """The NAL units of a camera's access unit: length-prefixed when its extradata is an avcC record
+    (the native client), else Annex B (FFmpeg's)."""
+    return mp4_nals(data) if info.extradata and info.extradata[0] == 1 else annexb_nals(data)
+
+
+def picture_nals(data: bytes, info: StreamInfo) -> list[bytes]:
     """The NALs an MP4 sample carries: the access unit minus SPS, PPS and delimiters (they go to avcC)."""
-    return [n for n in annexb_nals(data) if n[0] & 0x1F not in (7, 8, 9)]
+    return [n for n in packet_nals(data, info) if n[0] & 0x1F not in (7, 8, 9)]
+
+
+@pytest.fixture(params=["ffmpeg", "native"])
+def client(request) -> str:
+    """The tests taking this run with both RTSP clients."""
+    return request.param
 
 
 def file_samples(path: Path) -> tuple[list[av.Packet], bytes]:
@@ -228,8 +241,8 @@ def source_lost_channels(alarms) -> set[int]:
 
 # --- one stream through StreamRecorder ----------------------------------------------------------
 
-def test_rtsp_stream_is_remuxed_into_keyframe_led_segments_that_decode_to_the_last_frame(make_rig, rtsp_server):
-    rig = make_rig(rtsp_server.url("/cam1"))  # GOP 25 at 25 fps: a keyframe every second
+def test_rtsp_stream_is_remuxed_into_keyframe_led_segments_that_decode_to_the_last_frame(make_rig, rtsp_server, client):
+    rig = make_rig(rtsp_server.url("/cam1"), client=client)  # GOP 25 at 25 fps: a keyframe every second
     wait_for(lambda: len(rig.segments()) >= 2, 10, "two closed segments")
     rig.stop()
 
@@ -241,23 +254,22 @@ def test_rtsp_stream_is_remuxed_into_keyframe_led_segments_that_decode_to_the_la
         assert 1.5e6 <= seg.end_us - seg.start_us <= 3.5e6 or seg is segs[-1], seg  # cut near 2 s at a keyframe
 
     # Remuxed, never re-encoded: every recorded sample is the camera's access unit, byte for byte.
-    delivered = rig.source.delivered
+    delivered, info = rig.source.delivered, rig.source.opened[0]
     first = next(i for i, p in enumerate(delivered) if p.keyframe)
     recorded = [bytes(p) for seg in segs for p in file_samples(rig.root / seg.path)[0]]
     assert len(delivered) - first - 1 <= len(recorded) <= len(delivered) - first  # the packet in flight at stop
     for n, (sample, packet) in enumerate(zip(recorded, delivered[first:])):
-        assert mp4_nals(sample) == picture_nals(packet.data), f"sample {n} differs from what the camera sent"
+        assert mp4_nals(sample) == picture_nals(packet.data, info), f"sample {n} differs from what the camera sent"
     # ... and the parameter sets in the file are the camera's own.
     _, avcc = file_samples(rig.root / segs[0].path)
-    camera_sps = next(n for n in annexb_nals(delivered[first].data + (rig.source.opened[0].extradata or b""))
-                      if n[0] & 0x1F == 7)
+    camera_sps = next(n for n in packet_nals(delivered[first].data, info) if n[0] & 0x1F == 7)
     assert avcc[8:8 + int.from_bytes(avcc[6:8], "big")] == camera_sps
     assert rig.source.opened[0].width == 640 and rig.index.run(segs[0].run_id).width == 640
 
 
-def test_server_outage_closes_the_segment_backs_off_and_resumes_as_a_new_run(make_rig, make_rtsp_server):
+def test_server_outage_closes_the_segment_backs_off_and_resumes_as_a_new_run(make_rig, make_rtsp_server, client):
     server = make_rtsp_server()
-    rig = make_rig(server.url("/cam1"), reconnect_min_s=0.2, reconnect_max_s=0.8)
+    rig = make_rig(server.url("/cam1"), reconnect_min_s=0.2, reconnect_max_s=0.8, client=client)
     wait_for(lambda: len(rig.segments()) >= 1, 10, "a first segment")
     time.sleep(0.5)  # into the next segment
     before = len(rig.segments())
@@ -299,10 +311,11 @@ def test_server_outage_closes_the_segment_backs_off_and_resumes_as_a_new_run(mak
         assert_playable(rig.root, seg)
 
 
-def test_stalled_stream_is_detected_within_its_timeout_and_recording_resumes(make_rig, rtsp_server):
+def test_stalled_stream_is_detected_within_its_timeout_and_recording_resumes(make_rig, rtsp_server, client):
     timeout_s = 1.0
     with TcpFreezeProxy("127.0.0.1", rtsp_server.port) as proxy:
-        rig = make_rig(proxy.url("/cam1"), timeout_s=timeout_s, reconnect_min_s=0.2, reconnect_max_s=0.5)
+        rig = make_rig(proxy.url("/cam1"), timeout_s=timeout_s, reconnect_min_s=0.2, reconnect_max_s=0.5,
+                       client=client)
         wait_for(lambda: len(rig.segments()) >= 1, 10, "a first segment")
         before = len(rig.segments())
 
@@ -356,21 +369,23 @@ def test_main_and_sub_streams_record_into_their_own_folders(make_supervisor, rts
     assert sup.taps[(1, "main")].inner.url.endswith("/cam1") and sup.taps[(1, "sub")].inner.url.endswith("/cam2")
 
 
-def test_failing_channels_never_disturb_a_recording_channel(make_supervisor, rtsp_server):
+@pytest.mark.parametrize("client", ["ffmpeg", "auto"])
+def test_failing_channels_never_disturb_a_recording_channel(make_supervisor, rtsp_server, client):
     with TcpFreezeProxy("127.0.0.1", rtsp_server.port) as proxy:
         sup = make_supervisor(f"""
   - id: 1
     name: good
-    source: {{type: rtsp, url: "{rtsp_server.url('/cam1')}", timeout_s: 3}}
+    source: {{type: rtsp, url: "{rtsp_server.url('/cam1')}", timeout_s: 3, client: {client}}}
   - id: 2
     name: wrong mount
-    source: {{type: rtsp, url: "{rtsp_server.url('/nope')}", timeout_s: 2, reconnect_max_s: 1}}
+    source: {{type: rtsp, url: "{rtsp_server.url('/nope')}", timeout_s: 2, reconnect_max_s: 1, client: {client}}}
   - id: 3
     name: nothing listening
-    source: {{type: rtsp, url: "rtsp://127.0.0.1:{free_port()}/cam", timeout_s: 2, reconnect_max_s: 1}}
+    source: {{type: rtsp, url: "rtsp://127.0.0.1:{free_port()}/cam", timeout_s: 2, reconnect_max_s: 1,
+              client: {client}}}
   - id: 4
     name: stalls
-    source: {{type: rtsp, url: "{proxy.url('/cam2')}", timeout_s: 1, reconnect_max_s: 1}}
+    source: {{type: rtsp, url: "{proxy.url('/cam2')}", timeout_s: 1, reconnect_max_s: 1, client: {client}}}
 """)
         stalls = sup.taps[(4, "main")]
         wait_for(lambda: len(stalls.delivered) > 10, 10, "channel 4 to deliver packets")
