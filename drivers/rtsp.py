@@ -32,13 +32,13 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 
+from drivers.mailbox import END, Mailbox
 from hal.clock import Clocks
 from hal.media import AudioInfo, EncodedPacket, StreamInfo
 
@@ -83,13 +83,6 @@ class RtspStatistics:
     errors: int = 0
     opened_monotonic_us: int | None = None
     last_packet_monotonic_us: int | None = None
-
-
-class _End:
-    """Mailbox item: the stream ended (EOF) or the connection was closed."""
-
-
-_END = _End()
 
 
 class RtspCamera:
@@ -257,27 +250,19 @@ def audio_info(stream: av.audio.stream.AudioStream) -> AudioInfo | None:
 
 
 class _Reader:
-    """The thread that reads one connection's packets into a mailbox, then closes the container.
-
-    The mailbox is a deque: the reader appends (and sets `_ready` only while the consumer waits in
-    `take`); the consumer, alone, pops. Both check the other's side after publishing their own, so
-    no packet is left unseen.
-    """
+    """The thread that reads one connection's packets into a mailbox, then closes the container."""
 
     def __init__(self, container, stream, clocks: Clocks, stats: RtspStatistics, *, fps: float | None,
                  timeout_s: float, batch_s: float = BATCH_S, audio=None):
-        self._items: deque[object] = deque()
+        self._mailbox = Mailbox(batch_s=batch_s, bound=QUEUE_PACKETS)
         self._audio = audio
         self._audio_index = audio.index if audio is not None else -1
-        self._ready = threading.Event()
-        self._consumer_waiting = False
-        self._batch_s = batch_s
         self._timeout_s = timeout_s
         self._container = container
         self._stream = stream
         self._clocks = clocks
         self._stats = stats
-        self._stopping = threading.Event()
+        self._stopping = self._mailbox.stopping
         self._fixer = _TimestampFixer(stats, default_duration=_frame_duration(stream, fps))
 
     def start(self, name: str) -> None:
@@ -289,34 +274,19 @@ class _Reader:
 
     @property
     def queued(self) -> int:
-        return len(self._items)
+        return len(self._mailbox.items)
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._items.append(_END)
-        self._ready.set()
+        self._mailbox.stop()
 
     def take(self, timeout_s: float) -> list[object] | None:
         """Everything gathered, after letting it gather for `batch_s`; None if nothing came in `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        if self._batch_s:
-            self._stopping.wait(self._batch_s)  # the batching: stop() cuts it short
-        items = self._items
-        while not items:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self._ready.clear()
-            self._consumer_waiting = True
-            if not items:
-                self._ready.wait(remaining)
-            self._consumer_waiting = False
-        return [items.popleft() for _ in range(len(items))]
+        return self._mailbox.take(timeout_s)
 
     def _run(self) -> None:
         try:
             self._pump()
-            self._put(_END)
+            self._put(END)
         except Exception as exc:  # handed to the consumer, which translates it
             self._put(exc)
         finally:
@@ -374,13 +344,7 @@ class _Reader:
         return [EncodedPacket(data=data, pts=pts, dts=pts, keyframe=True, arrival_us=arrival_us, track="audio")]
 
     def _put(self, item: object) -> None:
-        items = self._items
-        while len(items) >= QUEUE_PACKETS:  # the consumer is behind (a slow disk): stop reading meanwhile
-            if self._stopping.wait(0.05):
-                return
-        items.append(item)
-        if self._consumer_waiting:
-            self._ready.set()
+        self._mailbox.put_bounded(item)  # full (a slow disk): stop reading meanwhile
 
 
 class _TimestampFixer:

@@ -14,7 +14,7 @@ from functools import partial
 from hal.clock import Clocks
 from hal.media import EncodedPacket
 from drivers.rtp import RtpTrack, parse_rtcp, receiver_report
-from drivers.rtsp_loop import END, Mailbox
+from drivers.mailbox import END, Mailbox
 from drivers.rtsp_proto import Authenticator, RtspMessage, RtspStreamParser, build_request, build_response
 
 log = logging.getLogger("nvr.rtsp")

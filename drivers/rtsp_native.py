@@ -31,7 +31,8 @@ from hal.media import AudioInfo, EncodedPacket, StreamInfo
 from drivers.rtp import AacDepacketizer, G711Depacketizer, H264Depacketizer, RtpTrack
 from drivers.rtsp import BATCH_S, QUEUE_PACKETS, CameraError, CameraStalled, mask_url
 from drivers.rtsp_connection import Channel, Connection, ReorderedFrames
-from drivers.rtsp_loop import END, Mailbox, RtspLoop, default_loop
+from drivers.mailbox import END, Mailbox
+from drivers.rtsp_loop import RtspLoop, default_loop
 from drivers.rtsp_proto import (Authenticator, RtspMessage, RtspProtocolError, RtspStreamParser, build_request,
                                 parse_interleaved, parse_rtp_info, parse_session, split_credentials)
 from drivers.sdp import MediaDescription, SdpError, SessionDescription, h264_parameter_sets, hex_config, parse_sdp

@@ -19,7 +19,8 @@ from drivers.rtsp import CameraError
 from drivers.rtsp_auto import AutoRtspCamera, rtsp_camera
 from drivers.rtp import H264Depacketizer, RtpTrack
 from drivers.rtsp_connection import Channel, Connection
-from drivers.rtsp_loop import END, Mailbox, RtspLoop
+from drivers.mailbox import END, Mailbox
+from drivers.rtsp_loop import RtspLoop
 from drivers.rtsp_native import STAT_KEYS, NativeRtspCamera, NativeUnsupported
 from drivers.rtsp_proto import Authenticator, RtspStreamParser
 from hal.clock import RealClocks
