@@ -77,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("out", type=Path, metavar="OUT.mp4")
     exp.set_defaults(handler=_cmd_export)
 
+    user = sub.add_parser("user", help="manage web users: add NAME --role R (password on standard input), list, remove NAME")
+    _config_args(user)
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = user_sub.add_parser("add", help="add a user, or set an existing one's password and role; reads the password from stdin")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("admin", "operator", "viewer"), required=True)
+    add.set_defaults(handler=_cmd_user_add)
+    user_sub.add_parser("list", help="list users and roles").set_defaults(handler=_cmd_user_list)
+    rm = user_sub.add_parser("remove", help="remove a user")
+    rm.add_argument("name")
+    rm.set_defaults(handler=_cmd_user_remove)
+
     dev = sub.add_parser("devices", help="list video capture devices, serial ports and audio inputs for the config")
     dev.add_argument("--json", action="store_true", help="print one JSON object")
     dev.set_defaults(handler=_cmd_devices)
@@ -134,7 +146,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except DataRootBusy as exc:  # a runtime refusal, not a bug: say so without a traceback
         print(f"nvr: {exc}", file=sys.stderr)
         return 1
-    web = WebServer(create_app(supervisor), host=host, port=port)
+    try:
+        tls_cert, tls_key = _tls_files(config)
+    except RuntimeError as exc:
+        supervisor.stop()
+        raise UserError(str(exc)) from None
+    web = WebServer(create_app(supervisor), host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
     web.start()
     log.info("status page on %s (config: %s)", web.address, config.source_name)
     try:
@@ -144,6 +161,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         web.stop()
         supervisor.stop()
     return 0
+
+
+def _tls_files(config: Config) -> tuple[Path | None, Path | None]:
+    web = config.web
+    if web.tls_cert or web.tls_key:
+        if not (web.tls_cert and web.tls_key):
+            raise UserError("web.tls_cert and web.tls_key go together: give both")
+        return web.tls_cert, web.tls_key
+    if web.tls_self_signed:
+        from appliance.tls import ensure_self_signed
+
+        return ensure_self_signed(Path(web.state_dir or config.storage.path))
+    return None, None
 
 
 def _open_index(config: Config) -> Index:
@@ -185,6 +215,54 @@ def _cmd_export(args: argparse.Namespace) -> int:
     gaps = f", {result.gaps} gap(s) closed up" if result.gaps else ""
     print(f"wrote {result.path}: {result.frames} frames, {result.bytes / 1e6:.1f} MB, "
           f"{iso_utc(result.start_us)} to {iso_utc(result.end_us)}{gaps}")
+    return 0
+
+
+def _user_store(args: argparse.Namespace):
+    from appliance.users import UserStore
+
+    config = _load(args)
+    return UserStore(Path(config.web.state_dir or config.storage.path), clocks=RealClocks())
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    from appliance.users import UserError as BadUser
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    store = _user_store(args)
+    try:
+        store.add_user(args.name, password, args.role, replace=True)
+        store.audit(None, "user_add", {"username": args.name, "role": args.role}, "cli")
+    except BadUser as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        store.close()
+    print(f"user {args.name} ({args.role}) saved in {store.path}")
+    return 0
+
+
+def _cmd_user_list(args: argparse.Namespace) -> int:
+    store = _user_store(args)
+    try:
+        users = store.users()
+    finally:
+        store.close()
+    print("\n".join(f"{u.name}\t{u.role}" for u in users) if users else "no users (the first web visit sets the administrator)")
+    return 0
+
+
+def _cmd_user_remove(args: argparse.Namespace) -> int:
+    from appliance.users import UserError as BadUser
+
+    store = _user_store(args)
+    try:
+        store.remove_user(args.name)
+        store.audit(None, "user_remove", {"username": args.name}, "cli")
+    except BadUser as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        store.close()
+    print(f"user {args.name} removed")
     return 0
 
 

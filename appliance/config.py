@@ -357,6 +357,12 @@ class WebConfig(_Section):
 
     listen: str = Field("127.0.0.1:8080", description=(
         "host:port to serve on: an IPv4 address, a host name or [IPv6]; 0.0.0.0 for all interfaces."))
+    state_dir: Path | None = Field(None, description=(
+        "Folder for web users, sessions and the audit log (users.sqlite3); default: the storage path."))
+    tls_cert: Path | None = Field(None, description="PEM certificate file: serve HTTPS instead of HTTP (with tls_key).")
+    tls_key: Path | None = Field(None, description="PEM private key file of tls_cert.")
+    tls_self_signed: bool = Field(False, description=(
+        "Serve HTTPS with a self-signed certificate made on first start (in state_dir) when no tls_cert is given."))
 
     @field_validator("listen")
     @classmethod

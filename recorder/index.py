@@ -288,6 +288,17 @@ class Index:
     def recent_alarms(self, limit: int = 50) -> list[tuple[int, str, int | None, str]]:
         return self._query("SELECT at_us, kind, channel, message FROM alarms ORDER BY id DESC LIMIT ?", (limit,))
 
+    def alarms_between(self, *, start_us: int, end_us: int, channel: int | None = None,
+                       limit: int = 1000) -> list[tuple[int, str, int | None, str]]:
+        """Recorded alarms in [start_us, end_us) as (at_us, kind, channel, message), oldest first;
+        with a channel, that channel's and the appliance-wide ones (channel NULL)."""
+        sql = "SELECT at_us, kind, channel, message FROM alarms WHERE at_us >= ? AND at_us < ?"
+        args: list = [start_us, end_us]
+        if channel is not None:
+            sql += " AND (channel = ? OR channel IS NULL)"
+            args.append(channel)
+        return self._query(sql + " ORDER BY at_us LIMIT ?", (*args, limit))
+
     def totals(self) -> tuple[int, int]:
         """(segment count, bytes) over the whole index."""
         count, size = self._query("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments WHERE deleting = 0")[0]
