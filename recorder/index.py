@@ -234,6 +234,15 @@ class Index:
         seg = _segment(rows[0]) if rows else None
         return seg if seg is not None and seg.end_us > at_us else None
 
+    def next_segment(self, *, channel: int, stream: str, at_or_after_us: int) -> Segment | None:
+        """The first segment of a stream starting at or after `at_or_after_us` (one index probe)."""
+        rows = self._query(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE channel = ? AND stream = ? AND start_us >= ?"
+            " AND deleting = 0 ORDER BY start_us LIMIT 1",
+            (channel, stream, at_or_after_us),
+        )
+        return _segment(rows[0]) if rows else None
+
     def oldest(self, *, limit: int, locked: bool) -> list[Segment]:
         """The oldest segments (by start time, all channels) that are locked or not, for retention."""
         rows = self._query(

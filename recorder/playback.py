@@ -84,22 +84,28 @@ def playback_chunk(index: Index, root: Path, *, channel: int, stream: str, start
     """The chunk at `start_us` (or, in a gap, at the next recording after it); None if nothing is
     recorded at or after `start_us`. Frames before `base_us` are left out (media time is never negative)."""
     cache = cache or SegmentCache(4)
-    stop_us = start_us + max(duration_us, 1)
-    col = _Collector(start_us, stop_us)
-    segments = index.segments(channel=channel, stream=stream, start_us=max(start_us, base_us), end_us=stop_us + 1)
+    col = _Collector(start_us, start_us + max(duration_us, 1))
+    segments = index.segments(channel=channel, stream=stream, start_us=max(start_us, base_us), end_us=col.stop_us + 1)
+    if not segments:  # in a gap: the chunk starts at the next recording
+        after = index.next_segment(channel=channel, stream=stream, at_or_after_us=start_us)
+        if after is not None:
+            col = _Collector(after.start_us, after.start_us + max(duration_us, 1))
+            segments = [after]
     while segments and not col.done:
         for seg in segments:
             _collect(col, seg, root / seg.path, cache.read(root / seg.path))
             if col.done:
                 break
-        if not col.done:  # every frame up to stop was taken: the next chunk starts at the next segment
-            after = index.segments(channel=channel, stream=stream, start_us=segments[-1].end_us, end_us=segments[-1].end_us + 3_600_000_000)
-            after = [s for s in after if s.start_us >= segments[-1].end_us and s.id != segments[-1].id]
-            if not col.frames:
-                segments = after[:4]
-                continue
-            col.next_us = after[0].start_us if after else None
+        if col.done:
             break
+        # Every frame up to the stop was taken: more comes from the segment after the last one read.
+        after = index.next_segment(channel=channel, stream=stream, at_or_after_us=segments[-1].end_us)
+        if after is not None and after.id == segments[-1].id:
+            after = None
+        if col.frames or after is None:
+            col.next_us = after.start_us if after is not None else None
+            break
+        segments = [after]
     if not col.frames:
         return None
     return _chunk(col, base_us)
