@@ -249,7 +249,7 @@ export async function playbackPage(page) {
   picks.forEach((p) => p.addEventListener("change", () => { build(); seekAll(cursorUs); }));
   const refreshTimer = setInterval(refresh, 30000);
 
-  window.nvrPlayback = { seek: seekAll, players: () => views, play: () => { if (!playing) playBtn.click(); } };
+  window.nvrPlayback = { seek: seekAll, players: () => views, view, play: () => { if (!playing) playBtn.click(); } };
   onCleanup(() => { clearInterval(syncTimer); clearInterval(refreshTimer); views.forEach((p) => p.close()); delete window.nvrPlayback; });
   build();
   await seekAll(cursorUs);
