@@ -2,8 +2,8 @@
 
 The WebSocket sends, in order: a text message `{"type": "init", "codec", "width", "height"}` and the
 binary init segment (again whenever the stream restarts), then one binary `moof`+`mdat` per frame.
-With `?timing=1` each fragment is preceded by `{"type": "frame", "media_s", "capture_ms"}` (the
-frame's capture wall time), which the latency benchmark uses. A per-viewer thread reads the live
+With `?timing=1` each fragment is preceded by `{"type": "frame", "media_s", "capture_ms", "sent_ms"}`
+(the frame's capture and send wall times), which the latency benchmark uses. A per-viewer thread reads the live
 tap, so a slow viewer loses frames up to the next keyframe and never holds up recording.
 """
 from __future__ import annotations
@@ -77,8 +77,10 @@ async def _serve_live(websocket: WebSocket, supervisor, channel: int, stream: st
                 await websocket.send_bytes(out.data)
                 continue
             if timing:
-                capture_us = clocks.utc_now_us() - (clocks.monotonic_us() - out.arrival_us) if out.arrival_us else clocks.utc_now_us()
-                await websocket.send_text(json.dumps({"type": "frame", "media_s": out.media_s, "capture_ms": capture_us / 1000}))
+                now_us = clocks.utc_now_us()
+                capture_us = now_us - (clocks.monotonic_us() - out.arrival_us) if out.arrival_us else now_us
+                await websocket.send_text(json.dumps({"type": "frame", "media_s": out.media_s,
+                                                      "capture_ms": capture_us / 1000, "sent_ms": now_us / 1000}))
             await websocket.send_bytes(out.data)
     except (WebSocketDisconnect, RuntimeError, ConnectionError):
         pass
