@@ -1,6 +1,6 @@
 """Config page routes (admin only): view the YAML, validate an edit with `nvr check-config`'s validator,
-and save it. Saving writes the file atomically (the previous one kept as `.bak`) and says which
-channels changed; they take the new settings when `nvr run` restarts."""
+and save it. Saving writes the file atomically (the previous one kept as `.bak`) and applies it by
+restarting only the channels that changed; a change to storage or web settings needs `nvr run` restarted."""
 from __future__ import annotations
 
 import os
@@ -75,10 +75,23 @@ def save_config(body: ConfigText, request: Request, _: User = Depends(require("a
         raise HTTPException(422, {"message": f"{len(problems)} problem(s); nothing was saved", "problems": problems})
     _write_atomically(path, body.yaml)
     changed = changed_channels(old, new)
-    audit(request, "config_save", {"file": str(path), "changed_channels": changed})
-    return {"saved": str(path), "changed_channels": changed, "restart_required": True,
-            "message": f"saved {path}; restart nvr to apply it"
-                       + (f" (changed channels: {', '.join(map(str, changed))})" if changed else "")}
+    whole = _needs_full_restart(old, new)
+    restarted = [] if whole else supervisor_of(request).restart_channels(new, changed)
+    audit(request, "config_save", {"file": str(path), "changed_channels": changed, "restarted": restarted})
+    if whole:
+        message = f"saved {path}; storage or web settings changed: restart nvr to apply them"
+    elif changed:
+        message = f"saved {path} and applied it: channel(s) {', '.join(map(str, changed))} restarted, the others kept recording"
+    else:
+        message = f"saved {path}; no channel changed"
+    return {"saved": str(path), "changed_channels": changed, "restarted_channels": restarted,
+            "restart_required": whole, "message": message}
+
+
+def _needs_full_restart(old: Config, new: Config) -> bool:
+    """Storage and web settings are read at start-up only; anything besides channels needs a restart."""
+    dump = lambda c: {k: v for k, v in c.model_dump().items() if k != "channels"}  # noqa: E731
+    return dump(old) != dump(new)
 
 
 def changed_channels(old: Config, new: Config) -> list[int]:

@@ -211,10 +211,18 @@ def test_config_validation_names_the_key_and_line_and_saving_keeps_a_backup(appl
     assert result["problems"][0]["line"] == 3
     assert admin.put("/api/config", json={"yaml": bad}).status_code == 422
     good = cfg["yaml"].replace("name: Cam 2", "name: Back yard")
+    ch1_before = next(r for r in appliance.supervisor.recorders if r.segmenter.channel == 1)
     saved = admin.put("/api/config", json={"yaml": good}).json()
-    assert saved["changed_channels"] == [2] and "restart" in saved["message"]
+    assert saved["changed_channels"] == [2] and saved["restarted_channels"] == [2], saved
+    assert saved["restart_required"] is False and "channel(s) 2 restarted" in saved["message"]
     assert appliance.config_file.read_text() == good
     assert appliance.config_file.with_name("nvr.yaml.bak").read_text() == cfg["yaml"]
+    assert next(r for r in appliance.supervisor.recorders if r.segmenter.channel == 1) is ch1_before  # untouched
+    channels = admin.get("/api/channels").json()
+    assert channels[1]["name"] == "Back yard" and channels[1]["streams"][0]["stream"] == "main"
+    wait_recording(appliance)
+    moved = cfg["yaml"].replace("segment_seconds: 10", "segment_seconds: 12")
+    assert admin.put("/api/config", json={"yaml": moved}).json()["restart_required"] is True
 
 
 def test_live_socket_sends_init_then_a_fragment_per_frame(appliance):

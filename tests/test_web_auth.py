@@ -179,3 +179,34 @@ def test_nvr_user_add_reads_the_password_from_stdin(tmp_path):
     weak = subprocess.run([sys.executable, "-m", "appliance.cli", "user", "add", "bob", "--role", "viewer",
                            "--config", str(config)], input="short\n", capture_output=True, text=True, timeout=60)
     assert weak.returncode == 2 and "at least 8" in weak.stderr
+
+
+def test_tls_with_a_self_signed_certificate_marks_cookies_secure(appliance, tmp_path):
+    import shutil
+    import time as _time
+
+    from appliance.tls import ensure_self_signed
+    from appliance.web import WebServer
+    from support.web import free_port
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = ensure_self_signed(tmp_path)
+    assert ensure_self_signed(tmp_path) == (cert, key) and oct(key.stat().st_mode & 0o777) == "0o600"
+    port = free_port()
+    server = WebServer(create_app(appliance.supervisor, users=appliance.users), host="127.0.0.1", port=port,
+                       tls_cert=cert, tls_key=key)
+    server.start()
+    try:
+        assert server.address.startswith("https://")
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=False, timeout=10) as c:
+            for _ in range(100):
+                try:
+                    c.get("/api/ping")
+                    break
+                except httpx.ConnectError:
+                    _time.sleep(0.05)
+            r = c.post("/api/login", json={"username": "viewer", "password": PASSWORDS["viewer"]})
+        session = next(h for h in r.headers.get_list("set-cookie") if h.startswith("nvr_session="))
+        assert "Secure" in session
+    finally:
+        server.stop()
