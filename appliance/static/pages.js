@@ -10,7 +10,7 @@ function message(node, text, ok = false) { node.className = ok ? "ok" : "error";
 
 export async function exportPage(page) {
   const now = Date.now();
-  const ch = channelSelect("ex-channel", (c) => c.streams.length);
+  const ch = channelSelect("ex-channel");
   const start = el("input", { type: "datetime-local", id: "ex-start", step: 1, value: isoLocal(now - 5 * 60e3) });
   const end = el("input", { type: "datetime-local", id: "ex-end", step: 1, value: isoLocal(now - 60e3) });
   const go = el("button", { type: "submit", id: "ex-go" }, "Export");

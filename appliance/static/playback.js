@@ -25,7 +25,7 @@ class PlaybackPlayer {
     const gen = ++this.gen;
     this.nextUs = null; this.endOfRecording = false;
     if (this.buffer) this.ops.push({ remove: true });
-    const chunk = await this.fetchChunk(wallUs, gen);
+    const chunk = await this.fetchChunk(wallUs, gen, 1);  // small first: the frame shows sooner
     if (!chunk || gen !== this.gen) return false;
     await this.append(chunk.data, gen);
     if (gen !== this.gen) return false;
@@ -35,10 +35,10 @@ class PlaybackPlayer {
     return true;
   }
 
-  async fetchChunk(wallUs, gen) {
+  async fetchChunk(wallUs, gen, durS) {
     this.fetching = true;
     try {
-      const dur = Math.min(60, 6 * Math.max(1, this.rate / 2));
+      const dur = durS || Math.min(60, 6 * Math.max(1, this.rate / 2));
       const res = await api(`/api/playback/${this.channel}?start=${Math.round(wallUs)}&base=${this.baseUs}&duration_s=${dur}`, { raw: true });
       if (gen !== this.gen) return null;
       if (res.status === 204) { this.endOfRecording = true; this.nextUs = Math.round(wallUs); return null; }
@@ -171,7 +171,7 @@ class Timeline {
 }
 
 export async function playbackPage(page) {
-  const channels = state.channels.filter((c) => c.streams.length);
+  const channels = state.channels;  // recordings outlive a camera that is down or disabled now
   const today = new Date(); const pad = (n) => String(n).padStart(2, "0");
   const dateInput = el("input", { type: "date", id: "pb-date", value: `${today.getFullYear()}-${pad(today.getMonth() + 1)}-${pad(today.getDate())}` });
   const zoom = el("select", { id: "pb-zoom" }, el("option", { value: "day" }, "Day"), el("option", { value: "hour" }, "Hour"));
@@ -184,7 +184,7 @@ export async function playbackPage(page) {
     el("div", { class: "row" }, dateInput, zoom, el("button", { type: "button", id: "pb-prev" }, "◀"), el("button", { type: "button", id: "pb-next" }, "▶"),
        playBtn, speed, clock), el("div", { class: "row" }, ...picks), lines, players);
 
-  let cursorUs = Date.now() * 1000 - 5 * 60e6, views = [], timelines = [], playing = false;
+  let cursorUs = Date.now() * 1000 - 5 * 60e6, views = [], timelines = [], playing = false, seeks = 0;
   const dayStart = () => localMidnight(new Date(dateInput.value + "T00:00").getTime());
   const view = () => zoom.value === "day" ? [dayStart(), dayStart() + DAY_US]
     : [Math.floor(cursorUs / HOUR_US) * HOUR_US, Math.floor(cursorUs / HOUR_US) * HOUR_US + HOUR_US];
@@ -219,12 +219,13 @@ export async function playbackPage(page) {
     cursorUs = us;
     timelines.forEach((t) => { t.cursor = us; t.draw(); });
     if (zoom.value === "hour") refresh();
-    await Promise.all(views.map((p) => p.seek(us)));
+    seeks++;  // no syncing while players move: one still at the old place would pull the others back
+    try { await Promise.all(views.map((p) => p.seek(us))); } finally { seeks--; }
   }
 
   function sync() {  // the first player is the master clock; the others follow it
     const m = views[0];
-    if (!m || m.video.readyState < 2) return;
+    if (!m || m.video.readyState < 2 || m.video.seeking || seeks) return;
     const wall = m.wallNow();
     cursorUs = wall;
     clock.textContent = new Date(wall / 1000).toLocaleString();
