@@ -99,6 +99,8 @@ class ExportJobs:
 
     def __init__(self, root: Path):
         self.folder = root / EXPORT_DIR
+        for leftover in self.folder.glob("*.mp4*"):  # a previous run's exports: their jobs are gone with it
+            leftover.unlink(missing_ok=True)
         self._jobs: dict[str, ExportJob] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
