@@ -140,6 +140,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         host, port = split_host_port(args.listen) if args.listen else (config.web.host, config.web.port)
     except ValueError as exc:
         raise UserError(f"--listen: {exc}") from None
+    try:
+        tls_cert, tls_key = _tls_files(config)  # before anything starts: a TLS mistake starts nothing
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -149,20 +153,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except DataRootBusy as exc:  # a runtime refusal, not a bug: say so without a traceback
         print(f"nvr: {exc}", file=sys.stderr)
         return 1
-    try:
-        tls_cert, tls_key = _tls_files(config)
-    except RuntimeError as exc:
-        supervisor.stop()
-        raise UserError(str(exc)) from None
-    web = WebServer(create_app(supervisor), host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
+    app = create_app(supervisor)
+    web = WebServer(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
     web.start()
-    log.info("status page on %s (config: %s)", web.address, config.source_name)
+    log.info("web UI on %s (config: %s)", web.address, config.source_name)
+    if not app.state.ctx.users.has_users():
+        log.warning("no web user yet: open %s to set the administrator's password (or use `nvr user add`)", web.address)
     try:
         stop.wait()
     finally:
         log.info("stopping")
         web.stop()
         supervisor.stop()
+        app.state.ctx.exports.close()
+        app.state.ctx.users.close()
     return 0
 
 

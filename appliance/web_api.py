@@ -167,9 +167,10 @@ def snapshot(request: Request, channel: int, stream: str = Query("main", pattern
 
 
 def _live_jpeg(request: Request, channel: int, stream: str, width: int | None) -> bytes | None:
-    live = supervisor_of(request).live.stream(channel, stream)
+    sup = supervisor_of(request)
+    live = sup.live.stream(channel, stream)
     frame = live.latest_frame()
-    if frame is not None and time.monotonic_ns() // 1000 - frame.timestamp_us < 2_000_000:
+    if frame is not None and sup.clocks.monotonic_us() - frame.timestamp_us < 2_000_000:
         return raw_to_jpeg(frame, max_width=width)
     if live.info is None:
         return None

@@ -210,3 +210,12 @@ def test_tls_with_a_self_signed_certificate_marks_cookies_secure(appliance, tmp_
         assert "Secure" in session
     finally:
         server.stop()
+
+
+def test_run_with_half_a_tls_config_exits_2_and_starts_nothing(tmp_path):
+    config = tmp_path / "nvr.yaml"
+    config.write_text(f"storage:\n  path: {tmp_path / 'data'}\nweb:\n  tls_cert: {tmp_path / 'cert.pem'}\n")
+    result = subprocess.run([sys.executable, "-m", "appliance.cli", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2 and "tls_key" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
