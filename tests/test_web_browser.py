@@ -80,6 +80,7 @@ def test_login_page_refuses_a_wrong_password(browser, appliance):
     pg.fill("#password", "wrong-password")
     pg.click("#login-button")
     pg.wait_for_function("() => document.getElementById('login-error').textContent.includes('wrong')")
+    assert not pg.is_visible("#top") and not pg.is_visible("#confirm")  # nothing but the form before a login
     shot(pg, "login")
     context.close()
 
@@ -205,3 +206,33 @@ def test_browsers_without_media_source_get_mjpeg(browser, appliance):
     pg.wait_for_function("() => { const i = document.querySelector('#live-grid img'); return i && i.naturalWidth > 0 }", timeout=15000)
     shot(pg, "live-mjpeg")
     context.close()
+
+
+def test_first_visit_sets_the_administrator_password(browser, appliance, tmp_path):
+    from appliance.users import UserStore
+    from appliance.web import WebServer, create_app
+    from support.web import free_port
+    users = UserStore(tmp_path, clocks=appliance.supervisor.clocks)  # a fresh appliance: nobody yet
+    port = free_port()
+    server = WebServer(create_app(appliance.supervisor, users=users), host="127.0.0.1", port=port)
+    server.start()
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        pg.goto(f"http://127.0.0.1:{port}/#/health")
+        pg.wait_for_function("() => document.getElementById('login-title').textContent.includes('administrator')")
+        assert not pg.is_visible("#top") and pg.is_visible("#confirm")
+        shot(pg, "first-run")
+        pg.fill("#username", "owner")
+        pg.fill("#password", "owner-pass-1")
+        pg.fill("#confirm", "owner-pass-2")
+        pg.click("#login-button")
+        pg.wait_for_function("() => document.getElementById('login-error').textContent.includes('differ')")
+        pg.fill("#confirm", "owner-pass-1")
+        pg.click("#login-button")
+        pg.wait_for_selector("#who >> text=owner (admin)")
+        assert [(u.name, u.role) for u in users.users()] == [("owner", "admin")]
+    finally:
+        context.close()
+        server.stop()
+        users.close()
