@@ -236,3 +236,19 @@ def test_first_visit_sets_the_administrator_password(browser, appliance, tmp_pat
         context.close()
         server.stop()
         users.close()
+
+
+@pytest.mark.parametrize("name", ["live", "playback"])
+def test_pages_fit_a_phone_screen(browser, admin_session, appliance, name):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, storage_state=admin_session,
+                                  is_mobile=True, has_touch=True, device_scale_factor=2)
+    pg = context.new_page()
+    try:
+        pg.goto(appliance.url + f"/#/{name}")
+        pg.wait_for_selector("#page h2")
+        pg.wait_for_timeout(500)
+        overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        shot(pg, f"phone-{name}")
+        assert overflow <= 1, f"the {name} page is {overflow} px wider than the phone screen"
+    finally:
+        context.close()
