@@ -79,6 +79,42 @@ def index_of(request: Request):
     return index
 
 
+class WithOpenSegments:
+    """The index plus the segments being written right now (not indexed until they close), so playback
+    and the timeline reach the live edge instead of stopping up to a segment length short of it."""
+
+    def __init__(self, index, recorders):
+        self._index, self._recorders = index, recorders
+
+    def _open(self, channel: int | None, stream: str | None) -> list:
+        rows = []
+        for rec in list(self._recorders):
+            seg = rec.segmenter
+            if (channel is None or seg.channel == channel) and (stream is None or seg.stream == stream):
+                row = seg.open_segment_row() if hasattr(seg, "open_segment_row") else None
+                if row is not None:
+                    rows.append(row)
+        return rows
+
+    def segments(self, *, channel=None, stream=None, start_us=None, end_us=None) -> list:
+        rows = self._index.segments(channel=channel, stream=stream, start_us=start_us, end_us=end_us)
+        known = {r.path for r in rows}
+        extra = [r for r in self._open(channel, stream) if r.path not in known
+                 and (start_us is None or r.end_us > start_us) and (end_us is None or r.start_us < end_us)]
+        return sorted(rows + extra, key=lambda r: (r.channel, r.stream, r.start_us)) if extra else rows
+
+    def next_segment(self, *, channel: int, stream: str, at_or_after_us: int):
+        found = [r for r in self._open(channel, stream) if r.start_us >= at_or_after_us]
+        indexed = self._index.next_segment(channel=channel, stream=stream, at_or_after_us=at_or_after_us)
+        if indexed is not None:
+            found.append(indexed)
+        return min(found, key=lambda r: r.start_us) if found else None
+
+
+def recordings_of(request: Request) -> WithOpenSegments:
+    return WithOpenSegments(index_of(request), supervisor_of(request).recorders)
+
+
 @router.get("/api/channels")
 def channels(request: Request) -> list[dict]:
     """Every configured channel with its streams, their state and picture size."""
@@ -123,7 +159,7 @@ def timeline(request: Request, channel: int = Query(ge=1, le=256), stream: str =
     """Recorded spans (adjacent segments merged; what lies between is a gap) and events of one channel."""
     channel_config(request, channel)
     start_us, end_us = time_range(request, start, end, default_span_us=86400 * 1_000_000)
-    segments = index_of(request).segments(channel=channel, stream=stream, start_us=start_us, end_us=end_us)
+    segments = recordings_of(request).segments(channel=channel, stream=stream, start_us=start_us, end_us=end_us)
     spans: list[list[int]] = []
     for seg in segments:
         if spans and seg.start_us - spans[-1][1] <= 1_500_000:  # fragment rounding, not a gap

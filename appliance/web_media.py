@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from appliance.timefmt import iso_utc
 from appliance.users import User
-from appliance.web_api import STREAM_PATTERN, channel_config, ctx_of, index_of, query_time, supervisor_of, time_range
+from appliance.web_api import (STREAM_PATTERN, channel_config, ctx_of, index_of, query_time, recordings_of,
+                               supervisor_of, time_range)
 from appliance.web_auth import audit, authenticated, require
 from recorder.errors import ExportError, StorageError
 from recorder.export import export
@@ -39,19 +40,19 @@ def playback(request: Request, channel: int, start: str, stream: str = Query("ma
              duration_s: float = Query(6.0, ge=0.5, le=60), base: str | None = None) -> Response:
     """A playable chunk (init segment + fragments) from the keyframe at or before `start`.
 
-    Media time in the chunk is (wall time - `base`) in seconds, so successive chunks share one
-    timeline. Headers: `X-Chunk-Start-Us`/`X-Chunk-End-Us` (wall time covered), `X-Next-Start-Us`
+    Media time in the chunk is (wall time - `base`) in seconds (default base: the chunk's first frame),
+    so successive chunks asked with one base share one timeline. Headers: `X-Chunk-Start-Us`/`X-Chunk-End-Us` (wall time covered), `X-Next-Start-Us`
     (ask for the next chunk there; absent at the end of the recording), `X-Codec` (for MSE).
     """
     channel_config(request, channel)
     now_us = supervisor_of(request).clocks.utc_now_us()
     start_us = query_time(start, now_us=now_us, name="start", required=True)
-    base_us = query_time(base, now_us=now_us, name="base", default=start_us)
-    if base_us > start_us:
+    base_us = query_time(base, now_us=now_us, name="base")
+    if base_us is not None and base_us > start_us:
         raise HTTPException(422, "base must not be after start")
     ctx = ctx_of(request)
     try:
-        chunk = playback_chunk(index_of(request), supervisor_of(request).root, channel=channel, stream=stream,
+        chunk = playback_chunk(recordings_of(request), supervisor_of(request).root, channel=channel, stream=stream,
                                start_us=start_us, duration_us=round(duration_s * 1e6), base_us=base_us, cache=ctx.segments)
     except (OSError, Mp4Error, StorageError) as exc:
         log.warning("playback of channel %d at %s failed: %s", channel, iso_utc(start_us), exc)

@@ -14,13 +14,23 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from recorder.fmp4 import TIMESCALE, Sample, SampleRef, SegmentContents, VideoTrack, init_segment, media_fragment, read_segment
-from recorder.index import Index, Segment
+from recorder.index import Segment
 from recorder.segmenter import ticks_to_us
 
 MAX_FRAGMENT_SAMPLES = 30
 MAX_CHUNK_US = 30_000_000  # even with a long keyframe interval a chunk stops growing here
+
+
+class SegmentLookup(Protocol):
+    """What playback reads segments through: the `Index`, or the index plus the segments being written."""
+
+    def segments(self, *, channel: int | None = None, stream: str | None = None,
+                 start_us: int | None = None, end_us: int | None = None) -> list[Segment]: ...
+
+    def next_segment(self, *, channel: int, stream: str, at_or_after_us: int) -> Segment | None: ...
 
 
 @dataclass(slots=True)
@@ -79,13 +89,14 @@ class _Collector:
     done: bool = False
 
 
-def playback_chunk(index: Index, root: Path, *, channel: int, stream: str, start_us: int, duration_us: int,
-                   base_us: int, cache: SegmentCache | None = None) -> PlaybackChunk | None:
+def playback_chunk(index: SegmentLookup, root: Path, *, channel: int, stream: str, start_us: int, duration_us: int,
+                   base_us: int | None = None, cache: SegmentCache | None = None) -> PlaybackChunk | None:
     """The chunk at `start_us` (or, in a gap, at the next recording after it); None if nothing is
-    recorded at or after `start_us`. Frames before `base_us` are left out (media time is never negative)."""
+    recorded at or after `start_us`. Media time is wall time minus `base_us` (default: the chunk's first
+    frame). Frames before `base_us` are left out, up to the next keyframe (media time is never negative)."""
     cache = cache or SegmentCache(4)
     col = _Collector(start_us, start_us + max(duration_us, 1))
-    segments = index.segments(channel=channel, stream=stream, start_us=max(start_us, base_us), end_us=col.stop_us + 1)
+    segments = index.segments(channel=channel, stream=stream, start_us=max(start_us, base_us or start_us), end_us=col.stop_us + 1)
     if not segments:  # in a gap: the chunk starts at the next recording
         after = index.next_segment(channel=channel, stream=stream, at_or_after_us=start_us)
         if after is not None:
@@ -125,8 +136,13 @@ def _collect(col: _Collector, seg: Segment, path: Path, contents: SegmentContent
             col.frames.append(_Frame(seg, path, ref, at_us))
 
 
-def _chunk(col: _Collector, base_us: int) -> PlaybackChunk:
+def _chunk(col: _Collector, base_us: int | None) -> PlaybackChunk | None:
+    base_us = col.frames[0].at_us if base_us is None else base_us
     frames = [f for f in col.frames if f.at_us >= base_us]
+    while frames and not frames[0].ref.keyframe:  # a GOP cut by the base cannot be decoded
+        frames.pop(0)
+    if not frames:
+        return None
     ticks = [(f.at_us - base_us) * TIMESCALE // 1_000_000 for f in frames]
     samples = []
     for i, frame in enumerate(frames):

@@ -73,6 +73,17 @@ def test_playback_in_a_gap_starts_at_the_next_recording_and_past_the_end_is_204(
     assert c.get("/api/playback/1", params={"start": "yesterday-ish"}).status_code == 422
 
 
+def test_playback_and_the_timeline_reach_the_segment_being_written(appliance):
+    c = login(appliance, "viewer")
+    time.sleep(2.5)  # a couple of fragments into the open 10 s segment at least
+    now = time.time_ns() // 1000
+    tl = c.get("/api/timeline", params={"channel": 1, "start": str(now - 60_000_000)}).json()
+    assert now - tl["spans"][-1]["end_us"] < 2_500_000, "the timeline stops short of the live edge"
+    r = c.get("/api/playback/1", params={"start": str(now - 1_500_000), "duration_s": 1})
+    assert r.status_code == 200 and now - int(r.headers["x-chunk-start-us"]) < 3_000_000
+    assert decode_count(r.content) > 0
+
+
 def test_the_covering_segment_is_found_in_under_50_ms(appliance):
     c = login(appliance, "viewer")
     target = appliance.past_start_us + 9_000_000

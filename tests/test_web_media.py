@@ -115,3 +115,13 @@ def test_a_network_camera_is_muxed_for_live_view_without_reencoding(rtsp_server)
     fragments = [o for o in out if isinstance(o, LiveFragment)]
     assert fragments[0].keyframe
     assert len(decoded(init.data + b"".join(f.data for f in fragments))) == len(fragments)
+
+
+def test_a_base_inside_a_keyframe_interval_drops_the_cut_frames_and_stays_decodable(tmp_path, index, two_runs):
+    first, _ = two_runs
+    start = first[0].start_us + 1_500_000  # half way between the keyframes at 1 s and 2 s
+    chunk = playback_chunk(index, tmp_path, channel=1, stream="main", start_us=start, duration_us=2_000_000, base_us=start)
+    assert chunk.start_us >= start
+    assert len(decoded(b"".join(chunk.parts))) == chunk.frames
+    default = playback_chunk(index, tmp_path, channel=1, stream="main", start_us=start, duration_us=2_000_000)
+    assert default.start_us <= start and decoded(b"".join(default.parts))[0].time == 0
