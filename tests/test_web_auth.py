@@ -219,3 +219,30 @@ def test_run_with_half_a_tls_config_exits_2_and_starts_nothing(tmp_path):
                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode == 2 and "tls_key" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_login_limiter_blocks_an_address_after_many_failures_then_forgives():
+    from appliance.web_auth import LoginLimiter
+    now = [1000.0]
+    limiter = LoginLimiter(max_failures=5, window_s=60, monotonic=lambda: now[0])
+    for _ in range(5):
+        assert not limiter.blocked("10.0.0.9")
+        limiter.failed("10.0.0.9")
+    assert limiter.blocked("10.0.0.9") and not limiter.blocked("10.0.0.10")
+    now[0] += 61
+    assert not limiter.blocked("10.0.0.9")
+
+
+def test_unknown_names_take_as_long_as_known_ones(appliance):
+    import time as _time
+    store = appliance.users
+    t0 = _time.perf_counter()
+    with pytest.raises(Exception):
+        store.login("nobody-at-all", "whatever-1")
+    unknown = _time.perf_counter() - t0
+    t0 = _time.perf_counter()
+    with pytest.raises(Exception):
+        store.login("viewer", "whatever-1")
+    known = _time.perf_counter() - t0
+    assert unknown > known / 4  # both pay for scrypt; no fast path tells which names exist
+    appliance.users._run("UPDATE users SET failures = 0 WHERE name = 'viewer'")
