@@ -252,3 +252,17 @@ def test_pages_fit_a_phone_screen(browser, admin_session, appliance, name):
         assert overflow <= 1, f"the {name} page is {overflow} px wider than the phone screen"
     finally:
         context.close()
+
+
+def test_export_from_the_playback_cursor_prefills_the_range(page, appliance):
+    page.goto(appliance.url + "/#/playback")
+    page.wait_for_function("() => window.nvrPlayback && window.nvrPlayback.players().length == 2")
+    target = appliance.past_start_us + 10_000_000
+    page.evaluate(f"window.nvrPlayback.seek({target})")
+    page.wait_for_function("() => window.nvrPlayback.players()[0].video.readyState >= 2")
+    page.wait_for_timeout(400)
+    page.click("#pb-export")
+    page.wait_for_selector("#ex-start")
+    start_ms = page.evaluate("new Date(document.getElementById('ex-start').value).getTime()")
+    assert abs(start_ms * 1000 - target) < 1_500_000
+    assert page.input_value("#ex-channel") == "1"

@@ -8,11 +8,12 @@ function channelSelect(id, filter = () => true) {
 
 function message(node, text, ok = false) { node.className = ok ? "ok" : "error"; node.textContent = text; }
 
-export async function exportPage(page) {
-  const now = Date.now();
+export async function exportPage(page, [channel, fromUs] = []) {
+  const now = Date.now(), from = fromUs ? Number(fromUs) / 1000 : null;  // from the playback page: #/export/CH/US
   const ch = channelSelect("ex-channel");
-  const start = el("input", { type: "datetime-local", id: "ex-start", step: 1, value: isoLocal(now - 5 * 60e3) });
-  const end = el("input", { type: "datetime-local", id: "ex-end", step: 1, value: isoLocal(now - 60e3) });
+  if (channel) ch.value = channel;
+  const start = el("input", { type: "datetime-local", id: "ex-start", step: 1, value: isoLocal(from ?? now - 5 * 60e3) });
+  const end = el("input", { type: "datetime-local", id: "ex-end", step: 1, value: isoLocal(from ? from + 60e3 : now - 60e3) });
   const go = el("button", { type: "submit", id: "ex-go" }, "Export");
   const bar = el("progress", { id: "ex-progress", max: 1, value: 0, hidden: true });
   const out = el("p", { id: "ex-message", role: "status" }), link = el("p", { id: "ex-link" });

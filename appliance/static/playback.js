@@ -1,6 +1,6 @@
 // Playback: per-channel timelines (day/hour) with recordings, gaps and events; seek by click or drag;
 // 1x-16x; several channels kept in sync. Video comes as fMP4 chunks cut from the segments on disk.
-import { api, el, onCleanup, state } from "./app.js";
+import { api, el, may, onCleanup, state } from "./app.js";
 
 const MS = window.ManagedMediaSource || window.MediaSource;
 const HOUR_US = 3600e6, DAY_US = 24 * HOUR_US;
@@ -178,11 +178,12 @@ export async function playbackPage(page) {
   const speed = el("select", { id: "pb-speed" }, ...[1, 2, 4, 8, 16].map((s) => el("option", { value: s }, `${s}×`)));
   const playBtn = el("button", { id: "pb-play", type: "button" }, "Play");
   const clock = el("span", { class: "clock", id: "pb-clock" }, "—");
+  const exportBtn = el("button", { type: "button", id: "pb-export", hidden: !may("operator") }, "Export from here");
   const picks = channels.map((c, i) => el("label", { class: "badge" }, el("input", { type: "checkbox", value: c.id, checked: i < 4 }), ` ${c.id} ${c.name}`));
   const players = el("div", { class: "players" }), lines = el("div", {});
   page.append(el("h2", {}, "Playback"),
     el("div", { class: "row" }, dateInput, zoom, el("button", { type: "button", id: "pb-prev" }, "◀"), el("button", { type: "button", id: "pb-next" }, "▶"),
-       playBtn, speed, clock), el("div", { class: "row" }, ...picks), lines, players);
+       playBtn, speed, clock, exportBtn), el("div", { class: "row" }, ...picks), lines, players);
 
   let cursorUs = Date.now() * 1000 - 5 * 60e6, views = [], timelines = [], playing = false, seeks = 0;
   const dayStart = () => localMidnight(new Date(dateInput.value + "T00:00").getTime());
@@ -240,6 +241,10 @@ export async function playbackPage(page) {
   playBtn.addEventListener("click", () => {
     playing = !playing; playBtn.textContent = playing ? "Pause" : "Play";
     views.forEach((p) => (playing ? p.play() : p.pause()));
+  });
+  exportBtn.addEventListener("click", () => {
+    const first = views[0] ? views[0].channel : (channels[0] || {}).id;
+    location.hash = `#/export/${first}/${Math.round(cursorUs)}`;
   });
   speed.addEventListener("change", () => views.forEach((p) => p.setRate(Number(speed.value))));
   dateInput.addEventListener("change", () => { cursorUs = dayStart() + 12 * HOUR_US; build(); });
