@@ -167,6 +167,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         supervisor.stop()
         app.state.ctx.exports.close()
         app.state.ctx.users.close()
+        if app.state.ctx.index is not None:
+            app.state.ctx.index.close()
     return 0
 
 

@@ -151,9 +151,11 @@ class Supervisor:
         if self.index is not None:
             self.index.add_alarm(at_us=alarm.since_us, kind=alarm.kind, channel=alarm.channel, message=alarm.message)
 
-    def status(self) -> dict:
-        """Everything the health page shows, as plain data."""
-        count, size = self.index.totals() if self.index else (0, 0)
+    def status(self, *, index: Index | None = None) -> dict:
+        """Everything the health page shows, as plain data. `index`: a reader connection to count
+        through (the web's), so the count never holds the recorders' connection."""
+        index = index or self.index
+        count, size = index.totals() if index else (0, 0)
         now = self.clocks.utc_now_us()
         return {
             "data_root": str(self.root),

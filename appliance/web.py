@@ -12,17 +12,20 @@ from appliance.supervisor import Supervisor
 from appliance.users import UserStore
 from appliance.web_app import WebContext, build_app
 from appliance.web_media import ExportJobs
+from recorder.index import Index
 
 log = logging.getLogger("nvr.web")
 
 
 def create_app(supervisor: Supervisor, *, users: UserStore | None = None) -> FastAPI:
     """The FastAPI application (routes in web_auth, web_api, web_media, web_live, web_devices, web_config).
-    Users, sessions and the audit log live in `web.state_dir` (default: the data root)."""
+    Users, sessions and the audit log live in `web.state_dir` (default: the data root). The web reads the
+    index through a query-only connection of its own, so no HTTP request holds up a recorder's commit."""
     if users is None:
         state_dir = getattr(supervisor.config.web, "state_dir", None) or supervisor.root
         users = UserStore(Path(state_dir), clocks=supervisor.clocks)
-    return build_app(WebContext(supervisor=supervisor, users=users, exports=ExportJobs(supervisor.root)))
+    reader = Index(supervisor.root, reader=True) if supervisor.index is not None else None
+    return build_app(WebContext(supervisor=supervisor, users=users, exports=ExportJobs(supervisor.root), index=reader))
 
 
 class WebServer:

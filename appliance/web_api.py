@@ -73,7 +73,7 @@ def channel_config(request: Request, channel: int):
 
 
 def index_of(request: Request):
-    index = supervisor_of(request).index
+    index = ctx_of(request).index or supervisor_of(request).index
     if index is None:
         raise HTTPException(503, "the recorder is still starting; try again in a moment")
     return index
@@ -253,13 +253,18 @@ def _recorded_jpeg(request: Request, channel: int, stream: str, width: int | Non
 def health(request: Request) -> dict:
     """Recorder status plus disks, temperatures, uptimes and viewer counts."""
     sup = supervisor_of(request)
-    status = sup.status()
+    status = _status(request)
     status["disks"] = [_disk(sup.root)]
     status["temperatures"] = thermal_zones()
     status["system_uptime_s"] = system_uptime_s()
     status["viewers"] = dict(ctx_of(request).metrics)
     status["time"] = iso_utc(sup.clocks.utc_now_us())
     return status
+
+
+def _status(request: Request) -> dict:
+    sup, reader = supervisor_of(request), ctx_of(request).index
+    return sup.status(index=reader) if reader is not None else sup.status()
 
 
 def _disk(root: Path) -> dict:
@@ -299,7 +304,7 @@ def _metrics_auth(request: Request) -> None:
 
 def prometheus_text(request: Request) -> str:
     sup = supervisor_of(request)
-    status = sup.status()
+    status = _status(request)
     lines = [
         "# HELP nvr_uptime_seconds Seconds since the recorder started.", "# TYPE nvr_uptime_seconds gauge",
         f"nvr_uptime_seconds {status['uptime_s']}",

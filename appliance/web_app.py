@@ -29,6 +29,7 @@ class WebContext:
     supervisor: object  # appliance.supervisor.Supervisor (or a test double with the same attributes)
     users: UserStore
     exports: ExportJobs
+    index: object | None = None  # a query-only Index for the web's reads (else the supervisor's is used)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     segments: SegmentCache = field(default_factory=SegmentCache)
     metrics: dict = field(default_factory=lambda: {"live_viewers": 0, "mjpeg_viewers": 0, "exports": 0,

@@ -47,8 +47,8 @@ class RecordingsOnly:
         self.recorders, self.live, self.alarms = [], LiveHub(), AlarmBoard(clocks=clocks)
         self.started_us = clocks.utc_now_us()
 
-    def status(self) -> dict:
-        count, size = self.index.totals()
+    def status(self, *, index: Index | None = None) -> dict:
+        count, size = (index or self.index).totals()
         return {"data_root": str(self.root), "uptime_s": 0, "segments": count, "bytes": size, "retention": None,
                 "recovery": None, "alarms": [], "streams": []}
 

@@ -100,13 +100,18 @@ class Index:
     file that was synced before it (the order in DESIGN.md §3).
     """
 
-    def __init__(self, root: Path, *, create: bool = True):
+    def __init__(self, root: Path, *, create: bool = True, reader: bool = False):
+        """`reader=True` opens a second, query-only connection to an existing index: under WAL its reads
+        never wait for the recorder's writes nor hold them up (the web server reads through one)."""
         self.path = root / INDEX_FILE
-        if not create and not self.path.exists():
+        if (not create or reader) and not self.path.exists():
             raise FileNotFoundError(f"no index at {self.path}: nothing has been recorded under {root}")
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            if reader:
+                self._db.execute("PRAGMA query_only=ON")
+                return
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")

@@ -84,6 +84,28 @@ def test_playback_and_the_timeline_reach_the_segment_being_written(appliance):
     assert decode_count(r.content) > 0
 
 
+def test_web_reads_never_wait_for_the_recorders_index_lock(appliance):
+    import threading
+    c = login(appliance, "viewer")
+    held, release = threading.Event(), threading.Event()
+
+    def hold_writer_lock():
+        with appliance.supervisor.index._lock:  # as a recorder's commit (fsync included) would
+            held.set()
+            release.wait(10)
+    holder = threading.Thread(target=hold_writer_lock)
+    holder.start()
+    try:
+        held.wait(5)
+        r = c.get("/api/timeline", params={"channel": 1}, timeout=5)
+        assert r.status_code == 200 and r.json()["spans"]
+        assert c.get("/api/playback/1", params={"start": str(appliance.past_start_us)}, timeout=5).status_code == 200
+        assert c.get("/api/health", timeout=5).json()["segments"] > 0
+    finally:
+        release.set()
+        holder.join()
+
+
 def test_the_covering_segment_is_found_in_under_50_ms(appliance):
     c = login(appliance, "viewer")
     target = appliance.past_start_us + 9_000_000
