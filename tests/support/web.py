@@ -25,8 +25,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def config_text(root: Path, *, channels: int = 1, width: int = 320, height: int = 240) -> str:
-    chans = "".join(
+def config_text(root: Path, *, channels: int = 1, width: int = 320, height: int = 240, extra: str = "") -> str:
+    chans = extra + "".join(
         f"  - id: {i}\n    name: Cam {i}\n    source: {{type: test-pattern, width: {width}, height: {height}, fps: 25,"
         f" bitrate: 300000, keyframe_interval_s: 1}}\n" for i in range(1, channels + 1))
     return f"storage:\n  path: {root}\n  segment_seconds: 10\nchannels:\n{chans}web:\n  listen: 127.0.0.1:8080\n"
@@ -62,14 +62,15 @@ class Appliance:
 
 
 def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, past_ago_s: float = 600,
-                    with_users: bool = True) -> Appliance:
+                    with_users: bool = True, extra_channels: str = "") -> Appliance:
+    """`extra_channels`: YAML list items put before the test-pattern channels (e.g. RTSP cameras)."""
     root = tmp / "data"
     root.mkdir(parents=True, exist_ok=True)
     past_start_us = time.time_ns() // 1000 - round(past_ago_s * 1e6)
     if past_seconds:
         record_past(root, start_us=past_start_us, seconds=past_seconds, channels=channels)
     config_file = tmp / "nvr.yaml"
-    config_file.write_text(config_text(root, channels=channels))
+    config_file.write_text(config_text(root, channels=channels, extra=extra_channels))
     config = parse_config(config_file.read_text(), source=str(config_file), base_dir=tmp)
     supervisor = Supervisor(config, clocks=RealClocks(), sync=False)
     supervisor.start()
