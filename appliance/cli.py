@@ -148,13 +148,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     supervisor = Supervisor(config, clocks=RealClocks())
+    # The app is built (and uvicorn's modules imported) before recording starts: that takes CPU, and
+    # the GIL, that the first frames of every channel need.
+    app = create_app(supervisor)
+    web = WebServer(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
     try:
         supervisor.start()
     except DataRootBusy as exc:  # a runtime refusal, not a bug: say so without a traceback
         print(f"nvr: {exc}", file=sys.stderr)
         return 1
-    app = create_app(supervisor)
-    web = WebServer(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
     web.start()
     log.info("web UI on %s (config: %s)", web.address, config.source_name)
     if not app.state.ctx.users.has_users():

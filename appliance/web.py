@@ -12,7 +12,6 @@ from appliance.supervisor import Supervisor
 from appliance.users import UserStore
 from appliance.web_app import WebContext, build_app
 from appliance.web_media import ExportJobs
-from recorder.index import Index
 
 log = logging.getLogger("nvr.web")
 
@@ -20,12 +19,12 @@ log = logging.getLogger("nvr.web")
 def create_app(supervisor: Supervisor, *, users: UserStore | None = None) -> FastAPI:
     """The FastAPI application (routes in web_auth, web_api, web_media, web_live, web_devices, web_config).
     Users, sessions and the audit log live in `web.state_dir` (default: the data root). The web reads the
-    index through a query-only connection of its own, so no HTTP request holds up a recorder's commit."""
+    index through a query-only connection of its own, so no HTTP request holds up a recorder's commit.
+    Build the app before `supervisor.start()`: building it costs CPU the first seconds of recording need."""
     if users is None:
         state_dir = getattr(supervisor.config.web, "state_dir", None) or supervisor.root
         users = UserStore(Path(state_dir), clocks=supervisor.clocks)
-    reader = Index(supervisor.root, reader=True) if supervisor.index is not None else None
-    return build_app(WebContext(supervisor=supervisor, users=users, exports=ExportJobs(supervisor.root), index=reader))
+    return build_app(WebContext(supervisor=supervisor, users=users, exports=ExportJobs(supervisor.root)))
 
 
 class WebServer:
@@ -34,8 +33,10 @@ class WebServer:
 
     def __init__(self, app: FastAPI, *, host: str, port: int, tls_cert: Path | None = None, tls_key: Path | None = None):
         tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)} if tls_cert and tls_key else {}
-        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                                     ws="websockets-sansio", **tls))
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                ws="websockets-sansio", **tls)
+        config.load()  # imports the protocol modules now, on the caller's thread, not while serving starts
+        self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
         scheme = "https" if tls else "http"
         self.address = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}/"

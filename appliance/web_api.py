@@ -73,7 +73,7 @@ def channel_config(request: Request, channel: int):
 
 
 def index_of(request: Request):
-    index = ctx_of(request).index or supervisor_of(request).index
+    index = ctx_of(request).reader()
     if index is None:
         raise HTTPException(503, "the recorder is still starting; try again in a moment")
     return index
@@ -263,7 +263,7 @@ def health(request: Request) -> dict:
 
 
 def _status(request: Request) -> dict:
-    sup, reader = supervisor_of(request), ctx_of(request).index
+    sup, reader = supervisor_of(request), ctx_of(request).reader()
     return sup.status(index=reader) if reader is not None else sup.status()
 
 

@@ -6,6 +6,7 @@ on HTTP.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from appliance.users import UserStore
 from appliance.version import appliance_version
 from appliance.web_auth import LoginLimiter, authenticated
 from appliance.web_media import ExportJobs
+from recorder.index import Index
 from recorder.playback import SegmentCache
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -29,11 +31,21 @@ class WebContext:
     supervisor: object  # appliance.supervisor.Supervisor (or a test double with the same attributes)
     users: UserStore
     exports: ExportJobs
-    index: object | None = None  # a query-only Index for the web's reads (else the supervisor's is used)
+    index: Index | None = None  # the web's own query-only connection, opened once the recorder's index exists
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     segments: SegmentCache = field(default_factory=SegmentCache)
     metrics: dict = field(default_factory=lambda: {"live_viewers": 0, "mjpeg_viewers": 0, "exports": 0,
                                                    "playback_chunks": 0, "bad_requests": 0})
+    _reader_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reader(self) -> Index | None:
+        """The index to read through: the web's own connection (opened on first use), or None while the
+        recorder has not opened the index yet."""
+        if self.index is None and getattr(self.supervisor, "index", None) is not None:
+            with self._reader_lock:
+                if self.index is None:
+                    self.index = Index(self.supervisor.root, reader=True)
+        return self.index
 
 
 def build_app(ctx: WebContext) -> FastAPI:

@@ -17,6 +17,16 @@ from recorder.index import Index
 from support.recording import make_segmenter, record
 
 PASSWORDS = {"admin": "admin-pass-1", "operator": "operator-pass-1", "viewer": "viewer-pass-1"}
+WEB_USER = ("tester", "tester-pass-1")  # what tests that run `nvr run` log in with
+
+
+def add_web_user(root: Path, name: str = WEB_USER[0], password: str = WEB_USER[1], role: str = "viewer") -> None:
+    """Put a web user into the users file of data root `root` (before or while `nvr run` uses it)."""
+    store = UserStore(root, clocks=RealClocks())
+    try:
+        store.add_user(name, password, role, replace=True)
+    finally:
+        store.close()
 
 
 def free_port() -> int:
