@@ -84,6 +84,21 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("out", type=Path, metavar="OUT.mp4")
     exp.set_defaults(handler=_cmd_export)
 
+    user = sub.add_parser("user", help="manage web users: add NAME --role R (password on standard input), list, remove NAME")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = user_sub.add_parser("add", help="add a user, or set an existing one's password and role; reads the password from stdin")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("admin", "operator", "viewer"), required=True)
+    _config_args(add)
+    add.set_defaults(handler=_cmd_user_add)
+    ls = user_sub.add_parser("list", help="list users and roles")
+    _config_args(ls)
+    ls.set_defaults(handler=_cmd_user_list)
+    rm = user_sub.add_parser("remove", help="remove a user")
+    rm.add_argument("name")
+    _config_args(rm)
+    rm.set_defaults(handler=_cmd_user_remove)
+
     dev = sub.add_parser("devices", help="list video capture devices, serial ports and audio inputs for the config")
     dev.add_argument("--json", action="store_true", help="print one JSON object")
     dev.set_defaults(handler=_cmd_devices)
@@ -144,25 +159,51 @@ def _cmd_run(args: argparse.Namespace) -> int:
         host, port = split_host_port(args.listen) if args.listen else (config.web.host, config.web.port)
     except ValueError as exc:
         raise UserError(f"--listen: {exc}") from None
+    try:
+        tls_cert, tls_key = _tls_files(config)  # before anything starts: a TLS mistake starts nothing
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     supervisor = Supervisor(config, clocks=RealClocks())
+    # The app is built (and uvicorn's modules imported) before recording starts: that takes CPU, and
+    # the GIL, that the first frames of every channel need.
+    app = create_app(supervisor)
+    web = WebServer(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
     try:
         supervisor.start()
     except DataRootBusy as exc:  # a runtime refusal, not a bug: say so without a traceback
         print(f"nvr: {exc}", file=sys.stderr)
         return 1
-    web = WebServer(create_app(supervisor), host=host, port=port)
     web.start()
-    log.info("status page on %s (config: %s)", web.address, config.source_name)
+    log.info("web UI on %s (config: %s)", web.address, config.source_name)
+    if not app.state.ctx.users.has_users():
+        log.warning("no web user yet: open %s to set the administrator's password (or use `nvr user add`)", web.address)
     try:
         stop.wait()
     finally:
         log.info("stopping")
         web.stop()
         supervisor.stop()
+        app.state.ctx.exports.close()
+        app.state.ctx.users.close()
+        if app.state.ctx.index is not None:
+            app.state.ctx.index.close()
     return 0
+
+
+def _tls_files(config: Config) -> tuple[Path | None, Path | None]:
+    web = config.web
+    if web.tls_cert or web.tls_key:
+        if not (web.tls_cert and web.tls_key):
+            raise UserError("web.tls_cert and web.tls_key go together: give both")
+        return web.tls_cert, web.tls_key
+    if web.tls_self_signed:
+        from appliance.tls import ensure_self_signed
+
+        return ensure_self_signed(Path(web.state_dir or config.storage.path))
+    return None, None
 
 
 def _open_index(config: Config) -> Index:
@@ -216,6 +257,54 @@ def _cmd_export(args: argparse.Namespace) -> int:
     gaps = f", {result.gaps} gap(s) closed up" if result.gaps else ""
     print(f"wrote {result.path}: {result.frames} frames, {result.bytes / 1e6:.1f} MB, "
           f"{iso_utc(result.start_us)} to {iso_utc(result.end_us)}{gaps}")
+    return 0
+
+
+def _user_store(args: argparse.Namespace):
+    from appliance.users import UserStore
+
+    config = _load(args)
+    return UserStore(Path(config.web.state_dir or config.storage.path), clocks=RealClocks())
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    from appliance.users import UserError as BadUser
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    store = _user_store(args)
+    try:
+        store.add_user(args.name, password, args.role, replace=True)
+        store.audit(None, "user_add", {"username": args.name, "role": args.role}, "cli")
+    except BadUser as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        store.close()
+    print(f"user {args.name} ({args.role}) saved in {store.path}")
+    return 0
+
+
+def _cmd_user_list(args: argparse.Namespace) -> int:
+    store = _user_store(args)
+    try:
+        users = store.users()
+    finally:
+        store.close()
+    print("\n".join(f"{u.name}\t{u.role}" for u in users) if users else "no users (the first web visit sets the administrator)")
+    return 0
+
+
+def _cmd_user_remove(args: argparse.Namespace) -> int:
+    from appliance.users import UserError as BadUser
+
+    store = _user_store(args)
+    try:
+        store.remove_user(args.name)
+        store.audit(None, "user_remove", {"username": args.name}, "cli")
+    except BadUser as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        store.close()
+    print(f"user {args.name} removed")
     return 0
 
 

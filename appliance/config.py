@@ -377,12 +377,27 @@ class WebConfig(_Section):
 
     listen: str = Field("127.0.0.1:8080", description=(
         "host:port to serve on: an IPv4 address, a host name or [IPv6]; 0.0.0.0 for all interfaces."))
+    state_dir: Path | None = Field(None, strict=False, description=(
+        "Folder for web users, sessions and the audit log (users.sqlite3); default: the storage path."))
+    tls_cert: Path | None = Field(None, strict=False, description=(
+        "PEM certificate file: serve HTTPS instead of HTTP (with tls_key)."))
+    tls_key: Path | None = Field(None, strict=False, description="PEM private key file of tls_cert.")
+    tls_self_signed: bool = Field(False, description=(
+        "Serve HTTPS with a self-signed certificate made on first start (in state_dir) when no tls_cert is given."))
 
     @field_validator("listen")
     @classmethod
     def _is_host_port(cls, listen: str) -> str:
         split_host_port(listen)
         return listen
+
+    @field_validator("state_dir", "tls_cert", "tls_key")
+    @classmethod
+    def _paths_from_the_config_folder(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        base_dir = (info.context or {}).get("base_dir") or Path.cwd()
+        return Path(os.path.abspath(Path(base_dir) / path.expanduser()))
 
     @property
     def host(self) -> str:

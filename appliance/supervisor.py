@@ -154,13 +154,39 @@ class Supervisor:
             self._lock_fd = None
         log.info("stopped; every segment is closed and indexed")
 
+    def restart_channels(self, config: Config, channel_ids: list[int]) -> list[int]:
+        """Take `config` as the running config and restart only the channels in `channel_ids`: their
+        streams stop (open segments closed and indexed), then those enabled in `config` start again with
+        their new settings. Other channels keep recording untouched. Returns the ids started again.
+        Storage and web settings are not applied here (they need a restart of `nvr run`)."""
+        ids = set(channel_ids)
+        stopping = [r for r in self.recorders if r.segmenter.channel in ids]
+        for recorder in stopping:
+            recorder.request_stop()
+        for recorder in stopping:
+            recorder.join()
+        self.recorders = [r for r in self.recorders if r.segmenter.channel not in ids]
+        for channel_id in ids:
+            self.alarms.clear_alarm("source_lost", channel=channel_id)
+        self.config = config
+        enabled = [c for c in config.channels if c.enabled]
+        started = []
+        for position, channel in enumerate(enabled):
+            if channel.id in ids:
+                self._start_channel(channel, position, len(enabled))
+                started.append(channel.id)
+        log.info("restarted channel(s) %s with the new config", ", ".join(map(str, sorted(ids))) or "none")
+        return started
+
     def _record_alarm(self, alarm: Alarm) -> None:
         if self.index is not None:
             self.index.add_alarm(at_us=alarm.since_us, kind=alarm.kind, channel=alarm.channel, message=alarm.message)
 
-    def status(self) -> dict:
-        """Everything the health page shows, as plain data."""
-        count, size = self.index.totals() if self.index else (0, 0)
+    def status(self, *, index: Index | None = None) -> dict:
+        """Everything the health page shows, as plain data. `index`: a reader connection to count
+        through (the web's), so the count never holds the recorders' connection."""
+        index = index or self.index
+        count, size = index.totals() if index else (0, 0)
         now = self.clocks.utc_now_us()
         return {
             "data_root": str(self.root),

@@ -22,7 +22,6 @@ Goals (issue): ratio nvr/ffmpeg <= 1.0, and 64 streams recorded in under 50 % of
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -32,15 +31,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+BENCH_PASSWORD = "bench-password-1"
 
+from appliance.users import UserStore  # noqa: E402
+from appliance.web_client import ApiClient  # noqa: E402
 from bench.common import print_table  # noqa: E402
+from hal.clock import RealClocks  # noqa: E402
 from recorder.fmp4 import read_segment  # noqa: E402
 from recorder.mp4 import Mp4Error  # noqa: E402
 from support.rtsp import SYSTEM_FFMPEG, RtspServer, rtsp_available  # noqa: E402
@@ -247,6 +249,10 @@ class NvrProcess:
         self.port = free_port()
         config = work / "nvr.yaml"
         config.write_text(nvr_config(self.root, urls, self.port, client))
+        users = UserStore(self.root, clocks=RealClocks())  # the health API needs a login
+        users.add_user("bench", BENCH_PASSWORD, "viewer", replace=True)
+        users.close()
+        self.api = ApiClient(f"http://127.0.0.1:{self.port}", "bench", BENCH_PASSWORD)
         entry = ["-m", "appliance.cli"] if sync else ["-c", NO_SYNC_NVR]
         self.log_path = work / "nvr.log"
         with open(self.log_path, "w") as log:
@@ -256,8 +262,7 @@ class NvrProcess:
 
     def health(self) -> dict | None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/health", timeout=5) as reply:
-                return json.load(reply)
+            return self.api.get_json("/api/health")
         except (OSError, ValueError):
             return None
 

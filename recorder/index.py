@@ -144,13 +144,18 @@ class Index:
     file that was synced before it (the order in DESIGN.md §3).
     """
 
-    def __init__(self, root: Path, *, create: bool = True):
+    def __init__(self, root: Path, *, create: bool = True, reader: bool = False):
+        """`reader=True` opens a second, query-only connection to an existing index: under WAL its reads
+        never wait for the recorder's writes nor hold them up (the web server reads through one)."""
         self.path = root / INDEX_FILE
-        if not create and not self.path.exists():
+        if (not create or reader) and not self.path.exists():
             raise FileNotFoundError(f"no index at {self.path}: nothing has been recorded under {root}")
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            if reader:
+                self._db.execute("PRAGMA query_only=ON")
+                return
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -283,6 +288,15 @@ class Index:
         seg = _segment(rows[0]) if rows else None
         return seg if seg is not None and seg.end_us > at_us else None
 
+    def next_segment(self, *, channel: int, stream: str, at_or_after_us: int) -> Segment | None:
+        """The first segment of a stream starting at or after `at_or_after_us` (one index probe)."""
+        rows = self._query(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE channel = ? AND stream = ? AND start_us >= ?"
+            " AND deleting = 0 ORDER BY start_us LIMIT 1",
+            (channel, stream, at_or_after_us),
+        )
+        return _segment(rows[0]) if rows else None
+
     def oldest(self, *, limit: int, locked: bool) -> list[Segment]:
         """The oldest segments (by start time, all channels) that are locked or not, for retention."""
         rows = self._query(
@@ -393,6 +407,17 @@ class Index:
             f" FROM events e WHERE {' AND '.join(where)} ORDER BY e.start_us DESC, e.id DESC LIMIT ?", (*args, limit))
         return [Event(*row[:6], bool(row[6]), tuple(sorted(int(c) for c in row[7].split(","))) if row[7] else ())
                 for row in rows]
+
+    def alarms_between(self, *, start_us: int, end_us: int, channel: int | None = None,
+                       limit: int = 1000) -> list[tuple[int, str, int | None, str]]:
+        """Recorded alarms in [start_us, end_us) as (at_us, kind, channel, message), oldest first;
+        with a channel, that channel's and the appliance-wide ones (channel NULL)."""
+        sql = "SELECT at_us, kind, channel, message FROM alarms WHERE at_us >= ? AND at_us < ?"
+        args: list = [start_us, end_us]
+        if channel is not None:
+            sql += " AND (channel = ? OR channel IS NULL)"
+            args.append(channel)
+        return self._query(sql + " ORDER BY at_us LIMIT ?", (*args, limit))
 
     def totals(self) -> tuple[int, int]:
         """(segment count, bytes) over the whole index."""

@@ -467,6 +467,18 @@ class Segmenter:
         self.stats.frames_recorded += seg.frames
         self.stats.bytes += seg.file.bytes_written
 
+    def open_segment_row(self) -> Segment | None:
+        """The segment being written, as the row it will get (id 0), for playback near the live edge;
+        None before its first fragment is on disk. Read from other threads: a snapshot that may lag a
+        fragment. Until the run's first segment is committed, its times use the provisional label."""
+        seg, run = self._segment, self._run
+        if seg is None or run is None or seg.fragments_written == 0:
+            return None
+        end_ticks = seg.fragment_start
+        return Segment(id=0, run_id=run.id, channel=self.channel, stream=self.stream, seq=seg.seq,
+                       start_us=run.start_us + ticks_to_us(seg.start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),
+                       media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.file.bytes_written, frames=seg.frames)
+
     def _storage_failed(self, exc: Exception) -> None:
         kind = "disk_full" if isinstance(exc, DiskFull) else "disk_error"
         self._alarms.raise_alarm(kind, f"channel {self.channel} {self.stream}: {exc}", channel=self.channel)

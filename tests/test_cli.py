@@ -234,7 +234,7 @@ def test_run_without_arguments_records_the_embedded_default_into_nvr_data(tmp_pa
         assert status["data_root"] == str(tmp_path / "nvr-data")
         assert [(s["channel"], s["stream"]) for s in status["streams"]] == [(1, "main")]
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
-        assert "nvr status" in page
+        assert "<title>nvr</title>" in page and "login-form" in page
         proc.send_signal(signal.SIGTERM)
         stopped_us = time.time_ns() // 1000
         assert proc.wait(20) == 0, log.read_text()
@@ -255,20 +255,42 @@ def test_run_without_arguments_records_the_embedded_default_into_nvr_data(tmp_pa
 
 
 def wait_for_recording(proc: subprocess.Popen, port: int, log: Path, timeout_s: float = 30) -> dict:
-    """The health JSON once every stream is connected and has written its first fragment."""
+    """The health JSON once every stream is connected and has written its first fragment. The public
+    probe says when streams record; the full health needs a login, so a user is added with `nvr user add`."""
     deadline = time.monotonic() + timeout_s
+    base = f"http://127.0.0.1:{port}"
+    cookie = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"nvr run exited with {proc.returncode}:\n{log.read_text()}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
-                status = json.load(response)
+            if cookie is None:
+                with urllib.request.urlopen(f"{base}/api/ping", timeout=2) as response:
+                    ping = json.load(response)
+                if ping["streams"] and ping["recording"] == ping["streams"]:
+                    cookie = _log_in(base, folder=log.parent)
+                    continue
+            else:
+                request = urllib.request.Request(f"{base}/api/health", headers={"Cookie": cookie})
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    status = json.load(response)
+                if status["streams"] and all(s["connected"] and s["packets"] > 30 for s in status["streams"]):
+                    return status
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            status = None
-        if status and status["streams"] and all(s["connected"] and s["packets"] > 30 for s in status["streams"]):
-            return status
+            pass
         time.sleep(0.1)
     pytest.fail(f"nvr run did not start recording within {timeout_s} s:\n{log.read_text()}")
+
+
+def _log_in(base: str, *, folder: Path) -> str:
+    """Add a user to the run's data root (`folder`/nvr-data) and log in; returns the Cookie header."""
+    add = subprocess.run([*nvr_command(), "user", "add", "tester", "--role", "viewer", "--data", "nvr-data"],
+                         input="tester-pass-1\n", capture_output=True, text=True, timeout=60, cwd=folder)
+    assert add.returncode == 0, add.stderr
+    body = json.dumps({"username": "tester", "password": "tester-pass-1"}).encode()
+    request = urllib.request.Request(f"{base}/api/login", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return "; ".join(h.split(";", 1)[0] for h in response.headers.get_all("Set-Cookie"))
 
 
 # --- recordings ----------------------------------------------------------------------------------

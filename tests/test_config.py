@@ -421,7 +421,7 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
      "id, name, enabled, source, ptz, audio, motion"),
     (with_source("type: rtsp\nurl: rtsp://cam\nsub: rtsp://cam/2\n"), "channels[0].source.sub", 6,
      "type, url, sub_url, timeout_s, reconnect_max_s, client"),
-    ("web:\n  port: 80\n", "web.port", 2, "listen"),
+    ("web:\n  port: 80\n", "web.port", 2, "listen, state_dir, tls_cert, tls_key, tls_self_signed"),
 ])
 def test_unknown_key_is_reported_with_its_path_and_line(yaml_text, path, line, allowed):
     problem = only_problem(yaml_text)
@@ -739,3 +739,12 @@ def test_errors_in_a_loaded_file_name_the_file_and_line(tmp_path):
 
     assert str(caught.value) == (f"{config_file}:3: storage.segment_seconds: "
                                  "expected an integer from 2 to 600, got 1")
+
+
+def test_web_tls_and_state_paths_are_taken_from_the_config_folder(tmp_path):
+    from appliance.config import parse_config
+    config = parse_config("web:\n  tls_cert: certs/web.pem\n  tls_key: /etc/nvr/key.pem\n  state_dir: ~/nvr-state\n",
+                          base_dir=tmp_path)
+    assert config.web.tls_cert == tmp_path / "certs" / "web.pem"
+    assert str(config.web.tls_key) == "/etc/nvr/key.pem"
+    assert config.web.state_dir.is_absolute() and config.web.tls_self_signed is False

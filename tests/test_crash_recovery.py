@@ -8,7 +8,6 @@ run (about 100 s).
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +25,10 @@ import av
 import av.logging
 import pytest
 
+from appliance.web_client import ApiClient
 from recorder.index import Index
 from recorder.recovery import recover
+from support.web import WEB_USER, add_web_user
 
 FPS = 25
 CHANNELS = (1, 2)
@@ -77,19 +77,20 @@ class Nvr:
     proc: subprocess.Popen
     port: int
     log: Path
+    api: ApiClient | None = None
 
     @classmethod
     def start(cls, config: Path, log: Path) -> "Nvr":
         port = free_port()
+        add_web_user(config.parent / "data")  # the health API needs a login
         with open(log, "ab") as out:
             proc = subprocess.Popen([*nvr_command(), "run", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        return cls(proc, port, log)
+        return cls(proc, port, log, ApiClient(f"http://127.0.0.1:{port}", *WEB_USER, timeout_s=2))
 
     def health(self) -> dict | None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/health", timeout=2) as response:
-                return json.load(response)
+            return self.api.get_json("/api/health")
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None
 

@@ -1,0 +1,175 @@
+"""bench/live: glass-to-browser latency of the live view, in Debian's headless Chromium.
+
+    ./dev bench live [--channels 1] [--seconds 15] [--width 1280] [--height 720] [--fps 25]
+
+Test-pattern channels record as in `nvr run`; each packet carries the capture time of its raw frame
+(the moment the simulated sensor produced it). The browser plays the live WebSocket through Media
+Source Extensions exactly as the live page does and, with requestVideoFrameCallback, notes when each
+frame is presented. Latency = presentation time - capture time (same machine, same clock), split into
+capture -> sent by the server (encode, mux, queue) and sent -> presented (socket, MSE, decode, paint).
+Goal (issue 5): under 500 ms. Prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from appliance.config import parse_config  # noqa: E402
+from appliance.sources import channel_sources  # noqa: E402
+from appliance.supervisor import Supervisor  # noqa: E402
+from appliance.users import UserStore  # noqa: E402
+from appliance.web import WebServer, create_app  # noqa: E402
+from bench.common import print_table  # noqa: E402
+from hal.clock import RealClocks  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+PASSWORD = "bench-password-1"
+
+
+class CaptureStamped:
+    """Wraps an encoding source so each packet's `arrival_us` is its raw frame's capture time (the
+    encoder is zerolatency without B-frames: one frame in, its packet out, in order)."""
+
+    def __init__(self, inner):
+        self._inner, self.name = inner, inner.name
+        self._captured: deque[int] = deque(maxlen=64)
+        self._tap = None
+        inner.frame_tap = self._stamp
+
+    @property
+    def frame_tap(self):
+        return self._tap
+
+    @frame_tap.setter
+    def frame_tap(self, tap) -> None:
+        self._tap = tap
+
+    def _stamp(self, frame) -> None:
+        self._captured.append(frame.timestamp_us)
+        if self._tap is not None:
+            self._tap(frame)
+
+    def open(self):
+        self._captured.clear()
+        return self._inner.open()
+
+    def packets(self):
+        for packet in self._inner.packets():
+            yield replace(packet, arrival_us=self._captured.popleft()) if self._captured else packet
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def start(folder: Path, *, channels: int, width: int, height: int, fps: int):
+    chans = "".join(f"  - id: {i}\n    source: {{type: test-pattern, width: {width}, height: {height}, fps: {fps},"
+                    f" keyframe_interval_s: 2}}\n" for i in range(1, channels + 1))
+    config = parse_config(f"storage:\n  path: {folder}\nchannels:\n{chans}", source="<bench>")
+    clocks = RealClocks()
+    supervisor = Supervisor(config, clocks=clocks, sync=False,
+                            sources=lambda ch: {k: CaptureStamped(v) for k, v in channel_sources(ch, clocks=clocks).items()})
+    supervisor.start()
+    users = UserStore(folder, clocks=clocks)
+    users.add_user("bench", PASSWORD, "viewer", replace=True)
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = WebServer(create_app(supervisor, users=users), host="127.0.0.1", port=port)
+    server.start()
+    time.sleep(1.0)
+    return supervisor, server, users, f"http://127.0.0.1:{port}"
+
+
+MEASURE_JS = """async ([channel, seconds]) => {
+  const { LivePlayer } = await import('/static/live.js');
+  const video = document.createElement('video');
+  document.body.append(video);
+  const sent = new Map();
+  const player = new LivePlayer(video, channel, 'main', { timing: true });
+  const orig = player.message.bind(player);
+  player.message = (data) => {
+    if (typeof data === 'string') { const m = JSON.parse(data); if (m.type === 'frame') sent.set(Math.round(m.media_s * 1000), [m.capture_ms, m.sent_ms]); }
+    orig(data);
+  };
+  const samples = [];
+  await new Promise((resolve) => {
+    const started = performance.now();
+    const onFrame = (now, meta) => {
+      const key = Math.round(meta.mediaTime * 1000);
+      const t = sent.get(key) || sent.get(key - 1) || sent.get(key + 1);
+      if (t) samples.push([performance.timeOrigin + meta.presentationTime - t[0], t[1] - t[0]]);
+      if (performance.now() - started > seconds * 1000) resolve(); else video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  });
+  player.close();
+  return samples;
+}"""
+
+
+def measure(url: str, *, channels: int, seconds: float) -> dict[int, list[tuple[float, float]]]:
+    from playwright.sync_api import sync_playwright
+    results = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.goto(url + "/#/health")
+        page.fill("#username", "bench")
+        page.fill("#password", PASSWORD)
+        page.click("#login-button")
+        page.wait_for_selector("#top:not([hidden])")
+        for channel in range(1, channels + 1):
+            results[channel] = page.evaluate(MEASURE_JS, [channel, seconds])
+        browser.close()
+    return results
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--fps", type=int, default=25)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as folder:
+        supervisor, server, users, url = start(Path(folder), channels=args.channels, width=args.width,
+                                               height=args.height, fps=args.fps)
+        try:
+            results = measure(url, channels=args.channels, seconds=args.seconds)
+        finally:
+            server.stop()
+            supervisor.stop()
+            users.close()
+    rows = []
+    for channel, samples in results.items():
+        if not samples:
+            rows.append([channel, 0, "-", "-", "-", "-", "-"])
+            continue
+        total = [s[0] for s in samples]
+        server_part = [s[1] for s in samples]
+        rows.append([channel, len(samples), round(statistics.median(server_part), 1), round(statistics.median(total), 1),
+                     round(percentile(total, 0.95), 1), round(max(total), 1), "yes" if percentile(total, 0.95) < 500 else "NO"])
+    print_table(f"Live view glass-to-browser latency, {args.width}x{args.height}@{args.fps}, {args.seconds:.0f} s per channel (ms)",
+                ["channel", "frames", "capture->sent p50", "glass->presented p50", "p95", "max", "p95 < 500 ms"], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

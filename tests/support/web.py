@@ -1,0 +1,118 @@
+"""A running appliance for web tests: a real Supervisor recording test-pattern channels, with some
+recording in the past made under simulated clocks, and helpers to log in."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.config import parse_config
+from appliance.supervisor import Supervisor
+from appliance.users import UserStore
+from appliance.web import WebServer, create_app
+from hal.clock import RealClocks, SimulatedClocks
+from recorder.index import Index
+from support.recording import make_segmenter, record
+
+PASSWORDS = {"admin": "admin-pass-1", "operator": "operator-pass-1", "viewer": "viewer-pass-1"}
+WEB_USER = ("tester", "tester-pass-1")  # what tests that run `nvr run` log in with
+
+
+def add_web_user(root: Path, name: str = WEB_USER[0], password: str = WEB_USER[1], role: str = "viewer") -> None:
+    """Put a web user into the users file of data root `root` (before or while `nvr run` uses it)."""
+    store = UserStore(root, clocks=RealClocks())
+    try:
+        store.add_user(name, password, role, replace=True)
+    finally:
+        store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config_text(root: Path, *, channels: int = 1, width: int = 320, height: int = 240, extra: str = "") -> str:
+    chans = extra + "".join(
+        f"  - id: {i}\n    name: Cam {i}\n    source: {{type: test-pattern, width: {width}, height: {height}, fps: 25,"
+        f" bitrate: 300000, keyframe_interval_s: 1}}\n" for i in range(1, channels + 1))
+    return f"storage:\n  path: {root}\n  segment_seconds: 10\nchannels:\n{chans}web:\n  listen: 127.0.0.1:8080\n"
+
+
+def record_past(root: Path, *, start_us: int, seconds: float, channels: int = 1) -> None:
+    """Record `seconds` of test pattern per channel starting at wall time `start_us` (simulated time)."""
+    index = Index(root)
+    try:
+        for ch in range(1, channels + 1):
+            clocks = SimulatedClocks(utc_start_us=start_us)
+            seg = make_segmenter(root, index, clocks, channel=ch, segment_seconds=4)
+            record(seg, clocks, seconds=seconds, channel=ch)
+    finally:
+        index.close()
+
+
+@dataclass
+class Appliance:
+    supervisor: Supervisor
+    server: WebServer
+    url: str
+    users: UserStore
+    root: Path
+    config_file: Path
+    past_start_us: int
+    past_end_us: int
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.supervisor.stop()
+        self.users.close()
+
+
+def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, past_ago_s: float = 600,
+                    with_users: bool = True, extra_channels: str = "") -> Appliance:
+    """`extra_channels`: YAML list items put before the test-pattern channels (e.g. RTSP cameras)."""
+    root = tmp / "data"
+    root.mkdir(parents=True, exist_ok=True)
+    past_start_us = time.time_ns() // 1000 - round(past_ago_s * 1e6)
+    if past_seconds:
+        record_past(root, start_us=past_start_us, seconds=past_seconds, channels=channels)
+    config_file = tmp / "nvr.yaml"
+    config_file.write_text(config_text(root, channels=channels, extra=extra_channels))
+    config = parse_config(config_file.read_text(), source=str(config_file), base_dir=tmp)
+    supervisor = Supervisor(config, clocks=RealClocks(), sync=False)
+    supervisor.start()
+    users = UserStore(root, clocks=supervisor.clocks)
+    if with_users:
+        for role, password in PASSWORDS.items():
+            users.add_user(role, password, role, replace=True)
+    port = free_port()
+    server = WebServer(create_app(supervisor, users=users), host="127.0.0.1", port=port)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    _wait_up(url)
+    return Appliance(supervisor, server, url, users, root, config_file, past_start_us,
+                     past_start_us + round(past_seconds * 1e6))
+
+
+def _wait_up(url: str, timeout_s: float = 10) -> None:
+    import urllib.request
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/api/ping", timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"the web server at {url} did not come up")
+
+
+def wait_recording(app: Appliance, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if app.supervisor.recorders and all(r.connected and r.statistics()["packets"] > 5 for r in app.supervisor.recorders):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the appliance did not start recording")
