@@ -50,7 +50,7 @@ class AutoRtspCamera:
         self.timeout_s = timeout_s
         self._clocks = clocks
         self._native = NativeRtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s, audio=audio, loop=loop)
-        self._audio = audio
+        self.audio = self._audio = audio  # read by the appliance's checks, as on the other two clients
         self._ffmpeg = RtspCamera(url, name=name, clocks=clocks, timeout_s=timeout_s, audio=audio)
         self._active: NativeRtspCamera | RtspCamera = self._native
         self.fallback_reason: str | None = None

@@ -195,7 +195,9 @@ def assert_decodes_completely(root: Path, row: Row) -> None:
     assert not errors, f"{row.path}: decoder errors {errors}"
     assert frames == row.frames, f"{row.path}: decoded {frames} frames, the index says {row.frames}"
     indexed_s = (row.end_us - row.start_us) / 1e6
-    assert abs(span_s - indexed_s) <= 2 / FPS, f"{row.path}: {span_s:.3f} s of frames, the index says {indexed_s:.3f} s"
+    # A segment ends where the next keyframe begins; frames the test pattern skipped just before it (an
+    # overloaded machine: it skips rather than bursts, as a capture card drops) widen that last gap.
+    assert abs(span_s - indexed_s) <= 4 / FPS + 1e-6, f"{row.path}: {span_s:.3f} s of frames, the index says {indexed_s:.3f} s"
 
 
 @dataclass

@@ -57,8 +57,9 @@ def config_with(rules_yaml: str, outputs_yaml: str = "", tmp_path=None):
     text = f"""
 storage: {{path: {tmp_path or '/tmp/nvr-rules'}}}
 channels:
-  - {{id: 1, source: {{type: test-pattern}}}}
+  - {{id: 1, source: {{type: test-pattern}}, ptz: {{port: bus, address: 1}}}}
   - {{id: 2, source: {{type: test-pattern}}}}
+ptz: {{ports: [{{id: bus, url: "loop://"}}]}}
 alarms:
   inputs: [{{id: door, pin: 17, contact: NC}}]
   outputs: [{{id: siren, pin: 22, pulse_s: 2}}]
@@ -218,27 +219,22 @@ rules:
     assert not mock_pins.pin(22).state  # stop() put the output back in its safe state
 
 
-def test_the_web_api_lists_events_and_triggers_and_clears_outputs_by_hand(tmp_path, clocks, mock_pins, index):
-    from types import SimpleNamespace
+def test_the_web_controls_list_inputs_and_switch_outputs_by_hand(tmp_path, clocks, mock_pins, index):
+    from appliance.web_services import WebAlarmIo
 
-    from fastapi.testclient import TestClient
-
-    from appliance.web import create_app
     config = config_with("rules: []", tmp_path=tmp_path)
     io = AlarmIO(config, clocks=clocks, index=index, alarms=AlarmBoard(clocks=clocks), live=LiveHub(),
                  gpio=GpiozeroGpio(pin_factory=mock_pins))
     io.start()
     try:
-        index.add_event(start_us=clocks.utc_now_us() - 5 * S, trigger_us=clocks.utc_now_us(), source="alarm_input:door",
-                        rule="door", channels=[1], locked=True)
-        client = TestClient(create_app(SimpleNamespace(clocks=clocks, index=index, alarm_io=io)))
-        [event] = client.get("/api/events", params={"channel": 1}).json()
-        assert (event["source"], event["channels"], event["end"]) == ("alarm_input:door", [1], None)
-        assert event["start"] == "2025-12-31T23:59:55.000Z"
-        assert client.post("/api/alarm-outputs/siren/trigger").json()["active"] is True
-        assert mock_pins.pin(22).state
-        assert client.post("/api/alarm-outputs/siren/clear").json()["active"] is False
-        assert client.post("/api/alarm-outputs/horn/trigger").status_code == 404
+        web = WebAlarmIo(io)
+        assert [i["id"] for i in web.inputs()] == ["door"]
+        web.set_output("siren", True)
+        assert mock_pins.pin(22).state and web.outputs()[0]["on"] is True
+        web.set_output("siren", False)
+        assert not mock_pins.pin(22).state and web.outputs()[0]["on"] is False
+        with pytest.raises(KeyError, match="no alarm output 'horn'"):
+            web.set_output("horn", True)
     finally:
         io.stop()
 
