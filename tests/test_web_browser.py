@@ -169,9 +169,15 @@ def test_trigger_an_alarm_and_see_it_on_the_page(page, appliance):
 
 
 def test_pressing_a_ptz_button_moves_the_dome_and_releasing_stops_it(page, appliance):
-    from test_web_api import FakeDome
-    dome = FakeDome()
-    appliance.supervisor.ptz = dome
+    """The real path: browser → /api/ptz → PtzService → Pelco-D on a pty → the simulated dome."""
+    from appliance.ptz import PtzService
+    from hal.clock import RealClocks
+    from support.ptz import DomeRig, ptz_config
+
+    rig = DomeRig("pelco-d")
+    service, appliance.supervisor.ptz = appliance.supervisor.ptz, PtzService(ptz_config(rig.path, "pelco-d"),
+                                                                            clocks=RealClocks())
+    appliance.supervisor.ptz.start()
     try:
         page.goto(appliance.url + "/#/ptz")
         page.wait_for_selector("[data-ptz='▶']")
@@ -180,12 +186,19 @@ def test_pressing_a_ptz_button_moves_the_dome_and_releasing_stops_it(page, appli
         page.mouse.move(box["x"] + 5, box["y"] + 5)
         page.mouse.down()
         page.wait_for_function("() => document.getElementById('ptz-status').textContent.includes('move')")
+        rig.wait_commands(1)
+        assert rig.dome().state().motion.pan == 1  # turning right
+        rig.clocks.advance(1)  # the dome's own clock: a second of turning
         page.mouse.up()
         page.wait_for_function("() => document.getElementById('ptz-status').textContent.includes('stop')")
+        rig.wait_commands(2)
         shot(page, "ptz")
-        assert dome.calls[0] == ("move", 1, 0.5, 0.0) and ("stop", 1) in dome.calls
+        assert rig.bus.received[0] == bytes.fromhex("FF 01 00 02 20 00 23")  # right, speed 0x20
+        assert rig.dome().state().motion.pan == 0 and rig.dome().state().position.pan_deg > 0
     finally:
-        del appliance.supervisor.ptz
+        appliance.supervisor.ptz.shutdown()
+        appliance.supervisor.ptz = service
+        rig.close()
 
 
 @pytest.mark.parametrize("name", ["health", "config", "users"])
