@@ -27,7 +27,6 @@ from recorder.video_loss import VideoLossGuard
 
 from appliance.config import parse_config
 from appliance.supervisor import Supervisor
-from appliance.web import _status_html
 
 S = 1_000_000  # microseconds per second
 VIVID, S_VIDEO = "/dev/video0", 2
@@ -387,20 +386,6 @@ channels:
     capture = stream["capture"]
     assert capture["video_loss"] is False and capture["signal_present"] is True, report
     assert capture["video_losses"] == 2 and capture["fps_measured"] > 0, report
-    assert "frames_dropped" in capture
-    page = _status_html(status)
-    assert "fps &middot;" in page and "dropped" in page
+    assert "frames_dropped" in capture  # the health page's Capture column (appliance/static/pages.js) shows these
 
 
-# --- the status page --------------------------------------------------------------------------
-
-def test_status_page_shows_video_loss_and_capture_statistics():
-    stream = {"channel": 2, "stream": "main", "source": "/dev/video0 input 2", "connected": True,
-              "last_error": None, "segments": 4, "frames_recorded": 100, "connects": 3,
-              "capture": {"video_loss": True, "video_loss_since_us": 1_767_225_600_000_000, "signal_present": False,
-                          "fps_measured": 24.96, "frames_dropped": 7, "video_losses": 2}}
-    status = {"data_root": "/srv", "uptime_s": 5, "segments": 4, "bytes": 1, "retention": None,
-              "recovery": None, "alarms": [], "streams": [stream]}
-    page = _status_html(status)
-    assert "<span class=alarm>video loss</span> since 2026-01-01T00:00:00" in page
-    assert "25.0 fps &middot; 7 dropped &middot; <span class=alarm>no signal</span> &middot; 2 losses" in page

@@ -121,6 +121,18 @@ export async function alarmsPage(page) {
   await load();
 }
 
+// An analog input's video loss outranks the connection state; network cameras have no capture block.
+function streamState(s) {
+  if (s.capture && s.capture.video_loss) return el("span", { class: "badge bad" }, "video loss");
+  return el("span", { class: `badge ${s.connected ? "good" : "bad"}` }, s.connected ? "recording" : (s.last_error || "connecting"));
+}
+
+function captureText(c) {
+  if (!c) return "";
+  const signal = c.signal_present === false ? "no signal" : "signal";
+  return `${(c.fps_measured || 0).toFixed(1)} fps · ${c.frames_dropped || 0} dropped · ${signal} · ${c.video_losses || 0} losses`;
+}
+
 export async function healthPage(page) {
   const body = el("div", { id: "health" });
   page.append(el("h2", {}, "Health"), body);
@@ -132,10 +144,10 @@ export async function healthPage(page) {
       el("h3", {}, "Disks"), el("table", {}, el("tr", {}, el("th", {}, "Path"), el("th", {}, "Used"), el("th", {}, "Free"), el("th", {}, "State")),
         ...h.disks.map((d) => el("tr", {}, el("td", {}, d.path), el("td", {}, d.ok ? d.used_percent + " %" : "—"), el("td", {}, d.ok ? gb(d.free_bytes) : "—"),
           el("td", {}, el("span", { class: `badge ${d.ok ? "good" : "bad"}` }, d.ok ? "ok" : d.error))))),
-      el("h3", {}, "Streams"), el("table", {}, el("tr", {}, ...["Ch", "Stream", "Source", "State", "Frames", "Segments", "Connects"].map((t) => el("th", {}, t))),
+      el("h3", {}, "Streams"), el("table", {}, el("tr", {}, ...["Ch", "Stream", "Source", "State", "Frames", "Segments", "Connects", "Capture"].map((t) => el("th", {}, t))),
         ...h.streams.map((s) => el("tr", {}, el("td", {}, s.channel), el("td", {}, s.stream), el("td", {}, s.source),
-          el("td", {}, el("span", { class: `badge ${s.connected ? "good" : "bad"}` }, s.connected ? "recording" : (s.last_error || "connecting"))),
-          el("td", {}, s.frames_recorded), el("td", {}, s.segments), el("td", {}, s.connects)))),
+          el("td", {}, streamState(s)),
+          el("td", {}, s.frames_recorded), el("td", {}, s.segments), el("td", {}, s.connects), el("td", {}, captureText(s.capture))))),
       el("h3", {}, "Temperatures"), h.temperatures.length ? el("table", {}, ...h.temperatures.map((t) => el("tr", {}, el("td", {}, t.type), el("td", {}, `${t.celsius} °C`))))
         : el("p", { class: "muted" }, "No temperature sensor readable."),
       el("h3", {}, "Active alarms"), h.alarms.length ? el("ul", {}, ...h.alarms.map((a) => el("li", { class: "error" }, `${a.kind}: ${a.message}`))) : el("p", { class: "muted" }, "None."));
