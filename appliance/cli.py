@@ -118,6 +118,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from appliance.config import split_host_port
     from appliance.supervisor import DataRootBusy, Supervisor
+    from appliance.systemd import start_service_integration
     from appliance.web import WebServer, create_app
 
     config = _load(args)
@@ -137,10 +138,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     web = WebServer(create_app(supervisor), host=host, port=port)
     web.start()
     log.info("status page on %s (config: %s)", web.address, config.source_name)
+    service = start_service_integration(supervisor)  # READY=1 and watchdog pings under systemd
     try:
         stop.wait()
     finally:
         log.info("stopping")
+        service.stop()
         web.stop()
         supervisor.stop()
     return 0
