@@ -199,3 +199,36 @@ def test_outside_systemd_nothing_is_sent():
     service = start_service_integration(object(), {})
     assert service.notifier is None and service.watchdog is None
     service.stop()
+
+
+def test_nvr_run_tells_a_notify_socket_ready_then_pings_then_stopping(notify_socket, tmp_path):
+    """`nvr run` as systemd runs it: READY=1 once recording runs, WATCHDOG=1 pings, STOPPING=1 at SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    address, receive, sock = notify_socket
+    sock.settimeout(60)
+    nvr = Path(sys.executable).with_name("nvr")
+    command = [str(nvr)] if nvr.exists() else [sys.executable, "-m", "appliance.cli"]
+    env = dict(os.environ, NOTIFY_SOCKET=address, WATCHDOG_USEC="2000000")
+    env.pop("WATCHDOG_PID", None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*command, "run", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}"],
+                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        ready = receive()
+        assert ready["READY"] == "1" and ready["STATUS"].startswith("ready; recovery: checked 0 rows")
+        assert ready["MAINPID"] == str(proc.pid)
+        assert receive().get("WATCHDOG") == "1"
+        proc.send_signal(signal.SIGTERM)
+        while (message := receive()).get("STOPPING") != "1":
+            pass
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
