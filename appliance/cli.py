@@ -152,6 +152,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from appliance.config import split_host_port
     from appliance.supervisor import DataRootBusy, Supervisor
+    from appliance.systemd import start_service_integration
     from appliance.web import WebServer, create_app
 
     config = _load(args)
@@ -180,10 +181,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     log.info("web UI on %s (config: %s)", web.address, config.source_name)
     if not app.state.ctx.users.has_users():
         log.warning("no web user yet: open %s to set the administrator's password (or use `nvr user add`)", web.address)
+    service = start_service_integration(supervisor)  # READY=1 and watchdog pings under systemd
     try:
         stop.wait()
     finally:
         log.info("stopping")
+        service.stop()
         web.stop()
         supervisor.stop()
         app.state.ctx.exports.close()

@@ -56,6 +56,10 @@ class StreamRecorder:
         self.request_stop()
         self.join(timeout_s)
 
+    def is_alive(self) -> bool:
+        """True while the recording thread runs (the service watchdog pings only while every one does)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def request_stop(self) -> None:
         """Ask the thread to stop and return at once (so that many streams stop together)."""
         self._stop.set()
