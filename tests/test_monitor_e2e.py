@@ -2,7 +2,6 @@
 and killing the X server leaves recording untouched while the monitor comes back with the server."""
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import pytest
 
 from appliance.monitor.layouts import tile_rects, wall_rect
 from appliance.monitor.osd import NO_SIGNAL_BG, WHITE
+from appliance.web_client import ApiClient
+from support.web import WEB_USER, add_web_user
 from support.screens import Xvfb, closest, have_xvfb, save_png
 from support.walls import colour_fraction, pattern_of, pattern_signatures, region
 
@@ -36,10 +37,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_clients: dict[int, ApiClient] = {}
+
+
 def health(port: int) -> dict | None:
+    """The appliance's status (the health API needs a login: the test's user is added before the start)."""
+    client = _clients.setdefault(port, ApiClient(f"http://127.0.0.1:{port}", *WEB_USER, timeout_s=2))
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
-            return json.load(response)
+        return client.get_json("/api/health")
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
 
@@ -88,6 +93,7 @@ def test_nvr_run_shows_the_wall_under_xvfb_and_recording_survives_the_x_server(t
         f"monitor: {{enabled: true, backend: x11, x_display: '{xvfb.display}', layout: 4, tiles: [1, 2, 9],"
         " fps: 10, evdev: false}\n")
     port, log = free_port(), tmp_path / "nvr.log"
+    add_web_user(tmp_path / "data")
     with open(log, "wb") as out:
         proc = subprocess.Popen([*nvr_command(), "run", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
