@@ -94,10 +94,12 @@ class Session:
     user: User
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, *, n: int = SCRYPT_N) -> str:
+    """'scrypt$n$r$p$salt$hash' (hex) for `password`: web users' passwords and the monitor's PIN.
+    `n` lower than the default only for tests (the cost is part of the string, so checks still work)."""
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 << 20, dklen=32)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 << 20, dklen=32)
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
 
 
 def verify_password(password: str, stored: str) -> bool:

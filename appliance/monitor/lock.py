@@ -1,40 +1,24 @@
 """The local lock: the monitor shows live only until an operator enters the PIN (scrypt-hashed in the config)."""
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import os
-
 from hal.clock import Clocks
 
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+from appliance.users import SCRYPT_N, hash_password, verify_password
+
 MAX_ATTEMPTS = 5
 LOCKOUT_S = 60.0
 
 
-def hash_pin(pin: str, *, salt: bytes | None = None, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
-    """'scrypt$n$r$p$salt$hash' (base64) for `pin`; what `monitor.pin_hash` holds."""
+def hash_pin(pin: str, *, n: int = SCRYPT_N) -> str:
+    """The scrypt string for `pin` (same format as web users' passwords); what `monitor.pin_hash` holds."""
     if not pin.isdigit() or not 4 <= len(pin) <= 12:
         raise ValueError("a PIN is 4 to 12 digits (a remote control has nothing else)")
-    salt = salt if salt is not None else os.urandom(16)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
-    encode = lambda data: base64.b64encode(data).decode()  # noqa: E731
-    return f"scrypt${n}${r}${p}${encode(salt)}${encode(digest)}"
+    return hash_password(pin, n=n)
 
 
 def verify_pin(pin: str, pin_hash: str) -> bool:
     """Whether `pin` matches `pin_hash` (constant-time compare); False for a malformed hash."""
-    try:
-        scheme, n, r, p, salt, digest = pin_hash.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(pin.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                                dklen=len(expected))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
+    return verify_password(pin, pin_hash)
 
 
 class PinLock:
