@@ -283,16 +283,7 @@ class _Negotiation:
 
     def _response(self, cseq: int, method: str) -> RtspMessage:
         while True:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise CameraError(f"{self.where}: no answer within {self.timeout_s:g} s ({method})")
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(65536)
-            except OSError as exc:
-                raise self._io_error(exc, method) from exc
-            if not chunk:
-                raise self._closed_error(method)
+            chunk = self._recv_before_deadline(f"no answer within {self.timeout_s:g} s ({method})", method, method)
             try:
                 messages = self.parser.feed(chunk)
             except RtspProtocolError as exc:
@@ -410,17 +401,24 @@ class _Negotiation:
                           fps=sps.fps or media.framerate, audio=audio)
 
     def _read_into(self, connection: Connection) -> None:
+        chunk = self._recv_before_deadline(f"no H.264 parameter sets within {self.timeout_s:g} s",
+                                           "waiting for the parameter sets", "the first frames")
+        connection.feed(chunk)
+
+    def _recv_before_deadline(self, late: str, reading: str, closed: str) -> bytes:
+        """One read from the camera bounded by the opening deadline; errors say `late` (deadline passed),
+        `reading` (socket error) or `closed` (the camera hung up)."""
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise CameraError(f"{self.where}: no H.264 parameter sets within {self.timeout_s:g} s")
+            raise CameraError(f"{self.where}: {late}")
         self.sock.settimeout(remaining)
         try:
             chunk = self.sock.recv(65536)
         except OSError as exc:
-            raise self._io_error(exc, "waiting for the parameter sets") from exc
+            raise self._io_error(exc, reading) from exc
         if not chunk:
-            raise self._closed_error("the first frames")
-        connection.feed(chunk)
+            raise self._closed_error(closed)
+        return chunk
 
 
 def _redirect(url: str, location: str) -> str:
