@@ -108,10 +108,7 @@ class ChannelPtzConfig(_PtzSection):
     @field_validator("tours")
     @classmethod
     def _tour_names_are_unique(cls, tours: list[TourConfig]) -> list[TourConfig]:
-        names = [tour.name for tour in tours]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"tour names must be unique; repeated: {', '.join(map(repr, repeated))}")
+        _refuse_repeats("tour names", [tour.name for tour in tours])
         return tours
 
 
@@ -123,11 +120,14 @@ class PtzConfig(_PtzSection):
     @field_validator("ports")
     @classmethod
     def _port_ids_are_unique(cls, ports: list[PtzPortConfig]) -> list[PtzPortConfig]:
-        ids = [port.id for port in ports]
-        repeated = sorted({port_id for port_id in ids if ids.count(port_id) > 1})
-        if repeated:
-            raise ValueError(f"port ids must be unique; repeated: {', '.join(map(repr, repeated))}")
+        _refuse_repeats("port ids", [port.id for port in ports])
         return ports
+
+
+def _refuse_repeats(what: str, values: list[str]) -> None:
+    repeated = sorted({value for value in values if values.count(value) > 1})
+    if repeated:
+        raise ValueError(f"{what} must be unique; repeated: {', '.join(map(repr, repeated))}")
 
 
 def unknown_port_errors(ptz: PtzConfig, channels: list[Any]) -> list[tuple[tuple[Any, ...], str, str]]:
