@@ -64,23 +64,33 @@ class ArmingWindowConfig(_Section):
         return value
 
 
-class AlarmInputConfig(_Section):
-    """A dry-contact alarm input on a GPIO pin (internal pull-up; contact to ground)."""
+class _PinItem(_Section):
+    """What alarm inputs and outputs share: an id rules refer to, a display name, and a GPIO pin."""
 
     id: str = Field(description="Unique id that rules refer to (letters, digits, '-', '_').")
     name: str = Field("", max_length=64, description="Display name; the id when left out.")
     pin: int | str = Field(description="GPIO: 17, 'GPIO17', 'BOARD11', or 'gpiochip0:17' on non-Raspberry boards.")
+
+    @field_validator("id")
+    @classmethod
+    def _is_id(cls, value: str) -> str:
+        return _check_id(value)
+
+    @field_validator("pin", mode="before")
+    @classmethod
+    def _is_pin(cls, value: object) -> object:
+        return _check_pin(value)
+
+
+class AlarmInputConfig(_PinItem):
+    """A dry-contact alarm input on a GPIO pin (internal pull-up; contact to ground)."""
+
     contact: Literal["NO", "NC"] = Field("NO", description=(
         "NO: open at rest, alarms when it closes. NC: closed at rest, alarms when it opens (or the wire is cut)."))
     debounce_ms: float = Field(50.0, ge=0, le=10_000, description=(
         "The line must stay put this long before a change counts; shorter bursts are ignored and counted."))
     schedule: list[ArmingWindowConfig] = Field(default_factory=list, description=(
         "When the input is armed; empty means always."))
-
-    @field_validator("id")
-    @classmethod
-    def _is_id(cls, value: str) -> str:
-        return _check_id(value)
 
     @field_validator("contact", mode="before")
     @classmethod
@@ -90,32 +100,14 @@ class AlarmInputConfig(_Section):
             return "NO"
         return value.upper() if isinstance(value, str) and value.upper() in ("NO", "NC") else value
 
-    @field_validator("pin", mode="before")
-    @classmethod
-    def _is_pin(cls, value: object) -> object:
-        return _check_pin(value)
 
-
-class AlarmOutputConfig(_Section):
+class AlarmOutputConfig(_PinItem):
     """A relay (or open-collector) alarm output on a GPIO pin; off at start and on shutdown."""
 
-    id: str = Field(description="Unique id that rules refer to (letters, digits, '-', '_').")
-    name: str = Field("", max_length=64, description="Display name; the id when left out.")
-    pin: int | str = Field(description="GPIO: 17, 'GPIO17', 'BOARD11', or 'gpiochip0:17'.")
     active_high: bool = Field(True, description="True: the pin is high when the output is on.")
     mode: Literal["latch", "pulse"] = Field("pulse", description=(
         "pulse: on for pulse_s (or the rule's for_s); latch: on until cleared by hand (or a rule's for_s)."))
     pulse_s: float = Field(5.0, gt=0, le=3600, description="Seconds a pulse lasts.")
-
-    @field_validator("id")
-    @classmethod
-    def _is_id(cls, value: str) -> str:
-        return _check_id(value)
-
-    @field_validator("pin", mode="before")
-    @classmethod
-    def _is_pin(cls, value: object) -> object:
-        return _check_pin(value)
 
 
 class Sht3xConfig(_Section):
