@@ -87,7 +87,9 @@ def test_login_page_refuses_a_wrong_password(browser, appliance):
 
 def test_live_video_plays_in_the_grid_and_full_screen(page, appliance):
     page.goto(appliance.url + "/#/live")
-    page.wait_for_function("() => [...document.querySelectorAll('#live-grid video')].every(v => v.currentTime > 1)", timeout=20000)
+    # [].every() is true, so demand the videos exist: the grid is built after the channel list arrives.
+    page.wait_for_function("() => { const vs = [...document.querySelectorAll('#live-grid video')];"
+                           " return vs.length > 0 && vs.every(v => v.currentTime > 1) }", timeout=20000)
     t1 = page.evaluate("document.querySelector('#live-grid video').currentTime")
     time.sleep(1)
     assert page.evaluate("document.querySelector('#live-grid video').currentTime") > t1 + 0.5  # advancing
@@ -124,7 +126,7 @@ def test_click_on_the_timeline_seeks_to_that_past_moment_and_shows_it(page, appl
     began = time.monotonic()
     page.mouse.click(x, box["y"] + box["height"] / 2)
     page.wait_for_function(
-        f"""() => window.nvrPlayback.players().every(p => p.video.readyState >= 2
+        f"""() => window.nvrPlayback.players().length > 0 && window.nvrPlayback.players().every(p => p.video.readyState >= 2
                  && Math.abs(p.wallNow() - {target_us}) < {(b - a) / box['width'] + 1e6})""", timeout=10000)
     seek_s = time.monotonic() - began
     assert seek_s < 5, f"seeking took {seek_s:.2f} s"  # the goal is < 1 s on a quiet machine
