@@ -107,7 +107,9 @@ def test_nvr_run_shows_the_wall_under_xvfb_and_recording_survives_the_x_server(t
         lost = wait_for(proc, port, log, lambda s: s["monitor"]["backend"] is None, "noticing the X server is gone")
         time.sleep(2)
         during = health(port)
-        assert packets_recorded(during) > packets_recorded(lost) > before, "recording went on without the screen"
+        # `lost` can come within one frame of `before` (a busy machine notices at once), so only the
+        # later sample must have grown: recording went on for the 2 s the screen was gone.
+        assert packets_recorded(during) > max(packets_recorded(lost), before), "recording went on without the screen"
         assert all(s["connected"] for s in during["streams"])
 
         xvfb.start()
