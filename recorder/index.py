@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.errors import DiskFull, IndexCorrupt, StorageError
+from recorder.wal_sync import WalSyncer
 
 INDEX_FILE = "index.sqlite3"
 SCHEMA_VERSION = 2  # 2: events and event_channels (created on open; a version 1 index is upgraded in place)
@@ -141,7 +142,10 @@ class Index:
     """The index of one data root. Thread-safe: one connection behind a lock, every write committed.
 
     `synchronous=FULL` makes a commit durable before it returns, so a committed row always names a
-    file that was synced before it (the order in DESIGN.md §3).
+    file that was synced before it (the order in DESIGN.md §3). Alarm events are the exception:
+    `add_event` and `end_event` commit under `synchronous=NORMAL` (atomic, and safe from the process
+    dying) and hand the fsync to a `WalSyncer` thread, so an alarm's rule never waits on the disk;
+    they are safe from a power cut one fsync later (`wait_events_durable`).
     """
 
     def __init__(self, root: Path, *, create: bool = True, reader: bool = False):
@@ -151,6 +155,8 @@ class Index:
         if (not create or reader) and not self.path.exists():
             raise FileNotFoundError(f"no index at {self.path}: nothing has been recorded under {root}")
         self._lock = threading.RLock()
+        self._syncer: WalSyncer | None = None
+        self._event_ticket = 0
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             if reader:
@@ -160,6 +166,7 @@ class Index:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._syncer = WalSyncer(self.path)
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(
                 f"the index {self.path} cannot be read ({exc}); move it aside and restart: "
@@ -176,24 +183,47 @@ class Index:
 
     def close(self) -> None:
         with self._lock:
+            if self._syncer is not None:
+                self._syncer.close()
             self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction. A full or failing disk surfaces as DiskFull / StorageError, the
-        same errors segment writes give, so callers handle both alike."""
+        same errors segment writes give, so callers handle both alike. `synced=False` commits
+        without waiting for the fsync; the caller hands that to the syncer."""
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                if not synced:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    yield self._db
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self._db
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        if self._db.in_transaction:
+                            self._db.execute("ROLLBACK")
+                        raise
+                finally:
+                    if not synced:
+                        self._db.execute("PRAGMA synchronous=FULL")
             except sqlite3.OperationalError as exc:
                 raise _storage_error(exc, self.path) from exc
+
+    @contextmanager
+    def _event_tx(self) -> Iterator[sqlite3.Connection]:
+        """An event's transaction: committed at once, made durable by the syncer right after."""
+        with self._lock:
+            with self._tx(synced=False) as db:
+                yield db
+            self._event_ticket = self._syncer.request()
+
+    def wait_events_durable(self, timeout_s: float | None = None) -> bool:
+        """Block until every event change committed so far is safe from a power cut; False on timeout."""
+        with self._lock:
+            ticket = self._event_ticket
+        return self._syncer is None or self._syncer.wait(ticket, timeout_s)
 
     def _query(self, sql: str, args: Iterable = ()) -> list[tuple]:
         with self._lock:
@@ -357,7 +387,7 @@ class Index:
                   channels: Iterable[int] = (), locked: bool = False) -> Event:
         """Commit an open event; if `locked`, lock the indexed segments of its channels from its start on."""
         channels = tuple(sorted(set(channels)))
-        with self._tx() as db:
+        with self._event_tx() as db:
             cur = db.execute("INSERT INTO events (start_us, trigger_us, source, rule, locked) VALUES (?, ?, ?, ?, ?)",
                              (start_us, trigger_us, source, rule, int(locked)))
             db.executemany("INSERT INTO event_channels (event_id, channel) VALUES (?, ?)",
@@ -368,7 +398,7 @@ class Index:
 
     def end_event(self, event_id: int, *, end_us: int) -> None:
         """Close an event at `end_us` (never before its trigger) and lock what it covers, if locked."""
-        with self._tx() as db:
+        with self._event_tx() as db:
             db.execute("UPDATE events SET end_us = MAX(?, trigger_us) WHERE id = ?", (end_us, event_id))
             row = db.execute("SELECT start_us, end_us, locked FROM events WHERE id = ?", (event_id,)).fetchone()
             if row is not None and row[2]:
@@ -378,7 +408,7 @@ class Index:
 
     def end_open_events(self, *, end_us: int) -> int:
         """Close every event still open (at shutdown, or at start-up after a crash)."""
-        with self._tx() as db:
+        with self._event_tx() as db:
             cur = db.execute("UPDATE events SET end_us = MAX(?, trigger_us) WHERE end_us IS NULL", (end_us,))
         return cur.rowcount
 

@@ -1,7 +1,8 @@
-"""Events in the index: rows, segment locking (also of segments indexed later), and the schema upgrade."""
+"""Events in the index: rows, segment locking (also of segments indexed later), durability, and the schema upgrade."""
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from recorder.index import INDEX_FILE, SCHEMA_VERSION, Index, Segment
 
@@ -102,3 +103,33 @@ def test_nvr_events_lists_events_newest_first_as_a_table_and_as_json(tmp_path, c
     [row] = json.loads(capsys.readouterr().out)
     assert (row["source"], row["channels"], row["start"], row["end"]) == (
         "alarm_input:door", [1, 2], "2026-01-01T00:00:00.000Z", None)
+
+
+def test_an_event_commits_without_waiting_for_the_disk_and_is_synced_right_after(index, monkeypatch):
+    import os
+    synced_paths = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced_paths.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    event = index.add_event(start_us=1, trigger_us=2, source="alarm_input:door", channels=[1], locked=True)
+    assert index.wait_events_durable(timeout_s=5)
+    assert any(p.endswith(INDEX_FILE + "-wal") for p in synced_paths), synced_paths
+    index.end_event(event.id, end_us=3)
+    assert index.wait_events_durable(timeout_s=5)
+    assert index.events()[0].end_us == 3
+
+
+def test_an_event_returned_by_add_event_survives_kill_9_of_the_process_at_once(tmp_path):
+    import subprocess
+    import sys
+    child = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from recorder.index import Index\n"
+        "index = Index(Path(sys.argv[1]))\n"
+        "index.add_event(start_us=5, trigger_us=6, source='alarm_input:door', channels=[2])\n"
+        "os.kill(os.getpid(), signal.SIGKILL)  # before the syncer could run, most likely\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child, str(tmp_path)], cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == -9
+    events = Index(tmp_path).events()
+    assert [(e.start_us, e.trigger_us, e.source, e.channels) for e in events] == [(5, 6, "alarm_input:door", (2,))]
