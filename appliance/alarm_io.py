@@ -44,8 +44,11 @@ class AlarmIO:
 
     def __init__(self, config: Config, *, clocks: Clocks, index: Index, alarms: AlarmBoard, live: LiveHub,
                  data_root: Path | None = None, gpio: Gpio | None = None, ptz: PtzPresets | None = None,
-                 tz: tzinfo | None = None, on_fired: Callable[[Firing], None] | None = None):
+                 tz: tzinfo | None = None, on_fired: Callable[[Firing], None] | None = None,
+                 on_mount_change: Callable[[bool], None] | None = None):
+        """`on_mount_change(mounted)`: the recordings disk came or went (with `storage.require_mount`)."""
         self.config, self._clocks, self._index, self._alarms, self._live = config, clocks, index, alarms, live
+        self._on_mount_change = on_mount_change
         self._root, self._gpio, self._owns_gpio, self._tz = data_root, gpio, False, tz
         self.scheduler = Scheduler(clocks=clocks, name="alarms")
         self.webhooks = WebhookSender()
@@ -201,7 +204,8 @@ class AlarmIO:
                         min_rh=temperature.min_rh, max_rh=temperature.max_rh, hysteresis=temperature.hysteresis)
         self.health = HealthWatch(alarms=self._alarms, limits=limits, interval_s=temperature.interval_s,
                                   soc_sensors=soc, ambient_sensors=ambient, data_root=self._root,
-                                  index_file=INDEX_FILE)
+                                  index_file=INDEX_FILE, on_mount_change=self._on_mount_change,
+                                  mount_point=self.config.storage.path if self.config.storage.require_mount else None)
         self.health.start()
 
     def statistics(self) -> dict:

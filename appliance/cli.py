@@ -20,6 +20,7 @@ from recorder.index import Index
 
 SYSTEM_CONFIG = Path("/etc/nvr/nvr.yaml")
 EXIT_USAGE = 2
+EXIT_RESTART = 75  # EX_TEMPFAIL: `nvr run` wants to be started again (the recordings disk came or went)
 log = logging.getLogger("nvr")
 
 
@@ -168,6 +169,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     supervisor = Supervisor(config, clocks=RealClocks())
+    disk_changed = threading.Event()
+    supervisor.on_disk_change = lambda: (disk_changed.set(), stop.set())
     # The app is built (and uvicorn's modules imported) before recording starts: that takes CPU, and
     # the GIL, that the first frames of every channel need.
     app = create_app(supervisor)
@@ -193,6 +196,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         app.state.ctx.users.close()
         if app.state.ctx.index is not None:
             app.state.ctx.index.close()
+    if disk_changed.is_set():
+        # Start afresh on (or off) the disk rather than switch a running recorder's storage; under
+        # systemd (Restart=always) the service comes back in a few seconds.
+        log.warning("the recordings disk on %s came or went: exiting to be started again", config.storage.path)
+        return EXIT_RESTART
     return 0
 
 

@@ -242,6 +242,11 @@ class StorageConfig(_Section):
     segment_seconds: int = Field(60, ge=2, le=600, description=(
         "Target length of one segment file in seconds; segments are cut at the next keyframe."))
     retention: RetentionConfig = Field(default_factory=dict, description=RetentionConfig.__doc__)
+    require_mount: bool = Field(False, description=(
+        "Record only when `path` is a mounted disk of its own (the appliance image sets this). While it "
+        "is not mounted, the disk_missing alarm is raised and nothing is recorded, never onto the SD card "
+        "or into RAM; live view, the local monitor and alarm inputs go on, and the appliance restarts "
+        "itself to record once the disk is mounted."))
 
     @field_validator("path", mode="before")
     @classmethod

@@ -4,11 +4,14 @@ Readings are taken on this watch's own thread (an I2C read waits ~16 ms; the ala
 Out of range raises `temperature` on the AlarmBoard (the rule signal `temperature: out_of_range`);
 it clears only once every reading is back inside the range by `hysteresis`, so a value hovering at
 the limit does not flap. A data root or index file that vanished (disk unplugged, mount lost) raises
-`disk_missing` (the rule signal `disk: missing`) until it is back.
+`disk_missing` (the rule signal `disk: missing`) until it is back; so does a `mount_point` (the
+recordings disk under `storage.require_mount`) with no disk mounted on it. `on_mount_change` hears
+when that mount comes or goes, so the appliance can restart onto the disk or off it.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,10 +56,13 @@ class HealthWatch:
 
     def __init__(self, *, alarms: AlarmSink, limits: Limits, interval_s: float,
                  soc_sensors: list[Callable[[], list[Reading]]], ambient_sensors: list[Callable[[], Reading]],
-                 data_root: Path | None = None, index_file: str = "index.sqlite3"):
+                 data_root: Path | None = None, index_file: str = "index.sqlite3",
+                 mount_point: Path | None = None, on_mount_change: Callable[[bool], None] | None = None):
         self._alarms, self.limits, self._interval_s = alarms, limits, interval_s
         self._soc, self._ambient = soc_sensors, ambient_sensors
         self._root, self._index_file = data_root, index_file
+        self._mount_point, self._on_mount_change = mount_point, on_mount_change
+        self.mounted: bool | None = None  # of mount_point, at the last check
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.out_of_range = False
@@ -115,18 +121,32 @@ class HealthWatch:
             return None
 
     def check_disk(self) -> None:
-        """Raise `disk_missing` while the data root or its index file is gone, clear it when back."""
-        if self._root is None:
-            return
-        missing = not (self._root / self._index_file).exists()
+        """Raise `disk_missing` while the data root or its index file is gone, or while no disk is mounted
+        on `mount_point`; clear it when back."""
+        why = None
+        if self._mount_point is not None:
+            mounted = os.path.ismount(self._mount_point)
+            changed = self.mounted is not None and mounted != self.mounted
+            self.mounted = mounted
+            if not mounted:
+                why = (f"no disk is mounted on {self._mount_point}: nothing is recorded (live view, the local "
+                       "monitor and alarm inputs go on); connect the recordings disk and recording starts by itself")
+            if changed and self._on_mount_change is not None:
+                log.warning("health: the recordings disk was %s on %s", "mounted" if mounted else "unmounted",
+                            self._mount_point)
+                self._on_mount_change(mounted)
+        if why is None and self._root is not None and not (self._root / self._index_file).exists():
+            why = f"the data disk at {self._root} is gone (no index file)"
+        missing = why is not None
         if missing and not self.disk_missing:
-            self._alarms.raise_alarm("disk_missing", f"the data disk at {self._root} is gone (no index file)")
+            self._alarms.raise_alarm("disk_missing", why)
         elif not missing and self.disk_missing:
             self._alarms.clear_alarm("disk_missing")
         self.disk_missing = missing
 
     def statistics(self) -> dict:
         return {"polls": self.polls, "out_of_range": self.out_of_range, "disk_missing": self.disk_missing,
+                "disk_mounted": self.mounted,
                 "read_errors": self.read_errors,
                 "readings": [{"sensor": r.sensor, "temperature_c": round(r.temperature_c, 1),
                               "humidity_percent": None if r.humidity_percent is None else round(r.humidity_percent, 1)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from recorder.index import Index
 from recorder.live import LiveHub
 from recorder.recovery import RecoveryReport, recover
 from recorder.retention import Retention, RetentionPolicy
-from recorder.segmenter import Segmenter
+from recorder.segmenter import DiscardingSegmenter, Segmenter
 from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
 from recorder.video_loss import VideoLossGuard
@@ -47,7 +49,12 @@ class Supervisor:
     def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True,
                  gpio: Gpio | None = None, ptz: PtzPresets | None = None):
         self.config, self.clocks, self._sync = config, clocks, sync
-        self.root: Path = config.storage.path
+        # storage.require_mount and no disk on storage.path: record nothing, and keep the index (events,
+        # alarms) in a scratch folder in RAM. Live view, the monitor and alarm inputs run as usual.
+        self.disk_absent = config.storage.require_mount and not os.path.ismount(config.storage.path)
+        self.root: Path = Path(tempfile.mkdtemp(prefix="nvr-no-disk-")) if self.disk_absent else config.storage.path
+        # Called when the recordings disk comes or goes under require_mount: `nvr run` restarts onto it.
+        self.on_disk_change: Callable[[], None] | None = None
         self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks, alarms=self.alarms))
         self.recorders: list[StreamRecorder] = []
         self.recovery: RecoveryReport | None = None
@@ -63,6 +70,9 @@ class Supervisor:
         self.alarm_io: AlarmIO | None = None
 
     def start(self) -> None:
+        if self.disk_absent:
+            log.error("no disk is mounted on %s (storage.require_mount): nothing is recorded until one is; "
+                      "live view, the monitor and alarm inputs go on", self.config.storage.path)
         self.root.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         self.index = Index(self.root)
@@ -75,11 +85,18 @@ class Supervisor:
             self._start_channel(channel, position, len(channels))
         self.ptz.start()
         self.alarm_io = AlarmIO(self.config, clocks=self.clocks, index=self.index, alarms=self.alarms, live=self.live,
-                                data_root=self.root, gpio=self._gpio, ptz=self._ptz if self._ptz is not None else self.ptz)
+                                data_root=self.root, gpio=self._gpio, ptz=self._ptz if self._ptz is not None else self.ptz,
+                                on_mount_change=self._mount_changed)
         self.alarm_io.start()
         self.started_us = self.clocks.utc_now_us()
         log.info("recording %d channel(s) to %s", len(channels), self.root)
         self._start_monitor()
+
+    def _mount_changed(self, mounted: bool) -> None:
+        """The recordings disk came (while we record nothing) or went (while we record onto it)."""
+        if mounted == self.disk_absent and self.on_disk_change is not None:
+            log.warning("restarting to %s", "record onto the disk" if mounted else "stop writing where the disk was")
+            self.on_disk_change()
 
     def _start_monitor(self) -> None:
         if not self.config.monitor.enabled:
@@ -120,12 +137,15 @@ class Supervisor:
         for stream, source in streams.items():
             # Spread segment cuts over the segment length so channels do not all rotate together.
             stagger = ((position + (0.5 if stream == "sub" else 0.0)) / max(count, 1)) % 1.0
-            make_dirs_durable(self.root / f"ch{channel.id:02d}" / stream, self.root)
-            segmenter = Segmenter(
-                channel=channel.id, stream=stream, root=self.root, index=self.index, clocks=self.clocks,
-                alarms=self.alarms, segment_seconds=self.config.storage.segment_seconds, stagger_fraction=stagger,
-                sync=self._sync, free_space=self.retention.enforce,
-            )
+            if self.disk_absent:  # the stream still feeds live view and motion detection; nothing is written
+                segmenter = DiscardingSegmenter(channel=channel.id, stream=stream)
+            else:
+                make_dirs_durable(self.root / f"ch{channel.id:02d}" / stream, self.root)
+                segmenter = Segmenter(
+                    channel=channel.id, stream=stream, root=self.root, index=self.index, clocks=self.clocks,
+                    alarms=self.alarms, segment_seconds=self.config.storage.segment_seconds,
+                    stagger_fraction=stagger, sync=self._sync, free_space=self.retention.enforce,
+                )
             live = self.live.stream(channel.id, stream)
             if hasattr(source, "frame_tap"):  # analog: the local view gets raw frames before encoding
                 source.frame_tap = live.publish_frame
@@ -152,6 +172,8 @@ class Supervisor:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self.disk_absent:  # the scratch index in RAM holds nothing worth keeping
+            shutil.rmtree(self.root, ignore_errors=True)
         log.info("stopped; every segment is closed and indexed")
 
     def restart_channels(self, config: Config, channel_ids: list[int]) -> list[int]:
@@ -191,6 +213,7 @@ class Supervisor:
         return {
             "data_root": str(self.root),
             "uptime_s": round((now - self.started_us) / 1e6, 1) if self.started_us else 0,
+            "recording": not self.disk_absent,  # False: storage.require_mount and no disk mounted
             "segments": count, "bytes": size,
             "retention": self.retention.statistics() if self.retention else None,
             "recovery": self.recovery.summary() if self.recovery else None,

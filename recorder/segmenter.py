@@ -482,3 +482,26 @@ class Segmenter:
     def _storage_failed(self, exc: Exception) -> None:
         kind = "disk_full" if isinstance(exc, DiskFull) else "disk_error"
         self._alarms.raise_alarm(kind, f"channel {self.channel} {self.stream}: {exc}", channel=self.channel)
+
+
+class DiscardingSegmenter:
+    """A segmenter's interface that writes nothing: the stream while no recordings disk is there.
+
+    The stream recorder still connects, counts and feeds the live view (web and local monitor); the
+    packets are counted here and dropped. `frames_recorded` stays 0, so the health page shows plainly
+    that nothing is being kept.
+    """
+
+    def __init__(self, *, channel: int, stream: str):
+        self.channel, self.stream = channel, stream
+        self.stats = SegmenterStats()
+
+    def start_run(self, info: StreamInfo) -> None:
+        pass  # nothing to open: no run exists without a disk
+
+    def push(self, packet: EncodedPacket) -> None:
+        if packet.track != "audio":
+            self.stats.packets += 1
+
+    def finish(self) -> None:
+        pass  # nothing was opened

@@ -414,7 +414,7 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
 
 @pytest.mark.parametrize("yaml_text, path, line, allowed", [
     ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules"),
-    ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention"),
+    ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, require_mount"),
     ("storage:\n  retention:\n    max_age: 3\n", "storage.retention.max_age", 3,
      "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, interval_s"),
     ("channels:\n  - id: 1\n    title: Gate\n    source: {type: test-pattern}\n", "channels[0].title", 3,
@@ -748,3 +748,11 @@ def test_web_tls_and_state_paths_are_taken_from_the_config_folder(tmp_path):
     assert config.web.tls_cert == tmp_path / "certs" / "web.pem"
     assert str(config.web.tls_key) == "/etc/nvr/key.pem"
     assert config.web.state_dir.is_absolute() and config.web.tls_self_signed is False
+
+
+@pytest.mark.parametrize("board", sorted((Path(__file__).parent.parent / "image-build" / "boards").glob("*.nvr.yaml")),
+                         ids=lambda p: p.name)
+def test_the_images_factory_configs_are_valid_and_record_only_onto_a_mounted_disk_over_https(board):
+    config = load_config(board)
+    assert config.storage.require_mount and str(config.storage.path) == "/srv/nvr"
+    assert config.web.tls_cert == Path("/var/lib/nvr/tls/cert.pem") and config.web.tls_key == Path("/var/lib/nvr/tls/key.pem")
