@@ -27,7 +27,8 @@ from hal.clock import Clocks
 log = logging.getLogger("nvr.audio")
 
 SIMULATED = "simulated"
-ALSA_DEVICE = re.compile(r"^(plug)?hw:(\d+|CARD=\w+)(,(\d+|DEV=\d+))?$|^(default|sysdefault|null)(:.*)?$")
+# hw:CARD[,DEV[,SUBDEV]], CARD a number or a name (hw:1,0  hw:Loopback,1  plughw:CARD=Device,DEV=0).
+ALSA_DEVICE = re.compile(r"^(plug)?hw:(CARD=)?\w+(,(DEV=)?\d+(,(SUBDEV=)?\d+)?)?$|^(default|sysdefault|null)(:.*)?$")
 MAX_BUFFERED_S = 10.0  # captured audio nobody read for this long is dropped (counted as overruns)
 # PyAV's wheels carry their own alsa-lib, which looks for its configuration where it was built;
 # Debian keeps it here (libasound2-data). Without it every device name is unknown.
@@ -200,12 +201,15 @@ class AlsaAudioCapture:
 
     def _pcm_chunks(self, container, stream, stop: threading.Event) -> Iterator[AudioChunk]:
         channels = stream.codec_context.channels
+        # FFmpeg hands over one ALSA period per packet (often 128-1024 frames, hundreds a second): keep
+        # the per-packet work to integer arithmetic (a Fraction product costs more than the rest).
+        num, den = stream.time_base.numerator * 1_000_000, stream.time_base.denominator
         for packet in container.demux(stream):
             if stop.is_set():
                 return
             if packet.pts is None or packet.size == 0:
                 continue
-            wall_us = int(packet.pts * packet.time_base * 1_000_000)
+            wall_us = packet.pts * num // den
             offset_us = self._clocks.utc_now_us() - self._clocks.monotonic_us()
             samples = np.frombuffer(bytes(packet), dtype="<i2").reshape(-1, channels)
             yield AudioChunk(samples, wall_us - offset_us)
