@@ -14,6 +14,7 @@ from hal.audio import AlsaAudioCapture, AudioCaptureError, AudioChunk, AudioForm
 from hal.clock import RealClocks, SimulatedClocks
 from recorder.audio_encode import CapturedAudio, _correction
 from recorder.encode import EncodedCapture
+from support.alsa_loopback import CAPTURE_DEVICE, LOOPBACK_CARD, play_tone_on_the_loopback_card
 
 
 def test_the_simulated_microphone_beeps_in_the_first_50_ms_of_every_second(clocks):
@@ -101,42 +102,19 @@ def test_an_alsa_device_is_read_through_pyav_and_stamped_on_the_monotonic_clock(
         microphone.close()
 
 
-TONE_PLAYER = """
-import sys
-import av
-import numpy as np
-rate, seconds = 48000, float(sys.argv[1])
-out = av.open("hw:Loopback,0", "w", format="alsa")
-stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-n = 0
-while n < seconds * rate:
-    tone = (np.sin(2 * np.pi * 1000 * (np.arange(1024) + n) / rate) * 8000).astype("<i2").reshape(1, -1)
-    frame = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
-    frame.sample_rate, frame.pts = rate, n
-    n += 1024
-    for packet in stream.encode(frame):
-        out.mux(packet)  # blocks at the card's pace
-out.close()
-"""
-
-
 @pytest.mark.vivid
 def test_a_tone_played_into_the_kernels_alsa_loopback_card_is_captured_whole_at_its_pitch_and_time():
     """Against a real kernel sound driver (snd-aloop, loaded in the vivid VM): a 1 kHz tone played on
     the card's device 0 (by another process, as a camera's sound would come from hardware) comes out
     of AlsaAudioCapture on device 1 whole, at 1 kHz, stamped on the monotonic clock."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    if not Path("/proc/asound/Loopback").exists():
+    if not LOOPBACK_CARD.exists():
         pytest.skip("no ALSA loopback card (snd-aloop) on this kernel")
     rate, played_s = 48000, 4.0
     clocks = RealClocks()
-    microphone = AlsaAudioCapture("hw:Loopback,1", sample_rate=rate, channels=1, clocks=clocks)
+    microphone = AlsaAudioCapture(CAPTURE_DEVICE, sample_rate=rate, channels=1, clocks=clocks)
     assert microphone.open() == AudioFormat(rate, 1)
     chunks: list[AudioChunk] = []
-    player = subprocess.Popen([sys.executable, "-c", TONE_PLAYER, str(played_s)])
+    player = play_tone_on_the_loopback_card(played_s)
     try:
         assert player.wait(timeout=60) == 0
         time.sleep(0.3)
