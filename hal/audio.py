@@ -30,6 +30,8 @@ SIMULATED = "simulated"
 # hw:CARD[,DEV[,SUBDEV]], CARD a number or a name (hw:1,0  hw:Loopback,1  plughw:CARD=Device,DEV=0).
 ALSA_DEVICE = re.compile(r"^(plug)?hw:(CARD=)?\w+(,(DEV=)?\d+(,(SUBDEV=)?\d+)?)?$|^(default|sysdefault|null)(:.*)?$")
 MAX_BUFFERED_S = 10.0  # captured audio nobody read for this long is dropped (counted as overruns)
+BATCH_S = 0.02  # ALSA periods are joined into chunks of about this length
+GAP_US = 5_000  # a period stamped this far from where the chunk's samples end starts a new chunk
 # PyAV's wheels carry their own alsa-lib, which looks for its configuration where it was built;
 # Debian keeps it here (libasound2-data). Without it every device name is unknown.
 DEBIAN_ALSA_CONFIG = "/usr/share/alsa/alsa.conf"
@@ -200,19 +202,39 @@ class AlsaAudioCapture:
             container.close()
 
     def _pcm_chunks(self, container, stream, stop: threading.Event) -> Iterator[AudioChunk]:
-        channels = stream.codec_context.channels
-        # FFmpeg hands over one ALSA period per packet (often 128-1024 frames, hundreds a second): keep
-        # the per-packet work to integer arithmetic (a Fraction product costs more than the rest).
+        """Consecutive ALSA periods joined into chunks of about `BATCH_S`. FFmpeg hands over one period
+        per packet (often 128 frames: 375 a second at 48 kHz); the per-chunk work (numpy, clocks, the
+        buffer) is then done ~50 times a second instead, and the per-packet work is integer arithmetic.
+        A gap between periods (FFmpeg recovering from an overrun) ends the chunk, so it stays visible."""
+        channels, rate = stream.codec_context.channels, stream.codec_context.sample_rate
         num, den = stream.time_base.numerator * 1_000_000, stream.time_base.denominator
+        bytes_per_frame, batch_bytes = 2 * channels, round(BATCH_S * rate) * 2 * channels
+        parts: list[bytes] = []
+        size = first_us = next_us = 0
         for packet in container.demux(stream):
             if stop.is_set():
                 return
             if packet.pts is None or packet.size == 0:
                 continue
             wall_us = packet.pts * num // den
-            offset_us = self._clocks.utc_now_us() - self._clocks.monotonic_us()
-            samples = np.frombuffer(bytes(packet), dtype="<i2").reshape(-1, channels)
-            yield AudioChunk(samples, wall_us - offset_us)
+            if parts and abs(wall_us - next_us) > GAP_US:
+                yield self._chunk(parts, first_us, channels)
+                parts, size = [], 0
+            if not parts:
+                first_us = wall_us
+            parts.append(bytes(packet))
+            size += packet.size
+            next_us = first_us + size // bytes_per_frame * 1_000_000 // rate
+            if size >= batch_bytes:
+                yield self._chunk(parts, first_us, channels)
+                parts, size = [], 0
+        if parts:  # the device ended: what it gave last
+            yield self._chunk(parts, first_us, channels)
+
+    def _chunk(self, parts: list[bytes], wall_us: int, channels: int) -> AudioChunk:
+        offset_us = self._clocks.utc_now_us() - self._clocks.monotonic_us()
+        samples = np.frombuffer(b"".join(parts), dtype="<i2").reshape(-1, channels)
+        return AudioChunk(samples, wall_us - offset_us)
 
     def _put(self, chunk: AudioChunk, rate: int) -> None:
         self._captured += chunk.frames

@@ -134,6 +134,34 @@ def test_a_tone_played_into_the_kernels_alsa_loopback_card_is_captured_whole_at_
     assert abs(chunks[-1].timestamp_us - now_us) < 1_000_000
 
 
+def test_alsa_periods_are_joined_into_20_ms_chunks_and_a_gap_between_periods_starts_a_new_chunk():
+    import threading
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    class Period:  # what PyAV's demux gives for one ALSA period: 128 frames of s16 mono
+        def __init__(self, first: int, pts_us: int):
+            self.data = np.arange(first, first + 128, dtype="<i2").tobytes()
+            self.pts, self.size = pts_us, len(self.data)
+
+        def __bytes__(self) -> bytes:
+            return self.data
+
+    rate, period_us = 48000, 128 * 1_000_000 // 48000  # 2666 us
+    stamps = [n * period_us for n in range(10)] + [10 * period_us + 50_000 + n * period_us for n in range(10)]
+    periods = [Period(n * 128, t) for n, t in enumerate(stamps)]
+    stream = SimpleNamespace(codec_context=SimpleNamespace(channels=1, sample_rate=rate), time_base=Fraction(1, 1_000_000))
+    container = SimpleNamespace(demux=lambda s: iter(periods))
+    clocks = SimulatedClocks()
+    capture = AlsaAudioCapture("hw:0,0", sample_rate=rate, channels=1, clocks=clocks)
+    chunks = list(capture._pcm_chunks(container, stream, threading.Event()))
+    offset = clocks.utc_now_us() - clocks.monotonic_us()
+    # 20 ms is 960 frames: 8 periods, then the 2 before the 50 ms gap, then 8 and the last 2.
+    assert [c.frames for c in chunks] == [1024, 256, 1024, 256]
+    assert [c.timestamp_us + offset for c in chunks] == [stamps[0], stamps[8], stamps[10], stamps[18]]
+    assert np.array_equal(np.concatenate([c.samples[:, 0] for c in chunks]), np.arange(20 * 128, dtype="<i2"))
+
+
 def test_a_missing_alsa_device_is_a_clear_error_and_a_bad_name_is_refused():
     with pytest.raises(ValueError, match="hw:1,0"):
         AlsaAudioCapture("/dev/snd/pcmC1D0c", clocks=RealClocks())

@@ -710,8 +710,8 @@ web:
 def test_vivid_nvr_run_records_s_video_with_sound_from_a_kernel_alsa_card(vivid, tmp_path):
     """An analog channel with its microphone on a real ALSA driver (snd-aloop): every segment carries
     AAC beside the video, as long as the video, and the tone played into the card is in it. At 8 kHz,
-    a CCTV microphone's usual rate: under emulation the 375 ALSA periods a second of 48 kHz (128
-    frames each) starve the encoder of the one emulated CPU it shares."""
+    a CCTV microphone's usual rate, which leaves the emulated CPU to the encoder (48 kHz here comes in
+    375 periods of 128 frames a second)."""
     if not LOOPBACK_CARD.exists():
         pytest.skip("no ALSA loopback card (snd-aloop) on this kernel")
     config = tmp_path / "nvr.yaml"
