@@ -246,7 +246,7 @@ class StorageConfig(_Section):
         "Record only when `path` is a mounted disk of its own (the appliance image sets this). While it "
         "is not mounted, the disk_missing alarm is raised and nothing is recorded, never onto the SD card "
         "or into RAM; live view, the local monitor and alarm inputs go on, and the appliance restarts "
-        "itself to record once the disk is mounted."))
+        "itself to record once the disk is mounted. Needs web.state_dir (users off that disk)."))
 
     @field_validator("path", mode="before")
     @classmethod
@@ -449,6 +449,12 @@ class Config(_Section):
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
         errors = unknown_port_errors(self.ptz, self.channels) + reference_errors(self)
+        if self.storage.require_mount and self.web.state_dir is None:
+            # Users default to the data root; without the disk they would be a fresh, empty store in RAM
+            # that offers anyone on the network the "create the administrator" page.
+            errors.append((("web", "state_dir"), None, (
+                "required with storage.require_mount: web users must not live on the recordings disk, which "
+                "may be missing; give a folder on the system's own storage, e.g. /var/lib/nvr/web")))
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, [
                 _error_details(loc, value, message) for loc, value, message in errors])

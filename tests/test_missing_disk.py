@@ -17,7 +17,8 @@ from hal.clock import RealClocks
 def config_for(path) -> str:
     return (f"storage: {{path: '{path}', segment_seconds: 2, require_mount: true}}\n"
             "channels:\n  - {id: 1, source: {type: test-pattern, width: 160, height: 120, fps: 10}}\n"
-            "alarms: {temperature: {thermal_zones: false}}\n")
+            "alarms: {temperature: {thermal_zones: false}}\n"
+            f"web: {{state_dir: '{path.parent / 'web'}'}}\n")
 
 
 @pytest.fixture
@@ -85,3 +86,10 @@ def test_with_the_disk_mounted_it_records_there_and_asks_to_restart_when_the_dis
 def test_require_mount_is_off_by_default_so_a_plain_folder_records():
     config = parse_config("storage: {path: /tmp/nvr-anywhere}\nchannels: []\n")
     assert config.storage.require_mount is False
+
+
+def test_require_mount_without_a_web_state_dir_is_refused_at_load_naming_the_key():
+    from appliance.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"web\.state_dir.*required with storage\.require_mount"):
+        parse_config("storage: {path: /srv/nvr, require_mount: true}\nchannels: []\n")
