@@ -6,7 +6,8 @@ it clears only once every reading is back inside the range by `hysteresis`, so a
 the limit does not flap. A data root or index file that vanished (disk unplugged, mount lost) raises
 `disk_missing` (the rule signal `disk: missing`) until it is back; so does a `mount_point` (the
 recordings disk under `storage.require_mount`) with no disk mounted on it. `on_mount_change` hears
-when that mount comes or goes, so the appliance can restart onto the disk or off it.
+the mount's state at the first check and whenever it changes, so the appliance can restart onto the
+disk or off it.
 """
 from __future__ import annotations
 
@@ -126,14 +127,12 @@ class HealthWatch:
         why = None
         if self._mount_point is not None:
             mounted = os.path.ismount(self._mount_point)
-            changed = self.mounted is not None and mounted != self.mounted
+            changed = mounted != self.mounted  # the first check counts: the disk may have come since start
             self.mounted = mounted
             if not mounted:
                 why = (f"no disk is mounted on {self._mount_point}: nothing is recorded (live view, the local "
                        "monitor and alarm inputs go on); connect the recordings disk and recording starts by itself")
             if changed and self._on_mount_change is not None:
-                log.warning("health: the recordings disk was %s on %s", "mounted" if mounted else "unmounted",
-                            self._mount_point)
                 self._on_mount_change(mounted)
         if why is None and self._root is not None and not (self._root / self._index_file).exists():
             why = f"the data disk at {self._root} is gone (no index file)"

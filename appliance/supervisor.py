@@ -93,9 +93,11 @@ class Supervisor:
         self._start_monitor()
 
     def _mount_changed(self, mounted: bool) -> None:
-        """The recordings disk came (while we record nothing) or went (while we record onto it)."""
+        """Restart when the recordings disk is there while we record nothing (it came, perhaps between
+        our check at construction and the health watch's first), or gone while we record onto it."""
         if mounted == self.disk_absent and self.on_disk_change is not None:
-            log.warning("restarting to %s", "record onto the disk" if mounted else "stop writing where the disk was")
+            log.warning("the recordings disk was %s on %s: restarting to %s", "mounted" if mounted else "unmounted",
+                        self.config.storage.path, "record onto it" if mounted else "stop writing where it was")
             self.on_disk_change()
 
     def _start_monitor(self) -> None:

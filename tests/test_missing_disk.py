@@ -93,3 +93,18 @@ def test_require_mount_without_a_web_state_dir_is_refused_at_load_naming_the_key
 
     with pytest.raises(ConfigError, match=r"web\.state_dir.*required with storage\.require_mount"):
         parse_config("storage: {path: /srv/nvr, require_mount: true}\nchannels: []\n")
+
+
+def test_a_disk_mounted_between_the_start_and_the_first_health_check_still_restarts_onto_it(tmp_path, mounts):
+    disk = tmp_path / "srv-nvr"
+    disk.mkdir()
+    supervisor = Supervisor(parse_config(config_for(disk)), clocks=RealClocks(), sync=False)
+    assert supervisor.disk_absent
+    mounts.add(str(disk))  # before the watch ever looked
+    changed = threading.Event()
+    supervisor.on_disk_change = changed.set
+    supervisor.start()
+    try:
+        assert changed.wait(5), "the appliance stayed without recording on a mounted disk"
+    finally:
+        supervisor.stop()
