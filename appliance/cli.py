@@ -9,11 +9,11 @@ import sys
 import threading
 from pathlib import Path
 
-from appliance.config import Config, ConfigError, default_config, load_config
-from appliance.recordings import recording_dicts, recordings_table
-from appliance.timefmt import iso_utc, parse_time
+from appliance.config.model import Config, ConfigError, default_config, load_config
+from appliance.presentation import recording_dicts, recordings_table
+from appliance.presentation import iso_utc, parse_time
 from appliance.version import appliance_version
-from hal.clock import RealClocks
+from base.clock import RealClocks
 from recorder.errors import ExportError, RecorderError
 from recorder.export import export
 from recorder.index import Index
@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--json", action="store_true", help="print one JSON object")
     dev.set_defaults(handler=_cmd_devices)
 
-    from appliance.ptz_cli import ACTIONS as PTZ_ACTIONS
+    from appliance.ptz.cli import ACTIONS as PTZ_ACTIONS
     ptz = sub.add_parser("ptz", help="send one PTZ command straight to a channel's dome (checking the wiring)")
     _config_args(ptz)
     ptz.add_argument("--channel", type=int, required=True, metavar="N")
@@ -151,10 +151,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from appliance.config import split_host_port
+    from appliance.config.model import split_host_port
     from appliance.supervisor import DataRootBusy, Supervisor
     from appliance.systemd import start_service_integration
-    from appliance.web import WebServer, create_app
+    from appliance.web.server import WebServer, create_app
 
     config = _load(args)
     try:
@@ -211,7 +211,7 @@ def _tls_files(config: Config) -> tuple[Path | None, Path | None]:
             raise UserError("web.tls_cert and web.tls_key go together: give both")
         return web.tls_cert, web.tls_key
     if web.tls_self_signed:
-        from appliance.tls import ensure_self_signed
+        from appliance.web.tls import ensure_self_signed
 
         return ensure_self_signed(Path(web.state_dir or config.storage.path))
     return None, None
@@ -236,7 +236,7 @@ def _cmd_recordings(args: argparse.Namespace) -> int:
 
 
 def _cmd_events(args: argparse.Namespace) -> int:
-    from appliance.events import event_dict, events_table
+    from appliance.presentation import event_dict, events_table
 
     index = _open_index(_load(args))
     try:
@@ -272,14 +272,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _user_store(args: argparse.Namespace):
-    from appliance.users import UserStore
+    from appliance.web.users import UserStore
 
     config = _load(args)
     return UserStore(Path(config.web.state_dir or config.storage.path), clocks=RealClocks())
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:
-    from appliance.users import UserError as BadUser
+    from appliance.web.users import UserError as BadUser
 
     password = sys.stdin.readline().rstrip("\r\n")
     store = _user_store(args)
@@ -305,7 +305,7 @@ def _cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_remove(args: argparse.Namespace) -> int:
-    from appliance.users import UserError as BadUser
+    from appliance.web.users import UserError as BadUser
 
     store = _user_store(args)
     try:
@@ -328,8 +328,8 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _cmd_ptz(args: argparse.Namespace) -> int:
-    from appliance.ptz_cli import PtzCommandError, PtzPortBusy, run_ptz_command
-    from drivers.pelco_bus import PelcoBusError
+    from appliance.ptz.cli import PtzCommandError, PtzPortBusy, run_ptz_command
+    from drivers.pelco.bus import PelcoBusError
 
     config = _load(args)
     try:

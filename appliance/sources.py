@@ -1,19 +1,19 @@
 """Builds the recorder's packet sources from channel config: the one place that knows every source kind."""
 from __future__ import annotations
 
-from drivers.rtsp_auto import rtsp_camera
+from drivers.rtsp.auto import rtsp_camera
 from hal.audio import SIMULATED, make_audio_capture
-from hal.clock import Clocks
-from hal.video_sim import TestPatternCapture
-from hal.video_v4l2 import V4l2Capture
+from base.clock import Clocks
+from hal.video.simulated import TestPatternCapture
+from hal.video.v4l2 import V4l2Capture
 from recorder.alarms import AlarmBoard, AlarmSink
 from recorder.audio_encode import CapturedAudio
 from recorder.encode import EncodedCapture
 from recorder.source import PacketSource
 from recorder.video_loss import VideoLossGuard
 
-from appliance.config import ChannelConfig, RtspSource, TestPatternSource, V4l2Source
-from appliance.config_audio import AudioConfig
+from appliance.config.model import ChannelConfig, RtspSource, TestPatternSource, V4l2Source
+from appliance.config.audio import AudioConfig
 
 
 def channel_sources(channel: ChannelConfig, *, clocks: Clocks, alarms: AlarmSink | None = None) -> dict[str, PacketSource]:

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from hal.clock import Clocks
+from base.clock import Clocks
 from hal.gpio import Gpio
 from hal.storage import make_dirs_durable
 from recorder.alarms import Alarm, AlarmBoard
@@ -22,10 +22,10 @@ from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
 from recorder.video_loss import VideoLossGuard
 
-from appliance.alarm_io import AlarmIO
-from appliance.rules import PtzPresets
-from appliance.config import ChannelConfig, Config
-from appliance.ptz import PtzService
+from appliance.alarms.io import AlarmIO
+from appliance.alarms.rules import PtzPresets
+from appliance.config.model import ChannelConfig, Config
+from appliance.ptz.service import PtzService
 from appliance.sources import channel_sources, reconnect_max_s
 
 log = logging.getLogger("nvr.supervisor")

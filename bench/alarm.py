@@ -32,13 +32,13 @@ import av  # noqa: E402
 from gpiozero import Device  # noqa: E402
 from gpiozero.pins.mock import MockFactory  # noqa: E402
 
-from appliance.config import parse_config  # noqa: E402
+from appliance.config.model import parse_config  # noqa: E402
 from appliance.supervisor import Supervisor  # noqa: E402
 from bench.common import encode_clip, print_table  # noqa: E402
-from hal.clock import RealClocks, SimulatedClocks  # noqa: E402
+from base.clock import RealClocks, SimulatedClocks  # noqa: E402
 from hal.gpio import GpiozeroGpio  # noqa: E402
-from hal.media import RawFrame  # noqa: E402
-from hal.video_sim import TestPatternCapture  # noqa: E402
+from base.media import RawFrame  # noqa: E402
+from hal.video.simulated import TestPatternCapture  # noqa: E402
 from recorder.live import LiveStream  # noqa: E402
 from recorder.motion import MotionDetector, MotionWatcher, luma  # noqa: E402
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import av
 
-from hal.clock import SimulatedClocks
-from hal.media import EncodedPacket, StreamInfo
-from hal.video_sim import TestPatternCapture
+from base.clock import SimulatedClocks
+from base.media import EncodedPacket, StreamInfo
+from hal.video.simulated import TestPatternCapture
 from recorder.alarms import AlarmBoard
 from recorder.index import Index
 from recorder.segmenter import Segmenter

@@ -4,7 +4,7 @@
                        [--noise 2] [--noise-sweep 0,1,2,4] [--repeats 2] [--buffers 4]
                        [--realtime-format yuyv422] [--quick] [--dir /var/tmp]
 
-Input: one clip per test pattern (hal.video_sim.TestPatternCapture.render at 720x576, with its
+Input: one clip per test pattern (hal.video.simulated.TestPatternCapture.render at 720x576, with its
 burnt-in label, counter and clock; `auto` = all five in nvr's channel order, zoneplate included),
 turned into what a composite capture card delivers: 4:2:2 YUYV with gaussian noise of `--noise`
 code values on every sample, new in every frame (2 is about 41 dB luma SNR, a cheap camera or a
@@ -64,9 +64,9 @@ from av.video.reformatter import VideoReformatter
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import print_table  # noqa: E402
-from hal.clock import Clocks, RealClocks, SimulatedClocks  # noqa: E402
-from hal.media import CaptureFormat, RawFrame  # noqa: E402
-from hal.video_sim import _AUTO_ORDER, PATTERNS, TestPatternCapture  # noqa: E402
+from base.clock import Clocks, RealClocks, SimulatedClocks  # noqa: E402
+from base.media import CaptureFormat, RawFrame  # noqa: E402
+from hal.video.simulated import _AUTO_ORDER, PATTERNS, TestPatternCapture  # noqa: E402
 from recorder.encode import EncodedCapture  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 720, 576, 25

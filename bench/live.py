@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.config import parse_config  # noqa: E402
+from appliance.config.model import parse_config  # noqa: E402
 from appliance.sources import channel_sources  # noqa: E402
 from appliance.supervisor import Supervisor  # noqa: E402
-from appliance.users import UserStore  # noqa: E402
-from appliance.web import WebServer, create_app  # noqa: E402
+from appliance.web.users import UserStore  # noqa: E402
+from appliance.web.server import WebServer, create_app  # noqa: E402
 from bench.common import print_table  # noqa: E402
-from hal.clock import RealClocks  # noqa: E402
+from base.clock import RealClocks  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

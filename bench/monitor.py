@@ -2,7 +2,7 @@
 
     ./dev bench monitor [--window-s 10] [--warmup-s 3] [--fps 25] [--size 1280x720] [--quick]
 
-Input: one H.264 clip per test pattern (libx264 ultrafast, keyframe every 2 s, `hal.video_sim`
+Input: one H.264 clip per test pattern (libx264 ultrafast, keyframe every 2 s, `hal.video.simulated`
 patterns with their burnt-in clock and counter), encoded once into memory at 352x288 (a camera's
 CIF sub-stream) and 720x576 (D1). During the run one thread per channel publishes its clip into a
 `recorder.live.LiveHub` at 25 fps, paced by the monotonic clock and stamped with arrival times, as
@@ -37,13 +37,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import cpu_seconds, encode_clip, print_table  # noqa: E402
-from hal.clock import RealClocks  # noqa: E402
-from hal.display_offscreen import OffscreenDisplay  # noqa: E402
-from hal.media import EncodedPacket, RawFrame, StreamInfo  # noqa: E402
-from hal.video_sim import TestPatternCapture  # noqa: E402
+from base.clock import RealClocks  # noqa: E402
+from hal.display.offscreen import OffscreenDisplay  # noqa: E402
+from base.media import EncodedPacket, RawFrame, StreamInfo  # noqa: E402
+from hal.video.simulated import TestPatternCapture  # noqa: E402
 from recorder.live import LiveHub  # noqa: E402
 
-from appliance.config_monitor import MonitorConfig  # noqa: E402
+from appliance.config.monitor import MonitorConfig  # noqa: E402
 from appliance.monitor import ChannelInfo, Monitor  # noqa: E402
 
 SOURCE_FPS = 25

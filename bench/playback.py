@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-from appliance.config import parse_config  # noqa: E402
-from appliance.users import UserStore  # noqa: E402
-from appliance.web import WebServer, create_app  # noqa: E402
+from appliance.config.model import parse_config  # noqa: E402
+from appliance.web.users import UserStore  # noqa: E402
+from appliance.web.server import WebServer, create_app  # noqa: E402
 from bench.common import encode_clip, print_table, replay_into_segments  # noqa: E402
 from bench.live import CHROMIUM, FLAGS  # noqa: E402
-from hal.clock import RealClocks  # noqa: E402
+from base.clock import RealClocks  # noqa: E402
 from recorder.alarms import AlarmBoard  # noqa: E402
 from recorder.index import Index, Segment  # noqa: E402
 from recorder.live import LiveHub  # noqa: E402

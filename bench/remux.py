@@ -39,10 +39,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 BENCH_PASSWORD = "bench-password-1"
 
-from appliance.users import UserStore  # noqa: E402
-from appliance.web_client import ApiClient  # noqa: E402
+from appliance.web.users import UserStore  # noqa: E402
+from appliance.web.client import ApiClient  # noqa: E402
 from bench.common import print_table  # noqa: E402
-from hal.clock import RealClocks  # noqa: E402
+from base.clock import RealClocks  # noqa: E402
 from recorder.fmp4 import read_segment  # noqa: E402
 from recorder.mp4 import Mp4Error  # noqa: E402
 from support.rtsp import SYSTEM_FFMPEG, RtspServer, rtsp_available  # noqa: E402

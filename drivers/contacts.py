@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, time, timezone, tzinfo
 from typing import Literal
 
-from hal.clock import Clocks
+from base.clock import Clocks
 from hal.gpio import InputPin, OutputPin
-from hal.timers import Scheduler, Timer
+from base.timers import Scheduler, Timer
 
 log = logging.getLogger("nvr.contacts")
 

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hal.clock import Clocks
+from base.clock import Clocks
 
 log = logging.getLogger("nvr.audio")
 

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from hal.v4l2_device import InputInfo, V4l2Device
-from hal.video_v4l2 import PIXEL_FORMAT_FOURCCS, standard_names
+from hal.video.v4l2_device import InputInfo, V4l2Device
+from hal.video.v4l2 import PIXEL_FORMAT_FOURCCS, standard_names
 
 USABLE_FOURCCS = {fourcc for fourccs in PIXEL_FORMAT_FOURCCS.values() for fourcc in fourccs}
 SERIAL_PATTERN = re.compile(r"tty(S|USB|AMA|ACM)[0-9]+")

@@ -1,4 +1,5 @@
-"""Environment sensors: the kernel's thermal zones (CPU/SoC temperature) and an SHT3x on I2C via smbus2.
+"""Environment sensors: the kernel's thermal zones (CPU/SoC temperature), an SHT3x on I2C via smbus2, and
+the system uptime.
 
 `ThermalZones` reads ``<root>/thermal_zone*/temp`` (millidegrees Celsius); the root is injectable
 so tests lay out a fake sysfs. `Sht3x` talks to a Sensirion SHT30/31/35 with single-shot
@@ -34,23 +35,44 @@ class Reading:
     humidity_percent: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ThermalZone:
+    """One kernel thermal zone's reading: `zone` is its sysfs name, `kind` the driver's type string."""
+
+    zone: str
+    kind: str
+    temperature_c: float
+
+
 class ThermalZones:
     """The kernel's thermal zones under `root` (default ``/sys/class/thermal``)."""
 
     def __init__(self, *, root: Path = Path("/sys/class/thermal")):
         self.root = root
 
-    def read(self) -> list[Reading]:
-        """Every zone that reads; zones that fail (some report EINVAL when idle) are skipped."""
-        readings = []
+    def zones(self) -> list[ThermalZone]:
+        """Every zone that reads; zones that fail (some report EINVAL when idle, a container has none)
+        are skipped."""
+        found = []
         for zone in sorted(self.root.glob("thermal_zone*")):
             try:
                 millidegrees = int((zone / "temp").read_text().strip())
             except (OSError, ValueError):
                 continue
-            kind = _read_text(zone / "type") or zone.name
-            readings.append(Reading(f"{zone.name} ({kind})", millidegrees / 1000.0))
-        return readings
+            found.append(ThermalZone(zone.name, _read_text(zone / "type") or zone.name, millidegrees / 1000.0))
+        return found
+
+    def read(self) -> list[Reading]:
+        """The zones as sensor readings, named `thermal_zone0 (cpu-thermal)`."""
+        return [Reading(f"{z.zone} ({z.kind})", z.temperature_c) for z in self.zones()]
+
+
+def system_uptime_s(proc_uptime: Path = Path("/proc/uptime")) -> float | None:
+    """Seconds since the kernel booted, or None where /proc/uptime cannot be read."""
+    try:
+        return float(proc_uptime.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _read_text(path: Path) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from hal.clock import Clocks
+from base.clock import Clocks
 
 log = logging.getLogger("nvr.alarm")
 

@@ -20,8 +20,8 @@ import av
 import numpy as np
 
 from hal.audio import AudioCapture, AudioCaptureError, AudioChunk
-from hal.clock import Clocks
-from hal.media import AudioInfo, EncodedPacket
+from base.clock import Clocks
+from base.media import AudioInfo, EncodedPacket
 from recorder.errors import SourceError
 
 log = logging.getLogger("nvr.audio")

@@ -2,7 +2,7 @@
 
 The video track decides where fragments and segments end; audio follows. Each audio frame is timed
 in samples since the run's media time zero (the first keyframe), computed from its own timestamp on
-the clock it shares with the video (hal.media's contract), so the two tracks line up in every file
+the clock it shares with the video (base.media's contract), so the two tracks line up in every file
 whatever order the packets arrived in. A fragment takes the frames that start before its video ends;
 the rest wait for the next one. Frames are written back to back: a frame's duration is the distance
 to the next one, so a fragment boundary never moves audio in time.
@@ -14,7 +14,7 @@ from collections import deque
 from fractions import Fraction
 from typing import Protocol
 
-from hal.media import AudioInfo, EncodedPacket
+from base.media import AudioInfo, EncodedPacket
 from recorder.aac import FRAME_SAMPLES, AacError, audio_specific_config, split_adts
 from recorder.fmp4 import AUDIO_TRACK_ID, TIMESCALE, AudioTrack, Sample, TrackRun
 

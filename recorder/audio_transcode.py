@@ -17,7 +17,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from hal.media import AudioInfo, EncodedPacket, StreamInfo
+from base.media import AudioInfo, EncodedPacket, StreamInfo
 from recorder.aac import SAMPLE_RATES
 from recorder.audio_encode import AacEncoder
 

@@ -15,8 +15,8 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-from hal.clock import Clocks
-from hal.media import AudioInfo, EncodedPacket, RawFrame, StreamInfo
+from base.clock import Clocks
+from base.media import AudioInfo, EncodedPacket, RawFrame, StreamInfo
 from hal.video import CaptureError, VideoCapture
 from recorder.audio_encode import CapturedAudio
 from recorder.errors import SourceError

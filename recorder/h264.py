@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hal.h264 import H264Error, SpsInfo, avcc_record, parse_sps  # noqa: F401  (re-exported: one copy)
+from base.h264 import H264Error, SpsInfo, avcc_record, parse_sps  # noqa: F401  (re-exported: one copy)
 
 NAL_SLICE_IDR = 5
 NAL_SEI = 6

@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from hal.media import EncodedPacket, RawFrame, StreamInfo
+from base.media import EncodedPacket, RawFrame, StreamInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from hal.media import EncodedPacket, StreamInfo
+from base.media import EncodedPacket, StreamInfo
 from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment
 from recorder.h264 import ANNEX_B, H264Error, avcc_record, parameter_sets, parse_sps, stream_framing, to_mp4_sample
 from recorder.live import RunStarted

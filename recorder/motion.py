@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from hal.clock import Clocks
-from hal.media import EncodedPacket, RawFrame, StreamInfo
+from base.clock import Clocks
+from base.media import EncodedPacket, RawFrame, StreamInfo
 from recorder.live import LiveStream, RunStarted
 
 log = logging.getLogger("nvr.motion")

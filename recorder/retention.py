@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hal.clock import Clocks
+from base.clock import Clocks
 from hal.storage import DiskUsage, disk_usage, fsync_dir
 from recorder.alarms import AlarmSink
 from recorder.errors import DiskFull

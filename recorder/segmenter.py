@@ -16,8 +16,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from hal.clock import Clocks
-from hal.media import EncodedPacket, StreamInfo
+from base.clock import Clocks
+from base.media import EncodedPacket, StreamInfo
 from hal.storage import make_dirs_durable
 from recorder.alarms import AlarmSink
 from recorder.audio_mux import AudioMuxer

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import av
 
-from hal.media import EncodedPacket, RawFrame, StreamInfo
+from base.media import EncodedPacket, RawFrame, StreamInfo
 from recorder.fmp4 import VideoTrack
 from recorder.h264 import H264Error, parameter_sets, parse_avcc_record, split_length_prefixed, to_mp4_sample
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from hal.media import EncodedPacket, StreamInfo
+from base.media import EncodedPacket, StreamInfo
 
 
 class PacketSource(Protocol):

@@ -12,8 +12,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 
-from hal.clock import Clocks
-from hal.media import EncodedPacket, RawFrame, StreamInfo
+from base.clock import Clocks
+from base.media import EncodedPacket, RawFrame, StreamInfo
 from hal.video import CaptureError, DeviceGone, NoSignal, VideoCapture
 from recorder.alarms import AlarmSink
 from recorder.encode import EncodedCapture

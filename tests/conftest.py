@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hal.clock import SimulatedClocks
+from base.clock import SimulatedClocks
 from recorder.index import Index
 from support.rtsp import RtspServer, make_clip, rtsp_available
 from support.vivid import in_vivid_vm

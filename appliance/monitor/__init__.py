@@ -10,7 +10,7 @@ import logging
 from hal.display import DisplayRequest, open_display
 from hal.input_evdev import EvdevKeys, evdev_available
 
-from appliance.config import Config, RtspSource
+from appliance.config.model import Config, RtspSource
 from appliance.monitor.monitor import ChannelInfo, Monitor, PtzControl
 
 __all__ = ["ChannelInfo", "Monitor", "PtzControl", "build_monitor", "channel_infos"]

@@ -8,7 +8,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from hal.media import EncodedPacket, RawFrame, StreamInfo
+from base.media import EncodedPacket, RawFrame, StreamInfo
 from recorder.h264 import ANNEX_B, H264Error, parameter_sets, split_nals, stream_framing
 
 log = logging.getLogger("nvr.monitor")

@@ -13,8 +13,8 @@ import threading
 
 import numpy as np
 
-from hal.clock import Clocks
-from hal.media import EncodedPacket
+from base.clock import Clocks
+from base.media import EncodedPacket
 from recorder.live import LiveStream, RunStarted
 
 from appliance.monitor.decode import H264Decoder, Scaler, pick_decoder

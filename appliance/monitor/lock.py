@@ -1,9 +1,9 @@
 """The local lock: the monitor shows live only until an operator enters the PIN (scrypt-hashed in the config)."""
 from __future__ import annotations
 
-from hal.clock import Clocks
+from base.clock import Clocks
 
-from appliance.users import SCRYPT_N, hash_password, verify_password
+from base.passwords import SCRYPT_N, hash_password, verify_password
 
 MAX_ATTEMPTS = 5
 LOCKOUT_S = 60.0

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from hal.clock import Clocks
+from base.clock import Clocks
 from hal.display import Display, DisplayError, InputEvent
 from recorder.index import Index
 from recorder.live import LiveHub
 
-from appliance.config_monitor import MonitorConfig
+from appliance.config.monitor import MonitorConfig
 from appliance.monitor.control import Controls
 from appliance.monitor.feeds import Feed, LiveFeed, RawFeed
 from appliance.monitor.layouts import LAYOUTS, Rect, fit_tiles, pages, tile_rects, wall_rect
@@ -51,7 +51,7 @@ class ChannelInfo:
 
 
 class PtzControl(Protocol):
-    """What the monitor needs of PTZ (`appliance.ptz.PtzService` meets it): which channels have a dome,
+    """What the monitor needs of PTZ (`appliance.ptz.service.PtzService` meets it): which channels have a dome,
     continuous pan (-1 left, +1 right) / tilt (-1 down, +1 up) and zoom (+1 in, -1 out), and stop.
     Commands may return a Future; the monitor does not wait for it."""
 

@@ -1,6 +1,6 @@
 """On-screen display drawn into the RGB wall: text, per-tile icons, the no-signal screen, the status bar, banners.
 
-Text uses the built-in bitmap font (`hal.font`), so the OSD needs no font files and draws the same
+Text uses the built-in bitmap font (`base.font`), so the OSD needs no font files and draws the same
 on every backend, offscreen included.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from hal import font
+from base import font
 
 from appliance.monitor.layouts import Rect
 

@@ -7,8 +7,8 @@ from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
-from hal.clock import Clocks
-from hal.media import EncodedPacket, StreamInfo
+from base.clock import Clocks
+from base.media import EncodedPacket, StreamInfo
 from recorder.fmp4 import SegmentContents, read_segment
 from recorder.index import Index, Segment
 from recorder.mp4 import Mp4Error

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import numpy as np
 from gpiozero.pins.mock import MockPin
 
-from hal.clock import Clocks
-from hal.media import CaptureFormat, RawFrame
+from base.clock import Clocks
+from base.media import CaptureFormat, RawFrame
 from hal.video import CaptureError
 
 

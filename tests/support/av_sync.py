@@ -1,6 +1,6 @@
 """Measuring A/V sync in a recording: the test pattern's flash against the simulated microphone's beep.
 
-Both happen in the first 50 ms of every second of the monotonic clock (hal.video_sim's `sync_flash`,
+Both happen in the first 50 ms of every second of the monotonic clock (hal.video.simulated's `sync_flash`,
 hal.audio's `SimulatedAudioCapture`; the RTSP test server's `audio=` mounts beep the same way). The
 file is decoded with FFmpeg (PyAV); flashes are frames whose flash square is bright, beeps are where
 the sound's 5 ms envelope first rises above a third of the beep's amplitude.
@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from hal.video_sim import flash_box
+from hal.video.simulated import flash_box
 
 
 @dataclass

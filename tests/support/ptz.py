@@ -5,9 +5,9 @@ import textwrap
 import time
 from collections.abc import Callable
 
-from appliance.config import Config, parse_config
-from drivers.pelco_dome_sim import PtyDomeBus, SimulatedDome, SimulatedDomeBus
-from hal.clock import SimulatedClocks
+from appliance.config.model import Config, parse_config
+from drivers.pelco.dome_sim import PtyDomeBus, SimulatedDome, SimulatedDomeBus
+from base.clock import SimulatedClocks
 
 
 def wait_for(condition: Callable[[], bool], *, timeout_s: float = 5.0, what: str = "condition") -> None:

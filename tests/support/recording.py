@@ -6,9 +6,9 @@ from pathlib import Path
 
 import av
 
-from hal.clock import SimulatedClocks
-from hal.media import EncodedPacket
-from hal.video_sim import TestPatternCapture
+from base.clock import SimulatedClocks
+from base.media import EncodedPacket
+from hal.video.simulated import TestPatternCapture
 from recorder.alarms import AlarmBoard
 from recorder.encode import EncodedCapture
 from recorder.index import Index

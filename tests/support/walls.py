@@ -6,9 +6,9 @@ import threading
 
 import numpy as np
 
-from hal.clock import Clocks
-from hal.media import RawFrame
-from hal.video_sim import TestPatternCapture
+from base.clock import Clocks
+from base.media import RawFrame
+from hal.video.simulated import TestPatternCapture
 from recorder.encode import EncodedCapture
 from recorder.live import LiveHub
 

@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.config import parse_config
+from appliance.config.model import parse_config
 from appliance.supervisor import Supervisor
-from appliance.users import UserStore
-from appliance.web import WebServer, create_app
-from hal.clock import RealClocks, SimulatedClocks
+from appliance.web.users import UserStore
+from appliance.web.server import WebServer, create_app
+from base.clock import RealClocks, SimulatedClocks
 from recorder.index import Index
 from support.recording import make_segmenter, record
 

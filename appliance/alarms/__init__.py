@@ -1,0 +1,1 @@
+"""Alarm inputs and outputs, the appliance's own health as signals, linkage rules and webhooks."""

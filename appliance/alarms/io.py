@@ -1,0 +1,226 @@
+"""Wires the alarm side of the appliance from config: GPIO inputs and relays, motion watchers, health watch,
+the AlarmBoard's signals and the rule engine, all started and stopped together by the Supervisor.
+
+A part that cannot be set up (no GPIO on this board, a pin in use, a sensor missing) raises an alarm
+(`gpio_error`, ...) and the rest goes on: recording never depends on the alarm side.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import tzinfo
+from pathlib import Path
+
+from drivers.contacts import AlarmContact, ArmingWindow, Relay, Schedule
+from base.clock import Clocks
+from hal.gpio import Gpio, GpioError, open_gpio
+from hal.sensors import Sht3x, ThermalZones
+from base.timers import Scheduler
+from recorder.alarms import Alarm, AlarmBoard
+from recorder.index import INDEX_FILE, Index
+from recorder.live import LiveHub
+
+from appliance.config.model import ChannelConfig, Config, RtspSource
+from appliance.config.alarms import ALL_DAYS, AlarmInputConfig, parse_clock
+from appliance.alarms.health_watch import HealthWatch, Limits
+from appliance.alarms.webhooks import BoundedWorker, WebhookSender
+from appliance.alarms.rules import Firing, PtzPresets, RuleEngine
+
+log = logging.getLogger("nvr.alarm_io")
+
+# AlarmBoard kinds that are rule signals: kind -> (signal kind, signal key; None = the alarm's channel)
+BOARD_SIGNALS: dict[str, tuple[str, str | None]] = {
+    "disk_full": ("disk", "full"),
+    "disk_error": ("disk", "error"),
+    "disk_missing": ("disk", "missing"),
+    "video_loss": ("video_loss", None),
+    "temperature": ("temperature", "out_of_range"),
+}
+
+
+class AlarmIO:
+    """Everything alarm-related of one running appliance. `gpio` (e.g. over gpiozero's MockFactory) and
+    `ptz` are injected; without `gpio` the board's own is opened when the config has pins."""
+
+    def __init__(self, config: Config, *, clocks: Clocks, index: Index, alarms: AlarmBoard, live: LiveHub,
+                 data_root: Path | None = None, gpio: Gpio | None = None, ptz: PtzPresets | None = None,
+                 tz: tzinfo | None = None, on_fired: Callable[[Firing], None] | None = None,
+                 on_mount_change: Callable[[bool], None] | None = None):
+        """`on_mount_change(mounted)`: the recordings disk came or went (with `storage.require_mount`)."""
+        self.config, self._clocks, self._index, self._alarms, self._live = config, clocks, index, alarms, live
+        self._on_mount_change = on_mount_change
+        self._root, self._gpio, self._owns_gpio, self._tz = data_root, gpio, False, tz
+        self.scheduler = Scheduler(clocks=clocks, name="alarms")
+        self.webhooks = WebhookSender()
+        self.ptz_worker = BoundedWorker(name="ptz-presets", max_jobs=16)
+        self.relays: dict[str, Relay] = {}
+        self.contacts: dict[str, AlarmContact] = {}
+        self.motion: dict = {}  # channel -> recorder.motion.MotionWatcher
+        self.health: HealthWatch | None = None
+        self.engine = RuleEngine(rules=config.rules, index=index, relays=self.relays, scheduler=self.scheduler,
+                                 clocks=clocks, webhooks=self.webhooks, ptz=ptz, ptz_worker=self.ptz_worker,
+                                 on_fired=on_fired)
+        self._board_counts: dict[tuple[str, str], int] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        closed = self._index.end_open_events(end_us=self._clocks.utc_now_us())  # left open by a crash
+        if closed:
+            log.warning("closed %d event(s) left open by the last run", closed)
+        self.scheduler.start()
+        self.webhooks.start()
+        self.ptz_worker.start()
+        self._open_pins()
+        self._unsubscribe = self._alarms.subscribe(self._board_changed)
+        for alarm in self._alarms.active():  # raised before we listened
+            self._board_changed(alarm, True)
+        self._start_motion()
+        self._start_health()
+
+    def stop(self) -> None:
+        """Stop every source of signals, end open events, put every output in its safe state (off)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for watcher in self.motion.values():
+            watcher.stop()
+        if self.health is not None:
+            self.health.stop()
+        for contact in self.contacts.values():
+            contact.close()
+        self.scheduler.stop()
+        self.engine.close_all()
+        for relay in self.relays.values():
+            relay.close()
+        if self._owns_gpio and self._gpio is not None:
+            self._gpio.close()
+        self.webhooks.stop()
+        self.ptz_worker.stop()
+
+    # --- GPIO ----------------------------------------------------------------------------------
+
+    def _open_pins(self) -> None:
+        alarms = self.config.alarms
+        if not alarms.inputs and not alarms.outputs:
+            return
+        if self._gpio is None:
+            try:
+                self._gpio = open_gpio(alarms.gpio, default_chip=alarms.gpio_chip)
+                self._owns_gpio = True
+            except GpioError as exc:
+                self._alarms.raise_alarm("gpio_error", f"no GPIO for the alarm inputs and outputs: {exc}")
+                return
+        for output in alarms.outputs:
+            self._guard(f"output {output.id}", self._open_output, output)
+        for item in alarms.inputs:
+            self._guard(f"input {item.id}", self._open_input, item)
+
+    def _guard(self, what: str, fn: Callable, *args) -> None:
+        try:
+            fn(*args)
+        except GpioError as exc:
+            self._alarms.raise_alarm("gpio_error", f"{what}: {exc}")
+
+    def _open_output(self, output) -> None:
+        pin = self._gpio.output(output.pin, active_high=output.active_high, initial_active=False)
+        self.relays[output.id] = Relay(id=output.id, pin=pin, mode=output.mode, pulse_s=output.pulse_s,
+                                       scheduler=self.scheduler, clocks=self._clocks)
+
+    def _open_input(self, item: AlarmInputConfig) -> None:
+        pin = self._gpio.input(item.pin, pull_up=True)
+        self.contacts[item.id] = AlarmContact(
+            id=item.id, name=item.name or item.id, pin=pin, contact=item.contact, debounce_ms=item.debounce_ms,
+            clocks=self._clocks, scheduler=self.scheduler, on_change=self._contact_changed,
+            schedule=schedule_from_config(item, tz=self._tz))
+
+    def _contact_changed(self, contact: AlarmContact, active: bool, at_us: int) -> None:
+        self.engine.signal("alarm_input", contact.id, active, at_us=at_us, detail=contact.name)
+
+    def trigger_output(self, output_id: str, for_s: float | None = None) -> None:
+        """Manual trigger (web page, CLI): as a rule would, with the output's own mode."""
+        self._relay(output_id).trigger(for_s)
+
+    def clear_output(self, output_id: str) -> None:
+        """Manual reset: off now (also ends a latched output)."""
+        self._relay(output_id).clear()
+
+    def _relay(self, output_id: str) -> Relay:
+        if output_id not in self.relays:
+            raise KeyError(f"no alarm output {output_id!r}; configured: {', '.join(self.relays) or 'none'}")
+        return self.relays[output_id]
+
+    # --- signals from the AlarmBoard -----------------------------------------------------------
+
+    def _board_changed(self, alarm: Alarm, active: bool) -> None:
+        """On the raiser's thread (a recorder, retention): hand over at once."""
+        if alarm.kind in BOARD_SIGNALS:
+            self.scheduler.call_soon(self._board_signal, alarm, active)
+
+    def _board_signal(self, alarm: Alarm, active: bool) -> None:
+        """Board alarms to rule signals, on the scheduler thread. Several alarms can stand for one signal
+        (disk_error per channel): the signal is active while any of them is."""
+        kind, key = BOARD_SIGNALS[alarm.kind]
+        key = key if key is not None else str(alarm.channel)
+        count = self._board_counts.get((kind, key), 0) + (1 if active else -1)
+        self._board_counts[(kind, key)] = max(0, count)
+        if (active and count == 1) or (not active and count == 0):
+            at_us = alarm.since_us if active else self._clocks.utc_now_us()
+            self.engine.signal(kind, key, active, at_us=at_us, detail=alarm.message)
+
+    # --- motion and health ---------------------------------------------------------------------
+
+    def _start_motion(self) -> None:
+        for channel in self.config.channels:
+            if channel.enabled and channel.motion is not None and channel.motion.enabled:
+                watcher = self._motion_watcher(channel)
+                watcher.start()
+                self.motion[channel.id] = watcher
+
+    def _motion_watcher(self, channel: ChannelConfig):
+        from recorder.motion import MotionDetector, MotionWatcher  # OpenCV only where motion is configured
+        motion = channel.motion
+        detector = MotionDetector(zones=[z.points for z in motion.zones], masks=[m.points for m in motion.masks],
+                                  sensitivity=motion.sensitivity)
+        if isinstance(channel.source, RtspSource):
+            stream, source = ("sub" if channel.source.sub_url else "main"), "packets"
+            if stream == "main":
+                log.warning("channel %d: no sub stream; motion detection decodes the main stream", channel.id)
+        else:
+            stream, source = "main", "frames"  # analog: the raw frames before encoding
+        return MotionWatcher(channel=channel.id, live=self._live.stream(channel.id, stream), detector=detector,
+                             clocks=self._clocks, on_motion=self._motion_changed, fps=motion.fps,
+                             hold_s=motion.hold_s, source=source)
+
+    def _motion_changed(self, channel: int, active: bool, at_us: int, score: float) -> None:
+        self.engine.signal("motion", str(channel), active, at_us=at_us, detail=f"score {score:.4f}")
+
+    def _start_health(self) -> None:
+        temperature = self.config.alarms.temperature
+        soc = [ThermalZones(root=temperature.thermal_root).read] if temperature.thermal_zones else []
+        ambient = [Sht3x(bus=temperature.sht3x.bus, address=temperature.sht3x.address).read] \
+            if temperature.sht3x is not None else []
+        limits = Limits(min_c=temperature.min_c, max_c=temperature.max_c, max_soc_c=temperature.max_soc_c,
+                        min_rh=temperature.min_rh, max_rh=temperature.max_rh, hysteresis=temperature.hysteresis)
+        self.health = HealthWatch(alarms=self._alarms, limits=limits, interval_s=temperature.interval_s,
+                                  soc_sensors=soc, ambient_sensors=ambient, data_root=self._root,
+                                  index_file=INDEX_FILE, on_mount_change=self._on_mount_change,
+                                  mount_point=self.config.storage.path if self.config.storage.require_mount else None)
+        self.health.start()
+
+    def statistics(self) -> dict:
+        return {
+            "gpio": getattr(self._gpio, "backend", None),
+            "inputs": [contact.statistics() for contact in self.contacts.values()],
+            "outputs": [relay.statistics() for relay in self.relays.values()],
+            "motion": [watcher.statistics() for watcher in self.motion.values()],
+            "rules": self.engine.statistics(), "scheduler": self.scheduler.statistics(),
+            "webhooks": self.webhooks.statistics(), "ptz": self.ptz_worker.statistics(),
+            "health": self.health.statistics() if self.health else None,
+        }
+
+
+def schedule_from_config(item: AlarmInputConfig, *, tz: tzinfo | None = None) -> Schedule:
+    windows = [ArmingWindow(frozenset(ALL_DAYS.index(day) for day in window.days), parse_clock(window.start),
+                            parse_clock(window.end)) for window in item.schedule]
+    return Schedule(windows, tz=tz)

@@ -1,0 +1,1 @@
+"""The appliance configuration: YAML with line numbers -> one typed, validated model tree."""

@@ -1,0 +1,726 @@
+"""The appliance configuration: YAML file -> one typed, validated pydantic model tree.
+
+Every model forbids unknown keys, and every setting has a default, bounds and a description, so
+`Config.model_json_schema()` documents the file. Loading never stops at the first mistake: every
+problem is collected and raised at once as a `ConfigError`, each with its key path as written in the
+YAML (``channels[1].source.url``), the line of that key, and a message that says what was expected
+and shows the value that was found::
+
+    /etc/nvr/nvr.yaml:14: channels[1].source.url: expected an rtsp:// or rtsps:// URL with a host,
+    got 'http://cam'
+
+(one line per problem; wrapped here).
+
+Exceptions:
+
+    ConfigError (ValueError)    the file is missing, unreadable, not YAML, or not a valid config;
+                                `.problems` lists every `Problem` found
+"""
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from appliance.config.ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
+from appliance.config.monitor import MonitorConfig
+from appliance.config.audio import AudioConfig, check_channel_audio
+from appliance.config.alarms import AlarmsConfig, MotionConfig, RuleConfig, reference_errors
+from appliance.config.yaml_lines import (Document, Location, error_line, error_message, format_path, load_document,
+                                  locate, tagged_models)
+
+MIB, GIB = 1 << 20, 1 << 30
+TestPatternName = Literal["auto", "bars", "gradient", "checker", "ball", "zoneplate"]
+TEST_PATTERNS: tuple[str, ...] = get_args(TestPatternName)
+VideoStandard = Literal["PAL", "NTSC", "SECAM"]
+EncoderName = Literal["auto", "libx264", "h264_v4l2m2m"]
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in a config file: key path (``''`` for the whole file), 1-based line, message."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def format(self, source: str) -> str:
+        """``'FILE:LINE: path: message'``, leaving out the parts that are unknown or empty."""
+        where = source if self.line is None else f"{source}:{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; `problems` lists every mistake found, in file order."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        super().__init__(source, problems)
+        self.source = source
+        self.problems = list(problems)
+
+    def __str__(self) -> str:
+        return "\n".join(problem.format(self.source) for problem in self.problems)
+
+
+# --- value syntax: sizes, RTSP URLs, host:port --------------------------------------------------
+
+_SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]*)\s*", re.IGNORECASE | re.ASCII)
+_SIZE_UNITS = {"": 1, "b": 1}
+for _power, _letter in enumerate("kmgtp", start=1):
+    # Bare letters are binary, as `df -h` and systemd print them; "KB", "MB", ... are SI.
+    _SIZE_UNITS.update({_letter: 1024**_power, _letter + "i": 1024**_power,
+                        _letter + "ib": 1024**_power, _letter + "b": 1000**_power})
+
+
+def parse_size_bytes(value: object) -> object:
+    """A byte count from an int or a string like ``'512MiB'``, ``'2G'``, ``'1.5GB'``, ``'100 MB'``.
+
+    Units are case-insensitive: B; KB, MB, GB, TB, PB are powers of 1000; KiB, MiB, ... and the bare
+    letters K, M, G, T, P are powers of 1024. Raises ValueError for negative or malformed sizes. Other
+    types are returned unchanged, for pydantic to reject with its type message.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return value
+    if isinstance(value, str):
+        return _parse_size_text(value)
+    if value < 0 or not math.isfinite(value) or value != int(value):
+        raise ValueError(f"expected a whole, non-negative number of bytes, got {value!r}")
+    return int(value)
+
+
+def _parse_size_text(text: str) -> int:
+    match = _SIZE_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"expected a size such as 1073741824, '512MiB', '2G' or '1.5GB', got {text!r}")
+    number, unit = match.groups()
+    if unit.lower() not in _SIZE_UNITS:
+        raise ValueError(f"unknown size unit {unit!r} in {text!r}; use B, KB/MB/GB/TB (powers of "
+                         f"1000) or KiB/MiB/GiB/TiB or K/M/G/T (powers of 1024)")
+    size = float(number) * _SIZE_UNITS[unit.lower()]
+    if not math.isfinite(size):
+        raise ValueError(f"expected a size that fits the disk, got {text!r}")
+    return round(size)
+
+
+def mask_credentials(url: str) -> str:
+    """`url` with the password replaced by ``***``, for messages and logs."""
+    scheme, separator, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")  # rpartition: passwords may contain '@'
+    if not separator or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostport}{slash}{path}"
+
+
+def check_rtsp_url(url: str) -> str:
+    """Return `url` if it is ``rtsp://`` or ``rtsps://`` with a host and a valid port; else ValueError.
+
+    Credentials (``rtsp://user:pass@host/...``) are allowed; messages show them masked.
+    """
+    shown = mask_credentials(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("rtsp", "rtsps") or not parts.hostname \
+            or any(char.isspace() for char in url):
+        raise ValueError(f"expected an rtsp:// or rtsps:// URL with a host, got {shown!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"expected a port from 1 to 65535 in the URL, got {shown!r}")
+    return url
+
+
+_HOST_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE | re.ASCII)
+
+
+def split_host_port(listen: str) -> tuple[str, int]:
+    """``'127.0.0.1:8080'`` -> ``('127.0.0.1', 8080)``; ``'[::1]:80'`` -> ``('::1', 80)``.
+
+    The host is an IPv4 address, a host name, or an IPv6 address in brackets (returned without
+    them); the port is 1-65535. Raises ValueError naming what was expected.
+    """
+    host, colon, port_text = listen.rpartition(":")
+    if not colon or not host:
+        raise ValueError(f"expected host:port such as '127.0.0.1:8080', '0.0.0.0:80' or "
+                         f"'[::]:8080', got {listen!r}")
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"expected a port from 1 to 65535 after the last ':', got {listen!r}")
+    if host.startswith("[") and host.endswith("]") and _is_ipv6(host[1:-1]):
+        return host[1:-1], int(port_text)
+    if ":" in host:
+        raise ValueError(f"expected an IPv6 address in brackets, like '[::1]:8080', got {listen!r}")
+    if not _is_ipv4_or_host_name(host):
+        raise ValueError(f"expected an IPv4 address, a host name or a bracketed IPv6 address "
+                         f"before the ':', got {listen!r}")
+    return host, int(port_text)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ipv4_or_host_name(host: str) -> bool:
+    labels = host.split(".")
+    if all(label.isascii() and label.isdigit() for label in labels):  # looks like an address: must be one
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+        return True
+    return len(host) <= 253 and all(_HOST_LABEL_RE.fullmatch(label) for label in labels)
+
+
+# --- the model tree ---------------------------------------------------------------------------
+
+ByteCount = Annotated[int, BeforeValidator(parse_size_bytes)]
+
+
+class _Section(BaseModel):
+    """Base of every config model."""
+
+    # strict: YAML already types its scalars, so a quoted "60" or a `yes` where a number belongs is
+    # a mistake to report, not to coerce. validate_default: defaults get the same checks and the
+    # same validation context (the config file's folder) as values from the file. YAML's .inf and
+    # .nan are never a sensible setting.
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
+
+
+class RetentionConfig(_Section):
+    """When to delete old segments."""
+
+    max_used_percent: float = Field(90.0, ge=1, le=99, description=(
+        "Delete the oldest unlocked segments while the data disk is fuller than this percentage."))
+    min_free_bytes: ByteCount = Field(GIB, ge=0, description=(
+        "Delete the oldest unlocked segments while less than this is free. Bytes, or a size "
+        "such as '512MiB', '2G', '1.5GB'."))
+    locked_floor_bytes: ByteCount = Field(64 * MIB, ge=0, description=(
+        "Below this much free space even segments locked by events are deleted (and an alarm is "
+        "raised), so the disk never fills completely. At most min_free_bytes."))
+    max_age_days: float | None = Field(None, gt=0, description=(
+        "Delete unlocked segments older than this many days; null for no age limit."))
+    interval_s: float = Field(10.0, ge=1, le=3600, description="Seconds between retention passes.")
+
+    @model_validator(mode="after")
+    def _floor_is_below_target(self) -> RetentionConfig:
+        if self.locked_floor_bytes > self.min_free_bytes:
+            raise _located_error(("locked_floor_bytes",), self.locked_floor_bytes, (
+                f"expected at most min_free_bytes ({self.min_free_bytes}), got "
+                f"{self.locked_floor_bytes}: locked segments may only go once unlocked ones are gone"))
+        return self
+
+
+class StorageConfig(_Section):
+    """Where and how recordings are written."""
+
+    path: Path = Field(Path("./nvr-data"), strict=False, description=(
+        "Folder for segments and the index. A relative path is taken from the config file's "
+        "folder; after loading it is always absolute."))
+    segment_seconds: int = Field(60, ge=2, le=600, description=(
+        "Target length of one segment file in seconds; segments are cut at the next keyframe."))
+    retention: RetentionConfig = Field(default_factory=dict, description=RetentionConfig.__doc__)
+    require_mount: bool = Field(False, description=(
+        "Record only when `path` is a mounted disk of its own (the appliance image sets this). While it "
+        "is not mounted, the disk_missing alarm is raised and nothing is recorded, never onto the SD card "
+        "or into RAM; live view, the local monitor and alarm inputs go on, and the appliance restarts "
+        "itself to record once the disk is mounted. Needs web.state_dir (users off that disk)."))
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_is_not_empty(cls, value: object) -> object:
+        if value == "":  # Path("") would quietly mean "the current folder"
+            raise ValueError("expected a folder path, got ''")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, path: Path, info: ValidationInfo) -> Path:
+        base_dir = (info.context or {}).get("base_dir") or Path.cwd()
+        return Path(os.path.abspath(Path(base_dir) / path.expanduser()))
+
+
+class RtspSource(_Section):
+    """A network camera, recorded by remuxing its RTSP stream (never re-encoded)."""
+
+    type: Literal["rtsp"] = Field("rtsp", description="Source kind.")
+    url: str = Field(description=(
+        "Main (recorded) stream: rtsp:// or rtsps://, optionally with user:password@ and a port."))
+    sub_url: str | None = Field(None, description=(
+        "Optional low-resolution sub stream for the live grid and motion detection."))
+    timeout_s: float = Field(10.0, ge=1, le=120, description=(
+        "Seconds without a packet after which the stream counts as stalled and is reopened."))
+    reconnect_max_s: float = Field(30.0, ge=1, le=600, description=(
+        "Longest wait between reconnection attempts (the backoff doubles up to this)."))
+    client: Literal["auto", "native", "ffmpeg"] = Field("auto", description=(
+        "RTSP client: 'native' (the appliance's own, cheapest: H.264 with AAC or G.711 audio over TCP), "
+        "'ffmpeg' (FFmpeg's, via PyAV), or 'auto' (native, switching to FFmpeg for a camera that needs what "
+        "the native client does not do, e.g. H.265, UDP-only transport or B-frames)."))
+
+    @field_validator("url", "sub_url")
+    @classmethod
+    def _is_rtsp_url(cls, url: str | None) -> str | None:
+        return url if url is None else check_rtsp_url(url)
+
+
+class TestPatternSource(_Section):
+    """A simulated analog camera that generates and encodes a moving test pattern."""
+
+    type: Literal["test-pattern"] = Field("test-pattern", description="Source kind.")
+    width: int = Field(720, ge=16, le=3840, multiple_of=2, description="Frame width in pixels.")
+    height: int = Field(576, ge=16, le=2160, multiple_of=2, description="Frame height in pixels.")
+    fps: float = Field(25.0, ge=1, le=60, description="Frames per second.")
+    pattern: TestPatternName = Field("auto", description=(
+        "Picture to draw; 'auto' picks one per channel so channels look different."))
+    bitrate: int = Field(1_500_000, ge=64_000, le=20_000_000, description=(
+        "Target H.264 bit rate in bits per second."))
+    keyframe_interval_s: float = Field(2.0, ge=0.5, le=10, description="Seconds between keyframes.")
+
+
+def _check_v4l2_input(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "" or \
+            (isinstance(value, int) and value < 0):
+        raise ValueError(f"expected an input number (0, 1, ...) or an input name such as 'S-Video 0' "
+                         f"(`nvr devices` lists them), got {_shown(value)}")
+    return value
+
+
+class V4l2Source(_Section):
+    """An analog camera on one input of a V4L2 capture card, encoded to H.264 once."""
+
+    type: Literal["v4l2"] = Field("v4l2", description="Source kind.")
+    device: str = Field(description=(
+        "Capture device: /dev/video0, or better a stable /dev/v4l/by-path/... link, which keeps its "
+        "name when cards are added. `nvr devices` lists them."))
+    input: Annotated[int | str, BeforeValidator(_check_v4l2_input)] = Field(0, description=(
+        "Input (connector) of the card: its number from 0, or its name as `nvr devices` shows it."))
+    standard: VideoStandard | None = Field("PAL", description=(
+        "Analog video standard; null for an input without one (HDMI bridge, webcam), whose size then "
+        "comes from the device."))
+    width: int | None = Field(None, ge=16, le=3840, multiple_of=2, description=(
+        "Frame width in pixels; default from the standard (720)."))
+    height: int | None = Field(None, ge=16, le=2160, multiple_of=2, description=(
+        "Frame height in pixels; default from the standard (576 for PAL and SECAM, 480 for NTSC)."))
+    fps: float | None = Field(None, ge=1, le=60, description=(
+        "Frames per second; default from the standard (25 for PAL and SECAM, 29.97 for NTSC)."))
+    encoder: EncoderName = Field("auto", description=(
+        "H.264 encoder: 'auto' uses the board's hardware encoder (h264_v4l2m2m) where it has one, "
+        "else libx264."))
+    bitrate: int = Field(2_000_000, ge=64_000, le=20_000_000, description=(
+        "Target H.264 bit rate in bits per second."))
+    preset: X264Preset = Field("veryfast", description=(
+        "libx264 speed preset; slower presets need more CPU per channel for the same quality."))
+    keyframe_interval_s: float = Field(2.0, ge=0.5, le=10, description="Seconds between keyframes.")
+    video_loss_s: float = Field(2.0, ge=0.5, le=60, description=(
+        "Seconds without a frame after which the input counts as lost (the video_loss alarm; the run "
+        "ends). An input whose status says 'no signal' is acted on within half a second regardless."))
+
+    @field_validator("device")
+    @classmethod
+    def _is_device_path(cls, device: str) -> str:
+        if not device.startswith("/") or device.endswith("/") or any(char.isspace() for char in device):
+            raise ValueError(f"expected a device path such as /dev/video0 or /dev/v4l/by-path/..., "
+                             f"got {device!r}")
+        return device
+
+
+SourceConfig = Annotated[RtspSource | TestPatternSource | V4l2Source, Field(discriminator="type")]
+
+
+class ChannelConfig(_Section):
+    """One camera input of the appliance."""
+
+    id: int = Field(ge=1, le=256, description="Channel number, unique, shown in the UI and file names.")
+    name: str = Field(min_length=1, max_length=64, description=(
+        "Display name; 'Channel {id}' when left out. Names need not be unique."))
+    enabled: bool = Field(True, description="Record and show this channel.")
+    source: SourceConfig = Field(description="Where the video comes from; `type` picks the kind.")
+    ptz: ChannelPtzConfig | None = Field(None, description=(
+        "The PTZ dome filming this channel (an RS-485 port from ptz.ports and an address); null for none."))
+    audio: AudioConfig = Field(default_factory=dict, description=AudioConfig.__doc__)
+
+    @model_validator(mode="after")
+    def _audio_fits_source(self) -> ChannelConfig:
+        check_channel_audio(self.source.type, self.audio)
+        return self
+    motion: MotionConfig | None = Field(None, description="Motion detection; null for none.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_defaults_to_number(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "name" not in data:
+            channel_id = data.get("id")
+            number = channel_id if isinstance(channel_id, int) and not isinstance(channel_id, bool) else "?"
+            return {**data, "name": f"Channel {number}"}
+        return data
+
+
+class WebConfig(_Section):
+    """The web status page and REST API."""
+
+    listen: str = Field("127.0.0.1:8080", description=(
+        "host:port to serve on: an IPv4 address, a host name or [IPv6]; 0.0.0.0 for all interfaces."))
+    state_dir: Path | None = Field(None, strict=False, description=(
+        "Folder for web users, sessions and the audit log (users.sqlite3); default: the storage path."))
+    tls_cert: Path | None = Field(None, strict=False, description=(
+        "PEM certificate file: serve HTTPS instead of HTTP (with tls_key)."))
+    tls_key: Path | None = Field(None, strict=False, description="PEM private key file of tls_cert.")
+    tls_self_signed: bool = Field(False, description=(
+        "Serve HTTPS with a self-signed certificate made on first start (in state_dir) when no tls_cert is given."))
+
+    @field_validator("listen")
+    @classmethod
+    def _is_host_port(cls, listen: str) -> str:
+        split_host_port(listen)
+        return listen
+
+    @field_validator("state_dir", "tls_cert", "tls_key")
+    @classmethod
+    def _paths_from_the_config_folder(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        base_dir = (info.context or {}).get("base_dir") or Path.cwd()
+        return Path(os.path.abspath(Path(base_dir) / path.expanduser()))
+
+    @property
+    def host(self) -> str:
+        """The host part of `listen`, IPv6 without brackets."""
+        return split_host_port(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of `listen`."""
+        return split_host_port(self.listen)[1]
+
+
+class Config(_Section):
+    """The whole appliance configuration."""
+
+    # Defaults are raw mappings so that they are validated with the file's context (base_dir).
+    storage: StorageConfig = Field(default_factory=dict, description=StorageConfig.__doc__)
+    channels: list[ChannelConfig] = Field(default_factory=list, description=(
+        "Camera inputs, each with a unique id."))
+    web: WebConfig = Field(default_factory=dict, description=WebConfig.__doc__)
+    ptz: PtzConfig = Field(default_factory=dict, description=PtzConfig.__doc__)
+    monitor: MonitorConfig = Field(default_factory=dict, description=MonitorConfig.__doc__)
+    alarms: AlarmsConfig = Field(default_factory=dict, description=AlarmsConfig.__doc__)
+    rules: list[RuleConfig] = Field(default_factory=list, description="Linkage rules: when a signal fires, do actions.")
+
+    _source_name: str = PrivateAttr("<python>")
+
+    @property
+    def source_name(self) -> str:
+        """Where this config came from: a file path, ``'<embedded>'``, or ``'<python>'``."""
+        return self._source_name
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids_are_unique(cls, channels: list[ChannelConfig]) -> list[ChannelConfig]:
+        ids = [channel.id for channel in channels]
+        duplicates = _duplicate_indices(ids)
+        if duplicates:
+            raise ValidationError.from_exception_data(cls.__name__, [
+                _error_details((index, "id"), ids[index], _duplicate_id_message(ids[index], first))
+                for index, first in duplicates])
+        return channels
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Config:
+        errors = unknown_port_errors(self.ptz, self.channels) + reference_errors(self)
+        if self.storage.require_mount and self.web.state_dir is None:
+            # Users default to the data root; without the disk they would be a fresh, empty store in RAM
+            # that offers anyone on the network the "create the administrator" page.
+            errors.append((("web", "state_dir"), None, (
+                "required with storage.require_mount: web users must not live on the recordings disk, which "
+                "may be missing; give a folder on the system's own storage, e.g. /var/lib/nvr/web")))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, [
+                _error_details(loc, value, message) for loc, value, message in errors])
+        return self
+
+    @field_validator("channels")
+    @classmethod
+    def _capture_devices_are_not_shared(cls, channels: list[ChannelConfig]) -> list[ChannelConfig]:
+        problems = _shared_device_problems(channels)
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return channels
+
+
+def _shared_device_problems(channels: list[ChannelConfig]) -> list[InitErrorDetails]:
+    """One problem for each enabled v4l2 channel whose device node an earlier enabled channel uses.
+
+    A V4L2 node streams one input at a time, and switching inputs to share it would cost every channel
+    most of its frames (design/analog-capture.md), so it is refused here rather than failing at run time.
+    """
+    first_user: dict[str, int] = {}
+    problems = []
+    for index, channel in enumerate(channels):
+        if not channel.enabled or not isinstance(channel.source, V4l2Source):
+            continue
+        node = os.path.realpath(channel.source.device)  # /dev/v4l/by-path/... links name the same node
+        if node not in first_user:
+            first_user[node] = index
+            continue
+        first = channels[first_user[node]]
+        problems.append(_error_details((index, "source", "device"), channel.source.device, (
+            f"{channel.source.device} is already recorded by channels[{first_user[node]}] (channel {first.id}, "
+            f"input {first.source.input!r}); a capture device node streams one input at a time. Cards that "
+            f"capture inputs in parallel (TW6869/TW68, most multi-chip USB DVR cards) have a /dev/videoN per "
+            f"input: give each channel its own (`nvr devices` lists them). A card with one node and several "
+            f"inputs (EasyCAP-class stk1160, usbtv, em28xx) records one channel")))
+    return problems
+
+
+def _duplicate_indices(values: list[object]) -> list[tuple[int, int]]:
+    """(index, index of first occurrence) for each repeated int in `values`; other values are skipped."""
+    first_seen: dict[int, int] = {}
+    duplicates = []
+    for index, value in enumerate(values):
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        if value in first_seen:
+            duplicates.append((index, first_seen[value]))
+        else:
+            first_seen[value] = index
+    return duplicates
+
+
+def _duplicate_id_message(channel_id: int, first: int) -> str:
+    return f"duplicate channel id {channel_id}; ids must be unique (already used by channels[{first}])"
+
+
+def _error_details(loc: tuple[Any, ...], value: object, message: str) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError("config_check", message), loc=loc, input=value)
+
+
+def _located_error(loc: tuple[Any, ...], value: object, message: str) -> ValidationError:
+    """A cross-field error placed at `loc` below the model being validated (pydantic adds the rest)."""
+    return ValidationError.from_exception_data("Config", [_error_details(loc, value, message)])
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the config file at `path`; a relative storage.path is taken from its folder.
+
+    Raises ConfigError listing every problem (including a missing or unreadable file).
+    """
+    path = Path(path)
+    return parse_config(_read_text(path), source=str(path), base_dir=path.absolute().parent)
+
+
+def parse_config(text: str, *, source: str = "<embedded>", base_dir: Path | None = None) -> Config:
+    """Validate config YAML `text`; `source` names it in messages, `base_dir` (default: the current
+    folder) anchors a relative storage.path. Raises ConfigError listing every problem."""
+    document = _parse_yaml(text, source)
+    problems = _duplicate_key_problems(document) + _duplicate_channel_problems(document)
+    try:
+        config = Config.model_validate(document.data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        problems += [_problem_from_pydantic(error, document) for error in exc.errors(include_url=False)]
+    if problems:
+        raise ConfigError(source, _in_file_order(problems))
+    config._source_name = source
+    return config
+
+
+def default_config() -> Config:
+    """The built-in default (one test-pattern channel), with storage.path under the current folder."""
+    text = resources.files("appliance").joinpath("default.yaml").read_text(encoding="utf-8")
+    return parse_config(text, source="<built-in default.yaml>")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), [Problem("", None, "the config file does not exist")]) from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(str(path), [Problem("", line, f"not UTF-8 text: {exc.reason} at byte "
+                                                        f"{exc.start}")]) from exc
+    except OSError as exc:
+        raise ConfigError(str(path), [Problem("", None, f"cannot read the config file: "
+                                                        f"{exc.strerror or exc}")]) from exc
+
+
+def _parse_yaml(text: str, source: str) -> Document:
+    """The YAML document of a config; ConfigError if it is not YAML, empty, or not a mapping."""
+    try:
+        document = load_document(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [Problem("", error_line(exc, text), error_message(exc))]) from exc
+    if document.data is None:
+        raise ConfigError(source, [Problem("", document.line_of(()) or 1, "the config file is empty")])
+    if not isinstance(document.data, dict):
+        raise ConfigError(source, [Problem("", document.line_of(()), (
+            f"expected a mapping of settings (storage:, channels:, web:) at the top level, "
+            f"got {_shown(document.data)}"))])
+    return document
+
+
+def _duplicate_key_problems(document: Document) -> list[Problem]:
+    return [Problem(format_path(duplicate.path), duplicate.line,
+                    f"duplicate key; first given on line {duplicate.first_line}, and YAML would "
+                    f"silently keep only this later one")
+            for duplicate in document.duplicates]
+
+
+def _duplicate_channel_problems(document: Document) -> list[Problem]:
+    """Repeated channel ids, from the raw data.
+
+    Config checks this too, but pydantic runs that check only when every channel is otherwise
+    valid; checking here reports duplicates together with the other problems. The identical
+    problem from both checks is merged by `_in_file_order`.
+    """
+    channels = document.data.get("channels")  # type: ignore[union-attr]
+    if not isinstance(channels, list):
+        return []
+    ids = [channel.get("id") if isinstance(channel, dict) else None for channel in channels]
+    return [Problem(format_path(("channels", index, "id")), document.line_of(("channels", index, "id")),
+                    _duplicate_id_message(ids[index], first))
+            for index, first in _duplicate_indices(ids)]
+
+
+def _in_file_order(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda problem: problem.line if problem.line is not None else 0)
+
+
+# --- pydantic errors -> problems --------------------------------------------------------------
+
+def _problem_from_pydantic(error: Any, document: Document) -> Problem:
+    where = locate(error["loc"], Config)
+    keys = where.keys
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        keys += (error["ctx"]["discriminator"].strip("'"),)  # point at `type:`, or at its parent
+    return Problem(format_path(keys), document.line_of(keys), _message(error, where))
+
+
+def _message(error: Any, where: Location) -> str:
+    """A human message for one pydantic error: what was expected, and the value found."""
+    return _MESSAGES.get(error["type"], _expected_message)(error, where)
+
+
+def _unknown_key_message(error: Any, where: Location) -> str:
+    if where.owner is None:
+        return f"unknown key {error['input']!r}"
+    return f"unknown key; allowed keys here: {', '.join(where.owner.model_fields)}"
+
+
+def _union_tag_message(error: Any, where: Location) -> str:
+    allowed = ", ".join(tagged_models(where.field)) if where.field is not None else "?"
+    tag = (error.get("ctx") or {}).get("tag")
+    found = "required key is missing" if tag is None else f"unknown {where.keys[-1]} type {tag!r}"
+    return f"{found}; allowed types: {allowed}"
+
+
+def _mapping_message(error: Any, where: Location) -> str:
+    return f"expected a mapping of settings (indented `key: value` lines), got {_shown(error['input'])}"
+
+
+def _expected_message(error: Any, where: Location) -> str:
+    """'expected <what the field takes>, got <value>', or pydantic's words where the field is unknown."""
+    expected, value = _expected(where.field), error.get("input")
+    if expected is None:
+        return f"{error['msg']}, got {_shown(value)}"
+    return f"expected {expected}, got {_shown(value)}{_quote_hint(error['type'], value)}"
+
+
+_MESSAGES: dict[str, Callable[[Any, Location], str]] = {
+    "config_check": lambda error, where: error["msg"],  # our own cross-field checks, already worded
+    "value_error": lambda error, where: str(error["ctx"]["error"]),  # from our validators, already worded
+    "missing": lambda error, where: "required key is missing",
+    "extra_forbidden": _unknown_key_message,
+    "invalid_key": lambda error, where: f"keys must be text, got {error['input']!r}",
+    "union_tag_invalid": _union_tag_message,
+    "union_tag_not_found": _union_tag_message,
+    "model_type": _mapping_message,
+    "model_attributes_type": _mapping_message,
+    "dict_type": _mapping_message,
+    "list_type": lambda error, where: f"expected a list ('- ' lines), got {_shown(error['input'])}",
+}
+
+
+_NOUNS = {int: "an integer", float: "a number", bool: "true or false", str: "text", Path: "a path"}
+_LIMIT_NAMES = ("ge", "gt", "le", "lt", "multiple_of", "min_length", "max_length")
+
+
+def _expected(field: FieldInfo | None) -> str | None:
+    """What a field accepts, e.g. 'an integer from 2 to 600', or None if it cannot be said simply."""
+    if field is None:
+        return None
+    members = [member for member in get_args(field.annotation) if member is not type(None)]
+    annotation = members[0] if len(members) == 1 else field.annotation
+    nullable = " (or null)" if len(members) < len(get_args(field.annotation)) else ""
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(annotation)) + nullable
+    if annotation not in _NOUNS:
+        return None
+    limits = {name: _plain(getattr(item, name)) for item in field.metadata for name in _LIMIT_NAMES
+              if getattr(item, name, None) is not None}
+    even = annotation is int and limits.get("multiple_of") == 2
+    return ("an even integer" if even else _NOUNS[annotation]) + _range_text(limits) + nullable
+
+
+def _range_text(limits: dict[str, Any]) -> str:
+    """' from 2 to 600', ' greater than 0', ' of 1 to 64 characters' ... from a field's limits."""
+    if "min_length" in limits or "max_length" in limits:
+        return f" of {limits.get('min_length', 0)} to {limits.get('max_length', 'any number of')} characters"
+    if "ge" in limits and "le" in limits:
+        return f" from {limits['ge']} to {limits['le']}"
+    words = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
+    parts = [f"{words[name]} {limits[name]}" for name in words if name in limits]
+    return " " + " and ".join(parts) if parts else ""
+
+
+def _plain(number: Any) -> Any:
+    """1.0 -> 1, so bounds read as written."""
+    return int(number) if isinstance(number, float) and number.is_integer() else number
+
+
+def _shown(value: object) -> str:
+    """`value` as a message shows it: repr, shortened; a YAML null reads as an empty value."""
+    if value is None:
+        return "an empty value (null)"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _quote_hint(kind: str, value: object) -> str:
+    """A hint for YAML's typing surprises: a quoted number or boolean, or an unquoted yes/no/on/off."""
+    if isinstance(value, bool) and kind in ("int_type", "float_type", "string_type"):
+        return " (YAML reads unquoted yes/no/on/off/true/false as true or false)"
+    if not isinstance(value, str) or kind not in ("int_type", "float_type", "bool_type"):
+        return ""
+    try:
+        unquoted = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return ""
+    wanted = bool if kind == "bool_type" else (int, float)
+    if isinstance(unquoted, wanted) and (kind == "bool_type" or not isinstance(unquoted, bool)):
+        return " (text in quotes; remove the quotes)"
+    return ""

@@ -1,0 +1,1 @@
+"""The web UI and REST API: the server, authentication and users, and the routes by area."""

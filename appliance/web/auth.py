@@ -1,0 +1,221 @@
+"""Web authentication: session cookies, roles, CSRF, the login rate limit, and the login/first-run/user routes.
+
+Every route outside `public_router` sits behind `authenticated`, which wants a session cookie and, on
+state-changing methods, an `X-CSRF-Token` header equal to the session's CSRF token (double submit:
+the token is also in the readable `nvr_csrf` cookie, which another site cannot read). Roles are
+checked with `Depends(require("operator"))`.
+"""
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections import deque
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from appliance.web.users import ROLES, AccountLocked, AuthError, Session, User, UserError, UserStore
+
+SESSION_COOKIE = "nvr_session"
+CSRF_COOKIE = "nvr_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class LoginLimiter:
+    """Failed logins per client address in a sliding window; above the limit, logins answer 429.
+
+    This is the per-address brake; the per-account lockout (20 wrong passwords) is in UserStore.
+    """
+
+    def __init__(self, *, max_failures: int = 60, window_s: float = 300.0, monotonic=time.monotonic):
+        self._max, self._window, self._now = max_failures, window_s, monotonic
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str) -> deque[float]:
+        q = self._failures.setdefault(client, deque())
+        cutoff = self._now() - self._window
+        while q and q[0] < cutoff:
+            q.popleft()
+        return q
+
+    def blocked(self, client: str) -> bool:
+        with self._lock:
+            return len(self._recent(client)) >= self._max
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            self._recent(client).append(self._now())
+            if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
+                self._failures = {k: v for k, v in self._failures.items() if v}
+
+
+def client_address(request: Request | WebSocket) -> str:
+    return request.client.host if request.client else "?"
+
+
+def users_of(request: Request | WebSocket) -> UserStore:
+    return request.app.state.ctx.users
+
+
+def _session_of(request: Request | WebSocket) -> Session | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    return users_of(request).session(token) if token else None
+
+
+def authenticated(request: Request) -> Session:
+    """The request's session; 401 without one, 403 when a state-changing request lacks the CSRF token."""
+    session = _session_of(request)
+    if session is None:
+        raise HTTPException(401, "log in first", headers={"WWW-Authenticate": "Cookie"})
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header (CSRF protection); reload the page")
+    request.state.user = session.user
+    return session
+
+
+def require(role: str):
+    """A dependency that lets through users with `role` or a higher one (403 otherwise)."""
+    assert role in ROLES
+
+    def check(session: Session = Depends(authenticated)) -> User:
+        if not session.user.may(role):
+            raise HTTPException(403, f"this needs the {role} role; you are {session.user.role}")
+        return session.user
+    return check
+
+
+def websocket_user(websocket: WebSocket) -> User | None:
+    """The user of a WebSocket handshake, or None. The Origin must be this host (no cross-site sockets)."""
+    origin = websocket.headers.get("origin")
+    host = websocket.headers.get("host")
+    if origin is not None and host is not None and origin.split("://", 1)[-1] != host:
+        return None
+    session = _session_of(websocket)
+    return session.user if session else None
+
+
+def audit(request: Request, action: str, detail: dict | str = "") -> None:
+    """Write an audit entry for the request's user (from a handler running on a worker thread)."""
+    user = getattr(request.state, "user", None)
+    users_of(request).audit(user.name if user else None, action, detail, client_address(request))
+
+
+class Credentials(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class NewUser(Credentials):
+    role: str = Field("viewer", pattern="^(viewer|operator|admin)$")
+
+
+def _set_session_cookies(request: Request, response: Response, session: Session) -> None:
+    secure = request.url.scheme == "https"
+    response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="strict", secure=secure, path="/")
+    response.set_cookie(CSRF_COOKIE, session.csrf, httponly=False, samesite="strict", secure=secure, path="/")
+
+
+def _session_body(session: Session) -> dict:
+    return {"username": session.user.name, "role": session.user.role, "csrf_token": session.csrf}
+
+
+public_router = APIRouter(tags=["auth"])
+
+
+@public_router.get("/api/ping")
+def ping(request: Request) -> dict:
+    """The minimal public health probe: up, whether any stream is recording, whether set-up is needed."""
+    ctx = request.app.state.ctx
+    recorders = ctx.supervisor.recorders
+    return {"status": "ok" if all(r.connected for r in recorders) else "degraded",
+            "streams": len(recorders), "recording": sum(1 for r in recorders if r.connected),
+            "setup_required": not ctx.users.has_users()}
+
+
+@public_router.post("/api/login")
+async def login(credentials: Credentials, request: Request, response: Response) -> dict:
+    """Check the password and set the session cookie. 401 wrong, 423 locked account, 429 too many tries."""
+    ctx, client = request.app.state.ctx, client_address(request)
+    if ctx.limiter.blocked(client):
+        raise HTTPException(429, "too many failed logins from this address; wait a few minutes")
+    try:
+        session = await run_in_threadpool(ctx.users.login, credentials.username, credentials.password)
+    except AccountLocked as exc:
+        await run_in_threadpool(ctx.users.audit, credentials.username, "login_refused_locked", "", client)
+        raise HTTPException(423, str(exc)) from None
+    except AuthError as exc:
+        ctx.limiter.failed(client)
+        await run_in_threadpool(ctx.users.audit, credentials.username, "login_failed", "", client)
+        raise HTTPException(401, str(exc)) from None
+    await run_in_threadpool(ctx.users.audit, session.user.name, "login", "", client)
+    _set_session_cookies(request, response, session)
+    return _session_body(session)
+
+
+@public_router.post("/api/setup")
+async def first_run(credentials: Credentials, request: Request, response: Response) -> dict:
+    """First run only: create the administrator (there is no default password) and log in as it."""
+    users = users_of(request)
+    try:
+        await run_in_threadpool(users.create_first_admin, credentials.username, credentials.password)
+    except UserError as exc:
+        raise HTTPException(409 if "already" in str(exc) else 422, str(exc)) from None
+    session = await run_in_threadpool(users.login, credentials.username, credentials.password)
+    await run_in_threadpool(users.audit, session.user.name, "setup_admin", "", client_address(request))
+    _set_session_cookies(request, response, session)
+    return _session_body(session)
+
+
+router = APIRouter(tags=["auth"], dependencies=[Depends(authenticated)])
+
+
+@router.post("/api/logout")
+def logout(request: Request, response: Response, session: Session = Depends(authenticated)) -> dict:
+    users_of(request).logout(session.token)
+    audit(request, "logout")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return {"ok": True}
+
+
+@router.get("/api/me")
+def me(session: Session = Depends(authenticated)) -> dict:
+    return _session_body(session)
+
+
+@router.get("/api/users")
+def list_users(request: Request, _: User = Depends(require("admin"))) -> list[dict]:
+    return [{"username": u.name, "role": u.role} for u in users_of(request).users()]
+
+
+@router.post("/api/users")
+def add_user(new: NewUser, request: Request, _: User = Depends(require("admin"))) -> dict:
+    try:
+        user = users_of(request).add_user(new.username, new.password, new.role)
+    except UserError as exc:
+        raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from None
+    audit(request, "user_add", {"username": user.name, "role": user.role})
+    return {"username": user.name, "role": user.role}
+
+
+@router.delete("/api/users/{username}")
+def remove_user(username: str, request: Request, admin: User = Depends(require("admin"))) -> dict:
+    if username == admin.name:
+        raise HTTPException(409, "you cannot remove yourself")
+    try:
+        users_of(request).remove_user(username)
+    except UserError as exc:
+        raise HTTPException(404 if "no user" in str(exc) else 409, str(exc)) from None
+    audit(request, "user_remove", {"username": username})
+    return {"ok": True}
+
+
+@router.get("/api/audit")
+def audit_log(request: Request, limit: int = 200, _: User = Depends(require("admin"))) -> list[dict]:
+    return users_of(request).audit_entries(limit=max(1, min(limit, 1000)))

@@ -1,0 +1,249 @@
+"""Web users, sessions, login lockout and the audit log, in one SQLite file beside the recordings.
+
+Passwords are hashed with scrypt (memory-hard, in the standard library). There is no default
+account: until the first admin is created (first visit to the web page, or `nvr user add`), the
+only thing the web server allows is creating it. Sessions are random tokens stored hashed, so a
+copied database does not hand out live sessions. Failed logins are counted per account: after
+`LOCK_AFTER_FAILURES` in a row the account is locked for `LOCK_S` seconds, even for the right password.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from base.clock import Clocks
+from base.passwords import hash_password, verify_password
+
+USERS_FILE = "users.sqlite3"
+ROLES = ("viewer", "operator", "admin")  # each role may do everything the ones before it may
+LOCK_AFTER_FAILURES = 20
+LOCK_S = 15 * 60
+SESSION_S = 12 * 3600  # idle sessions end after this
+MIN_PASSWORD_CHARS = 8
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    password_hash TEXT NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    locked_until_us INTEGER NOT NULL DEFAULT 0,
+    created_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    seen_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at_us INTEGER NOT NULL,
+    user TEXT,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    client TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at_us);
+"""
+
+
+class AuthError(Exception):
+    """Base of the login errors; `str()` is safe to show the person logging in."""
+
+
+class BadCredentials(AuthError, PermissionError):
+    """Unknown user or wrong password (never said which)."""
+
+
+class AccountLocked(AuthError, PermissionError):
+    def __init__(self, name: str, until_us: int):
+        super().__init__(f"account {name!r} is locked after too many wrong passwords; try again later")
+        self.until_us = until_us
+
+
+class UserError(ValueError):
+    """A user cannot be added or changed as asked (bad name, role, weak password, exists)."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    role: str
+
+    def may(self, role: str) -> bool:
+        """True when this user's role is `role` or above it."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    token: str  # the cookie value; only its hash is stored
+    csrf: str
+    user: User
+
+
+_DUMMY_HASH = None
+
+
+def _dummy_hash() -> str:
+    """A hash to check unknown names against, so their answer takes as long as a known name's."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_hex(8))
+    return _DUMMY_HASH
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class UserStore:
+    """Users, sessions and audit entries in `<folder>/users.sqlite3`. Thread-safe (one connection, a lock)."""
+
+    def __init__(self, folder: Path, *, clocks: Clocks):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / USERS_FILE
+        self._clocks = clocks
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self.path.chmod(0o600)  # password hashes: readable by the service only
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _run(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # users
+
+    def has_users(self) -> bool:
+        return bool(self._run("SELECT 1 FROM users LIMIT 1"))
+
+    def users(self) -> list[User]:
+        return [User(n, r) for n, r in self._run("SELECT name, role FROM users ORDER BY name")]
+
+    def add_user(self, name: str, password: str, role: str, *, replace: bool = False) -> User:
+        """Create a user (or, with `replace`, set an existing one's password and role)."""
+        check_new_user(name, password, role)
+        now = self._clocks.utc_now_us()
+        with self._lock:
+            exists = bool(self._run("SELECT 1 FROM users WHERE name = ?", (name,)))
+            if exists and not replace:
+                raise UserError(f"user {name!r} exists already")
+            self._run("INSERT INTO users (name, role, password_hash, created_us) VALUES (?, ?, ?, ?)"
+                      " ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,"
+                      " failures = 0, locked_until_us = 0", (name, role, hash_password(password), now))
+            if exists:
+                self._run("DELETE FROM sessions WHERE name = ?", (name,))
+        return User(name, role)
+
+    def create_first_admin(self, name: str, password: str) -> User:
+        """The first-run step: create an admin only while there are no users at all (atomically)."""
+        with self._lock:
+            if self.has_users():
+                raise UserError("the administrator is set already; log in instead")
+            return self.add_user(name, password, "admin")
+
+    def remove_user(self, name: str) -> None:
+        with self._lock:
+            user = self.user(name)
+            if user is None:
+                raise UserError(f"no user {name!r}")
+            admins = [u for u in self.users() if u.role == "admin"]
+            if user.role == "admin" and len(admins) == 1:
+                raise UserError("cannot remove the last administrator")
+            self._run("DELETE FROM users WHERE name = ?", (name,))
+
+    def user(self, name: str) -> User | None:
+        rows = self._run("SELECT name, role FROM users WHERE name = ?", (name,))
+        return User(*rows[0]) if rows else None
+
+    # logging in
+
+    def login(self, name: str, password: str) -> Session:
+        """Check a password and open a session. Raises BadCredentials or AccountLocked."""
+        now = self._clocks.utc_now_us()
+        rows = self._run("SELECT role, password_hash, failures, locked_until_us FROM users WHERE name = ?", (name,))
+        if not rows:
+            verify_password(password, _dummy_hash())
+            raise BadCredentials("wrong user name or password")
+        role, stored, failures, locked_until_us = rows[0]
+        if locked_until_us > now:
+            raise AccountLocked(name, locked_until_us)
+        if not verify_password(password, stored):
+            self._count_failure(name, now)
+            raise BadCredentials("wrong user name or password")
+        self._run("UPDATE users SET failures = 0, locked_until_us = 0 WHERE name = ?", (name,))
+        return self._open_session(User(name, role), now)
+
+    def _count_failure(self, name: str, now: int) -> None:
+        with self._lock:
+            self._run("UPDATE users SET failures = failures + 1 WHERE name = ?", (name,))
+            failures = self._run("SELECT failures FROM users WHERE name = ?", (name,))[0][0]
+            if failures >= LOCK_AFTER_FAILURES:
+                self._run("UPDATE users SET locked_until_us = ?, failures = 0 WHERE name = ?", (now + LOCK_S * 1_000_000, name))
+
+    def _open_session(self, user: User, now: int) -> Session:
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        self._run("INSERT INTO sessions (token_hash, name, csrf, created_us, seen_us) VALUES (?, ?, ?, ?, ?)",
+                  (_token_hash(token), user.name, csrf, now, now))
+        return Session(token, csrf, user)
+
+    def session(self, token: str) -> Session | None:
+        """The live session for a cookie value, touched as used; None if unknown or idle too long."""
+        if not token or len(token) > 128:
+            return None
+        now = self._clocks.utc_now_us()
+        key = _token_hash(token)
+        rows = self._run("SELECT s.csrf, u.name, u.role, s.seen_us FROM sessions s JOIN users u ON u.name = s.name"
+                         " WHERE s.token_hash = ?", (key,))
+        if not rows:
+            return None
+        csrf, name, role, seen_us = rows[0]
+        if now - seen_us > SESSION_S * 1_000_000:
+            self._run("DELETE FROM sessions WHERE token_hash = ?", (key,))
+            return None
+        if now - seen_us > 60_000_000:  # touch at most once a minute: most requests then only read
+            self._run("UPDATE sessions SET seen_us = ? WHERE token_hash = ?", (now, key))
+        return Session(token, csrf, User(name, role))
+
+    def logout(self, token: str) -> None:
+        self._run("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+
+    # audit
+
+    def audit(self, user: str | None, action: str, detail: dict | str = "", client: str | None = None) -> None:
+        text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+        self._run("INSERT INTO audit (at_us, user, action, detail, client) VALUES (?, ?, ?, ?, ?)",
+                  (self._clocks.utc_now_us(), user, action, text, client))
+
+    def audit_entries(self, *, limit: int = 200, before_us: int | None = None) -> list[dict]:
+        rows = self._run("SELECT at_us, user, action, detail, client FROM audit WHERE at_us < ? ORDER BY at_us DESC, id DESC"
+                         " LIMIT ?", (before_us if before_us is not None else 2**62, limit))
+        return [{"at_us": a, "user": u, "action": x, "detail": d, "client": c} for a, u, x, d, c in rows]
+
+
+def check_new_user(name: str, password: str, role: str) -> None:
+    """Raise UserError saying what is wrong with a new user's name, password or role."""
+    if not NAME_PATTERN.match(name or ""):
+        raise UserError(f"user name {name!r}: use 1-64 letters, digits and . _ @ -")
+    if role not in ROLES:
+        raise UserError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise UserError(f"the password needs at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > 1024:
+        raise UserError("the password is longer than 1024 characters")

@@ -1,0 +1,62 @@
+"""The supervisor starts the monitor with recording when monitor.enabled, reports it in status(), stops it first."""
+from __future__ import annotations
+
+import time
+
+from base.clock import RealClocks
+
+from appliance.config.model import parse_config
+from appliance.supervisor import Supervisor
+
+
+def config_text(root, monitor: str) -> str:
+    return (f"storage: {{path: '{root}', segment_seconds: 2}}\n"
+            "channels:\n"
+            "  - {id: 1, name: Till, source: {type: test-pattern, width: 160, height: 120, fps: 10}}\n"
+            f"monitor: {monitor}\n")
+
+
+def test_the_supervisor_runs_the_wall_next_to_recording_and_stops_it(tmp_path):
+    config = parse_config(config_text(tmp_path, "{enabled: true, backend: offscreen, resolution: 320x240, layout: 1}"))
+    supervisor = Supervisor(config, clocks=RealClocks(), sync=False)
+    supervisor.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            monitor = supervisor.status()["monitor"]
+            if monitor["feeds"] and monitor["feeds"][0]["frames_scaled"] > 3:
+                break
+            time.sleep(0.1)
+        status = supervisor.status()
+    finally:
+        supervisor.stop()
+    monitor = status["monitor"]
+    assert monitor["backend"] == "offscreen" and monitor["mode"][:2] == [320, 240]
+    assert monitor["feeds"][0]["kind"] == "raw"  # the analog channel is shown before encoding
+    assert status["streams"][0]["connected"]
+    assert not supervisor.monitor._thread.is_alive()
+
+
+def test_a_disabled_monitor_costs_nothing(tmp_path):
+    supervisor = Supervisor(parse_config(config_text(tmp_path, "{enabled: false}")), clocks=RealClocks(), sync=False)
+    supervisor.start()
+    try:
+        assert supervisor.monitor is None and supervisor.status()["monitor"] is None
+    finally:
+        supervisor.stop()
+
+
+def test_a_monitor_that_cannot_even_be_built_leaves_recording_running(tmp_path, monkeypatch):
+    import appliance.monitor
+
+    def broken(supervisor):
+        raise RuntimeError("no display libraries on this image")
+
+    monkeypatch.setattr(appliance.monitor, "build_monitor", broken)
+    config = parse_config(config_text(tmp_path, "{enabled: true, backend: offscreen}"))
+    supervisor = Supervisor(config, clocks=RealClocks(), sync=False)
+    supervisor.start()
+    try:
+        assert supervisor.monitor is None and supervisor.recorders
+    finally:
+        supervisor.stop()

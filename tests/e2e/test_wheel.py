@@ -1,0 +1,105 @@
+"""What ships is what is tested: the wheel the image installs carries every module of the tree and runs.
+
+The SD image installs the appliance from a wheel (never editable), so a module or a data file that the
+wheel leaves out is missing on every box while the work-tree tests pass. This test builds the wheel from
+the tree, installs it without `-e` into a fresh virtualenv, and runs it from there.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("base", "hal", "drivers", "recorder", "appliance")
+
+
+def _tree_modules() -> list[str]:
+    """Every importable module of the four packages in the work tree, as dotted names."""
+    names = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory) -> Path:
+    """A fresh venv with the tree's wheel installed non-editable; the dependencies come from this venv.
+
+    The dependencies (PyAV, numpy, OpenCV, ...) are taken from the running venv through a `.pth` line so
+    the test needs no download; a plain path line in a `.pth` does not run that folder's own `.pth`
+    files, so the running venv's editable hook never reaches the fresh one.
+    """
+    work = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools would otherwise reuse the tree's build/ folder, whose stale files
+    # can hide a module the packaging config leaves out.
+    source = shutil.copytree(ROOT, work / "src", ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "nvr-data", "test-artifacts"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(work / "dist"), str(source)], check=True, cwd=work)
+    wheel = next((work / "dist").glob("nvr_appliance-*.whl"))
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(subprocess.check_output(
+        [venv / "bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+    (site / "deps-from-test-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install", "-q",
+                    "--no-deps", "--no-index", str(wheel)], check=True, cwd=work)
+    return venv
+
+
+def _run(venv: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """Run in the fresh venv from a folder outside the tree, so nothing can import the work tree."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return subprocess.run(args, input=stdin, capture_output=True, text=True, env=env, cwd=venv, timeout=120)
+
+
+def test_the_installed_wheel_imports_every_module_of_the_tree_from_itself(wheel_venv):
+    modules = _tree_modules()
+    probe = ("import importlib, sys\n"
+             "bad = []\n"
+             "for name in sys.argv[1:]:\n"
+             "    try:\n"
+             "        mod = importlib.import_module(name)\n"
+             "        if '/site-packages/' not in (mod.__file__ or ''):\n"
+             "            bad.append(f'{name}: imported from {mod.__file__}')\n"
+             "    except Exception as exc:\n"
+             "        bad.append(f'{name}: {type(exc).__name__}: {exc}')\n"
+             "print('\\n'.join(bad))\n")
+    out = _run(wheel_venv, str(wheel_venv / "bin/python"), "-c", probe, *modules)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"modules the installed wheel cannot import:\n{out.stdout}"
+    assert len(modules) > 100
+
+
+def test_the_wheel_carries_the_web_ui_and_the_default_config(wheel_venv):
+    wheel = next(wheel_venv.parent.glob("dist/*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("appliance/**/static/*") if p.is_file())
+    assert static, "the web UI's static files were not found in the tree"
+    missing = [name for name in static + ["appliance/default.yaml"] if name not in names]
+    assert not missing, f"data files left out of the wheel: {missing}"
+
+
+def test_nvr_from_the_wheel_reports_its_version_and_checks_the_shipped_default(wheel_venv):
+    nvr = str(wheel_venv / "bin/nvr")
+    version = _run(wheel_venv, nvr, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("nvr "), version.stderr
+    default = _run(wheel_venv, str(wheel_venv / "bin/python"), "-c",
+                   "from importlib import resources; print(resources.files('appliance').joinpath('default.yaml'))")
+    checked = _run(wheel_venv, nvr, "check-config", default.stdout.strip())
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_nvr_hash_pin_from_the_wheel_prints_a_pin_hash_line(wheel_venv):
+    out = _run(wheel_venv, str(wheel_venv / "bin/nvr"), "hash-pin", stdin="4711\n")
+    assert out.returncode == 0, out.stderr
+    assert "pin_hash" in out.stdout and "scrypt" in out.stdout
