@@ -6,11 +6,16 @@ the tree, installs it without `-e` into a fresh virtualenv, and runs it from the
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import sysconfig
+import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -103,3 +108,54 @@ def test_nvr_hash_pin_from_the_wheel_prints_a_pin_hash_line(wheel_venv):
     out = _run(wheel_venv, str(wheel_venv / "bin/nvr"), "hash-pin", stdin="4711\n")
     assert out.returncode == 0, out.stderr
     assert "pin_hash" in out.stdout and "scrypt" in out.stdout
+
+
+def test_nvr_run_from_the_wheel_records_the_embedded_default_and_serves_the_web_ui(wheel_venv, tmp_path):
+    """The shipped wheel, not the tree, runs the appliance: a simulated channel records, the UI is served,
+    and a SIGTERM closes and indexes the open segment."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    proc = subprocess.Popen([str(wheel_venv / "bin/nvr"), "run", "--data", str(tmp_path / "data"),
+                             "--listen", f"127.0.0.1:{port}"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ping = _poll_until(lambda: _get_json(f"{base}/api/ping"), lambda p: p and p["recording"] >= 1, timeout_s=60,
+                        what="nvr run from the wheel to record", proc=proc)
+        assert ping["setup_required"] is True  # no default password
+        assert b"<html" in _get(f"{base}/").lower()
+        assert _get(f"{base}/static/app.js")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    listed = _run(wheel_venv, str(wheel_venv / "bin/nvr"), "recordings", "--data", str(tmp_path / "data"), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout), "no segment was indexed after the SIGTERM"
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return answer.read()
+
+
+def _get_json(url: str) -> dict | None:
+    try:
+        return json.loads(_get(url))
+    except OSError:
+        return None
+
+
+def _poll_until(read, done, *, timeout_s: float, what: str, proc: subprocess.Popen):
+    """Poll `read()` until `done(value)`; fail early, with the process's output, if it exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = read()
+        if done(value):
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"{what}: it exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"{what}: not within {timeout_s} s")
