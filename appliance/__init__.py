@@ -1,1 +1,1 @@
-"""The product: YAML config, the supervisor that wires channels, the web status page, the `nvr` command."""
+"""The product: config, the supervisor that wires channels, the web UI, the HDMI monitor, alarms and rules, PTZ, the `nvr` command."""

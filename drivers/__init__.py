@@ -1,1 +1,1 @@
-"""What is on the other end of a wire: network cameras (RTSP), later PTZ domes and alarm contacts."""
+"""What is on the other end of a wire: network cameras (rtsp/), Pelco-D/P PTZ domes (pelco/), alarm contacts and relays."""

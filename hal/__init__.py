@@ -1,1 +1,2 @@
-"""What is on the board: capture, clocks, storage; each seam a Protocol with a real and a simulated backend."""
+"""What is on the board: video capture, displays, audio, GPIO, serial ports, storage, sensors, input; each seam an
+interface with a real and a simulated backend."""
