@@ -39,8 +39,8 @@ from appliance.config_ptz import ChannelPtzConfig, PtzConfig, unknown_port_error
 from appliance.config_monitor import MonitorConfig
 from appliance.config_audio import AudioConfig, check_channel_audio
 from appliance.config_alarms import AlarmsConfig, MotionConfig, RuleConfig, reference_errors
-from appliance.yaml_lines import (Document, Location, error_line, error_message, format_path, load_document,
-                                  locate, tagged_models)
+from appliance.yaml_lines import (MAX_YAML_CHARS, Document, Location, YamlLimitError, error_line, error_message,
+                                  format_path, load_document, locate, tagged_models)
 
 MIB, GIB = 1 << 20, 1 << 30
 TestPatternName = Literal["auto", "bars", "gradient", "checker", "ball", "zoneplate"]
@@ -76,6 +76,11 @@ class ConfigError(ValueError):
 
     def __str__(self) -> str:
         return "\n".join(problem.format(self.source) for problem in self.problems)
+
+
+class ConfigTooLarge(ConfigError):
+    """A document refused before validation: over the size, depth, alias-expansion or number limits,
+    or holding a NUL character (yaml_lines). Its one problem says which limit, where."""
 
 
 # --- value syntax: sizes, RTSP URLs, host:port --------------------------------------------------
@@ -555,7 +560,12 @@ def default_config() -> Config:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_CHARS * 4 + 1)  # UTF-8: at most 4 bytes a character
+        if len(raw) > MAX_YAML_CHARS * 4:
+            raise ConfigTooLarge(str(path), [Problem("", None, f"the file is larger than {MAX_YAML_CHARS * 4} bytes; "
+                                                               f"is it the config?")])
+        return raw.decode("utf-8-sig")
     except FileNotFoundError as exc:
         raise ConfigError(str(path), [Problem("", None, "the config file does not exist")]) from exc
     except UnicodeDecodeError as exc:
@@ -571,6 +581,8 @@ def _parse_yaml(text: str, source: str) -> Document:
     """The YAML document of a config; ConfigError if it is not YAML, empty, or not a mapping."""
     try:
         document = load_document(text)
+    except YamlLimitError as exc:
+        raise ConfigTooLarge(source, [Problem(format_path(exc.path), exc.line, exc.message)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [Problem("", error_line(exc, text), error_message(exc))]) from exc
     if document.data is None:
