@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from appliance.recordings import recording_dicts
-from appliance.timefmt import iso_utc, parse_time
+from appliance.timefmt import in_range, iso_utc, parse_time
 from appliance.users import AuthError
 from appliance.web_auth import authenticated, client_address
 from hal.storage import disk_usage
@@ -38,17 +38,17 @@ def supervisor_of(request: Request):
 
 def query_time(text: str | None, *, now_us: int, name: str, default: int | None = None,
                required: bool = False) -> int | None:
-    """A time query parameter: microseconds since the epoch, ISO 8601, 'now' or '-5m'. 422 if malformed."""
+    """A time query parameter: microseconds since the epoch, ISO 8601, 'now' or '-5m'. 422 if malformed
+    or outside 1970-9999 (which also keeps it inside SQLite's 64-bit integers and `iso_utc`)."""
     if text is None or text == "":
         if required and default is None:
             raise HTTPException(422, f"{name} is required")
         return default
     try:
-        if text.lstrip("-").isdigit() and len(text) > 8:
-            value = int(text)
-            if abs(value) > 2**62:
-                raise ValueError("out of range")
-            return value
+        if text.lstrip("-").isascii() and text.lstrip("-").isdigit() and len(text) > 8:
+            if len(text) > 20:
+                raise ValueError(f"{text[:24]!r}... is not a time in microseconds since 1970")
+            return in_range(int(text), text)
         return parse_time(text, now_us=now_us)
     except (ValueError, OverflowError) as exc:
         raise HTTPException(422, f"{name}: {exc}") from None

@@ -6,11 +6,13 @@ on HTTP.
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 
 from appliance import web_api, web_auth, web_config, web_devices, web_live, web_media
@@ -22,6 +24,7 @@ from recorder.index import Index
 from recorder.playback import SegmentCache
 
 STATIC_DIR = Path(__file__).with_name("static")
+_STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass
@@ -59,11 +62,42 @@ def build_app(ctx: WebContext) -> FastAPI:
         app.include_router(module.router)
     _static_routes(app)
 
+    app.openapi = lambda: _with_error_answers(app)
+
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticated)])
     def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
     return app
+
+
+ERROR_STATUSES = {"400": "Malformed request", "401": "Not logged in", "403": "Not allowed (role, CSRF token or Host)",
+                  "404": "Not found", "409": "Conflicts with the current state", "413": "Too large",
+                  "422": "A parameter or the body is invalid; `detail` says which and why",
+                  "429": "Too many requests; wait `Retry-After` seconds"}
+
+
+def _with_error_answers(app: FastAPI) -> dict:
+    """FastAPI's schema, with the error answers the routes really give: `{"detail": ...}` where detail is
+    a message, FastAPI's list of field errors, or an object with a message and config problems. (FastAPI
+    documents 422 as its field-error list only, but the handlers' own 422s carry a message.)"""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas["ErrorAnswer"] = {"type": "object", "required": ["detail"], "properties": {"detail": {"anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "object"}},
+        {"type": "object", "properties": {"message": {"type": "string"}, "problems": {"type": "array"}}},
+    ]}}}
+    answer = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorAnswer"}}}}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in ERROR_STATUSES.items():
+                responses[status] = {"description": description, **answer}
+    app.openapi_schema = schema
+    return schema
 
 
 def _static_routes(app: FastAPI) -> None:
@@ -75,6 +109,8 @@ def _static_routes(app: FastAPI) -> None:
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> FileResponse:
+        if not _STATIC_NAME.fullmatch(name):  # also keeps NUL bytes and separators away from the file system
+            return JSONResponse({"detail": "not found"}, status_code=404)
         path = (STATIC_DIR / name).resolve()
         if path.parent != STATIC_DIR.resolve() or not path.is_file():
             return JSONResponse({"detail": "not found"}, status_code=404)
