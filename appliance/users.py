@@ -22,8 +22,7 @@ from hal.clock import Clocks
 
 USERS_FILE = "users.sqlite3"
 ROLES = ("viewer", "operator", "admin")  # each role may do everything the ones before it may
-LOCK_AFTER_FAILURES = 20
-LOCK_S = 15 * 60
+KNOWN_CLIENTS_PER_USER = 32  # addresses remembered per account (the most recent logins)
 SESSION_S = 12 * 3600  # idle sessions end after this
 MIN_PASSWORD_CHARS = 8
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -56,6 +55,12 @@ CREATE TABLE IF NOT EXISTS audit (
     client TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at_us);
+CREATE TABLE IF NOT EXISTS known_clients (
+    name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    client TEXT NOT NULL,
+    last_us INTEGER NOT NULL,
+    PRIMARY KEY (name, client)
+);
 """
 
 
@@ -65,12 +70,6 @@ class AuthError(Exception):
 
 class BadCredentials(AuthError, PermissionError):
     """Unknown user or wrong password (never said which)."""
-
-
-class AccountLocked(AuthError, PermissionError):
-    def __init__(self, name: str, until_us: int):
-        super().__init__(f"account {name!r} is locked after too many wrong passwords; try again later")
-        self.until_us = until_us
 
 
 class UserError(ValueError):
@@ -197,28 +196,31 @@ class UserStore:
 
     # logging in
 
-    def login(self, name: str, password: str) -> Session:
-        """Check a password and open a session. Raises BadCredentials or AccountLocked."""
+    def login(self, name: str, password: str, client: str | None = None) -> Session:
+        """Check a password and open a session; raises BadCredentials for an unknown name or a wrong
+        password alike, after the same scrypt work. `client`: the address, remembered on success."""
         now = self._clocks.utc_now_us()
-        rows = self._run("SELECT role, password_hash, failures, locked_until_us FROM users WHERE name = ?", (name,))
+        rows = self._run("SELECT role, password_hash FROM users WHERE name = ?", (name,))
         if not rows:
             verify_password(password, _dummy_hash())
             raise BadCredentials("wrong user name or password")
-        role, stored, failures, locked_until_us = rows[0]
-        if locked_until_us > now:
-            raise AccountLocked(name, locked_until_us)
+        role, stored = rows[0]
         if not verify_password(password, stored):
-            self._count_failure(name, now)
             raise BadCredentials("wrong user name or password")
-        self._run("UPDATE users SET failures = 0, locked_until_us = 0 WHERE name = ?", (name,))
+        if client:
+            self._remember_client(name, client, now)
         return self._open_session(User(name, role), now)
 
-    def _count_failure(self, name: str, now: int) -> None:
+    def _remember_client(self, name: str, client: str, now: int) -> None:
         with self._lock:
-            self._run("UPDATE users SET failures = failures + 1 WHERE name = ?", (name,))
-            failures = self._run("SELECT failures FROM users WHERE name = ?", (name,))[0][0]
-            if failures >= LOCK_AFTER_FAILURES:
-                self._run("UPDATE users SET locked_until_us = ?, failures = 0 WHERE name = ?", (now + LOCK_S * 1_000_000, name))
+            self._run("INSERT INTO known_clients (name, client, last_us) VALUES (?, ?, ?) ON CONFLICT (name, client)"
+                      " DO UPDATE SET last_us = excluded.last_us", (name, client[:64], now))
+            self._run("DELETE FROM known_clients WHERE name = ? AND client NOT IN (SELECT client FROM known_clients"
+                      " WHERE name = ? ORDER BY last_us DESC LIMIT ?)", (name, name, KNOWN_CLIENTS_PER_USER))
+
+    def known_client(self, name: str, client: str) -> bool:
+        """True if `name` has logged in from address `client` (one of its latest KNOWN_CLIENTS_PER_USER)."""
+        return bool(self._run("SELECT 1 FROM known_clients WHERE name = ? AND client = ?", (name, client[:64])))
 
     def _open_session(self, user: User, now: int) -> Session:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)

@@ -18,7 +18,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from appliance import web_api, web_auth, web_config, web_devices, web_live, web_media
 from appliance.users import UserStore
 from appliance.version import appliance_version
-from appliance.web_auth import LoginLimiter, authenticated
+from appliance.login_guard import LoginGuard
+from appliance.web_auth import authenticated
 from appliance.web_media import ExportJobs
 from recorder.index import Index
 from recorder.playback import SegmentCache
@@ -35,7 +36,7 @@ class WebContext:
     users: UserStore
     exports: ExportJobs
     index: Index | None = None  # the web's own query-only connection, opened once the recorder's index exists
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    logins: LoginGuard = field(default_factory=LoginGuard)
     segments: SegmentCache = field(default_factory=SegmentCache)
     metrics: dict = field(default_factory=lambda: {"live_viewers": 0, "mjpeg_viewers": 0, "exports": 0,
                                                    "playback_chunks": 0, "bad_requests": 0})
