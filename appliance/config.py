@@ -394,12 +394,27 @@ class WebConfig(_Section):
     tls_key: Path | None = Field(None, strict=False, description="PEM private key file of tls_cert.")
     tls_self_signed: bool = Field(False, description=(
         "Serve HTTPS with a self-signed certificate made on first start (in state_dir) when no tls_cert is given."))
+    allowed_hosts: list[str] = Field(default_factory=list, max_length=64, description=(
+        "Extra names (or addresses) the web page may be reached by, besides the listen address, the "
+        "machine's host name, <hostname>.local and its IP addresses: e.g. a DNS name or the address of a "
+        "router forwarding to it. Requests that change anything (log-in and set-up included) naming "
+        "another host in Host or Origin are refused, which defeats DNS rebinding."))
 
     @field_validator("listen")
     @classmethod
     def _is_host_port(cls, listen: str) -> str:
         split_host_port(listen)
         return listen
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _are_host_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+            if not (_is_ipv6(bare) or _is_ipv4_or_host_name(bare)):
+                raise ValueError(f"expected host names or IP addresses without a port or scheme, such as "
+                                 f"'nvr.example.com' or '203.0.113.7', got {host!r}")
+        return hosts
 
     @field_validator("state_dir", "tls_cert", "tls_key")
     @classmethod

@@ -48,6 +48,11 @@ ACCOUNT_MAX_DELAY_S = 30.0
 MAX_TRACKED = 10_000  # keys per table; beyond it the oldest are dropped (bounded memory under a spray)
 
 
+class KnownClientNeeded(Exception):
+    """`reserve` needs to know whether the account has logged in from this address (its account-wide
+    brake is on): look it up (a database read, off the event loop) and reserve again with it."""
+
+
 class Throttled(Exception):
     """A login refused before its password is checked; `retry_after_s` for the Retry-After header."""
 
@@ -88,13 +93,13 @@ class LoginGuard:
 
     # counting
 
-    def reserve(self, account: str, address: str, *, known_client: bool) -> Ticket:
+    def reserve(self, account: str, address: str, *, known_client: bool | None = None) -> Ticket:
         """Count an attempt of `address` on `account` as a failure now, or raise Throttled if it must
-        wait (or the check pool is full). `known_client`: the account has logged in from `address`."""
+        wait (or the check pool is full). `known_client`: the account has logged in from `address`;
+        needed only while the account's brake is on, else KnownClientNeeded is raised asking for it.
+        Throttled attempts touch no database, so a flood of them costs only this lock."""
         with self._lock:
             now = self._now()
-            if self._in_flight >= self._capacity:
-                raise Throttled("the appliance is busy checking other logins", 1)
             pair = self._count(self._pairs, (account, address), now)
             addr = self._count(self._addresses, address, now)
             acct = self._count(self._accounts, account, now)
@@ -102,11 +107,16 @@ class LoginGuard:
                      (addr.next_allowed - now, "wrong passwords from this address")]
             if len(addr.failures) >= ADDRESS_MAX:
                 waits.append((addr.failures[0] + WINDOW_S - now, "wrong passwords from this address"))
-            if not known_client:
-                waits.append((acct.next_allowed - now, "wrong passwords for this account"))
             wait, reason = max(waits)
+            if wait <= 0 and acct.next_allowed > now:
+                if known_client is None:
+                    raise KnownClientNeeded()
+                if not known_client:
+                    wait, reason = acct.next_allowed - now, "wrong passwords for this account"
             if wait > 0:
                 raise Throttled(reason, max(1, math.ceil(wait)))
+            if self._in_flight >= self._capacity:
+                raise Throttled("the appliance is busy checking other logins", 1)
             _fail(pair, now, PAIR_FREE, MAX_DELAY_S)
             _fail(addr, now, ADDRESS_FREE, MAX_DELAY_S)
             _fail(acct, now, ACCOUNT_FREE, ACCOUNT_MAX_DELAY_S)

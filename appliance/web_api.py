@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from appliance.login_guard import Throttled
+from appliance.login_guard import KnownClientNeeded, Throttled
 from appliance.recordings import recording_dicts
 from appliance.timefmt import in_range, iso_utc, parse_time
 from appliance.users import AuthError
@@ -301,7 +301,10 @@ def _metrics_auth(request: Request) -> None:
         except (ValueError, UnicodeDecodeError):
             raise HTTPException(401, "malformed Basic credentials", headers={"WWW-Authenticate": "Basic"}) from None
         try:
-            ticket = ctx.logins.reserve(name[:64], client, known_client=ctx.users.known_client(name[:64], client))
+            try:
+                ticket = ctx.logins.reserve(name[:64], client)
+            except KnownClientNeeded:
+                ticket = ctx.logins.reserve(name[:64], client, known_client=ctx.users.known_client(name[:64], client))
             session = ctx.logins.check_blocking(ticket, ctx.users.login, name, password, client)
         except Throttled as exc:
             log.warning("metrics login for %r from %s refused for %d s: %s", name[:64], client, exc.retry_after_s, exc.reason)

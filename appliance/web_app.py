@@ -6,6 +6,7 @@ on HTTP.
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass, field
@@ -14,16 +15,19 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.datastructures import Headers
 
 from appliance import web_api, web_auth, web_config, web_devices, web_live, web_media
 from appliance.users import UserStore
 from appliance.version import appliance_version
 from appliance.login_guard import LoginGuard
-from appliance.web_auth import authenticated
+from appliance.web_auth import SAFE_METHODS, authenticated
+from appliance.web_hosts import HostCheck
 from appliance.web_media import ExportJobs
 from recorder.index import Index
 from recorder.playback import SegmentCache
 
+log = logging.getLogger("nvr.web")
 STATIC_DIR = Path(__file__).with_name("static")
 _STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 
@@ -37,6 +41,7 @@ class WebContext:
     exports: ExportJobs
     index: Index | None = None  # the web's own query-only connection, opened once the recorder's index exists
     logins: LoginGuard = field(default_factory=LoginGuard)
+    hosts: HostCheck | None = None  # None: the names of supervisor.config.web
     segments: SegmentCache = field(default_factory=SegmentCache)
     metrics: dict = field(default_factory=lambda: {"live_viewers": 0, "mjpeg_viewers": 0, "exports": 0,
                                                    "playback_chunks": 0, "bad_requests": 0})
@@ -57,6 +62,11 @@ def build_app(ctx: WebContext) -> FastAPI:
                   description="REST API of the NVR appliance. Log in with POST /api/login; state-changing "
                               "requests need the X-CSRF-Token header from the login answer.")
     app.state.ctx = ctx
+    if ctx.hosts is None:
+        web = getattr(getattr(ctx.supervisor, "config", None), "web", None)
+        ctx.hosts = HostCheck(listen_host=web.host if web else "127.0.0.1",
+                              allowed_hosts=getattr(web, "allowed_hosts", ()))
+    app.add_middleware(HostGuard, hosts=ctx.hosts)
     for module in (web_auth, web_api, web_media, web_live, web_devices, web_config):
         if hasattr(module, "public_router"):
             app.include_router(module.public_router)
@@ -99,6 +109,25 @@ def _with_error_answers(app: FastAPI) -> dict:
                 responses[status] = {"description": description, **answer}
     app.openapi_schema = schema
     return schema
+
+
+class HostGuard:
+    """ASGI middleware: a state-changing request (any method but GET, HEAD, OPTIONS) whose Host or
+    Origin does not name this appliance gets 403 before any route sees it (web_hosts)."""
+
+    def __init__(self, app, *, hosts: HostCheck):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            headers = Headers(scope=scope)
+            why = self.hosts.refusal(headers.get("host"), headers.get("origin"))
+            if why is not None:
+                client = scope.get("client") or ("?", 0)
+                log.warning("%s %s from %s refused: %s", scope["method"], scope["path"], client[0], why)
+                await JSONResponse({"detail": why}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _static_routes(app: FastAPI) -> None:

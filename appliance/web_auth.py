@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSoc
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from appliance.login_guard import Throttled
+from appliance.login_guard import KnownClientNeeded, Throttled
 from appliance.users import ROLES, AuthError, Session, User, UserError, UserStore
 
 SESSION_COOKIE = "nvr_session"
@@ -110,12 +110,13 @@ def ping(request: Request) -> dict:
             "setup_required": not ctx.users.has_users()}
 
 
-async def throttled(request: Request, exc: Throttled, user: str | None) -> HTTPException:
-    """Log and audit a refused login; the 429 to raise (with Retry-After)."""
+def throttled(request: Request, exc: Throttled, user: str | None) -> HTTPException:
+    """Log and audit a refused login; the 429 to raise (with Retry-After). Costs no thread and no
+    database write here: under a flood the audit entries are written in batches (UserStore.audit_soon)."""
     client = client_address(request)
     log.warning("login for %r from %s refused for %d s: %s", user, client, exc.retry_after_s, exc.reason)
-    await run_in_threadpool(users_of(request).audit, user, "login_throttled",
-                            {"reason": exc.reason, "retry_after_s": exc.retry_after_s}, client)
+    users_of(request).audit_soon(user, "login_throttled", {"reason": exc.reason, "retry_after_s": exc.retry_after_s},
+                                 client)
     return HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
 
 
@@ -124,11 +125,14 @@ async def login(credentials: Credentials, request: Request, response: Response) 
     """Check the password and set the session cookie. 401 for a wrong name or password (never said
     which), 429 with Retry-After when this address or account must wait or the appliance is busy."""
     ctx, client, name = request.app.state.ctx, client_address(request), credentials.username
-    known = await run_in_threadpool(ctx.users.known_client, name, client)
     try:
-        ticket = ctx.logins.reserve(name, client, known_client=known)
+        try:
+            ticket = ctx.logins.reserve(name, client)
+        except KnownClientNeeded:
+            known = await run_in_threadpool(ctx.users.known_client, name, client)
+            ticket = ctx.logins.reserve(name, client, known_client=known)
     except Throttled as exc:
-        raise await throttled(request, exc, name) from None
+        raise throttled(request, exc, name) from None
     try:
         session = await ctx.logins.check(ticket, ctx.users.login, name, credentials.password, client)
     except AuthError as exc:
@@ -149,7 +153,7 @@ async def first_run(credentials: Credentials, request: Request, response: Respon
     except UserError as exc:
         raise HTTPException(409 if "already" in str(exc) else 422, str(exc)) from None
     except Throttled as exc:
-        raise await throttled(request, exc, credentials.username) from None
+        raise throttled(request, exc, credentials.username) from None
     await run_in_threadpool(users.audit, session.user.name, "setup_admin", "", client)
     _set_session_cookies(request, response, session)
     return _session_body(session)
