@@ -102,3 +102,11 @@ def test_anchors_shared_by_many_channels_stay_within_the_limits():
     assert not isinstance(caught.value, ConfigTooLarge)
     assert {p.path for p in caught.value.problems} == {"cam", "audio"}
     assert 256 * 12 < MAX_VALUES
+
+
+def test_web_allowed_hosts_takes_names_and_addresses_without_ports():
+    config = parse_config("web:\n  allowed_hosts: [nvr.example.com, 203.0.113.7, '[2001:db8::1]']\n", source="nvr.yaml")
+    assert config.web.allowed_hosts == ["nvr.example.com", "203.0.113.7", "[2001:db8::1]"]
+    with pytest.raises(ConfigError, match="web.allowed_hosts") as caught:
+        parse_config("web:\n  allowed_hosts: ['http://nvr.example.com:8080']\n", source="nvr.yaml")
+    assert "without a port or scheme" in str(caught.value)
