@@ -183,7 +183,7 @@ def test_150_concurrent_logins_from_one_address_get_429s_and_leave_memory_and_pi
     print(f"\n150 logins from one address: {statuses.count(401)} x 401, {len(throttled)} x 429; nvr run RSS "
           f"{watch.rss[0] / MIB:.0f} -> peak {max(watch.rss) / MIB:.0f} MB; /api/ping max {max(watch.ping_s):.3f} s "
           f"over {len(watch.ping_s)} pings")
-    assert set(statuses) == {401, 429} and statuses.count(401) <= PAIR_FREE + 1  # + 1: if a 1 s wait ended
+    assert set(statuses) == {401, 429} and statuses.count(401) <= PAIR_FREE + 3  # waits of 1, 2, 4 s may end meanwhile
     assert all(int(headers["retry-after"]) >= 1 for headers in throttled)
     assert max(watch.rss) < 400 * MIB
     assert watch.ping_s and max(watch.ping_s) < 2.0
