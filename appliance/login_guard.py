@@ -16,6 +16,7 @@ Failures are counted three ways, each with delays that double once its free atte
 So wrong passwords from one address only slow that address; the account-wide brake slows a spray
 from many addresses (a botnet) to one guess per 30 s, and never refuses the owner's usual address.
 Nothing is keyed on whether the account exists: unknown names are counted and answered the same.
+An IPv6 client is counted by its /64 network: one host can pick any address inside it.
 
 Counting is atomic: `reserve` checks the throttles and counts the attempt as a failure in one step
 under a lock (before the password is checked), and a correct password gives the count back. There
@@ -24,6 +25,7 @@ is no window between "may it try?" and "count it" for concurrent attempts to sli
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 import threading
 import time
@@ -98,6 +100,7 @@ class LoginGuard:
         wait (or the check pool is full). `known_client`: the account has logged in from `address`;
         needed only while the account's brake is on, else KnownClientNeeded is raised asking for it.
         Throttled attempts touch no database, so a flood of them costs only this lock."""
+        address = address_key(address)
         with self._lock:
             now = self._now()
             pair = self._count(self._pairs, (account, address), now)
@@ -124,7 +127,7 @@ class LoginGuard:
             self.checks_started += 1
             return Ticket(account, address, now)
 
-    def forgive(self, ticket: Ticket) -> None:
+    def forgive(self, ticket: Ticket) -> None:  # ticket.address is already the address key
         """The password was right: the attempt is no failure; this address's failures on the account go."""
         with self._lock:
             self._pairs.pop((ticket.account, ticket.address), None)
@@ -147,10 +150,17 @@ class LoginGuard:
 
     @staticmethod
     def _prune(table: dict, now: float) -> None:
+        """Make room: drop what has expired, then the oldest counters not making anyone wait, and only
+        then (a table full of waiting counters) the oldest. A spray of new names or addresses thus
+        cannot push out the counter that is braking an attack."""
         for key in [k for k, c in table.items() if c.next_allowed <= now and
                     (not c.failures or c.failures[-1] < now - WINDOW_S)]:
             del table[key]
-        while len(table) >= MAX_TRACKED:  # still full of live entries: forget the oldest
+        if len(table) >= MAX_TRACKED:  # a tenth at once, so a spray does not rescan the table every time
+            idle = [k for k, c in table.items() if c.next_allowed <= now]
+            for key in idle[:max(len(table) - MAX_TRACKED + 1, MAX_TRACKED // 10)]:
+                del table[key]
+        while len(table) >= MAX_TRACKED:
             del table[next(iter(table))]
 
     # the check pool
@@ -187,6 +197,19 @@ class LoginGuard:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def address_key(address: str) -> str:
+    """The key a client address is counted under: an IPv4 address itself, an IPv6 address's /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 def _fail(count: _Count, now: float, free: int, cap_s: float) -> None:

@@ -93,3 +93,20 @@ def test_a_spray_of_addresses_keeps_the_tables_bounded(guard):
     for i in range(MAX_TRACKED + 500):
         fail(guard, f"u{i}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
     assert len(guard._addresses) <= MAX_TRACKED and len(guard._accounts) <= MAX_TRACKED
+
+
+def test_ipv6_clients_are_counted_by_their_64_network(guard):
+    for i in range(PAIR_FREE):
+        fail(guard, "admin", f"2001:db8:1:2::{i + 1:x}")
+    with pytest.raises(Throttled):
+        guard.reserve("admin", "2001:db8:1:2:ffff::9")
+    fail(guard, "admin", "2001:db8:1:3::1")
+
+
+def test_a_spray_of_new_names_cannot_push_out_a_braking_counter(guard):
+    for _ in range(PAIR_FREE):
+        fail(guard, "admin", "10.9.9.9")
+    for i in range(MAX_TRACKED + 10):
+        fail(guard, f"spray{i}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
+    with pytest.raises(Throttled):
+        guard.reserve("admin", "10.9.9.9")
