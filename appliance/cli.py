@@ -173,7 +173,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     supervisor.on_disk_change = lambda: (disk_changed.set(), stop.set())
     # The app is built (and uvicorn's modules imported) before recording starts: that takes CPU, and
     # the GIL, that the first frames of every channel need.
-    app = create_app(supervisor)
+    app = create_app(supervisor, listen_host=host)
     web = WebServer(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
     try:
         supervisor.start()

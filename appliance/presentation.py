@@ -8,8 +8,11 @@ from pathlib import Path
 
 from recorder.index import Event, Index
 
-_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
+_RELATIVE = re.compile(r"^-(\d{1,12}(?:\.\d{1,6})?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+EARLIEST_US = 0  # 1970-01-01: nothing is recorded before it, and the index keys on positive times
+LATEST_US = 253_402_300_799_000_000  # 9999-12-31T23:59:59Z, the last instant ISO 8601 (and iso_utc) can write
+MAX_TIME_CHARS = 64
 
 
 def iso_utc(us: int) -> str:
@@ -21,21 +24,31 @@ def iso_utc(us: int) -> str:
 def parse_time(text: str, *, now_us: int) -> int:
     """Microseconds since the epoch from ISO 8601 (`2026-01-01T12:00:00Z`, `...+01:00`), `now`, or a time
     relative to now (`-90s`, `-5m`, `-2h`, `-1d`). A time with no offset is the machine's local time.
-    Raises ValueError saying what is accepted."""
+    Raises ValueError saying what is accepted, also for a time outside 1970-9999 (`in_range`)."""
     text = text.strip()
+    if len(text) > MAX_TIME_CHARS:
+        raise ValueError(f"a time is at most {MAX_TIME_CHARS} characters; got {len(text)}")
     if text == "now":
         return now_us
     if match := _RELATIVE.match(text):
-        return now_us - round(float(match.group(1)) * _UNIT_S[match.group(2)] * 1_000_000)
+        return in_range(now_us - round(float(match.group(1)) * _UNIT_S[match.group(2)] * 1_000_000), text)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # local time, as an installer standing at the box would mean it
+        us = round(moment.timestamp() * 1_000_000)
+    except (ValueError, OverflowError, OSError):
         raise ValueError(
             f"expected an ISO 8601 time such as 2026-01-31T18:00:00Z, 'now', or a relative time such as -5m; got {text!r}"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # local time, as an installer standing at the box would mean it
-    return round(moment.timestamp() * 1_000_000)
+    return in_range(us, text)
+
+
+def in_range(us: int, shown: object) -> int:
+    """`us` if it lies in 1970-01-01 .. 9999-12-31 UTC; else ValueError naming `shown`."""
+    if not EARLIEST_US <= us <= LATEST_US:
+        raise ValueError(f"{shown!r} is outside 1970-01-01 .. 9999-12-31 UTC")
+    return us
 
 
 RECORDING_KEYS = ("channel", "stream", "start", "end", "path", "bytes", "locked")

@@ -5,7 +5,8 @@ import hashlib
 import hmac
 import secrets
 
-# scrypt cost: 16 MiB and ~50 ms per check on a Pi 4 class CPU; stored with each hash so it can rise later.
+# scrypt cost: 16 MiB and 50-100 ms per check here, an estimated 0.25-0.5 s on a Pi 3 (design/web.md);
+# stored with each hash so it can rise later.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 

@@ -39,8 +39,8 @@ from appliance.config.ptz import ChannelPtzConfig, PtzConfig, unknown_port_error
 from appliance.config.monitor import MonitorConfig
 from appliance.config.audio import AudioConfig, check_channel_audio
 from appliance.config.alarms import AlarmsConfig, MotionConfig, RuleConfig, reference_errors
-from appliance.config.yaml_lines import (Document, Location, error_line, error_message, format_path, load_document,
-                                  locate, tagged_models)
+from appliance.config.yaml_lines import (MAX_YAML_CHARS, Document, Location, YamlLimitError, error_line, error_message,
+                                  format_path, load_document, locate, tagged_models)
 
 MIB, GIB = 1 << 20, 1 << 30
 TestPatternName = Literal["auto", "bars", "gradient", "checker", "ball", "zoneplate"]
@@ -76,6 +76,11 @@ class ConfigError(ValueError):
 
     def __str__(self) -> str:
         return "\n".join(problem.format(self.source) for problem in self.problems)
+
+
+class ConfigTooLarge(ConfigError):
+    """A document refused before validation: over the size, depth, alias-expansion or number limits,
+    or holding a NUL character (yaml_lines). Its one problem says which limit, where."""
 
 
 # --- value syntax: sizes, RTSP URLs, host:port --------------------------------------------------
@@ -389,12 +394,27 @@ class WebConfig(_Section):
     tls_key: Path | None = Field(None, strict=False, description="PEM private key file of tls_cert.")
     tls_self_signed: bool = Field(False, description=(
         "Serve HTTPS with a self-signed certificate made on first start (in state_dir) when no tls_cert is given."))
+    allowed_hosts: list[str] = Field(default_factory=list, max_length=64, description=(
+        "Extra names (or addresses) the web page may be reached by, besides the listen address, the "
+        "machine's host name, <hostname>.local and its IP addresses: e.g. a DNS name or the address of a "
+        "router forwarding to it. Requests that change anything (log-in and set-up included) naming "
+        "another host in Host or Origin are refused, which defeats DNS rebinding."))
 
     @field_validator("listen")
     @classmethod
     def _is_host_port(cls, listen: str) -> str:
         split_host_port(listen)
         return listen
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _are_host_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+            if not (_is_ipv6(bare) or _is_ipv4_or_host_name(bare)):
+                raise ValueError(f"expected host names or IP addresses without a port or scheme, such as "
+                                 f"'nvr.example.com' or '203.0.113.7', got {host!r}")
+        return hosts
 
     @field_validator("state_dir", "tls_cert", "tls_key")
     @classmethod
@@ -555,7 +575,12 @@ def default_config() -> Config:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_CHARS * 4 + 1)  # UTF-8: at most 4 bytes a character
+        if len(raw) > MAX_YAML_CHARS * 4:
+            raise ConfigTooLarge(str(path), [Problem("", None, f"the file is larger than {MAX_YAML_CHARS * 4} bytes; "
+                                                               f"is it the config?")])
+        return raw.decode("utf-8-sig")
     except FileNotFoundError as exc:
         raise ConfigError(str(path), [Problem("", None, "the config file does not exist")]) from exc
     except UnicodeDecodeError as exc:
@@ -571,6 +596,8 @@ def _parse_yaml(text: str, source: str) -> Document:
     """The YAML document of a config; ConfigError if it is not YAML, empty, or not a mapping."""
     try:
         document = load_document(text)
+    except YamlLimitError as exc:
+        raise ConfigTooLarge(source, [Problem(format_path(exc.path), exc.line, exc.message)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [Problem("", error_line(exc, text), error_message(exc))]) from exc
     if document.data is None:

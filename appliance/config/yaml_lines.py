@@ -8,6 +8,13 @@ constructed, with the same loader, into plain dicts, lists and scalars.
 A key path is a tuple of mapping keys (as constructed: ``'storage'``, ``1``, ``True``) and list
 indices (``int``), e.g. ``('channels', 1, 'source', 'url')``; it prints as ``channels[1].source.url``.
 `locate` turns a pydantic error location into such a path, and finds the model field it names.
+
+A config is hostile input (it also arrives over the web), so loading is bounded before anything is
+built from it: the text's size, the nesting depth (pyyaml composes recursively), the number of values
+once aliases are expanded (a 400-byte "billion laughs" document would otherwise expand to gigabytes in
+the walk and in validation), the length of numbers (Python refuses ints over 4300 digits with a
+traceback) and NUL characters (no path or name can hold one). A document over a limit raises
+`YamlLimitError`, a `yaml.YAMLError` with the key path and line where the limit was crossed.
 """
 from __future__ import annotations
 
@@ -23,6 +30,39 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 KeyPath = tuple[object, ...]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+
+MAX_YAML_CHARS = 1 << 20  # a full 256-channel config is under 100 KiB
+MAX_DEPTH = 64  # nesting levels, aliases expanded; a config needs about 6
+MAX_VALUES = 50_000  # keys, items and scalars, aliases expanded; 256 channels with every setting need ~16 000
+MAX_NUMBER_CHARS = 64  # an int or float written with more characters is rejected, not converted
+
+
+class YamlLimitError(yaml.YAMLError):
+    """A document over one of the loading limits: `path` (key path, may be empty), 1-based `line`, `message`."""
+
+    def __init__(self, path: KeyPath, line: int | None, message: str):
+        super().__init__(message)
+        self.path, self.line, self.message = path, line, message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader with composition stopped at `MAX_DEPTH` levels (pyyaml recurses once per level)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: object) -> Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise YamlLimitError((), mark.line + 1, f"nested more than {MAX_DEPTH} levels deep; a config needs "
+                                                        f"a handful (check for unclosed [ or {{)")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 @dataclass(frozen=True)
@@ -54,12 +94,16 @@ class Document:
 
 
 def load_document(text: str) -> Document:
-    """Parse one YAML document with the safe loader; raises `yaml.YAMLError` on bad syntax."""
-    loader = yaml.SafeLoader(text)
+    """Parse one YAML document with the safe loader; raises `yaml.YAMLError` on bad syntax and
+    `YamlLimitError` on a document over the limits (size, depth, expanded values, long numbers, NUL)."""
+    if len(text) > MAX_YAML_CHARS:
+        raise YamlLimitError((), None, f"the document has {len(text)} characters; at most {MAX_YAML_CHARS} are read")
+    loader = _BoundedLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
             return Document(data=None)
+        _check_expansion(root)
         # Walk before constructing: construction flattens merge keys (<<) in place.
         document = Document(data=None, lines={(): _line(root)})
         _walk(loader, root, (), document, frozenset())
@@ -109,9 +153,67 @@ def _line(node: Node) -> int:
     return node.start_mark.line + 1
 
 
+def _check_expansion(root: Node) -> None:
+    """Raise YamlLimitError if the node graph, aliases expanded, is deeper than MAX_DEPTH, holds more
+    than MAX_VALUES values, or contains itself. Linear in the composed graph: each node is sized once
+    (iteratively, so no recursion limit applies) however often aliases repeat it."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth), aliases expanded
+    on_path: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = _child_nodes(node)
+        if not children_done:
+            if key in on_path:
+                raise YamlLimitError((), _line(node), "an alias (*name) refers to a value that contains it; "
+                                                      "a config cannot be infinite")
+            on_path.add(key)
+            stack.append((node, True))
+            for child in children:
+                if id(child) in on_path:
+                    raise YamlLimitError((), _line(child), "an alias (*name) refers to a value that contains it; "
+                                                           "a config cannot be infinite")
+                if id(child) not in sizes:
+                    stack.append((child, False))
+            continue
+        on_path.discard(key)
+        values = 1 + sum(sizes[id(child)][0] for child in children)
+        depth = 1 + max((sizes[id(child)][1] for child in children), default=0)
+        if values > MAX_VALUES:
+            raise YamlLimitError((), _line(node), f"aliases (*name) expand this value to more than {MAX_VALUES} "
+                                                  f"values; write the settings out or repeat fewer of them")
+        if depth > MAX_DEPTH:
+            raise YamlLimitError((), _line(node), f"aliases (*name) nest this value more than {MAX_DEPTH} levels deep")
+        sizes[key] = (values, depth)
+
+
+def _child_nodes(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_scalar(node: Node, path: KeyPath) -> None:
+    """YamlLimitError for a scalar that holds a NUL character or is a number longer than MAX_NUMBER_CHARS."""
+    if not isinstance(node, ScalarNode):
+        return
+    if "\0" in node.value:
+        raise YamlLimitError(path, _line(node), f"contains a NUL character (\\0), which no path, name or "
+                                                f"setting may hold: {node.value[:60]!r}")
+    if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+        raise YamlLimitError(path, _line(node), f"a number written with {len(node.value)} characters; at most "
+                                                f"{MAX_NUMBER_CHARS} are accepted")
+
+
 def _walk(loader: yaml.SafeLoader, node: Node, path: KeyPath, document: Document,
           ancestors: frozenset[int]) -> None:
-    """Record the line of every key below `node` and every duplicate key, depth first."""
+    """Record the line of every key below `node` and every duplicate key, depth first; check each scalar."""
+    _check_scalar(node, path)
     if id(node) in ancestors:  # an alias that refers to its own ancestor: stop, don't loop
         return
     ancestors = ancestors | {id(node)}
@@ -129,6 +231,8 @@ def _children(loader: yaml.SafeLoader, node: Node, path: KeyPath,
     elif isinstance(node, MappingNode):
         first_lines: dict[object, int] = {}
         for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode):
+                _check_scalar(key_node, path + (key_node.value[:MAX_NUMBER_CHARS],))
             key = _key(loader, key_node)
             if key is None:
                 continue

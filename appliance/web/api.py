@@ -3,14 +3,16 @@ snapshots, health and Prometheus metrics."""
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from appliance.web.login_guard import KnownClientNeeded, Throttled
 from appliance.presentation import recording_dicts
-from appliance.presentation import iso_utc, parse_time
+from appliance.presentation import in_range, iso_utc, parse_time
 from appliance.web.users import AuthError
 from appliance.web.auth import authenticated, client_address
 from hal.storage import disk_usage
@@ -21,6 +23,7 @@ from recorder.h264 import H264Error, to_mp4_sample
 from recorder.live_mux import LiveFragment, LiveMuxer
 from recorder.snapshot import SnapshotError, keyframe_to_jpeg, raw_to_jpeg
 
+log = logging.getLogger("nvr.web")
 router = APIRouter(tags=["recordings"], dependencies=[Depends(authenticated)])
 public_router = APIRouter()  # /metrics authenticates itself (cookie or HTTP Basic, for scrapers)
 
@@ -38,17 +41,17 @@ def supervisor_of(request: Request):
 
 def query_time(text: str | None, *, now_us: int, name: str, default: int | None = None,
                required: bool = False) -> int | None:
-    """A time query parameter: microseconds since the epoch, ISO 8601, 'now' or '-5m'. 422 if malformed."""
+    """A time query parameter: microseconds since the epoch, ISO 8601, 'now' or '-5m'. 422 if malformed
+    or outside 1970-9999 (which also keeps it inside SQLite's 64-bit integers and `iso_utc`)."""
     if text is None or text == "":
         if required and default is None:
             raise HTTPException(422, f"{name} is required")
         return default
     try:
-        if text.lstrip("-").isdigit() and len(text) > 8:
-            value = int(text)
-            if abs(value) > 2**62:
-                raise ValueError("out of range")
-            return value
+        if text.lstrip("-").isascii() and text.lstrip("-").isdigit() and len(text) > 8:
+            if len(text) > 20:
+                raise ValueError(f"{text[:24]!r}... is not a time in microseconds since 1970")
+            return in_range(int(text), text)
         return parse_time(text, now_us=now_us)
     except (ValueError, OverflowError) as exc:
         raise HTTPException(422, f"{name}: {exc}") from None
@@ -292,16 +295,23 @@ def metrics(request: Request) -> PlainTextResponse:
 def _metrics_auth(request: Request) -> None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("basic "):
-        ctx = ctx_of(request)
-        if ctx.limiter.blocked(client_address(request)):
-            raise HTTPException(429, "too many failed logins from this address")
+        ctx, client = ctx_of(request), client_address(request)
         try:
             name, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-            session = ctx.users.login(name, password)
         except (ValueError, UnicodeDecodeError):
             raise HTTPException(401, "malformed Basic credentials", headers={"WWW-Authenticate": "Basic"}) from None
+        try:
+            try:
+                ticket = ctx.logins.reserve(name[:64], client)
+            except KnownClientNeeded:
+                ticket = ctx.logins.reserve(name[:64], client, known_client=ctx.users.known_client(name[:64], client))
+            session = ctx.logins.check_blocking(ticket, ctx.users.login, name, password, client)
+        except Throttled as exc:
+            log.warning("metrics login for %r from %s refused for %d s: %s", name[:64], client, exc.retry_after_s, exc.reason)
+            ctx.users.audit(name[:64], "login_throttled", {"reason": exc.reason, "retry_after_s": exc.retry_after_s}, client)
+            raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
         except AuthError as exc:
-            ctx.limiter.failed(client_address(request))
+            ctx.users.audit(name[:64], "login_failed", "metrics", client)
             raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Basic"}) from None
         ctx.users.logout(session.token)  # a scrape is one request, not a session
         return

@@ -1,4 +1,5 @@
-"""Web authentication: session cookies, roles, CSRF, the login rate limit, and the login/first-run/user routes.
+"""Web authentication: session cookies, roles, CSRF, login throttling (appliance.web.login_guard), and the
+login/first-run/user routes.
 
 Every route outside `public_router` sits behind `authenticated`, which wants a session cookie and, on
 state-changing methods, an `X-CSRF-Token` header equal to the session's CSRF token (double submit:
@@ -8,49 +9,20 @@ checked with `Depends(require("operator"))`.
 from __future__ import annotations
 
 import hmac
-import threading
-import time
-from collections import deque
+import logging
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from appliance.web.users import ROLES, AccountLocked, AuthError, Session, User, UserError, UserStore
+from appliance.web.login_guard import KnownClientNeeded, Throttled
+from appliance.web.users import ROLES, AuthError, Session, User, UserError, UserStore
 
 SESSION_COOKIE = "nvr_session"
 CSRF_COOKIE = "nvr_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class LoginLimiter:
-    """Failed logins per client address in a sliding window; above the limit, logins answer 429.
-
-    This is the per-address brake; the per-account lockout (20 wrong passwords) is in UserStore.
-    """
-
-    def __init__(self, *, max_failures: int = 60, window_s: float = 300.0, monotonic=time.monotonic):
-        self._max, self._window, self._now = max_failures, window_s, monotonic
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, client: str) -> deque[float]:
-        q = self._failures.setdefault(client, deque())
-        cutoff = self._now() - self._window
-        while q and q[0] < cutoff:
-            q.popleft()
-        return q
-
-    def blocked(self, client: str) -> bool:
-        with self._lock:
-            return len(self._recent(client)) >= self._max
-
-    def failed(self, client: str) -> None:
-        with self._lock:
-            self._recent(client).append(self._now())
-            if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
-                self._failures = {k: v for k, v in self._failures.items() if v}
+log = logging.getLogger("nvr.web.auth")
 
 
 def client_address(request: Request | WebSocket) -> str:
@@ -138,20 +110,33 @@ def ping(request: Request) -> dict:
             "setup_required": not ctx.users.has_users()}
 
 
+def throttled(request: Request, exc: Throttled, user: str | None) -> HTTPException:
+    """Log and audit a refused login; the 429 to raise (with Retry-After). Costs no thread and no
+    database write here: under a flood the audit entries are written in batches (UserStore.audit_soon)."""
+    client = client_address(request)
+    log.warning("login for %r from %s refused for %d s: %s", user, client, exc.retry_after_s, exc.reason)
+    users_of(request).audit_soon(user, "login_throttled", {"reason": exc.reason, "retry_after_s": exc.retry_after_s},
+                                 client)
+    return HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
+
+
 @public_router.post("/api/login")
 async def login(credentials: Credentials, request: Request, response: Response) -> dict:
-    """Check the password and set the session cookie. 401 wrong, 423 locked account, 429 too many tries."""
-    ctx, client = request.app.state.ctx, client_address(request)
-    if ctx.limiter.blocked(client):
-        raise HTTPException(429, "too many failed logins from this address; wait a few minutes")
+    """Check the password and set the session cookie. 401 for a wrong name or password (never said
+    which), 429 with Retry-After when this address or account must wait or the appliance is busy."""
+    ctx, client, name = request.app.state.ctx, client_address(request), credentials.username
     try:
-        session = await run_in_threadpool(ctx.users.login, credentials.username, credentials.password)
-    except AccountLocked as exc:
-        await run_in_threadpool(ctx.users.audit, credentials.username, "login_refused_locked", "", client)
-        raise HTTPException(423, str(exc)) from None
+        try:
+            ticket = ctx.logins.reserve(name, client)
+        except KnownClientNeeded:
+            known = await run_in_threadpool(ctx.users.known_client, name, client)
+            ticket = ctx.logins.reserve(name, client, known_client=known)
+    except Throttled as exc:
+        raise throttled(request, exc, name) from None
+    try:
+        session = await ctx.logins.check(ticket, ctx.users.login, name, credentials.password, client)
     except AuthError as exc:
-        ctx.limiter.failed(client)
-        await run_in_threadpool(ctx.users.audit, credentials.username, "login_failed", "", client)
+        await run_in_threadpool(ctx.users.audit, name, "login_failed", "", client)
         raise HTTPException(401, str(exc)) from None
     await run_in_threadpool(ctx.users.audit, session.user.name, "login", "", client)
     _set_session_cookies(request, response, session)
@@ -161,13 +146,15 @@ async def login(credentials: Credentials, request: Request, response: Response) 
 @public_router.post("/api/setup")
 async def first_run(credentials: Credentials, request: Request, response: Response) -> dict:
     """First run only: create the administrator (there is no default password) and log in as it."""
-    users = users_of(request)
+    users, logins, client = users_of(request), request.app.state.ctx.logins, client_address(request)
     try:
-        await run_in_threadpool(users.create_first_admin, credentials.username, credentials.password)
+        await logins.run(users.create_first_admin, credentials.username, credentials.password)
+        session = await logins.run(users.login, credentials.username, credentials.password, client)
     except UserError as exc:
         raise HTTPException(409 if "already" in str(exc) else 422, str(exc)) from None
-    session = await run_in_threadpool(users.login, credentials.username, credentials.password)
-    await run_in_threadpool(users.audit, session.user.name, "setup_admin", "", client_address(request))
+    except Throttled as exc:
+        raise throttled(request, exc, credentials.username) from None
+    await run_in_threadpool(users.audit, session.user.name, "setup_admin", "", client)
     _set_session_cookies(request, response, session)
     return _session_body(session)
 

@@ -10,13 +10,14 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from appliance.config.model import Config, ConfigError, parse_config
+from appliance.config.model import Config, ConfigError, ConfigTooLarge, parse_config
 from appliance.web.users import User
 from appliance.web.api import supervisor_of
 from appliance.web.auth import audit, authenticated, require
+from appliance.config.yaml_lines import MAX_YAML_CHARS
 
 router = APIRouter(tags=["config"], dependencies=[Depends(authenticated)])
-MAX_CONFIG_CHARS = 1 << 20
+MAX_CONFIG_CHARS = MAX_YAML_CHARS
 
 
 class ConfigText(BaseModel):
@@ -50,14 +51,20 @@ def _validate(request: Request, text: str) -> tuple[Config | None, list[dict]]:
     try:
         new = parse_config(text, source=str(path) if path else "<web>", base_dir=path.parent if path else Path.cwd())
     except ConfigError as exc:
-        return None, [{"path": p.path, "line": p.line, "message": p.message, "text": p.format(exc.source)}
-                      for p in exc.problems]
+        problems = [{"path": p.path, "line": p.line, "message": p.message, "text": p.format(exc.source)}
+                    for p in exc.problems]
+        if isinstance(exc, ConfigTooLarge):  # not a config with mistakes: a document refused before checking
+            raise HTTPException(422, {"message": "the YAML was refused before checking it; nothing was saved",
+                                      "problems": problems}) from None
+        return None, problems
     return new, []
 
 
 @router.post("/api/config/validate")
 def validate_config(body: ConfigText, request: Request, _: User = Depends(require("admin"))) -> dict:
-    """Check YAML with the same validator as `nvr check-config`; every problem with its key path and line."""
+    """Check YAML with the same validator as `nvr check-config`; every problem with its key path and line.
+    422 (with the problem) for a document over the parsing limits: size, nesting, alias expansion,
+    over-long numbers, NUL characters."""
     new, problems = _validate(request, body.yaml)
     return {"ok": new is not None, "problems": problems,
             "changed_channels": changed_channels(supervisor_of(request).config, new) if new else []}

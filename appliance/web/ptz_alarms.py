@@ -1,7 +1,7 @@
 """PTZ and alarm routes, over small protocols the appliance's PTZ and alarm-I/O services satisfy.
 
 The routes take the services from the supervisor (`supervisor.ptz`, `supervisor.alarm_io`) when it has
-them and answer 503 with the reason when it has not. Active alarms and the manual trigger work on the
+them and answer 404 with the reason when it has not (a permanent answer, not a 5xx "try later"). Active alarms and the manual trigger work on the
 supervisor's alarm board, which every appliance has. PTZ and alarm actions need the operator role
 and are written to the audit log.
 """
@@ -61,7 +61,7 @@ def _ptz(request: Request, channel: int) -> PtzControl:
     channel_config(request, channel)
     ptz = _ptz_control(request)
     if ptz is None:
-        raise HTTPException(503, "this appliance has no PTZ control configured")
+        raise HTTPException(404, "this appliance has no PTZ control configured")
     if not ptz.has_channel(channel):
         raise HTTPException(404, f"channel {channel} has no PTZ camera")
     return ptz
@@ -171,7 +171,7 @@ def set_output(output_id: str, body: OutputState, request: Request, _: User = De
     """Switch a relay output on or off by hand."""
     io = _alarm_io(request)
     if io is None:
-        raise HTTPException(503, "this appliance has no alarm outputs configured")
+        raise HTTPException(404, "this appliance has no alarm outputs configured")
     if output_id not in {str(o.get("id")) for o in io.outputs()}:
         raise HTTPException(404, f"no alarm output {output_id!r}")
     io.set_output(output_id, body.on)

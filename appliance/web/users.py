@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import secrets
 import sqlite3
@@ -20,13 +21,16 @@ from pathlib import Path
 from base.clock import Clocks
 from base.passwords import hash_password, verify_password
 
+log = logging.getLogger("nvr.users")
+
 USERS_FILE = "users.sqlite3"
 ROLES = ("viewer", "operator", "admin")  # each role may do everything the ones before it may
-LOCK_AFTER_FAILURES = 20
-LOCK_S = 15 * 60
+AUDIT_QUEUE_ENTRIES = 10_000  # audit entries waiting for `audit_soon`'s writer; beyond, they are counted, not kept
+KNOWN_CLIENTS_PER_USER = 32  # addresses remembered per account (the most recent logins)
 SESSION_S = 12 * 3600  # idle sessions end after this
 MIN_PASSWORD_CHARS = 8
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -53,6 +57,12 @@ CREATE TABLE IF NOT EXISTS audit (
     client TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at_us);
+CREATE TABLE IF NOT EXISTS known_clients (
+    name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    client TEXT NOT NULL,
+    last_us INTEGER NOT NULL,
+    PRIMARY KEY (name, client)
+);
 """
 
 
@@ -62,12 +72,6 @@ class AuthError(Exception):
 
 class BadCredentials(AuthError, PermissionError):
     """Unknown user or wrong password (never said which)."""
-
-
-class AccountLocked(AuthError, PermissionError):
-    def __init__(self, name: str, until_us: int):
-        super().__init__(f"account {name!r} is locked after too many wrong passwords; try again later")
-        self.until_us = until_us
 
 
 class UserError(ValueError):
@@ -116,11 +120,20 @@ class UserStore:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: commits are atomic and consistent, only the last ones may be lost with power;
+        # without it every audit entry is an fsync, and a login flood's audit writes queued the ping.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._audit_lock = threading.Lock()
+        self._audit_ready = threading.Condition(self._audit_lock)
+        self._audit_queue: list[tuple] = []
+        self._audit_dropped = 0
+        self._audit_writer: threading.Thread | None = None
         self.path.chmod(0o600)  # password hashes: readable by the service only
 
     def close(self) -> None:
+        self._flush_audit()
         with self._lock:
             self._db.close()
 
@@ -174,28 +187,31 @@ class UserStore:
 
     # logging in
 
-    def login(self, name: str, password: str) -> Session:
-        """Check a password and open a session. Raises BadCredentials or AccountLocked."""
+    def login(self, name: str, password: str, client: str | None = None) -> Session:
+        """Check a password and open a session; raises BadCredentials for an unknown name or a wrong
+        password alike, after the same scrypt work. `client`: the address, remembered on success."""
         now = self._clocks.utc_now_us()
-        rows = self._run("SELECT role, password_hash, failures, locked_until_us FROM users WHERE name = ?", (name,))
+        rows = self._run("SELECT role, password_hash FROM users WHERE name = ?", (name,))
         if not rows:
             verify_password(password, _dummy_hash())
             raise BadCredentials("wrong user name or password")
-        role, stored, failures, locked_until_us = rows[0]
-        if locked_until_us > now:
-            raise AccountLocked(name, locked_until_us)
+        role, stored = rows[0]
         if not verify_password(password, stored):
-            self._count_failure(name, now)
             raise BadCredentials("wrong user name or password")
-        self._run("UPDATE users SET failures = 0, locked_until_us = 0 WHERE name = ?", (name,))
+        if client:
+            self._remember_client(name, client, now)
         return self._open_session(User(name, role), now)
 
-    def _count_failure(self, name: str, now: int) -> None:
+    def _remember_client(self, name: str, client: str, now: int) -> None:
         with self._lock:
-            self._run("UPDATE users SET failures = failures + 1 WHERE name = ?", (name,))
-            failures = self._run("SELECT failures FROM users WHERE name = ?", (name,))[0][0]
-            if failures >= LOCK_AFTER_FAILURES:
-                self._run("UPDATE users SET locked_until_us = ?, failures = 0 WHERE name = ?", (now + LOCK_S * 1_000_000, name))
+            self._run("INSERT INTO known_clients (name, client, last_us) VALUES (?, ?, ?) ON CONFLICT (name, client)"
+                      " DO UPDATE SET last_us = excluded.last_us", (name, client[:64], now))
+            self._run("DELETE FROM known_clients WHERE name = ? AND client NOT IN (SELECT client FROM known_clients"
+                      " WHERE name = ? ORDER BY last_us DESC LIMIT ?)", (name, name, KNOWN_CLIENTS_PER_USER))
+
+    def known_client(self, name: str, client: str) -> bool:
+        """True if `name` has logged in from address `client` (one of its latest KNOWN_CLIENTS_PER_USER)."""
+        return bool(self._run("SELECT 1 FROM known_clients WHERE name = ? AND client = ?", (name, client[:64])))
 
     def _open_session(self, user: User, now: int) -> Session:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
@@ -231,7 +247,51 @@ class UserStore:
         self._run("INSERT INTO audit (at_us, user, action, detail, client) VALUES (?, ?, ?, ?, ?)",
                   (self._clocks.utc_now_us(), user, action, text, client))
 
+    def audit_soon(self, user: str | None, action: str, detail: dict | str = "", client: str | None = None) -> None:
+        """`audit` without waiting: for callers on the event loop under a flood (throttled logins). The
+        entry is queued and written within moments by a writer thread, many in one transaction. When
+        more than AUDIT_QUEUE_ENTRIES wait, the excess is counted and written as one entry saying so."""
+        text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+        with self._audit_lock:
+            if len(self._audit_queue) >= AUDIT_QUEUE_ENTRIES:
+                self._audit_dropped += 1
+                return
+            self._audit_queue.append((self._clocks.utc_now_us(), user, action, text, client))
+            if self._audit_writer is None or not self._audit_writer.is_alive():
+                self._audit_writer = threading.Thread(target=self._write_audit, name="audit", daemon=True)
+                self._audit_writer.start()
+            self._audit_ready.notify()
+
+    def _write_audit(self) -> None:
+        while True:
+            with self._audit_lock:
+                if not self._audit_queue and not self._audit_ready.wait(5.0) and not self._audit_queue:
+                    self._audit_writer = None  # idle: the next entry starts a writer again
+                    return
+            self._flush_audit()
+
+    def _flush_audit(self) -> None:
+        with self._audit_lock:
+            rows, self._audit_queue = self._audit_queue, []
+            dropped, self._audit_dropped = self._audit_dropped, 0
+        if dropped:
+            rows.append((self._clocks.utc_now_us(), None, "audit_dropped",
+                         json.dumps({"entries": dropped, "why": "more than AUDIT_QUEUE_ENTRIES waited"}), None))
+        if not rows:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT INTO audit (at_us, user, action, detail, client) VALUES (?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except sqlite3.ProgrammingError:  # closed meanwhile: the store is being shut down
+                return
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK") if self._db.in_transaction else None
+                log.error("%d audit entries could not be written: %s", len(rows), exc)
+
     def audit_entries(self, *, limit: int = 200, before_us: int | None = None) -> list[dict]:
+        self._flush_audit()  # what was queued is part of the log
         rows = self._run("SELECT at_us, user, action, detail, client FROM audit WHERE at_us < ? ORDER BY at_us DESC, id DESC"
                          " LIMIT ?", (before_us if before_us is not None else 2**62, limit))
         return [{"at_us": a, "user": u, "action": x, "detail": d, "client": c} for a, u, x, d, c in rows]

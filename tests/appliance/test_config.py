@@ -421,7 +421,7 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
      "id, name, enabled, source, ptz, audio, motion"),
     (with_source("type: rtsp\nurl: rtsp://cam\nsub: rtsp://cam/2\n"), "channels[0].source.sub", 6,
      "type, url, sub_url, timeout_s, reconnect_max_s, client"),
-    ("web:\n  port: 80\n", "web.port", 2, "listen, state_dir, tls_cert, tls_key, tls_self_signed"),
+    ("web:\n  port: 80\n", "web.port", 2, "listen, state_dir, tls_cert, tls_key, tls_self_signed, allowed_hosts"),
 ])
 def test_unknown_key_is_reported_with_its_path_and_line(yaml_text, path, line, allowed):
     problem = only_problem(yaml_text)

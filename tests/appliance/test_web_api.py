@@ -172,7 +172,7 @@ def test_timeline_has_the_recorded_span_and_triggered_events(appliance):
     alarms = op.get("/api/alarms").json()
     assert any(a["kind"] == "manual" and a["channel"] == 2 for a in alarms["active"]) and alarms["io"] is False
     assert op.post("/api/alarms/clear", json={"kind": "manual", "channel": 2}).status_code == 200
-    assert op.post("/api/alarms/outputs/1", json={"on": True}).status_code == 503
+    assert op.post("/api/alarms/outputs/1", json={"on": True}).status_code == 404
 
 
 def test_health_reports_disks_streams_and_uptime(appliance):
@@ -216,10 +216,10 @@ class FakeDome:
         self.calls.append(("set", channel, preset))
 
 
-def test_ptz_without_a_service_is_503_and_with_one_moves_and_is_audited(appliance):
+def test_ptz_without_a_service_is_404_and_with_one_moves_and_is_audited(appliance):
     op = login(appliance, "operator")
     r = op.post("/api/ptz/1", json={"action": "move", "pan": 0.5})
-    assert r.status_code == 503 and "no PTZ" in r.json()["detail"]
+    assert r.status_code == 404 and "no PTZ" in r.json()["detail"]
     dome, service = FakeDome(), appliance.supervisor.ptz
     appliance.supervisor.ptz = dome
     try:
