@@ -31,8 +31,8 @@ class WebContext:
     supervisor: object  # appliance.supervisor.Supervisor (or a test double with the same attributes)
     users: UserStore
     exports: ExportJobs
+    limiter: LoginLimiter
     index: Index | None = None  # the web's own query-only connection, opened once the recorder's index exists
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
     segments: SegmentCache = field(default_factory=SegmentCache)
     metrics: dict = field(default_factory=lambda: {"live_viewers": 0, "mjpeg_viewers": 0, "exports": 0,
                                                    "playback_chunks": 0, "bad_requests": 0})

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hmac
 import threading
-import time
 from collections import deque
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from base.clock import Clocks
 from appliance.web.users import ROLES, AccountLocked, AuthError, Session, User, UserError, UserStore
 
 SESSION_COOKIE = "nvr_session"
@@ -30,14 +30,14 @@ class LoginLimiter:
     This is the per-address brake; the per-account lockout (20 wrong passwords) is in UserStore.
     """
 
-    def __init__(self, *, max_failures: int = 60, window_s: float = 300.0, monotonic=time.monotonic):
-        self._max, self._window, self._now = max_failures, window_s, monotonic
+    def __init__(self, *, max_failures: int = 60, window_s: float = 300.0, clocks: Clocks):
+        self._max, self._window, self._clocks = max_failures, window_s, clocks
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def _recent(self, client: str) -> deque[float]:
         q = self._failures.setdefault(client, deque())
-        cutoff = self._now() - self._window
+        cutoff = self._clocks.monotonic_us() / 1e6 - self._window
         while q and q[0] < cutoff:
             q.popleft()
         return q
@@ -48,7 +48,7 @@ class LoginLimiter:
 
     def failed(self, client: str) -> None:
         with self._lock:
-            self._recent(client).append(self._now())
+            self._recent(client).append(self._clocks.monotonic_us() / 1e6)
             if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
                 self._failures = {k: v for k, v in self._failures.items() if v}
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from appliance.supervisor import Supervisor
 from appliance.web.users import UserStore
 from appliance.web.app import WebContext, build_app
+from appliance.web.auth import LoginLimiter
 from appliance.web.media import ExportJobs
 
 log = logging.getLogger("nvr.web")
@@ -25,7 +26,9 @@ def create_app(supervisor: Supervisor, *, users: UserStore | None = None) -> Fas
     if users is None:
         state_dir = getattr(supervisor.config.web, "state_dir", None) or supervisor.root
         users = UserStore(Path(state_dir), clocks=supervisor.clocks)
-    return build_app(WebContext(supervisor=supervisor, users=users, exports=ExportJobs(supervisor.root)))
+    return build_app(WebContext(supervisor=supervisor, users=users,
+                                exports=ExportJobs(supervisor.root, clocks=supervisor.clocks),
+                                limiter=LoginLimiter(clocks=supervisor.clocks)))
 
 
 class _Server(uvicorn.Server):

@@ -221,15 +221,14 @@ def test_run_with_half_a_tls_config_exits_2_and_starts_nothing(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
-def test_login_limiter_blocks_an_address_after_many_failures_then_forgives():
+def test_login_limiter_blocks_an_address_after_many_failures_then_forgives(clocks):
     from appliance.web.auth import LoginLimiter
-    now = [1000.0]
-    limiter = LoginLimiter(max_failures=5, window_s=60, monotonic=lambda: now[0])
+    limiter = LoginLimiter(max_failures=5, window_s=60, clocks=clocks)
     for _ in range(5):
         assert not limiter.blocked("10.0.0.9")
         limiter.failed("10.0.0.9")
     assert limiter.blocked("10.0.0.9") and not limiter.blocked("10.0.0.10")
-    now[0] += 61
+    clocks.advance(61)
     assert not limiter.blocked("10.0.0.9")
 
 
