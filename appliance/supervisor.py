@@ -151,7 +151,7 @@ class Supervisor:
             live = self.live.stream(channel.id, stream)
             if hasattr(source, "frame_tap"):  # analog: the local view gets raw frames before encoding
                 source.frame_tap = live.publish_frame
-            recorder = StreamRecorder(source=source, segmenter=segmenter, alarms=self.alarms,
+            recorder = StreamRecorder(source=source, segmenter=segmenter, alarms=self.alarms, clocks=self.clocks,
                                       reconnect_max_s=reconnect_max_s(channel), live=live)
             recorder.start()
             self.recorders.append(recorder)

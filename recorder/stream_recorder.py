@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
+from base.clock import Clocks
 from recorder.alarms import AlarmSink
 from recorder.errors import VideoLoss
 from recorder.audio_transcode import AudioTranscoder, recordable, transcoded
@@ -28,9 +28,9 @@ class StreamRecorder:
     and treated the same way: the thread never dies while the appliance runs.
     """
 
-    def __init__(self, *, source: PacketSource, segmenter: Segmenter, alarms: AlarmSink,
+    def __init__(self, *, source: PacketSource, segmenter: Segmenter, alarms: AlarmSink, clocks: Clocks,
                  reconnect_min_s: float = 1.0, reconnect_max_s: float = 30.0, live: LiveStream | None = None):
-        self.source, self.segmenter, self._alarms = source, segmenter, alarms
+        self.source, self.segmenter, self._alarms, self._clocks = source, segmenter, alarms, clocks
         self.live = live or LiveStream(segmenter.channel, segmenter.stream)
         self._min_s, self._max_s = reconnect_min_s, reconnect_max_s
         self._stop = threading.Event()
@@ -75,14 +75,14 @@ class StreamRecorder:
     def _loop(self) -> None:
         delay = self._min_s
         while not self._stop.is_set():
-            started = time.monotonic()
+            started_us = self._clocks.monotonic_us()
             self._record_once()
             if self._stop.is_set():
                 break
             if self._reopen_at_once:  # video loss: the source raised its alarm and waits for the picture
                 self._reopen_at_once, delay = False, self._min_s
                 continue
-            if time.monotonic() - started >= STABLE_RUN_S:
+            if self._clocks.monotonic_us() - started_us >= STABLE_RUN_S * 1e6:
                 delay = self._min_s
             log.info("%s: reconnecting in %.1f s", self.label, delay)
             self._stop.wait(delay)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from base.clock import Clocks
 from hal.display import DisplayRequest, open_display
 from hal.input_evdev import EvdevKeys, evdev_available
 
@@ -31,12 +32,13 @@ def build_monitor(supervisor) -> Monitor:
     request = DisplayRequest(backend=config.backend, size=config.size, refresh_hz=config.refresh_hz,
                              x_display=config.x_display)
     return Monitor(config, channels=channel_infos(supervisor.config), live=supervisor.live, clocks=supervisor.clocks,
-                   open_display=lambda: open_display(request), alarms=supervisor.alarms, status=supervisor.status,
+                   open_display=lambda: open_display(request, clocks=supervisor.clocks), alarms=supervisor.alarms,
+                   status=supervisor.status,
                    ptz=getattr(supervisor, "ptz", None), index=lambda: supervisor.index, root=supervisor.root,
-                   keys=_evdev_keys(config.evdev))
+                   keys=_evdev_keys(config.evdev, supervisor.clocks))
 
 
-def _evdev_keys(wanted: bool):
+def _evdev_keys(wanted: bool, clocks: Clocks):
     if not wanted:
         return None
     if not evdev_available():
@@ -44,7 +46,7 @@ def _evdev_keys(wanted: bool):
                  "console are read only through the display backend")
         return None
     try:
-        return EvdevKeys().poll
+        return EvdevKeys(clocks=clocks).poll
     except OSError as exc:
         log.warning("monitor: cannot read input devices: %s", exc)
         return None

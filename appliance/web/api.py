@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -219,9 +218,9 @@ def _live_jpeg(request: Request, channel: int, stream: str, width: int | None) -
         return raw_to_jpeg(frame, max_width=width)
     if live.info is None:
         return None
-    mux, deadline = LiveMuxer(), time.monotonic() + 4.0  # the same re-framing as the live view
+    mux, deadline_us = LiveMuxer(), sup.clocks.monotonic_us() + 4_000_000  # the same re-framing as the live view
     with live.subscribe(max_items=64) as sub:
-        while time.monotonic() < deadline:
+        while sup.clocks.monotonic_us() < deadline_us:
             item = sub.get(timeout_s=0.5)
             if item is None:
                 continue

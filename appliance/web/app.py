@@ -39,8 +39,8 @@ class WebContext:
     supervisor: object  # appliance.supervisor.Supervisor (or a test double with the same attributes)
     users: UserStore
     exports: ExportJobs
+    logins: LoginGuard
     index: Index | None = None  # the web's own query-only connection, opened once the recorder's index exists
-    logins: LoginGuard = field(default_factory=LoginGuard)
     hosts: HostCheck | None = None  # None: the names of supervisor.config.web
     segments: SegmentCache = field(default_factory=SegmentCache)
     metrics: dict = field(default_factory=lambda: {"live_viewers": 0, "mjpeg_viewers": 0, "exports": 0,
@@ -65,7 +65,7 @@ def build_app(ctx: WebContext) -> FastAPI:
     if ctx.hosts is None:
         web = getattr(getattr(ctx.supervisor, "config", None), "web", None)
         ctx.hosts = HostCheck(listen_host=web.host if web else "127.0.0.1",
-                              allowed_hosts=getattr(web, "allowed_hosts", ()))
+                              allowed_hosts=getattr(web, "allowed_hosts", ()), clocks=ctx.supervisor.clocks)
     app.add_middleware(HostGuard, hosts=ctx.hosts)
     for module in (auth, api, media, live, ptz_alarms, config_page):
         if hasattr(module, "public_router"):

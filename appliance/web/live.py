@@ -12,11 +12,11 @@ import asyncio
 import json
 import logging
 import threading
-import time
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from base.clock import Clocks
 from appliance.web.api import STREAM_PATTERN, channel_config, ctx_of, supervisor_of
 from appliance.web.auth import authenticated, websocket_user
 from recorder.live import RunStarted
@@ -147,7 +147,7 @@ def live_mjpeg(request: Request, channel: int, stream: str, fps: float = Query(4
 def _mjpeg_frames(supervisor, channel: int, stream: str, fps: float, width: int | None):
     live = supervisor.live.stream(channel, stream)
     if live.latest_frame() is not None:  # an analog channel: its raw frames, no decoding
-        yield from _raw_frames(live, fps, width)
+        yield from _raw_frames(live, fps, width, supervisor.clocks)
         return
     transcoder = MjpegTranscoder(interval_us=round(1e6 / fps), max_width=width)
     with live.subscribe(max_items=128) as sub:
@@ -163,10 +163,10 @@ def _mjpeg_frames(supervisor, channel: int, stream: str, fps: float, width: int 
                 yield jpeg
 
 
-def _raw_frames(live, fps: float, width: int | None):
+def _raw_frames(live, fps: float, width: int | None, clocks: Clocks):
     sequence = -1
     while True:
-        started = time.monotonic()
+        started_us = clocks.monotonic_us()
         frame = live.latest_frame(newer_than=sequence, timeout_s=2.0)
         if frame is None:
             continue
@@ -175,4 +175,4 @@ def _raw_frames(live, fps: float, width: int | None):
             yield raw_to_jpeg(frame, max_width=width)
         except SnapshotError:
             continue
-        time.sleep(max(0.0, 1 / fps - (time.monotonic() - started)))
+        clocks.sleep(max(0.0, 1 / fps - (clocks.monotonic_us() - started_us) / 1e6))

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
+from base.clock import Clocks
 from appliance.presentation import iso_utc
 from appliance.web.users import User
 from appliance.web.api import (STREAM_PATTERN, channel_config, ctx_of, index_of, query_time, recordings_of,
@@ -83,8 +83,9 @@ class ExportJob:
     done_bytes: int = 0
     total_bytes: int = 0
     error: str | None = None
-    created_s: float = 0.0
+    created_s: float = 0.0  # on the monotonic clock: only its age matters
     frames: int = 0
+    future: Future | None = field(default=None, repr=False, compare=False)
 
     def public(self) -> dict:
         return {"id": self.id, "channel": self.channel, "stream": self.stream, "start": iso_utc(self.start_us),
@@ -98,8 +99,8 @@ class ExportJobs:
     """Exports run one at a time on their own thread (a long one never holds up HTTP), into
     `<data root>/.exports`; finished files are kept an hour for downloading, then removed."""
 
-    def __init__(self, root: Path):
-        self.folder = root / EXPORT_DIR
+    def __init__(self, root: Path, *, clocks: Clocks):
+        self.folder, self._clocks = root / EXPORT_DIR, clocks
         for leftover in self.folder.glob("*.mp4*"):  # a previous run's exports: their jobs are gone with it
             leftover.unlink(missing_ok=True)
         self._jobs: dict[str, ExportJob] = {}
@@ -113,9 +114,10 @@ class ExportJobs:
                 raise HTTPException(429, "too many exports are waiting; try again when one is done")
             self.folder.mkdir(parents=True, exist_ok=True)
             job_id = secrets.token_hex(8)
-            job = ExportJob(job_id, user, channel, stream, start_us, end_us, self.folder / f"{job_id}.mp4", created_s=time.time())
+            job = ExportJob(job_id, user, channel, stream, start_us, end_us, self.folder / f"{job_id}.mp4",
+                            created_s=self._clocks.monotonic_us() / 1e6)
             self._jobs[job_id] = job
-        self._pool.submit(self._run, job, index, root)
+        job.future = self._pool.submit(self._run, job, index, root)
         return job
 
     def _run(self, job: ExportJob, index, root: Path) -> None:
@@ -136,8 +138,7 @@ class ExportJobs:
     def run_now(self, index, root: Path, *, user: str, channel: int, stream: str, start_us: int, end_us: int) -> ExportJob:
         """Export on the calling (worker) thread and return the finished job."""
         job = self.submit(index, root, user=user, channel=channel, stream=stream, start_us=start_us, end_us=end_us)
-        while job.state in ("queued", "running"):
-            time.sleep(0.05)
+        wait([job.future])
         return job
 
     def get(self, job_id: str, user: User) -> ExportJob:
@@ -150,7 +151,7 @@ class ExportJobs:
         return [j for j in self._jobs.values() if j.user == user.name or user.may("admin")]
 
     def _clean(self) -> None:
-        cutoff = time.time() - KEEP_EXPORTS_S
+        cutoff = self._clocks.monotonic_us() / 1e6 - KEEP_EXPORTS_S
         with self._lock:
             for job_id, job in list(self._jobs.items()):
                 if job.created_s < cutoff and job.state in ("done", "failed"):

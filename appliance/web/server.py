@@ -13,6 +13,7 @@ from appliance.supervisor import Supervisor
 from appliance.web.users import UserStore
 from appliance.web.app import WebContext, build_app
 from appliance.web.hosts import HostCheck
+from appliance.web.login_guard import LoginGuard
 from appliance.web.media import ExportJobs
 
 log = logging.getLogger("nvr.web")
@@ -23,13 +24,15 @@ def create_app(supervisor: Supervisor, *, users: UserStore | None = None, listen
     Users, sessions and the audit log live in `web.state_dir` (default: the data root). The web reads the
     index through a query-only connection of its own, so no HTTP request holds up a recorder's commit.
     Build the app before `supervisor.start()`: building it costs CPU the first seconds of recording need.
-    `listen_host` (default: web.listen's) is one of the names state-changing requests may use (web_hosts)."""
+    `listen_host` (default: web.listen's) is one of the names state-changing requests may use (appliance.web.hosts)."""
     if users is None:
         state_dir = getattr(supervisor.config.web, "state_dir", None) or supervisor.root
         users = UserStore(Path(state_dir), clocks=supervisor.clocks)
     web = supervisor.config.web
-    hosts = HostCheck(listen_host=listen_host or web.host, allowed_hosts=web.allowed_hosts)
-    return build_app(WebContext(supervisor=supervisor, users=users, exports=ExportJobs(supervisor.root), hosts=hosts))
+    hosts = HostCheck(listen_host=listen_host or web.host, allowed_hosts=web.allowed_hosts, clocks=supervisor.clocks)
+    return build_app(WebContext(supervisor=supervisor, users=users,
+                                exports=ExportJobs(supervisor.root, clocks=supervisor.clocks),
+                                logins=LoginGuard(clocks=supervisor.clocks), hosts=hosts))
 
 
 class _Server(uvicorn.Server):

@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import ssl
-import time
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -137,7 +136,7 @@ class Connection:
         def handle(view: memoryview) -> None:
             reports, bye = parse_rtcp(view)
             for report in reports:
-                channel.lsr, channel.lsr_at_s = report.ntp_middle, _now_s()
+                channel.lsr, channel.lsr_at_s = report.ntp_middle, self._clocks.monotonic_us() / 1e6
             if bye and channel.kind == "video":
                 self.stats["bye"] += 1
                 self.finish(None)
@@ -216,7 +215,7 @@ class Connection:
         for channel in self.channels:
             if channel.track.ssrc is None:
                 continue
-            dlsr = round((_now_s() - channel.lsr_at_s) * 65536) if channel.lsr else 0
+            dlsr = round((self._clocks.monotonic_us() / 1e6 - channel.lsr_at_s) * 65536) if channel.lsr else 0
             block = channel.track.report_block(lsr=channel.lsr, dlsr=dlsr)
             rtcp = receiver_report(self._ssrc, [block], cname=self._cname)
             self.send(b"$" + bytes((channel.rtcp_channel,)) + len(rtcp).to_bytes(2, "big") + rtcp)
@@ -274,7 +273,3 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
-
-
-def _now_s() -> float:
-    return time.monotonic()

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -188,13 +187,13 @@ class RtspCamera:
             "allowed_media_types": "video+audio" if self.audio else "video",
             "timeout": str(round(self.timeout_s * 1_000_000)),  # socket I/O timeout, µs
         }
-        started = time.monotonic()  # real time, as PyAV's own timeout is
+        started_us = self._clocks.monotonic_us()  # the real clock in service, as PyAV's own timeout is
         try:
             # No read timeout: PyAV would check it under the GIL on every socket read (module docstring).
             return av.open(self.url, options=options, timeout=(self.timeout_s, None))
         except (av.FFmpegError, OSError) as exc:
             # FFmpeg's RTSP demuxer reports an interrupted handshake as "Invalid data" or the like
-            timed_out = time.monotonic() - started >= self.timeout_s
+            timed_out = self._clocks.monotonic_us() - started_us >= self.timeout_s * 1e6
             raise self._translate(exc, reading=False, timed_out=timed_out) from _scrubbed(exc, self.url)
 
     def _video_stream(self, container: av.container.InputContainer) -> av.video.stream.VideoStream:
@@ -254,7 +253,7 @@ class _Reader:
 
     def __init__(self, container, stream, clocks: Clocks, stats: RtspStatistics, *, fps: float | None,
                  timeout_s: float, batch_s: float = BATCH_S, audio=None):
-        self._mailbox = Mailbox(batch_s=batch_s, bound=QUEUE_PACKETS)
+        self._mailbox = Mailbox(batch_s=batch_s, bound=QUEUE_PACKETS, clocks=clocks)
         self._audio = audio
         self._audio_index = audio.index if audio is not None else -1
         self._timeout_s = timeout_s
@@ -293,7 +292,7 @@ class _Reader:
             self._container.close()
 
     def _pump(self) -> None:
-        read_started = video_at = time.monotonic()
+        read_started = video_at = self._clocks.monotonic_us() / 1e6
         streams = (self._stream, self._audio) if self._audio is not None else (self._stream,)
         for packet in self._container.demux(streams):
             if self._stopping.is_set():
@@ -303,7 +302,7 @@ class _Reader:
             # A read that took the whole timeout was ended by FFmpeg's socket timeout, which makes its
             # parser flush the frame it held (queued above) and retry: that is the stall, report it now
             # rather than one timeout later.
-            now = time.monotonic()
+            now = self._clocks.monotonic_us() / 1e6
             if now - read_started >= self._timeout_s:
                 raise TimeoutError(f"no packet for {self._timeout_s:g} s")
             if packet.stream_index != self._audio_index:

@@ -15,8 +15,9 @@ import logging
 import selectors
 import socket
 import threading
-import time
 from typing import Protocol
+
+from base.clock import Clocks, RealClocks
 
 log = logging.getLogger("nvr.rtsp")
 
@@ -47,8 +48,8 @@ class RtspLoop:
     how often it woke and how long it worked.
     """
 
-    def __init__(self, *, poll_interval_s: float = POLL_INTERVAL_S, name: str = "rtsp-loop"):
-        self.poll_interval_s = poll_interval_s
+    def __init__(self, *, clocks: Clocks, poll_interval_s: float = POLL_INTERVAL_S, name: str = "rtsp-loop"):
+        self.poll_interval_s, self._clocks = poll_interval_s, clocks
         self.name = name
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
@@ -118,21 +119,21 @@ class RtspLoop:
             log.exception("rtsp loop: closing a connection failed")
 
     def _run(self) -> None:
-        next_tick = time.monotonic()
+        next_tick = self._clocks.monotonic_us() / 1e6
         while True:
             try:
                 next_tick = self._iteration(next_tick)
             except Exception:  # noqa: BLE001 - the loop serves every camera: it must go on
                 self.failures += 1
                 log.exception("rtsp loop: an iteration failed")
-                time.sleep(self.poll_interval_s)
+                self._clocks.sleep(self.poll_interval_s)
 
     def _iteration(self, next_tick: float) -> float:
         """Apply adds/removes, read every ready socket, tick when due, then pause; returns the next tick."""
         self._apply_changes()
-        timeout = max(0.0, next_tick - time.monotonic())
+        timeout = max(0.0, next_tick - self._clocks.monotonic_us() / 1e6)
         events = self._selector.select(timeout)
-        started = time.monotonic()
+        started = self._clocks.monotonic_us() / 1e6
         self.wakeups += 1
         for key, _ in events:
             if key.data is None:
@@ -143,11 +144,11 @@ class RtspLoop:
             for connection in list(self._connections):
                 self._call(connection, connection.on_tick, started)
             next_tick = started + TICK_S
-        done = time.monotonic()
+        done = self._clocks.monotonic_us() / 1e6
         self.busy_s += done - started
         pause = self.poll_interval_s - (done - started)
         if pause > 0:
-            time.sleep(pause)  # let data gather: fewer, larger reads
+            self._clocks.sleep(pause)  # let data gather: fewer, larger reads
         return next_tick
 
     def _call(self, connection: LoopConnection, method, now_s: float) -> None:
@@ -176,9 +177,10 @@ _default_lock = threading.Lock()
 
 
 def default_loop() -> RtspLoop:
-    """The process's shared loop (created on first use)."""
+    """The process's shared loop (created on first use), on the real clocks: it serves every camera, and
+    its pacing is about the CPU's wake-ups, which only real time makes."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = RtspLoop()
+            _default = RtspLoop(clocks=RealClocks())
         return _default

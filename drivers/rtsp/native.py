@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from fractions import Fraction
@@ -226,7 +225,7 @@ class _Negotiation:
             host, port = parts.hostname, parts.port or (322 if scheme == "rtsps" else 554)
         except ValueError as exc:
             raise CameraError(f"{self.where}: cannot open: bad URL ({exc})") from None
-        self.deadline = time.monotonic() + self.timeout_s
+        self.deadline = self.camera._clocks.monotonic_us() / 1e6 + self.timeout_s
         try:
             self.sock = socket.create_connection((host, port), timeout=self.timeout_s)
         except TimeoutError as exc:
@@ -290,7 +289,7 @@ class _Negotiation:
                 raise CameraError(f"{self.where}: cannot open: {exc}") from exc
             for message in messages:
                 if message.status and message.cseq in (cseq, None):
-                    self.deadline = time.monotonic() + self.timeout_s
+                    self.deadline = self.camera._clocks.monotonic_us() / 1e6 + self.timeout_s
                     return message
 
     def _io_error(self, exc: OSError, what: str) -> CameraError:
@@ -340,7 +339,7 @@ class _Negotiation:
                 channels.append(audio)
             else:
                 audio_info = None
-        mailbox = Mailbox(batch_s=self.camera.batch_s, bound=QUEUE_PACKETS)
+        mailbox = Mailbox(batch_s=self.camera.batch_s, bound=QUEUE_PACKETS, clocks=self.camera._clocks)
         connection = self._connection(sdp, channels, mailbox, public)
         play = self._request("PLAY", sdp.control, {"Range": "npt=0.000-"})
         self._check(play, "PLAY")
@@ -408,7 +407,7 @@ class _Negotiation:
     def _recv_before_deadline(self, late: str, reading: str, closed: str) -> bytes:
         """One read from the camera bounded by the opening deadline; errors say `late` (deadline passed),
         `reading` (socket error) or `closed` (the camera hung up)."""
-        remaining = self.deadline - time.monotonic()
+        remaining = self.deadline - self.camera._clocks.monotonic_us() / 1e6
         if remaining <= 0:
             raise CameraError(f"{self.where}: {late}")
         self.sock.settimeout(remaining)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 
@@ -109,3 +110,17 @@ def test_a_newer_move_replaces_only_a_move_queued_after_any_preset_call(line, ma
     sent = line.b.read(64, timeout_s=1)
     assert [decode("pelco-d", sent[i:i + 7]).message for i in range(0, len(sent), 7)] == \
         [Move(pan=-1, pan_speed=5), Preset("go", 2), STOP, Move(tilt=1, tilt_speed=5)]
+
+
+def test_a_query_times_out_on_the_bus_clock_not_on_real_time(line, make_bus):
+    clocks = SimulatedClocks()
+    bus = make_bus(clocks=clocks, query_timeout_s=0.1)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(bus.query, 1, "pan")
+        assert line.b.read(64, timeout_s=5) == encode("pelco-d", 1, Query("pan"))  # the query is on the wire
+        done, _ = wait([answer], timeout=0.3)  # three times its timeout in real time: still waiting
+        assert not done
+        clocks.advance(0.1)
+        with pytest.raises(QueryTimeout, match="within 0.1 s"):
+            answer.result(timeout=5)
+    assert bus.statistics()["timeouts"] == 1

@@ -77,7 +77,8 @@ class Rig:
         self.segmenter = Segmenter(channel=1, stream="main", root=root, index=self.index, clocks=self.clocks,
                                    alarms=self.alarms, segment_seconds=segment_seconds, sync=False)
         self.recorder = StreamRecorder(source=self.source, segmenter=self.segmenter, alarms=self.alarms,
-                                       reconnect_min_s=reconnect_min_s, reconnect_max_s=reconnect_max_s)
+                                       clocks=self.clocks, reconnect_min_s=reconnect_min_s,
+                                       reconnect_max_s=reconnect_max_s)
 
     def segments(self) -> list[Segment]:
         return self.index.segments(channel=1, stream="main")
