@@ -18,6 +18,7 @@ from appliance.web.users import UserStore
 from appliance.version import appliance_version
 from appliance.web.auth import LoginLimiter, authenticated
 from appliance.web.media import ExportJobs
+from appliance.web.views import ApplianceView
 from recorder.index import Index
 from recorder.playback import SegmentCache
 
@@ -26,9 +27,10 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 @dataclass
 class WebContext:
-    """Everything a route needs, kept on `app.state.ctx`."""
+    """Everything a route needs, kept on `app.state.ctx`. The web's own stores (users, exports, its reader
+    connection) are closed by `close()`, after the server stopped."""
 
-    supervisor: object  # appliance.supervisor.Supervisor (or a test double with the same attributes)
+    appliance: ApplianceView
     users: UserStore
     exports: ExportJobs
     index: Index | None = None  # the web's own query-only connection, opened once the recorder's index exists
@@ -41,11 +43,20 @@ class WebContext:
     def reader(self) -> Index | None:
         """The index to read through: the web's own connection (opened on first use), or None while the
         recorder has not opened the index yet."""
-        if self.index is None and getattr(self.supervisor, "index", None) is not None:
+        if self.index is None and self.appliance.index is not None:
             with self._reader_lock:
                 if self.index is None:
-                    self.index = Index(self.supervisor.root, reader=True)
+                    self.index = Index(self.appliance.root, reader=True)
         return self.index
+
+    def close(self) -> None:
+        """Close the export jobs, the users store and the reader connection (the server has stopped)."""
+        self.exports.close()
+        self.users.close()
+        with self._reader_lock:
+            if self.index is not None:
+                self.index.close()
+                self.index = None
 
 
 def build_app(ctx: WebContext) -> FastAPI:

@@ -9,23 +9,29 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from appliance.supervisor import Supervisor
 from appliance.web.users import UserStore
 from appliance.web.app import WebContext, build_app
 from appliance.web.media import ExportJobs
+from appliance.web.views import ApplianceView
 
 log = logging.getLogger("nvr.web")
 
 
-def create_app(supervisor: Supervisor, *, users: UserStore | None = None) -> FastAPI:
-    """The FastAPI application (routes in web_auth, web_api, web_media, web_live, web_devices, web_config).
-    Users, sessions and the audit log live in `web.state_dir` (default: the data root). The web reads the
-    index through a query-only connection of its own, so no HTTP request holds up a recorder's commit.
-    Build the app before `supervisor.start()`: building it costs CPU the first seconds of recording need."""
+def web_context(appliance: ApplianceView, *, users: UserStore | None = None) -> WebContext:
+    """What the routes share, over `appliance`. Users, sessions and the audit log live in `web.state_dir`
+    (default: the data root) unless a store is given. The web reads the index through a query-only
+    connection of its own, so no HTTP request holds up a recorder's commit. `WebContext.close()` closes
+    the stores it opened, the given users store included."""
     if users is None:
-        state_dir = getattr(supervisor.config.web, "state_dir", None) or supervisor.root
-        users = UserStore(Path(state_dir), clocks=supervisor.clocks)
-    return build_app(WebContext(supervisor=supervisor, users=users, exports=ExportJobs(supervisor.root)))
+        users = UserStore(Path(appliance.config.web.state_dir or appliance.root), clocks=appliance.clocks)
+    return WebContext(appliance=appliance, users=users, exports=ExportJobs(appliance.root))
+
+
+def create_app(appliance: ApplianceView, *, users: UserStore | None = None) -> FastAPI:
+    """The FastAPI application over `appliance` (routes in `auth`, `api`, `media`, `live`, `ptz_alarms`,
+    `config_page`); its context is `app.state.ctx`. `appliance.app.Appliance` builds it before recording
+    starts: importing and building it costs CPU the first seconds of recording need."""
+    return build_app(web_context(appliance, users=users))
 
 
 class _Server(uvicorn.Server):
