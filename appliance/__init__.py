@@ -1,1 +1,1 @@
-"""The product: YAML config, the supervisor that wires channels, the web status page, the `nvr` command."""
+"""The product: config, the running Appliance (recording supervisor, PTZ, alarms, monitor, web UI), the `nvr` command."""
