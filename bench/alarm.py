@@ -120,7 +120,7 @@ def _measure(sup: Appliance, factory: MockFactory, edges: int) -> list[list]:
                                  ("event row commit + its fsync alone (this disk's share)", commit_only[1]))]
 
 
-def _commit_only(sup: Supervisor, count: int) -> tuple[list[float], list[float]]:
+def _commit_only(sup: Appliance, count: int) -> tuple[list[float], list[float]]:
     """The same event commit without the alarm path, and with the wait for its fsync, to tell the disk's
     share from ours."""
     committed, durable = [], []
