@@ -17,7 +17,7 @@ from recorder.index import Index
 from recorder.live import LiveHub
 
 from appliance.config.model import Config, RtspSource
-from appliance.monitor.monitor import AlarmSource, ChannelInfo, Monitor
+from appliance.monitor.monitor import ActiveFaults, ChannelInfo, Monitor
 from appliance.ptz.control import PtzControl
 
 __all__ = ["ChannelInfo", "Monitor", "MonitorSources", "build_monitor", "channel_infos"]
@@ -46,7 +46,7 @@ class MonitorSources(Protocol):
     def live(self) -> LiveHub: ...
 
     @property
-    def alarms(self) -> AlarmSource: ...
+    def alarms(self) -> ActiveFaults: ...
 
     @property
     def root(self) -> Path: ...

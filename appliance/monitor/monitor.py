@@ -51,7 +51,7 @@ class ChannelInfo:
     has_sub: bool = False
 
 
-class AlarmSource(Protocol):
+class ActiveFaults(Protocol):
     """The faults shown on the wall (`recorder.alarms.AlarmBoard` meets it)."""
 
     def active(self) -> list: ...
@@ -61,7 +61,7 @@ class Monitor:
     """The wall on the local screen. See the module docstring for what it guarantees."""
 
     def __init__(self, config: MonitorConfig, *, channels: list[ChannelInfo], live: LiveHub, clocks: Clocks,
-                 open_display: Callable[[], Display], alarms: AlarmSource | None = None,
+                 open_display: Callable[[], Display], alarms: ActiveFaults | None = None,
                  status: Callable[[], dict] | None = None, ptz: PtzControl | None = None,
                  index: Callable[[], Index | None] | None = None, root: Path | None = None,
                  keys: Callable[[], list[InputEvent]] | None = None):
