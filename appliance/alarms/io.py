@@ -1,5 +1,5 @@
 """Wires the alarm side of the appliance from config: GPIO inputs and relays, motion watchers, health watch,
-the AlarmBoard's signals and the rule engine, all started and stopped together by the Supervisor.
+the AlarmBoard's signals and the rule engine, all started and stopped together by the Appliance (`appliance/app.py`).
 
 A part that cannot be set up (no GPIO on this board, a pin in use, a sensor missing) raises an alarm
 (`gpio_error`, ...) and the rest goes on: recording never depends on the alarm side.

@@ -17,7 +17,7 @@ from base.clock import Clocks
 from appliance.presentation import iso_utc
 from appliance.web.users import User
 from appliance.web.api import (STREAM_PATTERN, channel_config, ctx_of, index_of, query_time, recordings_of,
-                               supervisor_of, time_range)
+                               recorder_of, time_range)
 from appliance.web.auth import audit, authenticated, require
 from recorder.errors import ExportError, StorageError
 from recorder.export import export
@@ -45,14 +45,14 @@ def playback(request: Request, channel: int, start: str, stream: str = Query("ma
     (ask for the next chunk there; absent at the end of the recording), `X-Codec` (for MSE).
     """
     channel_config(request, channel)
-    now_us = supervisor_of(request).clocks.utc_now_us()
+    now_us = recorder_of(request).clocks.utc_now_us()
     start_us = query_time(start, now_us=now_us, name="start", required=True)
     base_us = query_time(base, now_us=now_us, name="base")
     if base_us is not None and base_us > start_us:
         raise HTTPException(422, "base must not be after start")
     ctx = ctx_of(request)
     try:
-        chunk = playback_chunk(recordings_of(request), supervisor_of(request).root, channel=channel, stream=stream,
+        chunk = playback_chunk(recordings_of(request), recorder_of(request).root, channel=channel, stream=stream,
                                start_us=start_us, duration_us=round(duration_s * 1e6), base_us=base_us, cache=ctx.segments)
     except (OSError, Mp4Error, StorageError) as exc:
         log.warning("playback of channel %d at %s failed: %s", channel, iso_utc(start_us), exc)
@@ -181,7 +181,7 @@ def _checked_range(request: Request, channel: int, start: str, end: str) -> tupl
 def start_export(body: ExportRequest, request: Request, user: User = Depends(require("operator"))) -> dict:
     """Start an export; poll `GET /api/exports/{id}` for progress, then download its `download` URL."""
     start_us, end_us = _checked_range(request, body.channel, body.start, body.end)
-    job = ctx_of(request).exports.submit(index_of(request), supervisor_of(request).root, user=user.name,
+    job = ctx_of(request).exports.submit(index_of(request), recorder_of(request).root, user=user.name,
                                          channel=body.channel, stream=body.stream, start_us=start_us, end_us=end_us)
     audit(request, "export", {"channel": body.channel, "stream": body.stream, "start": iso_utc(start_us), "end": iso_utc(end_us)})
     ctx_of(request).metrics["exports"] += 1
@@ -214,7 +214,7 @@ def export_now(request: Request, channel: int = Query(ge=1, le=256), start: str 
     start_us, end_us = _checked_range(request, channel, start, end)
     audit(request, "export", {"channel": channel, "stream": stream, "start": iso_utc(start_us), "end": iso_utc(end_us)})
     ctx_of(request).metrics["exports"] += 1
-    job = ctx_of(request).exports.run_now(index_of(request), supervisor_of(request).root, user=user.name,
+    job = ctx_of(request).exports.run_now(index_of(request), recorder_of(request).root, user=user.name,
                                           channel=channel, stream=stream, start_us=start_us, end_us=end_us)
     if job.state != "done":
         raise HTTPException(404 if "no " in (job.error or "") else 422, job.error or "the export failed")

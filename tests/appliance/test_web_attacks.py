@@ -69,7 +69,7 @@ def nvr_run(tmp_path_factory):
 
 
 def ctx_of(appliance):
-    return appliance.server._server.config.app.state.ctx
+    return appliance.nvr.web_context
 
 
 @pytest.fixture
@@ -279,7 +279,7 @@ def test_a_foreign_host_on_setup_and_login_is_refused(appliance, tmp_path):
     from support.web import free_port
     users = UserStore(tmp_path, clocks=appliance.supervisor.clocks)  # a fresh box: no administrator yet
     port = free_port()
-    server = WebServer(create_app(appliance.supervisor, users=users), host="127.0.0.1", port=port)
+    server = WebServer(create_app(appliance.nvr, users=users), host="127.0.0.1", port=port)
     server.start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as c:
