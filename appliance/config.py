@@ -35,6 +35,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from hal.credentials import mask_credentials as _mask_credentials
 from appliance.config_ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config_monitor import MonitorConfig
 from appliance.config_audio import AudioConfig, check_channel_audio
@@ -119,13 +120,8 @@ def _parse_size_text(text: str) -> int:
 
 
 def mask_credentials(url: str) -> str:
-    """`url` with the password replaced by ``***``, for messages and logs."""
-    scheme, separator, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")  # rpartition: passwords may contain '@'
-    if not separator or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostport}{slash}{path}"
+    """`url` with the password replaced by ``***``, for messages and logs (hal.credentials: the one rule)."""
+    return _mask_credentials(url)
 
 
 def check_rtsp_url(url: str) -> str:

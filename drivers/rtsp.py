@@ -29,7 +29,6 @@ Cost at many cameras (bench/remux: 64 streams on 2 cores) shapes two choices:
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -40,15 +39,13 @@ import av
 
 from drivers.mailbox import END, Mailbox
 from hal.clock import Clocks
+from hal.credentials import mask_credentials
 from hal.media import AudioInfo, EncodedPacket, StreamInfo
 
 SUPPORTED_CODECS = ("h264",)
 TRANSPORTS = ("tcp", "udp")  # RTP interleaved in the RTSP connection (the default), or over UDP
 QUEUE_PACKETS = 256  # the mailbox's bound: past it the reader stops reading, and TCP holds the camera back
 BATCH_S = 0.2  # the consumer takes packets at most this often (a recording's fragments are ~1 s)
-# user:password@ up to the last "@": masking too much (an "@" in the path) is the safe mistake.
-_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<password>.*)@(?P<rest>[^@]*)$",
-                       re.I | re.S)
 
 
 class CameraError(ConnectionError):
@@ -60,8 +57,8 @@ class CameraStalled(CameraError, TimeoutError):
 
 
 def mask_url(url: str) -> str:
-    """`url` with the password replaced by `***`; URLs without one come back unchanged."""
-    return _USERINFO.sub(r"\g<scheme>\g<user>:***@\g<rest>", url, count=1)
+    """`url` with the password replaced by `***` (hal.credentials: the one masking rule)."""
+    return mask_credentials(url)
 
 
 @dataclass(slots=True)
