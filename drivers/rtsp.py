@@ -56,6 +56,17 @@ class CameraStalled(CameraError, TimeoutError):
     """A connected camera delivered no packet within its timeout."""
 
 
+class CameraRefused(CameraError):
+    """The camera answered and refused: wrong user or password (401, 403) or no such stream (404).
+    Trying again soon will not help, so the recorder waits long between attempts (`refused` says so
+    to layers that cannot import this class)."""
+
+    refused = True
+
+
+REFUSED_STATUSES = frozenset({401, 403, 404})
+
+
 def mask_url(url: str) -> str:
     """`url` with the password replaced by `***` (hal.credentials: the one masking rule)."""
     return mask_credentials(url)
@@ -212,6 +223,8 @@ class RtspCamera:
         if timed_out:
             return CameraError(f"{where}: no answer within {self.timeout_s:g} s ({reason})")
         verb = "stream broke off" if reading else "cannot open"
+        if isinstance(exc, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError)):
+            return CameraRefused(f"{where}: {verb}: {reason}")
         return CameraError(f"{where}: {verb}: {reason}")
 
 

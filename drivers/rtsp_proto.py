@@ -323,7 +323,8 @@ class AuthError(ValueError):
 
 
 class Authenticator:
-    """Answers a camera's 401 challenges: Digest (MD5, qop auth or none) preferred, else Basic.
+    """Answers a camera's 401 challenges: Digest (MD5, qop auth or none) preferred, else Basic, which is
+    only ever the first scheme (no downgrade from Digest to Basic within a session).
 
     `challenge(response)` takes a 401 and returns whether retrying can help (credentials present and
     not already refused for the same nonce); `authorization(method, uri)` gives the header value for
@@ -349,7 +350,9 @@ class Authenticator:
                 return False  # these credentials were refused (a nonce that only expired comes stale)
             self._scheme, self._params, self._nonce_count = "digest", digest, 0
             return True
-        if basic is not None and self._scheme != "basic":
+        if basic is not None and self._scheme is None:
+            # Never after Digest: a 401 offering only Basic mid-session would have the password sent
+            # in the clear (base64) to whoever injected it.
             self._scheme, self._params = "basic", basic
             return True
         return False
