@@ -122,7 +122,7 @@ class FrameDecoder:
         del self._buffer[:length]
         try:
             frame = decode(self.protocol, raw)
-        except FrameError as exc:
+        except PelcoError as exc:  # any invalid content: counted and dropped, never raised to the reader
             self.rejected_frames += 1
             self.recent_errors.append(f"rejected {raw.hex(' ')}: {exc}")
             return None

@@ -109,3 +109,20 @@ def test_a_newer_move_replaces_only_a_move_queued_after_any_preset_call(line, ma
     sent = line.b.read(64, timeout_s=1)
     assert [decode("pelco-d", sent[i:i + 7]).message for i in range(0, len(sent), 7)] == \
         [Move(pan=-1, pan_speed=5), Preset("go", 2), STOP, Move(tilt=1, tilt_speed=5)]
+
+
+def test_a_dome_answering_aux_9_with_a_valid_checksum_leaves_the_worker_serving(line, make_bus):
+    """Row 8 of issue 12: an aux-on for output 9 (out of 1-8) with a right checksum used to raise a
+    PelcoError in the worker thread and kill it; every later command then timed out."""
+    bus = make_bus(query_timeout_s=0.3)
+    aux9 = bytes((0xFF, 0x01, 0x00, 0x09, 0x00, 0x09))
+    aux9 += bytes((sum(aux9[1:6]) & 0xFF,))
+    report = bytes.fromhex("FF 01 00 59 23 28 A5")  # pan 90.00 degrees
+    fake_dome(line, [aux9, report])
+    assert bus.query(1, "pan") == 9000  # the reply after the hostile one is still read
+    fake_dome(line, [aux9])
+    with pytest.raises(QueryTimeout):
+        bus.query(1, "tilt")
+    future = bus.send(1, Preset("go", 3))
+    assert future.result(timeout=5) == "sent"  # the worker lives on
+    assert bus._thread.is_alive() and bus.statistics()["worker_errors"] == 0
