@@ -29,11 +29,13 @@ Cost at many cameras (bench/remux: 64 streams on 2 cores) shapes two choices:
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from urllib.parse import urlsplit
 
 import av
 
@@ -46,6 +48,7 @@ SUPPORTED_CODECS = ("h264",)
 TRANSPORTS = ("tcp", "udp")  # RTP interleaved in the RTSP connection (the default), or over UDP
 QUEUE_PACKETS = 256  # the mailbox's bound: past it the reader stops reading, and TCP holds the camera back
 BATCH_S = 0.2  # the consumer takes packets at most this often (a recording's fragments are ~1 s)
+PROBE_TIMEOUT_S = 0.5  # a camera that does not accept a TCP connection within this is not answering
 
 
 class CameraError(ConnectionError):
@@ -65,6 +68,23 @@ class CameraRefused(CameraError):
 
 
 REFUSED_STATUSES = frozenset({401, 403, 404})
+
+
+def probe(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether the camera at `url` accepts a TCP connection now (within `timeout_s`): the cheap check
+    a recorder makes between attempts to notice a camera that is back."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (322 if parts.scheme.lower() == "rtsps" else 554)
+    except ValueError:
+        return False
+    if not host:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def mask_url(url: str) -> str:
@@ -183,6 +203,10 @@ class RtspCamera:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.stop()
+
+    def probe(self) -> bool:
+        """Whether the camera accepts a TCP connection now (see `probe`)."""
+        return probe(self.url)
 
     def statistics(self) -> dict[str, object]:
         out = {name: getattr(self._stats, name) for name in RtspStatistics.__slots__}

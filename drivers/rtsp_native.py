@@ -31,7 +31,7 @@ from hal.h264 import H264Error, avcc_record, parse_sps
 from hal.media import AudioInfo, EncodedPacket, StreamInfo
 from drivers.rtp import MAX_PARAMETER_SET_BYTES, AacDepacketizer, G711Depacketizer, H264Depacketizer, RtpTrack
 from drivers.rtsp import (BATCH_S, QUEUE_PACKETS, REFUSED_STATUSES, CameraError, CameraRefused, CameraStalled,
-                          mask_url)
+                          mask_url, probe)
 from drivers.rtsp_connection import Channel, Connection, ReorderedFrames
 from drivers.mailbox import END, Mailbox
 from drivers.rtsp_loop import RtspLoop, default_loop
@@ -161,6 +161,10 @@ class NativeRtspCamera:
                 pass
         if connection is not None:
             self._end(connection)
+
+    def probe(self) -> bool:
+        """Whether the camera accepts a TCP connection now (drivers.rtsp.probe)."""
+        return probe(self.url)
 
     def statistics(self) -> dict[str, object]:
         out = dict(self._stats)
