@@ -269,7 +269,9 @@ class RtspSource(_Section):
     timeout_s: float = Field(10.0, ge=1, le=120, description=(
         "Seconds without a packet after which the stream counts as stalled and is reopened."))
     reconnect_max_s: float = Field(30.0, ge=1, le=600, description=(
-        "Longest wait between reconnection attempts (the backoff doubles up to this)."))
+        "Longest wait between reconnection attempts to a camera that answers and refuses (wrong password, "
+        "no such stream; the wait doubles up to this). Other failures are retried within 2 s, and a camera "
+        "is reopened as soon as it accepts connections again."))
     client: Literal["auto", "native", "ffmpeg"] = Field("auto", description=(
         "RTSP client: 'native' (the appliance's own, cheapest: H.264 with AAC or G.711 audio over TCP), "
         "'ffmpeg' (FFmpeg's, via PyAV), or 'auto' (native, switching to FFmpeg for a camera that needs what "
