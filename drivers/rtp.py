@@ -203,6 +203,9 @@ class H264Depacketizer(Depacketizer):
         if timestamp != self._timestamp:
             if self._parts:
                 self._emit(out)
+            elif self._broken:  # orphan pieces of the last frame (its start was lost or dropped): over now
+                self._broken = False
+                self._fu_at = None
             self._timestamp = timestamp
         kind = payload[0] & 0x1F
         if kind == NAL_FU_A and self._fu_at is not None and len(payload) > 2 and not payload[1] & 0xC0:
