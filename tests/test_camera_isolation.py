@@ -430,3 +430,118 @@ def test_row9_a_flapping_camera_records_again_within_3_s_of_every_return(beside_
     print(f"flapping camera: resumed after {[round(r, 2) for r in resumed]} s "
           f"(worst {max(resumed):.2f} s over {len(resumed)} returns)")
     assert len(resumed) == cycles and max(resumed) <= RESUME_LIMIT_S, resumed
+
+
+# --- the whole appliance: four hostile cameras at once, and the web ---------------------------------------
+
+def test_the_web_and_a_good_channel_stay_responsive_beside_four_hostile_cameras(tmp_path, rtsp_server,
+                                                                               hostile_camera):
+    """Rows 1-4 at the same time, in the Supervisor with its web server: the good channel records
+    without a gap over 2 s, every web request is answered within 3 s, and RSS stays under 400 MB."""
+    import httpx
+    from support.web import WEB_USER, add_web_user
+
+    from appliance.config import parse_config
+    from appliance.supervisor import Supervisor
+    from appliance.web import WebServer, create_app
+
+    huge = b"RTSP/1.0 401 Unauthorized\r\nCSeq: 99\r\nWWW-Authenticate: Digest " + b"a" * 60_000 + b"\r\n\r\n"
+    middle = interleaved(0, rtp(0, 7200, bytes((0x7C, 0x05)) + bytes(1400)))
+
+    def endless_frame(send, stopped):
+        send(interleaved(0, rtp(1, 7200, bytes((0x7C, 0x85)) + bytes(1400))))
+        seq = 0
+        while not stopped():
+            send(middle * 700)
+            send(interleaved(2, rtp(seq, seq * 800, bytes(160), pt=0, ssrc=0x5678)))
+            seq += 1
+            time.sleep(0.1)
+
+    hostile = {
+        2: hostile_camera(sdp_media=SDP_VIDEO.format(sprop=SPROP) + AAC_BAD_FMTP, after_play=lambda send, stopped:
+                          good_frames(send, stopped, extra=lambda n: interleaved(
+                              2, rtp(n, n * 640, aac_payload(b"\x21\x10" + bytes(20)), pt=97, marker=True,
+                                     ssrc=0x5678)))).url(),
+        3: hostile_camera(user="admin", password="pw", after_play=lambda send, stopped: good_frames(
+            send, stopped, extra=lambda n: huge if n % 10 == 0 else b"")).url(userinfo="admin:pw"),
+        4: hostile_camera(sdp_media=SDP_VIDEO.format(sprop=SPROP) + PCMU_AUDIO, after_play=endless_frame).url(),
+        5: hostile_camera(after_play=lambda send, stopped: paced(send, stopped, b"RTSP/\r\n" * 8_600, 600_000)).url(),
+    }
+    channels = f"""
+  - id: 1
+    name: good
+    source: {{type: rtsp, url: "{rtsp_server.url('/cam1')}", timeout_s: 3, client: native}}
+""" + "".join(f"""
+  - id: {number}
+    name: hostile {number}
+    source: {{type: rtsp, url: "{url}", timeout_s: 2, client: native}}
+""" for number, url in hostile.items())
+    root = tmp_path / "data"
+    config = parse_config(f"""
+storage:
+  path: {root}
+  segment_seconds: 2
+  retention: {{max_used_percent: 99, min_free_bytes: 0, locked_floor_bytes: 0}}
+web: {{listen: "127.0.0.1:8080"}}
+channels:
+{channels}
+""", source="test.yaml")
+    from appliance.sources import channel_sources
+    clocks = RealClocks()
+    taps: dict[int, Tap] = {}
+
+    def sources(channel):
+        built = channel_sources(channel, clocks=clocks)
+        main = Tap(built["main"])
+        taps[channel.id] = main
+        return {**built, "main": main}
+
+    sup = Supervisor(config, clocks=clocks, sources=sources)
+    sup.start()
+    web = None
+    try:
+        wait_for(lambda: len(taps[1].video_at) >= 25, 15, "the good channel's first second")
+        add_web_user(sup.root)
+        port = socket_free_port()
+        web = WebServer(create_app(sup), host="127.0.0.1", port=port)
+        web.start()
+        rss = RssSampler()
+        latencies: list[float] = []
+        started = time.monotonic()
+        with httpx.Client(base_url=web.address, timeout=10) as client:
+            wait_for(lambda: _pings(client), 5, "the web server")
+            client.post("/api/login", json=dict(zip(("username", "password"), WEB_USER))).raise_for_status()
+            while time.monotonic() - started < HOSTILE_WINDOW_S:
+                asked = time.monotonic()
+                assert client.get("/api/health").status_code == 200
+                latencies.append(time.monotonic() - asked)
+                time.sleep(0.2)
+        ended = time.monotonic()
+        peak = rss.stop()
+        gap = max_gap(taps[1].video_at, started, ended)
+        by_channel = {r.segmenter.channel: r for r in sup.recorders}
+        failures = {number: by_channel[number].failures for number in hostile}
+        print(f"\nweb: slowest answer {max(latencies):.3f} s over {len(latencies)}; good channel's longest gap "
+              f"{gap:.2f} s; RSS peak {peak:.0f} MB; hostile failures {failures}")
+    finally:
+        if web is not None:
+            web.stop()
+        sup.stop()
+    assert max(latencies) <= 3.0
+    assert gap <= GOOD_GAP_LIMIT_S and peak < RSS_LIMIT_MB
+    assert by_channel[1].failures == 0
+
+
+def socket_free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pings(client) -> bool:
+    import httpx
+    try:
+        return client.get("/api/ping").status_code == 200
+    except httpx.TransportError:
+        return False
