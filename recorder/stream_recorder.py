@@ -16,7 +16,6 @@ from recorder.source import PacketSource
 log = logging.getLogger("nvr.stream")
 
 
-
 class StreamRecorder:
     """Records `source` through `segmenter` on its own thread until `stop`.
 
@@ -25,9 +24,9 @@ class StreamRecorder:
     from `reconnect_min_s`, doubling up to `reconnect_max_s` for a camera that answers and refuses
     (the source's error has `refused` set), up to RETRY_MAX_S for any other failure; meanwhile the
     source's `probe()` (if it has one: a TCP connect) is tried, and a camera seen answering again
-    after silence is opened at once. A `VideoLoss` (an analog input lost its picture) ends the run too, but the source
-    is opened again at once and no `source_lost` is raised: the source raised `video_loss` and waits
-    for the picture itself (recorder.video_loss). An unexpected exception is logged with its traceback
+    after silence is opened at once. A `VideoLoss` (an analog input lost its picture) ends the run
+    too, but the source is opened again at once and no `source_lost` is raised: the source raised
+    `video_loss` and waits for the picture itself (recorder.video_loss). An unexpected exception is logged with its traceback
     and treated the same way: the thread never dies while the appliance runs.
     """
 
