@@ -13,9 +13,12 @@ into the 4-byte length-prefixed form an MP4 sample takes, without scanning for s
 """
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger("nvr.rtsp")
 
 RTP_VERSION = 2
 NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD, NAL_FILLER = 5, 6, 7, 8, 9, 12
@@ -236,6 +239,9 @@ class H264Depacketizer(Depacketizer):
     def _too_big(self) -> None:
         """The access unit passed MAX_ACCESS_UNIT_BYTES or MAX_ACCESS_UNIT_PARTS: dropped (its pieces
         freed now), and so is the rest of it, up to the next keyframe."""
+        if not self.oversized:
+            log.warning("an H.264 frame passed %d MiB or %d pieces: dropped (counted in oversized_frames from now on)",
+                        MAX_ACCESS_UNIT_BYTES >> 20, MAX_ACCESS_UNIT_PARTS)
         self.oversized += 1
         self.stats.bad_packets += 1
         self._broken = True

@@ -180,6 +180,9 @@ class NativeRtspCamera:
             out[f"{channel.kind}_rtp_lost"] = track.lost
             out[f"{channel.kind}_bad_packets"] = track.bad_packets
             out[f"{channel.kind}_dropped_frames"] = track.dropped_frames
+            oversized = getattr(channel.track.depacketizer, "oversized", None)
+            if oversized is not None:  # frames dropped at MAX_ACCESS_UNIT_BYTES / _PARTS / the span bound
+                out[f"{channel.kind}_oversized_frames"] = oversized
         return out
 
     def _end(self, connection: Connection) -> None:
