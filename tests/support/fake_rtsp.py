@@ -80,7 +80,7 @@ class FakeCamera:
     def go_down(self) -> None:
         """Vanish: stop listening (connects are refused) and close every connection."""
         self.up = False
-        self._listener.close()
+        _stop_listening(self._listener)
         self._close_sockets()
 
     def come_up(self) -> None:
@@ -98,7 +98,7 @@ class FakeCamera:
 
     def stop(self) -> None:
         self._stop.set()
-        self._listener.close()
+        _stop_listening(self._listener)
         self._close_sockets()
 
     def _close_sockets(self) -> None:
@@ -125,6 +125,16 @@ class FakeCamera:
             self.connections += 1
             self._sockets.append(sock)
             threading.Thread(target=_Connection(self, sock).serve, daemon=True).start()
+
+
+def _stop_listening(listener: socket.socket) -> None:
+    """Close a listening socket for real: a thread blocked in accept() keeps the kernel's socket
+    listening after a plain close(), until a connection wakes it; shutdown() wakes it now."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    listener.close()
 
 
 def _server_tls_context() -> ssl.SSLContext:
