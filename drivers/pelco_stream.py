@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Literal
 
-from drivers.pelco import (D_ACK_BYTES, D_FRAME_BYTES, D_SYNC, P_ETX, P_FRAME_BYTES, P_STX, Frame, FrameError,
+from drivers.pelco import (D_ACK_BYTES, D_FRAME_BYTES, D_SYNC, P_ETX, P_FRAME_BYTES, P_STX, Frame,
                            PelcoError, ProtocolName, checksum_d, checksum_p, decode)
 
 Role = Literal["dome", "host"]
