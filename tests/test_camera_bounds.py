@@ -342,3 +342,28 @@ def test_wrong_password_and_missing_stream_are_refusals():
     finally:
         camera.stop()
     assert caught.value.refused
+
+
+def test_an_unforeseen_parser_failure_in_open_is_native_unsupported_so_auto_falls_back(monkeypatch):
+    """Row 6's lesson in general: whatever a parser raises while opening, `open()` raises the client's
+    own NativeUnsupported, and `client: auto` reads the camera with FFmpeg's client instead."""
+    import drivers.rtsp_native as native
+    from drivers.rtsp_auto import AutoRtspCamera
+    from drivers.rtsp_native import NativeUnsupported
+
+    def broken(value):
+        raise OverflowError("a parser nobody foresaw")
+    monkeypatch.setattr(native, "parse_rtp_info", broken)
+    camera = FakeCamera(Script())
+    try:
+        with pytest.raises(NativeUnsupported, match="OverflowError"):
+            NativeRtspCamera(camera.url(), name="cam", clocks=RealClocks(), timeout_s=3).open()
+        auto = AutoRtspCamera(camera.url(), name="cam", clocks=RealClocks(), timeout_s=5)
+        try:
+            info = auto.open()
+            assert auto.client == "ffmpeg" and info.width == 160
+            assert next(p for p in auto.packets() if p.track == "video")
+        finally:
+            auto.close()
+    finally:
+        camera.stop()
