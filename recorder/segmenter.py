@@ -34,6 +34,10 @@ MAX_FRAME_GAP_TICKS = 10 * TIMESCALE  # a larger dts step is a timestamp discont
 EARLY_AUDIO_PACKETS = 250  # audio held while waiting for a run's first keyframe: about 5 s of AAC at 48 kHz
 MAX_CTO_TICKS = 10 * TIMESCALE  # a composition offset (pts - dts) beyond this is a broken timestamp, not B-frames
 MIN_SPS_BYTES = 4  # NAL header, profile, constraints, level: anything shorter is no SPS
+# A fragment is written after fragment_seconds of media time, or sooner at these bounds: a camera whose
+# timestamps barely move must not make the segmenter hold minutes of frames in memory.
+MAX_FRAGMENT_SAMPLES = 300  # 10 s at 30 fps
+MAX_FRAGMENT_BYTES = 32 * 1024 * 1024
 
 
 def segment_path(channel: int, stream: str, run_id: int, seq: int) -> str:
@@ -64,6 +68,7 @@ class _OpenSegment:
     fragment: list[Sample] = field(default_factory=list)
     fragment_start: int = 0
     fragment_ticks: int = 0
+    fragment_bytes: int = 0
     fragments_written: int = 0
 
 
@@ -184,7 +189,7 @@ class Segmenter:
             return
         self.stats.frames_lost += len(seg.fragment)
         seg.fragment.clear()  # the fragment may hold what failed: it is not written
-        seg.fragment_ticks = 0
+        seg.fragment_ticks = seg.fragment_bytes = 0
         try:
             self._close_segment()
         except Exception:  # noqa: BLE001 - closing is the last resort: the file at least is released
@@ -446,7 +451,9 @@ class Segmenter:
         self._last_duration = duration
         seg.fragment.append(Sample(pending.data, duration, pending.keyframe, pending.cto))
         seg.fragment_ticks += duration
-        if seg.fragment_ticks >= self._fragment_ticks:
+        seg.fragment_bytes += len(pending.data)
+        if (seg.fragment_ticks >= self._fragment_ticks or len(seg.fragment) >= MAX_FRAGMENT_SAMPLES
+                or seg.fragment_bytes >= MAX_FRAGMENT_BYTES):
             self._flush_fragment()
 
     def _flush_fragment(self) -> None:
@@ -471,6 +478,7 @@ class Segmenter:
         seg.frames += len(seg.fragment)
         seg.fragments_written += 1
         seg.fragment_start += seg.fragment_ticks
+        seg.fragment_bytes = 0
         seg.fragment.clear()
         seg.fragment_ticks = 0
 

@@ -110,3 +110,29 @@ def test_an_unforeseen_failure_closes_the_segment_instead_of_leaking_it(tmp_path
     assert open_fds() == fds - 1 and seg.stats.bad_packets == 1
     rows = index.segments()
     assert len(rows) == 2 and all(decoded_frames(tmp_path / r.path) == r.frames for r in rows)
+
+
+def test_timestamps_that_barely_move_still_make_fragments_of_bounded_size(tmp_path, index, clocks):
+    """A camera whose frames are a tick apart would have had the segmenter hold frames until a second
+    of media time gathered (90000 frames); fragments are written at MAX_FRAGMENT_SAMPLES instead."""
+    from fractions import Fraction
+
+    from recorder.fmp4 import TIMESCALE
+    from recorder.segmenter import MAX_FRAGMENT_SAMPLES
+
+    seg = make_segmenter(tmp_path, index, clocks, segment_seconds=60)
+    source = pattern_source(clocks)
+    info = source.open()
+    seg.start_run(info)
+    per_tick = int(1 / (Fraction(info.time_base) * TIMESCALE)) or 1  # one 90 kHz tick in the source's units
+    for number, packet in enumerate(source.packets()):
+        packet.dts = packet.pts = number * per_tick
+        seg.push(packet)
+        assert len(seg._segment.fragment if seg._segment else []) <= MAX_FRAGMENT_SAMPLES
+        if number == 2 * MAX_FRAGMENT_SAMPLES + 10:
+            break
+    assert seg._segment is not None and seg._segment.fragments_written == 2
+    seg.finish()
+    source.close()
+    row = index.segments()[0]
+    assert read_segment(tmp_path / row.path).fragments == 3 and row.frames == 2 * MAX_FRAGMENT_SAMPLES + 11
