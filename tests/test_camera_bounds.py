@@ -367,3 +367,12 @@ def test_an_unforeseen_parser_failure_in_open_is_native_unsupported_so_auto_fall
             auto.close()
     finally:
         camera.stop()
+
+
+@pytest.mark.rtsp
+def test_ffmpegs_client_reports_a_missing_stream_as_a_refusal_too(rtsp_server):
+    from drivers.rtsp import RtspCamera
+
+    with pytest.raises(CameraRefused, match="404") as caught:
+        RtspCamera(rtsp_server.url("/nope"), name="cam", clocks=RealClocks(), timeout_s=3).open()
+    assert caught.value.refused
