@@ -101,7 +101,7 @@ class PelcoBus:
         self._last_rx_s = 0.0
         self._quiet_s = max(0.01, 5 * character_time_s(baud))  # line idle long enough to end a frame
         self._stats = dict.fromkeys(("frames_sent", "bytes_sent", "queries", "timeouts", "acks", "reports",
-                                     "echoes", "superseded", "port_errors", "tour_steps"), 0)
+                                     "echoes", "superseded", "port_errors", "tour_steps", "worker_errors"), 0)
         self.last_error: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -222,6 +222,10 @@ class PelcoBus:
                 self._step()
             except SerialPortError as exc:
                 self._port_failed(exc)
+            except Exception:  # noqa: BLE001 - whatever a dome sends, the worker serves the next command
+                with self._cond:
+                    self._stats["worker_errors"] += 1
+                log.exception("PTZ bus %s: handling the line failed; the worker goes on", self.name)
         self._shutdown()
 
     def _step(self) -> None:
@@ -275,6 +279,10 @@ class PelcoBus:
         except SerialPortError as exc:
             if not request.future.done():
                 request.future.set_exception(BusDown(f"PTZ bus {self.name}: {exc}"))
+            raise
+        except Exception as exc:
+            if not request.future.done():  # the caller hears of it now, not after its timeout
+                request.future.set_exception(PelcoBusError(f"PTZ bus {self.name}: {exc}"))
             raise
 
     def _pace(self) -> None:
