@@ -369,16 +369,16 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("rtsp_stream", rtsp_stream, ("drivers.rtsp_proto",), 16384),
+    Target("rtsp_stream", rtsp_stream, ("drivers.rtsp_proto",), 8192),
     Target("sdp", sdp, ("drivers.sdp", "drivers.rtsp_native", "hal.h264"), 8192),
-    Target("rtp_h264", rtp_h264, ("drivers.rtp",), 16384),
+    Target("rtp_h264", rtp_h264, ("drivers.rtp",), 8192),
     Target("rtp_aac", rtp_aac, ("drivers.rtp", "drivers.sdp"), 4096),
     Target("rtp_g711", rtp_g711, ("drivers.rtp",), 4096),
     Target("h264_sps", h264_sps, ("hal.h264", "recorder.h264"), 1024),
     Target("h264_nal", h264_nal, ("recorder.h264",), 4096),
     Target("adts", adts, ("recorder.aac",), 1024),
     Target("pelco_reply", pelco_reply, ("drivers.pelco", "drivers.pelco_stream"), 512),
-    Target("fmp4_recovery", fmp4_recovery, ("recorder.fmp4", "recorder.mp4", "recorder.aac"), 65536),
+    Target("fmp4_recovery", fmp4_recovery, ("recorder.fmp4", "recorder.mp4", "recorder.aac"), 16384),
 )}
 
 
