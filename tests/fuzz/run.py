@@ -22,13 +22,17 @@ TIMEOUT_S = 10  # an input that takes longer is a finding (a hang or a super-lin
 RSS_LIMIT_MB = 1024  # the process may grow this far before the input is reported as out-of-memory
 
 
-def load_targets():
-    """tests/fuzz/targets.py, loaded by path (the folder is no package)."""
-    spec = importlib.util.spec_from_file_location("nvr_fuzz_targets", FUZZ_DIR / "targets.py")
+def load(name: str, filename: str):
+    """A module of this folder, loaded by path (the folder is no package, so that it can move)."""
+    spec = importlib.util.spec_from_file_location(name, FUZZ_DIR / filename)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_targets():
+    return load("nvr_fuzz_targets", "targets.py")
 
 
 def libfuzzer_args(target, *, seconds: float | None, runs: int | None, work: Path, seed: int | None) -> list[str]:
@@ -60,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     budget.add_argument("--runs", type=int, help="stop after this many inputs (a fixed amount of work)")
     parser.add_argument("--work", type=Path, help="where new corpus inputs and findings go (default /tmp/nvr-fuzz/TARGET)")
     parser.add_argument("--seed", type=int, help="libFuzzer's random seed (fixed: a repeatable run)")
+    parser.add_argument("--skip-known", action="store_true",
+                        help="step over the known findings of tests/fuzz/known.py (to look for new ones)")
     options = parser.parse_args(argv)
     if options.seconds is None and options.runs is None:
         options.seconds = 60
@@ -75,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in target.modules:
             importlib.import_module(name)
     args = libfuzzer_args(target, seconds=options.seconds, runs=options.runs, work=work, seed=options.seed)
-    atheris.Setup([sys.argv[0], *args, *extra], target.run)
+    run = target.run
+    if options.skip_known:
+        run = load("nvr_fuzz_known", "known.py").skipping_known(target.name, run)
+    atheris.Setup([sys.argv[0], *args, *extra], run)
     atheris.Fuzz()
     return 0
 
