@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from fractions import Fraction
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -150,6 +151,34 @@ def test_aac_hbr_access_units_come_back_whole(packets):
         track.receive(memoryview(rtp(number, 4096 * number, aac_payload(*units), marker=True, pt=97)), frames)
     assert [f[0] for f in frames] == [u for units in packets for u in units]
     assert [f[1] for f in frames] == [4096 * n + 1024 * i for n, units in enumerate(packets) for i in range(len(units))]
+
+
+# --- SPS from libx264 --------------------------------------------------------------------------------------
+
+@settings(PROPERTY, max_examples=25)
+@given(st.integers(8, 400).map(lambda n: 2 * n), st.integers(8, 300).map(lambda n: 2 * n),
+       st.sampled_from(["baseline", "main", "high"]), st.booleans(), st.sampled_from([10, 25, 30]))
+def test_the_sps_libx264_writes_gives_back_the_picture_size_and_rate(width, height, profile, interlaced, fps):
+    import av
+    import numpy as np
+
+    from hal.h264 import parse_sps
+    from recorder.h264 import parameter_sets
+
+    interlaced = interlaced and profile != "baseline"
+    if interlaced:
+        height -= height % 4  # 4:2:0 fields need a height of whole chroma rows per field
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base, codec.framerate, codec.profile = Fraction(1, fps), Fraction(fps, 1), profile
+    codec.options = {"preset": "ultrafast", "x264-params": "interlaced=1" if interlaced else ""}
+    frame = av.VideoFrame.from_ndarray(np.zeros((height * 3 // 2, width), dtype=np.uint8), format="yuv420p")
+    frame.pts = 0
+    first = b"".join(bytes(p) for p in [*codec.encode(frame), *codec.encode(None)])
+    sps, _pps = parameter_sets(first)
+    info = parse_sps(sps)
+    assert (info.width, info.height) == (width, height)
+    assert info.fps is None or abs(info.fps - fps) < 0.01
 
 
 # --- ADTS --------------------------------------------------------------------------------------------------
