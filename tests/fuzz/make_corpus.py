@@ -3,14 +3,18 @@
     PYTHONPATH=$PWD .venv/bin/python tests/fuzz/make_corpus.py
 
 Where each target's seeds come from:
-- rtsp_stream, sdp, rtp_h264, rtp_aac, rtp_g711: a raw TCP client of this script talks RTSP to GStreamer's
+- rtsp_stream, sdp, rtp_h264, rtp_aac, rtp_g711 (1): a raw TCP client of this script talks RTSP to GStreamer's
   RTSP server (tests/support/rtsp_server.py under /usr/bin/python3: x264 or x265 video, voaacenc AAC or
   G.711 audio) and records every byte the server sends: the responses (OPTIONS, DESCRIBE, SETUP, PLAY,
   a 404 and a 454), the SDP bodies (H.264 + AAC, H.264 + PCMU, H.265) and the interleaved RTP and RTCP
   packets after PLAY. Digest and Basic 401 challenges are not served by that server; two are written
   here in the form of RFC 2617's example (marked "written" below) so the auth code has a start.
+- the same targets (2): FFmpeg pushing a stream (`-f rtsp`: ANNOUNCE, RECORD, RTP over TCP from its
+  H.264, AAC-hbr and G.711 packetizers) to a listening FFmpeg (`-rtsp_flags listen`), both directions
+  recorded by a proxy between them: FFmpeg's SDP, its RTP, its requests and the listener's responses.
 - h264_sps, h264_nal: libx264 through PyAV (baseline, main and high profiles, sizes that need cropping,
-  with and without VUI timing), plus the SPS and PPS the GStreamer stream carried.
+  with and without VUI timing), plus the SPS and PPS the GStreamer and FFmpeg streams carried (FFmpeg's
+  from an RGB test source: High 4:4:4).
 - adts: FFmpeg's AAC encoder through PyAV writing ADTS, split into frames; `esds` payloads and
   AudioSpecificConfigs as the recorder writes them.
 - pelco_reply: frames and Pelco-D general responses as domes send them (drivers.pelco.encode, the same
@@ -62,6 +66,7 @@ class Corpus:
     def __init__(self, root: Path):
         self.root = root
         self.count: dict[str, int] = {}
+        self._seen: set[tuple[str, str]] = set()
 
     def reset(self) -> None:
         if self.root.exists():
@@ -71,9 +76,13 @@ class Corpus:
         if not data:
             return
         data = data[:T.TARGETS[target].max_len]
+        digest = hashlib.sha1(data).hexdigest()[:12]
+        if (target, digest) in self._seen:
+            return  # the same bytes from another capture (both FFmpeg runs send the same video)
+        self._seen.add((target, digest))
         folder = self.root / target
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{label}-{hashlib.sha1(data).hexdigest()[:12]}").write_bytes(data)
+        (folder / f"{label}-{digest}").write_bytes(data)
         self.count[target] = self.count.get(target, 0) + 1
 
 
@@ -243,6 +252,84 @@ def _split_into_seeds(corpus: Corpus, target: str, prefix: list[bytes], packets:
             corpus.add(target, T.frame_records(chosen), f"{label}-part{number}")
 
 
+# --- RTSP captures between two FFmpegs: one pushing (ANNOUNCE + RECORD), one listening --------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _record_proxy(listen: socket.socket, target_port: int, to_server: bytearray, to_client: bytearray) -> None:
+    """Accept one connection, connect it to `target_port`, and copy both ways, keeping every byte."""
+    import select
+
+    client, _ = listen.accept()
+    server = socket.create_connection(("127.0.0.1", target_port), timeout=10)
+    ends = {client: (server, to_server), server: (client, to_client)}
+    while True:
+        ready, _, _ = select.select(list(ends), [], [], 15)
+        if not ready:
+            break
+        for sock in ready:
+            data = sock.recv(65536)
+            if not data:
+                client.close(), server.close()
+                return
+            other, kept = ends[sock]
+            kept += data
+            other.sendall(data)
+
+
+def ffmpeg_seeds(corpus: Corpus) -> list[bytes]:
+    """FFmpeg's own RTSP: requests, SDP (ANNOUNCE) and RTP (its H.264, AAC and G.711 packetizers) from a
+    pushing FFmpeg, responses from a listening one, recorded by a proxy between them (RTP over TCP)."""
+    import subprocess
+    import threading
+
+    parameter_sets: list[bytes] = []
+    for label, audio in (("aac", ["-c:a", "aac", "-b:a", "32k"]), ("pcmu", ["-c:a", "pcm_mulaw", "-ar", "8000"])):
+        server_port = _free_port()
+        listener = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_flags", "listen",
+                                     "-listen_timeout", "20", "-i", f"rtsp://127.0.0.1:{server_port}/live",
+                                     "-c", "copy", "-f", "null", "-"], stderr=subprocess.DEVNULL)
+        listen = socket.socket()
+        listen.bind(("127.0.0.1", 0))
+        listen.listen(1)
+        to_server, to_client = bytearray(), bytearray()
+        time.sleep(0.5)  # the listener binds its port
+        proxy = threading.Thread(target=_record_proxy, args=(listen, server_port, to_server, to_client), daemon=True)
+        proxy.start()
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+                        "testsrc=size=160x120:rate=10", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000",
+                        "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-b:v", "100k", *audio,
+                        "-f", "rtsp", "-rtsp_transport", "tcp", f"rtsp://127.0.0.1:{listen.getsockname()[1]}/live"],
+                       check=True, timeout=60)
+        proxy.join(20)
+        listener.wait(20)
+        listen.close()
+        pushed, answered = bytes(to_server), bytes(to_client)
+        announce = re.search(rb"ANNOUNCE [^\r]*\r\n(.*?)\r\n\r\n", pushed, re.S)
+        length = re.search(rb"(?i)content-length:\s*(\d+)", announce.group(1)) if announce else None
+        if announce is None or length is None:
+            raise RuntimeError(f"no ANNOUNCE from the pushing FFmpeg ({len(pushed)} bytes captured)")
+        sdp_body = pushed[announce.end():announce.end() + int(length.group(1))]
+        corpus.add("sdp", sdp_body, f"ffmpeg-{label}")
+        sprop = re.search(rb"sprop-parameter-sets=([^;\r\n]*)", sdp_body)
+        if sprop:
+            parameter_sets += [base64.b64decode(item) for item in sprop.group(1).split(b",") if item]
+        corpus.add("rtsp_stream", answered, f"ffmpeg-listener-{label}-responses")
+        corpus.add("rtsp_stream", pushed[:T.TARGETS["rtsp_stream"].max_len], f"ffmpeg-pusher-{label}-requests-and-rtp")
+        channels = interleaved_packets(pushed[pushed.find(b"$"):])
+        _split_into_seeds(corpus, "rtp_h264", [], channels.get(0, []), f"ffmpeg-{label}")
+        if label == "aac":
+            fmtp = re.search(rb"a=fmtp:97 ([^\r\n]*)", sdp_body)
+            _split_into_seeds(corpus, "rtp_aac", [fmtp.group(1) if fmtp else b""], channels.get(2, []), "ffmpeg-aac")
+        else:
+            _split_into_seeds(corpus, "rtp_g711", [], channels.get(2, []), "ffmpeg-pcmu")
+    return parameter_sets
+
+
 # --- H.264 from libx264, AAC from FFmpeg (PyAV) ---------------------------------------------------------
 
 def encode_h264(width: int, height: int, frames: int, options: dict[str, str], *, profile: str | None = None):
@@ -292,7 +379,7 @@ def h264_seeds(corpus: Corpus, captured: list[bytes]) -> list[bytes]:
             stream = packets
     for nal in captured:
         corpus.add("h264_sps" if nal[0] & 0x1F == 7 else "h264_nal", nal if nal[0] & 0x1F == 7 else b"\x00" + nal,
-                   "gst-sprop")
+                   "sprop")
     return stream
 
 
@@ -392,7 +479,7 @@ def fmp4_seeds(corpus: Corpus, adts_frames: list[bytes]) -> None:
 def main() -> int:
     corpus = Corpus(FUZZ_DIR / "corpus")
     corpus.reset()
-    captured = rtsp_seeds(corpus)
+    captured = rtsp_seeds(corpus) + ffmpeg_seeds(corpus)
     h264_seeds(corpus, captured)
     frames = adts_seeds(corpus)
     pelco_seeds(corpus)
