@@ -124,22 +124,24 @@ def sdp(data: bytes) -> None:
                 avcc_record(nal, b"\x68")
             except H264Error:
                 pass
+    first = description.first("video")
+    native = first is not None and first.encoding == "H264" and first.protocol.upper().startswith("RTP/AVP") and \
+        first.fmtp.get("packetization-mode", "0").strip() in ("0", "1")
     try:
         video = rtsp_native._video(description, "fuzz")
     except rtsp_native.NativeUnsupported:
-        first = description.first("video")
-        assert first is None or first.encoding != "H264" or first.fmtp.get("packetization-mode", "0").strip() not in (
-            "0", "1") or not first.protocol.upper().startswith("RTP/AVP")
-        video = None
+        assert first is not None and not native, "a stream the native client can read was handed to FFmpeg"
     except CameraError:
-        assert description.first("video") is None
-        video = None
+        assert first is None
     else:
-        assert video.encoding == "H264", "only H.264 stays with the native client (H.265 passes to FFmpeg)"
+        assert native, f"{video.encoding} stayed with the native client: only H.264 may (H.265 passes to FFmpeg)"
         rtsp_native._video_track(video)
-    audio, info = rtsp_native._audio(description)
+    audio, _info = rtsp_native._audio(description)
     if audio is not None:
-        rtsp_native._audio_track(audio)  # must not raise: a bad fmtp is the camera's, not a crash
+        try:
+            rtsp_native._audio_track(audio)
+        except CameraError:
+            pass  # a bad fmtp is the camera's fault, reported as such; anything else would be a crash
 
 
 # --- RTP depacketizers ---------------------------------------------------------------------------------

@@ -310,3 +310,14 @@ def test_a_segment_whose_first_fragment_time_is_damaged_is_set_aside_not_raised_
         assert (root / "lost+found" / rel.replace("/", "_")).read_bytes() == bytes(damaged)
     finally:
         shutil.rmtree(root / "lost+found", ignore_errors=True)
+
+
+@pytest.mark.xfail(strict=True, raises=OverflowError,
+                   reason="issue #12 row 6: avcc_record writes the SPS length in 2 bytes without checking it, "
+                          "so an SPS over 65535 bytes raises OverflowError instead of H264Error")
+def test_an_sps_too_long_for_an_avcc_record_is_an_h264_error():
+    from hal.h264 import H264Error, avcc_record
+
+    sps = bytes.fromhex("6742c00bd902847e5c0440000003004000000c83c50a92") + bytes(70_000)
+    with pytest.raises(H264Error):
+        avcc_record(sps, bytes.fromhex("68cb83cb20"))
