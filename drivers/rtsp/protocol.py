@@ -78,10 +78,10 @@ def parse_head(head: bytes) -> RtspMessage:
     start = lines[0].split(" ", 2)
     message = RtspMessage()
     if start[0].startswith("RTSP/"):
-        try:
-            message.status = int(start[1])
-        except (IndexError, ValueError) as exc:
-            raise RtspProtocolError(f"bad status line {lines[0][:80]!r}") from exc
+        code = start[1] if len(start) > 1 else ""
+        if not (len(code) == 3 and code.isascii() and code.isdigit() and code[0] != "0"):  # RFC 2326 7.1.1
+            raise RtspProtocolError(f"bad status line {lines[0][:80]!r}")
+        message.status = int(code)
         message.reason = start[2] if len(start) > 2 else ""
     elif len(start) == 3 and start[2].startswith("RTSP/") and start[0].replace("_", "").isalpha():
         message.method, message.uri = start[0].upper(), start[1]

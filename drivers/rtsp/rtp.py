@@ -275,7 +275,7 @@ class H264Depacketizer(Depacketizer):
                 break
             nal = payload[pos:pos + size]
             pos += size
-            if nal[0] & 0x80:
+            if nal[0] & 0x80 or not 1 <= nal[0] & 0x1F <= 23:  # only single NAL unit types aggregate
                 break
             self._nal(nal, nal[0] & 0x1F)
         if pos != end:
