@@ -17,7 +17,7 @@ Where each target's seeds come from:
   from an RGB test source: High 4:4:4).
 - adts: FFmpeg's AAC encoder through PyAV writing ADTS, split into frames; `esds` payloads and
   AudioSpecificConfigs as the recorder writes them.
-- pelco_reply: frames and Pelco-D general responses as domes send them (drivers.pelco.encode, the same
+- pelco_reply: frames and Pelco-D general responses as domes send them (drivers.pelco.protocol.encode, the same
   bytes the dome simulator sends), alone and with line noise between them.
 - fmp4_recovery: a segment written by the recorder (recorder.fmp4: x264 video and FFmpeg AAC from
   PyAV) whole, and cut at seeded random offsets as a crash would cut it.
@@ -428,7 +428,7 @@ def adts_seeds(corpus: Corpus) -> list[bytes]:
 # --- Pelco -----------------------------------------------------------------------------------------------
 
 def pelco_seeds(corpus: Corpus) -> None:
-    from drivers.pelco import Ack, Aux, Move, PositionReport, Preset, Query, SetPosition, encode
+    from drivers.pelco.protocol import Ack, Aux, Move, PositionReport, Preset, Query, SetPosition, encode
 
     replies = [PositionReport("pan", 12345), PositionReport("tilt", 35000), PositionReport("zoom", 65535)]
     commands = [Move(pan=1, pan_speed=0x20), Move(tilt=-1, zoom=1, tilt_speed=0x3F), Move(turbo=True, pan=-1),

@@ -53,7 +53,7 @@ def rtsp_stream(data: bytes) -> None:
     (or one interleaved frame), and hands out no more bytes than came in. Every message is then put
     through what the client does with a response: the session, transport, RTP-Info and auth headers.
     """
-    from drivers.rtsp_proto import (MAX_BODY_BYTES, MAX_HEADER_BYTES, AuthError, Authenticator,
+    from drivers.rtsp.protocol import (MAX_BODY_BYTES, MAX_HEADER_BYTES, AuthError, Authenticator,
                                     RtspProtocolError, RtspStreamParser, parse_interleaved, parse_rtp_info,
                                     parse_session)
 
@@ -104,10 +104,10 @@ def sdp(data: bytes) -> None:
     H264Error, which the client turns into CameraError: anything else would escape `open()` and stop
     `client: auto` from falling back.
     """
-    from drivers import rtsp_native
-    from drivers.rtsp import CameraError
-    from drivers.sdp import SdpError, h264_parameter_sets, hex_config, parse_sdp
-    from hal.h264 import H264Error, avcc_record, parse_sps
+    from drivers.rtsp import native as rtsp_native
+    from drivers.rtsp.ffmpeg import CameraError
+    from drivers.rtsp.sdp import SdpError, h264_parameter_sets, hex_config, parse_sdp
+    from base.h264 import H264Error, avcc_record, parse_sps
 
     try:
         description = parse_sdp(data, base_url=BASE_URL)
@@ -160,7 +160,7 @@ def rtp_h264(data: bytes) -> None:
     without access unit delimiters or filler; the frames hold no more than the payloads' bytes plus
     the 4-byte length and rebuilt 1-byte header each NAL unit gains.
     """
-    from drivers.rtp import H264Depacketizer, RtpTrack
+    from drivers.rtsp.rtp import H264Depacketizer, RtpTrack
     from recorder.h264 import split_length_prefixed
 
     packets = records(data)
@@ -180,14 +180,15 @@ def rtp_h264(data: bytes) -> None:
 
 def rtp_aac(data: bytes) -> None:
     """An mpeg4-generic (RFC 3640) audio stream: the first record is the SDP fmtp line a camera gives,
-    the rest are RTP packets. The depacketizer is built as the native client builds it; it raises no
-    exception for any fmtp (a bad one is the camera's fault, reported as CameraError), then never
-    raises on packets and never gives out more bytes than came in.
+    the rest are RTP packets. The depacketizer is built as the native client builds it; for a bad fmtp
+    it raises ValueError (the client tries it while choosing the audio track, and records without
+    audio then) or CameraError, nothing else; once built it never raises on packets and never gives
+    out more bytes than came in.
     """
-    from drivers import rtsp_native
-    from drivers.rtsp import CameraError
-    from drivers.rtp import RtpTrack
-    from drivers.sdp import MediaDescription, parse_fmtp
+    from drivers.rtsp import native as rtsp_native
+    from drivers.rtsp.ffmpeg import CameraError
+    from drivers.rtsp.rtp import RtpTrack
+    from drivers.rtsp.sdp import MediaDescription, parse_fmtp
 
     items = records(data)
     if not items:
@@ -196,7 +197,7 @@ def rtp_aac(data: bytes) -> None:
     media = MediaDescription("audio", "RTP/AVP", 97, "MPEG4-GENERIC", 16000, 1, fmtp, BASE_URL)
     try:
         track = rtsp_native._audio_track(media)
-    except CameraError:
+    except (CameraError, ValueError):
         return
     assert isinstance(track, RtpTrack)
     frames = _run_track(track, items[1:])
@@ -207,7 +208,7 @@ def rtp_aac(data: bytes) -> None:
 def rtp_g711(data: bytes) -> None:
     """G.711 RTP packets, then each record read as a compound RTCP packet too (what arrives on the
     odd channel): the depacketizer passes payloads through unchanged, `parse_rtcp` never raises."""
-    from drivers.rtp import G711Depacketizer, RtpTrack, parse_rtcp
+    from drivers.rtsp.rtp import G711Depacketizer, RtpTrack, parse_rtcp
 
     packets = records(data)
     track = RtpTrack(G711Depacketizer(), payload_type=0, clock_rate=8000)
@@ -224,7 +225,7 @@ def h264_sps(data: bytes) -> None:
     """An SPS NAL unit (from `sprop-parameter-sets` or in-band) as the client and recorder read it:
     `parse_sps` raises only H264Error and gives a positive picture size; the avcC record built from
     it parses back to the same SPS and PPS."""
-    from hal.h264 import H264Error, avcc_record, parse_sps
+    from base.h264 import H264Error, avcc_record, parse_sps
     from recorder.h264 import parse_avcc_record
 
     try:
@@ -306,8 +307,8 @@ def pelco_reply(data: bytes) -> None:
     (not always to the same bytes: any pan speed above the maximum reads as turbo, which is written
     as the protocol's one turbo value).
     """
-    from drivers.pelco import decode, encode
-    from drivers.pelco_stream import FrameDecoder
+    from drivers.pelco.protocol import decode, encode
+    from drivers.pelco.stream import FrameDecoder
 
     if not data:
         return
@@ -374,15 +375,15 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("rtsp_stream", rtsp_stream, ("drivers.rtsp_proto",), 8192),
-    Target("sdp", sdp, ("drivers.sdp", "drivers.rtsp_native", "hal.h264"), 8192),
-    Target("rtp_h264", rtp_h264, ("drivers.rtp",), 8192),
-    Target("rtp_aac", rtp_aac, ("drivers.rtp", "drivers.sdp"), 4096),
-    Target("rtp_g711", rtp_g711, ("drivers.rtp",), 4096),
-    Target("h264_sps", h264_sps, ("hal.h264", "recorder.h264"), 1024),
+    Target("rtsp_stream", rtsp_stream, ("drivers.rtsp.protocol",), 8192),
+    Target("sdp", sdp, ("drivers.rtsp.sdp", "drivers.rtsp.native", "base.h264"), 8192),
+    Target("rtp_h264", rtp_h264, ("drivers.rtsp.rtp",), 8192),
+    Target("rtp_aac", rtp_aac, ("drivers.rtsp.rtp", "drivers.rtsp.sdp"), 4096),
+    Target("rtp_g711", rtp_g711, ("drivers.rtsp.rtp",), 4096),
+    Target("h264_sps", h264_sps, ("base.h264", "recorder.h264"), 1024),
     Target("h264_nal", h264_nal, ("recorder.h264",), 4096),
     Target("adts", adts, ("recorder.aac",), 1024),
-    Target("pelco_reply", pelco_reply, ("drivers.pelco", "drivers.pelco_stream"), 512),
+    Target("pelco_reply", pelco_reply, ("drivers.pelco.protocol", "drivers.pelco.stream"), 512),
     Target("fmp4_recovery", fmp4_recovery, ("recorder.fmp4", "recorder.mp4", "recorder.aac"), 16384),
 )}
 

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.pelco import Ack, Aux, Move, PositionReport, Preset, Query, SetPosition, encode
-from drivers.pelco_stream import FrameDecoder
-from drivers.rtp import AacDepacketizer, H264Depacketizer, RtpTrack
-from drivers.rtsp_proto import RtspStreamParser, build_request, build_response
-from drivers.sdp import h264_parameter_sets, parse_sdp
+from drivers.pelco.protocol import Ack, Aux, Move, PositionReport, Preset, Query, SetPosition, encode
+from drivers.pelco.stream import FrameDecoder
+from drivers.rtsp.rtp import AacDepacketizer, H264Depacketizer, RtpTrack
+from drivers.rtsp.protocol import RtspStreamParser, build_request, build_response
+from drivers.rtsp.sdp import h264_parameter_sets, parse_sdp
 from recorder.aac import SAMPLE_RATES, parse_audio_specific_config, split_adts
 from recorder.fmp4 import read_segment
 from recorder.index import Index
@@ -162,7 +162,7 @@ def test_the_sps_libx264_writes_gives_back_the_picture_size_and_rate(width, heig
     import av
     import numpy as np
 
-    from hal.h264 import parse_sps
+    from base.h264 import parse_sps
     from recorder.h264 import parameter_sets
 
     interlaced = interlaced and profile != "baseline"
@@ -238,7 +238,7 @@ def test_pelco_d_general_responses_back_to_back_all_decode(acks):
 @pytest.fixture(scope="module")
 def segment(tmp_path_factory):
     """One segment of about 4 s (4 fragments) as the recorder writes it, and the index it belongs to."""
-    from hal.clock import SimulatedClocks
+    from base.clock import SimulatedClocks
 
     root = tmp_path_factory.mktemp("segments")
     index = Index(root)
@@ -312,11 +312,9 @@ def test_a_segment_whose_first_fragment_time_is_damaged_is_set_aside_not_raised_
         shutil.rmtree(root / "lost+found", ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="issue #12 row 6: avcc_record writes the SPS length in 2 bytes without checking it, "
-                          "so an SPS over 65535 bytes raises OverflowError instead of H264Error")
 def test_an_sps_too_long_for_an_avcc_record_is_an_h264_error():
-    from hal.h264 import H264Error, avcc_record
+    """Issue #12 row 6: the SPS length is written in 2 bytes; a longer SPS raised OverflowError."""
+    from base.h264 import H264Error, avcc_record
 
     sps = bytes.fromhex("6742c00bd902847e5c0440000003004000000c83c50a92") + bytes(70_000)
     with pytest.raises(H264Error):
