@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ import appliance.alarms.health_watch as health_watch
 from appliance.config.model import parse_config
 from appliance.supervisor import Supervisor
 from base.clock import RealClocks
+from support.waiting import DEFAULT_TIMEOUT_S, wait_for
 
 
 def config_for(path) -> str:
@@ -31,13 +31,6 @@ def mounts(monkeypatch):
     return mounted
 
 
-def wait(condition, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_without_the_disk_nothing_is_written_the_alarm_is_up_and_live_view_goes_on(tmp_path, mounts):
     disk = tmp_path / "srv-nvr"
     disk.mkdir()
@@ -47,7 +40,7 @@ def test_without_the_disk_nothing_is_written_the_alarm_is_up_and_live_view_goes_
     supervisor.start()
     try:
         live = supervisor.live.stream(1, "main")
-        wait(lambda: supervisor.status()["streams"][0]["packets"] > 20)  # the source runs and feeds live view
+        wait_for(lambda: supervisor.status()["streams"][0]["packets"] > 20)  # the source runs and feeds live view
         assert live.info is not None and live.info.codec == "h264"
         status = supervisor.status()
         assert status["recording"] is False and status["streams"][0]["frames_recorded"] == 0
@@ -57,7 +50,7 @@ def test_without_the_disk_nothing_is_written_the_alarm_is_up_and_live_view_goes_
         assert not changed.is_set()
 
         mounts.add(str(disk))  # the installer plugs the disk in
-        assert changed.wait(5), "the appliance did not ask to restart onto the disk"
+        assert changed.wait(DEFAULT_TIMEOUT_S), "the appliance did not ask to restart onto the disk"
     finally:
         scratch = supervisor.root
         supervisor.stop()
@@ -74,11 +67,11 @@ def test_with_the_disk_mounted_it_records_there_and_asks_to_restart_when_the_dis
     supervisor.start()
     try:
         assert supervisor.root == disk and supervisor.status()["recording"] is True
-        wait(lambda: supervisor.status()["streams"][0]["frames_recorded"] > 0)
+        wait_for(lambda: supervisor.status()["streams"][0]["frames_recorded"] > 0)
         assert "disk_missing" not in {a["kind"] for a in supervisor.status()["alarms"]}
         mounts.discard(str(disk))  # the disk is pulled
-        assert changed.wait(5), "the appliance did not ask to restart off the vanished disk"
-        wait(lambda: "disk_missing" in {a["kind"] for a in supervisor.status()["alarms"]})
+        assert changed.wait(DEFAULT_TIMEOUT_S), "the appliance did not ask to restart off the vanished disk"
+        wait_for(lambda: "disk_missing" in {a["kind"] for a in supervisor.status()["alarms"]})
     finally:
         supervisor.stop()
 
@@ -105,6 +98,6 @@ def test_a_disk_mounted_between_the_start_and_the_first_health_check_still_resta
     supervisor.on_disk_change = changed.set
     supervisor.start()
     try:
-        assert changed.wait(5), "the appliance stayed without recording on a mounted disk"
+        assert changed.wait(DEFAULT_TIMEOUT_S), "the appliance stayed without recording on a mounted disk"
     finally:
         supervisor.stop()

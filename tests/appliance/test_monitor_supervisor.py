@@ -1,12 +1,11 @@
 """The supervisor starts the monitor with recording when monitor.enabled, reports it in status(), stops it first."""
 from __future__ import annotations
 
-import time
-
 from base.clock import RealClocks
 
 from appliance.config.model import parse_config
 from appliance.supervisor import Supervisor
+from support.waiting import wait_for
 
 
 def config_text(root, monitor: str) -> str:
@@ -21,12 +20,10 @@ def test_the_supervisor_runs_the_wall_next_to_recording_and_stops_it(tmp_path):
     supervisor = Supervisor(config, clocks=RealClocks(), sync=False)
     supervisor.start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def pictures_scaled() -> bool:
             monitor = supervisor.status()["monitor"]
-            if monitor["feeds"] and monitor["feeds"][0]["frames_scaled"] > 3:
-                break
-            time.sleep(0.1)
+            return bool(monitor["feeds"]) and monitor["feeds"][0]["frames_scaled"] > 3
+        wait_for(pictures_scaled, what="the wall to show the channel", details=lambda: supervisor.status()["monitor"])
         status = supervisor.status()
     finally:
         supervisor.stop()
