@@ -32,6 +32,7 @@ from recorder.stream_recorder import StreamRecorder
 pytestmark = pytest.mark.rtsp
 
 SLACK_S = 1.0  # scheduling, FFmpeg's buffering and the server's pipeline start-up
+STALL_TIMEOUT_S = 5  # long enough that a channel held up by a stalled one shows it, whatever the load
 
 
 # --- instruments ------------------------------------------------------------------------------
@@ -382,7 +383,8 @@ def test_failing_channels_never_disturb_a_recording_channel(make_supervisor, rts
               client: {client}}}
   - id: 4
     name: stalls
-    source: {{type: rtsp, url: "{proxy.url('/cam2')}", timeout_s: 1, reconnect_max_s: 1, client: {client}}}
+    source: {{type: rtsp, url: "{proxy.url('/cam2')}", timeout_s: {STALL_TIMEOUT_S}, reconnect_max_s: 1,
+              client: {client}}}
 """)
         stalls = sup.taps[(4, "main")]
         wait_for(lambda: len(stalls.delivered) > 10, what="channel 4 to deliver packets")
@@ -398,7 +400,9 @@ def test_failing_channels_never_disturb_a_recording_channel(make_supervisor, rts
     steps = {b.dts - a.dts for a, b in zip(good.delivered, good.delivered[1:])}
     assert steps == {3600}, steps  # 25 fps at 90 kHz: not one frame missing from the camera's stream
     arrivals_s = [p.arrival_us / 1e6 for p in good.delivered]  # stamped by the driver's reader thread
-    assert max(b - a for a, b in itertools.pairwise(arrivals_s)) < 0.8  # and they kept flowing
+    # And they kept flowing: a channel waiting on channel 4's stall would show a gap of its timeout.
+    # (How evenly they flow is the machine's load: 1.1 s gaps were seen with two CPU hogs beside the suite.)
+    assert max(b - a for a, b in itertools.pairwise(arrivals_s)) < STALL_TIMEOUT_S / 2
     index = Index(sup.root)
     try:
         segs = index.segments(channel=1, stream="main")
