@@ -13,7 +13,7 @@ from fractions import Fraction
 
 from base.media import EncodedPacket, StreamInfo
 from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment
-from recorder.h264 import ANNEX_B, H264Error, avcc_record, parameter_sets, parse_sps, stream_framing, to_mp4_sample
+from base.h264 import ANNEX_B, H264Error, avcc_record, parameter_sets, parse_sps, stream_framing, to_mp4_sample
 from recorder.live import RunStarted
 
 

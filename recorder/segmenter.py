@@ -23,7 +23,7 @@ from recorder.alarms import AlarmSink
 from recorder.audio_mux import AudioMuxer
 from recorder.errors import DiskFull, StorageError
 from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment_parts
-from recorder.h264 import ANNEX_B, H264Error, avcc_record, parameter_sets, parse_sps, stream_framing, to_mp4_sample
+from base.h264 import ANNEX_B, H264Error, avcc_record, parameter_sets, parse_sps, stream_framing, to_mp4_sample
 from recorder.index import Index, Run, Segment
 from recorder.segment_file import SegmentFile
 

@@ -9,7 +9,7 @@ import av
 
 from base.media import EncodedPacket, RawFrame, StreamInfo
 from recorder.fmp4 import VideoTrack
-from recorder.h264 import H264Error, parameter_sets, parse_avcc_record, split_length_prefixed, to_mp4_sample
+from base.h264 import H264Error, parameter_sets, parse_avcc_record, split_length_prefixed, to_mp4_sample
 
 START_CODE = b"\x00\x00\x00\x01"
 

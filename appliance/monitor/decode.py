@@ -9,7 +9,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from base.media import EncodedPacket, RawFrame, StreamInfo
-from recorder.h264 import ANNEX_B, H264Error, parameter_sets, split_nals, stream_framing
+from base.h264 import ANNEX_B, H264Error, parameter_sets, split_nals, stream_framing
 
 log = logging.getLogger("nvr.monitor")
 

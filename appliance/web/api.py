@@ -20,7 +20,7 @@ from hal.storage import disk_usage
 from hal.sensors import ThermalZones, system_uptime_s
 from recorder.errors import StorageError
 from recorder.fmp4 import Mp4Error
-from recorder.h264 import H264Error, to_mp4_sample
+from base.h264 import H264Error, to_mp4_sample
 from recorder.live_mux import LiveFragment, LiveMuxer
 from recorder.snapshot import SnapshotError, keyframe_to_jpeg, raw_to_jpeg
 

@@ -8,7 +8,7 @@ import pytest
 
 from base.clock import SimulatedClocks
 from base.media import EncodedPacket
-from recorder.h264 import avcc_record, to_mp4_sample
+from base.h264 import avcc_record, to_mp4_sample
 from recorder.live import LiveHub
 
 import appliance.monitor.feeds as feeds_module

@@ -357,7 +357,7 @@ def encode_h264(width: int, height: int, frames: int, options: dict[str, str], *
 
 def h264_seeds(corpus: Corpus, captured: list[bytes]) -> list[bytes]:
     """SPS/PPS and access units from libx264; returns the access units of one small stream."""
-    from recorder.h264 import split_annexb
+    from base.h264 import split_annexb
 
     variants = [((160, 120), {"x264-params": "keyint=10"}, "baseline"),
                 ((100, 60), {"x264-params": "keyint=10"}, "main"),  # cropped: 112x64 coded
@@ -449,7 +449,7 @@ def pelco_seeds(corpus: Corpus) -> None:
 def fmp4_seeds(corpus: Corpus, adts_frames: list[bytes]) -> None:
     from recorder.aac import split_adts
     from recorder.fmp4 import AUDIO_TRACK_ID, AudioTrack, Sample, TrackRun, VideoTrack, init_segment, media_fragment
-    from recorder.h264 import avcc_record, parse_sps, to_mp4_sample
+    from base.h264 import avcc_record, parse_sps, to_mp4_sample
 
     packets = encode_h264(64, 48, 10, {"x264-params": "keyint=5"}, profile="baseline")
     units = [to_mp4_sample(p) for p in packets]

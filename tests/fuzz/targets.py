@@ -161,7 +161,7 @@ def rtp_h264(data: bytes) -> None:
     the 4-byte length and rebuilt 1-byte header each NAL unit gains.
     """
     from drivers.rtsp.rtp import H264Depacketizer, RtpTrack
-    from recorder.h264 import split_length_prefixed
+    from base.h264 import split_length_prefixed
 
     packets = records(data)
     track = RtpTrack(H264Depacketizer(), payload_type=96, clock_rate=90000)
@@ -226,7 +226,7 @@ def h264_sps(data: bytes) -> None:
     `parse_sps` raises only H264Error and gives a positive picture size; the avcC record built from
     it parses back to the same SPS and PPS."""
     from base.h264 import H264Error, avcc_record, parse_sps
-    from recorder.h264 import parse_avcc_record
+    from base.h264 import parse_avcc_record
 
     try:
         info = parse_sps(data)
@@ -247,7 +247,7 @@ def h264_nal(data: bytes) -> None:
     """An access unit as a source hands it to the recorder (Annex B or length-prefixed, the framing
     chosen by the first byte), and codec extradata: only H264Error escapes, and a converted sample is
     length-prefixed NAL units holding no parameter sets or delimiters."""
-    from recorder.h264 import ANNEX_B, H264Error, parameter_sets, split_length_prefixed, to_mp4_sample
+    from base.h264 import ANNEX_B, H264Error, parameter_sets, split_length_prefixed, to_mp4_sample
 
     if not data:
         return
@@ -380,8 +380,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("rtp_h264", rtp_h264, ("drivers.rtsp.rtp",), 8192),
     Target("rtp_aac", rtp_aac, ("drivers.rtsp.rtp", "drivers.rtsp.sdp"), 4096),
     Target("rtp_g711", rtp_g711, ("drivers.rtsp.rtp",), 4096),
-    Target("h264_sps", h264_sps, ("base.h264", "recorder.h264"), 1024),
-    Target("h264_nal", h264_nal, ("recorder.h264",), 4096),
+    Target("h264_sps", h264_sps, ("base.h264", "base.h264"), 1024),
+    Target("h264_nal", h264_nal, ("base.h264",), 4096),
     Target("adts", adts, ("recorder.aac",), 1024),
     Target("pelco_reply", pelco_reply, ("drivers.pelco.protocol", "drivers.pelco.stream"), 512),
     Target("fmp4_recovery", fmp4_recovery, ("recorder.fmp4", "recorder.mp4", "recorder.aac"), 16384),

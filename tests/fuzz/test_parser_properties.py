@@ -163,7 +163,7 @@ def test_the_sps_libx264_writes_gives_back_the_picture_size_and_rate(width, heig
     import numpy as np
 
     from base.h264 import parse_sps
-    from recorder.h264 import parameter_sets
+    from base.h264 import parameter_sets
 
     interlaced = interlaced and profile != "baseline"
     if interlaced:

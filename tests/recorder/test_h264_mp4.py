@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import pytest
 
-from recorder.h264 import (ANNEX_B, H264Error, avcc_record, parameter_sets, parse_avcc_record, parse_sps, split_annexb,
+from base.h264 import (ANNEX_B, H264Error, avcc_record, parameter_sets, parse_avcc_record, parse_sps, split_annexb,
                            split_length_prefixed, stream_framing, to_mp4_sample)
 from recorder.mp4 import Mp4Error, box, iter_boxes
 
