@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from appliance.config.model import mask_credentials
+from base.credentials import mask_credentials
 
 log = logging.getLogger("nvr.notify")
 

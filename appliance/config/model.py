@@ -35,7 +35,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from base.credentials import mask_credentials as _mask_credentials
+from base.credentials import mask_credentials
 from appliance.config.ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config.monitor import MonitorConfig
 from appliance.config.audio import AudioConfig, check_channel_audio
@@ -122,11 +122,6 @@ def _parse_size_text(text: str) -> int:
     if not math.isfinite(size):
         raise ValueError(f"expected a size that fits the disk, got {text!r}")
     return round(size)
-
-
-def mask_credentials(url: str) -> str:
-    """`url` with the password replaced by ``***``, for messages and logs (base.credentials: the one rule)."""
-    return _mask_credentials(url)
 
 
 def check_rtsp_url(url: str) -> str:

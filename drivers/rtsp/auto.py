@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 from base.clock import Clocks
 from base.media import EncodedPacket, StreamInfo
-from drivers.rtsp.ffmpeg import RtspCamera, mask_url
+from base.credentials import mask_credentials
+from drivers.rtsp.ffmpeg import RtspCamera
 from drivers.rtsp.loop import RtspLoop
 from drivers.rtsp.native import NativeRtspCamera, NativeUnsupported
 
@@ -56,7 +57,7 @@ class AutoRtspCamera:
         self.fallback_reason: str | None = None
 
     def __repr__(self) -> str:
-        return f"AutoRtspCamera({mask_url(self.url)!r}, name={self.name!r}, client={self.client!r})"
+        return f"AutoRtspCamera({mask_credentials(self.url)!r}, name={self.name!r}, client={self.client!r})"
 
     @property
     def client(self) -> str:

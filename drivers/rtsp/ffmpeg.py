@@ -86,11 +86,6 @@ def probe(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
         return False
 
 
-def mask_url(url: str) -> str:
-    """`url` with the password replaced by `***` (base.credentials: the one masking rule)."""
-    return mask_credentials(url)
-
-
 @dataclass(slots=True)
 class RtspStatistics:
     """Counters of one camera over all its connections (read from any thread)."""
@@ -141,7 +136,7 @@ class RtspCamera:
         self._closes = 0  # counts close() calls, so one during open() is noticed
 
     def __repr__(self) -> str:
-        return f"RtspCamera({mask_url(self.url)!r}, name={self.name!r})"
+        return f"RtspCamera({mask_credentials(self.url)!r}, name={self.name!r})"
 
     def open(self) -> StreamInfo:
         """Connect and return the video stream's info; a new connection every time (closing any old one).
@@ -155,9 +150,9 @@ class RtspCamera:
         try:
             stream = self._video_stream(container)
             audio = container.streams.audio[0] if self.audio and container.streams.audio else None
-            info = stream_info(stream, where=mask_url(self.url), audio=audio)
+            info = stream_info(stream, where=mask_credentials(self.url), audio=audio)
             if closes != self._closes:
-                raise CameraError(f"{mask_url(self.url)}: closed while connecting")
+                raise CameraError(f"{mask_credentials(self.url)}: closed while connecting")
         except BaseException:
             container.close()
             raise
@@ -178,7 +173,7 @@ class RtspCamera:
                 batch = reader.take(self.timeout_s)
                 if batch is None:
                     self._stats.stalls += 1
-                    raise CameraStalled(f"{mask_url(self.url)}: no packet for {self.timeout_s:g} s")
+                    raise CameraStalled(f"{mask_credentials(self.url)}: no packet for {self.timeout_s:g} s")
                 for item in batch:
                     if reader.stopping:
                         return
@@ -230,13 +225,13 @@ class RtspCamera:
 
     def _video_stream(self, container: av.container.InputContainer) -> av.video.stream.VideoStream:
         if not container.streams.video:
-            raise CameraError(f"{mask_url(self.url)}: no video stream")
+            raise CameraError(f"{mask_credentials(self.url)}: no video stream")
         return container.streams.video[0]
 
     def _translate(self, exc: BaseException, *, reading: bool, timed_out: bool = False) -> CameraError:
         """The driver's error for a PyAV/OS error; timeouts while reading are stalls."""
         _scrubbed(exc, self.url)
-        where = mask_url(self.url)
+        where = mask_credentials(self.url)
         timed_out = timed_out or isinstance(exc, (av.error.ExitError, TimeoutError))
         if timed_out and reading:
             self._stats.stalls += 1
@@ -451,7 +446,7 @@ def _frame_duration(stream, fps: float | None) -> int:
 
 def _scrubbed(exc: BaseException, url: str) -> BaseException:
     """`exc` with the URL's password masked in its args (PyAV puts the URL in its message)."""
-    masked = mask_url(url)
+    masked = mask_credentials(url)
     if masked != url:
         exc.args = tuple(_mask_arg(arg, url, masked) for arg in exc.args)
     return exc

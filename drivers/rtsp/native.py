@@ -26,11 +26,12 @@ from fractions import Fraction
 from urllib.parse import urlsplit
 
 from base.clock import Clocks
+from base.credentials import mask_credentials
 from base.h264 import H264Error, avcc_record, parse_sps
 from base.media import AudioInfo, EncodedPacket, StreamInfo
 from drivers.rtsp.rtp import MAX_PARAMETER_SET_BYTES, AacDepacketizer, G711Depacketizer, H264Depacketizer, RtpTrack
 from drivers.rtsp.ffmpeg import (BATCH_S, QUEUE_PACKETS, REFUSED_STATUSES, CameraError, CameraRefused, CameraStalled,
-                          mask_url, probe)
+                          probe)
 from drivers.rtsp.connection import Channel, Connection, ReorderedFrames
 from drivers.rtsp.mailbox import END, Mailbox
 from drivers.rtsp.loop import RtspLoop, default_loop
@@ -89,14 +90,14 @@ class NativeRtspCamera:
         self._channels: list[Channel] = []
 
     def __repr__(self) -> str:
-        return f"NativeRtspCamera({mask_url(self.url)!r}, name={self.name!r})"
+        return f"NativeRtspCamera({mask_credentials(self.url)!r}, name={self.name!r})"
 
     def open(self) -> StreamInfo:
         """Connect, negotiate and start playing; returns the stream's info. Blocks at most about `timeout_s`
         per step; a `close()` meanwhile makes it raise CameraError at once."""
         self.close()
         closes = self._closes
-        where = mask_url(self.url)
+        where = mask_credentials(self.url)
         try:
             connection, info = _Negotiation(self, closes).run()
         except CameraError:
@@ -123,7 +124,7 @@ class NativeRtspCamera:
         if connection is None:
             raise RuntimeError(f"{self!r} is not open")
         mailbox = connection.mailbox
-        where = mask_url(self.url)
+        where = mask_credentials(self.url)
         timeout_us = round(self.timeout_s * 1_000_000)
         video_at_us = self._clocks.monotonic_us()
         while True:
@@ -189,7 +190,7 @@ class NativeRtspCamera:
         (self._loop or default_loop()).remove(connection)
 
     def _translate(self, exc: BaseException) -> CameraError:
-        where = mask_url(self.url)
+        where = mask_credentials(self.url)
         self._stats["errors"] += 1
         if isinstance(exc, CameraError):
             return exc
@@ -205,7 +206,7 @@ class _Negotiation:
     def __init__(self, camera: NativeRtspCamera, closes: int):
         self.camera = camera
         self.closes = closes
-        self.where = mask_url(camera.url)
+        self.where = mask_credentials(camera.url)
         self.timeout_s = camera.timeout_s
         self.url, user, password = split_credentials(camera.url)
         self.auth = Authenticator(user, password)

@@ -8,7 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from drivers.rtsp.ffmpeg import CameraError, CameraStalled, RtspCamera, has_picture, mask_url
+from base.credentials import mask_credentials
+from drivers.rtsp.ffmpeg import CameraError, CameraStalled, RtspCamera, has_picture
 from drivers.rtsp.auto import rtsp_camera
 from base.clock import RealClocks
 from support.rtsp import TcpFreezeProxy
@@ -208,11 +209,11 @@ def test_eight_clients_share_the_clip_mount(rtsp_clip_server, client):
         assert_increasing([p.dts for p in packets])
 
 
-def test_mask_url_and_has_picture():
-    assert mask_url("rtsp://admin:pa:ss@10.0.0.5:554/s0") == "rtsp://admin:***@10.0.0.5:554/s0"
-    assert mask_url("rtsp://10.0.0.5/s0") == "rtsp://10.0.0.5/s0"
-    assert mask_url("rtsp://admin@10.0.0.5/s0") == "rtsp://admin@10.0.0.5/s0"
-    assert mask_url("rtsp://admin:a/b@c@10.0.0.5/s0") == "rtsp://admin:***@10.0.0.5/s0"
+def test_masked_urls_and_has_picture():
+    assert mask_credentials("rtsp://admin:pa:ss@10.0.0.5:554/s0") == "rtsp://admin:***@10.0.0.5:554/s0"
+    assert mask_credentials("rtsp://10.0.0.5/s0") == "rtsp://10.0.0.5/s0"
+    assert mask_credentials("rtsp://admin@10.0.0.5/s0") == "rtsp://admin@10.0.0.5/s0"
+    assert mask_credentials("rtsp://admin:a/b@c@10.0.0.5/s0") == "rtsp://admin:***@10.0.0.5/s0"
     aud_only = START_CODE + b"\x09\x10"
     idr = START_CODE + b"\x09\x10" + START_CODE + b"\x67\x42" + START_CODE + b"\x65\x88"
     assert not has_picture(aud_only) and has_picture(idr)
