@@ -24,7 +24,7 @@ EXIT_RESTART = 75  # EX_TEMPFAIL: `nvr run` wants to be started again (the recor
 log = logging.getLogger("nvr")
 
 
-class UserError(Exception):
+class UsageError(Exception):
     """Something the person at the command line can fix; printed without a traceback, exit 2."""
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) in the config; nothing was started.", file=sys.stderr)
         return EXIT_USAGE
-    except (UserError, ExportError, FileNotFoundError) as exc:
+    except (UsageError, ExportError, FileNotFoundError) as exc:
         print(f"nvr: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (RecorderError, OSError) as exc:
@@ -158,11 +158,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         listen = split_host_port(args.listen) if args.listen else (config.web.host, config.web.port)
     except ValueError as exc:
-        raise UserError(f"--listen: {exc}") from None
+        raise UsageError(f"--listen: {exc}") from None
     try:
         tls_cert, tls_key = _tls_files(config)  # before anything starts: a TLS mistake starts nothing
     except RuntimeError as exc:
-        raise UserError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -190,7 +190,7 @@ def _tls_files(config: Config) -> tuple[Path | None, Path | None]:
     web = config.web
     if web.tls_cert or web.tls_key:
         if not (web.tls_cert and web.tls_key):
-            raise UserError("web.tls_cert and web.tls_key go together: give both")
+            raise UsageError("web.tls_cert and web.tls_key go together: give both")
         return web.tls_cert, web.tls_key
     if web.tls_self_signed:
         from appliance.web.tls import ensure_self_signed
@@ -202,7 +202,7 @@ def _tls_files(config: Config) -> tuple[Path | None, Path | None]:
 def _open_index(config: Config) -> Index:
     root = config.storage.path
     if not (root / "index.sqlite3").exists():
-        raise UserError(f"nothing has been recorded under {root} (no index there); give --data or --config")
+        raise UsageError(f"nothing has been recorded under {root} (no index there); give --data or --config")
     return Index(root, create=False)
 
 
@@ -235,9 +235,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         start_us, end_us = parse_time(args.start, now_us=now), parse_time(args.end, now_us=now)
     except ValueError as exc:
-        raise UserError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     if not args.out.parent.exists():
-        raise UserError(f"the folder {args.out.parent} does not exist")
+        raise UsageError(f"the folder {args.out.parent} does not exist")
     index = _open_index(config)
     bar = _ProgressBar() if sys.stderr.isatty() else None
     try:
@@ -261,15 +261,15 @@ def _user_store(args: argparse.Namespace):
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:
-    from appliance.web.users import UserError as BadUser
+    from appliance.web.users import AccountError
 
     password = sys.stdin.readline().rstrip("\r\n")
     store = _user_store(args)
     try:
         store.add_user(args.name, password, args.role, replace=True)
         store.audit(None, "user_add", {"username": args.name, "role": args.role}, "cli")
-    except BadUser as exc:
-        raise UserError(str(exc)) from None
+    except AccountError as exc:
+        raise UsageError(str(exc)) from None
     finally:
         store.close()
     print(f"user {args.name} ({args.role}) saved in {store.path}")
@@ -287,14 +287,14 @@ def _cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_remove(args: argparse.Namespace) -> int:
-    from appliance.web.users import UserError as BadUser
+    from appliance.web.users import AccountError
 
     store = _user_store(args)
     try:
         store.remove_user(args.name)
         store.audit(None, "user_remove", {"username": args.name}, "cli")
-    except BadUser as exc:
-        raise UserError(str(exc)) from None
+    except AccountError as exc:
+        raise UsageError(str(exc)) from None
     finally:
         store.close()
     print(f"user {args.name} removed")
@@ -318,7 +318,7 @@ def _cmd_ptz(args: argparse.Namespace) -> int:
         return run_ptz_command(config, channel=args.channel, action=args.action, arg=args.arg, speed=args.speed,
                                for_s=args.for_s)
     except PtzCommandError as exc:
-        raise UserError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     except (PtzPortBusy, PelcoBusError) as exc:
         print(f"nvr: {exc}", file=sys.stderr)
         return 1
@@ -331,7 +331,7 @@ def _cmd_hash_pin(args: argparse.Namespace) -> int:
     try:
         print(f"pin_hash: \"{hash_pin(pin)}\"")
     except ValueError as exc:
-        raise UserError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     return 0
 
 

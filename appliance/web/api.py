@@ -12,7 +12,7 @@ from fastapi.responses import PlainTextResponse, Response
 from appliance.web.login_guard import KnownClientNeeded, Throttled
 from appliance.presentation import recording_dicts
 from appliance.presentation import in_range, iso_utc, parse_time
-from appliance.web.users import AuthError
+from appliance.web.users import LoginError
 from appliance.web.auth import authenticated, client_address
 from appliance.web.services import web_ptz
 from appliance.web.views import RecorderView
@@ -294,7 +294,7 @@ def _metrics_auth(request: Request) -> None:
             log.warning("metrics login for %r from %s refused for %d s: %s", name[:64], client, exc.retry_after_s, exc.reason)
             ctx.users.audit(name[:64], "login_throttled", {"reason": exc.reason, "retry_after_s": exc.retry_after_s}, client)
             raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
-        except AuthError as exc:
+        except LoginError as exc:
             ctx.users.audit(name[:64], "login_failed", "metrics", client)
             raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Basic"}) from None
         ctx.users.logout(session.token)  # a scrape is one request, not a session

@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from appliance.web.login_guard import KnownClientNeeded, Throttled
-from appliance.web.users import ROLES, AuthError, Session, User, UserError, UserStore
+from appliance.web.users import ROLES, LoginError, Session, User, AccountError, UserStore
 
 SESSION_COOKIE = "nvr_session"
 CSRF_COOKIE = "nvr_csrf"
@@ -135,7 +135,7 @@ async def login(credentials: Credentials, request: Request, response: Response) 
         raise throttled(request, exc, name) from None
     try:
         session = await ctx.logins.check(ticket, ctx.users.login, name, credentials.password, client)
-    except AuthError as exc:
+    except LoginError as exc:
         await run_in_threadpool(ctx.users.audit, name, "login_failed", "", client)
         raise HTTPException(401, str(exc)) from None
     await run_in_threadpool(ctx.users.audit, session.user.name, "login", "", client)
@@ -150,7 +150,7 @@ async def first_run(credentials: Credentials, request: Request, response: Respon
     try:
         await logins.run(users.create_first_admin, credentials.username, credentials.password)
         session = await logins.run(users.login, credentials.username, credentials.password, client)
-    except UserError as exc:
+    except AccountError as exc:
         raise HTTPException(409 if "already" in str(exc) else 422, str(exc)) from None
     except Throttled as exc:
         raise throttled(request, exc, credentials.username) from None
@@ -185,7 +185,7 @@ def list_users(request: Request, _: User = Depends(require("admin"))) -> list[di
 def add_user(new: NewUser, request: Request, _: User = Depends(require("admin"))) -> dict:
     try:
         user = users_of(request).add_user(new.username, new.password, new.role)
-    except UserError as exc:
+    except AccountError as exc:
         raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from None
     audit(request, "user_add", {"username": user.name, "role": user.role})
     return {"username": user.name, "role": user.role}
@@ -197,7 +197,7 @@ def remove_user(username: str, request: Request, admin: User = Depends(require("
         raise HTTPException(409, "you cannot remove yourself")
     try:
         users_of(request).remove_user(username)
-    except UserError as exc:
+    except AccountError as exc:
         raise HTTPException(404 if "no user" in str(exc) else 409, str(exc)) from None
     audit(request, "user_remove", {"username": username})
     return {"ok": True}

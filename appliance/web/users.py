@@ -66,15 +66,15 @@ CREATE TABLE IF NOT EXISTS known_clients (
 """
 
 
-class AuthError(Exception):
+class LoginError(Exception):
     """Base of the login errors; `str()` is safe to show the person logging in."""
 
 
-class BadCredentials(AuthError, PermissionError):
+class BadCredentials(LoginError, PermissionError):
     """Unknown user or wrong password (never said which)."""
 
 
-class UserError(ValueError):
+class AccountError(ValueError):
     """A user cannot be added or changed as asked (bad name, role, weak password, exists)."""
 
 
@@ -156,7 +156,7 @@ class UserStore:
         with self._lock:
             exists = bool(self._run("SELECT 1 FROM users WHERE name = ?", (name,)))
             if exists and not replace:
-                raise UserError(f"user {name!r} exists already")
+                raise AccountError(f"user {name!r} exists already")
             self._run("INSERT INTO users (name, role, password_hash, created_us) VALUES (?, ?, ?, ?)"
                       " ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,"
                       " failures = 0, locked_until_us = 0", (name, role, hash_password(password), now))
@@ -168,17 +168,17 @@ class UserStore:
         """The first-run step: create an admin only while there are no users at all (atomically)."""
         with self._lock:
             if self.has_users():
-                raise UserError("the administrator is set already; log in instead")
+                raise AccountError("the administrator is set already; log in instead")
             return self.add_user(name, password, "admin")
 
     def remove_user(self, name: str) -> None:
         with self._lock:
             user = self.user(name)
             if user is None:
-                raise UserError(f"no user {name!r}")
+                raise AccountError(f"no user {name!r}")
             admins = [u for u in self.users() if u.role == "admin"]
             if user.role == "admin" and len(admins) == 1:
-                raise UserError("cannot remove the last administrator")
+                raise AccountError("cannot remove the last administrator")
             self._run("DELETE FROM users WHERE name = ?", (name,))
 
     def user(self, name: str) -> User | None:
@@ -298,12 +298,12 @@ class UserStore:
 
 
 def check_new_user(name: str, password: str, role: str) -> None:
-    """Raise UserError saying what is wrong with a new user's name, password or role."""
+    """Raise AccountError saying what is wrong with a new user's name, password or role."""
     if not NAME_PATTERN.match(name or ""):
-        raise UserError(f"user name {name!r}: use 1-64 letters, digits and . _ @ -")
+        raise AccountError(f"user name {name!r}: use 1-64 letters, digits and . _ @ -")
     if role not in ROLES:
-        raise UserError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+        raise AccountError(f"role {role!r}: expected one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD_CHARS:
-        raise UserError(f"the password needs at least {MIN_PASSWORD_CHARS} characters")
+        raise AccountError(f"the password needs at least {MIN_PASSWORD_CHARS} characters")
     if len(password) > 1024:
-        raise UserError("the password is longer than 1024 characters")
+        raise AccountError("the password is longer than 1024 characters")

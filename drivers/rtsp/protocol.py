@@ -318,7 +318,7 @@ def parse_rtp_info(value: str | None) -> list[dict[str, str]]:
 # authentication
 
 
-class AuthError(ValueError):
+class ChallengeError(ValueError):
     """A challenge the client cannot answer."""
 
 

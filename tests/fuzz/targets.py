@@ -53,7 +53,7 @@ def rtsp_stream(data: bytes) -> None:
     (or one interleaved frame), and hands out no more bytes than came in. Every message is then put
     through what the client does with a response: the session, transport, RTP-Info and auth headers.
     """
-    from drivers.rtsp.protocol import (MAX_BODY_BYTES, MAX_HEADER_BYTES, AuthError, Authenticator,
+    from drivers.rtsp.protocol import (MAX_BODY_BYTES, MAX_HEADER_BYTES, ChallengeError, Authenticator,
                                     RtspProtocolError, RtspStreamParser, parse_interleaved, parse_rtp_info,
                                     parse_session)
 
@@ -89,7 +89,7 @@ def rtsp_stream(data: bytes) -> None:
             if auth.challenge(message):
                 value = auth.authorization("DESCRIBE", BASE_URL)
                 assert value is not None and value.split(" ", 1)[0] in ("Basic", "Digest")
-        except (RtspProtocolError, AuthError):
+        except (RtspProtocolError, ChallengeError):
             pass
 
 
