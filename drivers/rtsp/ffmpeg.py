@@ -79,6 +79,7 @@ class RtspStatistics:
     audio_skipped: int = 0  # empty, or without a timestamp
     backfilled_timestamps: int = 0
     non_monotonic_dts: int = 0
+    dropped_at_end: int = 0  # the frame FFmpeg flushed when the stream ended or stalled (it may be cut short)
     stalls: int = 0
     errors: int = 0
     opened_monotonic_us: int | None = None
@@ -264,6 +265,7 @@ class _Reader:
         self._stats = stats
         self._stopping = self._mailbox.stopping
         self._fixer = _TimestampFixer(stats, default_duration=_frame_duration(stream, fps))
+        self._held: EncodedPacket | None = None  # the newest video frame, until the next proves it whole
 
     def start(self, name: str) -> None:
         threading.Thread(target=self._run, name=name, daemon=True).start()
@@ -286,6 +288,7 @@ class _Reader:
     def _run(self) -> None:
         try:
             self._pump()
+            self._drop_held()
             self._put(END)
         except Exception as exc:  # handed to the consumer, which translates it
             self._put(exc)
@@ -293,19 +296,33 @@ class _Reader:
             self._container.close()
 
     def _pump(self) -> None:
+        """Demux into the mailbox. The newest video frame is held back until the next one comes: when
+        the stream ends (EOF) or a read times out, FFmpeg's parser flushes the frame it was still
+        assembling, which lacks its tail when the camera went mid-frame (a power cut, RTP over UDP), and
+        such a frame is not recorded (`dropped_at_end`): every frame handed on is whole."""
         read_started = video_at = time.monotonic()
         streams = (self._stream, self._audio) if self._audio is not None else (self._stream,)
         for packet in self._container.demux(streams):
             if self._stopping.is_set():
                 return
-            for out in self._convert(packet):
-                self._put(out)
             # A read that took the whole timeout was ended by FFmpeg's socket timeout, which makes its
-            # parser flush the frame it held (queued above) and retry: that is the stall, report it now
-            # rather than one timeout later.
+            # parser flush the frame it held and retry: that is the stall, report it now rather than
+            # one timeout later, and leave the flushed frame (this packet) out. The held one is whole:
+            # the parser let it go when the next frame began.
             now = time.monotonic()
             if now - read_started >= self._timeout_s:
+                if self._held is not None:
+                    self._put(self._held)
+                    self._held = None
+                self._stats.dropped_at_end += 1
                 raise TimeoutError(f"no packet for {self._timeout_s:g} s")
+            for out in self._convert(packet):
+                if out.track == "video":
+                    held, self._held = self._held, out
+                    if held is not None:
+                        self._put(held)
+                else:
+                    self._put(out)
             if packet.stream_index != self._audio_index:
                 video_at = now
             elif now - video_at >= self._timeout_s:  # audio alone does not make a recording
@@ -345,6 +362,13 @@ class _Reader:
 
     def _put(self, item: object) -> None:
         self._mailbox.put_bounded(item)  # full (a slow disk): stop reading meanwhile
+
+    def _drop_held(self) -> None:
+        """Leave out the frame FFmpeg flushed at the end of the stream or of a timed-out read."""
+        if self._held is not None:
+            self._held = None
+            self._stats.packets -= 1
+            self._stats.dropped_at_end += 1
 
 
 class _TimestampFixer:
