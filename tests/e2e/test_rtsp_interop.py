@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import pytest
 from support.interop import (FfmpegRtpSender, InteropServer, LossyLink, VlcServer, make_av_clip, netns_available,
-                             rtsp_answer, vlc_available)
+                             rtsp_answer, rtsp_describe, vlc_available)
 from support.rtsp import rtsp_available
 
 from base.clock import RealClocks
@@ -26,6 +26,7 @@ from base.media import EncodedPacket, StreamInfo
 from drivers.rtsp.auto import rtsp_camera
 from drivers.rtsp.ffmpeg import CameraError
 from drivers.rtsp.native import NativeUnsupported
+from drivers.rtsp.sdp import h264_parameter_sets, hex_config, parse_sdp
 from recorder.alarms import AlarmBoard
 from recorder.index import Index, Segment
 from recorder.segmenter import Segmenter
@@ -260,8 +261,14 @@ def record(rig: Rig, segments: int, timeout_s: float = 20) -> None:
 
 def test_vlc_serves_udp_only_and_auto_records_its_h264_and_aac_with_ffmpeg_over_udp(vlc, make_rig):
     server = vlc()
-    answer = rtsp_answer(server.host, server.port, server.path, method="DESCRIBE")
-    assert " 200 " in answer.split("\r\n")[0]
+    head, body = rtsp_describe(server.host, server.port, server.path)
+    assert " 200 " in head.split("\r\n")[0] and "Server: VLC/" in head
+    # VLC's SDP (audio first, both on payload type 96, fmtp names capitalised) reads as it should
+    sdp = parse_sdp(body, base_url=server.url)
+    assert [m.kind for m in sdp.media] == ["audio", "video"]
+    video, audio = sdp.first("video"), sdp.first("audio")
+    assert [n[0] & 0x1F for n in h264_parameter_sets(video.fmtp)] == [7, 8]
+    assert hex_config(audio.fmtp) == bytes.fromhex("118856e500") and audio.fmtp["sizelength"] == "13"
     with pytest.raises(NativeUnsupported, match="will not send RTP over TCP"):
         rtsp_camera(server.url, client="native", name="cam", clocks=RealClocks(), timeout_s=5).open()
 
@@ -334,6 +341,9 @@ def test_a_b_frame_camera_ends_the_native_stream_and_auto_records_it_with_ffmpeg
     wait_for(lambda: len(rig.segments()) >= 2 and rig.recorder.connected, 20, "segments from FFmpeg's client")
     rig.recorder.stop()
     assert "B-frames" in rig.camera.fallback_reason
+    # The native client noticed within the first frames: nothing of its connection was recorded, and
+    # FFmpeg's connection is the one run.
+    assert len(rig.runs()) == 1, (rig.runs(), rig.tap.errors)
     ffmpeg_connection = len(rig.tap.opened) - 1
     assert any(p.pts != p.dts for p in rig.tap.video(ffmpeg_connection)), "no reordered frame reached the recorder"
     check_recording(rig, audio=False)

@@ -76,6 +76,26 @@ def rtsp_answer(host: str, port: int, path: str, *, method: str = "DESCRIBE", ti
     return data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
 
 
+def rtsp_describe(host: str, port: int, path: str, *, timeout_s: float = 2.0) -> tuple[str, str]:
+    """A DESCRIBE's answer head and its body (the SDP), read up to Content-Length."""
+    request = (f"DESCRIBE rtsp://{host}:{port}{path} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n").encode()
+    data = b""
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        while len(data) < 65536:
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                if length is None or len(body) >= int(length.group(1)):
+                    break
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), body.decode("latin-1")
+
+
 def package_version(package: str) -> str:
     """The installed Debian package's version, or "?"."""
     done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
