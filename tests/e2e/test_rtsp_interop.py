@@ -108,6 +108,8 @@ class TapSource:
         self.opened: list[StreamInfo] = []
         self.delivered: list[list[EncodedPacket]] = []
         self.errors: list[str] = []
+        self.runs_counter: Callable[[], int] = lambda: 0
+        self.runs_before: list[int] = []  # runs the segmenter had begun when each connection opened
 
     def open(self) -> StreamInfo:
         try:
@@ -117,6 +119,7 @@ class TapSource:
             raise
         self.opened.append(info)
         self.delivered.append([])
+        self.runs_before.append(self.runs_counter())
         return info
 
     def packets(self) -> Iterator[EncodedPacket]:
@@ -147,6 +150,7 @@ class Rig:
         self.alarms = AlarmBoard(clocks=self.clocks)
         self.camera = rtsp_camera(url, client=client, name="cam", clocks=self.clocks, timeout_s=timeout_s)
         self.tap = TapSource(self.camera)
+        self.tap.runs_counter = lambda: self.segmenter.stats.runs
         self.segmenter = Segmenter(channel=1, stream="main", root=root, index=self.index, clocks=self.clocks,
                                    alarms=self.alarms, segment_seconds=SEGMENT_S, sync=False)
         self.recorder = StreamRecorder(source=self.tap, segmenter=self.segmenter, alarms=self.alarms,
@@ -160,6 +164,13 @@ class Rig:
 
     def source_lost(self) -> bool:
         return any(a.kind == "source_lost" and a.channel == 1 for a in self.alarms.active())
+
+    def connection_segments(self, connection: int) -> list[Segment]:
+        """The segments recorded from connection number `connection` (run ids count up from 1 in a
+        fresh index, one per run the segmenter begins)."""
+        first = self.tap.runs_before[connection]
+        last = self.tap.runs_before[connection + 1] if connection + 1 < len(self.tap.runs_before) else None
+        return [s for s in self.segments() if s.run_id > first and (last is None or s.run_id <= last)]
 
 
 @pytest.fixture
@@ -383,26 +394,28 @@ def test_a_camera_that_needs_authentication_is_recorded_with_its_scheme(interop_
 # --- a camera that reboots ---------------------------------------------------------------------------------
 
 def _reboot_and_check(rig: Rig, server, *, audio: bool) -> None:
-    wait_for(lambda: len(rig.segments()) >= 1, 15, "a first segment")
+    def current_connection_recorded() -> bool:
+        return rig.recorder.connected and bool(rig.connection_segments(len(rig.tap.opened) - 1))
+
+    wait_for(current_connection_recorded, 15, "a segment from the current connection")
     time.sleep(0.5)  # into the next segment
-    server.stop(kill=True)  # the power goes: no TEARDOWN, no FIN from a clean exit
+    cut = len(rig.tap.opened) - 1
+    server.stop(kill=True)  # the power goes: no TEARDOWN, no clean close of the session
     wait_for(rig.source_lost, 10, "the source_lost alarm")
-    before_cut = list(rig.tap.video(0))
     server.restart()
-    wait_for(lambda: len(rig.runs()) >= 2 and len(rig.segments()) >= len(rig.index.segments(channel=1)) and
-             len([s for s in rig.segments() if s.run_id == rig.runs()[-1]]) >= 1, 25, "a segment of the new run")
+    wait_for(lambda: len(rig.tap.opened) > cut + 1 and rig.connection_segments(len(rig.tap.opened) - 1), 25,
+             "a segment from the connection after the reboot")
     rig.recorder.stop()
-    runs = rig.runs()
-    first = [s for s in rig.segments() if s.run_id == runs[0]]
-    # Nothing lost before the cut: every frame delivered on the first connection from its first keyframe on
-    # is in the first run's segments (the frame in flight when the power went may be cut).
+    # Nothing lost before the cut: every frame the cut connection delivered from its first keyframe on is
+    # in its segments (the frame in flight when the power went may be left out).
+    before_cut = rig.tap.video(cut)
     start = next(i for i, p in enumerate(before_cut) if p.keyframe)
-    recorded = sum(s.frames for s in first)
+    recorded = sum(s.frames for s in rig.connection_segments(cut))
     assert len(before_cut) - start - 1 <= recorded <= len(before_cut) - start, (
-        len(before_cut), start, recorded, [(s.run_id, s.seq, s.frames) for s in rig.segments()], rig.segmenter.stats,
-        [(p.dts, p.keyframe) for p in before_cut])
-    new = [s for s in rig.segments() if s.run_id == runs[-1]]
-    assert new[0].seq == 0 and new[0].start_us >= first[-1].end_us
+        len(before_cut), start, recorded, [(s.run_id, s.seq, s.frames) for s in rig.segments()],
+        rig.tap.runs_before, rig.tap.errors)
+    old, new = rig.connection_segments(cut), rig.connection_segments(len(rig.tap.opened) - 1)
+    assert new[0].run_id > old[-1].run_id and new[0].seq == 0 and new[0].start_us >= old[-1].end_us
     check_recording(rig, audio=audio)
 
 
