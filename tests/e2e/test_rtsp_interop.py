@@ -381,9 +381,11 @@ def test_a_camera_that_needs_authentication_is_recorded_with_its_scheme(interop_
                if line.lower().startswith("www-authenticate:")]
     assert offered == [scheme.capitalize()], challenge  # the server takes this scheme and no other
 
+    refused = rtsp_camera(server.url("/cam", userinfo="admin:wrong"), client="auto", name="cam", clocks=RealClocks(),
+                          timeout_s=5)
     with pytest.raises(CameraError, match="401"):
-        rtsp_camera(server.url("/cam", userinfo="admin:wrong"), client="auto", name="cam", clocks=RealClocks(),
-                    timeout_s=5).open()
+        refused.open()
+    assert refused.client == "native"  # a refusal is not a reason to try FFmpeg's client
     rig = make_rig(server.url("/cam", userinfo="admin:pa%3Ass%20w"), client="auto")
     record(rig, 2)
     assert rig.camera.client == "native", rig.camera.fallback_reason
@@ -449,6 +451,7 @@ def test_rtsp_over_a_lossy_link_keeps_recording_decodable_video(lossy_link, inte
     assert rig.camera.client == "native", rig.camera.fallback_reason
     checks = check_recording(rig, audio=False, min_segments=3)
     assert rig.recorder.failures == 0, rig.tap.errors  # TCP carried the RTP through the loss
+    assert rig.camera.statistics()["video_rtp_lost"] == 0
     assert sum(c.video_frames for c in checks) >= 3 * SEGMENT_S * 25 - 25
     assert lossy_link.dropped_packets() > 0, lossy_link.impairment  # the link really lost packets
 
