@@ -80,6 +80,7 @@ class RtspStatistics:
     backfilled_timestamps: int = 0
     non_monotonic_dts: int = 0
     dropped_at_end: int = 0  # the frame FFmpeg flushed when the stream ended or stalled (it may be cut short)
+    dropped_split_frames: int = 0  # a frame FFmpeg handed on in two pieces, and the frames up to the next keyframe
     stalls: int = 0
     errors: int = 0
     opened_monotonic_us: int | None = None
@@ -266,6 +267,9 @@ class _Reader:
         self._stopping = self._mailbox.stopping
         self._fixer = _TimestampFixer(stats, default_duration=_frame_duration(stream, fps))
         self._held: EncodedPacket | None = None  # the newest video frame, until the next proves it whole
+        extradata = stream.codec_context.extradata
+        self._annexb = not (extradata and extradata[0] == 1)  # FFmpeg's RTSP H.264 comes with start codes
+        self._need_keyframe = False  # after a split frame, until the next keyframe
 
     def start(self, name: str) -> None:
         threading.Thread(target=self._run, name=name, daemon=True).start()
@@ -337,12 +341,20 @@ class _Reader:
             self._stats.skipped_empty += 1
             return []
         data = memoryview(packet).tobytes()  # the one copy out of FFmpeg's buffer (a little quicker than bytes())
+        if self._annexb and data[:3] != b"\x00\x00\x01" and data[:4] != b"\x00\x00\x00\x01":
+            self._split_frame()
+            return []
         if not has_picture(data):
             self._stats.skipped_no_picture += 1
             return []
         pts, dts = packet.pts, packet.dts
         out = EncodedPacket(data=data, pts=pts if pts is not None else dts, dts=dts if dts is not None else pts,
                             keyframe=packet.is_keyframe, arrival_us=arrival_us)
+        if self._need_keyframe:
+            if not out.keyframe:
+                self._stats.dropped_split_frames += 1
+                return []
+            self._need_keyframe = False
         ready = self._fixer.fix(out, packet.duration)
         for item in ready:
             self._stats.packets += 1
@@ -362,6 +374,18 @@ class _Reader:
 
     def _put(self, item: object) -> None:
         self._mailbox.put_bounded(item)  # full (a slow disk): stop reading meanwhile
+
+    def _split_frame(self) -> None:
+        """FFmpeg's parser handed on a frame in two pieces (seen reading VLC over UDP, about 2 s into the
+        stream, where FFmpeg's stream probe ends; design/rtsp-interop.md): this piece has no start code
+        and the held frame lacks its tail. Both are left out, and the frames after them up to the next
+        keyframe (they would refer to the broken one), as the native client does after a loss."""
+        self._stats.dropped_split_frames += 1
+        if self._held is not None:
+            self._held = None
+            self._stats.packets -= 1
+            self._stats.dropped_split_frames += 1
+        self._need_keyframe = True
 
     def _drop_held(self) -> None:
         """Leave out the frame FFmpeg flushed at the end of the stream or of a timed-out read."""
