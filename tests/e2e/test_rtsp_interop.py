@@ -303,6 +303,12 @@ def recordable_frames(packets: list[EncodedPacket]) -> int:
     return len(packets) - first
 
 
+def record(rig: Rig, segments: int, timeout_s: float = 20) -> None:
+    """Wait for `segments` closed segments, then stop (which closes and indexes the open one too)."""
+    wait_for(lambda: len(rig.segments()) >= segments, timeout_s, f"{segments} segments")
+    rig.recorder.stop()
+
+
 # --- VLC ---------------------------------------------------------------------------------------------------
 
 def test_vlc_serves_udp_only_and_auto_records_its_h264_and_aac_with_ffmpeg_over_udp(vlc, make_rig, ffmpeg_log):
