@@ -339,6 +339,12 @@ def test_ffmpeg_packetized_h264_and_aac_are_recorded_by_the_native_client(intero
                                                                         make_rig):
     sender = ffmpeg_sender("copy").copy(clip)
     server = interop_server({"/ff": f"relay:{sender.sdp_path}"})
+    ffmpeg_sdp = parse_sdp(sender.sdp_path.read_text(), base_url="rtsp://127.0.0.1/")
+    _, body = rtsp_describe(server.host, server.port, "/ff")
+    served = parse_sdp(body, base_url=server.url("/ff"))
+    for kind, names in (("video", ("sprop-parameter-sets", "packetization-mode")), ("audio", ("config", "sizelength"))):
+        for name in names:  # the format parameters the client reads are FFmpeg's
+            assert served.first(kind).fmtp[name] == ffmpeg_sdp.first(kind).fmtp[name], (kind, name, body)
     rig = make_rig(server.url("/ff"), client="auto")
     record(rig, 2)
     assert rig.camera.client == "native", rig.camera.fallback_reason
@@ -353,8 +359,8 @@ def test_parameter_sets_only_in_band_are_waited_for_and_recorded(interop_server,
     sender = ffmpeg_sender("inband").encode(b_frames=0)
     assert "sprop-parameter-sets" not in sender.sdp_path.read_text()  # FFmpeg's own SDP has none either
     server = interop_server({"/inband": f"relay:{sender.sdp_path},sprop=no"})
-    describe = rtsp_answer(server.host, server.port, "/inband")
-    assert " 200 " in describe.split("\r\n")[0]
+    head, body = rtsp_describe(server.host, server.port, "/inband")
+    assert " 200 " in head.split("\r\n")[0] and "H264/90000" in body and "sprop-parameter-sets" not in body
     rig = make_rig(server.url("/inband"), client="auto")
     record(rig, 2)
     assert rig.camera.client == "native", rig.camera.fallback_reason
