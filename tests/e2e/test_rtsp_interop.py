@@ -17,8 +17,8 @@ from pathlib import Path
 
 import av
 import pytest
-from support.interop import (FfmpegRtpSender, InteropServer, LossyLink, VlcServer, make_av_clip, netns_available,
-                             rtsp_answer, rtsp_describe, vlc_available)
+from support.interop import (FfmpegRtpSender, InteropServer, LossyLink, SniffingProxy, VlcServer, make_av_clip,
+                             netns_available, rtsp_answer, rtsp_describe, vlc_available)
 from support.rtsp import rtsp_available
 
 from base.clock import RealClocks
@@ -433,9 +433,13 @@ def test_a_camera_that_needs_authentication_is_recorded_with_its_scheme(interop_
     with pytest.raises(CameraError, match="401"):
         refused.open()
     assert refused.client == "native"  # a refusal is not a reason to try FFmpeg's client
-    rig = make_rig(server.url("/cam", userinfo="admin:pa%3Ass%20w"), client="auto")
-    record(rig, 2)
+    with SniffingProxy(server.host, server.port) as proxy:
+        rig = make_rig(proxy.url("/cam", userinfo="admin:pa%3Ass%20w"), client="auto")
+        record(rig, 2)
     assert rig.camera.client == "native", rig.camera.fallback_reason
+    schemes = {line.split(b":", 1)[1].split()[0].decode() for line in bytes(proxy.sent).split(b"\r\n")
+               if line.lower().startswith(b"authorization:")}
+    assert schemes == {scheme.capitalize()}, schemes  # what the client sent on the wire
     check_recording(rig, audio=False)
     assert rig.recorder.failures == 0, rig.tap.errors
 

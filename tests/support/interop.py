@@ -23,7 +23,7 @@ import time
 from functools import cache
 from pathlib import Path
 
-from support.rtsp import SYSTEM_FFMPEG, SYSTEM_PYTHON, rtsp_available
+from support.rtsp import SYSTEM_FFMPEG, SYSTEM_PYTHON, TcpFreezeProxy, rtsp_available
 
 CVLC = "/usr/bin/cvlc"
 INTEROP_SCRIPT = Path(__file__).with_name("interop_server.py")
@@ -129,6 +129,33 @@ def _stop_process(proc: subprocess.Popen | None, *, kill: bool = False, timeout_
     for stream in (proc.stdout, proc.stderr):
         if stream:
             stream.close()
+
+
+class SniffingProxy(TcpFreezeProxy):
+    """A TcpFreezeProxy that keeps every byte the clients sent (`sent`), to see what went on the wire."""
+
+    def __init__(self, target_host: str, target_port: int):
+        self.sent = bytearray()
+        super().__init__(target_host, target_port)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        if dst.getpeername()[:2] == self.target:  # client -> camera
+            dst = _Recording(dst, self.sent)
+        super()._pump(src, dst)
+
+
+class _Recording:
+    """A socket whose `sendall` also appends to `log`."""
+
+    def __init__(self, sock: socket.socket, log: bytearray):
+        self._sock, self._log = sock, log
+
+    def sendall(self, data: bytes) -> None:
+        self._log += data
+        self._sock.sendall(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
 
 
 # --- VLC --------------------------------------------------------------------------------------------
