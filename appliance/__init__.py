@@ -1,1 +1,1 @@
-"""The product: config, the supervisor that wires channels, the web UI, the HDMI monitor, alarms and rules, PTZ, the `nvr` command."""
+"""The product: config, the running Appliance (recording supervisor, PTZ, alarms, monitor, web UI), the `nvr` command."""

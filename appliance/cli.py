@@ -151,14 +151,12 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from appliance.app import Appliance, DataRootBusy
     from appliance.config.model import split_host_port
-    from appliance.supervisor import DataRootBusy, Supervisor
-    from appliance.systemd import start_service_integration
-    from appliance.web.server import WebServer, create_app
 
     config = _load(args)
     try:
-        host, port = split_host_port(args.listen) if args.listen else (config.web.host, config.web.port)
+        listen = split_host_port(args.listen) if args.listen else (config.web.host, config.web.port)
     except ValueError as exc:
         raise UserError(f"--listen: {exc}") from None
     try:
@@ -168,35 +166,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    supervisor = Supervisor(config, clocks=RealClocks())
-    disk_changed = threading.Event()
-    supervisor.on_disk_change = lambda: (disk_changed.set(), stop.set())
-    # The app is built (and uvicorn's modules imported) before recording starts: that takes CPU, and
-    # the GIL, that the first frames of every channel need.
-    app = create_app(supervisor, listen_host=host)
-    web = WebServer(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
+    appliance = Appliance(config, clocks=RealClocks(), listen=listen, tls_cert=tls_cert, tls_key=tls_key,
+                          stop_requested=stop)
     try:
-        supervisor.start()
+        appliance.start()  # READY=1 to systemd once every part runs
     except DataRootBusy as exc:  # a runtime refusal, not a bug: say so without a traceback
         print(f"nvr: {exc}", file=sys.stderr)
         return 1
-    web.start()
-    log.info("web UI on %s (config: %s)", web.address, config.source_name)
-    if not app.state.ctx.users.has_users():
-        log.warning("no web user yet: open %s to set the administrator's password (or use `nvr user add`)", web.address)
-    service = start_service_integration(supervisor)  # READY=1 and watchdog pings under systemd
     try:
-        stop.wait()
+        appliance.wait()
     finally:
         log.info("stopping")
-        service.stop()
-        web.stop()
-        supervisor.stop()
-        app.state.ctx.exports.close()
-        app.state.ctx.users.close()
-        if app.state.ctx.index is not None:
-            app.state.ctx.index.close()
-    if disk_changed.is_set():
+        appliance.stop()
+    if appliance.disk_changed.is_set():
         # Start afresh on (or off) the disk rather than switch a running recorder's storage; under
         # systemd (Restart=always) the service comes back in a few seconds.
         log.warning("the recordings disk on %s came or went: exiting to be started again", config.storage.path)

@@ -1,4 +1,8 @@
-"""The supervisor: opens the data root, runs recovery, then starts retention and every channel's streams."""
+"""The supervisor: opens the data root, runs recovery, then starts retention and every channel's streams.
+
+It is the recording part of the appliance; `appliance.app.Appliance` starts the other parts (PTZ,
+alarm I/O, monitor, web server, systemd) around it.
+"""
 from __future__ import annotations
 
 import fcntl
@@ -10,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from base.clock import Clocks
-from hal.gpio import Gpio
 from hal.storage import make_dirs_durable
 from recorder.alarms import Alarm, AlarmBoard
 from recorder.index import Index
@@ -22,10 +25,7 @@ from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
 from recorder.video_loss import VideoLossGuard
 
-from appliance.alarms.io import AlarmIO
-from appliance.alarms.rules import PtzPresets
 from appliance.config.model import ChannelConfig, Config
-from appliance.ptz.service import PtzService
 from appliance.sources import channel_sources, reconnect_max_s
 
 log = logging.getLogger("nvr.supervisor")
@@ -39,22 +39,20 @@ class DataRootBusy(RuntimeError):
 
 
 class Supervisor:
-    """Owns everything that runs: the index, recovery, retention and one StreamRecorder per stream.
+    """Owns the recording: the data root and its lock, the index, recovery, retention, one StreamRecorder
+    per stream, the fault board (`alarms`) and the live taps every viewer subscribes to.
 
     `start` returns once recovery is done and recording threads run; `stop` closes every open segment
     and indexes it before returning. One failing channel never affects another: each stream has its
     own thread, source and segmenter.
     """
 
-    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True,
-                 gpio: Gpio | None = None, ptz: PtzPresets | None = None):
+    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True):
         self.config, self.clocks, self._sync = config, clocks, sync
         # storage.require_mount and no disk on storage.path: record nothing, and keep the index (events,
         # alarms) in a scratch folder in RAM. Live view, the monitor and alarm inputs run as usual.
         self.disk_absent = config.storage.require_mount and not os.path.ismount(config.storage.path)
         self.root: Path = Path(tempfile.mkdtemp(prefix="nvr-no-disk-")) if self.disk_absent else config.storage.path
-        # Called when the recordings disk comes or goes under require_mount: `nvr run` restarts onto it.
-        self.on_disk_change: Callable[[], None] | None = None
         self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks, alarms=self.alarms))
         self.recorders: list[StreamRecorder] = []
         self.recovery: RecoveryReport | None = None
@@ -62,14 +60,12 @@ class Supervisor:
         self.retention: Retention | None = None
         self.alarms = AlarmBoard(clocks=clocks, record=self._record_alarm)
         self.live = LiveHub()  # what viewers (web live view, HDMI monitor, motion) subscribe to
-        self.ptz = PtzService(config, clocks=clocks, alarms=self.alarms)  # for the web UI and linkage rules
         self._lock_fd: int | None = None
         self.started_us: int | None = None
-        self.monitor = None  # the local HDMI wall (appliance.monitor), when monitor.enabled
-        self._gpio, self._ptz = gpio, ptz  # alarm I/O: injected pin source (tests: MockFactory) and PTZ service
-        self.alarm_io: AlarmIO | None = None
 
     def start(self) -> None:
+        """Lock the data root, open the index, run recovery and retention, start every enabled channel.
+        Raises DataRootBusy (nothing started) when another process records there."""
         if self.disk_absent:
             log.error("no disk is mounted on %s (storage.require_mount): nothing is recorded until one is; "
                       "live view, the monitor and alarm inputs go on", self.config.storage.path)
@@ -83,33 +79,8 @@ class Supervisor:
         channels = [c for c in self.config.channels if c.enabled]
         for position, channel in enumerate(channels):
             self._start_channel(channel, position, len(channels))
-        self.ptz.start()
-        self.alarm_io = AlarmIO(self.config, clocks=self.clocks, index=self.index, alarms=self.alarms, live=self.live,
-                                data_root=self.root, gpio=self._gpio, ptz=self._ptz if self._ptz is not None else self.ptz,
-                                on_mount_change=self._mount_changed)
-        self.alarm_io.start()
         self.started_us = self.clocks.utc_now_us()
         log.info("recording %d channel(s) to %s", len(channels), self.root)
-        self._start_monitor()
-
-    def _mount_changed(self, mounted: bool) -> None:
-        """Restart when the recordings disk is there while we record nothing (it came, perhaps between
-        our check at construction and the health watch's first), or gone while we record onto it."""
-        if mounted == self.disk_absent and self.on_disk_change is not None:
-            log.warning("the recordings disk was %s on %s: restarting to %s", "mounted" if mounted else "unmounted",
-                        self.config.storage.path, "record onto it" if mounted else "stop writing where it was")
-            self.on_disk_change()
-
-    def _start_monitor(self) -> None:
-        if not self.config.monitor.enabled:
-            return
-        try:
-            from appliance.monitor import build_monitor  # the wall's code loads only when wanted
-            self.monitor = build_monitor(self)
-            self.monitor.start()  # its own thread; a missing or failing screen never reaches recording
-        except Exception:  # not even a broken monitor build may stop recording
-            log.exception("the local monitor could not be started; recording goes on without it")
-            self.monitor = None
 
     def _take_lock(self) -> None:
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -151,22 +122,18 @@ class Supervisor:
             live = self.live.stream(channel.id, stream)
             if hasattr(source, "frame_tap"):  # analog: the local view gets raw frames before encoding
                 source.frame_tap = live.publish_frame
-            recorder = StreamRecorder(source=source, segmenter=segmenter, alarms=self.alarms,
+            recorder = StreamRecorder(source=source, segmenter=segmenter, alarms=self.alarms, clocks=self.clocks,
                                       reconnect_max_s=reconnect_max_s(channel), live=live)
             recorder.start()
             self.recorders.append(recorder)
 
     def stop(self) -> None:
-        """Stop every stream (closing and indexing its open segment), retention, and the index."""
-        if self.monitor is not None:
-            self.monitor.stop()
-        if self.alarm_io is not None:  # first: outputs to their safe state, open events ended
-            self.alarm_io.stop()
+        """Stop every stream (closing and indexing its open segment), retention, and the index; release
+        the data root. Safe after a `start` that failed part-way."""
         for recorder in self.recorders:  # all at once: a camera stuck connecting must not hold up the rest
             recorder.request_stop()
         for recorder in self.recorders:
             recorder.join()
-        self.ptz.shutdown()
         if self.retention is not None:
             self.retention.stop()
         if self.index is not None:
@@ -207,7 +174,7 @@ class Supervisor:
             self.index.add_alarm(at_us=alarm.since_us, kind=alarm.kind, channel=alarm.channel, message=alarm.message)
 
     def status(self, *, index: Index | None = None) -> dict:
-        """Everything the health page shows, as plain data. `index`: a reader connection to count
+        """The recording's part of the health page, as plain data. `index`: a reader connection to count
         through (the web's), so the count never holds the recorders' connection."""
         index = index or self.index
         count, size = index.totals() if index else (0, 0)
@@ -221,11 +188,8 @@ class Supervisor:
             "recovery": self.recovery.summary() if self.recovery else None,
             "alarms": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us}
                        for a in self.alarms.active()],
-            "ptz": self.ptz.statistics(),
-            "alarm_io": self.alarm_io.statistics() if self.alarm_io else None,
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics(), "capture": _capture_statistics(r.source)} for r in self.recorders],
-            "monitor": self.monitor.statistics() if self.monitor else None,
         }
 
 

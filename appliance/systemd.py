@@ -18,10 +18,11 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
+
+from base.clock import Clocks
 
 log = logging.getLogger("nvr.systemd")
 
@@ -124,10 +125,10 @@ class ServiceWatchdog:
 
     def __init__(self, *, notifier: Notifier, recorders: Callable[[], Sequence[_Recorder]],
                  interval_s: float | None, alarms: _AlarmSink | None = None, stall_s: float = DEFAULT_STALL_S,
-                 monotonic: Callable[[], float] = time.monotonic, timesync_dir: Path | None = TIMESYNC_DIR):
+                 clocks: Clocks, timesync_dir: Path | None = TIMESYNC_DIR):
         self._notifier, self._recorders, self._alarms = notifier, recorders, alarms
         self.interval_s = interval_s
-        self._stall_s, self._monotonic, self._timesync_dir = stall_s, monotonic, timesync_dir
+        self._stall_s, self._clocks, self._timesync_dir = stall_s, clocks, timesync_dir
         self._progress: dict[int, tuple[int, float]] = {}  # id(recorder) -> (frames, when they last grew)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -139,7 +140,7 @@ class ServiceWatchdog:
 
     def problems(self) -> list[str]:
         """Why the appliance is not healthy now (empty when it is)."""
-        now = self._monotonic()
+        now = self._clocks.monotonic_us() / 1e6
         found = []
         for recorder in self._recorders():
             if not recorder.is_alive():
@@ -225,16 +226,38 @@ class ServiceIntegration:
             self.notifier.notify(status_message("stopping: closing open segments", STOPPING="1"))
 
 
-def start_service_integration(supervisor, environ: Mapping[str, str] = os.environ) -> ServiceIntegration:
-    """Tell systemd the appliance is ready (call after `supervisor.start()`, which runs the recovery pass)
-    and start the watchdog loop. Does nothing when not run by systemd."""
+class _Summary(Protocol):
+    def summary(self) -> str: ...
+
+
+class RecordingHealth(Protocol):
+    """What the integration reads of the recording (`appliance.supervisor.Supervisor` meets it)."""
+
+    @property
+    def recovery(self) -> _Summary | None: ...  # the start-up recovery pass, None before it ran
+
+    @property
+    def recorders(self) -> Sequence[_Recorder]: ...
+
+    @property
+    def alarms(self) -> _AlarmSink: ...
+
+    @property
+    def clocks(self) -> Clocks: ...
+
+
+def start_service_integration(recording: RecordingHealth, environ: Mapping[str, str] = os.environ) -> ServiceIntegration:
+    """Tell systemd the appliance is ready and start the watchdog loop: the last step of
+    `appliance.app.Appliance.start`, once recovery ran and every part runs. Does nothing when not run
+    by systemd."""
     notifier = SocketNotifier.from_environment(environ)
     if notifier is None:
         return ServiceIntegration(None, None)
-    recovery = supervisor.recovery.summary() if supervisor.recovery else "no recovery pass"
+    recovery = recording.recovery.summary() if recording.recovery else "no recovery pass"
     notifier.notify(status_message(f"ready; recovery: {recovery}", READY="1", MAINPID=str(os.getpid())))
-    watchdog = ServiceWatchdog(notifier=notifier, recorders=lambda: supervisor.recorders,
-                               interval_s=watchdog_ping_interval_s(environ), alarms=supervisor.alarms)
+    watchdog = ServiceWatchdog(notifier=notifier, recorders=lambda: recording.recorders,
+                               interval_s=watchdog_ping_interval_s(environ), alarms=recording.alarms,
+                               clocks=recording.clocks)
     watchdog.start()
     log.info("systemd notified: ready%s", f"; watchdog pings every {watchdog.interval_s:.1f} s"
              if watchdog.interval_s else "")

@@ -8,6 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NAL_SPS = 7
+MAX_PARAMETER_SET_BYTES = 4096  # an SPS or PPS longer than this is garbage (real ones are < 100 bytes)
+MAX_AVCC_NAL_BYTES = 0xFFFF  # avcC stores each parameter set's length in 16 bits
+MAX_POC_CYCLE = 255  # num_ref_frames_in_pic_order_cnt_cycle (H.264 7.4.2.1.1: 0..255)
+MAX_PICTURE_SIDE = 16384  # pixels: larger (or zero) sizes are a corrupt SPS
 
 
 class H264Error(ValueError):
@@ -30,6 +34,8 @@ def avcc_record(sps: bytes, pps: bytes) -> bytes:
     """Build an AVCDecoderConfigurationRecord (the body of an `avcC` box) for one SPS and one PPS."""
     if len(sps) < 4:
         raise H264Error(f"SPS of {len(sps)} bytes is too short")
+    if max(len(sps), len(pps)) > min(MAX_PARAMETER_SET_BYTES, MAX_AVCC_NAL_BYTES):
+        raise H264Error(f"parameter sets of {len(sps)} and {len(pps)} bytes: over {MAX_PARAMETER_SET_BYTES}")
     return b"".join(
         [
             bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]),  # version, profile, compat, level, 4-byte lengths, 1 SPS
@@ -43,18 +49,25 @@ def avcc_record(sps: bytes, pps: bytes) -> bytes:
 
 
 class _BitReader:
-    """Reads bits and Exp-Golomb codes from an RBSP (emulation prevention already removed)."""
+    """Reads bits and Exp-Golomb codes from an RBSP (emulation prevention already removed).
+
+    Each read looks only at the bytes it needs (at most 5), so parsing is linear in the SPS: a big
+    integer of the whole SPS, shifted per read, made a crafted 128 kB SPS cost seconds."""
 
     def __init__(self, data: bytes):
-        self._value = int.from_bytes(data, "big")
+        self._data = data
         self._bits = len(data) * 8
         self._pos = 0
 
     def u(self, count: int) -> int:
         if self._pos + count > self._bits:
             raise H264Error("SPS ended early")
+        if count == 0:
+            return 0
+        first, last = self._pos >> 3, (self._pos + count - 1) >> 3
+        chunk = int.from_bytes(self._data[first:last + 1], "big")
         self._pos += count
-        return (self._value >> (self._bits - self._pos)) & ((1 << count) - 1)
+        return (chunk >> ((last + 1) * 8 - self._pos)) & ((1 << count) - 1)
 
     def ue(self) -> int:
         zeros = 0
@@ -80,6 +93,8 @@ def parse_sps(sps: bytes) -> SpsInfo:
     """Profile, level and the cropped picture size from an SPS NAL unit (header byte included)."""
     if len(sps) < 4 or sps[0] & 0x1F != NAL_SPS:
         raise H264Error("not an SPS NAL unit")
+    if len(sps) > MAX_PARAMETER_SET_BYTES:
+        raise H264Error(f"SPS of {len(sps)} bytes: over {MAX_PARAMETER_SET_BYTES}")
     r = _BitReader(_rbsp(sps[1:]))
     profile, constraints, level = r.u(8), r.u(8), r.u(8)
     r.ue()  # seq_parameter_set_id
@@ -100,6 +115,8 @@ def parse_sps(sps: bytes) -> SpsInfo:
     unit_y = (2 - frame_mbs_only) * (2 if chroma_format == 1 else 1)
     width = width_mbs * 16 - (crop[0] + crop[1]) * unit_x
     height = (2 - frame_mbs_only) * height_units * 16 - (crop[2] + crop[3]) * unit_y
+    if not (0 < width <= MAX_PICTURE_SIDE and 0 < height <= MAX_PICTURE_SIDE):
+        raise H264Error(f"SPS gives a {width}x{height} picture")
     return SpsInfo(profile, constraints, level, width, height, _vui_fps(r))
 
 
@@ -154,5 +171,8 @@ def _skip_pic_order_fields(r: _BitReader) -> None:
     elif kind == 1:
         r.u(1)
         r.se(), r.se()
-        for _ in range(r.ue()):
+        cycle = r.ue()
+        if cycle > MAX_POC_CYCLE:
+            raise H264Error(f"SPS pic_order_cnt cycle of {cycle} frames (at most {MAX_POC_CYCLE})")
+        for _ in range(cycle):
             r.se()

@@ -33,7 +33,7 @@ from gpiozero import Device  # noqa: E402
 from gpiozero.pins.mock import MockFactory  # noqa: E402
 
 from appliance.config.model import parse_config  # noqa: E402
-from appliance.supervisor import Supervisor  # noqa: E402
+from appliance.app import Appliance  # noqa: E402
 from bench.common import encode_clip, print_table  # noqa: E402
 from base.clock import RealClocks, SimulatedClocks  # noqa: E402
 from hal.gpio import GpiozeroGpio  # noqa: E402
@@ -72,8 +72,8 @@ def bench_latency(edges: int, data_parent: Path) -> list[list]:
     data = Path(tempfile.mkdtemp(prefix="bench-alarm-", dir=data_parent))
     previous, factory = Device.pin_factory, MockFactory()
     Device.pin_factory = factory
-    sup = Supervisor(parse_config(CONFIG.replace("DATA", str(data))), clocks=RealClocks(),
-                     gpio=GpiozeroGpio(pin_factory=factory))
+    sup = Appliance(parse_config(CONFIG.replace("DATA", str(data))), clocks=RealClocks(),
+                    gpio=GpiozeroGpio(pin_factory=factory))
     try:
         sup.start()
         time.sleep(12)  # a first segment on disk, so events lock real rows
@@ -85,7 +85,7 @@ def bench_latency(edges: int, data_parent: Path) -> list[list]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def _measure(sup: Supervisor, factory: MockFactory, edges: int) -> list[list]:
+def _measure(sup: Appliance, factory: MockFactory, edges: int) -> list[list]:
     fired, io = threading.Event(), sup.alarm_io
     handled: list[int] = []
     io.engine.on_fired = lambda firing: (handled.append(time.monotonic_ns()), fired.set())
@@ -120,7 +120,7 @@ def _measure(sup: Supervisor, factory: MockFactory, edges: int) -> list[list]:
                                  ("event row commit + its fsync alone (this disk's share)", commit_only[1]))]
 
 
-def _commit_only(sup: Supervisor, count: int) -> tuple[list[float], list[float]]:
+def _commit_only(sup: Appliance, count: int) -> tuple[list[float], list[float]]:
     """The same event commit without the alarm path, and with the wait for its fsync, to tell the disk's
     share from ours."""
     committed, durable = [], []

@@ -24,9 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.config.model import parse_config  # noqa: E402
 from appliance.sources import channel_sources  # noqa: E402
-from appliance.supervisor import Supervisor  # noqa: E402
-from appliance.web.users import UserStore  # noqa: E402
-from appliance.web.server import WebServer, create_app  # noqa: E402
+from appliance.app import Appliance  # noqa: E402
 from bench.common import print_table  # noqa: E402
 from base.clock import RealClocks  # noqa: E402
 
@@ -76,19 +74,16 @@ def start(folder: Path, *, channels: int, width: int, height: int, fps: int):
                     f" keyframe_interval_s: 2}}\n" for i in range(1, channels + 1))
     config = parse_config(f"storage:\n  path: {folder}\nchannels:\n{chans}", source="<bench>")
     clocks = RealClocks()
-    supervisor = Supervisor(config, clocks=clocks, sync=False,
-                            sources=lambda ch: {k: CaptureStamped(v) for k, v in channel_sources(ch, clocks=clocks).items()})
-    supervisor.start()
-    users = UserStore(folder, clocks=clocks)
-    users.add_user("bench", PASSWORD, "viewer", replace=True)
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = WebServer(create_app(supervisor, users=users), host="127.0.0.1", port=port)
-    server.start()
+    nvr = Appliance(config, clocks=clocks, sync=False, listen=("127.0.0.1", port),
+                    sources=lambda ch: {k: CaptureStamped(v) for k, v in channel_sources(ch, clocks=clocks).items()})
+    nvr.users.add_user("bench", PASSWORD, "viewer", replace=True)
+    nvr.start()
     time.sleep(1.0)
-    return supervisor, server, users, f"http://127.0.0.1:{port}"
+    return nvr, f"http://127.0.0.1:{port}"
 
 
 MEASURE_JS = """async ([channel, seconds]) => {
@@ -149,14 +144,11 @@ def main() -> int:
     parser.add_argument("--fps", type=int, default=25)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-live-") as folder:
-        supervisor, server, users, url = start(Path(folder), channels=args.channels, width=args.width,
-                                               height=args.height, fps=args.fps)
+        nvr, url = start(Path(folder), channels=args.channels, width=args.width, height=args.height, fps=args.fps)
         try:
             results = measure(url, channels=args.channels, seconds=args.seconds)
         finally:
-            server.stop()
-            supervisor.stop()
-            users.close()
+            nvr.stop()
     rows = []
     for channel, samples in results.items():
         if not samples:

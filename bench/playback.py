@@ -40,12 +40,24 @@ MINUTE_US = 60_000_000
 
 
 class RecordingsOnly:
-    """What the web app needs of a supervisor, for a data root that is only played back."""
+    """`appliance.web.views.ApplianceView` over a data root that is only played back: no recorder runs
+    (the `Appliance` would run recovery over the synthetic day first), no PTZ, no alarm I/O."""
+
+    ptz = None
+    alarm_io = None
 
     def __init__(self, config, root: Path, index: Index, clocks):
         self.config, self.root, self.index, self.clocks = config, root, index, clocks
-        self.recorders, self.live, self.alarms = [], LiveHub(), AlarmBoard(clocks=clocks)
-        self.started_us = clocks.utc_now_us()
+        self.live, self.alarms = LiveHub(), AlarmBoard(clocks=clocks)
+
+    def streams(self) -> list:
+        return []
+
+    def open_segments(self, *, channel: int | None = None, stream: str | None = None) -> list[Segment]:
+        return []
+
+    def restart_channels(self, config, channel_ids: list[int]) -> list[int]:
+        raise RuntimeError("the playback benchmark does not record")
 
     def status(self, *, index: Index | None = None) -> dict:
         count, size = (index or self.index).totals()

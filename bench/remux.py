@@ -50,8 +50,8 @@ from support.rtsp import SYSTEM_FFMPEG, RtspServer, rtsp_available  # noqa: E402
 FPS = 25
 SHORT_FRACTION = 0.9  # a stream that recorded less than this share of what was sent counts as short
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# `nvr run` as the appliance runs it, but with the Supervisor's sync switched off: only to price fsync.
-NO_SYNC_NVR = ("import sys, appliance.supervisor as s; s.Supervisor.__init__.__kwdefaults__['sync'] = False; "
+# `nvr run` as the appliance runs it, but with the Appliance's sync switched off: only to price fsync.
+NO_SYNC_NVR = ("import sys, appliance.app as a; a.Appliance.__init__.__kwdefaults__['sync'] = False; "
                "from appliance.cli import main; sys.exit(main(sys.argv[1:]))")
 
 

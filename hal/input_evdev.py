@@ -8,9 +8,9 @@ is pure: it turns a kernel key code into the key names the display backends use
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 
+from base.clock import Clocks
 from hal.display import InputEvent
 
 log = logging.getLogger("nvr.input")
@@ -66,19 +66,19 @@ class EvdevKeys:
     """
 
     def __init__(self, *, list_paths: Callable[[], Iterable[str]] | None = None,
-                 open_device: Callable[[str], object] | None = None, monotonic: Callable[[], float] = time.monotonic):
+                 open_device: Callable[[str], object] | None = None, clocks: Clocks):
         if list_paths is None or open_device is None:
             import evdev  # optional: callers check evdev_available() first
             list_paths = list_paths or evdev.list_devices
             open_device = open_device or evdev.InputDevice
-        self._list_paths, self._open_device, self._monotonic = list_paths, open_device, monotonic
+        self._list_paths, self._open_device, self._clocks = list_paths, open_device, clocks
         self._devices: dict[str, object] = {}
         self._next_scan = 0.0
         self.errors = 0
 
     def poll(self) -> list[InputEvent]:
         """Key presses since the last call, from every device."""
-        if self._monotonic() >= self._next_scan:
+        if self._clocks.monotonic_us() / 1e6 >= self._next_scan:
             self._rescan()
         events = []
         for path, device in list(self._devices.items()):
@@ -98,7 +98,7 @@ class EvdevKeys:
             self._drop(path)
 
     def _rescan(self) -> None:
-        self._next_scan = self._monotonic() + RESCAN_S
+        self._next_scan = self._clocks.monotonic_us() / 1e6 + RESCAN_S
         try:
             paths = set(self._list_paths())
         except OSError:

@@ -11,11 +11,12 @@ Exceptions:
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from base.clock import Clocks
 
 SHT3X_DEFAULT_ADDRESS = 0x44
 SHT3X_MEASURE_HIGH = bytes([0x24, 0x00])  # single shot, high repeatability, no clock stretching
@@ -107,11 +108,11 @@ def decode_sht3x(answer: bytes) -> tuple[float, float]:
 
 class Sht3x:
     """An SHT3x on I2C bus `bus` at `address`. `smbus` makes the bus object (default smbus2.SMBus),
-    `sleep` waits for the measurement; both are injectable for tests."""
+    injectable for tests; `clocks` waits for the measurement."""
 
     def __init__(self, *, bus: int = 1, address: int = SHT3X_DEFAULT_ADDRESS,
-                 smbus: Callable[[int], Any] | None = None, sleep: Callable[[float], None] = time.sleep):
-        self.bus, self.address, self._sleep = bus, address, sleep
+                 smbus: Callable[[int], Any] | None = None, clocks: Clocks):
+        self.bus, self.address, self._sleep = bus, address, clocks.sleep
         self._smbus = smbus
 
     def read(self) -> Reading:

@@ -23,8 +23,8 @@ Exceptions::
 from __future__ import annotations
 
 import errno
+import math
 import threading
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -144,10 +144,11 @@ class PyserialPort:
                                   f"writing to {self.url!r} failed: {exc}") from exc
 
     def read(self, max_bytes: int, timeout_s: float) -> bytes:
-        deadline = time.monotonic() + timeout_s
+        polls = max(1, math.ceil(timeout_s / READ_POLL_S))  # the port's own read timeout is the clock
         try:
             while not (first := self._port.read(1)):  # waits up to READ_POLL_S
-                if time.monotonic() >= deadline:
+                polls -= 1
+                if polls <= 0:
                     return b""
             data = bytearray(first)
             while len(data) < max_bytes and (waiting := self._port.in_waiting):  # socket:// says 1 while any
@@ -199,13 +200,9 @@ class SimulatedSerialLine:
             self._ready.notify_all()
 
     def _pop(self, side: int, max_bytes: int, timeout_s: float) -> bytes:
-        deadline = time.monotonic() + max(timeout_s, 0)
         with self._ready:
-            while not self._buffers[side]:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return b""
-                self._ready.wait(remaining)
+            if not self._ready.wait_for(lambda: self._buffers[side], max(timeout_s, 0)):
+                return b""
             data = bytes(self._buffers[side][:max_bytes])
             del self._buffers[side][:max_bytes]
             return data

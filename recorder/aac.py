@@ -75,13 +75,18 @@ def asc_from_esds(payload: bytes) -> bytes:
     tag, body, _ = _read_descriptor(payload, 0)
     if tag != _ES_DESCRIPTOR:
         raise AacError(f"esds starts with descriptor tag {tag}, not an ES_Descriptor")
-    flags = payload[body + 2]
-    pos = body + 3 + (2 if flags & 0x80 else 0) + (2 if flags & 0x20 else 0)
-    if flags & 0x40:
-        pos += 1 + payload[pos]  # URL string
+    try:  # fixed fields whose bytes a cut or damaged esds may not have
+        flags = payload[body + 2]
+        pos = body + 3 + (2 if flags & 0x80 else 0) + (2 if flags & 0x20 else 0)
+        if flags & 0x40:
+            pos += 1 + payload[pos]  # URL string
+    except IndexError:
+        raise AacError("ES_Descriptor is truncated") from None
     tag, inner, end = _read_descriptor(payload, pos)
     if tag != _DECODER_CONFIG:
         raise AacError(f"ES_Descriptor holds tag {tag} where the DecoderConfigDescriptor belongs")
+    if inner >= end:
+        raise AacError("DecoderConfigDescriptor is empty")
     if payload[inner] != _OBJECT_TYPE_AAC:
         raise AacError(f"object type {payload[inner]:#x} is not MPEG-4 audio")
     tag, specific, specific_end = _read_descriptor(payload, inner + 13)

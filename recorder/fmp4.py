@@ -235,6 +235,11 @@ class SegmentContents:
         return self.samples[-1].decode_time + self.samples[-1].duration - self.start_ticks if self.samples else 0
 
 
+# What reading fixed fields at offsets a damaged box announces raises: a field past the buffer's end
+# (IndexError, struct.error) or a container with no child where one must be (StopIteration from next()).
+_DAMAGE = (IndexError, struct.error, StopIteration)
+
+
 def read_segment(path: str | os.PathLike) -> SegmentContents:
     """Parse a segment file written by `SegmentFile`, stopping at the first incomplete fragment.
 
@@ -244,7 +249,10 @@ def read_segment(path: str | os.PathLike) -> SegmentContents:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         boxes = scan_file(f, size)
-        contents = _read_init(f, boxes, size)
+        try:
+            contents = _read_init(f, boxes, size)
+        except _DAMAGE as exc:
+            raise Mp4Error(f"damaged moov box: {exc!r}") from exc
         pending_moof: tuple[BoxHeader, bytes] | None = None
         for header in boxes:
             if header.kind == b"moof":
@@ -253,7 +261,7 @@ def read_segment(path: str | os.PathLike) -> SegmentContents:
             elif header.kind == b"mdat" and pending_moof is not None:
                 try:
                     _add_fragment(contents, pending_moof, header)
-                except (Mp4Error, struct.error):
+                except (Mp4Error, *_DAMAGE):
                     break  # a damaged fragment ends the usable part, as a cut one does
                 pending_moof = None
     return contents
@@ -284,7 +292,10 @@ def _read_init(f, boxes, size: int) -> SegmentContents:
 def parse_track(moov: bytes) -> VideoTrack:
     """The video track description from a `moov` box's bytes."""
     for trak in (b for b in iter_boxes(moov, 8) if b.kind == b"trak"):
-        kind, _, parsed = _parse_trak(moov, trak)
+        try:
+            kind, _, parsed = _parse_trak(moov, trak)
+        except _DAMAGE as exc:
+            raise Mp4Error(f"damaged trak box: {exc!r}") from exc
         if kind == "video":
             return parsed
     raise Mp4Error("moov has no avc1 video track")

@@ -24,6 +24,9 @@ from recorder.segmenter import ticks_to_us
 
 log = logging.getLogger("nvr.recovery")
 
+# 90 kHz ticks from a run's start that a segment may end at: about 3 years, far beyond any run, and
+# small enough that the index's microsecond times stay 64-bit integers.
+MAX_MEDIA_TICKS = 90_000 * 100_000_000
 _NAME = re.compile(r"^ch(\d{2,3})/(main|sub)/(\d{8})-(\d{5})\.mp4$")
 
 
@@ -124,10 +127,16 @@ def _adopt(root: Path, index: Index, rel: str, report: RecoveryReport, dirty: se
         dirty.add(path.parent)
         report.removed_files.append(rel)
         return
+    start_ticks, end_ticks = contents.start_ticks, contents.start_ticks + contents.duration_ticks
+    if not 0 <= start_ticks < end_ticks <= MAX_MEDIA_TICKS:
+        # Damaged timestamps (a tfdt or sample duration with flipped bits): the index cannot hold such
+        # a row, but the pictures may be fine, so a person gets to look at the file.
+        log.error("recovery: %s has impossible timestamps (ticks %d to %d)", rel, start_ticks, end_ticks)
+        _quarantine(root, rel, report, dirty)
+        return
     if contents.usable_bytes < contents.file_bytes:
         _truncate(path, contents.usable_bytes, sync)
         report.cut_bytes += contents.file_bytes - contents.usable_bytes
-    start_ticks, end_ticks = contents.start_ticks, contents.start_ticks + contents.duration_ticks
     index.add_segment(Segment(
         id=0, run_id=run.id, channel=run.channel, stream=run.stream, seq=int(match.group(4)),
         start_us=run.start_us + ticks_to_us(start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),

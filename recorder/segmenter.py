@@ -32,6 +32,12 @@ log = logging.getLogger("nvr.segmenter")
 WALL_JUMP_US = 2_000_000  # a wall/monotonic offset change above this is a clock step, not jitter
 MAX_FRAME_GAP_TICKS = 10 * TIMESCALE  # a larger dts step is a timestamp discontinuity, not a frame
 EARLY_AUDIO_PACKETS = 250  # audio held while waiting for a run's first keyframe: about 5 s of AAC at 48 kHz
+MAX_CTO_TICKS = 10 * TIMESCALE  # a composition offset (pts - dts) beyond this is a broken timestamp, not B-frames
+MIN_SPS_BYTES = 4  # NAL header, profile, constraints, level: anything shorter is no SPS
+# A fragment is written after fragment_seconds of media time, or sooner at these bounds: a camera whose
+# timestamps barely move must not make the segmenter hold minutes of frames in memory.
+MAX_FRAGMENT_SAMPLES = 300  # 10 s at 30 fps
+MAX_FRAGMENT_BYTES = 32 * 1024 * 1024
 
 
 def segment_path(channel: int, stream: str, run_id: int, seq: int) -> str:
@@ -62,6 +68,7 @@ class _OpenSegment:
     fragment: list[Sample] = field(default_factory=list)
     fragment_start: int = 0
     fragment_ticks: int = 0
+    fragment_bytes: int = 0
     fragments_written: int = 0
 
 
@@ -132,6 +139,7 @@ class Segmenter:
         self._scale_num, self._scale_den = scale.numerator, scale.denominator
         self._length_size = ANNEX_B
         self._sps, self._pps = None, None
+        self._track_sps = self._track_pps = None  # the parameter sets of the track being written
         if info.extradata:
             try:
                 self._sps, self._pps = parameter_sets(info.extradata)
@@ -164,6 +172,35 @@ class Segmenter:
 
     def push(self, packet: EncodedPacket) -> None:
         """Take one packet (decode order). Malformed packets are counted and skipped, never raised."""
+        try:
+            self._push(packet)
+        except Exception as exc:  # noqa: BLE001 - the contract: a camera's bytes never end the recording thread
+            self._unexpected(exc)
+
+    def _unexpected(self, exc: Exception) -> None:
+        """A packet broke something no check foresaw: count it, close the segment at its last good
+        fragment (so no file is left open) and start again at the next keyframe."""
+        self.stats.bad_packets += 1
+        log.warning("channel %d %s: dropped a packet that could not be recorded (%s: %s)", self.channel, self.stream,
+                    type(exc).__name__, exc, exc_info=True)
+        self._pending = None
+        seg = self._segment
+        if seg is None:
+            return
+        self.stats.frames_lost += len(seg.fragment)
+        seg.fragment.clear()  # the fragment may hold what failed: it is not written
+        seg.fragment_ticks = seg.fragment_bytes = 0
+        try:
+            self._close_segment()
+        except Exception:  # noqa: BLE001 - closing is the last resort: the file at least is released
+            log.exception("channel %d %s: closing the segment failed", self.channel, self.stream)
+            self._segment = None
+            try:
+                seg.file.abandon()
+            except Exception:  # noqa: BLE001
+                log.exception("channel %d %s: abandoning the segment failed", self.channel, self.stream)
+
+    def _push(self, packet: EncodedPacket) -> None:
         if packet.track == "audio":
             self._push_audio(packet)
             return
@@ -222,6 +259,9 @@ class Segmenter:
 
     def _note_parameter_sets(self, sps: bytes | None, pps: bytes | None) -> bool:
         """Record in-band SPS/PPS; True if they differ from the track being written."""
+        if sps is not None and len(sps) < MIN_SPS_BYTES:
+            self.stats.bad_packets += 1  # the packet's picture may still be good: only the SPS is ignored
+            sps = None
         if sps is not None:
             self._sps = sps
         if pps is not None:
@@ -232,18 +272,35 @@ class Segmenter:
         if checked is None or checked[0] is not self._sps or checked[1] is not self._pps or checked[2] is not self._track:
             # Only when something changed: most packets carry no parameter sets (and this runs per packet).
             self._checked = (self._sps, self._pps, self._track)
-            self._params_differ = avcc_record(self._sps, self._pps) != self._track.avcc
+            try:
+                self._params_differ = avcc_record(self._sps, self._pps) != self._track.avcc
+            except H264Error as exc:
+                log.warning("channel %d %s: ignoring unusable parameter sets: %s", self.channel, self.stream, exc)
+                self.stats.bad_packets += 1
+                self._sps, self._pps = self._track_sps, self._track_pps
+                self._checked = (self._sps, self._pps, self._track)
+                self._params_differ = False
         return self._params_differ
 
     def _make_track(self) -> VideoTrack | None:
+        """The track of the current parameter sets; None when there are none usable yet."""
         if self._sps is None or self._pps is None:
             return None
         try:
+            avcc = avcc_record(self._sps, self._pps)
+        except H264Error as exc:
+            log.warning("channel %d %s: unusable parameter sets (%s)", self.channel, self.stream, exc)
+            self.stats.bad_packets += 1
+            self._sps = self._pps = None
+            return None
+        try:
             sps = parse_sps(self._sps)
+            width, height = sps.width, sps.height
         except H264Error as exc:
             log.warning("channel %d %s: unreadable SPS (%s); using the stream's size", self.channel, self.stream, exc)
-            return VideoTrack(self._info.width, self._info.height, avcc_record(self._sps, self._pps))
-        return VideoTrack(sps.width, sps.height, avcc_record(self._sps, self._pps))
+            width, height = self._info.width, self._info.height
+        self._track_sps, self._track_pps = self._sps, self._pps
+        return VideoTrack(width, height, avcc)
 
     def _begin_run_at(self, packet: EncodedPacket, keyframe: bool) -> None:
         self._track = self._make_track() if keyframe else None
@@ -329,6 +386,9 @@ class Segmenter:
                 fixed = self._pending.ticks + self._last_duration
                 self._tick_fix += fixed - ticks
                 ticks = fixed
+        if cto > MAX_CTO_TICKS:
+            self.stats.timestamp_fixes += 1  # a broken pts: the frame is shown at its dts
+            cto = 0
         return ticks, max(cto, 0)
 
     def _maybe_cut(self, ticks: int, track_changed: bool) -> int:
@@ -391,7 +451,9 @@ class Segmenter:
         self._last_duration = duration
         seg.fragment.append(Sample(pending.data, duration, pending.keyframe, pending.cto))
         seg.fragment_ticks += duration
-        if seg.fragment_ticks >= self._fragment_ticks:
+        seg.fragment_bytes += len(pending.data)
+        if (seg.fragment_ticks >= self._fragment_ticks or len(seg.fragment) >= MAX_FRAGMENT_SAMPLES
+                or seg.fragment_bytes >= MAX_FRAGMENT_BYTES):
             self._flush_fragment()
 
     def _flush_fragment(self) -> None:
@@ -416,6 +478,7 @@ class Segmenter:
         seg.frames += len(seg.fragment)
         seg.fragments_written += 1
         seg.fragment_start += seg.fragment_ticks
+        seg.fragment_bytes = 0
         seg.fragment.clear()
         seg.fragment_ticks = 0
 

@@ -15,6 +15,11 @@ class PacketSource(Protocol):
     `SourceError` or a subclass such as `SourceStalled`); `close` releases everything and may be called
     from another thread to stop a blocked `packets`. A source can be opened again after `close`:
     every `open` starts a new connection, which the recorder records as a new run.
+
+    Optional: an error with `refused = True` says the source answered and refused (wrong password, no
+    such stream), so retrying soon will not help; and a `probe() -> bool` method, a cheap check (for a
+    network camera, a TCP connect) that the recorder calls between attempts to notice the source is
+    back (recorder.reconnect).
     """
 
     name: str

@@ -1,38 +1,43 @@
-"""The loop that keeps one stream recording: connect, record, and reconnect with capped backoff."""
+"""The loop that keeps one stream recording: connect, record, and reconnect (recorder.reconnect decides when)."""
 from __future__ import annotations
 
 import logging
 import threading
-import time
 
+from base.clock import Clocks
 from recorder.alarms import AlarmSink
 from recorder.errors import VideoLoss
 from recorder.audio_transcode import AudioTranscoder, recordable, transcoded
 from recorder.live import LiveStream
+from recorder.reconnect import RETRY_MAX_S, ReconnectPolicy, Step
 from recorder.segmenter import Segmenter
 from recorder.source import PacketSource
 
 log = logging.getLogger("nvr.stream")
 
-STABLE_RUN_S = 30.0  # a connection that lasted this long resets the backoff
-
 
 class StreamRecorder:
     """Records `source` through `segmenter` on its own thread until `stop`.
 
-    Any failure of the source (refused, dropped, stalled, ended) ends the run; the loop waits
-    (1 s, doubling, capped at `reconnect_max_s`) and connects again, raising `source_lost` while the
-    stream is down. A `VideoLoss` (an analog input lost its picture) ends the run too, but the source
-    is opened again at once and no `source_lost` is raised: the source raised `video_loss` and waits
-    for the picture itself (recorder.video_loss). An unexpected exception is logged with its traceback
+    Any failure of the source (refused, dropped, stalled, ended) ends the run; the loop waits and
+    connects again, raising `source_lost` while the stream is down. The waits (recorder.reconnect):
+    from `reconnect_min_s`, doubling up to `reconnect_max_s` for a camera that answers and refuses
+    (the source's error has `refused` set), up to RETRY_MAX_S for any other failure; meanwhile the
+    source's `probe()` (if it has one: a TCP connect) is tried, and a camera seen answering again
+    after silence is opened at once. A `VideoLoss` (an analog input lost its picture) ends the run
+    too, but the source is opened again at once and no `source_lost` is raised: the source raised
+    `video_loss` and waits for the picture itself (recorder.video_loss). An unexpected exception is logged with its traceback
     and treated the same way: the thread never dies while the appliance runs.
     """
 
-    def __init__(self, *, source: PacketSource, segmenter: Segmenter, alarms: AlarmSink,
+    def __init__(self, *, source: PacketSource, segmenter: Segmenter, alarms: AlarmSink, clocks: Clocks,
                  reconnect_min_s: float = 1.0, reconnect_max_s: float = 30.0, live: LiveStream | None = None):
-        self.source, self.segmenter, self._alarms = source, segmenter, alarms
+        self.source, self.segmenter, self._alarms, self._clocks = source, segmenter, alarms, clocks
         self.live = live or LiveStream(segmenter.channel, segmenter.stream)
-        self._min_s, self._max_s = reconnect_min_s, reconnect_max_s
+        retry_max_s = max(reconnect_min_s, min(RETRY_MAX_S, reconnect_max_s))
+        self.policy = ReconnectPolicy(min_s=reconnect_min_s, retry_max_s=retry_max_s,
+                                      refused_max_s=max(reconnect_max_s, reconnect_min_s))
+        self.probes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connects = 0
@@ -40,6 +45,7 @@ class StreamRecorder:
         self.last_error: str | None = None
         self.connected = False
         self._reopen_at_once = False
+        self._last_refused = False
         self.transcoder: AudioTranscoder | None = None
 
     @property
@@ -73,20 +79,41 @@ class StreamRecorder:
                 log.error("%s: recording thread did not stop within %.0f s", self.label, timeout_s)
 
     def _loop(self) -> None:
-        delay = self._min_s
+        policy = self.policy
+        probe = getattr(self.source, "probe", None)
         while not self._stop.is_set():
-            started = time.monotonic()
+            policy.attempting()
+            started = self._clocks.monotonic_us() / 1e6
+            self._last_refused = False
             self._record_once()
             if self._stop.is_set():
                 break
             if self._reopen_at_once:  # video loss: the source raised its alarm and waits for the picture
-                self._reopen_at_once, delay = False, self._min_s
+                self._reopen_at_once = False
                 continue
-            if time.monotonic() - started >= STABLE_RUN_S:
-                delay = self._min_s
-            log.info("%s: reconnecting in %.1f s", self.label, delay)
-            self._stop.wait(delay)
-            delay = min(delay * 2, self._max_s)  # the first wait is reconnect_min_s, then it doubles
+            now = self._clocks.monotonic_us() / 1e6
+            delay = policy.failed(now, refused=self._last_refused, lasted_s=now - started)
+            log.info("%s: reconnecting in at most %.1f s%s", self.label, delay,
+                     " (the camera refused)" if self._last_refused else "")
+            self._wait_for_attempt(policy, probe)
+
+    def _wait_for_attempt(self, policy: ReconnectPolicy, probe) -> None:
+        """Wait until the policy says attempt (probing the camera meanwhile), or until stopped."""
+        while not self._stop.is_set():
+            now = self._clocks.monotonic_us() / 1e6
+            step = policy.next(now, can_probe=probe is not None)
+            if step.step is Step.ATTEMPT:
+                return
+            if step.step is Step.PROBE:
+                self.probes += 1
+                try:
+                    answered = bool(probe())
+                except Exception:  # noqa: BLE001 - a probe is advisory
+                    log.exception("%s: probing the camera failed", self.label)
+                    answered = False
+                policy.probed(self._clocks.monotonic_us() / 1e6, answered)
+                continue
+            self._clocks.wait(self._stop, step.wait_s)
 
     def _record_once(self) -> None:
         try:
@@ -121,6 +148,7 @@ class StreamRecorder:
             return
         self.failures += 1
         self.last_error = str(exc) or type(exc).__name__
+        self._last_refused = bool(getattr(exc, "refused", False))
         if isinstance(exc, (ConnectionError, TimeoutError, OSError, ValueError)):
             log.warning("%s: %s", self.label, self.last_error)
         else:
@@ -144,6 +172,7 @@ class StreamRecorder:
         stats = self.segmenter.stats
         out = {
             "connected": self.connected, "connects": self.connects, "failures": self.failures,
+            "probes": self.probes, "reopened_on_probe": self.policy.early_attempts,
             "last_error": self.last_error, **{k: getattr(stats, k) for k in stats.__slots__},
         }
         source_stats = getattr(self.source, "statistics", None)

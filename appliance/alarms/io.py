@@ -1,5 +1,5 @@
 """Wires the alarm side of the appliance from config: GPIO inputs and relays, motion watchers, health watch,
-the AlarmBoard's signals and the rule engine, all started and stopped together by the Supervisor.
+the AlarmBoard's signals and the rule engine, all started and stopped together by the Appliance (`appliance/app.py`).
 
 A part that cannot be set up (no GPIO on this board, a pin in use, a sensor missing) raises an alarm
 (`gpio_error`, ...) and the rest goes on: recording never depends on the alarm side.
@@ -198,7 +198,7 @@ class AlarmIO:
     def _start_health(self) -> None:
         temperature = self.config.alarms.temperature
         soc = [ThermalZones(root=temperature.thermal_root).read] if temperature.thermal_zones else []
-        ambient = [Sht3x(bus=temperature.sht3x.bus, address=temperature.sht3x.address).read] \
+        ambient = [Sht3x(bus=temperature.sht3x.bus, address=temperature.sht3x.address, clocks=self._clocks).read] \
             if temperature.sht3x is not None else []
         limits = Limits(min_c=temperature.min_c, max_c=temperature.max_c, max_soc_c=temperature.max_soc_c,
                         min_rh=temperature.min_rh, max_rh=temperature.max_rh, hysteresis=temperature.hysteresis)

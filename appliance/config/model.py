@@ -35,6 +35,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from base.credentials import mask_credentials as _mask_credentials
 from appliance.config.ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config.monitor import MonitorConfig
 from appliance.config.audio import AudioConfig, check_channel_audio
@@ -124,13 +125,8 @@ def _parse_size_text(text: str) -> int:
 
 
 def mask_credentials(url: str) -> str:
-    """`url` with the password replaced by ``***``, for messages and logs."""
-    scheme, separator, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")  # rpartition: passwords may contain '@'
-    if not separator or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostport}{slash}{path}"
+    """`url` with the password replaced by ``***``, for messages and logs (base.credentials: the one rule)."""
+    return _mask_credentials(url)
 
 
 def check_rtsp_url(url: str) -> str:
@@ -278,7 +274,9 @@ class RtspSource(_Section):
     timeout_s: float = Field(10.0, ge=1, le=120, description=(
         "Seconds without a packet after which the stream counts as stalled and is reopened."))
     reconnect_max_s: float = Field(30.0, ge=1, le=600, description=(
-        "Longest wait between reconnection attempts (the backoff doubles up to this)."))
+        "Longest wait between reconnection attempts to a camera that answers and refuses (wrong password, "
+        "no such stream; the wait doubles up to this). Other failures are retried within 2 s, and a camera "
+        "is reopened as soon as it accepts connections again."))
     client: Literal["auto", "native", "ffmpeg"] = Field("auto", description=(
         "RTSP client: 'native' (the appliance's own, cheapest: H.264 with AAC or G.711 audio over TCP), "
         "'ffmpeg' (FFmpeg's, via PyAV), or 'auto' (native, switching to FFmpeg for a camera that needs what "

@@ -1,19 +1,26 @@
 """The local HDMI monitor: the multi-view wall a DVR shows on the screen plugged into it.
 
-`build_monitor(supervisor)` wires a `Monitor` to what the supervisor owns (live taps, alarm board,
-status, index, PTZ when there is one); the supervisor starts and stops it with recording.
+`build_monitor(sources)` wires a `Monitor` to what it shows and drives, given as `MonitorSources`
+(live taps, faults, status, the index and data root for playback, PTZ when there is one);
+`appliance.app.Appliance` meets that protocol, and starts and stops the monitor with the rest.
 """
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Protocol
 
+from base.clock import Clocks
 from hal.display import DisplayRequest, open_display
 from hal.input_evdev import EvdevKeys, evdev_available
+from recorder.index import Index
+from recorder.live import LiveHub
 
 from appliance.config.model import Config, RtspSource
-from appliance.monitor.monitor import ChannelInfo, Monitor, PtzControl
+from appliance.monitor.monitor import ActiveFaults, ChannelInfo, Monitor
+from appliance.ptz.control import PtzControl
 
-__all__ = ["ChannelInfo", "Monitor", "PtzControl", "build_monitor", "channel_infos"]
+__all__ = ["ChannelInfo", "Monitor", "MonitorSources", "build_monitor", "channel_infos"]
 
 log = logging.getLogger("nvr.monitor")
 
@@ -25,18 +32,46 @@ def channel_infos(config: Config) -> list[ChannelInfo]:
             for channel in config.channels if channel.enabled]
 
 
-def build_monitor(supervisor) -> Monitor:
-    """A Monitor for `supervisor`'s config and state (not started)."""
-    config = supervisor.config.monitor
+class MonitorSources(Protocol):
+    """What the wall shows and drives. `index` is None while the recorder has not opened it (playback
+    then waits); `ptz` is None on an appliance without domes."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def clocks(self) -> Clocks: ...
+
+    @property
+    def live(self) -> LiveHub: ...
+
+    @property
+    def alarms(self) -> ActiveFaults: ...
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def index(self) -> Index | None: ...
+
+    @property
+    def ptz(self) -> PtzControl | None: ...
+
+    def status(self) -> dict: ...
+
+
+def build_monitor(sources: MonitorSources) -> Monitor:
+    """A Monitor for `sources`' config and state (not started)."""
+    config = sources.config.monitor
     request = DisplayRequest(backend=config.backend, size=config.size, refresh_hz=config.refresh_hz,
                              x_display=config.x_display)
-    return Monitor(config, channels=channel_infos(supervisor.config), live=supervisor.live, clocks=supervisor.clocks,
-                   open_display=lambda: open_display(request), alarms=supervisor.alarms, status=supervisor.status,
-                   ptz=getattr(supervisor, "ptz", None), index=lambda: supervisor.index, root=supervisor.root,
-                   keys=_evdev_keys(config.evdev))
+    return Monitor(config, channels=channel_infos(sources.config), live=sources.live, clocks=sources.clocks,
+                   open_display=lambda: open_display(request, clocks=sources.clocks), alarms=sources.alarms,
+                   status=sources.status, ptz=sources.ptz, index=lambda: sources.index, root=sources.root,
+                   keys=_evdev_keys(config.evdev, sources.clocks))
 
 
-def _evdev_keys(wanted: bool):
+def _evdev_keys(wanted: bool, clocks: Clocks):
     if not wanted:
         return None
     if not evdev_available():
@@ -44,7 +79,7 @@ def _evdev_keys(wanted: bool):
                  "console are read only through the display backend")
         return None
     try:
-        return EvdevKeys().poll
+        return EvdevKeys(clocks=clocks).poll
     except OSError as exc:
         log.warning("monitor: cannot read input devices: %s", exc)
         return None

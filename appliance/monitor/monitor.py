@@ -28,6 +28,7 @@ from appliance.monitor.lock import PinLock
 from appliance.monitor.osd import TileOsd
 from appliance.monitor.playback import PlaybackFeed, local_time_text
 from appliance.monitor.wall import StatusLine, TileView, Wall
+from appliance.ptz.control import PtzControl
 
 log = logging.getLogger("nvr.monitor")
 
@@ -50,21 +51,9 @@ class ChannelInfo:
     has_sub: bool = False
 
 
-class PtzControl(Protocol):
-    """What the monitor needs of PTZ (`appliance.ptz.service.PtzService` meets it): which channels have a dome,
-    continuous pan (-1 left, +1 right) / tilt (-1 down, +1 up) and zoom (+1 in, -1 out), and stop.
-    Commands may return a Future; the monitor does not wait for it."""
+class ActiveFaults(Protocol):
+    """The faults shown on the wall (`recorder.alarms.AlarmBoard` meets it)."""
 
-    def channels(self) -> list[int]: ...
-
-    def move(self, channel: int, pan: int, tilt: int) -> object: ...
-
-    def zoom(self, channel: int, direction: int) -> object: ...
-
-    def stop(self, channel: int) -> object: ...
-
-
-class AlarmSource(Protocol):
     def active(self) -> list: ...
 
 
@@ -72,7 +61,7 @@ class Monitor:
     """The wall on the local screen. See the module docstring for what it guarantees."""
 
     def __init__(self, config: MonitorConfig, *, channels: list[ChannelInfo], live: LiveHub, clocks: Clocks,
-                 open_display: Callable[[], Display], alarms: AlarmSource | None = None,
+                 open_display: Callable[[], Display], alarms: ActiveFaults | None = None,
                  status: Callable[[], dict] | None = None, ptz: PtzControl | None = None,
                  index: Callable[[], Index | None] | None = None, root: Path | None = None,
                  keys: Callable[[], list[InputEvent]] | None = None):

@@ -10,7 +10,6 @@ import fcntl
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from appliance.config.ptz import PtzPortConfig
 from appliance.ptz.service import channel_with_ptz, make_bus
 from drivers.pelco.protocol import MAX_PRESET, MAX_SPEED, STOP, Message, Move, Preset, encode, wire_to_degrees
 from drivers.pelco.bus import PelcoBus, TourStep
-from base.clock import RealClocks
+from base.clock import Clocks, RealClocks
 from hal.serial_port import PortBusy
 
 DATA_ROOT_LOCK = ".nvr.lock"  # appliance.supervisor.LOCK_FILE; not imported so `nvr ptz` stays light
@@ -56,14 +55,15 @@ def run_ptz_command(config: Config, *, channel: int, action: str, arg: str | Non
     except LookupError as exc:
         raise PtzCommandError(str(exc)) from None
     _check_arguments(action, arg, speed, for_s)
-    bus = make_bus(port, clocks=RealClocks())
+    clocks = RealClocks()  # a command at the console: the one place its clocks are chosen
+    bus = make_bus(port, clocks=clocks)
     try:
         bus.start(require_port=True)
     except PortBusy:
         raise PtzPortBusy(busy_message(port, config.storage.path)) from None
     where = f"address {found.ptz.address} on {port.url} ({port.protocol}, {port.baud} baud)"
     try:
-        return _dispatch(bus, found.ptz, action, arg, speed, for_s, where, out)
+        return _dispatch(bus, found.ptz, action, arg, speed, for_s, where, out, clocks)
     finally:
         bus.stop(halt_domes=False)  # a `left` must keep going after the command exits
 
@@ -91,7 +91,7 @@ def _preset_number(arg: str) -> int:
 
 
 def _dispatch(bus: PelcoBus, dome, action: str, arg: str | None, speed: int, for_s: float | None,
-              where: str, out: Callable[[str], None]) -> int:
+              where: str, out: Callable[[str], None], clocks: Clocks) -> int:
     if action == "position":
         return _position(bus, dome.address, where, out)
     if action == "tour-start":
@@ -104,7 +104,7 @@ def _dispatch(bus: PelcoBus, dome, action: str, arg: str | None, speed: int, for
         Preset(_PRESETS[action], _preset_number(arg)) if action in _PRESETS else _MOVES[action](speed))
     _send(bus, dome.address, message, f"{action}{' ' + arg if arg else ''}", where, out)
     if for_s is not None:
-        time.sleep(for_s)
+        clocks.sleep(for_s)
         _send(bus, dome.address, STOP, "stop", where, out)
     return 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -15,6 +14,8 @@ from appliance.presentation import recording_dicts
 from appliance.presentation import in_range, iso_utc, parse_time
 from appliance.web.users import AuthError
 from appliance.web.auth import authenticated, client_address
+from appliance.web.services import web_ptz
+from appliance.web.views import RecorderView
 from hal.storage import disk_usage
 from hal.sensors import ThermalZones, system_uptime_s
 from recorder.errors import StorageError
@@ -35,8 +36,8 @@ def ctx_of(request: Request):
     return request.app.state.ctx
 
 
-def supervisor_of(request: Request):
-    return request.app.state.ctx.supervisor
+def recorder_of(request: Request) -> RecorderView:
+    return request.app.state.ctx.appliance
 
 
 def query_time(text: str | None, *, now_us: int, name: str, default: int | None = None,
@@ -58,7 +59,7 @@ def query_time(text: str | None, *, now_us: int, name: str, default: int | None 
 
 
 def time_range(request: Request, start: str | None, end: str | None, *, default_span_us: int) -> tuple[int, int]:
-    now = supervisor_of(request).clocks.utc_now_us()
+    now = recorder_of(request).clocks.utc_now_us()
     end_us = query_time(end, now_us=now, name="end", default=now)
     start_us = query_time(start, now_us=now, name="start", default=end_us - default_span_us)
     if end_us <= start_us:
@@ -69,7 +70,7 @@ def time_range(request: Request, start: str | None, end: str | None, *, default_
 
 
 def channel_config(request: Request, channel: int):
-    for ch in supervisor_of(request).config.channels:
+    for ch in recorder_of(request).config.channels:
         if ch.id == channel:
             return ch
     raise HTTPException(404, f"no channel {channel}")
@@ -86,28 +87,18 @@ class WithOpenSegments:
     """The index plus the segments being written right now (not indexed until they close), so playback
     and the timeline reach the live edge instead of stopping up to a segment length short of it."""
 
-    def __init__(self, index, recorders):
-        self._index, self._recorders = index, recorders
-
-    def _open(self, channel: int | None, stream: str | None) -> list:
-        rows = []
-        for rec in list(self._recorders):
-            seg = rec.segmenter
-            if (channel is None or seg.channel == channel) and (stream is None or seg.stream == stream):
-                row = seg.open_segment_row() if hasattr(seg, "open_segment_row") else None
-                if row is not None:
-                    rows.append(row)
-        return rows
+    def __init__(self, index, recorder: RecorderView):
+        self._index, self._recorder = index, recorder
 
     def segments(self, *, channel=None, stream=None, start_us=None, end_us=None) -> list:
         rows = self._index.segments(channel=channel, stream=stream, start_us=start_us, end_us=end_us)
         known = {r.path for r in rows}
-        extra = [r for r in self._open(channel, stream) if r.path not in known
+        extra = [r for r in self._recorder.open_segments(channel=channel, stream=stream) if r.path not in known
                  and (start_us is None or r.end_us > start_us) and (end_us is None or r.start_us < end_us)]
         return sorted(rows + extra, key=lambda r: (r.channel, r.stream, r.start_us)) if extra else rows
 
     def next_segment(self, *, channel: int, stream: str, at_or_after_us: int):
-        found = [r for r in self._open(channel, stream) if r.start_us >= at_or_after_us]
+        found = [r for r in self._recorder.open_segments(channel=channel, stream=stream) if r.start_us >= at_or_after_us]
         indexed = self._index.next_segment(channel=channel, stream=stream, at_or_after_us=at_or_after_us)
         if indexed is not None:
             found.append(indexed)
@@ -115,33 +106,26 @@ class WithOpenSegments:
 
 
 def recordings_of(request: Request) -> WithOpenSegments:
-    return WithOpenSegments(index_of(request), supervisor_of(request).recorders)
+    return WithOpenSegments(index_of(request), recorder_of(request))
 
 
 @router.get("/api/channels")
 def channels(request: Request) -> list[dict]:
     """Every configured channel with its streams, their state and picture size."""
-    sup = supervisor_of(request)
-    ptz = getattr(sup, "ptz", None)
+    recorder = recorder_of(request)
+    ptz = web_ptz(ctx_of(request).appliance.ptz)
+    states = recorder.streams()
     out = []
-    for ch in sup.config.channels:
+    for ch in recorder.config.channels:
         streams = []
-        for rec in sup.recorders:
-            if rec.segmenter.channel != ch.id:
-                continue
-            info = sup.live.stream(ch.id, rec.segmenter.stream).info
-            streams.append({"stream": rec.segmenter.stream, "connected": rec.connected,
+        for state in (s for s in states if s.channel == ch.id):
+            info = recorder.live.stream(ch.id, state.stream).info
+            streams.append({"stream": state.stream, "connected": state.connected,
                             "width": info.width if info else None, "height": info.height if info else None,
                             "codec": info.codec if info else None})
-        has_ptz = bool(ptz is not None and _ptz_has(ptz, ch.id))
         out.append({"id": ch.id, "name": ch.name, "enabled": ch.enabled, "source": ch.source.type,
-                    "streams": streams, "ptz": has_ptz})
+                    "streams": streams, "ptz": ptz is not None and ptz.has_channel(ch.id)})
     return out
-
-
-def _ptz_has(ptz, channel: int) -> bool:
-    has = getattr(ptz, "has_channel", None)
-    return bool(has(channel)) if callable(has) else True
 
 
 @router.get("/api/recordings")
@@ -149,10 +133,10 @@ def recordings(request: Request, channel: int | None = Query(None, ge=1, le=256)
                stream: str | None = Query(None, pattern=STREAM_PATTERN),
                start: str | None = None, end: str | None = None) -> list[dict]:
     """Indexed segments overlapping [start, end) (ISO 8601 UTC, 'now', -5m, or µs since the epoch)."""
-    now = supervisor_of(request).clocks.utc_now_us()
+    now = recorder_of(request).clocks.utc_now_us()
     start_us = query_time(start, now_us=now, name="start")
     end_us = query_time(end, now_us=now, name="end")
-    return recording_dicts(index_of(request), supervisor_of(request).root, channel=channel, stream=stream,
+    return recording_dicts(index_of(request), recorder_of(request).root, channel=channel, stream=stream,
                            start_us=start_us, end_us=end_us)
 
 
@@ -212,16 +196,16 @@ def snapshot(request: Request, channel: int, stream: str = Query("main", pattern
 
 
 def _live_jpeg(request: Request, channel: int, stream: str, width: int | None) -> bytes | None:
-    sup = supervisor_of(request)
-    live = sup.live.stream(channel, stream)
+    recorder = recorder_of(request)
+    live = recorder.live.stream(channel, stream)
     frame = live.latest_frame()
-    if frame is not None and sup.clocks.monotonic_us() - frame.timestamp_us < 2_000_000:
+    if frame is not None and recorder.clocks.monotonic_us() - frame.timestamp_us < 2_000_000:
         return raw_to_jpeg(frame, max_width=width)
     if live.info is None:
         return None
-    mux, deadline = LiveMuxer(), time.monotonic() + 4.0  # the same re-framing as the live view
+    mux, deadline_us = LiveMuxer(), recorder.clocks.monotonic_us() + 4_000_000  # the same re-framing as the live view
     with live.subscribe(max_items=64) as sub:
-        while time.monotonic() < deadline:
+        while recorder.clocks.monotonic_us() < deadline_us:
             item = sub.get(timeout_s=0.5)
             if item is None:
                 continue
@@ -239,7 +223,7 @@ def _keyframe_jpeg(track, packet, width) -> bytes | None:
 
 
 def _recorded_jpeg(request: Request, channel: int, stream: str, width: int | None) -> bytes | None:
-    sup = supervisor_of(request)
+    recorder = recorder_of(request)
     index = index_of(request)
     last = index.last_end_us(channel, stream)
     if last is None:
@@ -248,9 +232,9 @@ def _recorded_jpeg(request: Request, channel: int, stream: str, width: int | Non
     if seg is None:
         return None
     try:
-        contents = ctx_of(request).segments.read(sup.root / seg.path)
+        contents = ctx_of(request).segments.read(recorder.root / seg.path)
         key = [s for s in contents.samples if s.keyframe][-1]
-        with open(sup.root / seg.path, "rb") as f:
+        with open(recorder.root / seg.path, "rb") as f:
             f.seek(key.offset)
             sample = f.read(key.size)
         return keyframe_to_jpeg(contents.track, sample, max_width=width)
@@ -261,19 +245,19 @@ def _recorded_jpeg(request: Request, channel: int, stream: str, width: int | Non
 @router.get("/api/health")
 def health(request: Request) -> dict:
     """Recorder status plus disks, temperatures, uptimes and viewer counts."""
-    sup = supervisor_of(request)
+    recorder = recorder_of(request)
     status = _status(request)
-    status["disks"] = [_disk(sup.root)]
+    status["disks"] = [_disk(recorder.root)]
     status["temperatures"] = _temperatures()
     status["system_uptime_s"] = system_uptime_s()
     status["viewers"] = dict(ctx_of(request).metrics)
-    status["time"] = iso_utc(sup.clocks.utc_now_us())
+    status["time"] = iso_utc(recorder.clocks.utc_now_us())
     return status
 
 
 def _status(request: Request) -> dict:
-    sup, reader = supervisor_of(request), ctx_of(request).reader()
-    return sup.status(index=reader) if reader is not None else sup.status()
+    recorder, reader = recorder_of(request), ctx_of(request).reader()
+    return recorder.status(index=reader) if reader is not None else recorder.status()
 
 
 def _disk(root: Path) -> dict:
@@ -319,7 +303,7 @@ def _metrics_auth(request: Request) -> None:
 
 
 def prometheus_text(request: Request) -> str:
-    sup = supervisor_of(request)
+    recorder = recorder_of(request)
     status = _status(request)
     lines = [
         "# HELP nvr_uptime_seconds Seconds since the recorder started.", "# TYPE nvr_uptime_seconds gauge",
@@ -328,7 +312,7 @@ def prometheus_text(request: Request) -> str:
         "# TYPE nvr_recorded_bytes gauge", f"nvr_recorded_bytes {status['bytes']}",
         "# TYPE nvr_alarms_active gauge", f"nvr_alarms_active {len(status['alarms'])}",
     ]
-    disk = _disk(sup.root)
+    disk = _disk(recorder.root)
     if disk["ok"]:
         lines += ["# TYPE nvr_disk_free_bytes gauge", f'nvr_disk_free_bytes{{path="{_label(disk["path"])}"}} {disk["free_bytes"]}',
                   "# TYPE nvr_disk_used_percent gauge", f'nvr_disk_used_percent{{path="{_label(disk["path"])}"}} {disk["used_percent"]}']

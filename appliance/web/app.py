@@ -24,6 +24,7 @@ from appliance.web.login_guard import LoginGuard
 from appliance.web.auth import SAFE_METHODS, authenticated
 from appliance.web.hosts import HostCheck
 from appliance.web.media import ExportJobs
+from appliance.web.views import ApplianceView
 from recorder.index import Index
 from recorder.playback import SegmentCache
 
@@ -34,14 +35,15 @@ _STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 
 @dataclass
 class WebContext:
-    """Everything a route needs, kept on `app.state.ctx`."""
+    """Everything a route needs, kept on `app.state.ctx`. The web's own stores (users, exports, its reader
+    connection) are closed by `close()`, after the server stopped."""
 
-    supervisor: object  # appliance.supervisor.Supervisor (or a test double with the same attributes)
+    appliance: ApplianceView
     users: UserStore
     exports: ExportJobs
+    logins: LoginGuard
     index: Index | None = None  # the web's own query-only connection, opened once the recorder's index exists
-    logins: LoginGuard = field(default_factory=LoginGuard)
-    hosts: HostCheck | None = None  # None: the names of supervisor.config.web
+    hosts: HostCheck | None = None  # None: the names of appliance.config.web
     segments: SegmentCache = field(default_factory=SegmentCache)
     metrics: dict = field(default_factory=lambda: {"live_viewers": 0, "mjpeg_viewers": 0, "exports": 0,
                                                    "playback_chunks": 0, "bad_requests": 0})
@@ -50,11 +52,20 @@ class WebContext:
     def reader(self) -> Index | None:
         """The index to read through: the web's own connection (opened on first use), or None while the
         recorder has not opened the index yet."""
-        if self.index is None and getattr(self.supervisor, "index", None) is not None:
+        if self.index is None and self.appliance.index is not None:
             with self._reader_lock:
                 if self.index is None:
-                    self.index = Index(self.supervisor.root, reader=True)
+                    self.index = Index(self.appliance.root, reader=True)
         return self.index
+
+    def close(self) -> None:
+        """Close the export jobs, the users store and the reader connection (the server has stopped)."""
+        self.exports.close()
+        self.users.close()
+        with self._reader_lock:
+            if self.index is not None:
+                self.index.close()
+                self.index = None
 
 
 def build_app(ctx: WebContext) -> FastAPI:
@@ -63,9 +74,9 @@ def build_app(ctx: WebContext) -> FastAPI:
                               "requests need the X-CSRF-Token header from the login answer.")
     app.state.ctx = ctx
     if ctx.hosts is None:
-        web = getattr(getattr(ctx.supervisor, "config", None), "web", None)
+        web = getattr(getattr(ctx.appliance, "config", None), "web", None)
         ctx.hosts = HostCheck(listen_host=web.host if web else "127.0.0.1",
-                              allowed_hosts=getattr(web, "allowed_hosts", ()))
+                              allowed_hosts=getattr(web, "allowed_hosts", ()), clocks=ctx.appliance.clocks)
     app.add_middleware(HostGuard, hosts=ctx.hosts)
     for module in (auth, api, media, live, ptz_alarms, config_page):
         if hasattr(module, "public_router"):

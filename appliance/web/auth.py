@@ -104,9 +104,9 @@ public_router = APIRouter(tags=["auth"])
 def ping(request: Request) -> dict:
     """The minimal public health probe: up, whether any stream is recording, whether set-up is needed."""
     ctx = request.app.state.ctx
-    recorders = ctx.supervisor.recorders
-    return {"status": "ok" if all(r.connected for r in recorders) else "degraded",
-            "streams": len(recorders), "recording": sum(1 for r in recorders if r.connected),
+    streams = ctx.appliance.streams()
+    return {"status": "ok" if all(s.connected for s in streams) else "degraded",
+            "streams": len(streams), "recording": sum(1 for s in streams if s.connected),
             "setup_required": not ctx.users.has_users()}
 
 

@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 
 from appliance.config.model import Config, ConfigError, ConfigTooLarge, parse_config
 from appliance.web.users import User
-from appliance.web.api import supervisor_of
 from appliance.web.auth import audit, authenticated, require
 from appliance.config.yaml_lines import MAX_YAML_CHARS
+from appliance.web.views import ConfigTarget
 
 router = APIRouter(tags=["config"], dependencies=[Depends(authenticated)])
 MAX_CONFIG_CHARS = MAX_YAML_CHARS
@@ -22,6 +22,10 @@ MAX_CONFIG_CHARS = MAX_YAML_CHARS
 
 class ConfigText(BaseModel):
     yaml: str = Field(max_length=MAX_CONFIG_CHARS)
+
+
+def _target(request: Request) -> ConfigTarget:
+    return request.app.state.ctx.appliance
 
 
 def _config_file(config: Config) -> Path | None:
@@ -33,7 +37,7 @@ def _config_file(config: Config) -> Path | None:
 @router.get("/api/config")
 def get_config(request: Request, _: User = Depends(require("admin"))) -> dict:
     """The running config's YAML and where it came from."""
-    config = supervisor_of(request).config
+    config = _target(request).config
     path = _config_file(config)
     if path is not None:
         try:
@@ -46,7 +50,7 @@ def get_config(request: Request, _: User = Depends(require("admin"))) -> dict:
 
 
 def _validate(request: Request, text: str) -> tuple[Config | None, list[dict]]:
-    config = supervisor_of(request).config
+    config = _target(request).config
     path = _config_file(config)
     try:
         new = parse_config(text, source=str(path) if path else "<web>", base_dir=path.parent if path else Path.cwd())
@@ -67,13 +71,13 @@ def validate_config(body: ConfigText, request: Request, _: User = Depends(requir
     over-long numbers, NUL characters."""
     new, problems = _validate(request, body.yaml)
     return {"ok": new is not None, "problems": problems,
-            "changed_channels": changed_channels(supervisor_of(request).config, new) if new else []}
+            "changed_channels": changed_channels(_target(request).config, new) if new else []}
 
 
 @router.put("/api/config")
 def save_config(body: ConfigText, request: Request, _: User = Depends(require("admin"))) -> dict:
     """Validate, then save over the config file. 422 with the problems if invalid; nothing is written then."""
-    old = supervisor_of(request).config
+    old = _target(request).config
     path = _config_file(old)
     if path is None:
         raise HTTPException(409, "the appliance runs on the built-in default; start it with --config FILE to edit a file")
@@ -83,7 +87,7 @@ def save_config(body: ConfigText, request: Request, _: User = Depends(require("a
     _write_atomically(path, body.yaml)
     changed = changed_channels(old, new)
     whole = _needs_full_restart(old, new)
-    restarted = [] if whole else supervisor_of(request).restart_channels(new, changed)
+    restarted = [] if whole else _target(request).restart_channels(new, changed)
     audit(request, "config_save", {"file": str(path), "changed_channels": changed, "restarted": restarted})
     if whole:
         message = f"saved {path}; storage or web settings changed: restart nvr to apply them"

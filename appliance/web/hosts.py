@@ -13,10 +13,10 @@ a port-forwarding router's address).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
+from base.clock import Clocks
 from hal.network import host_name, local_addresses
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -53,12 +53,13 @@ class HostCheck:
 
     def __init__(self, *, listen_host: str, allowed_hosts: Iterable[str] = (),
                  addresses: Callable[[], set[str]] = local_addresses, hostname: Callable[[], str] = host_name,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 clocks: Clocks):
         fixed = {host_of(h) or h.lower() for h in allowed_hosts} | set(LOOPBACK_NAMES)
         if listen_host.lower() not in WILDCARDS:
             fixed.add(listen_host.lower().strip("[]"))
         self._fixed = frozenset(fixed)
-        self._addresses, self._hostname, self._now = addresses, hostname, monotonic
+        self._addresses, self._hostname = addresses, hostname
+        self._now = lambda: clocks.monotonic_us() / 1e6
         self._names: frozenset[str] = frozenset()
         self._read_at = -REFRESH_S
         self._lock = threading.Lock()

@@ -12,12 +12,13 @@ import asyncio
 import json
 import logging
 import threading
-import time
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from appliance.web.api import STREAM_PATTERN, channel_config, ctx_of, supervisor_of
+from base.clock import Clocks
+from appliance.web.api import STREAM_PATTERN, channel_config, ctx_of, recorder_of
+from appliance.web.views import RecorderView
 from appliance.web.auth import authenticated, websocket_user
 from recorder.live import RunStarted
 from recorder.live_mux import LiveInit, LiveMuxer
@@ -32,8 +33,8 @@ QUEUE_ITEMS = 64
 BOUNDARY = "nvrframe"
 
 
-def _has_stream(supervisor, channel: int, stream: str) -> bool:
-    return any(r.segmenter.channel == channel and r.segmenter.stream == stream for r in supervisor.recorders)
+def _has_stream(recorder: RecorderView, channel: int, stream: str) -> bool:
+    return any(s.channel == channel and s.stream == stream for s in recorder.streams())
 
 
 @ws_router.websocket("/api/live/{channel}/{stream}")
@@ -44,26 +45,26 @@ async def live_socket(websocket: WebSocket, channel: int, stream: str, timing: b
         await websocket.close(code=1008, reason="log in first")
         return
     await websocket.accept()
-    if stream not in ("main", "sub") or not _has_stream(ctx.supervisor, channel, stream):
+    if stream not in ("main", "sub") or not _has_stream(ctx.appliance, channel, stream):
         await websocket.send_text(json.dumps({"type": "error", "message": f"channel {channel} has no {stream} stream"}))
         await websocket.close(code=1008)
         return
     ctx.metrics["live_viewers"] += 1
     try:
-        await _serve_live(websocket, ctx.supervisor, channel, stream, timing)
+        await _serve_live(websocket, ctx.appliance, channel, stream, timing)
     finally:
         ctx.metrics["live_viewers"] -= 1
 
 
-async def _serve_live(websocket: WebSocket, supervisor, channel: int, stream: str, timing: bool) -> None:
+async def _serve_live(websocket: WebSocket, recorder: RecorderView, channel: int, stream: str, timing: bool) -> None:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_ITEMS)
     stop = threading.Event()
-    pump = threading.Thread(target=_pump, args=(supervisor, channel, stream, queue, loop, stop),
+    pump = threading.Thread(target=_pump, args=(recorder, channel, stream, queue, loop, stop),
                             name=f"live-ch{channel}-{stream}", daemon=True)
     pump.start()
     closed = asyncio.ensure_future(_wait_closed(websocket))
-    clocks = supervisor.clocks
+    clocks = recorder.clocks
     try:
         while not closed.done():
             getter = asyncio.ensure_future(queue.get())
@@ -100,11 +101,11 @@ async def _wait_closed(websocket: WebSocket) -> None:
         return
 
 
-def _pump(supervisor, channel: int, stream: str, queue: asyncio.Queue, loop, stop: threading.Event) -> None:
+def _pump(recorder: RecorderView, channel: int, stream: str, queue: asyncio.Queue, loop, stop: threading.Event) -> None:
     """Viewer thread: live tap → muxer → the socket's queue. Blocks on a full queue, so the tap's own
     bounded queue overflows and resynchronises at a keyframe."""
     mux = LiveMuxer()
-    with supervisor.live.stream(channel, stream).subscribe(max_items=256) as sub:
+    with recorder.live.stream(channel, stream).subscribe(max_items=256) as sub:
         while not stop.is_set():
             item = sub.get(timeout_s=0.5)
             if item is None:
@@ -128,10 +129,10 @@ def live_mjpeg(request: Request, channel: int, stream: str, fps: float = Query(4
                width: int | None = Query(640, ge=16, le=3840)) -> StreamingResponse:
     """Motion JPEG of a stream, for browsers without Media Source Extensions (decoded here, a few fps)."""
     channel_config(request, channel)
-    if stream not in ("main", "sub") or not _has_stream(supervisor_of(request), channel, stream):
+    if stream not in ("main", "sub") or not _has_stream(recorder_of(request), channel, stream):
         raise HTTPException(404, f"channel {channel} has no {stream} stream")
     ctx = ctx_of(request)
-    frames = _mjpeg_frames(supervisor_of(request), channel, stream, fps, width)
+    frames = _mjpeg_frames(recorder_of(request), channel, stream, fps, width)
 
     def body():
         ctx.metrics["mjpeg_viewers"] += 1
@@ -144,10 +145,10 @@ def live_mjpeg(request: Request, channel: int, stream: str, fps: float = Query(4
                              headers={"Cache-Control": "no-store"})
 
 
-def _mjpeg_frames(supervisor, channel: int, stream: str, fps: float, width: int | None):
-    live = supervisor.live.stream(channel, stream)
+def _mjpeg_frames(recorder: RecorderView, channel: int, stream: str, fps: float, width: int | None):
+    live = recorder.live.stream(channel, stream)
     if live.latest_frame() is not None:  # an analog channel: its raw frames, no decoding
-        yield from _raw_frames(live, fps, width)
+        yield from _raw_frames(live, fps, width, recorder.clocks)
         return
     transcoder = MjpegTranscoder(interval_us=round(1e6 / fps), max_width=width)
     with live.subscribe(max_items=128) as sub:
@@ -163,10 +164,10 @@ def _mjpeg_frames(supervisor, channel: int, stream: str, fps: float, width: int 
                 yield jpeg
 
 
-def _raw_frames(live, fps: float, width: int | None):
+def _raw_frames(live, fps: float, width: int | None, clocks: Clocks):
     sequence = -1
     while True:
-        started = time.monotonic()
+        started_us = clocks.monotonic_us()
         frame = live.latest_frame(newer_than=sequence, timeout_s=2.0)
         if frame is None:
             continue
@@ -175,4 +176,4 @@ def _raw_frames(live, fps: float, width: int | None):
             yield raw_to_jpeg(frame, max_width=width)
         except SnapshotError:
             continue
-        time.sleep(max(0.0, 1 / fps - (time.monotonic() - started)))
+        clocks.sleep(max(0.0, 1 / fps - (clocks.monotonic_us() - started_us) / 1e6))

@@ -28,12 +28,13 @@ import asyncio
 import ipaddress
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from base.clock import Clocks
 
 T = TypeVar("T")
 
@@ -81,9 +82,8 @@ class Ticket:
 class LoginGuard:
     """The password-check pool and the failure counters. Thread-safe; one per web app."""
 
-    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic, hash_slots: int = HASH_SLOTS,
-                 max_queued: int = MAX_QUEUED):
-        self._now = monotonic
+    def __init__(self, *, clocks: Clocks, hash_slots: int = HASH_SLOTS, max_queued: int = MAX_QUEUED):
+        self._now = lambda: clocks.monotonic_us() / 1e6
         self._lock = threading.Lock()
         self._pairs: dict[tuple[str, str], _Count] = {}
         self._addresses: dict[str, _Count] = {}

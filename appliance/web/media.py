@@ -5,19 +5,19 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
+from base.clock import Clocks
 from appliance.presentation import iso_utc
 from appliance.web.users import User
 from appliance.web.api import (STREAM_PATTERN, channel_config, ctx_of, index_of, query_time, recordings_of,
-                               supervisor_of, time_range)
+                               recorder_of, time_range)
 from appliance.web.auth import audit, authenticated, require
 from recorder.errors import ExportError, StorageError
 from recorder.export import export
@@ -45,14 +45,14 @@ def playback(request: Request, channel: int, start: str, stream: str = Query("ma
     (ask for the next chunk there; absent at the end of the recording), `X-Codec` (for MSE).
     """
     channel_config(request, channel)
-    now_us = supervisor_of(request).clocks.utc_now_us()
+    now_us = recorder_of(request).clocks.utc_now_us()
     start_us = query_time(start, now_us=now_us, name="start", required=True)
     base_us = query_time(base, now_us=now_us, name="base")
     if base_us is not None and base_us > start_us:
         raise HTTPException(422, "base must not be after start")
     ctx = ctx_of(request)
     try:
-        chunk = playback_chunk(recordings_of(request), supervisor_of(request).root, channel=channel, stream=stream,
+        chunk = playback_chunk(recordings_of(request), recorder_of(request).root, channel=channel, stream=stream,
                                start_us=start_us, duration_us=round(duration_s * 1e6), base_us=base_us, cache=ctx.segments)
     except (OSError, Mp4Error, StorageError) as exc:
         log.warning("playback of channel %d at %s failed: %s", channel, iso_utc(start_us), exc)
@@ -83,8 +83,9 @@ class ExportJob:
     done_bytes: int = 0
     total_bytes: int = 0
     error: str | None = None
-    created_s: float = 0.0
+    created_s: float = 0.0  # on the monotonic clock: only its age matters
     frames: int = 0
+    future: Future | None = field(default=None, repr=False, compare=False)
 
     def public(self) -> dict:
         return {"id": self.id, "channel": self.channel, "stream": self.stream, "start": iso_utc(self.start_us),
@@ -98,8 +99,8 @@ class ExportJobs:
     """Exports run one at a time on their own thread (a long one never holds up HTTP), into
     `<data root>/.exports`; finished files are kept an hour for downloading, then removed."""
 
-    def __init__(self, root: Path):
-        self.folder = root / EXPORT_DIR
+    def __init__(self, root: Path, *, clocks: Clocks):
+        self.folder, self._clocks = root / EXPORT_DIR, clocks
         for leftover in self.folder.glob("*.mp4*"):  # a previous run's exports: their jobs are gone with it
             leftover.unlink(missing_ok=True)
         self._jobs: dict[str, ExportJob] = {}
@@ -113,9 +114,10 @@ class ExportJobs:
                 raise HTTPException(429, "too many exports are waiting; try again when one is done")
             self.folder.mkdir(parents=True, exist_ok=True)
             job_id = secrets.token_hex(8)
-            job = ExportJob(job_id, user, channel, stream, start_us, end_us, self.folder / f"{job_id}.mp4", created_s=time.time())
+            job = ExportJob(job_id, user, channel, stream, start_us, end_us, self.folder / f"{job_id}.mp4",
+                            created_s=self._clocks.monotonic_us() / 1e6)
             self._jobs[job_id] = job
-        self._pool.submit(self._run, job, index, root)
+        job.future = self._pool.submit(self._run, job, index, root)
         return job
 
     def _run(self, job: ExportJob, index, root: Path) -> None:
@@ -136,8 +138,7 @@ class ExportJobs:
     def run_now(self, index, root: Path, *, user: str, channel: int, stream: str, start_us: int, end_us: int) -> ExportJob:
         """Export on the calling (worker) thread and return the finished job."""
         job = self.submit(index, root, user=user, channel=channel, stream=stream, start_us=start_us, end_us=end_us)
-        while job.state in ("queued", "running"):
-            time.sleep(0.05)
+        wait([job.future])
         return job
 
     def get(self, job_id: str, user: User) -> ExportJob:
@@ -150,7 +151,7 @@ class ExportJobs:
         return [j for j in self._jobs.values() if j.user == user.name or user.may("admin")]
 
     def _clean(self) -> None:
-        cutoff = time.time() - KEEP_EXPORTS_S
+        cutoff = self._clocks.monotonic_us() / 1e6 - KEEP_EXPORTS_S
         with self._lock:
             for job_id, job in list(self._jobs.items()):
                 if job.created_s < cutoff and job.state in ("done", "failed"):
@@ -180,7 +181,7 @@ def _checked_range(request: Request, channel: int, start: str, end: str) -> tupl
 def start_export(body: ExportRequest, request: Request, user: User = Depends(require("operator"))) -> dict:
     """Start an export; poll `GET /api/exports/{id}` for progress, then download its `download` URL."""
     start_us, end_us = _checked_range(request, body.channel, body.start, body.end)
-    job = ctx_of(request).exports.submit(index_of(request), supervisor_of(request).root, user=user.name,
+    job = ctx_of(request).exports.submit(index_of(request), recorder_of(request).root, user=user.name,
                                          channel=body.channel, stream=body.stream, start_us=start_us, end_us=end_us)
     audit(request, "export", {"channel": body.channel, "stream": body.stream, "start": iso_utc(start_us), "end": iso_utc(end_us)})
     ctx_of(request).metrics["exports"] += 1
@@ -213,7 +214,7 @@ def export_now(request: Request, channel: int = Query(ge=1, le=256), start: str 
     start_us, end_us = _checked_range(request, channel, start, end)
     audit(request, "export", {"channel": channel, "stream": stream, "start": iso_utc(start_us), "end": iso_utc(end_us)})
     ctx_of(request).metrics["exports"] += 1
-    job = ctx_of(request).exports.run_now(index_of(request), supervisor_of(request).root, user=user.name,
+    job = ctx_of(request).exports.run_now(index_of(request), recorder_of(request).root, user=user.name,
                                           channel=channel, stream=stream, start_us=start_us, end_us=end_us)
     if job.state != "done":
         raise HTTPException(404 if "no " in (job.error or "") else 422, job.error or "the export failed")

@@ -1,63 +1,38 @@
-"""PTZ and alarm routes, over small protocols the appliance's PTZ and alarm-I/O services satisfy.
+"""PTZ and alarm routes, over the narrow controls of `appliance.web.views`.
 
-The routes take the services from the supervisor (`supervisor.ptz`, `supervisor.alarm_io`) when it has
-them and answer 404 with the reason when it has not (a permanent answer, not a 5xx "try later"). Active alarms and the manual trigger work on the
-supervisor's alarm board, which every appliance has. PTZ and alarm actions need the operator role
-and are written to the audit log.
+The routes take the appliance's PTZ service and alarm I/O (adapted to `WebPtzControl` and `AlarmPanel`
+by `appliance.web.services`) when it has them, and answer 404 with the reason when it has not (a
+permanent answer, not a 5xx "try later"). Active faults and the manual trigger work on the appliance's
+fault board, which every appliance has. PTZ and alarm actions need the operator role and are written
+to the audit log.
 """
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from appliance.presentation import iso_utc
 from appliance.web.users import User
-from appliance.web.api import channel_config, supervisor_of
+from appliance.web.api import channel_config
 from appliance.web.auth import audit, authenticated, require
-from appliance.web.services import WebAlarmIo, WebPtz
+from appliance.web.services import alarm_panel, web_ptz
+from appliance.web.views import AlarmPanel, ApplianceView, WebPtzControl
 
 router = APIRouter(tags=["ptz and alarms"], dependencies=[Depends(authenticated)])
 
 
-@runtime_checkable
-class PtzControl(Protocol):
-    """What the PTZ routes need. Speeds and directions are -1.0..1.0 (0 = still)."""
-
-    def has_channel(self, channel: int) -> bool: ...
-
-    def move(self, channel: int, *, pan: float, tilt: float) -> None: ...
-
-    def zoom(self, channel: int, *, speed: float) -> None: ...
-
-    def stop(self, channel: int) -> None: ...
-
-    def goto_preset(self, channel: int, preset: int) -> None: ...
-
-    def set_preset(self, channel: int, preset: int) -> None: ...
+def _appliance(request: Request) -> ApplianceView:
+    return request.app.state.ctx.appliance
 
 
-@runtime_checkable
-class AlarmIo(Protocol):
-    """What the alarm routes need from the alarm inputs/outputs service."""
-
-    def inputs(self) -> list[dict]: ...  # {"id", "name", "active", ...}
-
-    def outputs(self) -> list[dict]: ...  # {"id", "name", "on", ...}
-
-    def set_output(self, output_id: str, on: bool) -> None: ...
+def _ptz_control(request: Request) -> WebPtzControl | None:
+    """The appliance's PTZ service as the routes need it; None when no channel has a dome."""
+    return web_ptz(_appliance(request).ptz)
 
 
-def _ptz_control(request: Request) -> PtzControl | None:
-    """The supervisor's PTZ service as the routes need it; None when no channel has a dome."""
-    service = getattr(supervisor_of(request), "ptz", None)
-    if service is None or isinstance(service, PtzControl):
-        return service
-    return WebPtz(service) if service.channels() else None
-
-
-def _ptz(request: Request, channel: int) -> PtzControl:
+def _ptz(request: Request, channel: int) -> WebPtzControl:
     channel_config(request, channel)
     ptz = _ptz_control(request)
     if ptz is None:
@@ -109,21 +84,17 @@ def ptz_command(channel: int, command: PtzCommand, request: Request, _: User = D
 # alarms
 
 
-def _alarm_io(request: Request) -> AlarmIo | None:
-    io = getattr(supervisor_of(request), "alarm_io", None)
-    if io is None or isinstance(io, AlarmIo):
-        return io
-    return WebAlarmIo(io) if io.contacts or io.relays else None  # no pins configured: no alarm I/O
+def _alarm_io(request: Request) -> AlarmPanel | None:
+    return alarm_panel(_appliance(request).alarm_io)
 
 
 @router.get("/api/alarms")
 def alarms(request: Request) -> dict:
-    """Active alarms, alarm inputs and relay outputs."""
-    sup = supervisor_of(request)
+    """Active faults, alarm inputs and relay outputs."""
     io = _alarm_io(request)
     return {
         "active": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us,
-                    "since": iso_utc(a.since_us)} for a in sup.alarms.active()],
+                    "since": iso_utc(a.since_us)} for a in _appliance(request).alarms.active()],
         "io": io is not None,
         "inputs": io.inputs() if io is not None else [],
         "outputs": io.outputs() if io is not None else [],
@@ -154,14 +125,14 @@ def trigger(body: ManualAlarm, request: Request, user: User = Depends(require("o
     if io is not None and hasattr(io, "trigger"):
         io.trigger(channel=body.channel, message=message)
     else:
-        supervisor_of(request).alarms.raise_alarm("manual", message, channel=body.channel)
+        _appliance(request).alarms.raise_alarm("manual", message, channel=body.channel)
     audit(request, "alarm_trigger", body.model_dump())
     return {"ok": True}
 
 
 @router.post("/api/alarms/clear")
 def clear(body: AlarmClear, request: Request, _: User = Depends(require("operator"))) -> dict:
-    supervisor_of(request).alarms.clear_alarm(body.kind, channel=body.channel)
+    _appliance(request).alarms.clear_alarm(body.kind, channel=body.channel)
     audit(request, "alarm_clear", body.model_dump())
     return {"ok": True}
 

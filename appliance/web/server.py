@@ -9,27 +9,37 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from appliance.supervisor import Supervisor
 from appliance.web.users import UserStore
 from appliance.web.app import WebContext, build_app
 from appliance.web.hosts import HostCheck
+from appliance.web.login_guard import LoginGuard
 from appliance.web.media import ExportJobs
+from appliance.web.views import ApplianceView
 
 log = logging.getLogger("nvr.web")
 
 
-def create_app(supervisor: Supervisor, *, users: UserStore | None = None, listen_host: str | None = None) -> FastAPI:
-    """The FastAPI application (routes in web_auth, web_api, web_media, web_live, web_devices, web_config).
-    Users, sessions and the audit log live in `web.state_dir` (default: the data root). The web reads the
-    index through a query-only connection of its own, so no HTTP request holds up a recorder's commit.
-    Build the app before `supervisor.start()`: building it costs CPU the first seconds of recording need.
-    `listen_host` (default: web.listen's) is one of the names state-changing requests may use (web_hosts)."""
+def web_context(appliance: ApplianceView, *, users: UserStore | None = None,
+                listen_host: str | None = None) -> WebContext:
+    """What the routes share, over `appliance`. Users, sessions and the audit log live in `web.state_dir`
+    (default: the data root) unless a store is given. The web reads the index through a query-only
+    connection of its own, so no HTTP request holds up a recorder's commit. `listen_host` (default:
+    web.listen's) is one of the names state-changing requests may use (`appliance.web.hosts`).
+    `WebContext.close()` closes the stores it opened, the given users store included."""
+    web, clocks = appliance.config.web, appliance.clocks
     if users is None:
-        state_dir = getattr(supervisor.config.web, "state_dir", None) or supervisor.root
-        users = UserStore(Path(state_dir), clocks=supervisor.clocks)
-    web = supervisor.config.web
-    hosts = HostCheck(listen_host=listen_host or web.host, allowed_hosts=web.allowed_hosts)
-    return build_app(WebContext(supervisor=supervisor, users=users, exports=ExportJobs(supervisor.root), hosts=hosts))
+        users = UserStore(Path(web.state_dir or appliance.root), clocks=clocks)
+    hosts = HostCheck(listen_host=listen_host or web.host, allowed_hosts=web.allowed_hosts, clocks=clocks)
+    return WebContext(appliance=appliance, users=users, exports=ExportJobs(appliance.root, clocks=clocks),
+                      logins=LoginGuard(clocks=clocks), hosts=hosts)
+
+
+def create_app(appliance: ApplianceView, *, users: UserStore | None = None,
+               listen_host: str | None = None) -> FastAPI:
+    """The FastAPI application over `appliance` (routes in `auth`, `api`, `media`, `live`, `ptz_alarms`,
+    `config_page`); its context is `app.state.ctx`. `appliance.app.Appliance` builds it before recording
+    starts: importing and building it costs CPU the first seconds of recording need."""
+    return build_app(web_context(appliance, users=users, listen_host=listen_host))
 
 
 class _Server(uvicorn.Server):

@@ -1,4 +1,5 @@
-"""The appliance's PTZ and alarm-I/O services seen through what the web routes need (web_devices protocols).
+"""The appliance's PTZ and alarm-I/O services seen through what the web routes need
+(`appliance.web.views.WebPtzControl` and `AlarmPanel`).
 
 The web speaks in browser terms (speeds -1..1, outputs on/off); `PtzService` speaks Pelco terms
 (directions and 0-63 speeds, Futures) and `AlarmIO` in relays and contacts. These adapters are the one
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from appliance.alarms.io import AlarmIO
 from appliance.ptz.service import PtzService
+from appliance.web.views import AlarmPanel, WebPtzControl
 
 MAX_SPEED = 63
 COMMAND_TIMEOUT_S = 2.0  # a frame queued behind a busy bus; the bus worker paces, the browser waits
@@ -17,8 +19,22 @@ def _sign(value: float) -> int:
     return (value > 0) - (value < 0)
 
 
+def web_ptz(service: PtzService | WebPtzControl | None) -> WebPtzControl | None:
+    """The PTZ service as the routes need it; None when there is none or no channel has a dome."""
+    if service is None or isinstance(service, WebPtzControl):
+        return service
+    return WebPtz(service) if service.channels() else None
+
+
+def alarm_panel(io: AlarmIO | AlarmPanel | None) -> AlarmPanel | None:
+    """The alarm I/O as the routes need it; None when there is none or it has no pins configured."""
+    if io is None or isinstance(io, AlarmPanel):
+        return io
+    return WebAlarmPanel(io) if io.contacts or io.relays else None
+
+
 class WebPtz:
-    """`web_devices.PtzControl` over `PtzService`. Commands wait until the frame is on the wire, so a
+    """`WebPtzControl` over `PtzService`. Commands wait until the frame is on the wire, so a
     failing bus answers the request with an error instead of failing silently later."""
 
     def __init__(self, service: PtzService):
@@ -54,8 +70,8 @@ class WebPtz:
             raise OSError(f"the RS-485 bus did not send the command within {COMMAND_TIMEOUT_S:g} s") from exc
 
 
-class WebAlarmIo:
-    """`web_devices.AlarmIo` over `AlarmIO`: contacts as inputs, relays as outputs."""
+class WebAlarmPanel:
+    """`AlarmPanel` over `AlarmIO`: contacts as inputs, relays as outputs."""
 
     def __init__(self, alarm_io: AlarmIO):
         self._io = alarm_io

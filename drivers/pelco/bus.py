@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -102,7 +101,7 @@ class PelcoBus:
         self._last_rx_s = 0.0
         self._quiet_s = max(0.01, 5 * character_time_s(baud))  # line idle long enough to end a frame
         self._stats = dict.fromkeys(("frames_sent", "bytes_sent", "queries", "timeouts", "acks", "reports",
-                                     "echoes", "superseded", "port_errors", "tour_steps"), 0)
+                                     "echoes", "superseded", "port_errors", "tour_steps", "worker_errors"), 0)
         self.last_error: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -223,6 +222,10 @@ class PelcoBus:
                 self._step()
             except SerialPortError as exc:
                 self._port_failed(exc)
+            except Exception:  # noqa: BLE001 - whatever a dome sends, the worker serves the next command
+                with self._cond:
+                    self._stats["worker_errors"] += 1
+                log.exception("PTZ bus %s: handling the line failed; the worker goes on", self.name)
         self._shutdown()
 
     def _step(self) -> None:
@@ -277,6 +280,10 @@ class PelcoBus:
             if not request.future.done():
                 request.future.set_exception(BusDown(f"PTZ bus {self.name}: {exc}"))
             raise
+        except Exception as exc:
+            if not request.future.done():  # the caller hears of it now, not after its timeout
+                request.future.set_exception(PelcoBusError(f"PTZ bus {self.name}: {exc}"))
+            raise
 
     def _pace(self) -> None:
         """Wait until the previous frame has left the wire and the line has been quiet for the gap."""
@@ -302,9 +309,10 @@ class PelcoBus:
         axis = request.message.axis
         with self._cond:
             self._stats["queries"] += 1
-        # Real time, not the injected clock: this bounds waiting on the serial line itself.
-        deadline = time.monotonic() + request.query_timeout_s
-        while (remaining := deadline - time.monotonic()) > 0:
+        # On the injected clock like everything else here: a test on simulated time times a query out by
+        # moving the clock; the serial read below is only ever as long as what is left of it.
+        deadline_us = self._clocks.monotonic_us() + round(request.query_timeout_s * 1e6)
+        while (remaining := (deadline_us - self._clocks.monotonic_us()) / 1e6) > 0:
             for frame in self._feed(self._port.read(256, timeout_s=remaining)):
                 message = frame.message
                 if isinstance(message, PositionReport) and frame.address == request.address and message.axis == axis:
@@ -321,11 +329,11 @@ class PelcoBus:
         data = self._port.read(4096, timeout_s=timeout_s)
         if data:
             self._feed(data)
-        elif self._decoder.pending_bytes and time.monotonic() - self._last_rx_s >= self._quiet_s:
+        elif self._decoder.pending_bytes and self._clocks.monotonic_us() / 1e6 - self._last_rx_s >= self._quiet_s:
             self._count(self._decoder.idle())  # a frame cut short: its rest is not coming
 
     def _feed(self, data: bytes) -> list[Frame]:
-        self._last_rx_s = time.monotonic()
+        self._last_rx_s = self._clocks.monotonic_us() / 1e6
         frames = self._decoder.feed(data)
         self._count(frames)
         return frames

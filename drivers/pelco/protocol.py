@@ -323,7 +323,12 @@ def _extended(first: int, opcode: int, data1: int, data2: int) -> Message:
                         (_REPORT_OPCODES, lambda key: PositionReport(key, _position(key, value)))):
         for key, code in table.items():
             if code == opcode:
-                return make(key)
+                try:
+                    return make(key)
+                except FrameError:
+                    raise
+                except PelcoError as exc:  # a field the message type refuses (aux 9): the frame is invalid
+                    raise FrameError(f"extended command {opcode:#04x}: {exc}") from None
     raise UnsupportedCommand(f"extended command {opcode:#04x} is not supported")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Literal
 
-from drivers.pelco.protocol import (D_ACK_BYTES, D_FRAME_BYTES, D_SYNC, P_ETX, P_FRAME_BYTES, P_STX, Frame, FrameError,
+from drivers.pelco.protocol import (D_ACK_BYTES, D_FRAME_BYTES, D_SYNC, P_ETX, P_FRAME_BYTES, P_STX, Frame,
                            PelcoError, ProtocolName, checksum_d, checksum_p, decode)
 
 Role = Literal["dome", "host"]
@@ -122,7 +122,7 @@ class FrameDecoder:
         del self._buffer[:length]
         try:
             frame = decode(self.protocol, raw)
-        except FrameError as exc:
+        except PelcoError as exc:  # any invalid content: counted and dropped, never raised to the reader
             self.rejected_frames += 1
             self.recent_errors.append(f"rejected {raw.hex(' ')}: {exc}")
             return None

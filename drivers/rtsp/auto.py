@@ -81,6 +81,10 @@ class AutoRtspCamera:
         self._native.close()
         self._ffmpeg.close()
 
+    def probe(self) -> bool:
+        """Whether the camera accepts a TCP connection now (drivers.rtsp.ffmpeg.probe)."""
+        return self._native.probe()
+
     def statistics(self) -> dict[str, object]:
         return {**self._active.statistics(), "client": self.client, "fallback_reason": self.fallback_reason}
 

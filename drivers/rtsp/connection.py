@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import ssl
-import time
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -27,6 +26,10 @@ RTCP_INTERVAL_S = 5.0
 JITTER_S = 0.015
 REORDER_LIMIT_S = 1.0
 MAX_OUTBOX_BYTES = 256 * 1024
+# The pieces of a frame being assembled are views into the chunks they came in, so a frame that never
+# ends (no marker, one timestamp) while other bytes flow would pin every chunk read meanwhile: past
+# this many stream bytes within one frame, the frame is dropped (drivers.rtsp.rtp bounds its own size).
+MAX_ACCESS_UNIT_SPAN_BYTES = 16 * 1024 * 1024
 # A non-blocking socket (or TLS over one) with nothing to read, or no room to write, now.
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -74,6 +77,9 @@ class Connection:
         self._next_keepalive_s: float | None = None
         self._next_rtcp_s: float | None = None
         self._last_video_pts: int | None = None
+        self._video = next((c.track.depacketizer for c in channels if c.kind == "video"), None)
+        self._units_seen = -1
+        self._unit_span = 0
         self.finished = False
         for channel in channels:
             parser.handlers[channel.rtp_channel] = self._rtp_handler(channel)
@@ -115,6 +121,16 @@ class Connection:
         """Take bytes from the socket: packets go to the mailbox, messages are answered."""
         self.stats["bytes_read"] += len(chunk)
         messages = self.parser.feed(chunk)
+        video = self._video
+        if video is not None:  # per chunk, not per packet: how much stream the unfinished frame spans
+            if video.units != self._units_seen:
+                self._units_seen, self._unit_span = video.units, len(chunk)
+            else:
+                self._unit_span += len(chunk)
+                if self._unit_span > MAX_ACCESS_UNIT_SPAN_BYTES and video.assembling:
+                    video.abandon()
+                    log.warning("%s: dropped a frame that spanned over %d MiB of the stream", self.where,
+                                MAX_ACCESS_UNIT_SPAN_BYTES >> 20)
         arrival_us = self._clocks.monotonic_us()
         packets: list[EncodedPacket] = []
         try:
@@ -137,7 +153,7 @@ class Connection:
         def handle(view: memoryview) -> None:
             reports, bye = parse_rtcp(view)
             for report in reports:
-                channel.lsr, channel.lsr_at_s = report.ntp_middle, _now_s()
+                channel.lsr, channel.lsr_at_s = report.ntp_middle, self._clocks.monotonic_us() / 1e6
             if bye and channel.kind == "video":
                 self.stats["bye"] += 1
                 self.finish(None)
@@ -216,7 +232,7 @@ class Connection:
         for channel in self.channels:
             if channel.track.ssrc is None:
                 continue
-            dlsr = round((_now_s() - channel.lsr_at_s) * 65536) if channel.lsr else 0
+            dlsr = round((self._clocks.monotonic_us() / 1e6 - channel.lsr_at_s) * 65536) if channel.lsr else 0
             block = channel.track.report_block(lsr=channel.lsr, dlsr=dlsr)
             rtcp = receiver_report(self._ssrc, [block], cname=self._cname)
             self.send(b"$" + bytes((channel.rtcp_channel,)) + len(rtcp).to_bytes(2, "big") + rtcp)
@@ -274,7 +290,3 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
-
-
-def _now_s() -> float:
-    return time.monotonic()

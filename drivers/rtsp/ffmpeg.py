@@ -29,26 +29,25 @@ Cost at many cameras (bench/remux: 64 streams on 2 cores) shapes two choices:
 """
 from __future__ import annotations
 
-import re
+import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from urllib.parse import urlsplit
 
 import av
 
 from drivers.rtsp.mailbox import END, Mailbox
 from base.clock import Clocks
+from base.credentials import mask_credentials
 from base.media import AudioInfo, EncodedPacket, StreamInfo
 
 SUPPORTED_CODECS = ("h264",)
 TRANSPORTS = ("tcp", "udp")  # RTP interleaved in the RTSP connection (the default), or over UDP
 QUEUE_PACKETS = 256  # the mailbox's bound: past it the reader stops reading, and TCP holds the camera back
 BATCH_S = 0.2  # the consumer takes packets at most this often (a recording's fragments are ~1 s)
-# user:password@ up to the last "@": masking too much (an "@" in the path) is the safe mistake.
-_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<password>.*)@(?P<rest>[^@]*)$",
-                       re.I | re.S)
+PROBE_TIMEOUT_S = 0.5  # a camera that does not accept a TCP connection within this is not answering
 
 
 class CameraError(ConnectionError):
@@ -59,9 +58,37 @@ class CameraStalled(CameraError, TimeoutError):
     """A connected camera delivered no packet within its timeout."""
 
 
+class CameraRefused(CameraError):
+    """The camera answered and refused: wrong user or password (401, 403) or no such stream (404).
+    Trying again soon will not help, so the recorder waits long between attempts (`refused` says so
+    to layers that cannot import this class)."""
+
+    refused = True
+
+
+REFUSED_STATUSES = frozenset({401, 403, 404})
+
+
+def probe(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether the camera at `url` accepts a TCP connection now (within `timeout_s`): the cheap check
+    a recorder makes between attempts to notice a camera that is back."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (322 if parts.scheme.lower() == "rtsps" else 554)
+    except ValueError:
+        return False
+    if not host:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def mask_url(url: str) -> str:
-    """`url` with the password replaced by `***`; URLs without one come back unchanged."""
-    return _USERINFO.sub(r"\g<scheme>\g<user>:***@\g<rest>", url, count=1)
+    """`url` with the password replaced by `***` (base.credentials: the one masking rule)."""
+    return mask_credentials(url)
 
 
 @dataclass(slots=True)
@@ -178,6 +205,10 @@ class RtspCamera:
         if reader is not None:
             reader.stop()
 
+    def probe(self) -> bool:
+        """Whether the camera accepts a TCP connection now (see `probe`)."""
+        return probe(self.url)
+
     def statistics(self) -> dict[str, object]:
         out = {name: getattr(self._stats, name) for name in RtspStatistics.__slots__}
         reader = self._reader
@@ -190,13 +221,13 @@ class RtspCamera:
             "allowed_media_types": "video+audio" if self.audio else "video",
             "timeout": str(round(self.timeout_s * 1_000_000)),  # socket I/O timeout, µs
         }
-        started = time.monotonic()  # real time, as PyAV's own timeout is
+        started_us = self._clocks.monotonic_us()  # the real clock in service, as PyAV's own timeout is
         try:
             # No read timeout: PyAV would check it under the GIL on every socket read (module docstring).
             return av.open(self.url, options=options, timeout=(self.timeout_s, None))
         except (av.FFmpegError, OSError) as exc:
             # FFmpeg's RTSP demuxer reports an interrupted handshake as "Invalid data" or the like
-            timed_out = time.monotonic() - started >= self.timeout_s
+            timed_out = self._clocks.monotonic_us() - started_us >= self.timeout_s * 1e6
             raise self._translate(exc, reading=False, timed_out=timed_out) from _scrubbed(exc, self.url)
 
     def _video_stream(self, container: av.container.InputContainer) -> av.video.stream.VideoStream:
@@ -217,6 +248,8 @@ class RtspCamera:
         if timed_out:
             return CameraError(f"{where}: no answer within {self.timeout_s:g} s ({reason})")
         verb = "stream broke off" if reading else "cannot open"
+        if isinstance(exc, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError)):
+            return CameraRefused(f"{where}: {verb}: {reason}")
         return CameraError(f"{where}: {verb}: {reason}")
 
 
@@ -256,7 +289,7 @@ class _Reader:
 
     def __init__(self, container, stream, clocks: Clocks, stats: RtspStatistics, *, fps: float | None,
                  timeout_s: float, batch_s: float = BATCH_S, audio=None):
-        self._mailbox = Mailbox(batch_s=batch_s, bound=QUEUE_PACKETS)
+        self._mailbox = Mailbox(batch_s=batch_s, bound=QUEUE_PACKETS, clocks=clocks)
         self._audio = audio
         self._audio_index = audio.index if audio is not None else -1
         self._timeout_s = timeout_s
@@ -304,7 +337,7 @@ class _Reader:
         the stream ends (EOF) or a read times out, FFmpeg's parser flushes the frame it was still
         assembling, which lacks its tail when the camera went mid-frame (a power cut, RTP over UDP), and
         such a frame is not recorded (`dropped_at_end`): every frame handed on is whole."""
-        read_started = video_at = time.monotonic()
+        read_started = video_at = self._clocks.monotonic_us() / 1e6
         streams = (self._stream, self._audio) if self._audio is not None else (self._stream,)
         for packet in self._container.demux(streams):
             if self._stopping.is_set():
@@ -313,7 +346,7 @@ class _Reader:
             # parser flush the frame it held and retry: that is the stall, report it now rather than
             # one timeout later, and leave the flushed frame (this packet) out. The held one is whole:
             # the parser let it go when the next frame began.
-            now = time.monotonic()
+            now = self._clocks.monotonic_us() / 1e6
             if now - read_started >= self._timeout_s:
                 if self._held is not None:
                     self._put(self._held)

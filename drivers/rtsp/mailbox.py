@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
+
+from base.clock import Clocks
 
 
 class _End:
@@ -21,8 +22,9 @@ class Mailbox:
     their own, so nothing is left unseen.
     """
 
-    def __init__(self, *, batch_s: float, bound: int):
+    def __init__(self, *, batch_s: float, bound: int, clocks: Clocks):
         self.items: deque[object] = deque()
+        self._clocks = clocks
         self.bound = bound
         self._batch_s = batch_s
         self._ready = threading.Event()
@@ -50,18 +52,18 @@ class Mailbox:
 
     def take(self, timeout_s: float) -> list[object] | None:
         """Everything gathered, after letting it gather for `batch_s`; None if nothing came in `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
+        deadline_us = self._clocks.monotonic_us() + round(timeout_s * 1e6)
         if self._batch_s:
             self.stopping.wait(self._batch_s)  # the batching: stop() cuts it short
         items = self.items
         while not items:
-            remaining = deadline - time.monotonic()
+            remaining = (deadline_us - self._clocks.monotonic_us()) / 1e6
             if remaining <= 0:
                 return None
             self._ready.clear()
             self._consumer_waiting = True
             if not items:
-                self._ready.wait(remaining)
+                self._clocks.wait(self._ready, remaining)
             self._consumer_waiting = False
         return [items.popleft() for _ in range(len(items))]
 

@@ -17,9 +17,9 @@ video share one clock. design/remux-cpu.md says why.
 """
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from fractions import Fraction
@@ -28,14 +28,17 @@ from urllib.parse import urlsplit
 from base.clock import Clocks
 from base.h264 import H264Error, avcc_record, parse_sps
 from base.media import AudioInfo, EncodedPacket, StreamInfo
-from drivers.rtsp.rtp import AacDepacketizer, G711Depacketizer, H264Depacketizer, RtpTrack
-from drivers.rtsp.ffmpeg import BATCH_S, QUEUE_PACKETS, CameraError, CameraStalled, mask_url
+from drivers.rtsp.rtp import MAX_PARAMETER_SET_BYTES, AacDepacketizer, G711Depacketizer, H264Depacketizer, RtpTrack
+from drivers.rtsp.ffmpeg import (BATCH_S, QUEUE_PACKETS, REFUSED_STATUSES, CameraError, CameraRefused, CameraStalled,
+                          mask_url, probe)
 from drivers.rtsp.connection import Channel, Connection, ReorderedFrames
 from drivers.rtsp.mailbox import END, Mailbox
 from drivers.rtsp.loop import RtspLoop, default_loop
 from drivers.rtsp.protocol import (Authenticator, RtspMessage, RtspProtocolError, RtspStreamParser, build_request,
                                 parse_interleaved, parse_rtp_info, parse_session, split_credentials)
 from drivers.rtsp.sdp import MediaDescription, SdpError, SessionDescription, h264_parameter_sets, hex_config, parse_sdp
+
+log = logging.getLogger("nvr.rtsp")
 
 MAX_REDIRECTS = 3
 STAT_KEYS = ("connects", "packets", "audio_packets", "bytes_read", "stalls", "errors", "keepalives", "rtcp_reports",
@@ -99,6 +102,11 @@ class NativeRtspCamera:
         except CameraError:
             self._stats["errors"] += 1
             raise
+        except Exception as exc:  # noqa: BLE001 - a camera's answers no parser here foresaw: this camera only
+            self._stats["errors"] += 1
+            log.warning("%s: the native client failed on this camera's answers", where, exc_info=True)
+            raise NativeUnsupported(f"{where}: the native client cannot read this camera's answers "
+                                    f"({type(exc).__name__}: {exc})"[:300]) from exc
         if closes != self._closes:
             connection.on_removed(None)
             raise CameraError(f"{where}: closed while connecting")
@@ -116,12 +124,20 @@ class NativeRtspCamera:
             raise RuntimeError(f"{self!r} is not open")
         mailbox = connection.mailbox
         where = mask_url(self.url)
+        timeout_us = round(self.timeout_s * 1_000_000)
+        video_at_us = self._clocks.monotonic_us()
         while True:
             batch = mailbox.take(self.timeout_s)
             if batch is None:
                 self._stats["stalls"] += 1
                 self._end(connection)
                 raise CameraStalled(f"{where}: no packet for {self.timeout_s:g} s")
+            # Per batch, not per packet: audio alone (or a frame that never ends) does not make a recording.
+            video_at_us = max(video_at_us, self._stats["last_packet_monotonic_us"] or 0)
+            if self._clocks.monotonic_us() - video_at_us > timeout_us:
+                self._stats["stalls"] += 1
+                self._end(connection)
+                raise CameraStalled(f"{where}: no video frame for {self.timeout_s:g} s")
             for item in batch:
                 if mailbox.stopping.is_set():
                     return
@@ -145,6 +161,10 @@ class NativeRtspCamera:
         if connection is not None:
             self._end(connection)
 
+    def probe(self) -> bool:
+        """Whether the camera accepts a TCP connection now (drivers.rtsp.ffmpeg.probe)."""
+        return probe(self.url)
+
     def statistics(self) -> dict[str, object]:
         out = dict(self._stats)
         connection = self._connection
@@ -159,6 +179,9 @@ class NativeRtspCamera:
             out[f"{channel.kind}_rtp_lost"] = track.lost
             out[f"{channel.kind}_bad_packets"] = track.bad_packets
             out[f"{channel.kind}_dropped_frames"] = track.dropped_frames
+            oversized = getattr(channel.track.depacketizer, "oversized", None)
+            if oversized is not None:  # frames dropped at MAX_ACCESS_UNIT_BYTES / _PARTS / the span bound
+                out[f"{channel.kind}_oversized_frames"] = oversized
         return out
 
     def _end(self, connection: Connection) -> None:
@@ -208,12 +231,22 @@ class _Negotiation:
             location = describe.header("location")
             if 300 <= describe.status < 400 and location:
                 self._close_socket()
-                self.url = _redirect(self.url, location)
+                self._redirect(location)
                 continue
             self._check(describe, "DESCRIBE")
             sdp = self._sdp(describe)
             return self._play(sdp, public)
         raise CameraError(f"{self.where}: cannot open: more than {MAX_REDIRECTS} redirects")
+
+    def _redirect(self, location: str) -> None:
+        """Go where a 3xx points. The camera's credentials go along only to the same host (and never
+        from rtsps:// to plain rtsp://): anyone on the LAN can answer with a redirect."""
+        target, user, password = split_credentials(_absolute(self.url, location))
+        if user is None and _same_origin(self.url, target):
+            user, password = self.auth.user, self.auth.password
+        self.url = target
+        self.auth = Authenticator(user, password)
+        self.session_id = None
 
     # connection and requests
 
@@ -226,7 +259,7 @@ class _Negotiation:
             host, port = parts.hostname, parts.port or (322 if scheme == "rtsps" else 554)
         except ValueError as exc:
             raise CameraError(f"{self.where}: cannot open: bad URL ({exc})") from None
-        self.deadline = time.monotonic() + self.timeout_s
+        self.deadline = self.camera._clocks.monotonic_us() / 1e6 + self.timeout_s
         try:
             self.sock = socket.create_connection((host, port), timeout=self.timeout_s)
         except TimeoutError as exc:
@@ -290,7 +323,7 @@ class _Negotiation:
                 raise CameraError(f"{self.where}: cannot open: {exc}") from exc
             for message in messages:
                 if message.status and message.cseq in (cseq, None):
-                    self.deadline = time.monotonic() + self.timeout_s
+                    self.deadline = self.camera._clocks.monotonic_us() / 1e6 + self.timeout_s
                     return message
 
     def _io_error(self, exc: OSError, what: str) -> CameraError:
@@ -309,7 +342,8 @@ class _Negotiation:
         if 200 <= response.status < 300:
             return
         hint = " (wrong user or password?)" if response.status == 401 and self.auth.user else ""
-        raise CameraError(f"{self.where}: cannot open: {method} answered {response.status} {response.reason}{hint}")
+        kind = CameraRefused if response.status in REFUSED_STATUSES else CameraError
+        raise kind(f"{self.where}: cannot open: {method} answered {response.status} {response.reason[:80]}{hint}")
 
     # the steps
 
@@ -340,7 +374,7 @@ class _Negotiation:
                 channels.append(audio)
             else:
                 audio_info = None
-        mailbox = Mailbox(batch_s=self.camera.batch_s, bound=QUEUE_PACKETS)
+        mailbox = Mailbox(batch_s=self.camera.batch_s, bound=QUEUE_PACKETS, clocks=self.camera._clocks)
         connection = self._connection(sdp, channels, mailbox, public)
         play = self._request("PLAY", sdp.control, {"Range": "npt=0.000-"})
         self._check(play, "PLAY")
@@ -385,6 +419,8 @@ class _Negotiation:
                      audio: AudioInfo | None) -> StreamInfo:
         depacketizer: H264Depacketizer = video.track.depacketizer
         for nal in h264_parameter_sets(media.fmtp):
+            if len(nal) > MAX_PARAMETER_SET_BYTES:
+                continue  # garbage: the in-band ones may still come
             if nal[0] & 0x1F == 7 and depacketizer.sps is None:
                 depacketizer.sps = nal
             elif nal[0] & 0x1F == 8 and depacketizer.pps is None:
@@ -404,11 +440,22 @@ class _Negotiation:
         chunk = self._recv_before_deadline(f"no H.264 parameter sets within {self.timeout_s:g} s",
                                            "waiting for the parameter sets", "the first frames")
         connection.feed(chunk)
+        mailbox = connection.mailbox
+        if connection.finished:
+            failure = next((i for i in mailbox.items if isinstance(i, BaseException)), None)
+            if isinstance(failure, ReorderedFrames):  # B-frames ahead of the first keyframe: FFmpeg's client can
+                raise NativeUnsupported(str(failure)) from failure  # (so `client: auto` falls back in this open)
+            raise CameraError(f"{self.where}: cannot open: the stream ended before its parameter sets"
+                              + (f" ({failure})" if failure is not None else ""))
+        if len(mailbox.items) > mailbox.bound:
+            # Frames before the parameter sets cannot be recorded anyway (the recorder starts at a
+            # keyframe): the mailbox keeps its bound while nobody consumes it yet.
+            mailbox.items.clear()
 
     def _recv_before_deadline(self, late: str, reading: str, closed: str) -> bytes:
         """One read from the camera bounded by the opening deadline; errors say `late` (deadline passed),
         `reading` (socket error) or `closed` (the camera hung up)."""
-        remaining = self.deadline - time.monotonic()
+        remaining = self.deadline - self.camera._clocks.monotonic_us() / 1e6
         if remaining <= 0:
             raise CameraError(f"{self.where}: {late}")
         self.sock.settimeout(remaining)
@@ -421,16 +468,23 @@ class _Negotiation:
         return chunk
 
 
-def _redirect(url: str, location: str) -> str:
-    """The URL a 3xx points to, keeping the original credentials when the new one has none."""
-    clean, user, password = split_credentials(url)
-    if not location.lower().startswith(("rtsp://", "rtsps://")):
-        parts = urlsplit(clean)
-        location = f"{parts.scheme}://{parts.netloc}/{location.lstrip('/')}"
-    if user is not None and split_credentials(location)[1] is None:
-        scheme, _, rest = location.partition("://")
-        location = f"{scheme}://{url.split('://', 1)[1].rsplit('@', 1)[0]}@{rest}"
-    return location
+def _absolute(url: str, location: str) -> str:
+    """A Location header as an absolute rtsp(s):// URL (a path is taken relative to `url`'s host)."""
+    if location.lower().startswith(("rtsp://", "rtsps://")):
+        return location
+    parts = urlsplit(split_credentials(url)[0])
+    return f"{parts.scheme}://{parts.netloc}/{location.lstrip('/')}"
+
+
+def _same_origin(url: str, target: str) -> bool:
+    """Whether `target` is on `url`'s host, and not a step down from rtsps:// to rtsp://."""
+    try:
+        old, new = urlsplit(url), urlsplit(target)
+        old_host, new_host = old.hostname, new.hostname
+    except ValueError:
+        return False
+    downgrade = old.scheme.lower() == "rtsps" and new.scheme.lower() != "rtsps"
+    return bool(old_host) and old_host == new_host and not downgrade
 
 
 def _video(sdp: SessionDescription, where: str) -> MediaDescription:
@@ -462,6 +516,11 @@ def _audio(sdp: SessionDescription) -> tuple[MediaDescription | None, AudioInfo 
             return media, AudioInfo(codec, media.clock_rate, media.channels, rate)
         mode = media.fmtp.get("mode", "").lower()
         if media.encoding == "MPEG4-GENERIC" and mode in ("aac-hbr", "aac-lbr") and hex_config(media.fmtp):
+            try:
+                _audio_track(media)
+            except ValueError as exc:
+                log.warning("recording without audio: the camera's AAC parameters are unusable: %s", exc)
+                continue
             return media, AudioInfo("aac", media.clock_rate, media.channels, rate, hex_config(media.fmtp))
     return None, None
 
@@ -479,10 +538,12 @@ def _audio_track(media: MediaDescription) -> RtpTrack:
 
 
 def _int(fmtp: dict[str, str], name: str, default: int) -> int:
-    try:
-        return int(fmtp.get(name, default))
-    except ValueError:
+    """An fmtp integer (sign allowed: the depacketizer range-checks it), else `default`."""
+    text = str(fmtp.get(name, default)).strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits or len(digits) > 9 or not digits.isascii() or not digits.isdigit():
         return default
+    return int(text)
 
 
 def _apply_rtp_info(play: RtspMessage, channels: list[Channel], sdp: SessionDescription) -> None:

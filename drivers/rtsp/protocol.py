@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 USER_AGENT = "nvr"
-MAX_HEADER_BYTES = 64 * 1024  # an RTSP header block larger than this is garbage
+MAX_HEADER_BYTES = 16 * 1024  # an RTSP header block (start line to blank line) larger than this is garbage
 MAX_LINE_BYTES = 1024  # a start line longer than this is garbage
-MAX_BODY_BYTES = 1024 * 1024
+MAX_HEADER_LINE_BYTES = 8 * 1024  # one header line longer than this is dropped (a Digest challenge is ~300 B)
+MAX_HEADERS = 64  # header lines kept per message; the rest are dropped
+MAX_BODY_BYTES = 256 * 1024  # a body (an SDP) larger than this is garbage
+MAX_NUMBER_DIGITS = 10  # a decimal header field (timeout, channel, CSeq) longer than this is not a number
 
 
 class RtspProtocolError(ValueError):
@@ -46,10 +49,16 @@ class RtspMessage:
 
     @property
     def cseq(self) -> int | None:
-        try:
-            return int(self.header("cseq", ""))
-        except ValueError:
-            return None
+        return parse_number(self.header("cseq", ""))
+
+
+def parse_number(text: str | None) -> int | None:
+    """A non-negative decimal of at most MAX_NUMBER_DIGITS digits (spaces around allowed), else None:
+    never ValueError, and never the quadratic cost of converting thousands of digits."""
+    text = (text or "").strip()
+    if not text or len(text) > MAX_NUMBER_DIGITS or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
 
 
 def build_request(method: str, uri: str, cseq: int, headers: dict[str, str] | None = None) -> bytes:
@@ -69,16 +78,18 @@ def parse_head(head: bytes) -> RtspMessage:
     start = lines[0].split(" ", 2)
     message = RtspMessage()
     if start[0].startswith("RTSP/"):
-        try:
-            message.status = int(start[1])
-        except (IndexError, ValueError) as exc:
-            raise RtspProtocolError(f"bad status line {lines[0][:80]!r}") from exc
+        code = start[1] if len(start) > 1 else ""
+        if not (len(code) == 3 and code.isascii() and code.isdigit() and code[0] != "0"):  # RFC 2326 7.1.1
+            raise RtspProtocolError(f"bad status line {lines[0][:80]!r}")
+        message.status = int(code)
         message.reason = start[2] if len(start) > 2 else ""
     elif len(start) == 3 and start[2].startswith("RTSP/") and start[0].replace("_", "").isalpha():
         message.method, message.uri = start[0].upper(), start[1]
     else:
         raise RtspProtocolError(f"not an RTSP message: {lines[0][:80]!r}")
-    for line in lines[1:]:
+    for line in lines[1:MAX_HEADERS + 1]:
+        if len(line) > MAX_HEADER_LINE_BYTES:
+            continue  # no header a client needs is this long: dropped, the message stays usable
         name, sep, value = line.partition(":")
         if sep and name.strip():
             message.headers.append((name.strip().lower(), value.strip()))
@@ -111,6 +122,9 @@ class RtspStreamParser:
         pos = 0
         messages: list[RtspMessage] = []
         handlers = self.handlers
+        # Where each search of this call found its next match (or the end): garbage made of many
+        # near-misses ("RTSP/\r\n" repeated) is then scanned once, not once per candidate start.
+        found = _Searches(data)
         while pos < size:
             if data[pos] == 0x24:  # '$' channel length(16) packet
                 if pos + 4 > size:
@@ -125,55 +139,111 @@ class RtspStreamParser:
                     self.unhandled += 1
                 pos = end
                 continue
-            done = self._message(data, pos, messages)
+            done = self._message(data, pos, messages, found)
             if done is None:
                 break
             pos = done
         self._rest = data[pos:] if pos < size else b""
         return messages
 
-    def _message(self, data: bytes, pos: int, messages: list[RtspMessage]) -> int | None:
-        """Parse the text message at `pos`; its end, or None to wait for more bytes. Garbage is skipped."""
-        line_end = data.find(b"\r\n", pos, pos + MAX_LINE_BYTES)
+    def _message(self, data: bytes, pos: int, messages: list[RtspMessage], found: _Searches) -> int | None:
+        """Parse the text message at `pos`; its end, or None to wait for more bytes. Garbage is skipped.
+
+        Linear in the garbage: where no message can start (no line end, or no blank line, within the
+        limits), every candidate start up to there is skipped in one step, not tried one by one.
+        """
+        size = len(data)
+        line_end = found.next(b"\r\n", pos)
         if line_end < 0:
-            if len(data) - pos < MAX_LINE_BYTES and 0x41 <= data[pos] <= 0x5A:
+            if size - pos < MAX_LINE_BYTES and 0x41 <= data[pos] <= 0x5A:
                 return None  # maybe a start line still arriving
-            return self._skip(data, pos)
-        if not (data.startswith(b"RTSP/", pos) or _looks_like_request(data, pos)):
-            return self._skip(data, pos)
-        head_end = data.find(b"\r\n\r\n", pos)
+            return self._skip(data, pos, found, size - MAX_LINE_BYTES)
+        if line_end - pos > MAX_LINE_BYTES:
+            return self._skip(data, pos, found, line_end - MAX_LINE_BYTES)
+        if data.startswith(b"RTSP/", pos):
+            if _STATUS_START.match(data, pos, line_end + 2) is None:
+                return self._skip(data, pos, found, line_end)
+        elif not _looks_like_request(data, pos, line_end):
+            return self._skip(data, pos, found)
+        head_end = found.next(b"\r\n\r\n", pos)
         if head_end < 0:
-            if len(data) - pos > MAX_HEADER_BYTES:
-                return self._skip(data, pos + 1)
-            return None
+            if size - pos <= MAX_HEADER_BYTES:
+                return None
+            return self._skip(data, pos, found, size - MAX_HEADER_BYTES)
+        if head_end - pos > MAX_HEADER_BYTES:
+            return self._skip(data, pos, found, head_end - MAX_HEADER_BYTES)
         try:
             message = parse_head(data[pos:head_end])
-            length = int(message.header("content-length", "0"))
-        except (RtspProtocolError, ValueError):
-            return self._skip(data, pos + 1)
+        except RtspProtocolError:
+            return self._skip(data, pos, found, head_end + 4)
+        length = parse_number(message.header("content-length", "0"))
+        if length is None or length > MAX_BODY_BYTES:
+            return self._skip(data, pos, found, head_end + 4)
         body_start = head_end + 4
-        if not 0 <= length <= MAX_BODY_BYTES:
-            return self._skip(data, pos + 1)
-        if body_start + length > len(data):
+        if body_start + length > size:
             return None
         message.body = data[body_start:body_start + length]
         messages.append(message)
         return body_start + length
 
-    def _skip(self, data: bytes, pos: int) -> int:
-        """Skip to the next '$' or 'RTSP/' after `pos` (or to the end); counted."""
+    def _skip(self, data: bytes, pos: int, found: _Searches, floor: int = 0) -> int:
+        """Skip to the next '$' or status line after `pos` and at or after `floor` (or to the end, keeping
+        a tail that may be the start of one still arriving); counted."""
         self.resyncs += 1
-        candidates = [i for i in (data.find(b"$", pos + 1), data.find(b"RTSP/", pos + 1)) if i >= 0]
-        nxt = min(candidates) if candidates else len(data)
+        nxt = found.next_frame(max(pos + 1, floor))
         self.skipped_bytes += nxt - pos
         return nxt
 
 
-_REQUEST_START = re.compile(rb"[A-Z_]{3,20} \S+ RTSP/")
+class _Searches:
+    """`data.find(needle, start)` for starts that only move forward, each byte scanned once per needle:
+    the last match is reused while it still lies at or after `start`."""
+
+    __slots__ = ("_data", "_last", "_frame")
+
+    def __init__(self, data: bytes):
+        self._data = data
+        self._last: dict[bytes, int] = {}
+        self._frame: int | None = None
+
+    def next_frame(self, start: int) -> int:
+        """Where the next interleaved frame ('$') or status line starts at or after `start`; else the
+        end of the data, less a tail that may be the first bytes of a status line."""
+        last = self._frame
+        if last is None or last < start:
+            match = _FRAME_START.search(self._data, start)
+            last = self._frame = match.start() if match else _partial_tail(self._data, start)
+        return last
+
+    def next(self, needle: bytes, start: int) -> int:
+        last = self._last.get(needle)
+        if last is not None and (last >= start or last < 0):
+            return last  # found at or after start, or known absent from everything after an earlier start
+        found = self._data.find(needle, start)
+        self._last[needle] = found
+        return found
 
 
-def _looks_like_request(data: bytes, pos: int) -> bool:
-    return _REQUEST_START.match(data, pos) is not None
+_STATUS_START = re.compile(rb"RTSP/\d\.\d \d{3}[ \r]")
+_FRAME_START = re.compile(rb"\$|RTSP/\d\.\d \d{3}[ \r]")  # fixed width: no backtracking
+_STATUS_PREFIX_BYTES = 13  # len("RTSP/1.0 200 ")
+
+
+def _partial_tail(data: bytes, start: int) -> int:
+    """The end of `data`, or where a status line that is still arriving may begin in its last bytes."""
+    tail = data.find(b"R", max(start, len(data) - _STATUS_PREFIX_BYTES))
+    while tail >= 0:
+        if b"RTSP/".startswith(data[tail:tail + 5]):
+            return tail
+        tail = data.find(b"R", tail + 1)
+    return len(data)
+
+
+_REQUEST_START = re.compile(rb"[A-Z_]{3,20} [^\s]{1,%d} RTSP/" % MAX_LINE_BYTES)
+
+
+def _looks_like_request(data: bytes, pos: int, line_end: int) -> bool:
+    return _REQUEST_START.match(data, pos, line_end) is not None
 
 
 # URLs and sessions
@@ -203,19 +273,31 @@ def parse_session(value: str | None) -> SessionHeader | None:
         return None
     session_id, _, params = value.partition(";")
     timeout_s = 60.0
-    match = re.search(r"timeout\s*=\s*(\d+)", params, re.I)
-    if match and int(match.group(1)) > 0:
-        timeout_s = float(match.group(1))
+    timeout = parse_number(_parameter(params, "timeout"))
+    if timeout:  # absent, 0 or not a number: the RFC's default
+        timeout_s = float(timeout)
     return SessionHeader(session_id.strip(), timeout_s) if session_id.strip() else None
+
+
+def _parameter(params: str, name: str) -> str | None:
+    """The value of `name=value` among ';'-separated parameters (name case-insensitive), or None."""
+    for item in params.split(";"):
+        key, sep, val = item.partition("=")
+        if sep and key.strip().lower() == name:
+            return val.strip()
+    return None
 
 
 def parse_interleaved(transport: str | None) -> tuple[int, int] | None:
     """The interleaved channel pair a SETUP answer's Transport header grants, or None."""
-    match = re.search(r"interleaved\s*=\s*(\d+)(?:\s*-\s*(\d+))?", transport or "", re.I)
-    if match is None:
+    value = _parameter(transport or "", "interleaved")
+    if value is None:
         return None
-    rtp = int(match.group(1))
-    rtcp = int(match.group(2)) if match.group(2) else rtp + 1
+    first, dash, second = value.partition("-")
+    rtp = parse_number(first)
+    rtcp = parse_number(second) if dash else (rtp + 1 if rtp is not None else None)
+    if rtp is None or rtcp is None:
+        return None
     return (rtp, rtcp) if rtp <= 255 and rtcp <= 255 else None
 
 
@@ -241,7 +323,8 @@ class AuthError(ValueError):
 
 
 class Authenticator:
-    """Answers a camera's 401 challenges: Digest (MD5, qop auth or none) preferred, else Basic.
+    """Answers a camera's 401 challenges: Digest (MD5, qop auth or none) preferred, else Basic, which is
+    only ever the first scheme (no downgrade from Digest to Basic within a session).
 
     `challenge(response)` takes a 401 and returns whether retrying can help (credentials present and
     not already refused for the same nonce); `authorization(method, uri)` gives the header value for
@@ -267,7 +350,9 @@ class Authenticator:
                 return False  # these credentials were refused (a nonce that only expired comes stale)
             self._scheme, self._params, self._nonce_count = "digest", digest, 0
             return True
-        if basic is not None and self._scheme != "basic":
+        if basic is not None and self._scheme is None:
+            # Never after Digest: a 401 offering only Basic mid-session would have the password sent
+            # in the clear (base64) to whoever injected it.
             self._scheme, self._params = "basic", basic
             return True
         return False
@@ -305,13 +390,43 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
-_PARAM = re.compile(r'\s*([\w-]+)\s*=\s*("((?:[^"\\]|\\.)*)"|[^,\s]*)\s*,?')
-
-
 def parse_challenge(value: str) -> tuple[str, dict[str, str]]:
-    """'Digest realm="x", nonce="y", qop="auth"' as ("digest", {"realm": "x", ...})."""
+    """'Digest realm="x", nonce="y", qop="auth"' as ("digest", {"realm": "x", ...}).
+
+    One pass over the text (no regular expression that could backtrack): `name=value` or
+    `name="quoted, with \\" escapes"`, separated by commas; anything else is skipped to the next comma.
+    """
     scheme, _, rest = value.strip().partition(" ")
-    params = {}
-    for match in _PARAM.finditer(rest):
-        params[match.group(1).lower()] = match.group(3) if match.group(3) is not None else match.group(2)
+    params: dict[str, str] = {}
+    pos, size, eq = 0, len(rest), -1
+    while pos < size:
+        if eq < pos:  # searched again only once passed: a run of empty tokens costs one scan
+            eq = rest.find("=", pos)
+            if eq < 0:
+                break
+        comma = rest.find(",", pos, eq)
+        if comma >= 0:  # a token without a value: skip it
+            pos = comma + 1
+            continue
+        name = rest[pos:eq].strip().lower()
+        pos = eq + 1
+        while pos < size and rest[pos] == " ":
+            pos += 1
+        if pos < size and rest[pos] == '"':
+            chars, pos = [], pos + 1
+            while pos < size and rest[pos] != '"':
+                if rest[pos] == "\\" and pos + 1 < size:
+                    pos += 1
+                chars.append(rest[pos])
+                pos += 1
+            val = "".join(chars)
+            comma = rest.find(",", pos)
+            pos = size if comma < 0 else comma + 1
+        else:
+            comma = rest.find(",", pos)
+            end = size if comma < 0 else comma
+            val = rest[pos:end].strip()
+            pos = end + 1
+        if name and (name.replace("-", "").replace("_", "").isalnum()):
+            params[name] = val
     return scheme.lower(), params

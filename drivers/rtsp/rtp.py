@@ -13,14 +13,24 @@ into the 4-byte length-prefixed form an MP4 sample takes, without scanning for s
 """
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger("nvr.rtsp")
 
 RTP_VERSION = 2
 NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD, NAL_FILLER = 5, 6, 7, 8, 9, 12
 NAL_STAP_A, NAL_FU_A = 24, 28
 _DROPPED_NALS = frozenset({NAL_AUD, NAL_FILLER})  # nothing an MP4 sample needs
+# One access unit: a 4K camera's keyframe is 1-3 MB in ~2000 FU-A packets; past these it is garbage
+# (a camera that never ends its frame), dropped before it grows the process.
+MAX_ACCESS_UNIT_BYTES = 8 * 1024 * 1024
+MAX_ACCESS_UNIT_PARTS = 16384  # pieces of one access unit (payloads and length prefixes)
+MAX_PARAMETER_SET_BYTES = 4096  # an SPS or PPS larger than this is garbage (real ones are < 100 B)
+MAX_AU_HEADERS = 512  # AAC access units announced in one RTP packet (a 1500-byte packet holds < 200)
+AAC_FIELD_BITS = 16  # the widest AU-header field RFC 3640 lets sizeLength/indexLength/indexDeltaLength be
 _HEADER = struct.Struct("!BBHII")
 Frame = tuple[bytes, int, bool]  # data, unwrapped RTP timestamp, keyframe
 
@@ -183,6 +193,9 @@ class H264Depacketizer(Depacketizer):
         self._fu_at: int | None = None  # index in _parts of the FU-A NAL's length, while one is open
         self._fu_kind = 0
         self._fu_size = 0
+        self._size = 0  # bytes in _parts (bounded by MAX_ACCESS_UNIT_BYTES)
+        self.oversized = 0  # access units dropped for exceeding the bounds
+        self.units = 0  # access units finished (emitted or dropped): the connection watches it move
 
     def lost(self) -> None:
         if self._parts or self._fu_at is not None:
@@ -193,12 +206,18 @@ class H264Depacketizer(Depacketizer):
         if timestamp != self._timestamp:
             if self._parts:
                 self._emit(out)
+            elif self._broken:  # orphan pieces of the last frame (its start was lost or dropped): over now
+                self._broken = False
+                self._fu_at = None
             self._timestamp = timestamp
         kind = payload[0] & 0x1F
         if kind == NAL_FU_A and self._fu_at is not None and len(payload) > 2 and not payload[1] & 0xC0:
             self._parts.append(payload[2:])  # the middle of a fragmented NAL unit: most packets of a big frame
             self._fu_size += len(payload) - 2
-            if marker:
+            self._size += len(payload)
+            if self._size > MAX_ACCESS_UNIT_BYTES or len(self._parts) > MAX_ACCESS_UNIT_PARTS:
+                self._too_big()
+            elif marker:
                 self._emit(out)
             return
         if payload[0] & 0x80:  # forbidden_zero_bit
@@ -211,8 +230,22 @@ class H264Depacketizer(Depacketizer):
             self._stap_a(payload)
         else:  # STAP-B, MTAP, FU-B (interleaved mode) or reserved
             self._bad()
-        if marker:
+        self._size += len(payload)
+        if self._size > MAX_ACCESS_UNIT_BYTES or len(self._parts) > MAX_ACCESS_UNIT_PARTS:
+            self._too_big()
+        elif marker:
             self._emit(out)
+
+    def _too_big(self) -> None:
+        """The access unit passed MAX_ACCESS_UNIT_BYTES or MAX_ACCESS_UNIT_PARTS: dropped (its pieces
+        freed now), and so is the rest of it, up to the next keyframe."""
+        if not self.oversized:
+            log.warning("an H.264 frame passed %d MiB or %d pieces: dropped (counted in oversized_frames from now on)",
+                        MAX_ACCESS_UNIT_BYTES >> 20, MAX_ACCESS_UNIT_PARTS)
+        self.oversized += 1
+        self.stats.bad_packets += 1
+        self._broken = True
+        self._drop()
 
     def _nal(self, nal: memoryview, kind: int) -> None:
         if kind in _DROPPED_NALS:
@@ -223,10 +256,14 @@ class H264Depacketizer(Depacketizer):
         if kind <= NAL_IDR:
             self._picture = True
             self._keyframe = self._keyframe or kind == NAL_IDR
-        elif kind == NAL_SPS:
-            self.sps = bytes(nal)
-        elif kind == NAL_PPS:
-            self.pps = bytes(nal)
+        elif kind in (NAL_SPS, NAL_PPS):
+            if len(nal) > MAX_PARAMETER_SET_BYTES:
+                self._bad()
+                return
+            if kind == NAL_SPS:
+                self.sps = bytes(nal)
+            else:
+                self.pps = bytes(nal)
         self._parts += (len(nal).to_bytes(4, "big"), nal)
 
     def _stap_a(self, payload: memoryview) -> None:
@@ -238,7 +275,7 @@ class H264Depacketizer(Depacketizer):
                 break
             nal = payload[pos:pos + size]
             pos += size
-            if nal[0] & 0x80:
+            if nal[0] & 0x80 or not 1 <= nal[0] & 0x1F <= 23:  # only single NAL unit types aggregate
                 break
             self._nal(nal, nal[0] & 0x1F)
         if pos != end:
@@ -275,6 +312,9 @@ class H264Depacketizer(Depacketizer):
             self._picture = True
             self._keyframe = self._keyframe or kind == NAL_IDR
         elif kind in (NAL_SPS, NAL_PPS):  # fragmented parameter sets: rare
+            if self._fu_size > MAX_PARAMETER_SET_BYTES:
+                self._bad()
+                return
             nal = b"".join(self._parts[at + 1:])
             if kind == NAL_SPS:
                 self.sps = nal
@@ -310,8 +350,21 @@ class H264Depacketizer(Depacketizer):
             self._wait_keyframe = True
         self._reset()
 
+    @property
+    def assembling(self) -> bool:
+        """Whether pieces of an unfinished access unit are held."""
+        return bool(self._parts)
+
+    def abandon(self) -> None:
+        """Drop the access unit being assembled (its pieces pin the chunks they were read in): the
+        connection calls this when one unit has spanned too much of the stream."""
+        if self._parts:
+            self._too_big()
+
     def _reset(self) -> None:
         self._parts = []
+        self._size = 0
+        self.units += 1
         self._keyframe = self._picture = self._broken = False
         self._fu_at = None
 
@@ -326,8 +379,13 @@ class AacDepacketizer(Depacketizer):
 
     def __init__(self, *, size_length: int = 13, index_length: int = 3, index_delta_length: int = 3,
                  frame_samples: int = 1024):
-        if not 1 <= size_length <= 16:
-            raise ValueError(f"unsupported AAC sizeLength {size_length}")
+        if not 1 <= size_length <= AAC_FIELD_BITS:
+            raise ValueError(f"unsupported AAC sizeLength {size_length} (1 to {AAC_FIELD_BITS})")
+        for name, value in (("indexLength", index_length), ("indexDeltaLength", index_delta_length)):
+            if not 0 <= value <= AAC_FIELD_BITS:
+                raise ValueError(f"unsupported AAC {name} {value} (0 to {AAC_FIELD_BITS})")
+        if not 0 < frame_samples <= 1 << 16:
+            raise ValueError(f"unsupported AAC constantDuration {frame_samples}")
         self.stats = TrackStats()
         self.size_length, self.index_length, self.index_delta_length = size_length, index_length, index_delta_length
         self.frame_samples = frame_samples
@@ -387,9 +445,9 @@ class AacDepacketizer(Depacketizer):
         value = int.from_bytes(payload[2:2 + header_bytes], "big") >> (header_bytes * 8 - bits)
         sizes, used = [], 0
         index_bits = self.index_length
-        while used < bits:
+        while used < bits:  # each AU header takes at least one bit (sizeLength >= 1): ends
             width = self.size_length + index_bits
-            if used + width > bits:
+            if used + width > bits or len(sizes) >= MAX_AU_HEADERS:
                 return None
             sizes.append((value >> (bits - used - self.size_length)) & ((1 << self.size_length) - 1))
             used += width

@@ -10,6 +10,8 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 
+MAX_SDP_BYTES = 64 * 1024  # a camera's description is ~1 kB; larger is garbage, refused unparsed
+MAX_SPROP_ITEM_CHARS = 8192  # base64 of one parameter set (drivers.rtsp.rtp bounds the decoded set to 4 kB)
 # RFC 3551's static payload types that cameras use without an rtpmap line.
 STATIC_PAYLOAD_TYPES = {0: ("PCMU", 8000, 1), 8: ("PCMA", 8000, 1)}
 
@@ -59,6 +61,8 @@ def resolve_control(base_url: str, control: str | None) -> str:
 
 def parse_sdp(text: bytes | str, *, base_url: str) -> SessionDescription:
     """Parse a DESCRIBE answer's body; `base_url` is its Content-Base (or the request URL)."""
+    if len(text) > MAX_SDP_BYTES:
+        raise SdpError(f"a session description of {len(text)} bytes (at most {MAX_SDP_BYTES})")
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     problems: list[str] = []
@@ -164,7 +168,7 @@ def h264_parameter_sets(fmtp: dict[str, str]) -> list[bytes]:
     out = []
     for item in fmtp.get("sprop-parameter-sets", "").split(","):
         item = item.strip()
-        if not item:
+        if not item or len(item) > MAX_SPROP_ITEM_CHARS:
             continue
         try:
             nal = base64.b64decode(item + "=" * (-len(item) % 4), validate=True)

@@ -24,13 +24,14 @@ import logging
 import os
 import re
 import struct
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
+
+from base.clock import Clocks
 
 log = logging.getLogger("nvr.display")
 
@@ -106,7 +107,7 @@ class DisplayRequest:
     env: Mapping[str, str] | None = None
 
 
-def open_display(request: DisplayRequest) -> Display:
+def open_display(request: DisplayRequest, *, clocks: Clocks) -> Display:
     """Open the requested backend, or for 'auto' the first of kmsdrm, fbdev, x11, offscreen that opens.
 
     Raises DisplayUnavailable naming why each candidate could not open.
@@ -117,7 +118,7 @@ def open_display(request: DisplayRequest) -> Display:
     reasons = []
     for name in order:
         try:
-            display = _open_one(name, request)
+            display = _open_one(name, request, clocks)
         except DisplayUnavailable as exc:
             reasons.append(f"{name}: {exc}")
             continue
@@ -127,7 +128,7 @@ def open_display(request: DisplayRequest) -> Display:
     raise DisplayUnavailable("; ".join(reasons))
 
 
-def _open_one(name: str, request: DisplayRequest) -> Display:
+def _open_one(name: str, request: DisplayRequest, clocks: Clocks) -> Display:
     env = os.environ if request.env is None else request.env
     if name == "offscreen":
         from hal.display.offscreen import OffscreenDisplay
@@ -145,12 +146,12 @@ def _open_one(name: str, request: DisplayRequest) -> Display:
         if monitor is None:
             raise DisplayUnavailable(f"no connected monitor under {request.drm_root}")
         return IsolatedSdlDisplay(driver="kmsdrm", size=request.size, refresh_hz=request.refresh_hz,
-                                  drm_root=request.drm_root, env=env)
+                                  drm_root=request.drm_root, env=env, clocks=clocks)
     x_display = request.x_display or env.get("DISPLAY")
     if not x_display:
         raise DisplayUnavailable("no X display (DISPLAY is not set)")
     return IsolatedSdlDisplay(driver="x11", size=request.size, refresh_hz=request.refresh_hz,
-                              env={**env, "DISPLAY": x_display})
+                              env={**env, "DISPLAY": x_display}, clocks=clocks)
 
 
 # --- the connected monitor: /sys/class/drm and EDID --------------------------------------------
@@ -198,16 +199,16 @@ class HotplugWatch:
     connector or another preferred mode) is, so the caller reopens at the new monitor's mode.
     """
 
-    def __init__(self, drm_root: Path, *, interval_s: float = 1.0, monotonic=time.monotonic):
+    def __init__(self, drm_root: Path, *, interval_s: float = 1.0, clocks: Clocks):
         self._root, self._interval_s = drm_root, interval_s
-        self._monotonic = monotonic
+        self._clocks = clocks
         self.connector = connected_monitor(drm_root)
-        self._next_s = self._monotonic() + interval_s
+        self._next_s = self._clocks.monotonic_us() / 1e6 + interval_s
 
     def check(self) -> None:
-        if self._monotonic() < self._next_s:
+        if self._clocks.monotonic_us() / 1e6 < self._next_s:
             return
-        self._next_s = self._monotonic() + self._interval_s
+        self._next_s = self._clocks.monotonic_us() / 1e6 + self._interval_s
         now = connected_monitor(self._root)
         if now is None:
             raise DisplayLost("the monitor was unplugged")

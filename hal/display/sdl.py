@@ -24,12 +24,12 @@ import select
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from base.clock import Clocks
 from hal.display import DisplayLost, DisplayMode, DisplayUnavailable, HotplugWatch, InputEvent, pick_mode
 
 log = logging.getLogger("nvr.display")
@@ -49,12 +49,13 @@ class IsolatedSdlDisplay:
     """
 
     def __init__(self, *, driver: str, size: tuple[int, int] | None = None, refresh_hz: float | None = None,
-                 drm_root: Path = Path("/sys/class/drm"), env: Mapping[str, str] | None = None):
-        self.name, self._driver, self._drm_root = driver, driver, drm_root
+                 drm_root: Path = Path("/sys/class/drm"), env: Mapping[str, str] | None = None, clocks: Clocks):
+        self.name, self._driver, self._drm_root, self._clocks = driver, driver, drm_root, clocks
         self._map: mmap.mmap | None = None
         self._buffer = b""
         self._events: list[InputEvent] = []
-        self._hotplug = HotplugWatch(drm_root, interval_s=HOTPLUG_CHECK_S) if driver == "kmsdrm" else None
+        self._hotplug = (HotplugWatch(drm_root, interval_s=HOTPLUG_CHECK_S, clocks=clocks)
+                         if driver == "kmsdrm" else None)
         self._monitor = self._hotplug.connector if self._hotplug else None
         # A window manager-less X server (Xvfb, a kiosk) would otherwise get the window centred.
         child_env = {"SDL_VIDEO_WINDOW_POS": "0,0", **(env if env is not None else os.environ),
@@ -153,9 +154,9 @@ class IsolatedSdlDisplay:
             raise DisplayLost(f"the {self._driver} display process is gone ({exc})") from exc
 
     def _receive(self, timeout_s: float) -> dict:
-        deadline = time.monotonic() + timeout_s
+        deadline_us = self._clocks.monotonic_us() + round(timeout_s * 1e6)
         while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
+            remaining = (deadline_us - self._clocks.monotonic_us()) / 1e6
             fd = self._proc.stdout.fileno() if self._proc is not None else -1
             if fd < 0 or remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
                 raise DisplayLost(f"the {self._driver} display process did not answer within {timeout_s:.0f} s")

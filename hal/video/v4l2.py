@@ -193,7 +193,7 @@ class V4l2Capture:
         self._clocks, self._buffers, self._frame_timeout_s = clocks, buffers, frame_timeout_s
         self._drop_without_signal, self._open_device = drop_without_signal, open_device
         self._lock_grace_s, self._status_interval_s = lock_grace_s, status_interval_s
-        self._stream_started_s = self._status_read_s = 0.0  # time.monotonic(), like the select() slices
+        self._stream_started_s = self._status_read_s = 0.0  # seconds on the injected monotonic clock
         self._pictures = 0  # frames passed on since the stream started
         self._fps = FpsMeter()
         self._described: str | None = None
@@ -428,7 +428,7 @@ class V4l2Capture:
             except OSError as exc:
                 raise self._error(exc, "starting the stream") from exc
             self._streaming = True
-            self._stream_started_s, self._status_read_s, self._pictures = time.monotonic(), 0.0, 0
+            self._stream_started_s, self._status_read_s, self._pictures = self._clocks.monotonic_us() / 1e6, 0.0, 0
 
     def _next_buffer(self) -> Buffer | None:
         """The next buffer from the driver, or None once closed; NoSignal when the picture is gone or
@@ -461,7 +461,7 @@ class V4l2Capture:
 
     def _poll_signal(self, dev: V4l2Device, *, force: bool) -> None:
         """Read the input status with the first frame, on idle slices, and every `status_interval_s`."""
-        now_s = time.monotonic()
+        now_s = self._clocks.monotonic_us() / 1e6
         if force or not self._status_read_s or now_s - self._status_read_s >= self._status_interval_s:
             self._status_read_s = now_s
             self._read_signal(dev)
@@ -470,7 +470,7 @@ class V4l2Capture:
         """NoSignal if the input has no picture: at once after frames flowed, else after the lock grace."""
         if self._signal or not self._drop_without_signal:
             return
-        if self._pictures or time.monotonic() - self._stream_started_s >= self._lock_grace_s:
+        if self._pictures or self._clocks.monotonic_us() / 1e6 - self._stream_started_s >= self._lock_grace_s:
             raise NoSignal(f"input {self._input.index} {self._input.name!r} of {self.device} has no signal "
                            f"(no camera connected, or its cable is cut)")
 

@@ -13,7 +13,7 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from appliance.config.model import parse_config
-from appliance.supervisor import Supervisor
+from appliance.app import Appliance
 from base.clock import RealClocks
 from hal.gpio import GpiozeroGpio
 from recorder.encode import EncodedCapture
@@ -68,7 +68,7 @@ def appliance(tmp_path_factory):
                                        keyframe_interval_s=0.5, preset="ultrafast")}
 
     config = parse_config(CONFIG.replace("DATA", str(tmp_path_factory.mktemp("alarm-data"))))
-    sup = Supervisor(config, clocks=clocks, sources=sources, gpio=GpiozeroGpio(pin_factory=factory))
+    sup = Appliance(config, clocks=clocks, sources=sources, gpio=GpiozeroGpio(pin_factory=factory))
     sup.start()
     sup.pins, sup.scenes = factory, scenes
     wait_for(lambda: recorded_s(sup) >= 4.5, timeout_s=20, what="4.5 s of recording before the first alarm")
@@ -178,7 +178,7 @@ alarms: {{temperature: {{thermal_zones: false}}}}
 rules:
   - {{name: ball, when: {{motion: 1}}, do: [{{record: {{channels: [1], pre_s: 2, post_s: 1}}}}]}}
 """)
-    sup = Supervisor(config, clocks=RealClocks(), gpio=GpiozeroGpio(pin_factory=mock_pins))
+    sup = Appliance(config, clocks=RealClocks(), gpio=GpiozeroGpio(pin_factory=mock_pins))
     sup.start()
     try:
         event = wait_for(lambda: sup.index.events(), timeout_s=20, what="a motion event from the sub stream")[0]

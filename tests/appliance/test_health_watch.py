@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.alarms.health_watch import HealthWatch, Limits
-from hal.sensors import Reading, SensorError, Sht3x, ThermalZones, decode_sht3x, sht3x_crc
+from hal.sensors import SHT3X_MEASURE_S, Reading, SensorError, Sht3x, ThermalZones, decode_sht3x, sht3x_crc
 from recorder.alarms import AlarmBoard
 
 
@@ -51,10 +51,12 @@ class FakeBus:
                 self.written.append((message.addr, bytes(message)))
 
 
-def test_an_sht3x_is_sent_the_single_shot_command_and_its_answer_decoded():
+def test_an_sht3x_is_sent_the_single_shot_command_and_its_answer_decoded(clocks):
     bus = FakeBus(bytes([0x66, 0x66, sht3x_crc(b"\x66\x66"), 0x80, 0x00, sht3x_crc(b"\x80\x00")]))
-    reading = Sht3x(bus=1, smbus=lambda number: bus, sleep=lambda s: None).read()
+    started_us = clocks.monotonic_us()
+    reading = Sht3x(bus=1, smbus=lambda number: bus, clocks=clocks).read()
     assert bus.written == [(0x44, b"\x24\x00")]
+    assert clocks.monotonic_us() - started_us == round(SHT3X_MEASURE_S * 1e6)  # the measurement's wait
     assert reading.temperature_c == pytest.approx(25.0, abs=0.01) and reading.humidity_percent == pytest.approx(50, abs=0.01)
 
 

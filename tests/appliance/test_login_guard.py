@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import pytest
 
+from base.clock import SimulatedClocks
+
 from appliance.web.login_guard import (ACCOUNT_FREE, ACCOUNT_MAX_DELAY_S, ADDRESS_FREE, MAX_DELAY_S, MAX_TRACKED,
                                    PAIR_FREE, WINDOW_S, KnownClientNeeded, LoginGuard, Throttled)
 
 
 @pytest.fixture
 def clock():
-    return [1000.0]
+    return SimulatedClocks()
 
 
 @pytest.fixture
 def guard(clock):
-    g = LoginGuard(monotonic=lambda: clock[0], max_queued=10_000)
+    g = LoginGuard(clocks=clock, max_queued=10_000)
     yield g
     g.close()
 
@@ -34,7 +36,7 @@ def test_after_the_free_attempts_the_waits_double(guard, clock):
         with pytest.raises(Throttled) as caught:
             guard.reserve("admin", "10.0.0.1")
         waits.append(caught.value.retry_after_s)
-        clock[0] += caught.value.retry_after_s
+        clock.advance(caught.value.retry_after_s)
         fail(guard, "admin", "10.0.0.1")
     assert waits == [1, 2, 4, 8]
 
@@ -45,8 +47,8 @@ def test_waits_stop_growing_at_the_cap_and_failures_are_forgotten_after_the_wind
             fail(guard, "admin", "10.0.0.1")
         except Throttled as exc:
             assert exc.retry_after_s <= MAX_DELAY_S
-            clock[0] += exc.retry_after_s
-    clock[0] += WINDOW_S + MAX_DELAY_S
+            clock.advance(exc.retry_after_s)
+    clock.advance(WINDOW_S + MAX_DELAY_S)
     fail(guard, "admin", "10.0.0.1")  # a fresh start
 
 
@@ -75,12 +77,12 @@ def test_the_account_brake_slows_new_addresses_only_and_asks_whether_an_address_
     with pytest.raises(Throttled) as caught:
         guard.reserve("admin", "10.2.0.1", known_client=False)
     assert 1 <= caught.value.retry_after_s <= ACCOUNT_MAX_DELAY_S
-    clock[0] += caught.value.retry_after_s
+    clock.advance(caught.value.retry_after_s)
     fail(guard, "admin", "10.2.0.1", known=False)
 
 
 def test_a_full_pool_refuses_at_once(clock):
-    guard = LoginGuard(monotonic=lambda: clock[0], hash_slots=1, max_queued=1)
+    guard = LoginGuard(clocks=clock, hash_slots=1, max_queued=1)
     guard.reserve("a", "10.0.0.1")
     guard.reserve("b", "10.0.0.2")
     with pytest.raises(Throttled, match="busy") as caught:

@@ -3,14 +3,13 @@ goes on, and the appliance asks to be restarted when the disk comes (or goes).""
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pytest
 
 import appliance.alarms.health_watch as health_watch
 from appliance.config.model import parse_config
-from appliance.supervisor import Supervisor
+from appliance.app import Appliance
 from base.clock import RealClocks
 
 
@@ -41,26 +40,26 @@ def wait(condition, timeout_s: float = 10) -> None:
 def test_without_the_disk_nothing_is_written_the_alarm_is_up_and_live_view_goes_on(tmp_path, mounts):
     disk = tmp_path / "srv-nvr"
     disk.mkdir()
-    supervisor = Supervisor(parse_config(config_for(disk)), clocks=RealClocks(), sync=False)
-    changed = threading.Event()
-    supervisor.on_disk_change = changed.set
-    supervisor.start()
+    nvr = Appliance(parse_config(config_for(disk)), clocks=RealClocks(), sync=False)
+    changed = nvr.disk_changed
+    nvr.start()
     try:
-        live = supervisor.live.stream(1, "main")
-        wait(lambda: supervisor.status()["streams"][0]["packets"] > 20)  # the source runs and feeds live view
+        live = nvr.live.stream(1, "main")
+        wait(lambda: nvr.status()["streams"][0]["packets"] > 20)  # the source runs and feeds live view
         assert live.info is not None and live.info.codec == "h264"
-        status = supervisor.status()
+        status = nvr.status()
         assert status["recording"] is False and status["streams"][0]["frames_recorded"] == 0
         alarms = {a["kind"]: a["message"] for a in status["alarms"]}
         assert "no disk is mounted on" in alarms["disk_missing"] and str(disk) in alarms["disk_missing"]
         assert list(disk.iterdir()) == []  # nothing onto the system disk (on the image: the RAM overlay)
-        assert not changed.is_set()
+        assert not changed.is_set() and not nvr.stop_requested.is_set()
 
         mounts.add(str(disk))  # the installer plugs the disk in
         assert changed.wait(5), "the appliance did not ask to restart onto the disk"
+        assert nvr.wait(0)  # `nvr run` stops waiting, stops, and exits 75 (tests/appliance/test_cli.py)
     finally:
-        scratch = supervisor.root
-        supervisor.stop()
+        scratch = nvr.root
+        nvr.stop()
     assert not scratch.exists()  # the scratch index in RAM is removed
 
 
@@ -68,19 +67,18 @@ def test_with_the_disk_mounted_it_records_there_and_asks_to_restart_when_the_dis
     disk = tmp_path / "srv-nvr"
     disk.mkdir()
     mounts.add(str(disk))
-    supervisor = Supervisor(parse_config(config_for(disk)), clocks=RealClocks(), sync=False)
-    changed = threading.Event()
-    supervisor.on_disk_change = changed.set
-    supervisor.start()
+    nvr = Appliance(parse_config(config_for(disk)), clocks=RealClocks(), sync=False)
+    changed = nvr.disk_changed
+    nvr.start()
     try:
-        assert supervisor.root == disk and supervisor.status()["recording"] is True
-        wait(lambda: supervisor.status()["streams"][0]["frames_recorded"] > 0)
-        assert "disk_missing" not in {a["kind"] for a in supervisor.status()["alarms"]}
+        assert nvr.root == disk and nvr.status()["recording"] is True
+        wait(lambda: nvr.status()["streams"][0]["frames_recorded"] > 0)
+        assert "disk_missing" not in {a["kind"] for a in nvr.status()["alarms"]}
         mounts.discard(str(disk))  # the disk is pulled
         assert changed.wait(5), "the appliance did not ask to restart off the vanished disk"
-        wait(lambda: "disk_missing" in {a["kind"] for a in supervisor.status()["alarms"]})
+        wait(lambda: "disk_missing" in {a["kind"] for a in nvr.status()["alarms"]})
     finally:
-        supervisor.stop()
+        nvr.stop()
 
 
 def test_require_mount_is_off_by_default_so_a_plain_folder_records():
@@ -98,13 +96,41 @@ def test_require_mount_without_a_web_state_dir_is_refused_at_load_naming_the_key
 def test_a_disk_mounted_between_the_start_and_the_first_health_check_still_restarts_onto_it(tmp_path, mounts):
     disk = tmp_path / "srv-nvr"
     disk.mkdir()
-    supervisor = Supervisor(parse_config(config_for(disk)), clocks=RealClocks(), sync=False)
-    assert supervisor.disk_absent
+    nvr = Appliance(parse_config(config_for(disk)), clocks=RealClocks(), sync=False)
+    assert nvr.supervisor.disk_absent
     mounts.add(str(disk))  # before the watch ever looked
-    changed = threading.Event()
-    supervisor.on_disk_change = changed.set
-    supervisor.start()
+    changed = nvr.disk_changed
+    nvr.start()
     try:
         assert changed.wait(5), "the appliance stayed without recording on a mounted disk"
     finally:
-        supervisor.stop()
+        nvr.stop()
+
+
+def test_nvr_run_exits_75_to_be_started_again_when_the_disk_comes(tmp_path, mounts, monkeypatch):
+    """`nvr run` in this process, its disk plugged in once every part runs: it stops and exits with
+    EXIT_RESTART, which systemd's Restart=always turns into a fresh start onto the disk."""
+    import signal
+
+    from appliance import cli
+    from appliance.app import Appliance
+    from support.web import free_port
+
+    disk = tmp_path / "srv-nvr"
+    disk.mkdir()
+    config_file = tmp_path / "nvr.yaml"
+    config_file.write_text(config_for(disk))
+    start = Appliance.start
+
+    def start_then_plug_the_disk_in(self):
+        start(self)
+        mounts.add(str(disk))
+
+    monkeypatch.setattr(Appliance, "start", start_then_plug_the_disk_in)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert cli.main(["run", "--config", str(config_file), "--listen", f"127.0.0.1:{free_port()}"]) == cli.EXIT_RESTART
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert list(disk.iterdir()) == []  # it stopped before writing anything: the next start records there

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.cli import main
 from appliance.config.model import load_config
-from appliance.supervisor import Supervisor
+from appliance.app import Appliance
 from drivers.pelco.protocol import STOP, Move, Preset
 from base.clock import RealClocks
 from hal.serial_port import open_serial_port
@@ -98,13 +98,13 @@ def test_position_prints_where_the_dome_points(tmp_path, rig, capsys):
 
 def test_the_running_service_holding_the_port_is_named_with_its_pid(tmp_path, rig, capsys):
     config_path = write_config(tmp_path, rig)
-    supervisor = Supervisor(load_config(config_path), clocks=RealClocks(), sync=False)
-    supervisor.start()
+    nvr = Appliance(load_config(config_path), clocks=RealClocks(), sync=False)
+    nvr.start()
     try:
-        assert supervisor.status()["ptz"]["ports"]["rs485"]["open"]
+        assert nvr.status()["ptz"]["ports"]["rs485"]["open"]
         assert nvr_ptz(config_path, "--channel", "3", "left") == 1
     finally:
-        supervisor.stop()
+        nvr.stop()
     err = capsys.readouterr().err
     assert f"{rig.path} is held by the running nvr service (pid {os.getpid()}" in err
     assert "stop the service first" in err

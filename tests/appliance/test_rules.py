@@ -220,14 +220,14 @@ rules:
 
 
 def test_the_web_controls_list_inputs_and_switch_outputs_by_hand(tmp_path, clocks, mock_pins, index):
-    from appliance.web.services import WebAlarmIo
+    from appliance.web.services import WebAlarmPanel
 
     config = config_with("rules: []", tmp_path=tmp_path)
     io = AlarmIO(config, clocks=clocks, index=index, alarms=AlarmBoard(clocks=clocks), live=LiveHub(),
                  gpio=GpiozeroGpio(pin_factory=mock_pins))
     io.start()
     try:
-        web = WebAlarmIo(io)
+        web = WebAlarmPanel(io)
         assert [i["id"] for i in web.inputs()] == ["door"]
         web.set_output("siren", True)
         assert mock_pins.pin(22).state and web.outputs()[0]["on"] is True

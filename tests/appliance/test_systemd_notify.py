@@ -94,20 +94,20 @@ def test_watchdog_interval_is_half_the_timeout_and_only_for_the_named_pid():
     assert watchdog_ping_interval_s({"WATCHDOG_USEC": "soon"}) is None
 
 
-def test_pings_while_every_recording_thread_is_alive(notify_socket):
+def test_pings_while_every_recording_thread_is_alive(notify_socket, clocks):
     address, receive, _ = notify_socket
     recorders = [FakeRecorder(), FakeRecorder("channel 2 main", connected=False)]
     watchdog = ServiceWatchdog(notifier=SocketNotifier(address), recorders=lambda: recorders, interval_s=5,
-                               timesync_dir=None)
+                               clocks=clocks, timesync_dir=None)
     assert watchdog.tick()
     assert receive() == {"WATCHDOG": "1", "STATUS": "recording 1/2 stream(s)"}
 
 
-def test_a_dead_recording_thread_withholds_the_ping_so_systemd_restarts_the_service(notify_socket):
+def test_a_dead_recording_thread_withholds_the_ping_so_systemd_restarts_the_service(notify_socket, clocks):
     address, receive, _ = notify_socket
     recorders = [FakeRecorder(), FakeRecorder("channel 2 main", alive=False)]
     watchdog = ServiceWatchdog(notifier=SocketNotifier(address), recorders=lambda: recorders, interval_s=5,
-                               timesync_dir=None)
+                               clocks=clocks, timesync_dir=None)
     assert not watchdog.tick()
     message = receive()
     assert "WATCHDOG" not in message
@@ -115,35 +115,34 @@ def test_a_dead_recording_thread_withholds_the_ping_so_systemd_restarts_the_serv
     assert watchdog.statistics()["withheld"] == 1
 
 
-def test_a_connected_stream_without_new_frames_counts_as_hung_after_the_stall_time():
-    now = [100.0]
+def test_a_connected_stream_without_new_frames_counts_as_hung_after_the_stall_time(clocks):
     recorder = FakeRecorder()
     sent = Recording()
     watchdog = ServiceWatchdog(notifier=sent, recorders=lambda: [recorder], interval_s=5, stall_s=60,
-                               monotonic=lambda: now[0], timesync_dir=None)
+                               clocks=clocks, timesync_dir=None)
     assert watchdog.tick()
-    now[0] += 59
+    clocks.advance(59)
     assert watchdog.tick()
-    now[0] += 2
+    clocks.advance(2)
     assert not watchdog.tick()
     assert "no frame recorded for 61 s" in sent.messages[-1]["STATUS"]
     recorder.frames += 25  # it records again: healthy again
     assert watchdog.tick()
 
 
-def test_a_disconnected_stream_is_not_a_hang():
-    now = [0.0]
+def test_a_disconnected_stream_is_not_a_hang(clocks):
     recorder = FakeRecorder(connected=False)
     watchdog = ServiceWatchdog(notifier=Recording(), recorders=lambda: [recorder], interval_s=5, stall_s=60,
-                               monotonic=lambda: now[0], timesync_dir=None)
+                               clocks=clocks, timesync_dir=None)
     for _ in range(5):
-        now[0] += 100
+        clocks.advance(100)
         assert watchdog.tick()
 
 
-def test_without_a_watchdog_only_status_is_sent():
+def test_without_a_watchdog_only_status_is_sent(clocks):
     sent = Recording()
-    watchdog = ServiceWatchdog(notifier=sent, recorders=lambda: [FakeRecorder()], interval_s=None, timesync_dir=None)
+    watchdog = ServiceWatchdog(notifier=sent, recorders=lambda: [FakeRecorder()], interval_s=None, clocks=clocks,
+                               timesync_dir=None)
     assert not watchdog.tick()
     assert sent.messages == [{"STATUS": "recording 1/1 stream(s)"}]
 
@@ -153,7 +152,8 @@ def test_clock_alarm_is_raised_until_timesyncd_reports_the_first_sync(tmp_path, 
     timesync.mkdir()
     alarms = AlarmBoard(clocks=clocks)
     sent = Recording()
-    watchdog = ServiceWatchdog(notifier=sent, recorders=lambda: [], interval_s=5, alarms=alarms, timesync_dir=timesync)
+    watchdog = ServiceWatchdog(notifier=sent, recorders=lambda: [], interval_s=5, alarms=alarms, clocks=clocks,
+                               timesync_dir=timesync)
     watchdog.tick()
     assert [a.kind for a in alarms.active()] == ["clock_unsynced"]
     assert sent.messages[-1]["STATUS"].endswith("clock not yet synchronised")
@@ -165,17 +165,19 @@ def test_clock_alarm_is_raised_until_timesyncd_reports_the_first_sync(tmp_path, 
 
 def test_no_timesyncd_means_no_clock_alarm(tmp_path, clocks):
     alarms = AlarmBoard(clocks=clocks)
-    ServiceWatchdog(notifier=Recording(), recorders=lambda: [], interval_s=5, alarms=alarms,
+    ServiceWatchdog(notifier=Recording(), recorders=lambda: [], interval_s=5, alarms=alarms, clocks=clocks,
                     timesync_dir=tmp_path / "absent").tick()
     assert alarms.active() == []
 
 
 def test_service_integration_sends_ready_after_start_and_stopping_at_the_end(notify_socket, clocks):
     address, receive, _ = notify_socket
+    simulated = clocks
 
     class Supervisor:
         recorders = []
-        alarms = AlarmBoard(clocks=clocks)
+        clocks = simulated
+        alarms = AlarmBoard(clocks=simulated)
 
         class recovery:
             @staticmethod

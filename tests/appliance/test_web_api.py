@@ -192,7 +192,7 @@ def test_metrics_take_basic_auth_for_scrapers(appliance):
 
 
 class FakeDome:
-    """A simulated PTZ service satisfying web_devices.PtzControl."""
+    """A simulated PTZ service satisfying appliance.web.views.WebPtzControl."""
 
     def __init__(self):
         self.calls = []
@@ -220,8 +220,8 @@ def test_ptz_without_a_service_is_404_and_with_one_moves_and_is_audited(applianc
     op = login(appliance, "operator")
     r = op.post("/api/ptz/1", json={"action": "move", "pan": 0.5})
     assert r.status_code == 404 and "no PTZ" in r.json()["detail"]
-    dome, service = FakeDome(), appliance.supervisor.ptz
-    appliance.supervisor.ptz = dome
+    dome, service = FakeDome(), appliance.nvr.ptz
+    appliance.nvr.ptz = dome
     try:
         assert op.get("/api/ptz/1").json()["available"] is True
         assert op.post("/api/ptz/1", json={"action": "move", "pan": 0.5, "tilt": -0.25}).status_code == 200
@@ -230,7 +230,7 @@ def test_ptz_without_a_service_is_404_and_with_one_moves_and_is_audited(applianc
         assert op.post("/api/ptz/1", json={"action": "move", "pan": 7}).status_code == 422
         assert dome.calls == [("move", 1, 0.5, -0.25), ("goto", 1, 3)]
     finally:
-        appliance.supervisor.ptz = service
+        appliance.nvr.ptz = service
     assert any(e["action"] == "ptz" for e in login(appliance, "admin").get("/api/audit").json())
 
 

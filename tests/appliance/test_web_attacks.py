@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from base.clock import RealClocks, SimulatedClocks
 from appliance.web.login_guard import ACCOUNT_FREE, ACCOUNT_MAX_DELAY_S, PAIR_FREE, LoginGuard
 from appliance.web.hosts import HostCheck
 from support.web import PASSWORDS, add_web_user, config_text, free_port, start_appliance
@@ -68,14 +69,14 @@ def nvr_run(tmp_path_factory):
 
 
 def ctx_of(appliance):
-    return appliance.server._server.config.app.state.ctx
+    return appliance.nvr.web_context
 
 
 @pytest.fixture
 def guard(appliance):
     """A fresh login guard for each test (the real clock); tests that need time to stand still put their own."""
     ctx = ctx_of(appliance)
-    old, ctx.logins = ctx.logins, LoginGuard()
+    old, ctx.logins = ctx.logins, LoginGuard(clocks=RealClocks())
     yield ctx
     ctx.logins.close()
     ctx.logins = old
@@ -214,19 +215,19 @@ def test_25_wrong_passwords_from_another_address_leave_the_admins_login_working(
 def test_a_spray_from_many_addresses_slows_new_addresses_but_never_the_admins_own(appliance, guard):
     """25 wrong passwords, each checked (time is moved past every wait), from 25 addresses: the account
     brake is on. The admin's usual address still logs in at once; a new one waits at most 30 s."""
-    now = [1000.0]
-    guard.logins = LoginGuard(monotonic=lambda: now[0])
+    now = SimulatedClocks()
+    guard.logins = LoginGuard(clocks=now)
     assert login_from(appliance, "127.0.0.1", "admin", PASSWORDS["admin"]).status_code == 200
     for i in range(25):
         r = login_from(appliance, f"127.0.4.{i + 1}", "admin", f"guess-{i}")
         if r.status_code == 429:
-            now[0] += int(r.headers["Retry-After"])
+            now.advance(int(r.headers["Retry-After"]))
             r = login_from(appliance, f"127.0.4.{i + 1}", "admin", f"guess-{i}")
         assert r.status_code == 401
     assert login_from(appliance, "127.0.0.1", "admin", PASSWORDS["admin"]).status_code == 200
     r = login_from(appliance, "127.0.0.3", "admin", PASSWORDS["admin"])
     assert r.status_code == 429 and int(r.headers["Retry-After"]) <= ACCOUNT_MAX_DELAY_S
-    now[0] += int(r.headers["Retry-After"])
+    now.advance(int(r.headers["Retry-After"]))
     assert login_from(appliance, "127.0.0.3", "admin", PASSWORDS["admin"]).status_code == 200
 
 
@@ -238,7 +239,7 @@ def test_existing_and_unknown_user_names_get_the_same_answers(appliance, guard):
             r = login_from(appliance, address, name, f"wrong-pass-{i}")
             out.append((r.status_code, r.json()["detail"], r.headers.get("retry-after"), time.perf_counter() - t0))
         return out
-    guard.logins = LoginGuard(monotonic=lambda: 1000.0)  # no wait ends: the answers do not depend on speed
+    guard.logins = LoginGuard(clocks=SimulatedClocks())  # no wait ends: the answers do not depend on speed
     login_from(appliance, "127.0.0.9", "warm-up", "wrong-pass")  # the first unknown name makes the dummy hash
     known = attempts("127.0.0.6", "viewer")
     unknown = attempts("127.0.0.7", "no-such-user")
@@ -253,7 +254,7 @@ def test_existing_and_unknown_user_names_get_the_same_answers(appliance, guard):
 def test_100_concurrent_wrong_logins_for_one_account_run_only_the_free_checks(appliance, guard, spread):
     """Time stands still, so no wait ever ends: exactly the free attempts may be checked, however the
     100 requests interleave (the count is taken before the check, under one lock)."""
-    guard.logins = LoginGuard(monotonic=lambda: 1000.0, max_queued=200)
+    guard.logins = LoginGuard(clocks=SimulatedClocks(), max_queued=200)
     address = (lambda i: "127.0.0.8") if spread == "one address" else (lambda i: f"127.0.5.{i + 1}")
     answers = concurrently(100, lambda i: login_from(appliance, address(i), "operator", f"wrong-{i}"))
     statuses = [r.status_code for r in answers]
@@ -278,7 +279,7 @@ def test_a_foreign_host_on_setup_and_login_is_refused(appliance, tmp_path):
     from support.web import free_port
     users = UserStore(tmp_path, clocks=appliance.supervisor.clocks)  # a fresh box: no administrator yet
     port = free_port()
-    server = WebServer(create_app(appliance.supervisor, users=users), host="127.0.0.1", port=port)
+    server = WebServer(create_app(appliance.nvr, users=users), host="127.0.0.1", port=port)
     server.start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as c:
@@ -314,7 +315,7 @@ def test_state_changing_routes_need_an_own_host_and_origin(appliance):
 
 def test_allowed_names_are_the_listen_address_hostname_mdns_addresses_and_the_config_list():
     check = HostCheck(listen_host="10.1.2.3", allowed_hosts=["nvr.example.com", "[2001:db8::7]"],
-                      addresses=lambda: {"192.168.1.20", "fd00::2"}, hostname=lambda: "dvr-shop")
+                      addresses=lambda: {"192.168.1.20", "fd00::2"}, hostname=lambda: "dvr-shop", clocks=SimulatedClocks())
     for host in ("10.1.2.3:8080", "dvr-shop", "dvr-shop.local:443", "DVR-SHOP.LOCAL.", "192.168.1.20",
                  "[fd00::2]:80", "nvr.example.com:8443", "[2001:db8::7]", "localhost:8080", "127.0.0.1"):
         assert check.refusal(host, None) is None, host
@@ -322,7 +323,7 @@ def test_allowed_names_are_the_listen_address_hostname_mdns_addresses_and_the_co
     for host in ("evil.example", "dvr-shop.evil.example", "192.168.1.21", "", "fd00::2"):
         assert check.refusal(host, None) is not None, host
     assert check.refusal("dvr-shop", "http://evil.example") is not None
-    assert HostCheck(listen_host="0.0.0.0", addresses=set, hostname=lambda: "box").names() == {
+    assert HostCheck(listen_host="0.0.0.0", addresses=set, hostname=lambda: "box", clocks=SimulatedClocks()).names() == {
         "localhost", "127.0.0.1", "::1", "box", "box.local"}
 
 

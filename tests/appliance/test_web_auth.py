@@ -51,7 +51,7 @@ def _concrete(path: str) -> str:
 
 
 def test_every_non_public_route_answers_401_without_a_session(appliance):
-    fastapi_app = appliance.server._server.config.app
+    fastapi_app = appliance.nvr.web_app
     routes = [r for r in _routes(fastapi_app) if r not in PUBLIC]
     assert len(routes) > 25  # the enumeration found the API, not an empty list
     with httpx.Client(base_url=appliance.url, timeout=20) as anon:
@@ -150,7 +150,7 @@ def test_path_traversal_reaches_no_file(appliance, path):
 
 def test_first_run_sets_the_administrator_once_and_there_is_no_default_login(appliance, tmp_path):
     users = UserStore(tmp_path, clocks=appliance.supervisor.clocks)
-    with TestClient(create_app(appliance.supervisor, users=users), base_url="http://127.0.0.1") as c:
+    with TestClient(create_app(appliance.nvr, users=users), base_url="http://127.0.0.1") as c:
         assert c.get("/api/ping").json()["setup_required"] is True
         for name, password in [("admin", "admin"), ("admin", ""), ("root", "root"), ("admin", "12345678")]:
             assert c.post("/api/login", json={"username": name, "password": password}).status_code in (401, 422)
@@ -196,7 +196,7 @@ def test_tls_with_a_self_signed_certificate_marks_cookies_secure(appliance, tmp_
     cert, key = ensure_self_signed(tmp_path)
     assert ensure_self_signed(tmp_path) == (cert, key) and oct(key.stat().st_mode & 0o777) == "0o600"
     port = free_port()
-    server = WebServer(create_app(appliance.supervisor, users=appliance.users), host="127.0.0.1", port=port,
+    server = WebServer(create_app(appliance.nvr, users=appliance.users), host="127.0.0.1", port=port,
                        tls_cert=cert, tls_key=key)
     server.start()
     try:

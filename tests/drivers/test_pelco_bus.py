@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 
@@ -109,3 +110,34 @@ def test_a_newer_move_replaces_only_a_move_queued_after_any_preset_call(line, ma
     sent = line.b.read(64, timeout_s=1)
     assert [decode("pelco-d", sent[i:i + 7]).message for i in range(0, len(sent), 7)] == \
         [Move(pan=-1, pan_speed=5), Preset("go", 2), STOP, Move(tilt=1, tilt_speed=5)]
+
+
+def test_a_query_times_out_on_the_bus_clock_not_on_real_time(line, make_bus):
+    clocks = SimulatedClocks()
+    bus = make_bus(clocks=clocks, query_timeout_s=0.1)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(bus.query, 1, "pan")
+        assert line.b.read(64, timeout_s=5) == encode("pelco-d", 1, Query("pan"))  # the query is on the wire
+        done, _ = wait([answer], timeout=0.3)  # three times its timeout in real time: still waiting
+        assert not done
+        clocks.advance(0.1)
+        with pytest.raises(QueryTimeout, match="within 0.1 s"):
+            answer.result(timeout=5)
+    assert bus.statistics()["timeouts"] == 1
+
+
+def test_a_dome_answering_aux_9_with_a_valid_checksum_leaves_the_worker_serving(line, make_bus):
+    """Row 8 of issue 12: an aux-on for output 9 (out of 1-8) with a right checksum used to raise a
+    PelcoError in the worker thread and kill it; every later command then timed out."""
+    bus = make_bus(query_timeout_s=0.3)
+    aux9 = bytes((0xFF, 0x01, 0x00, 0x09, 0x00, 0x09))
+    aux9 += bytes((sum(aux9[1:6]) & 0xFF,))
+    report = bytes.fromhex("FF 01 00 59 23 28 A5")  # pan 90.00 degrees
+    fake_dome(line, [aux9, report])
+    assert bus.query(1, "pan") == 9000  # the reply after the hostile one is still read
+    fake_dome(line, [aux9])
+    with pytest.raises(QueryTimeout):
+        bus.query(1, "tilt")
+    future = bus.send(1, Preset("go", 3))
+    assert future.result(timeout=5) == "sent"  # the worker lives on
+    assert bus._thread.is_alive() and bus.statistics()["worker_errors"] == 0

@@ -48,7 +48,7 @@ def record_camera(root: Path, url: str, *, seconds: float, audio: bool = True) -
     segmenter = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, alarms=alarms,
                           segment_seconds=2, sync=False)
     recorder = StreamRecorder(source=RtspCamera(url, name="cam", clocks=clocks, audio=audio), segmenter=segmenter,
-                              alarms=alarms)
+                              alarms=alarms, clocks=clocks)
     recorder.start()
     time.sleep(seconds)
     recorder.stop()

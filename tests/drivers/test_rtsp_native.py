@@ -192,7 +192,7 @@ def test_close_from_another_thread_ends_a_blocked_open():
 
 def test_one_loop_thread_reads_every_camera(fake):
     camera = fake()
-    loop = RtspLoop(name="rtsp-loop-test")
+    loop = RtspLoop(clocks=RealClocks(), name="rtsp-loop-test")
     cams = [native(camera.url(), loop=loop) for _ in range(3)]
     try:
         for cam in cams:
@@ -279,7 +279,7 @@ def test_random_bytes_from_a_camera_never_escape_the_connection():
               b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n", b"$\x00\xff\xff", b"RTSP/1.0 200", b"\r\n\r\n"]
     left, right = socket.socketpair()
     with left, right:
-        mailbox = Mailbox(batch_s=0, bound=10_000)
+        mailbox = Mailbox(batch_s=0, bound=10_000, clocks=RealClocks())
         video = Channel(RtpTrack(H264Depacketizer(), payload_type=96, clock_rate=90000), "video", 0, 1)
         connection = Connection(sock=left, parser=RtspStreamParser(), channels=[video], mailbox=mailbox,
                                 clocks=RealClocks(), auth=Authenticator(None, None), control_url="rtsp://cam/s",
@@ -302,7 +302,7 @@ def fed_connection(timestamps: list[int]) -> tuple[list, dict]:
     left, right = socket.socketpair()
     with left, right:
         stats = dict.fromkeys(STAT_KEYS, 0)
-        mailbox = Mailbox(batch_s=0, bound=1000)
+        mailbox = Mailbox(batch_s=0, bound=1000, clocks=RealClocks())
         video = Channel(RtpTrack(H264Depacketizer(), payload_type=96, clock_rate=90000), "video", 0, 1)
         connection = Connection(sock=left, parser=RtspStreamParser(), channels=[video], mailbox=mailbox,
                                 clocks=RealClocks(), auth=Authenticator(None, None), control_url="rtsp://cam/s",

@@ -1,6 +1,6 @@
 """Recording real RTSP streams end to end: RtspCamera (FFmpeg's client) or NativeRtspCamera -> StreamRecorder ->
 Segmenter -> files + index,
-and the whole Supervisor (and its web page), against the GStreamer test server on loopback, in real time."""
+the whole Supervisor, and the Appliance's web page, against the GStreamer test server on loopback, in real time."""
 from __future__ import annotations
 
 import itertools
@@ -14,12 +14,12 @@ import httpx
 import pytest
 from support.recording import decoded_frames
 from support.rtsp import TcpFreezeProxy
-from support.web import WEB_USER, add_web_user
+from support.web import WEB_USER
 
 from appliance.config.model import Config, parse_config
 from appliance.sources import channel_sources
+from appliance.app import Appliance
 from appliance.supervisor import Supervisor
-from appliance.web.server import WebServer, create_app
 from drivers.rtsp.auto import rtsp_camera
 from base.clock import RealClocks
 from base.media import EncodedPacket, StreamInfo
@@ -77,7 +77,8 @@ class Rig:
         self.segmenter = Segmenter(channel=1, stream="main", root=root, index=self.index, clocks=self.clocks,
                                    alarms=self.alarms, segment_seconds=segment_seconds, sync=False)
         self.recorder = StreamRecorder(source=self.source, segmenter=self.segmenter, alarms=self.alarms,
-                                       reconnect_min_s=reconnect_min_s, reconnect_max_s=reconnect_max_s)
+                                       clocks=self.clocks, reconnect_min_s=reconnect_min_s,
+                                       reconnect_max_s=reconnect_max_s)
 
     def segments(self) -> list[Segment]:
         return self.index.segments(channel=1, stream="main")
@@ -449,8 +450,8 @@ def test_supervisor_stop_closes_and_indexes_every_open_segment_within_seconds(ma
     assert on_disk == {s.path for rows in segs.values() for s in rows}  # nothing left unindexed
 
 
-def test_web_api_shows_streams_and_alarms_and_lists_recordings(make_supervisor, rtsp_server):
-    sup = make_supervisor(f"""
+def test_web_api_shows_streams_and_alarms_and_lists_recordings(tmp_path, rtsp_server):
+    config = supervisor_config(tmp_path / "data", f"""
   - id: 1
     name: front door
     source: {{type: rtsp, url: "{rtsp_server.url('/cam1')}", timeout_s: 3}}
@@ -458,19 +459,19 @@ def test_web_api_shows_streams_and_alarms_and_lists_recordings(make_supervisor, 
     name: back yard
     source: {{type: rtsp, url: "rtsp://127.0.0.1:{free_port()}/cam", timeout_s: 2}}
 """)
-    wait_for(lambda: sup.index.segments(channel=1) and 2 in source_lost_channels(sup.alarms), 10,
-             "a segment of channel 1 and the alarm of channel 2")
-    add_web_user(sup.root)  # every API route needs a login
-    web = WebServer(create_app(sup), host="127.0.0.1", port=free_port())
-    web.start()
+    nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", free_port()))
+    nvr.users.add_user(*WEB_USER, "viewer")  # every API route needs a login
+    nvr.start()
     try:
-        with httpx.Client(base_url=web.address, timeout=5) as client:
+        wait_for(lambda: nvr.index.segments(channel=1) and 2 in source_lost_channels(nvr.alarms), 10,
+                 "a segment of channel 1 and the alarm of channel 2")
+        with httpx.Client(base_url=nvr.url, timeout=5) as client:
             wait_for(lambda: _answers(client), 5, "the web server")
             assert client.get("/api/health").status_code == 401
             client.post("/api/login", json=dict(zip(("username", "password"), WEB_USER))).raise_for_status()
-            check_status_page_and_api(client, sup)
+            check_status_page_and_api(client, nvr)
     finally:
-        web.stop()
+        nvr.stop()
 
 
 def _answers(client: httpx.Client) -> bool:
@@ -480,7 +481,7 @@ def _answers(client: httpx.Client) -> bool:
         return False
 
 
-def check_status_page_and_api(client: httpx.Client, sup: Supervisor) -> None:
+def check_status_page_and_api(client: httpx.Client, sup: Appliance) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     channels = {c["id"]: c for c in client.get("/api/channels").json()}

@@ -177,9 +177,9 @@ def test_pressing_a_ptz_button_moves_the_dome_and_releasing_stops_it(page, appli
     from support.ptz import DomeRig, ptz_config
 
     rig = DomeRig("pelco-d")
-    service, appliance.supervisor.ptz = appliance.supervisor.ptz, PtzService(ptz_config(rig.path, "pelco-d"),
+    service, appliance.nvr.ptz = appliance.nvr.ptz, PtzService(ptz_config(rig.path, "pelco-d"),
                                                                             clocks=RealClocks())
-    appliance.supervisor.ptz.start()
+    appliance.nvr.ptz.start()
     try:
         page.goto(appliance.url + "/#/ptz")
         page.wait_for_selector("[data-ptz='▶']")
@@ -198,8 +198,8 @@ def test_pressing_a_ptz_button_moves_the_dome_and_releasing_stops_it(page, appli
         assert rig.bus.received[0] == bytes.fromhex("FF 01 00 02 20 00 23")  # right, speed 0x20
         assert rig.dome().state().motion.pan == 0 and rig.dome().state().position.pan_deg > 0
     finally:
-        appliance.supervisor.ptz.shutdown()
-        appliance.supervisor.ptz = service
+        appliance.nvr.ptz.shutdown()
+        appliance.nvr.ptz = service
         rig.close()
 
 
@@ -231,7 +231,7 @@ def test_first_visit_sets_the_administrator_password(browser, appliance, tmp_pat
     from support.web import free_port
     users = UserStore(tmp_path, clocks=appliance.supervisor.clocks)  # a fresh appliance: nobody yet
     port = free_port()
-    server = WebServer(create_app(appliance.supervisor, users=users), host="127.0.0.1", port=port)
+    server = WebServer(create_app(appliance.nvr, users=users), host="127.0.0.1", port=port)
     server.start()
     context = browser.new_context()
     try:

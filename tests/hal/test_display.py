@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from base.clock import RealClocks, SimulatedClocks
 from hal.display import (DisplayLost, DisplayMode, DisplayRequest, DisplayUnavailable, HotplugWatch, InputEvent,
                          connected_monitor, open_display, parse_edid, parse_mode_line, pick_mode)
 from hal.display.fbdev import FbGeometry, FramebufferDisplay, pack_pixels
@@ -90,17 +91,17 @@ def test_config_overrides_the_monitor_mode():
 def test_auto_falls_through_to_offscreen_when_nothing_else_is_there(tmp_path):
     request = DisplayRequest(backend="auto", size=(320, 240), drm_root=tmp_path / "nodrm",
                              fb_path=tmp_path / "nofb", env={})
-    display = open_display(request)
+    display = open_display(request, clocks=RealClocks())
     assert display.name == "offscreen" and display.mode.width == 320
 
 
 def test_a_named_backend_that_cannot_open_says_why(tmp_path):
     with pytest.raises(DisplayUnavailable, match="kmsdrm: no connected monitor"):
-        open_display(DisplayRequest(backend="kmsdrm", drm_root=tmp_path))
+        open_display(DisplayRequest(backend="kmsdrm", drm_root=tmp_path), clocks=RealClocks())
     with pytest.raises(DisplayUnavailable, match="DISPLAY is not set"):
-        open_display(DisplayRequest(backend="x11", env={}))
+        open_display(DisplayRequest(backend="x11", env={}), clocks=RealClocks())
     with pytest.raises(ValueError, match="unknown display backend"):
-        open_display(DisplayRequest(backend="vga"))
+        open_display(DisplayRequest(backend="vga"), clocks=RealClocks())
 
 
 # --- framebuffer ---
@@ -206,7 +207,8 @@ def test_evdev_reader_turns_presses_into_key_events_and_drops_vanished_devices()
     remote = FakeDevice([press(0x201), press(0x201, 0), press(352)])
     mouse = FakeDevice([], keys=(0x110,))  # BTN_LEFT only: not a keyboard
     devices = {"/dev/input/event3": remote, "/dev/input/event4": mouse}
-    keys = EvdevKeys(list_paths=lambda: list(devices), open_device=devices.__getitem__, monotonic=lambda: 0.0)
+    keys = EvdevKeys(list_paths=lambda: list(devices), open_device=devices.__getitem__,
+                     clocks=SimulatedClocks())
     assert keys.poll() == [InputEvent("key", key="1"), InputEvent("key", key="enter")]
     assert mouse.closed
     remote.events = "gone"
@@ -222,7 +224,8 @@ needs_xvfb = pytest.mark.skipif(not have_xvfb(), reason="Xvfb and xwd (Debian xv
 def test_x11_window_shows_frames_and_a_real_screenshot_sees_them():
     xvfb = Xvfb(width=640, height=480).start()
     try:
-        display = open_display(DisplayRequest(backend="x11", x_display=xvfb.display, size=(320, 240)))
+        display = open_display(DisplayRequest(backend="x11", x_display=xvfb.display, size=(320, 240)),
+                               clocks=RealClocks())
         assert display.mode.width == 320 and display.mode.height == 240
         display.show(quadrants(320, 240))
         display.poll_events()
@@ -239,7 +242,7 @@ def test_x11_window_shows_frames_and_a_real_screenshot_sees_them():
 def test_x11_server_killed_or_child_crash_is_display_lost_and_this_process_lives_on():
     xvfb = Xvfb(width=320, height=240).start()
     try:
-        display = open_display(DisplayRequest(backend="x11", x_display=xvfb.display))
+        display = open_display(DisplayRequest(backend="x11", x_display=xvfb.display), clocks=RealClocks())
         frame = quadrants(display.mode.width, display.mode.height)
         display.show(frame)
         xvfb.stop()  # Xlib would exit() the process holding the connection: that is the child
@@ -248,7 +251,7 @@ def test_x11_server_killed_or_child_crash_is_display_lost_and_this_process_lives
                 display.show(frame)
         display.close()
         xvfb.start()
-        display = open_display(DisplayRequest(backend="x11", x_display=xvfb.display))
+        display = open_display(DisplayRequest(backend="x11", x_display=xvfb.display), clocks=RealClocks())
         display.show(frame)
         os.kill(display.pid, signal.SIGKILL)
         with pytest.raises(DisplayLost):
@@ -259,19 +262,19 @@ def test_x11_server_killed_or_child_crash_is_display_lost_and_this_process_lives
 
 
 def test_hotplug_watch_notices_unplugging_and_a_different_monitor(tmp_path):
-    now = [0.0]
+    clocks = SimulatedClocks()
     drm = fake_drm(tmp_path, {"card0-HDMI-A-1": ("connected", edid(), "1920x1080\n")})
-    watch = HotplugWatch(drm, interval_s=1.0, monotonic=lambda: now[0])
+    watch = HotplugWatch(drm, interval_s=1.0, clocks=clocks)
     watch.check()
     (drm / "card0-HDMI-A-1" / "status").write_text("disconnected\n")
     watch.check()  # checked at most once a second
-    now[0] = 1.5
+    clocks.advance(1.5)
     with pytest.raises(DisplayLost, match="unplugged"):
         watch.check()
     (drm / "card0-HDMI-A-1" / "status").write_text("connected\n")
     (drm / "card0-HDMI-A-1" / "edid").write_bytes(b"")
     (drm / "card0-HDMI-A-1" / "modes").write_text("1280x1024\n")
-    now[0] = 3.0
+    clocks.advance(1.5)
     with pytest.raises(DisplayLost, match="changed"):
         watch.check()
 
@@ -281,7 +284,8 @@ def test_hotplug_watch_notices_unplugging_and_a_different_monitor(tmp_path):
 def test_x11_keys_and_clicks_come_back_from_the_child_as_input_events():
     xvfb = Xvfb(width=640, height=480).start()
     try:
-        display = open_display(DisplayRequest(backend="x11", x_display=xvfb.display, size=(320, 240)))
+        display = open_display(DisplayRequest(backend="x11", x_display=xvfb.display, size=(320, 240)),
+                               clocks=RealClocks())
         frame = quadrants(320, 240)
         display.show(frame)
         subprocess.run(["xdotool", "mousemove", "100", "50", "click", "1", "key", "F5", "KP_7", "Return"],

@@ -61,6 +61,7 @@ class FakeDevice:
         self.bytes_per_line, self.current = bytes_per_line, current
         self.closed = False
         self.streaming = False
+        self.clocks: SimulatedClocks | None = None  # when set, an idle wait lets its time pass on them
 
     def info(self):
         return self._info
@@ -104,6 +105,8 @@ class FakeDevice:
     def wait(self, timeout_s, wake_fd=None):
         if self.buffers:
             return True
+        if self.clocks is not None:
+            self.clocks.advance(timeout_s)
         if wake_fd is not None:  # nothing left to deliver: block like a card without a picture
             select.select([wake_fd], [], [], timeout_s)
         return False
@@ -431,7 +434,8 @@ def test_the_input_status_is_read_with_the_first_frame_and_then_every_status_int
 def test_without_signal_from_the_start_noise_is_dropped_then_no_signal_after_the_lock_grace():
     fake = FakeDevice(buffers=[yuyv_buffer(seq, timestamp_us=1 + seq) for seq in range(3)])
     fake.status = IN_ST_NO_SIGNAL
-    capture = make_capture(fake, input=2, lock_grace_s=0.2, frame_timeout_s=0.3)
+    fake.clocks = SimulatedClocks()  # the lock grace is timed on the injected clock
+    capture = make_capture(fake, input=2, lock_grace_s=0.2, frame_timeout_s=0.3, clocks=fake.clocks)
     capture.open()
     began = time.monotonic()
     with pytest.raises(NoSignal, match="has no signal"):

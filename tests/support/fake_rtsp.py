@@ -1,5 +1,8 @@
 """A tiny scripted RTSP camera for the native client's tests: Digest/Basic auth, redirects, session
 timeouts, audio, B-frame timestamps, refusing TCP; it records every request and RTCP packet it gets.
+Hostile scripts (issue 12) replace its SDP media, Session or Transport answers, or what it sends after
+PLAY (`after_play`), and `go_down()` / `come_up()` make it vanish from the network and return on the
+same port (a flapping camera).
 
 One thread accepts, one per connection serves; `stop()` closes everything. Its streams are made by
 `support.rtp_bytes` from the RFCs. Its authentication check is written apart from the client's.
@@ -18,6 +21,7 @@ import tempfile
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from support.rtp_bytes import IDR, P_SLICE, PPS, SPS, aac_payload, fu_a, interleaved, rtp, stap_a
@@ -50,6 +54,13 @@ class Script:
     gap_after: int | None = None  # drop one packet after this many frames (loss)
     extra_headers: dict[str, str] = field(default_factory=dict)
     tls: bool = False  # rtsps: TLS with a self-signed certificate made by the openssl command
+    sdp_media: str | None = None  # the m= sections of the SDP, instead of the usual H.264 (+ AAC) ones
+    session: str | None = None  # the Session header's value, instead of "F00D;timeout=..."
+    transport: str | None = None  # the SETUP answer's Transport header, instead of echoing the request
+    redirect_location: str | None = None  # the 302's Location, instead of `redirect_to` on this camera
+    # Called on its own thread after the PLAY answer instead of the usual stream: `send(bytes)`, and
+    # `stopped()` says the connection or the camera is gone.
+    after_play: Callable[[Callable[[bytes], None], Callable[[], bool]], None] | None = None
 
 
 class FakeCamera:
@@ -63,7 +74,20 @@ class FakeCamera:
         self.tls = _server_tls_context() if script.tls else None
         self._stop = threading.Event()
         self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.up = True
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def go_down(self) -> None:
+        """Vanish: stop listening (connects are refused) and close every connection."""
+        self.up = False
+        _stop_listening(self._listener)
+        self._close_sockets()
+
+    def come_up(self) -> None:
+        """Answer again on the same port."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self.up = True
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
 
     def url(self, path: str = "/cam", userinfo: str = "") -> str:
         scheme = "rtsps" if self.tls else "rtsp"
@@ -74,8 +98,12 @@ class FakeCamera:
 
     def stop(self) -> None:
         self._stop.set()
-        self._listener.close()
-        for sock in self._sockets:
+        _stop_listening(self._listener)
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        sockets, self._sockets = self._sockets, []
+        for sock in sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -88,15 +116,25 @@ class FakeCamera:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while not self._stop.is_set():
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except OSError:
                 return
             self.connections += 1
             self._sockets.append(sock)
             threading.Thread(target=_Connection(self, sock).serve, daemon=True).start()
+
+
+def _stop_listening(listener: socket.socket) -> None:
+    """Close a listening socket for real: a thread blocked in accept() keeps the kernel's socket
+    listening after a plain close(), until a connection wakes it; shutdown() wakes it now."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    listener.close()
 
 
 def _server_tls_context() -> ssl.SSLContext:
@@ -190,14 +228,18 @@ class _Connection:
             self._reply("401 Unauthorized", {"WWW-Authenticate": challenge}, cseq)
             return
         if s.redirect_from and uri.endswith(s.redirect_from):
-            self._reply("302 Moved", {"Location": f"rtsp://127.0.0.1:{self.camera.port}{s.redirect_to}"}, cseq)
+            location = s.redirect_location or f"rtsp://127.0.0.1:{self.camera.port}{s.redirect_to}"
+            self._reply("302 Moved", {"Location": location}, cseq)
             return
-        session = {"Session": f"F00D;timeout={s.session_timeout_s}"}
+        session = {"Session": s.session or f"F00D;timeout={s.session_timeout_s}"}
         if method == "OPTIONS":
             self._reply("200 OK", {"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"}, cseq)
         elif method == "DESCRIBE":
-            sdp = "v=0\r\ns=fake\r\nt=0 0\r\na=control:*\r\n" + SDP_VIDEO.format(sprop=SPROP if s.sprop else "")
-            sdp += SDP_AUDIO if s.audio else ""
+            sdp = "v=0\r\ns=fake\r\nt=0 0\r\na=control:*\r\n"
+            if s.sdp_media is not None:
+                sdp += s.sdp_media
+            else:
+                sdp += SDP_VIDEO.format(sprop=SPROP if s.sprop else "") + (SDP_AUDIO if s.audio else "")
             self._reply("200 OK", {"Content-Type": "application/sdp", "Content-Base": uri + "/"}, cseq, sdp.encode())
         elif method == "SETUP":
             transport = headers["transport"]
@@ -206,20 +248,40 @@ class _Connection:
             elif s.refuse_tcp:
                 self._reply("461 Unsupported Transport", {}, cseq)
             else:
-                self._reply("200 OK", {**session, "Transport": transport + ";ssrc=00001234"}, cseq)
+                self._reply("200 OK", {**session, "Transport": s.transport or transport + ";ssrc=00001234"}, cseq)
         elif method == "PLAY":
             base = uri.rstrip("/")
             info = f"url={base}/trackID=1;seq=1;rtptime={s.rtptime}"
             if s.audio:
                 info += f",url={base}/trackID=2;seq=1;rtptime=1000"
             self._reply("200 OK", {**session, "RTP-Info": info, **s.extra_headers}, cseq)
-            threading.Thread(target=self._stream, daemon=True).start()
+            if s.after_play is not None:
+                threading.Thread(target=self._hostile, daemon=True).start()
+            else:
+                threading.Thread(target=self._stream, daemon=True).start()
         elif method in ("GET_PARAMETER", "TEARDOWN"):
             self._reply("200 OK", session, cseq)
             if method == "TEARDOWN":
                 self.sock.shutdown(socket.SHUT_RDWR)
         else:
             self._reply("501 Not Implemented", {}, cseq)
+
+    def _hostile(self) -> None:
+        gone = threading.Event()
+
+        def send(data: bytes) -> None:
+            try:
+                self._send(data)
+            except OSError:
+                gone.set()
+
+        def stopped() -> bool:
+            return gone.is_set() or self.camera._stop.is_set() or self.sock.fileno() < 0
+
+        try:
+            self.script.after_play(send, stopped)
+        except OSError:
+            return
 
     def _udp_transport(self, transport: str) -> str:
         """Accept RTP over UDP (for the first track): packets go to the client's port from our own."""

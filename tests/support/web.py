@@ -1,5 +1,5 @@
-"""A running appliance for web tests: a real Supervisor recording test-pattern channels, with some
-recording in the past made under simulated clocks, and helpers to log in."""
+"""A running appliance for web tests: the real `Appliance` recording test-pattern channels and serving
+the web on a free loopback port, with some recording in the past made under simulated clocks."""
 from __future__ import annotations
 
 import socket
@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.app import Appliance
 from appliance.config.model import parse_config
 from appliance.supervisor import Supervisor
 from appliance.web.users import UserStore
-from appliance.web.server import WebServer, create_app
 from base.clock import RealClocks, SimulatedClocks
 from recorder.index import Index
 from support.recording import make_segmenter, record
@@ -55,24 +55,30 @@ def record_past(root: Path, *, start_us: int, seconds: float, channels: int = 1)
 
 
 @dataclass
-class Appliance:
-    supervisor: Supervisor
-    server: WebServer
+class WebRig:
+    """A started `Appliance` (`nvr`) and what the test recorded before it started."""
+
+    nvr: Appliance
     url: str
-    users: UserStore
     root: Path
     config_file: Path
     past_start_us: int
     past_end_us: int
 
+    @property
+    def supervisor(self) -> Supervisor:
+        return self.nvr.supervisor
+
+    @property
+    def users(self) -> UserStore:
+        return self.nvr.users
+
     def stop(self) -> None:
-        self.server.stop()
-        self.supervisor.stop()
-        self.users.close()
+        self.nvr.stop()
 
 
 def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, past_ago_s: float = 600,
-                    with_users: bool = True, extra_channels: str = "") -> Appliance:
+                    with_users: bool = True, extra_channels: str = "") -> WebRig:
     """`extra_channels`: YAML list items put before the test-pattern channels (e.g. RTSP cameras)."""
     root = tmp / "data"
     root.mkdir(parents=True, exist_ok=True)
@@ -82,19 +88,19 @@ def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, p
     config_file = tmp / "nvr.yaml"
     config_file.write_text(config_text(root, channels=channels, extra=extra_channels))
     config = parse_config(config_file.read_text(), source=str(config_file), base_dir=tmp)
-    supervisor = Supervisor(config, clocks=RealClocks(), sync=False)
-    supervisor.start()
-    users = UserStore(root, clocks=supervisor.clocks)
+    port = free_port()
+    nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", port), sync=False)
     if with_users:
         for role, password in PASSWORDS.items():
-            users.add_user(role, password, role, replace=True)
-    port = free_port()
-    server = WebServer(create_app(supervisor, users=users), host="127.0.0.1", port=port)
-    server.start()
+            nvr.users.add_user(role, password, role, replace=True)
+    nvr.start()
     url = f"http://127.0.0.1:{port}"
-    _wait_up(url)
-    return Appliance(supervisor, server, url, users, root, config_file, past_start_us,
-                     past_start_us + round(past_seconds * 1e6))
+    try:
+        _wait_up(url)
+    except BaseException:
+        nvr.stop()
+        raise
+    return WebRig(nvr, url, root, config_file, past_start_us, past_start_us + round(past_seconds * 1e6))
 
 
 def _wait_up(url: str, timeout_s: float = 10) -> None:
@@ -109,7 +115,7 @@ def _wait_up(url: str, timeout_s: float = 10) -> None:
     raise RuntimeError(f"the web server at {url} did not come up")
 
 
-def wait_recording(app: Appliance, timeout_s: float = 20) -> None:
+def wait_recording(app: WebRig, timeout_s: float = 20) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if app.supervisor.recorders and all(r.connected and r.statistics()["packets"] > 5 for r in app.supervisor.recorders):

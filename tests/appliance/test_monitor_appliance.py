@@ -1,4 +1,5 @@
-"""The supervisor starts the monitor with recording when monitor.enabled, reports it in status(), stops it first."""
+"""The Appliance starts the monitor after recording when monitor.enabled, reports it in status(), and stops it
+before recording."""
 from __future__ import annotations
 
 import time
@@ -6,7 +7,7 @@ import time
 from base.clock import RealClocks
 
 from appliance.config.model import parse_config
-from appliance.supervisor import Supervisor
+from appliance.app import Appliance
 
 
 def config_text(root, monitor: str) -> str:
@@ -16,47 +17,47 @@ def config_text(root, monitor: str) -> str:
             f"monitor: {monitor}\n")
 
 
-def test_the_supervisor_runs_the_wall_next_to_recording_and_stops_it(tmp_path):
+def test_the_appliance_runs_the_wall_next_to_recording_and_stops_it(tmp_path):
     config = parse_config(config_text(tmp_path, "{enabled: true, backend: offscreen, resolution: 320x240, layout: 1}"))
-    supervisor = Supervisor(config, clocks=RealClocks(), sync=False)
-    supervisor.start()
+    nvr = Appliance(config, clocks=RealClocks(), sync=False)
+    nvr.start()
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            monitor = supervisor.status()["monitor"]
+            monitor = nvr.status()["monitor"]
             if monitor["feeds"] and monitor["feeds"][0]["frames_scaled"] > 3:
                 break
             time.sleep(0.1)
-        status = supervisor.status()
+        status = nvr.status()
     finally:
-        supervisor.stop()
+        nvr.stop()
     monitor = status["monitor"]
     assert monitor["backend"] == "offscreen" and monitor["mode"][:2] == [320, 240]
     assert monitor["feeds"][0]["kind"] == "raw"  # the analog channel is shown before encoding
     assert status["streams"][0]["connected"]
-    assert not supervisor.monitor._thread.is_alive()
+    assert not nvr.monitor._thread.is_alive()
 
 
 def test_a_disabled_monitor_costs_nothing(tmp_path):
-    supervisor = Supervisor(parse_config(config_text(tmp_path, "{enabled: false}")), clocks=RealClocks(), sync=False)
-    supervisor.start()
+    nvr = Appliance(parse_config(config_text(tmp_path, "{enabled: false}")), clocks=RealClocks(), sync=False)
+    nvr.start()
     try:
-        assert supervisor.monitor is None and supervisor.status()["monitor"] is None
+        assert nvr.monitor is None and nvr.status()["monitor"] is None
     finally:
-        supervisor.stop()
+        nvr.stop()
 
 
 def test_a_monitor_that_cannot_even_be_built_leaves_recording_running(tmp_path, monkeypatch):
     import appliance.monitor
 
-    def broken(supervisor):
+    def broken(sources):
         raise RuntimeError("no display libraries on this image")
 
     monkeypatch.setattr(appliance.monitor, "build_monitor", broken)
     config = parse_config(config_text(tmp_path, "{enabled: true, backend: offscreen}"))
-    supervisor = Supervisor(config, clocks=RealClocks(), sync=False)
-    supervisor.start()
+    nvr = Appliance(config, clocks=RealClocks(), sync=False)
+    nvr.start()
     try:
-        assert supervisor.monitor is None and supervisor.recorders
+        assert nvr.monitor is None and nvr.supervisor.recorders
     finally:
-        supervisor.stop()
+        nvr.stop()

@@ -1,0 +1,278 @@
+"""The running appliance: the one object that builds, starts and stops every part of `nvr run`.
+
+`nvr run`, the tests and the benchmarks all assemble the appliance through `Appliance`. Its parts
+start in this order, and `stop()` stops them in the reverse order:
+
+1. recorder (`Supervisor`): locks the data root, opens the index, runs recovery and retention, starts
+   every enabled channel. Another process on the data root raises `DataRootBusy`: nothing started.
+2. PTZ service: the RS-485 buses, which linkage rules and the monitor steer domes through.
+3. alarm I/O: contacts and relays, motion and health watches, the rule engine (it needs the index,
+   the fault board, the live taps and PTZ). Its health watch reports the recordings disk coming or
+   going under `storage.require_mount`: the appliance then sets `disk_changed` and `stop_requested`,
+   and `nvr run` exits to be started again on (or off) the disk.
+4. HDMI monitor, when `monitor.enabled`: a thread of its own. If it cannot even be built or started,
+   that is logged and recording goes on without it.
+5. web server, when `listen` is given: serves the app built at construction.
+6. systemd: READY=1 and the watchdog loop (nothing outside systemd).
+
+Stopping: systemd hears STOPPING=1 and the watchdog ends; the web server stops (new connections are
+refused); the monitor; alarm I/O (outputs back to their safe state, open events ended); PTZ; the
+recorder (every open segment closed and indexed, the index closed, the data root released); last the
+web's own stores (users, exports, its reader connection). A failure while starting one part stops
+that part and the parts already started, in reverse, and is raised.
+
+Built at construction, before anything runs: the supervisor, the PTZ service, and the web app with
+its server, because importing and building FastAPI and uvicorn costs CPU that the first frames of
+every channel need.
+
+The Appliance meets the narrow views its faces need: `appliance.web.views.ApplianceView` for the
+web routes and `appliance.monitor.MonitorSources` for the wall; neither sees the supervisor.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from base.clock import Clocks
+from hal.gpio import Gpio
+from recorder.alarms import AlarmBoard
+from recorder.index import Index, Segment
+from recorder.live import LiveHub
+
+from appliance.alarms.io import AlarmIO
+from appliance.alarms.rules import PtzPresets
+from appliance.config.model import Config
+from appliance.ptz.service import PtzService
+from appliance.supervisor import DataRootBusy, SourceFactory, Supervisor
+from appliance.systemd import ServiceIntegration, start_service_integration
+from appliance.web.views import StreamState
+
+if TYPE_CHECKING:  # the web's modules (FastAPI, uvicorn) load only when the appliance serves the web
+    from fastapi import FastAPI
+
+    from appliance.web.app import WebContext
+    from appliance.web.server import WebServer
+    from appliance.web.users import UserStore
+
+__all__ = ["Appliance", "DataRootBusy"]
+
+log = logging.getLogger("nvr")
+
+
+@dataclass(frozen=True)
+class _Part:
+    name: str
+    start: Callable[[], None]
+    stop: Callable[[], None]
+
+
+class Appliance:
+    """Every running part of one appliance, started and stopped in the order of the module docstring.
+
+    `listen` (host, port): where the web server serves; None runs no web server (tests of recording,
+    alarms or the monitor). `sources`, `sync`, `gpio` and `ptz_presets` are injected for tests and
+    benchmarks (see `Supervisor` and `AlarmIO`); `environ` is where systemd's variables are read.
+    `stop_requested` ends `wait()`: a signal handler sets it, and so does the appliance when the
+    recordings disk comes or goes.
+    """
+
+    def __init__(self, config: Config, *, clocks: Clocks, listen: tuple[str, int] | None = None,
+                 tls_cert: Path | None = None, tls_key: Path | None = None, users: UserStore | None = None,
+                 sources: SourceFactory | None = None, sync: bool = True, gpio: Gpio | None = None,
+                 ptz_presets: PtzPresets | None = None, environ: Mapping[str, str] = os.environ,
+                 stop_requested: threading.Event | None = None):
+        self.clocks = clocks
+        self.supervisor = Supervisor(config, clocks=clocks, sources=sources, sync=sync)
+        self.ptz: PtzService = PtzService(config, clocks=clocks, alarms=self.supervisor.alarms)
+        self.alarm_io: AlarmIO | None = None
+        self.monitor = None  # appliance.monitor.Monitor while it runs
+        self.service: ServiceIntegration | None = None
+        self.stop_requested = stop_requested or threading.Event()
+        self.disk_changed = threading.Event()
+        self._gpio, self._ptz_presets, self._environ = gpio, ptz_presets, environ
+        self.web_context: WebContext | None = None
+        self.web_app: FastAPI | None = None  # the web UI and REST API, when listening
+        self.web_server: WebServer | None = None
+        if listen is not None:
+            self._build_web(listen, tls_cert, tls_key, users)
+        self._parts = [
+            _Part("recorder", self.supervisor.start, self.supervisor.stop),
+            _Part("PTZ service", self.ptz.start, self.ptz.shutdown),
+            _Part("alarm I/O", self._start_alarm_io, self._stop_alarm_io),
+            *([_Part("monitor", self._start_monitor, self._stop_monitor)] if config.monitor.enabled else []),
+            *([_Part("web server", self._start_web, self._stop_web)] if self.web_server is not None else []),
+            _Part("systemd integration", self._start_service, self._stop_service),
+        ]
+        self._started: list[_Part] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every part in order; returns once all run. If one fails, it and the parts already
+        started are stopped (in reverse; the failing one may have started threads before it failed)
+        and the error is raised."""
+        for part in self._parts:
+            self._started.append(part)
+            try:
+                part.start()
+            except BaseException:
+                log.error("starting the %s failed: stopping it and the parts already started", part.name)
+                self.stop()
+                raise
+            log.debug("started the %s", part.name)
+
+    def stop(self) -> None:
+        """Stop every started part in reverse order, then close the web's stores. One part failing to
+        stop is logged and the others still stop. Safe to call twice."""
+        while self._started:
+            part = self._started.pop()
+            try:
+                part.stop()
+            except Exception:
+                log.exception("stopping the %s failed; stopping the rest", part.name)
+                continue
+            log.debug("stopped the %s", part.name)
+        if self.web_context is not None:
+            self.web_context.close()
+            self.web_context = None
+
+    def request_stop(self) -> None:
+        """Make `wait()` return (from any thread or a signal handler)."""
+        self.stop_requested.set()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until a stop is requested (or `timeout_s` passes); True if one was."""
+        return self.stop_requested.wait(timeout_s)
+
+    @property
+    def running(self) -> list[str]:
+        """The parts started, in order (empty before `start` and after `stop`)."""
+        return [part.name for part in self._started]
+
+    # --- the parts ------------------------------------------------------------------------------
+
+    def _start_alarm_io(self) -> None:
+        s = self.supervisor
+        self.alarm_io = AlarmIO(s.config, clocks=self.clocks, index=s.index, alarms=s.alarms, live=s.live,
+                                data_root=s.root, gpio=self._gpio,
+                                ptz=self._ptz_presets if self._ptz_presets is not None else self.ptz,
+                                on_mount_change=self._mount_changed)
+        self.alarm_io.start()
+
+    def _stop_alarm_io(self) -> None:
+        if self.alarm_io is not None:
+            self.alarm_io.stop()
+
+    def _mount_changed(self, mounted: bool) -> None:
+        """Restart when the recordings disk is there while we record nothing (it came, perhaps between
+        the supervisor's check at construction and the health watch's first), or gone while we record
+        onto it: start afresh rather than switch a running recorder's storage."""
+        if mounted == self.supervisor.disk_absent:
+            log.warning("the recordings disk was %s on %s: restarting to %s", "mounted" if mounted else "unmounted",
+                        self.config.storage.path, "record onto it" if mounted else "stop writing where it was")
+            self.disk_changed.set()
+            self.stop_requested.set()
+
+    def _start_monitor(self) -> None:
+        try:
+            from appliance.monitor import build_monitor  # the wall's code loads only when wanted
+            monitor = build_monitor(self)
+            monitor.start()  # its own thread; a missing or failing screen never reaches recording
+        except Exception:  # not even a broken monitor build may stop recording
+            log.exception("the local monitor could not be started; recording goes on without it")
+            return
+        self.monitor = monitor
+
+    def _stop_monitor(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+
+    def _build_web(self, listen: tuple[str, int], tls_cert: Path | None, tls_key: Path | None,
+                   users: UserStore | None) -> None:
+        from appliance.web.app import build_app
+        from appliance.web.server import WebServer, web_context
+
+        host, port = listen
+        self.web_context = web_context(self, users=users, listen_host=host)
+        self.web_app = build_app(self.web_context)
+        self.web_server = WebServer(self.web_app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
+
+    def _start_web(self) -> None:
+        self.web_server.start()
+        log.info("web UI on %s (config: %s)", self.web_server.address, self.config.source_name)
+        if not self.web_context.users.has_users():
+            log.warning("no web user yet: open %s to set the administrator's password (or use `nvr user add`)",
+                        self.web_server.address)
+
+    def _stop_web(self) -> None:
+        self.web_server.stop()
+
+    def _start_service(self) -> None:
+        self.service = start_service_integration(self.supervisor, self._environ)
+
+    def _stop_service(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+
+    # --- what the web routes and the monitor see (web.views.ApplianceView, monitor.MonitorSources) ---
+
+    @property
+    def config(self) -> Config:
+        """The running config (the config page may replace it with changed channels)."""
+        return self.supervisor.config
+
+    @property
+    def root(self) -> Path:
+        return self.supervisor.root
+
+    @property
+    def live(self) -> LiveHub:
+        return self.supervisor.live
+
+    @property
+    def alarms(self) -> AlarmBoard:
+        """The fault board: disk, source, video loss, clock, temperature faults and manual alarms."""
+        return self.supervisor.alarms
+
+    @property
+    def index(self) -> Index | None:
+        """The recorder's index connection, None before the recorder started."""
+        return self.supervisor.index
+
+    @property
+    def users(self) -> UserStore | None:
+        return self.web_context.users if self.web_context is not None else None
+
+    @property
+    def url(self) -> str | None:
+        """The web server's address, e.g. http://127.0.0.1:8080/; None without a web server."""
+        return self.web_server.address if self.web_server is not None else None
+
+    def streams(self) -> list[StreamState]:
+        return [StreamState(r.segmenter.channel, r.segmenter.stream, r.connected) for r in list(self.supervisor.recorders)]
+
+    def open_segments(self, *, channel: int | None = None, stream: str | None = None) -> list[Segment]:
+        rows = []
+        for recorder in list(self.supervisor.recorders):
+            segmenter = recorder.segmenter
+            if (channel is None or segmenter.channel == channel) and (stream is None or segmenter.stream == stream):
+                row = segmenter.open_segment_row() if hasattr(segmenter, "open_segment_row") else None
+                if row is not None:
+                    rows.append(row)
+        return rows
+
+    def restart_channels(self, config: Config, channel_ids: list[int]) -> list[int]:
+        """See `Supervisor.restart_channels`: only the changed channels restart."""
+        return self.supervisor.restart_channels(config, channel_ids)
+
+    def status(self, *, index: Index | None = None) -> dict:
+        """Everything the health page shows, as plain data: the recorder's status plus PTZ, alarm I/O
+        and the monitor. `index`: a reader connection to count through (the web's)."""
+        return {**self.supervisor.status(index=index), "ptz": self.ptz.statistics(),
+                "alarm_io": self.alarm_io.statistics() if self.alarm_io else None,
+                "monitor": self.monitor.statistics() if self.monitor else None}
