@@ -218,10 +218,11 @@ class SegmentCheck:
     frame_s: float
 
 
-def check_segment(root: Path, seg: Segment, *, audio: bool) -> SegmentCheck:
+def check_segment(root: Path, seg: Segment, *, audio: bool, whole_audio: bool = True) -> SegmentCheck:
     """Decode one segment completely with FFmpeg and hold it to its index row: it starts with a keyframe,
     decodes without a single decoder message, has as many frames as the index says, its samples span
-    what the index says (within two frames), and it has an audio track that decodes iff `audio`."""
+    what the index says (within two frames), and it has an audio track that decodes iff `audio`, spanning
+    the video's time (within 0.5 s) when `whole_audio`."""
     path = root / seg.path
     previous = av.logging.get_level()
     av.logging.set_level(av.logging.WARNING)
@@ -262,7 +263,8 @@ def check_segment(root: Path, seg: Segment, *, audio: bool) -> SegmentCheck:
     assert abs(span_s - indexed_s) <= 2 * frame_s + 1e-3, f"{seg.path}: {span_s:.3f} s of samples, index {indexed_s:.3f} s"
     assert has_audio == audio, f"{seg.path}: audio track {'missing' if audio else 'unexpected'}"
     if audio:
-        assert audio_frames > 0 and abs(audio_span_s - span_s) < 0.5, (seg.path, audio_span_s, span_s)
+        assert audio_frames > 0, seg.path
+        assert not whole_audio or abs(audio_span_s - span_s) < 0.5, (seg.path, audio_span_s, span_s)
     return SegmentCheck(video_frames, span_s, audio_frames, audio_span_s, frame_s)
 
 
@@ -274,9 +276,12 @@ def check_recording(rig: Rig, *, audio: bool, min_segments: int = 2, rtp_missed:
     segs = rig.segments()
     assert len(segs) >= min_segments, [s.path for s in segs]
     checks, rig.damaged = [], []
+    last_of_run = {max((s for s in segs if s.run_id == run), key=lambda s: s.seq).id for run in {s.run_id for s in segs}}
     for seg in segs:
         try:
-            checks.append(check_segment(rig.root, seg, audio=audio))
+            # A run's last segment was cut by the camera going or by stop(): audio arriving behind the
+            # video (FFmpeg's client over UDP, just after VLC restarted) is cut with it.
+            checks.append(check_segment(rig.root, seg, audio=audio, whole_audio=seg.id not in last_of_run))
         except SegmentDamaged as exc:
             rig.damaged.append(str(exc))
     assert len(rig.damaged) <= rtp_missed, (rig.damaged, f"FFmpeg reported {rtp_missed} missed RTP packets")
