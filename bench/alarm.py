@@ -1,6 +1,6 @@
 """bench/alarm: alarm input edge -> relay driven and event row committed; motion detection CPU per channel.
 
-    ./dev bench alarm [--edges 1000] [--motion-seconds 20] [--data-parent DIR]
+    ./dev bench alarm [--edges 1000] [--pulses 200] [--motion-seconds 20] [--data-parent DIR]
 
 1. Latency: a running appliance (one simulated analog channel 352x288@25 recording to disk with
    fsync, the index in WAL with synchronous=FULL) whose alarm input sits on a gpiozero MockFactory
@@ -11,7 +11,11 @@
    synchronous=NORMAL (atomic, survives the process dying) and the index's WAL syncer fsyncs it
    right after; the table also shows edge -> event durable (that fsync done), which is this disk's
    price and not on the rule's path.
-2. Motion: CPU per channel analysing 5 pictures a second, for raw analog frames (Y plane, no
+2. Relay pulse width: `--pulses` pulses of a pulse-mode relay on a MockFactory pin, timed by the
+   scheduler thread on RealClocks; how much longer than pulse_s the pin stayed on (the thread's wake-up:
+   the machine's load). Never shorter is what tests/appliance/test_alarm_appliance.py asserts; how much
+   longer is measured here, because a bound on it would only say how busy the machine was.
+3. Motion: CPU per channel analysing 5 pictures a second, for raw analog frames (Y plane, no
    decoding) and for an H.264 sub stream (every frame decoded at 25 fps, 5 analysed), at 352x288
    (CIF) and 704x576 (4CIF/D1).
 """
@@ -36,6 +40,8 @@ from appliance.config.model import parse_config  # noqa: E402
 from appliance.app import Appliance  # noqa: E402
 from bench.common import encode_clip, print_table  # noqa: E402
 from base.clock import RealClocks, SimulatedClocks  # noqa: E402
+from base.timers import Scheduler  # noqa: E402
+from drivers.contacts import Relay  # noqa: E402
 from hal.gpio import GpiozeroGpio  # noqa: E402
 from base.media import RawFrame  # noqa: E402
 from hal.video.simulated import TestPatternCapture  # noqa: E402
@@ -135,6 +141,35 @@ def _commit_only(sup: Appliance, count: int) -> tuple[list[float], list[float]]:
     return committed, durable
 
 
+def bench_pulse(pulses: int, pulse_s: float) -> list[list]:
+    """Pulse a relay `pulses` times; rows of how late each pulse's end came, in ms past pulse_s."""
+    previous, factory = Device.pin_factory, MockFactory()
+    Device.pin_factory = factory
+    scheduler = Scheduler(clocks=RealClocks(), name="bench-pulse")
+    scheduler.start()
+    relay = Relay(id="siren", pin=GpiozeroGpio(pin_factory=factory).output(OUTPUT_PIN), mode="pulse",
+                  pulse_s=pulse_s, scheduler=scheduler, clocks=RealClocks())
+    pin, late_ms = factory.pin(OUTPUT_PIN), []
+    try:
+        for _ in range(pulses):
+            pin.clear_states()
+            relay.trigger()
+            while pin.state or len(pin.states) < 3:
+                time.sleep(0.001)
+            late_ms.append((pin.states[2].timestamp - pulse_s) * 1000)  # MockPin stamps on monotonic()
+            time.sleep(0.005)
+        stats = scheduler.statistics()
+    finally:
+        relay.close()
+        scheduler.stop()
+        factory.reset()
+        Device.pin_factory = previous
+    return [[f"pulse_s {pulse_s:g}: on -> off minus pulse_s", len(late_ms), statistics.median(late_ms),
+             percentile(late_ms, 0.99), max(late_ms), min(late_ms)],
+            ["scheduler: timer fired after its due time (worst)", stats["timers_fired"], "", "",
+             stats["max_late_us"] / 1000, ""]]
+
+
 def bench_motion(seconds: float) -> list[list]:
     rows = []
     for width, height in ((352, 288), (704, 576)):
@@ -181,12 +216,16 @@ def _decoded_cost(width: int, height: int, seconds: float) -> tuple[float, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edges", type=int, default=1000)
+    parser.add_argument("--pulses", type=int, default=200)
+    parser.add_argument("--pulse-s", type=float, default=0.05)
     parser.add_argument("--motion-seconds", type=float, default=20.0)
     parser.add_argument("--data-parent", type=Path, default=Path("."),
                         help="folder for the temporary data root (use the disk you care about)")
     args = parser.parse_args()
     print_table(f"Alarm input edge to output and event ({args.edges} edges, MockFactory pins, one channel recording)",
                 ["path", "edges", "p50 ms", "p99 ms", "max ms"], bench_latency(args.edges, args.data_parent))
+    print_table(f"Relay pulse: how much longer than pulse_s the output stayed on ({args.pulses} pulses)",
+                ["what", "count", "p50 ms", "p99 ms", "max ms", "min ms"], bench_pulse(args.pulses, args.pulse_s))
     print_table(f"Motion detection CPU per channel at 5 analysed pictures/s ({args.motion_seconds:g} s of video)",
                 ["size", "input", "CPU ms per analysed picture (incl. decoding)", "% of one core"],
                 bench_motion(args.motion_seconds))

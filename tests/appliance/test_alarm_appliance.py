@@ -2,11 +2,10 @@
 
 One appliance runs for the module (real clocks, a synthetic 160x120 camera encoded and recorded in
 2 s segments). Each test fires one signal and checks that its event starts `pre_s` before the alarm,
-that the recording it locks really reaches back that far, and that the siren pulsed for `pulse_s`.
+that the recording it locks really reaches back that far, and that the siren pulsed, for at least `pulse_s`
+and ending on its own while the signal was still held.
 """
 from __future__ import annotations
-
-import time
 
 import pytest
 from gpiozero import Device
@@ -18,6 +17,7 @@ from base.clock import RealClocks
 from hal.gpio import GpiozeroGpio
 from recorder.encode import EncodedCapture
 from support.alarm_rig import ContactPin, IntruderScene
+from support.waiting import wait_for
 
 DOOR, WINDOW, SIREN = 17, 27, 22
 PRE_S, POST_S, PULSE_S = 1.5, 0.5, 0.5
@@ -71,7 +71,7 @@ def appliance(tmp_path_factory):
     sup = Appliance(config, clocks=clocks, sources=sources, gpio=GpiozeroGpio(pin_factory=factory))
     sup.start()
     sup.pins, sup.scenes = factory, scenes
-    wait_for(lambda: recorded_s(sup) >= 4.5, timeout_s=20, what="4.5 s of recording before the first alarm")
+    wait_for(lambda: recorded_s(sup) >= 4.5, timeout_s=60, what="4.5 s of recording before the first alarm")
     yield sup
     sup.stop()
     factory.reset()
@@ -83,30 +83,20 @@ def recorded_s(sup) -> float:
     return (segments[-1].end_us - segments[0].start_us) / S if segments else 0.0
 
 
-def wait_for(condition, *, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def fire_and_check(sup, source: str, start, stop) -> None:
     siren = sup.pins.pin(SIREN)
     siren.clear_states()
     before_us = RealClocks().utc_now_us()
     start()
-    event = wait_for(lambda: [e for e in sup.index.events() if e.source == source], timeout_s=5,
+    event = wait_for(lambda: [e for e in sup.index.events() if e.source == source],
                      what=f"an event from {source}")[0]
     assert before_us <= event.trigger_us and event.start_us == event.trigger_us - round(PRE_S * S)
-    wait_for(lambda: not siren.state and len(siren.states) >= 3, timeout_s=5, what="the siren pulse to end")
-    time.sleep(0.3)
+    # The signal is still held: a pulse ends on its own timer, not with the signal.
+    wait_for(lambda: not siren.state and len(siren.states) >= 3, what="the siren pulse to end")
     stop()
     ended = wait_for(lambda: [e for e in sup.index.events() if e.id == event.id and e.end_us is not None],
-                     timeout_s=5, what="the event to end")[0]
-    wait_for(lambda: sup.index.segments(channel=1)[-1].end_us >= ended.end_us, timeout_s=6,
+                     what="the event to end")[0]
+    wait_for(lambda: sup.index.segments(channel=1)[-1].end_us >= ended.end_us,
              what="the segment holding the event's end to be indexed")
     check_locked_recording(sup, ended)
     check_one_pulse(siren)
@@ -128,9 +118,12 @@ def check_locked_recording(sup, event) -> None:
 def check_one_pulse(siren) -> None:
     states = [state.state for state in siren.states]
     assert states[:3] == [False, True, False], states
-    # Seconds from on to off, as the mock pin stamped them: never short; late only by the thread's wake-up
-    # (gpiozero's own tests allow 50 ms; a 2-core machine shared with other builds needs a little more).
-    assert PULSE_S - 0.005 <= siren.states[2].timestamp <= PULSE_S + 0.1
+    # Seconds from on to off as the mock pin stamped them, on the monotonic clock the relay's timer reads
+    # (RealClocks): never shorter than pulse_s (but for the clock's microsecond rounding). How late the
+    # off comes is the scheduler thread's wake-up, i.e. the machine's load: an upper bound here would
+    # fail on a busy machine, so bench/alarm measures it, and tests/drivers/test_contacts.py proves on
+    # simulated clocks that the pulse is timed by the injected clock, to the microsecond.
+    assert siren.states[2].timestamp >= PULSE_S - 1e-5
 
 
 def test_an_nc_contact_opening_records_an_event_from_pre_s_before_and_pulses_the_siren(appliance):
@@ -181,7 +174,7 @@ rules:
     sup = Appliance(config, clocks=RealClocks(), gpio=GpiozeroGpio(pin_factory=mock_pins))
     sup.start()
     try:
-        event = wait_for(lambda: sup.index.events(), timeout_s=20, what="a motion event from the sub stream")[0]
+        event = wait_for(lambda: sup.index.events(), timeout_s=60, what="a motion event from the sub stream")[0]
         stats = sup.status()["alarm_io"]["motion"][0]
     finally:
         sup.stop()

@@ -7,10 +7,10 @@ import fcntl
 import logging
 import os
 import socket
-import time
 import urllib.request
 
 import pytest
+from support.waiting import wait_for
 from support.web import free_port
 
 from appliance.alarms.io import AlarmIO
@@ -29,14 +29,6 @@ def config_for(root):
                         "  - {id: 1, source: {type: test-pattern, width: 160, height: 120, fps: 10}}\n"
                         "  - {id: 2, source: {type: test-pattern, width: 160, height: 120, fps: 10}}\n"
                         "alarms: {temperature: {thermal_zones: false}}\n")
-
-
-def wait_for(condition, *, timeout_s: float = 20, what: str):
-    deadline = time.monotonic() + timeout_s
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return result
 
 
 def answers(url: str) -> bool:

@@ -29,6 +29,7 @@ from recorder.alarms import AlarmBoard
 from recorder.encode import EncodedCapture
 from recorder.index import Index, Segment
 from recorder.segmenter import Segmenter
+from support.waiting import wait_for
 
 FPS = 25
 SEGMENT_S = 4
@@ -235,9 +236,10 @@ def test_run_without_arguments_records_the_embedded_default_into_nvr_data(tmp_pa
         assert [(s["channel"], s["stream"]) for s in status["streams"]] == [(1, "main")]
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
         assert "<title>nvr</title>" in page and "login-form" in page
-        proc.send_signal(signal.SIGTERM)
         stopped_us = time.time_ns() // 1000
-        assert proc.wait(20) == 0, log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()
+        exited_us = time.time_ns() // 1000
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -251,35 +253,36 @@ def test_run_without_arguments_records_the_embedded_default_into_nvr_data(tmp_pa
     assert (rows[0]["channel"], rows[0]["stream"]) == (1, "main")
     assert Path(rows[0]["path"]).is_file()
     end_us = round(datetime.fromisoformat(rows[0]["end"].replace("Z", "+00:00")).timestamp() * 1e6)
-    assert abs(stopped_us - end_us) < 1_000_000, "the open segment was not closed at the stop"
+    # Closed at the stop: it holds what came in up to the signal (the pattern's frames are a 40 ms
+    # period apart) and ends before the process did, however long a busy machine took to get there.
+    assert stopped_us - 1_000_000 < end_us <= exited_us, "the open segment was not closed at the stop"
 
 
-def wait_for_recording(proc: subprocess.Popen, port: int, log: Path, timeout_s: float = 30) -> dict:
+def wait_for_recording(proc: subprocess.Popen, port: int, log: Path, timeout_s: float = 60) -> dict:
     """The health JSON once every stream is connected and has written its first fragment. The public
     probe says when streams record; the full health needs a login, so a user is added with `nvr user add`."""
-    deadline = time.monotonic() + timeout_s
     base = f"http://127.0.0.1:{port}"
     cookie = None
-    while time.monotonic() < deadline:
+
+    def recording() -> dict | None:
+        nonlocal cookie
         if proc.poll() is not None:
             pytest.fail(f"nvr run exited with {proc.returncode}:\n{log.read_text()}")
         try:
             if cookie is None:
-                with urllib.request.urlopen(f"{base}/api/ping", timeout=2) as response:
+                with urllib.request.urlopen(f"{base}/api/ping", timeout=5) as response:
                     ping = json.load(response)
                 if ping["streams"] and ping["recording"] == ping["streams"]:
                     cookie = _log_in(base, folder=log.parent)
-                    continue
-            else:
-                request = urllib.request.Request(f"{base}/api/health", headers={"Cookie": cookie})
-                with urllib.request.urlopen(request, timeout=2) as response:
-                    status = json.load(response)
-                if status["streams"] and all(s["connected"] and s["packets"] > 30 for s in status["streams"]):
-                    return status
+                return None
+            request = urllib.request.Request(f"{base}/api/health", headers={"Cookie": cookie})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                status = json.load(response)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"nvr run did not start recording within {timeout_s} s:\n{log.read_text()}")
+            return None  # not listening yet
+        return status if status["streams"] and all(s["connected"] and s["packets"] > 30
+                                                   for s in status["streams"]) else None
+    return wait_for(recording, timeout_s=timeout_s, what="nvr run to record", details=log.read_text, poll_s=0.1)
 
 
 def _log_in(base: str, *, folder: Path) -> str:

@@ -3,7 +3,6 @@ goes on, and the appliance asks to be restarted when the disk comes (or goes).""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -11,6 +10,7 @@ import appliance.alarms.health_watch as health_watch
 from appliance.config.model import parse_config
 from appliance.app import Appliance
 from base.clock import RealClocks
+from support.waiting import DEFAULT_TIMEOUT_S, wait_for
 
 
 def config_for(path) -> str:
@@ -30,13 +30,6 @@ def mounts(monkeypatch):
     return mounted
 
 
-def wait(condition, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_without_the_disk_nothing_is_written_the_alarm_is_up_and_live_view_goes_on(tmp_path, mounts):
     disk = tmp_path / "srv-nvr"
     disk.mkdir()
@@ -45,7 +38,7 @@ def test_without_the_disk_nothing_is_written_the_alarm_is_up_and_live_view_goes_
     nvr.start()
     try:
         live = nvr.live.stream(1, "main")
-        wait(lambda: nvr.status()["streams"][0]["packets"] > 20)  # the source runs and feeds live view
+        wait_for(lambda: nvr.status()["streams"][0]["packets"] > 20)  # the source runs and feeds live view
         assert live.info is not None and live.info.codec == "h264"
         status = nvr.status()
         assert status["recording"] is False and status["streams"][0]["frames_recorded"] == 0
@@ -55,7 +48,7 @@ def test_without_the_disk_nothing_is_written_the_alarm_is_up_and_live_view_goes_
         assert not changed.is_set() and not nvr.stop_requested.is_set()
 
         mounts.add(str(disk))  # the installer plugs the disk in
-        assert changed.wait(5), "the appliance did not ask to restart onto the disk"
+        assert changed.wait(DEFAULT_TIMEOUT_S), "the appliance did not ask to restart onto the disk"
         assert nvr.wait(0)  # `nvr run` stops waiting, stops, and exits 75 (tests/appliance/test_cli.py)
     finally:
         scratch = nvr.root
@@ -72,11 +65,11 @@ def test_with_the_disk_mounted_it_records_there_and_asks_to_restart_when_the_dis
     nvr.start()
     try:
         assert nvr.root == disk and nvr.status()["recording"] is True
-        wait(lambda: nvr.status()["streams"][0]["frames_recorded"] > 0)
+        wait_for(lambda: nvr.status()["streams"][0]["frames_recorded"] > 0)
         assert "disk_missing" not in {a["kind"] for a in nvr.status()["alarms"]}
         mounts.discard(str(disk))  # the disk is pulled
-        assert changed.wait(5), "the appliance did not ask to restart off the vanished disk"
-        wait(lambda: "disk_missing" in {a["kind"] for a in nvr.status()["alarms"]})
+        assert changed.wait(DEFAULT_TIMEOUT_S), "the appliance did not ask to restart off the vanished disk"
+        wait_for(lambda: "disk_missing" in {a["kind"] for a in nvr.status()["alarms"]})
     finally:
         nvr.stop()
 
@@ -102,7 +95,7 @@ def test_a_disk_mounted_between_the_start_and_the_first_health_check_still_resta
     changed = nvr.disk_changed
     nvr.start()
     try:
-        assert changed.wait(5), "the appliance stayed without recording on a mounted disk"
+        assert changed.wait(DEFAULT_TIMEOUT_S), "the appliance stayed without recording on a mounted disk"
     finally:
         nvr.stop()
 

@@ -2,12 +2,11 @@
 before recording."""
 from __future__ import annotations
 
-import time
-
 from base.clock import RealClocks
 
 from appliance.config.model import parse_config
 from appliance.app import Appliance
+from support.waiting import wait_for
 
 
 def config_text(root, monitor: str) -> str:
@@ -22,12 +21,10 @@ def test_the_appliance_runs_the_wall_next_to_recording_and_stops_it(tmp_path):
     nvr = Appliance(config, clocks=RealClocks(), sync=False)
     nvr.start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def pictures_scaled() -> bool:
             monitor = nvr.status()["monitor"]
-            if monitor["feeds"] and monitor["feeds"][0]["frames_scaled"] > 3:
-                break
-            time.sleep(0.1)
+            return bool(monitor["feeds"]) and monitor["feeds"][0]["frames_scaled"] > 3
+        wait_for(pictures_scaled, what="the wall to show the channel", details=lambda: nvr.status()["monitor"])
         status = nvr.status()
     finally:
         nvr.stop()

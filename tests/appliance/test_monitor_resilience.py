@@ -2,7 +2,6 @@
 while there is no screen; and local playback plays recorded segments from disk."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -21,14 +20,7 @@ from appliance.monitor.osd import WHITE
 from support.recording import make_segmenter, record
 from support.screens import closest, save_png
 from support.walls import PatternChannels, colour_fraction, pattern_of, pattern_signatures, region
-
-
-def wait_until(condition, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+from support.waiting import wait_for
 
 
 @pytest.fixture
@@ -61,12 +53,12 @@ def test_display_failures_are_retried_and_a_lost_display_is_reopened(fast_backof
                       live=hub, clocks=clocks, open_display=screen)
     monitor.start()
     try:
-        wait_until(lambda: screen.opened and screen.opened[0].frames_shown > 3)
+        wait_for(lambda: screen.opened and screen.opened[0].frames_shown > 3)
         first = screen.opened[0]
         first.fail_next()  # the monitor is unplugged mid-frame
-        wait_until(lambda: len(screen.opened) == 2 and screen.opened[1].frames_shown > 3)
+        wait_for(lambda: len(screen.opened) == 2 and screen.opened[1].frames_shown > 3)
         screen.opened[1].fail_next(RuntimeError("a backend bug"))  # not even a DisplayError
-        wait_until(lambda: len(screen.opened) == 3 and screen.opened[2].frames_shown > 3)
+        wait_for(lambda: len(screen.opened) == 3 and screen.opened[2].frames_shown > 3)
         stats = monitor.statistics()
     finally:
         monitor.stop()
@@ -83,7 +75,7 @@ def test_without_a_screen_no_feed_runs(fast_backoff):
                       live=hub, clocks=clocks, open_display=screen)
     monitor.start()
     try:
-        wait_until(lambda: monitor.statistics()["display_errors"] >= 3)
+        wait_for(lambda: monitor.statistics()["display_errors"] >= 3)
         stats = monitor.statistics()
     finally:
         monitor.stop()
@@ -108,9 +100,9 @@ def test_local_playback_plays_the_last_seconds_from_disk_then_returns_to_live(tm
         assert monitor.lock.try_unlock("1357") == "unlocked"
         assert monitor.start_playback(3, minutes=10 / 60) == "playing"
         playback = monitor.playback
-        wait_until(lambda: playback.frames_scaled > 5)
+        wait_for(lambda: playback.frames_scaled > 5)
         frame = display.last_frame()
-        wait_until(lambda: monitor.playback is None, timeout_s=15)
+        wait_for(lambda: monitor.playback is None, what="the playback to end")
         ended_message = monitor.message
     finally:
         monitor.stop()
@@ -137,7 +129,7 @@ def test_auto_without_a_screen_decodes_nothing_and_looks_again_for_one(monkeypat
                       clocks=RealClocks(), open_display=open_auto)
     monitor.start()
     try:
-        wait_until(lambda: len(opened) >= 3)
+        wait_for(lambda: len(opened) >= 3)
         stats = monitor.statistics()
     finally:
         monitor.stop()

@@ -18,6 +18,7 @@ from appliance.monitor.layouts import tile_rects, wall_rect
 from appliance.monitor.osd import NO_SIGNAL_BG, TEXT_BOX, WHITE
 from support.screens import closest, save_png
 from support.walls import PatternChannels, colour_fraction, pattern_of, pattern_signatures, region
+from support.waiting import DEFAULT_TIMEOUT_S, wait_for
 
 
 @pytest.fixture
@@ -45,17 +46,20 @@ def start_monitor(config: MonitorConfig, channels: list[ChannelInfo], hub, clock
 
 
 def wait_for_pictures(monitor: Monitor, display: OffscreenDisplay, channels: set[int],
-                      timeout_s: float = 30) -> np.ndarray:
+                      timeout_s: float = 60) -> np.ndarray:
     """The first frame shown after every feed of `channels` has scaled a picture."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def scaled() -> bool:
         feeds = {f["channel"]: f for f in monitor.statistics()["feeds"]}
-        if all(feeds.get(c, {}).get("frames_scaled", 0) >= 2 for c in channels):
-            shown = display.frames_shown
-            assert display.wait_for_frames(shown + 2)
-            return display.last_frame()
-        time.sleep(0.1)
-    raise AssertionError(f"no pictures from every channel in time: {monitor.statistics()['feeds']}")
+        return all(feeds.get(c, {}).get("frames_scaled", 0) >= 2 for c in channels)
+    wait_for(scaled, timeout_s=timeout_s, what=f"pictures from channels {sorted(channels)}",
+             details=lambda: monitor.statistics()["feeds"])
+    return next_frame(display)
+
+
+def next_frame(display: OffscreenDisplay) -> np.ndarray:
+    """A frame composed after this call (the one being composed now may predate it: wait for two)."""
+    assert display.wait_for_frames(display.frames_shown + 2, timeout_s=DEFAULT_TIMEOUT_S)
+    return display.last_frame()
 
 
 def assert_tile_shows_pattern(frame, rect, channel, references):
@@ -112,9 +116,11 @@ def test_sixteen_tile_wall_with_a_silent_channel(hub, clocks, patterns, monkeypa
     channels = [ChannelInfo(c, f"Cam {c}", raw=c not in encoded) for c in range(1, 17)]
     monitor = start_monitor(MonitorConfig(layout=16, fps=10, backend="offscreen"), channels, hub, clocks, display)
     try:
-        frame = wait_for_pictures(monitor, display, set(range(1, 16)))
-        time.sleep(1.2)  # channel 16 never sends a frame: past STALE_S it is video loss
-        frame = display.last_frame()
+        wait_for_pictures(monitor, display, set(range(1, 16)))
+        # Channel 16 never sends a frame: once STALE_S has passed since its feed started (before the
+        # pictures above), it is video loss in every frame composed after that.
+        time.sleep(monitor_module.STALE_S)
+        frame = next_frame(display)
     finally:
         monitor.stop()
     save_png(frame, "monitor_wall_16")
@@ -135,12 +141,13 @@ def test_full_screen_decodes_the_main_stream_at_the_wall_size_and_layouts_change
     try:
         wait_for_pictures(monitor, display, {1})
         monitor.full_screen(1)
-        time.sleep(0.3)
+        next_frame(display)  # composed full screen: the sub stream's feed is replaced by the main's
         frame = wait_for_pictures(monitor, display, {1})
         feeds = monitor.statistics()["feeds"]
         monitor.set_layout(9)
-        time.sleep(0.3)
         assert monitor.statistics()["layout"] == 9 and len(monitor.view()) == 9
+        next_frame(display)  # and the thread draws the new layout
+        assert monitor.statistics()["display_errors"] == 0
     finally:
         monitor.stop()
     save_png(frame, "monitor_full_screen")

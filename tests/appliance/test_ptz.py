@@ -12,7 +12,8 @@ from drivers.pelco.bus import BusDown, QueryTimeout
 from base.clock import RealClocks, SimulatedClocks
 from hal.serial_port import PortNotFound, SimulatedSerialLine
 from recorder.alarms import AlarmBoard
-from support.ptz import DomeRig, ptz_config, wait_for
+from support.ptz import DomeRig, ptz_config
+from support.waiting import wait_for
 
 TOURS = """\
 tours:
@@ -212,16 +213,33 @@ def test_a_queued_move_is_replaced_by_a_newer_one_to_the_same_dome(rigs, service
     assert service.statistics()["ports"]["bus1"]["superseded"] == results.count("superseded")
 
 
+def let_the_bus_worker_look(service, rig, probe_channel: int = 2) -> None:
+    """Return once the bus worker has checked, at the clocks' present time, which tour steps are due, and
+    has sent any it found.
+
+    Waiting a fixed real time for that proves nothing on a busy machine (the worker may not have run).
+    Instead, commands to another dome on the same bus, one after the other: each turn of the worker's
+    loop queues the due tour steps before it takes a command, so the turn that takes the second probe
+    began after the first was sent (after the test moved the clock), and the third is queued behind
+    any tour step that turn found.
+    """
+    probe = rig.dome(probe_channel)
+    before = len(probe.commands)
+    for number in (1, 2, 3):
+        service.preset_set(probe_channel, number).result(timeout=20)
+    rig.wait_commands(before + 3, address=probe.address)  # the line is read in order: earlier frames are in
+
+
 def test_a_tour_visits_its_presets_with_their_dwell_times_until_a_manual_command(rigs, services):
-    rig = rigs("pelco-d")
+    rig = rigs("pelco-d", addresses=(1, 2))
     clocks = SimulatedClocks()
-    service = services(ptz_config(rig.path, "pelco-d", tours=TOURS), clocks=clocks)
+    service = services(ptz_config(rig.path, "pelco-d", channels=((1, 1), (2, 2)), tours=TOURS), clocks=clocks)
 
     service.tour_start(1, "patrol")
     rig.wait_commands(1)
     clocks.advance(4.9)
-    time.sleep(0.15)  # the worker looks at least every 50 ms: nothing is due yet
-    assert len(rig.dome().commands) == 1
+    let_the_bus_worker_look(service, rig)
+    assert len(rig.dome().commands) == 1  # nothing is due yet
     clocks.advance(0.2)
     rig.wait_commands(2)
     clocks.advance(8.1)
@@ -232,7 +250,7 @@ def test_a_tour_visits_its_presets_with_their_dwell_times_until_a_manual_command
     run(rig, service.move(1, 1, 0), 4)  # manual control ends the tour
     assert service.tour_running(1) is None
     clocks.advance(60)
-    time.sleep(0.15)
+    let_the_bus_worker_look(service, rig)
     assert len(rig.dome().commands) == 4
 
 

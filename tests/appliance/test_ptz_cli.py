@@ -16,7 +16,8 @@ from appliance.app import Appliance
 from drivers.pelco.protocol import STOP, Move, Preset
 from base.clock import RealClocks
 from hal.serial_port import open_serial_port
-from support.ptz import DomeRig, wait_for
+from support.ptz import DomeRig
+from support.waiting import wait_for
 
 NVR = Path(sys.executable).with_name("nvr")
 

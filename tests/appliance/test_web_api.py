@@ -11,6 +11,7 @@ import av
 import httpx
 import pytest
 
+from support.waiting import wait_for
 from support.web import PASSWORDS, start_appliance, wait_recording
 
 
@@ -73,14 +74,25 @@ def test_playback_in_a_gap_starts_at_the_next_recording_and_past_the_end_is_204(
     assert c.get("/api/playback/1", params={"start": "yesterday-ish"}).status_code == 422
 
 
+def open_segment_with_fragments(app, channel: int = 1, *, min_s: float = 1.0):
+    """The row of channel `channel`'s segment being written, once it has `min_s` of fragments on disk."""
+    recorder = next(r for r in app.supervisor.recorders
+                    if r.segmenter.channel == channel and r.segmenter.stream == "main")
+
+    def grown():
+        row = recorder.segmenter.open_segment_row()
+        return row if row is not None and row.end_us - row.start_us >= min_s * 1_000_000 else None
+    return wait_for(grown, what=f"{min_s:g} s of fragments in channel {channel}'s open segment",
+                    details=recorder.segmenter.open_segment_row)
+
+
 def test_playback_and_the_timeline_reach_the_segment_being_written(appliance):
     c = login(appliance, "viewer")
-    time.sleep(2.5)  # a couple of fragments into the open 10 s segment at least
-    now = time.time_ns() // 1000
-    tl = c.get("/api/timeline", params={"channel": 1, "start": str(now - 60_000_000)}).json()
-    assert now - tl["spans"][-1]["end_us"] < 2_500_000, "the timeline stops short of the live edge"
-    r = c.get("/api/playback/1", params={"start": str(now - 1_500_000), "duration_s": 1})
-    assert r.status_code == 200 and now - int(r.headers["x-chunk-start-us"]) < 3_000_000
+    open_row = open_segment_with_fragments(appliance)  # not in the index yet: its end moves per fragment
+    tl = c.get("/api/timeline", params={"channel": 1, "start": str(open_row.start_us - 60_000_000)}).json()
+    assert tl["spans"][-1]["end_us"] >= open_row.end_us, "the timeline stops short of the segment being written"
+    r = c.get("/api/playback/1", params={"start": str(open_row.end_us - 500_000), "duration_s": 1})
+    assert r.status_code == 200 and int(r.headers["x-chunk-start-us"]) >= open_row.start_us
     assert decode_count(r.content) > 0
 
 
@@ -106,16 +118,15 @@ def test_web_reads_never_wait_for_the_recorders_index_lock(appliance):
         holder.join()
 
 
-def test_the_covering_segment_is_found_in_under_50_ms(appliance):
+def test_the_covering_segment_of_an_instant_is_found_and_its_chunk_served(appliance):
+    # How fast (goal: under 50 ms for the lookup) is measured by bench/playback and bench/seek: a time
+    # bound here would only say how busy the machine running the suite was.
     c = login(appliance, "viewer")
     target = appliance.past_start_us + 9_000_000
-    c.get("/api/playback/1", params={"start": str(target), "duration_s": 1})  # warm the connection
-    began = time.perf_counter()
     r = c.get("/api/playback/1", params={"start": str(target), "duration_s": 1})
-    assert r.status_code == 200 and time.perf_counter() - began < 0.5  # whole request, loaded machine
-    t0 = time.perf_counter()
+    assert r.status_code == 200 and int(r.headers["x-chunk-start-us"]) <= target
     seg = appliance.supervisor.index.covering(channel=1, stream="main", at_us=target)
-    assert seg is not None and time.perf_counter() - t0 < 0.05
+    assert seg is not None and seg.start_us <= target < seg.end_us
 
 
 def test_export_is_one_playable_mp4_with_byte_ranges_and_is_audited(appliance):
@@ -133,12 +144,13 @@ def test_export_is_one_playable_mp4_with_byte_ranges_and_is_audited(appliance):
 
 def test_export_job_reports_progress_then_serves_the_file(appliance):
     c = login(appliance, "operator")
-    job = c.post("/api/exports", json={"channel": 2, "start": str(appliance.past_start_us), "end": str(appliance.past_end_us)}).json()
-    for _ in range(100):
-        job = c.get(f"/api/exports/{job['id']}").json()
-        if job["state"] in ("done", "failed"):
-            break
-        time.sleep(0.05)
+    job_id = c.post("/api/exports", json={"channel": 2, "start": str(appliance.past_start_us),
+                                          "end": str(appliance.past_end_us)}).json()["id"]
+
+    def finished():
+        job = c.get(f"/api/exports/{job_id}").json()
+        return job if job["state"] in ("done", "failed") else None
+    job = wait_for(finished, what="the export job to finish", poll_s=0.05)
     assert job["state"] == "done" and job["progress"] == 1.0, job
     assert decode_count(c.get(job["download"]).content) == job["frames"]
     assert login(appliance, "viewer").get(job["download"]).status_code == 403

@@ -21,6 +21,7 @@ from recorder.fmp4 import read_segment
 from recorder.index import Index
 from support.av_sync import make_av_clip, measure
 from support.rtsp import RtspServer, rtsp_audio_available
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.rtsp
 
@@ -59,6 +60,10 @@ def run_acceptance(root: Path, clip_dir: Path, *, seconds: float, segment_second
                                 clocks=RealClocks(), sync=sync)
         supervisor.start()
         try:
+            # `seconds` of recording from when every channel records (a busy machine starts them later).
+            wait_for(lambda: all(r.connected and r.statistics()["packets"] > 0 for r in supervisor.recorders),
+                     timeout_s=60, what="every channel to record",
+                     details=lambda: [(r.label, r.connected, r.last_error) for r in supervisor.recorders])
             time.sleep(seconds)
         finally:
             supervisor.stop()

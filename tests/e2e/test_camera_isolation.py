@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from support.fake_rtsp import SDP_VIDEO, SPROP, FakeCamera, Script
 from support.rtp_bytes import IDR, P_SLICE, PPS, SPS, aac_payload, fu_a, interleaved, rtp, stap_a
+from support.waiting import wait_for
 
 from drivers.rtsp.auto import rtsp_camera
 from drivers.rtsp.loop import RtspLoop
@@ -135,13 +136,6 @@ class Outcome:
     loop: RtspLoop
 
 
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def max_gap(times: list[float], start: float, end: float) -> float:
     inside = [start] + [t for t in times if start <= t <= end] + [end]
     return max(b - a for a, b in zip(inside, inside[1:]))
@@ -172,7 +166,7 @@ def beside_good_camera(tmp_path, rtsp_server):
         good = Recorded(tmp_path / "good", rtsp_server.url("/cam1"), channel=1, loop=loop, timeout_s=3.0)
         made.append(good)
         good.recorder.start()
-        wait_for(lambda: len(good.tap.video_at) >= 25, 15, "the good camera's first second")
+        wait_for(lambda: len(good.tap.video_at) >= 25, timeout_s=15, what="the good camera's first second")
         rss = RssSampler()
         hostile = Recorded(tmp_path / "hostile", hostile_url, channel=2, loop=loop, client=client)
         made.append(hostile)
@@ -498,14 +492,14 @@ channels:
     nvr = Appliance(config, clocks=clocks, sources=sources, listen=("127.0.0.1", socket_free_port()))
     nvr.start()
     try:
-        wait_for(lambda: len(taps[1].video_at) >= 25, 15, "the good channel's first second")
+        wait_for(lambda: len(taps[1].video_at) >= 25, timeout_s=15, what="the good channel's first second")
         add_web_user(nvr.supervisor.root)
         web = nvr.web_server
         rss = RssSampler()
         latencies: list[float] = []
         started = time.monotonic()
         with httpx.Client(base_url=web.address, timeout=10) as client:
-            wait_for(lambda: _pings(client), 5, "the web server")
+            wait_for(lambda: _pings(client), timeout_s=5, what="the web server")
             client.post("/api/login", json=dict(zip(("username", "password"), WEB_USER))).raise_for_status()
             while time.monotonic() - started < HOSTILE_WINDOW_S:
                 asked = time.monotonic()

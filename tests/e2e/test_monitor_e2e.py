@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from appliance.monitor.layouts import tile_rects, wall_rect
 from appliance.monitor.osd import NO_SIGNAL_BG, WHITE
 from appliance.web.client import ApiClient
+from support.waiting import wait_for
 from support.web import WEB_USER, add_web_user
 from support.screens import Xvfb, closest, have_xvfb, save_png
 from support.walls import colour_fraction, pattern_of, pattern_signatures, region
@@ -49,16 +49,22 @@ def health(port: int) -> dict | None:
         return None
 
 
-def wait_for(proc: subprocess.Popen, port: int, log: Path, condition, what: str, timeout_s: float = 45) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def wait_for_status(proc: subprocess.Popen, port: int, log: Path, condition, what: str, timeout_s: float = 60) -> dict:
+    """The first health status that meets `condition`; fails at once if `nvr run` exits."""
+    def met() -> dict | None:
         if proc.poll() is not None:
             pytest.fail(f"nvr run exited with {proc.returncode}:\n{log.read_text()}")
         status = health(port)
-        if status and condition(status):
-            return status
-        time.sleep(0.2)
-    pytest.fail(f"{what} did not happen within {timeout_s} s; last status {health(port)}:\n{log.read_text()[-3000:]}")
+        return status if status and condition(status) else None
+    return wait_for(met, timeout_s=timeout_s, what=what, poll_s=0.2,
+                    details=lambda: f"{health(port)}:\n{log.read_text()[-3000:]}")
+
+
+def wall_drawn(proc: subprocess.Popen, port: int, log: Path, status: dict) -> None:
+    """Return once two more frames have been shown than in `status`: the screen holds a composed wall."""
+    shown = status["monitor"]["frames_shown"]
+    wait_for_status(proc, port, log, lambda s: (s["monitor"] or {}).get("frames_shown", 0) >= shown + 2,
+                    "two more frames shown")
 
 
 def showing_wall(status: dict) -> bool:
@@ -98,24 +104,25 @@ def test_nvr_run_shows_the_wall_under_xvfb_and_recording_survives_the_x_server(t
         proc = subprocess.Popen([*nvr_command(), "run", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(proc, port, log, showing_wall, "the wall on the X display")
-        time.sleep(0.5)
+        wall_drawn(proc, port, log, wait_for_status(proc, port, log, showing_wall, "the wall on the X display"))
         assert_wall(xvfb.screenshot(), "nvr_run_x11_wall")
 
         before = packets_recorded(health(port))
         xvfb.stop()  # the monitor is gone: Xlib kills the display child, never nvr
-        lost = wait_for(proc, port, log, lambda s: s["monitor"]["backend"] is None, "noticing the X server is gone")
-        time.sleep(2)
-        during = health(port)
-        # `lost` can come within one frame of `before` (a busy machine notices at once), so only the
-        # later sample must have grown: recording went on for the 2 s the screen was gone.
-        assert packets_recorded(during) > max(packets_recorded(lost), before), "recording went on without the screen"
+        lost = wait_for_status(proc, port, log, lambda s: s["monitor"]["backend"] is None,
+                               "noticing the X server is gone")
+        # `lost` can come within one frame of `before` (a busy machine notices at once), so a later
+        # sample, still without a screen, must have grown: recording went on while the screen was gone.
+        during = wait_for_status(
+            proc, port, log, lambda s: packets_recorded(s) > max(packets_recorded(lost), before) + 10
+            or s["monitor"]["backend"] is not None, "recording to go on without the screen")
+        assert during["monitor"]["backend"] is None, "the X display came back by itself"
         assert all(s["connected"] for s in during["streams"])
 
         xvfb.start()
-        wait_for(proc, port, log, lambda s: s["monitor"]["display_opens"] >= 2 and showing_wall(s),
-                 "the wall coming back", timeout_s=60)
-        time.sleep(0.5)
+        back = wait_for_status(proc, port, log, lambda s: s["monitor"]["display_opens"] >= 2 and showing_wall(s),
+                               "the wall coming back")
+        wall_drawn(proc, port, log, back)
         assert_wall(xvfb.screenshot(), "nvr_run_x11_wall_after_restart")
     finally:
         proc.send_signal(signal.SIGTERM)

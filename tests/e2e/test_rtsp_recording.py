@@ -14,6 +14,7 @@ import httpx
 import pytest
 from support.recording import decoded_frames
 from support.rtsp import TcpFreezeProxy
+from support.waiting import wait_for
 from support.web import WEB_USER
 
 from appliance.config.model import Config, parse_config
@@ -31,6 +32,7 @@ from recorder.stream_recorder import StreamRecorder
 pytestmark = pytest.mark.rtsp
 
 SLACK_S = 1.0  # scheduling, FFmpeg's buffering and the server's pipeline start-up
+STALL_TIMEOUT_S = 5  # long enough that a channel held up by a stalled one shows it, whatever the load
 
 
 # --- instruments ------------------------------------------------------------------------------
@@ -147,15 +149,10 @@ channels:
     return parse_config(text, source="test.yaml")
 
 
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> float:
-    """Poll `predicate` until true; returns the monotonic time it became true."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return time.monotonic()
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
+def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> float:
+    """Wait for `predicate`; the monotonic time it was seen true (within a poll of support's wait_for)."""
+    wait_for(predicate, timeout_s=timeout_s, what=what)
+    return time.monotonic()
 
 
 def free_port() -> int:
@@ -245,7 +242,7 @@ def source_lost_channels(alarms) -> set[int]:
 
 def test_rtsp_stream_is_remuxed_into_keyframe_led_segments_that_decode_to_the_last_frame(make_rig, rtsp_server, client):
     rig = make_rig(rtsp_server.url("/cam1"), client=client)  # GOP 25 at 25 fps: a keyframe every second
-    wait_for(lambda: len(rig.segments()) >= 2, 10, "two closed segments")
+    wait_for(lambda: len(rig.segments()) >= 2, what="two closed segments")
     rig.stop()
 
     segs = rig.segments()
@@ -272,15 +269,15 @@ def test_rtsp_stream_is_remuxed_into_keyframe_led_segments_that_decode_to_the_la
 def test_server_outage_closes_the_segment_backs_off_and_resumes_as_a_new_run(make_rig, make_rtsp_server, client):
     server = make_rtsp_server()
     rig = make_rig(server.url("/cam1"), reconnect_min_s=0.2, reconnect_max_s=0.8, client=client)
-    wait_for(lambda: len(rig.segments()) >= 1, 10, "a first segment")
-    time.sleep(0.5)  # into the next segment
+    wait_for(lambda: len(rig.segments()) >= 1, what="a first segment")
+    wait_for(lambda: rig.segmenter.open_segment_row() is not None, what="a fragment into the next segment")
     before = len(rig.segments())
 
     server.stop()
     stopped = time.monotonic()
-    lost = wait_for(rig.source_lost, 3 + SLACK_S, "the source_lost alarm")
+    lost = wait_until(rig.source_lost, 3 + SLACK_S, "the source_lost alarm")
     assert lost - stopped <= 3 + SLACK_S
-    wait_for(lambda: len(rig.segments()) > before, 2, "the open segment to be indexed")
+    wait_for(lambda: len(rig.segments()) > before, what="the open segment to be indexed")
     first_run = rig.segments()
     assert_contiguous(first_run)
     for seg in first_run:
@@ -289,16 +286,16 @@ def test_server_outage_closes_the_segment_backs_off_and_resumes_as_a_new_run(mak
 
     # Reconnection attempts (refused at once) back off 0.2, 0.4, 0.8, 0.8 s...: capped at reconnect_max_s.
     attempts = rig.source.open_attempts_s
-    wait_for(lambda: len(attempts) >= 6, 6, "five reconnection attempts")
+    wait_for(lambda: len(attempts) >= 6, what="five reconnection attempts")
     waits = [b - a for a, b in zip([lost] + attempts[1:], attempts[1:6])]
     for waited, expected in zip(waits, [0.2, 0.4, 0.8, 0.8, 0.8]):
         assert expected - 0.05 <= waited <= expected + 0.35, waits
     assert rig.source_lost()
 
     server.restart()  # the camera comes back on the same port
-    wait_for(lambda: rig.recorder.connected, 5, "the reconnection")
+    wait_for(lambda: rig.recorder.connected, what="the reconnection")
     assert not rig.source_lost()
-    wait_for(lambda: len(rig.segments()) > len(first_run), 10, "a segment of the new run")
+    wait_for(lambda: len(rig.segments()) > len(first_run), what="a segment of the new run")
     rig.stop()
 
     segs = rig.segments()
@@ -318,23 +315,23 @@ def test_stalled_stream_is_detected_within_its_timeout_and_recording_resumes(mak
     with TcpFreezeProxy("127.0.0.1", rtsp_server.port) as proxy:
         rig = make_rig(proxy.url("/cam1"), timeout_s=timeout_s, reconnect_min_s=0.2, reconnect_max_s=0.5,
                        client=client)
-        wait_for(lambda: len(rig.segments()) >= 1, 10, "a first segment")
+        wait_for(lambda: len(rig.segments()) >= 1, what="a first segment")
         before = len(rig.segments())
 
         proxy.freeze()
         frozen = time.monotonic()
-        detected = wait_for(rig.source_lost, timeout_s + 2 * SLACK_S, "the stall to be noticed")
+        detected = wait_until(rig.source_lost, timeout_s + 2 * SLACK_S, "the stall to be noticed")
         assert detected - frozen <= timeout_s + 0.5
         assert "no packet" in rig.recorder.last_error
-        wait_for(lambda: len(rig.segments()) > before, 2, "the open segment to be indexed")
+        wait_for(lambda: len(rig.segments()) > before, what="the open segment to be indexed")
         first_run = rig.segments()
         for seg in first_run:
             assert_playable(rig.root, seg)
 
         proxy.thaw()
-        wait_for(lambda: rig.recorder.connected, 4 * timeout_s + SLACK_S, "the reconnection")
+        wait_for(lambda: rig.recorder.connected, what="the reconnection")
         assert not rig.source_lost()
-        wait_for(lambda: len(rig.segments()) > len(first_run), 10, "a segment of the new run")
+        wait_for(lambda: len(rig.segments()) > len(first_run), what="a segment of the new run")
         rig.stop()
 
     segs = rig.segments()
@@ -354,7 +351,7 @@ def test_main_and_sub_streams_record_into_their_own_folders(make_supervisor, rts
 """)
     index = sup.index
     wait_for(lambda: index.segments(channel=1, stream="main") and index.segments(channel=1, stream="sub"),
-             10, "segments of both streams")
+             what="segments of both streams")
     sup.stop()
 
     index = Index(sup.root)
@@ -387,13 +384,14 @@ def test_failing_channels_never_disturb_a_recording_channel(make_supervisor, rts
               client: {client}}}
   - id: 4
     name: stalls
-    source: {{type: rtsp, url: "{proxy.url('/cam2')}", timeout_s: 1, reconnect_max_s: 1, client: {client}}}
+    source: {{type: rtsp, url: "{proxy.url('/cam2')}", timeout_s: {STALL_TIMEOUT_S}, reconnect_max_s: 1,
+              client: {client}}}
 """)
         stalls = sup.taps[(4, "main")]
-        wait_for(lambda: len(stalls.delivered) > 10, 10, "channel 4 to deliver packets")
+        wait_for(lambda: len(stalls.delivered) > 10, what="channel 4 to deliver packets")
         proxy.freeze()  # channel 4 hangs, and its reconnections hang until their timeout
-        wait_for(lambda: source_lost_channels(sup.alarms) >= {2, 3, 4}, 6, "every failing channel's alarm")
-        wait_for(lambda: len(sup.index.segments(channel=1)) >= 3, 10, "three segments of channel 1")
+        wait_for(lambda: source_lost_channels(sup.alarms) >= {2, 3, 4}, what="every failing channel's alarm")
+        wait_for(lambda: len(sup.index.segments(channel=1)) >= 3, what="three segments of channel 1")
         assert sup.recorders[1].failures >= 2 and sup.recorders[2].failures >= 2
         assert source_lost_channels(sup.alarms) == {2, 3, 4}
         sup.stop()
@@ -403,7 +401,9 @@ def test_failing_channels_never_disturb_a_recording_channel(make_supervisor, rts
     steps = {b.dts - a.dts for a, b in zip(good.delivered, good.delivered[1:])}
     assert steps == {3600}, steps  # 25 fps at 90 kHz: not one frame missing from the camera's stream
     arrivals_s = [p.arrival_us / 1e6 for p in good.delivered]  # stamped by the driver's reader thread
-    assert max(b - a for a, b in itertools.pairwise(arrivals_s)) < 0.8  # and they kept flowing
+    # And they kept flowing: a channel waiting on channel 4's stall would show a gap of its timeout.
+    # (How evenly they flow is the machine's load: 1.1 s gaps were seen with two CPU hogs beside the suite.)
+    assert max(b - a for a, b in itertools.pairwise(arrivals_s)) < STALL_TIMEOUT_S / 2
     index = Index(sup.root)
     try:
         segs = index.segments(channel=1, stream="main")
@@ -428,7 +428,7 @@ def test_supervisor_stop_closes_and_indexes_every_open_segment_within_seconds(ma
     source: {{type: rtsp, url: "{rtsp_server.url('/cam2')}", timeout_s: 3}}
 """)
         live = [(2, "main"), (2, "sub"), (3, "main")]
-        wait_for(lambda: all(len(sup.taps[s].delivered) > 40 for s in live), 10, "every live stream recording")
+        wait_for(lambda: all(len(sup.taps[s].delivered) > 40 for s in live), what="every live stream recording")
         assert not sup.taps[(1, "main")].opened
         stopping = time.monotonic()
         sup.stop()
@@ -463,10 +463,10 @@ def test_web_api_shows_streams_and_alarms_and_lists_recordings(tmp_path, rtsp_se
     nvr.users.add_user(*WEB_USER, "viewer")  # every API route needs a login
     nvr.start()
     try:
-        wait_for(lambda: nvr.index.segments(channel=1) and 2 in source_lost_channels(nvr.alarms), 10,
-                 "a segment of channel 1 and the alarm of channel 2")
+        wait_for(lambda: nvr.index.segments(channel=1) and 2 in source_lost_channels(nvr.alarms),
+                 what="a segment of channel 1 and the alarm of channel 2")
         with httpx.Client(base_url=nvr.url, timeout=5) as client:
-            wait_for(lambda: _answers(client), 5, "the web server")
+            wait_for(lambda: _answers(client), what="the web server")
             assert client.get("/api/health").status_code == 401
             client.post("/api/login", json=dict(zip(("username", "password"), WEB_USER))).raise_for_status()
             check_status_page_and_api(client, nvr)

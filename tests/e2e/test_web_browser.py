@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from pathlib import Path
 
 import av
 import pytest
 
+from support.waiting import DEFAULT_TIMEOUT_S
 from support.web import PASSWORDS, start_appliance, wait_recording
 
 CHROMIUM = "/usr/bin/chromium"
@@ -91,8 +91,9 @@ def test_live_video_plays_in_the_grid_and_full_screen(page, appliance):
     page.wait_for_function("() => { const vs = [...document.querySelectorAll('#live-grid video')];"
                            " return vs.length > 0 && vs.every(v => v.currentTime > 1) }", timeout=20000)
     t1 = page.evaluate("document.querySelector('#live-grid video').currentTime")
-    time.sleep(1)
-    assert page.evaluate("document.querySelector('#live-grid video').currentTime") > t1 + 0.5  # advancing
+    # Advancing: half a second more of picture comes (however long a busy machine takes to play it).
+    page.wait_for_function(f"() => document.querySelector('#live-grid video').currentTime > {t1} + 0.5",
+                           timeout=DEFAULT_TIMEOUT_S * 1000)
     shot(page, "live")
     page.click("#live-grid .tile")
     page.wait_for_function("() => { const v = document.querySelector('.tile.full video'); return v && v.currentTime > 0.5 }", timeout=15000)
@@ -118,24 +119,24 @@ def test_click_on_the_timeline_seeks_to_that_past_moment_and_shows_it(page, appl
         if a <= target_us < b:
             break
         page.click("#pb-prev")
-        page.wait_for_timeout(300)
+        page.wait_for_function(f"() => window.nvrPlayback.view()[0] !== {a}", timeout=DEFAULT_TIMEOUT_S * 1000)
     a, b = page.evaluate("window.nvrPlayback.view()")
     assert a <= target_us < b
     box = page.locator("canvas.timeline").first.bounding_box()
     x = box["x"] + (target_us - a) / (b - a) * box["width"]
-    began = time.monotonic()
     page.mouse.click(x, box["y"] + box["height"] / 2)
+    # How fast the seek is (goal: under 1 s) is bench/playback's figure; here, that it lands.
     page.wait_for_function(
         f"""() => window.nvrPlayback.players().length > 0 && window.nvrPlayback.players().every(p => p.video.readyState >= 2
-                 && Math.abs(p.wallNow() - {target_us}) < {(b - a) / box['width'] + 1e6})""", timeout=10000)
-    seek_s = time.monotonic() - began
-    assert seek_s < 5, f"seeking took {seek_s:.2f} s"  # the goal is < 1 s on a quiet machine
+                 && Math.abs(p.wallNow() - {target_us}) < {(b - a) / box['width'] + 1e6})""",
+        timeout=DEFAULT_TIMEOUT_S * 1000)
     assert _frame_is_not_blank(page)
     shot(page, "playback-seek")
     page.select_option("#pb-speed", "8")
     page.click("#pb-play")
     start_wall = page.evaluate("window.nvrPlayback.players()[0].wallNow()")
-    page.wait_for_function(f"() => window.nvrPlayback.players()[0].wallNow() > {start_wall + 8e6}", timeout=10000)
+    page.wait_for_function(f"() => window.nvrPlayback.players()[0].wallNow() > {start_wall + 8e6}",
+                           timeout=DEFAULT_TIMEOUT_S * 1000)
     walls = page.evaluate("window.nvrPlayback.players().map(p => p.wallNow())")
     assert abs(walls[0] - walls[1]) < 1.5e6, "the two channels play in sync"
 

@@ -14,12 +14,12 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
+from support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("base", "hal", "drivers", "recorder", "appliance")
@@ -122,8 +122,13 @@ def test_nvr_run_from_the_wheel_records_the_embedded_default_and_serves_the_web_
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        ping = _poll_until(lambda: _get_json(f"{base}/api/ping"), lambda p: p and p["recording"] >= 1, timeout_s=60,
-                        what="nvr run from the wheel to record", proc=proc)
+        def recording() -> dict | None:
+            if proc.poll() is not None:
+                pytest.fail(f"nvr run from the wheel exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            ping = _get_json(f"{base}/api/ping")
+            return ping if ping and ping["recording"] >= 1 else None
+
+        ping = wait_for(recording, timeout_s=60, what="nvr run from the wheel to record")
         assert ping["setup_required"] is True  # no default password
         assert b"<html" in _get(f"{base}/").lower()
         assert _get(f"{base}/static/app.js")
@@ -146,16 +151,3 @@ def _get_json(url: str) -> dict | None:
         return json.loads(_get(url))
     except OSError:
         return None
-
-
-def _poll_until(read, done, *, timeout_s: float, what: str, proc: subprocess.Popen):
-    """Poll `read()` until `done(value)`; fail early, with the process's output, if it exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = read()
-        if done(value):
-            return value
-        if proc.poll() is not None:
-            pytest.fail(f"{what}: it exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"{what}: not within {timeout_s} s")

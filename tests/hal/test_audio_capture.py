@@ -2,8 +2,6 @@
 `channels[].audio` config and how an analog channel gets its microphone."""
 from __future__ import annotations
 
-import time
-
 import av
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from base.clock import RealClocks, SimulatedClocks
 from recorder.audio_encode import CapturedAudio, _correction
 from recorder.encode import EncodedCapture
 from support.alsa_loopback import CAPTURE_DEVICE, LOOPBACK_CARD, play_tone_on_the_loopback_card
+from support.waiting import wait_for
 
 
 def test_the_simulated_microphone_beeps_in_the_first_50_ms_of_every_second(clocks):
@@ -91,35 +90,55 @@ def test_an_alsa_device_is_read_through_pyav_and_stamped_on_the_monotonic_clock(
         pytest.skip(f"alsa-lib cannot open its null device here: {exc}")
     try:
         assert (fmt.sample_rate, fmt.channels) == (16000, 1)
-        deadline = time.monotonic() + 5
-        chunks = []
-        while not chunks and time.monotonic() < deadline:
-            time.sleep(0.05)
-            chunks = microphone.read()
-        assert chunks and chunks[0].samples.dtype == np.int16 and chunks[0].samples.shape[1] == 1
-        assert abs(chunks[-1].timestamp_us - clocks.monotonic_us()) < 5_000_000
+        opened_us = clocks.monotonic_us()
+        chunks = wait_for(microphone.read, what="a chunk from the null device", poll_s=0.05)
+        assert chunks[0].samples.dtype == np.int16 and chunks[0].samples.shape[1] == 1
+        # On the monotonic clock (wall-clock stamps would be decades off): after the open (less the
+        # card's buffer) and not after the read (but for FFmpeg's estimate of the card's delay, a few ms
+        # here). How long before the read it was stamped is the machine's load: no bound on that.
+        assert opened_us - 2_000_000 <= chunks[-1].timestamp_us <= clocks.monotonic_us() + 1_000_000
     finally:
         microphone.close()
 
 
 @pytest.mark.vivid
+@pytest.mark.slow  # a reader keeping pace with a 48 kHz card on an emulated CPU: see the docstring
 def test_a_tone_played_into_the_kernels_alsa_loopback_card_is_captured_whole_at_its_pitch_and_time():
     """Against a real kernel sound driver (snd-aloop, loaded in the vivid VM): a 1 kHz tone played on
     the card's device 0 (by another process, as a camera's sound would come from hardware) comes out
-    of AlsaAudioCapture on device 1 whole, at 1 kHz, stamped on the monotonic clock."""
+    of AlsaAudioCapture on device 1 whole, at 1 kHz, stamped on the monotonic clock.
+
+    Marked slow (`./dev test-slow`), not in the default suite: "whole" needs the capture's reader and
+    the player, both in an emulated (TCG) guest, to keep pace in real time with a card that moves 375
+    periods a second. When the host is busy the emulated CPU runs several times slower and the kernel
+    overruns its capture buffer: of two runs with two CPU hogs beside the suite, one passed and one
+    got 137813 of 192000 samples. That measures the host, not the code; the default suite keeps the
+    8 kHz microphone of test_vivid_nvr_run_records_s_video_with_sound_from_a_kernel_alsa_card on the
+    same driver."""
     if not LOOPBACK_CARD.exists():
         pytest.skip("no ALSA loopback card (snd-aloop) on this kernel")
     rate, played_s = 48000, 4.0
     clocks = RealClocks()
     microphone = AlsaAudioCapture(CAPTURE_DEVICE, sample_rate=rate, channels=1, clocks=clocks)
     assert microphone.open() == AudioFormat(rate, 1)
+    opened_us = clocks.monotonic_us()
     chunks: list[AudioChunk] = []
     player = play_tone_on_the_loopback_card(played_s)
+    finished_us: list[int] = []
+
+    def drained_past_the_tone() -> bool:
+        # Read as a recorder does, all along: the capture keeps MAX_BUFFERED_S of unread sound and drops
+        # (and counts as overruns) what is older. Reading once after the player had finished was how this
+        # test failed on a busy host: under emulation the player's start took so long that more than
+        # 10 s of silence had waited unread (overruns 129024 = the oldest 2.7 s of it; the tone was whole).
+        chunks.extend(microphone.read())
+        if not finished_us and player.poll() is not None:
+            finished_us.append(clocks.monotonic_us())  # the player drains the card before it exits
+        return bool(finished_us) and bool(chunks) and chunks[-1].timestamp_us >= finished_us[0]
     try:
-        assert player.wait(timeout=60) == 0
-        time.sleep(0.3)
-        chunks += microphone.read()
-        now_us = clocks.monotonic_us()
+        wait_for(drained_past_the_tone, timeout_s=240, what="the tone played and captured to its end", poll_s=0.02)
+        assert player.returncode == 0
+        read_us = clocks.monotonic_us()
     finally:
         player.kill()
         microphone.close()
@@ -131,7 +150,10 @@ def test_a_tone_played_into_the_kernels_alsa_loopback_card_is_captured_whole_at_
     tone = samples[loud[-1] - rate:loud[-1]]  # its last second
     spectrum = np.abs(np.fft.rfft(tone * np.hanning(len(tone))))
     assert abs(np.argmax(spectrum) * rate / len(tone) - 1000) < 5
-    assert abs(chunks[-1].timestamp_us - now_us) < 1_000_000
+    # Stamped on the monotonic clock (the wall clock would be decades off): from about the open on (less
+    # the card's buffer), not after the read (but for FFmpeg's estimate of the card's delay). How long
+    # before the read a chunk was stamped is the machine's load: no bound on that.
+    assert opened_us - 2_000_000 <= chunks[0].timestamp_us <= chunks[-1].timestamp_us <= read_us + 1_000_000
 
 
 def test_alsa_periods_are_joined_into_20_ms_chunks_and_a_gap_between_periods_starts_a_new_chunk():

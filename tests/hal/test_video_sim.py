@@ -15,6 +15,7 @@ from base.clock import RealClocks, SimulatedClocks
 from base.media import CaptureFormat
 from hal.video import CaptureError
 from hal.video.simulated import PATTERNS, TestPatternCapture
+from support.waiting import DEFAULT_TIMEOUT_S, wait_for
 
 START_UTC_US = 1_767_225_600_000_000  # 2026-01-01 00:00:00 UTC
 START_MONO_US = 10**9
@@ -284,13 +285,13 @@ def test_close_from_another_thread_stops_frames_promptly():
     received = []
     consumer = threading.Thread(target=lambda: received.extend(capture.frames()), daemon=True)
     consumer.start()
-    while not received:
-        time.sleep(0.01)
+    wait_for(lambda: received, what="the first frame")
     began = time.monotonic()
     capture.close()
-    consumer.join(timeout=2)
-    assert not consumer.is_alive()
-    assert time.monotonic() - began < 1.0
+    consumer.join(timeout=DEFAULT_TIMEOUT_S)
+    assert not consumer.is_alive()  # frames would otherwise come every 200 ms forever
+    # Within a frame period of the close (the pacing sleeps at most one); the rest is room for a busy machine.
+    assert time.monotonic() - began < 5.0
 
 
 def test_close_stops_a_consumer_on_simulated_clocks():
@@ -300,21 +301,7 @@ def test_close_stops_a_consumer_on_simulated_clocks():
     for frame in capture.frames():
         count += 1
         if frame.sequence == 9:
-            threading.Thread(target=capture.close).start()
-            time.sleep(0.05)
-    assert 10 <= count <= 11
-
-
-# --- speed (printed, not asserted: speed belongs in benchmarks) -------------------------------
-
-def test_render_time_is_reported(capsys):
-    for width, height in [(720, 576), (1920, 1080)]:
-        for pattern in PATTERNS:
-            capture = make_capture(width=width, height=height, pattern=pattern)
-            capture.render(0, START_UTC_US)
-            began = time.perf_counter()
-            for sequence in range(50):
-                capture.render(sequence, START_UTC_US + sequence * 40_000)
-            elapsed_ms = (time.perf_counter() - began) / 50 * 1000
-            with capsys.disabled():
-                print(f"\nrender {width}x{height} {pattern}: {elapsed_ms:.2f} ms/frame", end="")
+            closer = threading.Thread(target=capture.close)
+            closer.start()
+            closer.join()  # closed from another thread before this consumer asks for more
+    assert count == 10

@@ -35,6 +35,7 @@ from hal.video.v4l2 import (BUF_FLAG_ERROR, BUF_FLAG_TIMESTAMP_MONOTONIC, IN_ST_
                             find_input, frame_geometry, has_signal, standard_mask, standard_names, unpack)
 from recorder.encode import EncodedCapture, pick_encoder
 from support.alsa_loopback import CAPTURE_DEVICE, LOOPBACK_CARD, play_tone_on_the_loopback_card
+from support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PAL_BITS = {"PAL_B": 0x1, "PAL_B1": 0x2, "PAL_G": 0x4, "PAL_H": 0x8, "PAL_I": 0x10, "PAL_D": 0x20, "PAL_D1": 0x40,
@@ -461,14 +462,14 @@ def test_a_reopen_while_video_is_lost_does_not_log_the_loss_again(caplog):
 
 def test_close_from_another_thread_ends_a_blocked_frames_at_once():
     fake = FakeDevice()
-    capture = make_capture(fake, input=2, frame_timeout_s=30)
+    capture = make_capture(fake, input=2, frame_timeout_s=60)
     capture.open()
     closer = threading.Timer(0.2, capture.close)
     closer.start()
 
     began = time.monotonic()
     assert list(capture.frames()) == []
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 30  # ended by the close, not by frame_timeout_s (on any load)
     closer.join()
     assert fake.closed and not fake.streaming
 
@@ -644,7 +645,9 @@ def test_vivid_s_video_pal_captures_yuyv_720x576_at_25_fps_with_driver_timestamp
     per_frame_us = (stamps[-1] - stamps[0]) / (sequences[-1] - sequences[0])
     assert abs(per_frame_us - 40_000) < 1_000, deltas
     assert abs(stamps[-1] - time.monotonic_ns() // 1000) < 1_000_000  # on our monotonic clock
-    assert 1.5 < elapsed_s < 3.5  # paced by the driver, not a burst
+    # Paced by the driver, not a burst. (No upper bound: under emulation on a busy host the reader
+    # falls behind and vivid drops frames, which are counted below; the driver's pace is the stamps'.)
+    assert 1.5 < elapsed_s
     assert vivid_capture.statistics()["timestamps"] == "driver"
     assert vivid_capture.statistics()["frames_dropped"] == sequences[-1] - sequences[0] - 50
 
@@ -654,14 +657,18 @@ def test_vivid_close_from_another_thread_ends_frames_and_the_card_opens_again(vi
     vivid_capture.open()
     threading.Timer(0.5, vivid_capture.close).start()
     began = time.monotonic()
-    count = sum(1 for _ in vivid_capture.frames())
-    assert time.monotonic() - began < 1.5 and count > 0
+    count = sum(1 for _ in vivid_capture.frames())  # vivid sends forever: only the close ends this
+    assert time.monotonic() - began < 30 and count > 0  # room for an emulated CPU on a busy host
     assert vivid_capture.open().height == 576  # not EBUSY: the buffers were released
     assert next(iter(vivid_capture.frames())).sequence == 0
 
 
 @pytest.mark.vivid
+@pytest.mark.slow  # timing under emulation: the lock grace (1 s) against the 3 s bound and the noise frames
 def test_vivid_no_signal_mode_clears_signal_present_and_raises_no_signal(vivid_capture):
+    """Slow, with the other timing checks in the vivid VM (see tests/e2e/test_vivid_vm.py): "NoSignal
+    after the 1 s lock grace, not the no-frame timeout" is a bound in real time on an emulated CPU,
+    which a busy host slows several times while vivid keeps sending noise at 25 fps."""
     vivid_capture.open()
     _set_signal_mode("No Signal")
     try:
@@ -778,11 +785,11 @@ def _record_with_nvr_run(config: Path, tmp_path: Path, *, seconds: float) -> tup
 
 
 def _wait_for_line(log: Path, text: str, proc: subprocess.Popen, *, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while text not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"nvr run did not log {text!r}:\n{log.read_text()}")
-        time.sleep(0.5)
+    def logged() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"nvr run exited with {proc.returncode} before logging {text!r}:\n{log.read_text()}")
+        return text in log.read_text()
+    wait_for(logged, timeout_s=timeout_s, what=f"nvr run to log {text!r}", details=log.read_text, poll_s=0.5)
 
 
 def _utc_us(iso: str) -> int:

@@ -1,6 +1,7 @@
 """Motion detection on synthetic pictures: zones, masks, sensitivity, start/hold logic, raw frames and H.264 packets."""
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from fractions import Fraction
@@ -13,6 +14,7 @@ from base.clock import RealClocks
 from base.media import EncodedPacket, RawFrame, StreamInfo
 from recorder.live import LiveStream
 from recorder.motion import MotionDetector, MotionWatcher, area_mask, sensitivity_thresholds
+from support.waiting import DEFAULT_TIMEOUT_S, wait_for
 
 W, H = 352, 288
 LEFT_HALF = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]
@@ -110,14 +112,17 @@ def test_the_watcher_reads_raw_analog_frames_from_the_live_tap():
     watcher = MotionWatcher(channel=1, live=live, detector=MotionDetector(zones=[LEFT_HALF]), clocks=RealClocks(),
                             on_motion=got, fps=20, hold_s=0.2, source="frames")
     watcher.start()
+    frames = itertools.count()
+
+    def publish_until_reported() -> bool:
+        # A camera goes on sending pictures: the scene keeps moving until the watcher, sampling the
+        # newest picture at its own pace (slower on a busy machine), has seen two that differ.
+        sequence = next(frames)
+        moving = (0.1 + 0.005 * ((sequence - 20) % 60), 0.5) if sequence >= 20 else None
+        live.publish_frame(yuv_frame(picture(moving), sequence))
+        return got.event.is_set()
     try:
-        for sequence in range(60):
-            moving = (0.1 + 0.005 * sequence, 0.5) if sequence >= 20 else None
-            live.publish_frame(yuv_frame(picture(moving), sequence))
-            time.sleep(0.01)
-            if got.event.is_set():
-                break
-        assert got.event.wait(2)
+        wait_for(publish_until_reported, what="motion to be reported", poll_s=0.01)
     finally:
         watcher.stop()
     assert got.changes[0] == (1, True) and watcher.statistics()["analysed"] >= 3
@@ -133,7 +138,8 @@ def test_the_watcher_decodes_an_h264_sub_stream_from_the_live_tap():
                             on_motion=got, fps=25, hold_s=0.2, source="packets")
     watcher.start()
     try:
-        time.sleep(0.1)  # let it subscribe
+        # Subscribed before the one keyframe is sent (a later subscription starts at the next keyframe).
+        wait_for(lambda: live.subscribers == 1, what="the watcher to subscribe")
         live.publish_run(StreamInfo("h264", W, H, Fraction(1, 25)))
         for n in range(75):
             moving = (0.1 + 0.01 * n, 0.5) if n >= 25 else None
@@ -141,8 +147,8 @@ def test_the_watcher_decodes_an_h264_sub_stream_from_the_live_tap():
             frame.pts = n
             for packet in encoder.encode(frame):
                 live.publish(EncodedPacket(bytes(packet), packet.pts, packet.dts, packet.is_keyframe))
-            time.sleep(0.01)
-        assert got.event.wait(3)
+            time.sleep(0.01)  # a camera's pace; the subscription queues what the watcher has not read yet
+        assert got.event.wait(DEFAULT_TIMEOUT_S)
     finally:
         watcher.stop()
     stats = watcher.statistics()

@@ -27,6 +27,7 @@ from recorder.video_loss import VideoLossGuard
 
 from appliance.config.model import parse_config
 from appliance.supervisor import Supervisor
+from support.waiting import wait_for
 
 S = 1_000_000  # microseconds per second
 VIVID, S_VIDEO = "/dev/video0", 2
@@ -253,12 +254,10 @@ class Backend:
         if isinstance(self.clocks, ScheduledClocks):
             for at_s, _, action in timeline:
                 self.clocks.at(start_us + round(at_s * S), action)
-            deadline = time.monotonic() + 120
-            while self.clocks.monotonic_us() < start_us + end_s * S:
-                assert time.monotonic() < deadline, "the simulated recording did not get through the timeline"
-                time.sleep(0.01)
+            wait_for(lambda: self.clocks.monotonic_us() >= start_us + end_s * S, timeout_s=120,
+                     what="the simulated recording to get through the timeline", poll_s=0.01)
             return
-        for at_s, _, action in timeline:
+        for at_s, _, action in timeline:  # real time: the plugs are pulled on the timeline's schedule
             time.sleep(max(0.0, start_us / S + at_s - self.clocks.monotonic_us() / S))
             action()
         time.sleep(max(0.0, start_us / S + end_s - self.clocks.monotonic_us() / S))
@@ -310,7 +309,10 @@ def vivid_backend() -> Backend:
     }, device_returns_at_once=True)
 
 
-@pytest.fixture(params=["sim", pytest.param("vivid", marks=pytest.mark.vivid)])
+# On vivid, "within 3 s" is real time in an emulated guest, which a busy host slows several times: that
+# run is also `slow` (./dev test-slow, see tests/e2e/test_vivid_vm.py); the simulated run proves the
+# same behaviour on simulated clocks in the default suite.
+@pytest.fixture(params=["sim", pytest.param("vivid", marks=[pytest.mark.vivid, pytest.mark.slow])])
 def backend(request):
     if request.param == "vivid":
         from hal.video.v4l2_device import V4l2Device

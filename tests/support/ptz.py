@@ -2,21 +2,11 @@
 from __future__ import annotations
 
 import textwrap
-import time
-from collections.abc import Callable
 
 from appliance.config.model import Config, parse_config
 from drivers.pelco.dome_sim import PtyDomeBus, SimulatedDome, SimulatedDomeBus
 from base.clock import SimulatedClocks
-
-
-def wait_for(condition: Callable[[], bool], *, timeout_s: float = 5.0, what: str = "condition") -> None:
-    """Poll `condition` (real time: the dome runs in its own thread) until true or fail."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
+from support.waiting import wait_for
 
 
 class DomeRig:

@@ -3,7 +3,6 @@ the web on a free loopback port, with some recording in the past made under simu
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from appliance.web.users import UserStore
 from base.clock import RealClocks, SimulatedClocks
 from recorder.index import Index
 from support.recording import make_segmenter, record
+from support.waiting import DEFAULT_TIMEOUT_S, wait_for
 
 PASSWORDS = {"admin": "admin-pass-1", "operator": "operator-pass-1", "viewer": "viewer-pass-1"}
 WEB_USER = ("tester", "tester-pass-1")  # what tests that run `nvr run` log in with
@@ -103,22 +103,20 @@ def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, p
     return WebRig(nvr, url, root, config_file, past_start_us, past_start_us + round(past_seconds * 1e6))
 
 
-def _wait_up(url: str, timeout_s: float = 10) -> None:
+def _wait_up(url: str) -> None:
     import urllib.request
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         try:
-            urllib.request.urlopen(url + "/api/ping", timeout=1).read()
-            return
+            urllib.request.urlopen(url + "/api/ping", timeout=5).read()
+            return True
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"the web server at {url} did not come up")
+            return False
+    wait_for(answers, what=f"the web server at {url} to come up")
 
 
-def wait_recording(app: WebRig, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if app.supervisor.recorders and all(r.connected and r.statistics()["packets"] > 5 for r in app.supervisor.recorders):
-            return
-        time.sleep(0.05)
-    raise RuntimeError("the appliance did not start recording")
+def wait_recording(app: WebRig, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    sup = app.supervisor  # its list of recorders is replaced when channels restart
+    wait_for(lambda: sup.recorders and all(r.connected and r.statistics()["packets"] > 5 for r in sup.recorders),
+             timeout_s=timeout_s, what="the appliance to record",
+             details=lambda: [r.statistics() for r in sup.recorders])
