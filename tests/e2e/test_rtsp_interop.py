@@ -20,6 +20,7 @@ import pytest
 from support.interop import (FfmpegRtpSender, InteropServer, LossyLink, SniffingProxy, VlcServer, make_av_clip,
                              netns_available, rtsp_answer, rtsp_describe, vlc_available)
 from support.rtsp import rtsp_available
+from support.waiting import wait_for
 
 from base.clock import RealClocks
 from base.media import EncodedPacket, StreamInfo
@@ -194,15 +195,6 @@ def make_rig(tmp_path):
         rig.index.close()
 
 
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> float:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic()
-
-
 # --- what a recording must be ----------------------------------------------------------------------------
 
 class SegmentDamaged(AssertionError):
@@ -314,7 +306,7 @@ def recordable_frames(packets: list[EncodedPacket]) -> int:
 
 def record(rig: Rig, segments: int, timeout_s: float = 20) -> None:
     """Wait for `segments` closed segments, then stop (which closes and indexes the open one too)."""
-    wait_for(lambda: len(rig.segments()) >= segments, timeout_s, f"{segments} segments")
+    wait_for(lambda: len(rig.segments()) >= segments, timeout_s=timeout_s, what=f"{segments} segments")
     rig.recorder.stop()
 
 
@@ -404,8 +396,9 @@ def test_a_b_frame_camera_ends_the_native_stream_and_auto_records_it_with_ffmpeg
         native.close()
 
     rig = make_rig(server.url("/bf"), client="auto")
-    wait_for(lambda: rig.camera.client == "ffmpeg", 10, "the fallback to FFmpeg's client")
-    wait_for(lambda: len(rig.segments()) >= 2 and rig.recorder.connected, 20, "segments from FFmpeg's client")
+    wait_for(lambda: rig.camera.client == "ffmpeg", timeout_s=10, what="the fallback to FFmpeg's client")
+    wait_for(lambda: len(rig.segments()) >= 2 and rig.recorder.connected, timeout_s=20,
+             what="segments from FFmpeg's client")
     rig.recorder.stop()
     assert "B-frames" in rig.camera.fallback_reason
     # The native client noticed within the first frames: nothing of its connection was recorded, and
@@ -419,7 +412,7 @@ def test_a_b_frame_camera_ends_the_native_stream_and_auto_records_it_with_ffmpeg
 def test_an_h265_camera_is_handed_to_ffmpeg_and_refused_by_the_recorder(interop_server, make_rig):
     server = interop_server({"/h265": "live:320x240@25,codec=h265"})
     rig = make_rig(server.url("/h265"), client="auto")
-    wait_for(lambda: rig.recorder.failures >= 2, 15, "two failed attempts")
+    wait_for(lambda: rig.recorder.failures >= 2, timeout_s=15, what="two failed attempts")
     rig.recorder.stop()
     assert rig.camera.client == "ffmpeg" and "hevc" in rig.camera.fallback_reason
     assert rig.source_lost() and "codec hevc not supported" in rig.recorder.last_error
@@ -459,14 +452,14 @@ def _reboot_and_check(rig: Rig, server, *, audio: bool, ffmpeg_log=()) -> None:
     def current_connection_recorded() -> bool:
         return rig.recorder.connected and bool(rig.connection_segments(len(rig.tap.opened) - 1))
 
-    wait_for(current_connection_recorded, 15, "a segment from the current connection")
+    wait_for(current_connection_recorded, timeout_s=15, what="a segment from the current connection")
     time.sleep(0.5)  # into the next segment
     cut = len(rig.tap.opened) - 1
     server.stop(kill=True)  # the power goes: no TEARDOWN, no clean close of the session
-    wait_for(rig.source_lost, 10, "the source_lost alarm")
+    wait_for(rig.source_lost, timeout_s=10, what="the source_lost alarm")
     server.restart()
-    wait_for(lambda: len(rig.tap.opened) > cut + 1 and rig.connection_segments(len(rig.tap.opened) - 1), 25,
-             "a segment from the connection after the reboot")
+    wait_for(lambda: len(rig.tap.opened) > cut + 1 and rig.connection_segments(len(rig.tap.opened) - 1),
+             timeout_s=25, what="a segment from the connection after the reboot")
     rig.recorder.stop()
     # Nothing lost before the cut: every frame the cut connection delivered from its first keyframe on is
     # in its segments (the frame in flight when the power went may be left out).
