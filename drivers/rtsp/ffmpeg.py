@@ -101,6 +101,8 @@ class RtspStatistics:
     audio_skipped: int = 0  # empty, or without a timestamp
     backfilled_timestamps: int = 0
     non_monotonic_dts: int = 0
+    dropped_at_end: int = 0  # the frame FFmpeg flushed when the stream ended or stalled (it may be cut short)
+    dropped_split_frames: int = 0  # a frame FFmpeg handed on in two pieces, and the frames up to the next keyframe
     stalls: int = 0
     errors: int = 0
     opened_monotonic_us: int | None = None
@@ -292,6 +294,10 @@ class _Reader:
         self._stats = stats
         self._stopping = self._mailbox.stopping
         self._fixer = _TimestampFixer(stats, default_duration=_frame_duration(stream, fps))
+        self._held: EncodedPacket | None = None  # the newest video frame, until the next proves it whole
+        extradata = stream.codec_context.extradata
+        self._annexb = not (extradata and extradata[0] == 1)  # FFmpeg's RTSP H.264 comes with start codes
+        self._need_keyframe = False  # after a split frame, until the next keyframe
 
     def start(self, name: str) -> None:
         threading.Thread(target=self._run, name=name, daemon=True).start()
@@ -314,6 +320,7 @@ class _Reader:
     def _run(self) -> None:
         try:
             self._pump()
+            self._drop_held()
             self._put(END)
         except Exception as exc:  # handed to the consumer, which translates it
             self._put(exc)
@@ -321,19 +328,33 @@ class _Reader:
             self._container.close()
 
     def _pump(self) -> None:
+        """Demux into the mailbox. The newest video frame is held back until the next one comes: when
+        the stream ends (EOF) or a read times out, FFmpeg's parser flushes the frame it was still
+        assembling, which lacks its tail when the camera went mid-frame (a power cut, RTP over UDP), and
+        such a frame is not recorded (`dropped_at_end`): every frame handed on is whole."""
         read_started = video_at = self._clocks.monotonic_us() / 1e6
         streams = (self._stream, self._audio) if self._audio is not None else (self._stream,)
         for packet in self._container.demux(streams):
             if self._stopping.is_set():
                 return
-            for out in self._convert(packet):
-                self._put(out)
             # A read that took the whole timeout was ended by FFmpeg's socket timeout, which makes its
-            # parser flush the frame it held (queued above) and retry: that is the stall, report it now
-            # rather than one timeout later.
+            # parser flush the frame it held and retry: that is the stall, report it now rather than
+            # one timeout later, and leave the flushed frame (this packet) out. The held one is whole:
+            # the parser let it go when the next frame began.
             now = self._clocks.monotonic_us() / 1e6
             if now - read_started >= self._timeout_s:
+                if self._held is not None:
+                    self._put(self._held)
+                    self._held = None
+                self._stats.dropped_at_end += 1
                 raise TimeoutError(f"no packet for {self._timeout_s:g} s")
+            for out in self._convert(packet):
+                if out.track == "video":
+                    held, self._held = self._held, out
+                    if held is not None:
+                        self._put(held)
+                else:
+                    self._put(out)
             if packet.stream_index != self._audio_index:
                 video_at = now
             elif now - video_at >= self._timeout_s:  # audio alone does not make a recording
@@ -348,12 +369,20 @@ class _Reader:
             self._stats.skipped_empty += 1
             return []
         data = memoryview(packet).tobytes()  # the one copy out of FFmpeg's buffer (a little quicker than bytes())
+        if self._annexb and data[:3] != b"\x00\x00\x01" and data[:4] != b"\x00\x00\x00\x01":
+            self._split_frame()
+            return []
         if not has_picture(data):
             self._stats.skipped_no_picture += 1
             return []
         pts, dts = packet.pts, packet.dts
         out = EncodedPacket(data=data, pts=pts if pts is not None else dts, dts=dts if dts is not None else pts,
                             keyframe=packet.is_keyframe, arrival_us=arrival_us)
+        if self._need_keyframe:
+            if not out.keyframe:
+                self._stats.dropped_split_frames += 1
+                return []
+            self._need_keyframe = False
         ready = self._fixer.fix(out, packet.duration)
         for item in ready:
             self._stats.packets += 1
@@ -373,6 +402,25 @@ class _Reader:
 
     def _put(self, item: object) -> None:
         self._mailbox.put_bounded(item)  # full (a slow disk): stop reading meanwhile
+
+    def _split_frame(self) -> None:
+        """FFmpeg's parser handed on a frame in two pieces (seen reading VLC over UDP, about 2 s into the
+        stream, where FFmpeg's stream probe ends; design/rtsp-interop.md): this piece has no start code
+        and the held frame lacks its tail. Both are left out, and the frames after them up to the next
+        keyframe (they would refer to the broken one), as the native client does after a loss."""
+        self._stats.dropped_split_frames += 1
+        if self._held is not None:
+            self._held = None
+            self._stats.packets -= 1
+            self._stats.dropped_split_frames += 1
+        self._need_keyframe = True
+
+    def _drop_held(self) -> None:
+        """Leave out the frame FFmpeg flushed at the end of the stream or of a timed-out read."""
+        if self._held is not None:
+            self._held = None
+            self._stats.packets -= 1
+            self._stats.dropped_at_end += 1
 
 
 class _TimestampFixer:

@@ -444,6 +444,8 @@ class _Negotiation:
         mailbox = connection.mailbox
         if connection.finished:
             failure = next((i for i in mailbox.items if isinstance(i, BaseException)), None)
+            if isinstance(failure, ReorderedFrames):  # B-frames ahead of the first keyframe: FFmpeg's client can
+                raise NativeUnsupported(str(failure)) from failure  # (so `client: auto` falls back in this open)
             raise CameraError(f"{self.where}: cannot open: the stream ended before its parameter sets"
                               + (f" ({failure})" if failure is not None else ""))
         if len(mailbox.items) > mailbox.bound:
