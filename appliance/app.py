@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from base.clock import Clocks
 from hal.gpio import Gpio
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.index import Index, Segment
 from recorder.live import LiveHub
 
@@ -88,7 +88,7 @@ class Appliance:
                  stop_requested: threading.Event | None = None):
         self.clocks = clocks
         self.supervisor = Supervisor(config, clocks=clocks, sources=sources, sync=sync)
-        self.ptz: PtzService = PtzService(config, clocks=clocks, alarms=self.supervisor.alarms)
+        self.ptz: PtzService = PtzService(config, clocks=clocks, faults=self.supervisor.faults)
         self.alarm_io: AlarmIO | None = None
         self.monitor = None  # appliance.monitor.Monitor while it runs
         self.service: ServiceIntegration | None = None
@@ -158,7 +158,7 @@ class Appliance:
 
     def _start_alarm_io(self) -> None:
         s = self.supervisor
-        self.alarm_io = AlarmIO(s.config, clocks=self.clocks, index=s.index, alarms=s.alarms, live=s.live,
+        self.alarm_io = AlarmIO(s.config, clocks=self.clocks, index=s.index, faults=s.faults, live=s.live,
                                 data_root=s.root, gpio=self._gpio,
                                 ptz=self._ptz_presets if self._ptz_presets is not None else self.ptz,
                                 on_mount_change=self._mount_changed)
@@ -235,9 +235,9 @@ class Appliance:
         return self.supervisor.live
 
     @property
-    def alarms(self) -> AlarmBoard:
+    def faults(self) -> FaultBoard:
         """The fault board: disk, source, video loss, clock, temperature faults and manual alarms."""
-        return self.supervisor.alarms
+        return self.supervisor.faults
 
     @property
     def index(self) -> Index | None:

@@ -6,7 +6,7 @@ from hal.audio import SIMULATED, make_audio_capture
 from base.clock import Clocks
 from hal.video.simulated import TestPatternCapture
 from hal.video.v4l2 import V4l2Capture
-from recorder.alarms import AlarmBoard, AlarmSink
+from recorder.faults import FaultBoard, FaultSink
 from recorder.audio_encode import CapturedAudio
 from recorder.encode import EncodedCapture
 from recorder.source import PacketSource
@@ -16,7 +16,7 @@ from appliance.config.model import ChannelConfig, RtspSource, TestPatternSource,
 from appliance.config.audio import AudioConfig
 
 
-def channel_sources(channel: ChannelConfig, *, clocks: Clocks, alarms: AlarmSink | None = None) -> dict[str, PacketSource]:
+def channel_sources(channel: ChannelConfig, *, clocks: Clocks, faults: FaultSink | None = None) -> dict[str, PacketSource]:
     """The streams to record for `channel`: always `main`, and `sub` where the camera has one.
 
     Analog sources raise their `video_loss` alarm on `alarms` (without one, on a board of their own,
@@ -37,7 +37,7 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks, alarms: AlarmSink
         encoded = EncodedCapture(capture, name=f"test pattern {source.width}x{source.height}", clocks=clocks,
                                  bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s,
                                  audio=captured_audio(channel.audio, clocks=clocks))
-        return {"main": _guarded(encoded, capture, channel, clocks, alarms)}
+        return {"main": _guarded(encoded, capture, channel, clocks, faults)}
     if isinstance(source, V4l2Source):
         capture = V4l2Capture(device=source.device, input=source.input, standard=source.standard, width=source.width,
                               height=source.height, fps=source.fps, clocks=clocks, frame_timeout_s=source.video_loss_s)
@@ -45,13 +45,13 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks, alarms: AlarmSink
                                  bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s,
                                  preset=source.preset, encoder=source.encoder,
                                  audio=captured_audio(channel.audio, clocks=clocks))
-        return {"main": _guarded(encoded, capture, channel, clocks, alarms)}
+        return {"main": _guarded(encoded, capture, channel, clocks, faults)}
     raise TypeError(f"no source builder for {type(source).__name__}")
 
 
 def _guarded(encoded: EncodedCapture, capture, channel: ChannelConfig, clocks: Clocks,
-             alarms: AlarmSink | None) -> VideoLossGuard:
-    return VideoLossGuard(encoded, capture, channel=channel.id, alarms=alarms or AlarmBoard(clocks=clocks), clocks=clocks)
+             faults: FaultSink | None) -> VideoLossGuard:
+    return VideoLossGuard(encoded, capture, channel=channel.id, faults=faults or FaultBoard(clocks=clocks), clocks=clocks)
 
 
 def captured_audio(audio: AudioConfig, *, clocks: Clocks) -> CapturedAudio | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from base.clock import Clocks
 from hal.storage import make_dirs_durable
-from recorder.alarms import Alarm, AlarmBoard
+from recorder.faults import Fault, FaultBoard
 from recorder.index import Index
 from recorder.live import LiveHub
 from recorder.recovery import RecoveryReport, recover
@@ -53,12 +53,12 @@ class Supervisor:
         # alarms) in a scratch folder in RAM. Live view, the monitor and alarm inputs run as usual.
         self.disk_absent = config.storage.require_mount and not os.path.ismount(config.storage.path)
         self.root: Path = Path(tempfile.mkdtemp(prefix="nvr-no-disk-")) if self.disk_absent else config.storage.path
-        self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks, alarms=self.alarms))
+        self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks, faults=self.faults))
         self.recorders: list[StreamRecorder] = []
         self.recovery: RecoveryReport | None = None
         self.index: Index | None = None
         self.retention: Retention | None = None
-        self.alarms = AlarmBoard(clocks=clocks, record=self._record_alarm)
+        self.faults = FaultBoard(clocks=clocks, record=self._record_fault)
         self.live = LiveHub()  # what viewers (web live view, HDMI monitor, motion) subscribe to
         self._lock_fd: int | None = None
         self.started_us: int | None = None
@@ -97,7 +97,7 @@ class Supervisor:
         r = self.config.storage.retention
         policy = RetentionPolicy(max_used_percent=r.max_used_percent, min_free_bytes=r.min_free_bytes,
                                  max_age_days=r.max_age_days, locked_floor_bytes=r.locked_floor_bytes)
-        return Retention(root=self.root, index=self.index, clocks=self.clocks, alarms=self.alarms, policy=policy,
+        return Retention(root=self.root, index=self.index, clocks=self.clocks, faults=self.faults, policy=policy,
                          interval_s=r.interval_s, sync=self._sync)
 
     def _start_channel(self, channel: ChannelConfig, position: int, count: int) -> None:
@@ -105,7 +105,7 @@ class Supervisor:
             streams = self._sources(channel)
         except Exception as exc:  # a channel that cannot even be built must not stop the others
             log.exception("channel %d: cannot set up its source", channel.id)
-            self.alarms.raise_alarm("source_lost", f"channel {channel.id}: {exc}", channel=channel.id)
+            self.faults.raise_fault("source_lost", f"channel {channel.id}: {exc}", channel=channel.id)
             return
         for stream, source in streams.items():
             # Spread segment cuts over the segment length so channels do not all rotate together.
@@ -116,13 +116,13 @@ class Supervisor:
                 make_dirs_durable(self.root / f"ch{channel.id:02d}" / stream, self.root)
                 segmenter = Segmenter(
                     channel=channel.id, stream=stream, root=self.root, index=self.index, clocks=self.clocks,
-                    alarms=self.alarms, segment_seconds=self.config.storage.segment_seconds,
+                    faults=self.faults, segment_seconds=self.config.storage.segment_seconds,
                     stagger_fraction=stagger, sync=self._sync, free_space=self.retention.enforce,
                 )
             live = self.live.stream(channel.id, stream)
             if hasattr(source, "frame_tap"):  # analog: the local view gets raw frames before encoding
                 source.frame_tap = live.publish_frame
-            recorder = StreamRecorder(source=source, segmenter=segmenter, alarms=self.alarms, clocks=self.clocks,
+            recorder = StreamRecorder(source=source, segmenter=segmenter, faults=self.faults, clocks=self.clocks,
                                       reconnect_max_s=reconnect_max_s(channel), live=live)
             recorder.start()
             self.recorders.append(recorder)
@@ -158,7 +158,7 @@ class Supervisor:
             recorder.join()
         self.recorders = [r for r in self.recorders if r.segmenter.channel not in ids]
         for channel_id in ids:
-            self.alarms.clear_alarm("source_lost", channel=channel_id)
+            self.faults.clear_fault("source_lost", channel=channel_id)
         self.config = config
         enabled = [c for c in config.channels if c.enabled]
         started = []
@@ -169,7 +169,7 @@ class Supervisor:
         log.info("restarted channel(s) %s with the new config", ", ".join(map(str, sorted(ids))) or "none")
         return started
 
-    def _record_alarm(self, alarm: Alarm) -> None:
+    def _record_fault(self, alarm: Fault) -> None:
         if self.index is not None:
             self.index.add_alarm(at_us=alarm.since_us, kind=alarm.kind, channel=alarm.channel, message=alarm.message)
 
@@ -187,7 +187,7 @@ class Supervisor:
             "retention": self.retention.statistics() if self.retention else None,
             "recovery": self.recovery.summary() if self.recovery else None,
             "alarms": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us}
-                       for a in self.alarms.active()],
+                       for a in self.faults.active()],
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics(), "capture": _capture_statistics(r.source)} for r in self.recorders],
         }

@@ -109,10 +109,10 @@ class _Recorder(Protocol):
     def statistics(self) -> dict: ...
 
 
-class _AlarmSink(Protocol):
-    def raise_alarm(self, kind: str, message: str, *, channel: int | None = None) -> None: ...
+class _FaultSink(Protocol):
+    def raise_fault(self, kind: str, message: str, *, channel: int | None = None) -> None: ...
 
-    def clear_alarm(self, kind: str, *, channel: int | None = None) -> None: ...
+    def clear_fault(self, kind: str, *, channel: int | None = None) -> None: ...
 
 
 class ServiceWatchdog:
@@ -124,9 +124,9 @@ class ServiceWatchdog:
     """
 
     def __init__(self, *, notifier: Notifier, recorders: Callable[[], Sequence[_Recorder]],
-                 interval_s: float | None, alarms: _AlarmSink | None = None, stall_s: float = DEFAULT_STALL_S,
+                 interval_s: float | None, faults: _FaultSink | None = None, stall_s: float = DEFAULT_STALL_S,
                  clocks: Clocks, timesync_dir: Path | None = TIMESYNC_DIR):
-        self._notifier, self._recorders, self._alarms = notifier, recorders, alarms
+        self._notifier, self._recorders, self._faults = notifier, recorders, faults
         self.interval_s = interval_s
         self._stall_s, self._clocks, self._timesync_dir = stall_s, clocks, timesync_dir
         self._progress: dict[int, tuple[int, float]] = {}  # id(recorder) -> (frames, when they last grew)
@@ -183,11 +183,11 @@ class ServiceWatchdog:
         if (self._timesync_dir / "synchronized").exists():
             self.clock_synced = True
             log.info("the system clock is synchronised by NTP")
-            if self._alarms is not None:
-                self._alarms.clear_alarm("clock_unsynced")
-        elif self._alarms is not None and not self._clock_alarm_raised:
+            if self._faults is not None:
+                self._faults.clear_fault("clock_unsynced")
+        elif self._faults is not None and not self._clock_alarm_raised:
             self._clock_alarm_raised = True
-            self._alarms.raise_alarm("clock_unsynced", "the system clock has not been synchronised by NTP yet; "
+            self._faults.raise_fault("clock_unsynced", "the system clock has not been synchronised by NTP yet; "
                                      "recording times may be wrong until it is")
 
     def start(self) -> None:
@@ -240,7 +240,7 @@ class RecordingHealth(Protocol):
     def recorders(self) -> Sequence[_Recorder]: ...
 
     @property
-    def alarms(self) -> _AlarmSink: ...
+    def faults(self) -> _FaultSink: ...
 
     @property
     def clocks(self) -> Clocks: ...
@@ -256,7 +256,7 @@ def start_service_integration(recording: RecordingHealth, environ: Mapping[str, 
     recovery = recording.recovery.summary() if recording.recovery else "no recovery pass"
     notifier.notify(status_message(f"ready; recovery: {recovery}", READY="1", MAINPID=str(os.getpid())))
     watchdog = ServiceWatchdog(notifier=notifier, recorders=lambda: recording.recorders,
-                               interval_s=watchdog_ping_interval_s(environ), alarms=recording.alarms,
+                               interval_s=watchdog_ping_interval_s(environ), faults=recording.faults,
                                clocks=recording.clocks)
     watchdog.start()
     log.info("systemd notified: ready%s", f"; watchdog pings every {watchdog.interval_s:.1f} s"

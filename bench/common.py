@@ -12,7 +12,7 @@ import av
 from base.clock import SimulatedClocks
 from base.media import EncodedPacket, StreamInfo
 from hal.video.simulated import TestPatternCapture
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.index import Index
 from recorder.segmenter import Segmenter
 
@@ -50,7 +50,7 @@ def replay_into_segments(root: Path, index: Index, info: StreamInfo, packets: Se
     """Record `loops` back-to-back copies of a clip as one run; returns the media seconds recorded."""
     clocks = SimulatedClocks()
     seg = Segmenter(channel=channel, stream="main", root=root, index=index, clocks=clocks,
-                    alarms=AlarmBoard(clocks=clocks), segment_seconds=segment_seconds, sync=sync)
+                    faults=FaultBoard(clocks=clocks), segment_seconds=segment_seconds, sync=sync)
     seg.start_run(info)
     clip_ticks = len(packets) * 90_000 // fps
     for loop in range(loops):

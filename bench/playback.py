@@ -31,7 +31,7 @@ from appliance.web.server import WebServer, create_app  # noqa: E402
 from bench.common import encode_clip, print_table, replay_into_segments  # noqa: E402
 from bench.live import CHROMIUM, FLAGS  # noqa: E402
 from base.clock import RealClocks  # noqa: E402
-from recorder.alarms import AlarmBoard  # noqa: E402
+from recorder.faults import FaultBoard  # noqa: E402
 from recorder.index import Index, Segment  # noqa: E402
 from recorder.live import LiveHub  # noqa: E402
 
@@ -48,7 +48,7 @@ class RecordingsOnly:
 
     def __init__(self, config, root: Path, index: Index, clocks):
         self.config, self.root, self.index, self.clocks = config, root, index, clocks
-        self.live, self.alarms = LiveHub(), AlarmBoard(clocks=clocks)
+        self.live, self.faults = LiveHub(), FaultBoard(clocks=clocks)
 
     def streams(self) -> list:
         return []

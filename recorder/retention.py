@@ -20,7 +20,7 @@ from pathlib import Path
 
 from base.clock import Clocks
 from hal.storage import DiskUsage, disk_usage, fsync_dir
-from recorder.alarms import AlarmSink
+from recorder.faults import FaultSink
 from recorder.errors import DiskFull
 from recorder.index import Index, Segment
 
@@ -51,9 +51,9 @@ class Retention:
     """Applies a RetentionPolicy to one data root. Thread-safe; `enforce` may be called from any
     thread (segmenters call it when a write hits a full disk) besides the periodic loop."""
 
-    def __init__(self, *, root: Path, index: Index, clocks: Clocks, alarms: AlarmSink, policy: RetentionPolicy,
+    def __init__(self, *, root: Path, index: Index, clocks: Clocks, faults: FaultSink, policy: RetentionPolicy,
                  interval_s: float = 10.0, usage: Callable[[Path], DiskUsage] = disk_usage, sync: bool = True):
-        self._root, self._index, self._clocks, self._alarms = root, index, clocks, alarms
+        self._root, self._index, self._clocks, self._faults = root, index, clocks, faults
         self.policy, self._interval_s, self._usage, self._sync = policy, interval_s, usage, sync
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -82,7 +82,7 @@ class Retention:
                 self.stats.last_error = None
             except OSError as exc:
                 self.stats.last_error = str(exc)
-                self._alarms.raise_alarm("disk_error", f"retention cannot work on {self._root}: {exc}")
+                self._faults.raise_fault("disk_error", f"retention cannot work on {self._root}: {exc}")
             self.stats.passes += 1
 
     def _enforce(self) -> None:
@@ -96,7 +96,7 @@ class Retention:
             batch = _covering(batch, need)
             self._delete(batch)
             self.stats.deleted_locked += len(batch)
-            self._alarms.raise_alarm(
+            self._faults.raise_fault(
                 "retention_locked",
                 f"the disk is nearly full with only locked recordings left; deleted locked segments from {batch[0].path}",
             )
@@ -118,14 +118,14 @@ class Retention:
     def _report_bound(self) -> None:
         if self._bytes_over_bound() > 0:
             usage = self.stats.last_usage
-            self._alarms.raise_alarm(
+            self._faults.raise_fault(
                 "disk_full",
                 f"{self._root} is {usage.used_percent:.1f}% used with {usage.free_bytes} bytes free and no unlocked "
                 "recordings left to delete; add a disk, unlock events or lower the bounds",
             )
         else:
-            self._alarms.clear_alarm("disk_full")
-            self._alarms.clear_alarm("retention_locked")
+            self._faults.clear_fault("disk_full")
+            self._faults.clear_fault("retention_locked")
 
     def _delete(self, batch: list[Segment]) -> None:
         ids = [seg.id for seg in batch]

@@ -19,7 +19,7 @@ from typing import Callable
 from base.clock import Clocks
 from base.media import EncodedPacket, StreamInfo
 from hal.storage import make_dirs_durable
-from recorder.alarms import AlarmSink
+from recorder.faults import FaultSink
 from recorder.audio_mux import AudioMuxer
 from recorder.errors import DiskFull, StorageError
 from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment_parts
@@ -98,11 +98,11 @@ class Segmenter:
     """
 
     def __init__(self, *, channel: int, stream: str, root: Path, index: Index, clocks: Clocks,
-                 alarms: AlarmSink, segment_seconds: float, stagger_fraction: float = 0.0,
+                 faults: FaultSink, segment_seconds: float, stagger_fraction: float = 0.0,
                  fragment_seconds: float = 1.0, sync: bool = True,
                  free_space: Callable[[], None] | None = None):
         self.channel, self.stream = channel, stream
-        self._root, self._index, self._clocks, self._alarms = root, index, clocks, alarms
+        self._root, self._index, self._clocks, self._faults = root, index, clocks, faults
         self._segment_ticks = round(segment_seconds * TIMESCALE)
         self._first_segment_ticks = max(TIMESCALE, round(self._segment_ticks * (1 - stagger_fraction)))
         self._fragment_ticks = round(fragment_seconds * TIMESCALE)
@@ -440,7 +440,7 @@ class Segmenter:
         if self._audio is not None and ticks != self._closed_at:
             self._audio.drop_before(ticks)  # audio of a stretch whose video was not recorded
         self._seq += 1
-        self._alarms.clear_alarm("disk_error", channel=self.channel)
+        self._faults.clear_fault("disk_error", channel=self.channel)
 
     def _append_pending(self, next_ticks: int) -> None:
         pending, seg = self._pending, self._segment
@@ -544,7 +544,7 @@ class Segmenter:
 
     def _storage_failed(self, exc: Exception) -> None:
         kind = "disk_full" if isinstance(exc, DiskFull) else "disk_error"
-        self._alarms.raise_alarm(kind, f"channel {self.channel} {self.stream}: {exc}", channel=self.channel)
+        self._faults.raise_fault(kind, f"channel {self.channel} {self.stream}: {exc}", channel=self.channel)
 
 
 class DiscardingSegmenter:

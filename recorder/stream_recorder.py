@@ -5,7 +5,7 @@ import logging
 import threading
 
 from base.clock import Clocks
-from recorder.alarms import AlarmSink
+from recorder.faults import FaultSink
 from recorder.errors import VideoLoss
 from recorder.audio_transcode import AudioTranscoder, recordable, transcoded
 from recorder.live import LiveStream
@@ -30,9 +30,9 @@ class StreamRecorder:
     and treated the same way: the thread never dies while the appliance runs.
     """
 
-    def __init__(self, *, source: PacketSource, segmenter: Segmenter, alarms: AlarmSink, clocks: Clocks,
+    def __init__(self, *, source: PacketSource, segmenter: Segmenter, faults: FaultSink, clocks: Clocks,
                  reconnect_min_s: float = 1.0, reconnect_max_s: float = 30.0, live: LiveStream | None = None):
-        self.source, self.segmenter, self._alarms, self._clocks = source, segmenter, alarms, clocks
+        self.source, self.segmenter, self._faults, self._clocks = source, segmenter, faults, clocks
         self.live = live or LiveStream(segmenter.channel, segmenter.stream)
         retry_max_s = max(reconnect_min_s, min(RETRY_MAX_S, reconnect_max_s))
         self.policy = ReconnectPolicy(min_s=reconnect_min_s, retry_max_s=retry_max_s,
@@ -120,7 +120,7 @@ class StreamRecorder:
             info, self.transcoder = recordable(self.source.open(), label=self.label)  # G.711 becomes AAC here
             self.connects += 1
             self.connected = True
-            self._alarms.clear_alarm("source_lost", channel=self.segmenter.channel)
+            self._faults.clear_fault("source_lost", channel=self.segmenter.channel)
             log.info("%s: connected to %s (%s %dx%d)", self.label, self.source.name, info.codec, info.width, info.height)
             self.segmenter.start_run(info)
             self.live.publish_run(info)
@@ -153,7 +153,7 @@ class StreamRecorder:
             log.warning("%s: %s", self.label, self.last_error)
         else:
             log.exception("%s: unexpected failure; recording will restart", self.label)
-        self._alarms.raise_alarm("source_lost", f"{self.label}: {self.last_error}", channel=self.segmenter.channel)
+        self._faults.raise_fault("source_lost", f"{self.label}: {self.last_error}", channel=self.segmenter.channel)
 
     def _finish(self) -> None:
         try:

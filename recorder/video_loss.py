@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from base.clock import Clocks
 from base.media import EncodedPacket, RawFrame, StreamInfo
 from hal.video import CaptureError, DeviceGone, NoSignal, VideoCapture
-from recorder.alarms import AlarmSink
+from recorder.faults import FaultSink
 from recorder.encode import EncodedCapture
 from recorder.errors import SourceError, VideoLoss
 
@@ -48,14 +48,14 @@ class VideoLossGuard:
     when the picture is back or the process exits; the recorder's join gives up after 10 s and logs it.)
     """
 
-    def __init__(self, encoded: EncodedCapture, capture: VideoCapture, *, channel: int, alarms: AlarmSink,
+    def __init__(self, encoded: EncodedCapture, capture: VideoCapture, *, channel: int, faults: FaultSink,
                  clocks: Clocks, retry_min_s: float = 0.25, retry_max_s: float = 1.0):
         if not 0 < retry_min_s <= retry_max_s:
             raise ValueError(f"need 0 < retry_min_s <= retry_max_s, not {retry_min_s!r}, {retry_max_s!r}")
         self.name = encoded.name
         self.channel = channel
         self._encoded, self._capture = encoded, capture
-        self._alarms, self._clocks = alarms, clocks
+        self._faults, self._clocks = faults, clocks
         self._retry_min_s, self._retry_max_s = retry_min_s, retry_max_s
         self._closed = threading.Event()
         self._info: StreamInfo | None = None
@@ -169,7 +169,7 @@ class VideoLossGuard:
         if self._lost_since_us is None:
             self._lost_since_us = self._clocks.utc_now_us()
             self.losses += 1
-            self._alarms.raise_alarm(ALARM_KIND, f"channel {self.channel}: {reason}", channel=self.channel)
+            self._faults.raise_fault(ALARM_KIND, f"channel {self.channel}: {reason}", channel=self.channel)
         elif type(cause).__name__ not in (self._lost_reason or ""):
             log.warning("channel %d: still no video: %s", self.channel, reason)
         self._lost_reason = f"{type(cause).__name__}: {reason}"
@@ -180,4 +180,4 @@ class VideoLossGuard:
         lasted_s = (self._clocks.utc_now_us() - self._lost_since_us) / 1e6
         self._lost_since_us = self._lost_reason = None
         log.info("channel %d: video is back after %.1f s; recording resumes", self.channel, lasted_s)
-        self._alarms.clear_alarm(ALARM_KIND, channel=self.channel)
+        self._faults.clear_fault(ALARM_KIND, channel=self.channel)

@@ -1,7 +1,7 @@
 """The appliance's own health as alarms: temperature/humidity out of the operating range, and the data disk gone.
 
 Readings are taken on this watch's own thread (an I2C read waits ~16 ms; the alarm path must not).
-Out of range raises `temperature` on the AlarmBoard (the rule signal `temperature: out_of_range`);
+Out of range raises `temperature` on the FaultBoard (the rule signal `temperature: out_of_range`);
 it clears only once every reading is back inside the range by `hysteresis`, so a value hovering at
 the limit does not flap. A data root or index file that vanished (disk unplugged, mount lost) raises
 `disk_missing` (the rule signal `disk: missing`) until it is back; so does a `mount_point` (the
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hal.sensors import Reading, SensorError
-from recorder.alarms import AlarmSink
+from recorder.faults import FaultSink
 
 log = logging.getLogger("nvr.health")
 
@@ -55,11 +55,11 @@ class HealthWatch:
     """Polls `soc_sensors` (thermal zones: only an upper limit) and `ambient_sensors` (SHT3x: the full
     operating range) every `interval_s`, and the data disk every few seconds."""
 
-    def __init__(self, *, alarms: AlarmSink, limits: Limits, interval_s: float,
+    def __init__(self, *, faults: FaultSink, limits: Limits, interval_s: float,
                  soc_sensors: list[Callable[[], list[Reading]]], ambient_sensors: list[Callable[[], Reading]],
                  data_root: Path | None = None, index_file: str = "index.sqlite3",
                  mount_point: Path | None = None, on_mount_change: Callable[[bool], None] | None = None):
-        self._alarms, self.limits, self._interval_s = alarms, limits, interval_s
+        self._faults, self.limits, self._interval_s = faults, limits, interval_s
         self._soc, self._ambient = soc_sensors, ambient_sensors
         self._root, self._index_file = data_root, index_file
         self._mount_point, self._on_mount_change = mount_point, on_mount_change
@@ -108,10 +108,10 @@ class HealthWatch:
                     if (why := out_of_range(reading, self.limits, margin=margin, soc=soc)) is not None]
         if problems and not self.out_of_range:
             self.out_of_range = True
-            self._alarms.raise_alarm("temperature", "; ".join(problems))
+            self._faults.raise_fault("temperature", "; ".join(problems))
         elif not problems and self.out_of_range:
             self.out_of_range = False
-            self._alarms.clear_alarm("temperature")
+            self._faults.clear_fault("temperature")
 
     def _guard(self, read: Callable):
         try:
@@ -138,9 +138,9 @@ class HealthWatch:
             why = f"the data disk at {self._root} is gone (no index file)"
         missing = why is not None
         if missing and not self.disk_missing:
-            self._alarms.raise_alarm("disk_missing", why)
+            self._faults.raise_fault("disk_missing", why)
         elif not missing and self.disk_missing:
-            self._alarms.clear_alarm("disk_missing")
+            self._faults.clear_fault("disk_missing")
         self.disk_missing = missing
 
     def statistics(self) -> dict:

@@ -1,5 +1,5 @@
 """Wires the alarm side of the appliance from config: GPIO inputs and relays, motion watchers, health watch,
-the AlarmBoard's signals and the rule engine, all started and stopped together by the Appliance (`appliance/app.py`).
+the FaultBoard's signals and the rule engine, all started and stopped together by the Appliance (`appliance/app.py`).
 
 A part that cannot be set up (no GPIO on this board, a pin in use, a sensor missing) raises an alarm
 (`gpio_error`, ...) and the rest goes on: recording never depends on the alarm side.
@@ -16,7 +16,7 @@ from base.clock import Clocks
 from hal.gpio import Gpio, GpioError, open_gpio
 from hal.sensors import Sht3x, ThermalZones
 from base.timers import Scheduler
-from recorder.alarms import Alarm, AlarmBoard
+from recorder.faults import Fault, FaultBoard
 from recorder.index import INDEX_FILE, Index
 from recorder.live import LiveHub
 
@@ -28,7 +28,7 @@ from appliance.alarms.rules import Firing, PtzPresets, RuleEngine
 
 log = logging.getLogger("nvr.alarm_io")
 
-# AlarmBoard kinds that are rule signals: kind -> (signal kind, signal key; None = the alarm's channel)
+# FaultBoard kinds that are rule signals: kind -> (signal kind, signal key; None = the alarm's channel)
 BOARD_SIGNALS: dict[str, tuple[str, str | None]] = {
     "disk_full": ("disk", "full"),
     "disk_error": ("disk", "error"),
@@ -42,12 +42,12 @@ class AlarmIO:
     """Everything alarm-related of one running appliance. `gpio` (e.g. over gpiozero's MockFactory) and
     `ptz` are injected; without `gpio` the board's own is opened when the config has pins."""
 
-    def __init__(self, config: Config, *, clocks: Clocks, index: Index, alarms: AlarmBoard, live: LiveHub,
+    def __init__(self, config: Config, *, clocks: Clocks, index: Index, faults: FaultBoard, live: LiveHub,
                  data_root: Path | None = None, gpio: Gpio | None = None, ptz: PtzPresets | None = None,
                  tz: tzinfo | None = None, on_fired: Callable[[Firing], None] | None = None,
                  on_mount_change: Callable[[bool], None] | None = None):
         """`on_mount_change(mounted)`: the recordings disk came or went (with `storage.require_mount`)."""
-        self.config, self._clocks, self._index, self._alarms, self._live = config, clocks, index, alarms, live
+        self.config, self._clocks, self._index, self._faults, self._live = config, clocks, index, faults, live
         self._on_mount_change = on_mount_change
         self._root, self._gpio, self._owns_gpio, self._tz = data_root, gpio, False, tz
         self.scheduler = Scheduler(clocks=clocks, name="alarms")
@@ -73,8 +73,8 @@ class AlarmIO:
         self.webhooks.start()
         self.ptz_worker.start()
         self._open_pins()
-        self._unsubscribe = self._alarms.subscribe(self._board_changed)
-        for alarm in self._alarms.active():  # raised before we listened
+        self._unsubscribe = self._faults.subscribe(self._board_changed)
+        for alarm in self._faults.active():  # raised before we listened
             self._board_changed(alarm, True)
         self._start_motion()
         self._start_health()
@@ -101,26 +101,26 @@ class AlarmIO:
     # --- GPIO ----------------------------------------------------------------------------------
 
     def _open_pins(self) -> None:
-        alarms = self.config.alarms
-        if not alarms.inputs and not alarms.outputs:
+        section = self.config.alarms
+        if not section.inputs and not section.outputs:
             return
         if self._gpio is None:
             try:
-                self._gpio = open_gpio(alarms.gpio, default_chip=alarms.gpio_chip)
+                self._gpio = open_gpio(section.gpio, default_chip=section.gpio_chip)
                 self._owns_gpio = True
             except GpioError as exc:
-                self._alarms.raise_alarm("gpio_error", f"no GPIO for the alarm inputs and outputs: {exc}")
+                self._faults.raise_fault("gpio_error", f"no GPIO for the alarm inputs and outputs: {exc}")
                 return
-        for output in alarms.outputs:
+        for output in section.outputs:
             self._guard(f"output {output.id}", self._open_output, output)
-        for item in alarms.inputs:
+        for item in section.inputs:
             self._guard(f"input {item.id}", self._open_input, item)
 
     def _guard(self, what: str, fn: Callable, *args) -> None:
         try:
             fn(*args)
         except GpioError as exc:
-            self._alarms.raise_alarm("gpio_error", f"{what}: {exc}")
+            self._faults.raise_fault("gpio_error", f"{what}: {exc}")
 
     def _open_output(self, output) -> None:
         pin = self._gpio.output(output.pin, active_high=output.active_high, initial_active=False)
@@ -150,14 +150,14 @@ class AlarmIO:
             raise KeyError(f"no alarm output {output_id!r}; configured: {', '.join(self.relays) or 'none'}")
         return self.relays[output_id]
 
-    # --- signals from the AlarmBoard -----------------------------------------------------------
+    # --- signals from the FaultBoard -----------------------------------------------------------
 
-    def _board_changed(self, alarm: Alarm, active: bool) -> None:
+    def _board_changed(self, alarm: Fault, active: bool) -> None:
         """On the raiser's thread (a recorder, retention): hand over at once."""
         if alarm.kind in BOARD_SIGNALS:
             self.scheduler.call_soon(self._board_signal, alarm, active)
 
-    def _board_signal(self, alarm: Alarm, active: bool) -> None:
+    def _board_signal(self, alarm: Fault, active: bool) -> None:
         """Board alarms to rule signals, on the scheduler thread. Several alarms can stand for one signal
         (disk_error per channel): the signal is active while any of them is."""
         kind, key = BOARD_SIGNALS[alarm.kind]
@@ -198,11 +198,11 @@ class AlarmIO:
     def _start_health(self) -> None:
         temperature = self.config.alarms.temperature
         soc = [ThermalZones(root=temperature.thermal_root).read] if temperature.thermal_zones else []
-        ambient = [Sht3x(bus=temperature.sht3x.bus, address=temperature.sht3x.address, clocks=self._clocks).read] \
+        ambient = [Sht3x(bus=temperature.sht3x.bus, address=temperature.sht3x.address, clocks=self._clocks).read]\
             if temperature.sht3x is not None else []
         limits = Limits(min_c=temperature.min_c, max_c=temperature.max_c, max_soc_c=temperature.max_soc_c,
                         min_rh=temperature.min_rh, max_rh=temperature.max_rh, hysteresis=temperature.hysteresis)
-        self.health = HealthWatch(alarms=self._alarms, limits=limits, interval_s=temperature.interval_s,
+        self.health = HealthWatch(faults=self._faults, limits=limits, interval_s=temperature.interval_s,
                                   soc_sensors=soc, ambient_sensors=ambient, data_root=self._root,
                                   index_file=INDEX_FILE, on_mount_change=self._on_mount_change,
                                   mount_point=self.config.storage.path if self.config.storage.require_mount else None)

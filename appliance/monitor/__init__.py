@@ -46,7 +46,7 @@ class MonitorSources(Protocol):
     def live(self) -> LiveHub: ...
 
     @property
-    def alarms(self) -> ActiveFaults: ...
+    def faults(self) -> ActiveFaults: ...
 
     @property
     def root(self) -> Path: ...
@@ -66,7 +66,7 @@ def build_monitor(sources: MonitorSources) -> Monitor:
     request = DisplayRequest(backend=config.backend, size=config.size, refresh_hz=config.refresh_hz,
                              x_display=config.x_display)
     return Monitor(config, channels=channel_infos(sources.config), live=sources.live, clocks=sources.clocks,
-                   open_display=lambda: open_display(request, clocks=sources.clocks), alarms=sources.alarms,
+                   open_display=lambda: open_display(request, clocks=sources.clocks), faults=sources.faults,
                    status=sources.status, ptz=sources.ptz, index=lambda: sources.index, root=sources.root,
                    keys=_evdev_keys(config.evdev, sources.clocks))
 

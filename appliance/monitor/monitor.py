@@ -52,7 +52,7 @@ class ChannelInfo:
 
 
 class ActiveFaults(Protocol):
-    """The faults shown on the wall (`recorder.alarms.AlarmBoard` meets it)."""
+    """The faults shown on the wall (`recorder.faults.FaultBoard` meets it)."""
 
     def active(self) -> list: ...
 
@@ -61,13 +61,13 @@ class Monitor:
     """The wall on the local screen. See the module docstring for what it guarantees."""
 
     def __init__(self, config: MonitorConfig, *, channels: list[ChannelInfo], live: LiveHub, clocks: Clocks,
-                 open_display: Callable[[], Display], alarms: ActiveFaults | None = None,
+                 open_display: Callable[[], Display], faults: ActiveFaults | None = None,
                  status: Callable[[], dict] | None = None, ptz: PtzControl | None = None,
                  index: Callable[[], Index | None] | None = None, root: Path | None = None,
                  keys: Callable[[], list[InputEvent]] | None = None):
         self.config, self.clocks = config, clocks
         self.channels = {channel.id: channel for channel in channels}
-        self._live, self._open_display, self._alarms, self._status = live, open_display, alarms, status
+        self._live, self._open_display, self._faults, self._status = live, open_display, faults, status
         self.ptz, self._index, self._root, self._keys = ptz, index, root, keys
         self.lock = PinLock(pin_hash=config.pin_hash, clocks=clocks, unlock_timeout_s=config.unlock_timeout_s)
         self._mutex = threading.RLock()
@@ -330,23 +330,23 @@ class Monitor:
 
     def _poll_state(self) -> None:
         """Alarms and recording state, once a second (status() reads the index)."""
-        alarms = _safe(lambda: list(self._alarms.active()), [], self._state_error) if self._alarms else []
+        faults = _safe(lambda: list(self._faults.active()), [], self._state_error) if self._faults else []
         per_channel: dict[int, set[str]] = {}
-        for alarm in alarms:
+        for alarm in faults:
             if alarm.channel is not None:
                 per_channel.setdefault(alarm.channel, set()).add(alarm.kind)
         status = _safe(self._status, {}, self._state_error) if self._status else {}
         recording = {s["channel"] for s in status.get("streams", []) if s.get("connected")}
         with self._mutex:
             self._alarm_state, self._recording = per_channel, recording
-            self._global_alarms = [a.kind for a in alarms if a.channel is None]
-            self._status_right = _status_right(status, alarms)
-        self._popup_on_new_alarms(alarms)
+            self._global_alarms = [a.kind for a in faults if a.channel is None]
+            self._status_right = _status_right(status, faults)
+        self._popup_on_new_alarms(faults)
 
-    def _popup_on_new_alarms(self, alarms: list) -> None:
+    def _popup_on_new_alarms(self, faults: list) -> None:
         popup = self.config.alarm_popup
-        current = {(a.kind, a.channel, a.since_us) for a in alarms}
-        new = [a for a in alarms if (a.kind, a.channel, a.since_us) not in self._seen_alarms]
+        current = {(a.kind, a.channel, a.since_us) for a in faults}
+        new = [a for a in faults if (a.kind, a.channel, a.since_us) not in self._seen_alarms]
         self._seen_alarms = current
         for alarm in new:
             if popup.enabled and alarm.channel in self.channels and alarm.kind in popup.kinds:
@@ -462,10 +462,10 @@ def _stale(feed: Feed | None, now_us: int) -> bool:
     return last is not None and now_us - last > STALE_S * 1e6
 
 
-def _status_right(status: dict, alarms: list) -> str:
+def _status_right(status: dict, faults: list) -> str:
     used = (status.get("retention") or {}).get("used_percent")
     disk = f"DISK {used:.0f}%" if isinstance(used, (int, float)) else "DISK ?"
-    health = f"ALARMS {len(alarms)}" if alarms else "OK"
+    health = f"ALARMS {len(faults)}" if faults else "OK"
     return f"{disk}  {health}"
 
 

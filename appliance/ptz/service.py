@@ -31,7 +31,7 @@ from drivers.pelco.protocol import (STOP, ZOOM_MAX, Move, PelcoError, Preset, Se
 from drivers.pelco.bus import PelcoBus, TourStep
 from base.clock import Clocks
 from hal.serial_port import SerialPort, open_serial_port
-from recorder.alarms import AlarmSink
+from recorder.faults import FaultSink
 
 log = logging.getLogger("nvr.ptz")
 
@@ -77,10 +77,10 @@ def make_bus(port: PtzPortConfig, *, clocks: Clocks, open_port: PortOpener = ope
 class PtzService:
     """Every PTZ dome of the appliance, addressed by channel number."""
 
-    def __init__(self, config: Config, *, clocks: Clocks, alarms: AlarmSink | None = None,
+    def __init__(self, config: Config, *, clocks: Clocks, faults: FaultSink | None = None,
                  open_port: PortOpener = open_configured_port, buses: dict[str, PelcoBus] | None = None):
         self._domes: dict[int, ChannelPtzConfig] = {c.id: c.ptz for c in config.channels if c.ptz is not None}
-        self._alarms = alarms
+        self._faults = faults
         used = {dome.port for dome in self._domes.values()}
         self.buses: dict[str, PelcoBus] = buses if buses is not None else {
             port.id: make_bus(port, clocks=clocks, open_port=open_port, on_port_state=self._port_state(port.id))
@@ -231,15 +231,15 @@ class PtzService:
 
     def _port_state(self, port_id: str) -> Callable[[bool, str | None], None]:
         def changed(ok: bool, error: str | None) -> None:
-            if self._alarms is None:
+            if self._faults is None:
                 return
             for channel, dome in self._domes.items():
                 if dome.port != port_id:
                     continue
                 if ok:
-                    self._alarms.clear_alarm(PTZ_DOWN, channel=channel)
+                    self._faults.clear_fault(PTZ_DOWN, channel=channel)
                 else:
-                    self._alarms.raise_alarm(PTZ_DOWN, f"PTZ port {port_id}: {error}", channel=channel)
+                    self._faults.raise_fault(PTZ_DOWN, f"PTZ port {port_id}: {error}", channel=channel)
         return changed
 
 

@@ -89,12 +89,12 @@ def _alarm_io(request: Request) -> AlarmPanel | None:
 
 
 @router.get("/api/alarms")
-def alarms(request: Request) -> dict:
+def faults(request: Request) -> dict:
     """Active faults, alarm inputs and relay outputs."""
     io = _alarm_io(request)
     return {
         "active": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us,
-                    "since": iso_utc(a.since_us)} for a in _appliance(request).alarms.active()],
+                    "since": iso_utc(a.since_us)} for a in _appliance(request).faults.active()],
         "io": io is not None,
         "inputs": io.inputs() if io is not None else [],
         "outputs": io.outputs() if io is not None else [],
@@ -125,14 +125,14 @@ def trigger(body: ManualAlarm, request: Request, user: User = Depends(require("o
     if io is not None and hasattr(io, "trigger"):
         io.trigger(channel=body.channel, message=message)
     else:
-        _appliance(request).alarms.raise_alarm("manual", message, channel=body.channel)
+        _appliance(request).faults.raise_fault("manual", message, channel=body.channel)
     audit(request, "alarm_trigger", body.model_dump())
     return {"ok": True}
 
 
 @router.post("/api/alarms/clear")
 def clear(body: AlarmClear, request: Request, _: User = Depends(require("operator"))) -> dict:
-    _appliance(request).alarms.clear_alarm(body.kind, channel=body.channel)
+    _appliance(request).faults.clear_fault(body.kind, channel=body.channel)
     audit(request, "alarm_clear", body.model_dump())
     return {"ok": True}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from base.clock import Clocks
-from recorder.alarms import Alarm
+from recorder.faults import Fault
 from recorder.index import Index, Segment
 from recorder.live import LiveHub
 
@@ -61,13 +61,13 @@ class RecorderView(Protocol):
 
 
 class FaultBoard(Protocol):
-    """Active faults, raised and cleared by hand (`recorder.alarms.AlarmBoard` meets it)."""
+    """Active faults, raised and cleared by hand (`recorder.faults.FaultBoard` meets it)."""
 
-    def active(self) -> list[Alarm]: ...
+    def active(self) -> list[Fault]: ...
 
-    def raise_alarm(self, kind: str, message: str, *, channel: int | None = None) -> None: ...
+    def raise_fault(self, kind: str, message: str, *, channel: int | None = None) -> None: ...
 
-    def clear_alarm(self, kind: str, *, channel: int | None = None) -> None: ...
+    def clear_fault(self, kind: str, *, channel: int | None = None) -> None: ...
 
 
 class ConfigTarget(Protocol):
@@ -112,7 +112,7 @@ class ApplianceView(RecorderView, ConfigTarget, Protocol):
     none), or test doubles already in browser terms (`WebPtzControl`, `AlarmPanel`)."""
 
     @property
-    def alarms(self) -> FaultBoard: ...
+    def faults(self) -> FaultBoard: ...
 
     @property
     def ptz(self) -> PtzService | WebPtzControl | None: ...

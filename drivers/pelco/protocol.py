@@ -170,7 +170,7 @@ class PositionReport:
 class Ack:
     """Pelco-D general response (4 bytes) that some domes send after each command; `alarms` bits."""
 
-    alarms: int = 0
+    faults: int = 0
 
 
 Message = Union[Move, Preset, Aux, SetPosition, Query, PositionReport, Ack]
@@ -224,8 +224,8 @@ def encode(protocol: ProtocolName, address: int, message: Message) -> bytes:
     if isinstance(message, Ack):
         if protocol != "pelco-d":
             raise PelcoError("only Pelco-D has a general response")
-        _check_range("alarms", message.alarms, 0, 255)
-        return bytes([D_SYNC, address, message.alarms, (address + message.alarms) & 0xFF])
+        _check_range("alarms", message.faults, 0, 255)
+        return bytes([D_SYNC, address, message.faults, (address + message.faults) & 0xFF])
     return _frame(protocol, address, _payload(protocol, message))
 
 

@@ -6,7 +6,7 @@ import pytest
 from appliance.config.model import ConfigError, Problem, parse_config
 from appliance.sources import channel_sources
 from base.clock import SimulatedClocks
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.video_loss import VideoLossGuard
 
 
@@ -68,9 +68,9 @@ def test_video_loss_timeout_defaults_to_2_s_and_is_bounded():
                                     "type: test-pattern, width: 64, height: 48"])
 def test_analog_channels_are_built_behind_the_video_loss_guard(source):
     config = parse_config(channels(source))
-    alarms = AlarmBoard(clocks=SimulatedClocks())
-    [(stream, built)] = channel_sources(config.channels[0], clocks=SimulatedClocks(), alarms=alarms).items()
+    faults = FaultBoard(clocks=SimulatedClocks())
+    [(stream, built)] = channel_sources(config.channels[0], clocks=SimulatedClocks(), faults=faults).items()
     assert stream == "main" and isinstance(built, VideoLossGuard)
-    assert built.channel == 1 and built._alarms is alarms
+    assert built.channel == 1 and built._faults is faults
     if "v4l2" in source:
         assert built.capture._frame_timeout_s == 3.5

@@ -25,7 +25,7 @@ import pytest
 
 from base.clock import SimulatedClocks
 from hal.video.simulated import TestPatternCapture
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.encode import EncodedCapture
 from recorder.index import Index, Segment
 from recorder.segmenter import Segmenter
@@ -77,7 +77,7 @@ def record_test_pattern(root: Path, *, channel: int, seconds: float) -> None:
     source = EncodedCapture(capture, name=f"test pattern {channel}", clocks=clocks, bitrate=300_000,
                             keyframe_interval_s=1)
     segmenter = Segmenter(channel=channel, stream="main", root=root, index=index, clocks=clocks,
-                          alarms=AlarmBoard(clocks=clocks), segment_seconds=SEGMENT_S, sync=False)
+                          faults=FaultBoard(clocks=clocks), segment_seconds=SEGMENT_S, sync=False)
     try:
         segmenter.start_run(source.open())
         for count, packet in enumerate(source.packets(), start=1):

@@ -5,7 +5,7 @@ import pytest
 
 from appliance.alarms.health_watch import HealthWatch, Limits
 from hal.sensors import SHT3X_MEASURE_S, Reading, SensorError, Sht3x, ThermalZones, decode_sht3x, sht3x_crc
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 
 
 def write_zone(root, number: int, kind: str, millidegrees: str) -> None:
@@ -61,8 +61,8 @@ def test_an_sht3x_is_sent_the_single_shot_command_and_its_answer_decoded(clocks)
 
 
 def test_out_of_range_raises_the_temperature_alarm_and_clears_only_inside_the_hysteresis(clocks):
-    board, ambient = AlarmBoard(clocks=clocks), [Reading("sht3x", 25.0, 50.0)]
-    watch = HealthWatch(alarms=board, limits=Limits(), interval_s=30, soc_sensors=[],
+    board, ambient = FaultBoard(clocks=clocks), [Reading("sht3x", 25.0, 50.0)]
+    watch = HealthWatch(faults=board, limits=Limits(), interval_s=30, soc_sensors=[],
                         ambient_sensors=[lambda: ambient[0]])
     watch.check_temperature()
     assert board.active() == []
@@ -82,11 +82,11 @@ def test_out_of_range_raises_the_temperature_alarm_and_clears_only_inside_the_hy
 
 def test_a_hot_soc_alarms_against_its_own_limit_and_a_failing_sensor_is_counted(clocks, tmp_path):
     write_zone(tmp_path, 0, "cpu-thermal", "70000")
-    board = AlarmBoard(clocks=clocks)
+    board = FaultBoard(clocks=clocks)
 
     def broken():
         raise SensorError("no answer")
-    watch = HealthWatch(alarms=board, limits=Limits(), interval_s=30, soc_sensors=[ThermalZones(root=tmp_path).read],
+    watch = HealthWatch(faults=board, limits=Limits(), interval_s=30, soc_sensors=[ThermalZones(root=tmp_path).read],
                         ambient_sensors=[broken])
     watch.check_temperature()
     assert board.active() == [] and watch.read_errors == 1  # 70 °C is fine for a SoC
@@ -96,9 +96,9 @@ def test_a_hot_soc_alarms_against_its_own_limit_and_a_failing_sensor_is_counted(
 
 
 def test_a_vanished_data_disk_raises_disk_missing_until_it_is_back(clocks, tmp_path):
-    board = AlarmBoard(clocks=clocks)
+    board = FaultBoard(clocks=clocks)
     (tmp_path / "index.sqlite3").write_bytes(b"")
-    watch = HealthWatch(alarms=board, limits=Limits(), interval_s=30, soc_sensors=[], ambient_sensors=[],
+    watch = HealthWatch(faults=board, limits=Limits(), interval_s=30, soc_sensors=[], ambient_sensors=[],
                         data_root=tmp_path)
     watch.check_disk()
     assert board.active() == []

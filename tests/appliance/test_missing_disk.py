@@ -42,8 +42,8 @@ def test_without_the_disk_nothing_is_written_the_alarm_is_up_and_live_view_goes_
         assert live.info is not None and live.info.codec == "h264"
         status = nvr.status()
         assert status["recording"] is False and status["streams"][0]["frames_recorded"] == 0
-        alarms = {a["kind"]: a["message"] for a in status["alarms"]}
-        assert "no disk is mounted on" in alarms["disk_missing"] and str(disk) in alarms["disk_missing"]
+        faults = {a["kind"]: a["message"] for a in status["alarms"]}
+        assert "no disk is mounted on" in faults["disk_missing"] and str(disk) in faults["disk_missing"]
         assert list(disk.iterdir()) == []  # nothing onto the system disk (on the image: the RAM overlay)
         assert not changed.is_set() and not nvr.stop_requested.is_set()
 

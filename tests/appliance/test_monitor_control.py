@@ -8,7 +8,7 @@ import pytest
 from base.clock import RealClocks, SimulatedClocks
 from hal.display import InputEvent
 from hal.display.offscreen import OffscreenDisplay
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.live import LiveHub
 
 from appliance.config.monitor import MonitorConfig
@@ -171,14 +171,14 @@ def test_popup_shows_the_channel_full_screen_for_its_duration(clocks):
 
 
 def test_alarm_on_the_board_pops_up_its_channel_when_configured(clocks):
-    board = AlarmBoard(clocks=clocks)
+    board = FaultBoard(clocks=clocks)
     monitor = Monitor(MonitorConfig(alarm_popup={"enabled": True, "kinds": ["alarm_input"], "duration_s": 5}),
-                      channels=CHANNELS, live=LiveHub(), clocks=clocks, open_display=lambda: None, alarms=board)
-    board.raise_alarm("disk_full", "full")            # no channel: no pop-up
-    board.raise_alarm("motion", "moved", channel=2)   # not a pop-up kind
+                      channels=CHANNELS, live=LiveHub(), clocks=clocks, open_display=lambda: None, faults=board)
+    board.raise_fault("disk_full", "full")            # no channel: no pop-up
+    board.raise_fault("motion", "moved", channel=2)   # not a pop-up kind
     monitor._advance_timers()
     assert monitor.popup_state is None
-    board.raise_alarm("alarm_input", "door forced", channel=3)
+    board.raise_fault("alarm_input", "door forced", channel=3)
     clocks.advance(1.1)
     monitor._advance_timers()
     assert monitor.popup_state[0] == 3
@@ -287,7 +287,7 @@ def test_monitor_survives_a_status_source_that_fails():
 
     monitor = Monitor(MonitorConfig(), channels=CHANNELS, live=LiveHub(), clocks=RealClocks(),
                       open_display=lambda: None, status=broken,
-                      alarms=SimpleNamespace(active=lambda: (_ for _ in ()).throw(OSError("boom"))))
+                      faults=SimpleNamespace(active=lambda: (_ for _ in ()).throw(OSError("boom"))))
     monitor._poll_state()
     assert "DISK ?" in monitor._status_line().right
 

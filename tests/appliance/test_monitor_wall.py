@@ -8,7 +8,7 @@ import pytest
 
 from base.clock import RealClocks
 from hal.display.offscreen import OffscreenDisplay
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.live import LiveHub
 
 import appliance.monitor.monitor as monitor_module
@@ -83,13 +83,13 @@ def test_four_tile_wall_shows_each_channel_its_osd_and_the_no_signal_screen(hub,
     patterns.add(1, raw=True)               # analog: shown from the raw capture, no decode
     patterns.add(2, raw=False)              # encoded main stream, decoded for the tile
     patterns.add(3, raw=False, stream="sub")  # a camera with a sub stream: the tile decodes the sub
-    alarms = AlarmBoard(clocks=clocks)
-    alarms.raise_alarm("video_loss", "no video on BNC 4", channel=4)
+    faults = FaultBoard(clocks=clocks)
+    faults.raise_fault("video_loss", "no video on BNC 4", channel=4)
     display = OffscreenDisplay(width=640, height=480)
     channels = [ChannelInfo(1, "Front", raw=True), ChannelInfo(2, "Back"), ChannelInfo(3, "Yard", has_sub=True),
                 ChannelInfo(4, "Gate", raw=True)]
     monitor = start_monitor(MonitorConfig(layout=4, backend="offscreen"), channels, hub, clocks, display,
-                            alarms=alarms)
+                            faults=faults)
     try:
         frame = wait_for_pictures(monitor, display, {1, 2, 3})
         kinds = {f["channel"]: f["kind"] for f in monitor.statistics()["feeds"]}

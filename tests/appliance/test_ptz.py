@@ -11,7 +11,7 @@ from drivers.pelco.protocol import STOP, Move, Preset
 from drivers.pelco.bus import BusDown, QueryTimeout
 from base.clock import RealClocks, SimulatedClocks
 from hal.serial_port import PortNotFound, SimulatedSerialLine
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from support.ptz import DomeRig, ptz_config
 from support.waiting import wait_for
 
@@ -95,7 +95,7 @@ def test_the_dome_reaches_the_state_of_the_command_sequence(rigs, services, prot
     drive_sequence(rig, service)
 
     state = rig.dome().state()
-    assert (state.position.pan_deg, state.position.tilt_deg, state.position.zoom) == \
+    assert (state.position.pan_deg, state.position.tilt_deg, state.position.zoom) ==\
         pytest.approx((296.0, -30.0, 16383.75))
     assert set(state.presets) == {1} and state.motion == STOP
     run(rig, service.preset_clear(1, 1), 11)
@@ -291,9 +291,9 @@ def test_shutdown_stops_a_dome_left_moving(rigs):
 
 
 def test_a_port_that_cannot_open_raises_an_alarm_per_channel_and_commands_say_why(rigs, services, clocks):
-    alarms = AlarmBoard(clocks=clocks)
-    service = services(ptz_config("/dev/ttyUSB97", "pelco-d"), alarms=alarms)
-    [alarm] = alarms.active()
+    faults = FaultBoard(clocks=clocks)
+    service = services(ptz_config("/dev/ttyUSB97", "pelco-d"), faults=faults)
+    [alarm] = faults.active()
     assert (alarm.kind, alarm.channel) == ("ptz_down", 1) and "/dev/ttyUSB97" in alarm.message
     with pytest.raises(BusDown, match="no serial port '/dev/ttyUSB97'"):
         service.stop(1)
@@ -301,11 +301,11 @@ def test_a_port_that_cannot_open_raises_an_alarm_per_channel_and_commands_say_wh
 
 def test_kernel_rs485_mode_on_a_pty_is_reported_plainly(rigs, services, clocks):
     rig = rigs("pelco-d")
-    alarms = AlarmBoard(clocks=clocks)
+    faults = FaultBoard(clocks=clocks)
     config = ptz_config(rig.path, "pelco-d")
     config.ptz.ports[0].rs485 = True
-    services(config, alarms=alarms)
-    [alarm] = alarms.active()
+    services(config, faults=faults)
+    [alarm] = faults.active()
     assert "no kernel RS-485 mode" in alarm.message and "rs485: false" in alarm.message
 
 
@@ -319,19 +319,19 @@ def test_an_adapter_that_fails_and_comes_back_raises_then_clears_the_alarm(clock
         lines.append(SimulatedSerialLine(baud=port.baud))
         return lines[-1].a
 
-    alarms = AlarmBoard(clocks=clocks)
-    service = PtzService(ptz_config("/dev/ttyUSB0", "pelco-d"), clocks=RealClocks(), alarms=alarms, open_port=opener)
+    faults = FaultBoard(clocks=clocks)
+    service = PtzService(ptz_config("/dev/ttyUSB0", "pelco-d"), clocks=RealClocks(), faults=faults, open_port=opener)
     service.start()
     try:
-        assert [alarm.kind for alarm in alarms.active()] == ["ptz_down"]
-        wait_for(lambda: not alarms.active(), what="the port to open")
+        assert [alarm.kind for alarm in faults.active()] == ["ptz_down"]
+        wait_for(lambda: not faults.active(), what="the port to open")
         service.preset_go(1, 3).result(timeout=5)
         assert lines[1].b.read(16, timeout_s=1) == bytes.fromhex("FF 01 00 07 00 03 0B")
 
         lines[1].a.close()  # unplugged while in use
         with pytest.raises(BusDown):
             service.preset_go(1, 4).result(timeout=5)
-        wait_for(lambda: len(lines) == 3 and not alarms.active(), what="the port to reopen")
+        wait_for(lambda: len(lines) == 3 and not faults.active(), what="the port to reopen")
         service.preset_go(1, 5).result(timeout=5)
         assert lines[2].b.read(16, timeout_s=1) == bytes.fromhex("FF 01 00 07 00 05 0D")
         assert service.statistics()["ports"]["bus1"]["port_errors"] == 2

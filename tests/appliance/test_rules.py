@@ -15,7 +15,7 @@ from appliance.alarms.rules import RuleEngine
 from drivers.contacts import Relay
 from hal.gpio import GpiozeroGpio
 from base.timers import Scheduler
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.live import LiveHub
 
 S = 1_000_000
@@ -100,7 +100,7 @@ rules:
     engine.signal("alarm_input", "door", True, at_us=alarm_us)
     assert mock_pins.pin(22).state  # the siren is on before anything else
     [event] = index.events()
-    assert (event.start_us, event.trigger_us, event.end_us, event.channels, event.locked) == \
+    assert (event.start_us, event.trigger_us, event.end_us, event.channels, event.locked) ==\
            (alarm_us - 10 * S, alarm_us, None, (1, 2), True)
     clocks.advance(5)
     engine.signal("alarm_input", "door", False, at_us=clocks.utc_now_us())
@@ -186,7 +186,7 @@ def test_a_webhook_to_a_dead_server_fails_in_the_background_and_is_counted():
 
 def test_templates_fill_placeholders_and_keep_json_types():
     fields = {"rule": "r", "event_id": 7, "channels": [1, 2]}
-    assert fill_template({"a": "{rule}!", "b": ["{event_id}"], "c": "{channels}", "d": "{nope}", "e": 3}, fields) == \
+    assert fill_template({"a": "{rule}!", "b": ["{event_id}"], "c": "{channels}", "d": "{nope}", "e": 3}, fields) ==\
            {"a": "r!", "b": [7], "c": [1, 2], "d": "{nope}", "e": 3}
 
 
@@ -196,18 +196,18 @@ rules:
   - {name: disk, when: {disk: error}, do: [{record: {channels: [1], pre_s: 0, post_s: 0}}]}
   - {name: lost, when: {video_loss: 2}, do: [{output: {id: siren, for_s: 1}}]}
 """, tmp_path=tmp_path)
-    board = AlarmBoard(clocks=clocks)
-    board.raise_alarm("disk_error", "retention failed")  # before the alarm side started: replayed
-    io = AlarmIO(config, clocks=clocks, index=index, alarms=board, live=LiveHub(), data_root=tmp_path,
+    board = FaultBoard(clocks=clocks)
+    board.raise_fault("disk_error", "retention failed")  # before the alarm side started: replayed
+    io = AlarmIO(config, clocks=clocks, index=index, faults=board, live=LiveHub(), data_root=tmp_path,
                  gpio=GpiozeroGpio(pin_factory=mock_pins))
     io.start()
     try:
-        board.raise_alarm("disk_error", "channel 1 write failed", channel=1)
-        board.clear_alarm("disk_error")
+        board.raise_fault("disk_error", "channel 1 write failed", channel=1)
+        board.clear_fault("disk_error")
         io.scheduler.wait_idle()
         assert [e.end_us for e in index.events()] == [None]  # channel 1's disk error still stands
-        board.clear_alarm("disk_error", channel=1)
-        board.raise_alarm("video_loss", "no signal", channel=2)
+        board.clear_fault("disk_error", channel=1)
+        board.raise_fault("video_loss", "no signal", channel=2)
         io.scheduler.wait_idle()
         assert mock_pins.pin(22).state
     finally:
@@ -223,7 +223,7 @@ def test_the_web_controls_list_inputs_and_switch_outputs_by_hand(tmp_path, clock
     from appliance.web.services import WebAlarmPanel
 
     config = config_with("rules: []", tmp_path=tmp_path)
-    io = AlarmIO(config, clocks=clocks, index=index, alarms=AlarmBoard(clocks=clocks), live=LiveHub(),
+    io = AlarmIO(config, clocks=clocks, index=index, faults=FaultBoard(clocks=clocks), live=LiveHub(),
                  gpio=GpiozeroGpio(pin_factory=mock_pins))
     io.start()
     try:
@@ -240,17 +240,17 @@ def test_the_web_controls_list_inputs_and_switch_outputs_by_hand(tmp_path, clock
 
 
 def test_alarm_board_listeners_hear_raise_and_clear_once_and_a_broken_one_harms_nobody(clocks):
-    board, heard = AlarmBoard(clocks=clocks), []
+    board, heard = FaultBoard(clocks=clocks), []
 
     def broken(alarm, active):
         raise RuntimeError("listener bug")
     board.subscribe(broken)
     unsubscribe = board.subscribe(lambda alarm, active: heard.append((alarm.kind, alarm.channel, active)))
-    board.raise_alarm("video_loss", "no signal", channel=3)
-    board.raise_alarm("video_loss", "still no signal", channel=3)  # already active: not heard again
-    board.clear_alarm("video_loss", channel=3)
-    board.clear_alarm("video_loss", channel=3)
+    board.raise_fault("video_loss", "no signal", channel=3)
+    board.raise_fault("video_loss", "still no signal", channel=3)  # already active: not heard again
+    board.clear_fault("video_loss", channel=3)
+    board.clear_fault("video_loss", channel=3)
     unsubscribe()
-    board.raise_alarm("disk_full", "full")
+    board.raise_fault("disk_full", "full")
     assert heard == [("video_loss", 3, True), ("video_loss", 3, False)]
     assert [a.kind for a in board.active()] == ["disk_full"]

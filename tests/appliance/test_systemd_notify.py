@@ -10,7 +10,7 @@ import pytest
 
 from appliance.systemd import (ServiceWatchdog, SocketNotifier, start_service_integration, status_message,
                                watchdog_ping_interval_s)
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 
 
 @pytest.fixture
@@ -150,24 +150,24 @@ def test_without_a_watchdog_only_status_is_sent(clocks):
 def test_clock_alarm_is_raised_until_timesyncd_reports_the_first_sync(tmp_path, clocks):
     timesync = tmp_path / "timesync"
     timesync.mkdir()
-    alarms = AlarmBoard(clocks=clocks)
+    faults = FaultBoard(clocks=clocks)
     sent = Recording()
-    watchdog = ServiceWatchdog(notifier=sent, recorders=lambda: [], interval_s=5, alarms=alarms, clocks=clocks,
+    watchdog = ServiceWatchdog(notifier=sent, recorders=lambda: [], interval_s=5, faults=faults, clocks=clocks,
                                timesync_dir=timesync)
     watchdog.tick()
-    assert [a.kind for a in alarms.active()] == ["clock_unsynced"]
+    assert [a.kind for a in faults.active()] == ["clock_unsynced"]
     assert sent.messages[-1]["STATUS"].endswith("clock not yet synchronised")
     (timesync / "synchronized").touch()
     watchdog.tick()
-    assert alarms.active() == []
+    assert faults.active() == []
     assert watchdog.clock_synced and sent.messages[-1]["STATUS"] == "recording 0/0 stream(s)"
 
 
 def test_no_timesyncd_means_no_clock_alarm(tmp_path, clocks):
-    alarms = AlarmBoard(clocks=clocks)
-    ServiceWatchdog(notifier=Recording(), recorders=lambda: [], interval_s=5, alarms=alarms, clocks=clocks,
+    faults = FaultBoard(clocks=clocks)
+    ServiceWatchdog(notifier=Recording(), recorders=lambda: [], interval_s=5, faults=faults, clocks=clocks,
                     timesync_dir=tmp_path / "absent").tick()
-    assert alarms.active() == []
+    assert faults.active() == []
 
 
 def test_service_integration_sends_ready_after_start_and_stopping_at_the_end(notify_socket, clocks):
@@ -177,7 +177,7 @@ def test_service_integration_sends_ready_after_start_and_stopping_at_the_end(not
     class Supervisor:
         recorders = []
         clocks = simulated
-        alarms = AlarmBoard(clocks=simulated)
+        faults = FaultBoard(clocks=simulated)
 
         class recovery:
             @staticmethod

@@ -181,8 +181,8 @@ def test_timeline_has_the_recorded_span_and_triggered_events(appliance):
     assert abs(first["start_us"] - appliance.past_start_us) < 100_000
     assert abs(first["end_us"] - appliance.past_end_us) < 1_100_000
     assert any("door forced" in e["message"] for e in tl["events"])
-    alarms = op.get("/api/alarms").json()
-    assert any(a["kind"] == "manual" and a["channel"] == 2 for a in alarms["active"]) and alarms["io"] is False
+    faults = op.get("/api/alarms").json()
+    assert any(a["kind"] == "manual" and a["channel"] == 2 for a in faults["active"]) and faults["io"] is False
     assert op.post("/api/alarms/clear", json={"kind": "manual", "channel": 2}).status_code == 200
     assert op.post("/api/alarms/outputs/1", json={"on": True}).status_code == 404
 

@@ -10,7 +10,7 @@ import pytest
 
 from drivers.rtsp.ffmpeg import RtspCamera
 from base.clock import RealClocks
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.fmp4 import read_segment
 from recorder.index import Index
 from recorder.segmenter import Segmenter
@@ -44,11 +44,11 @@ def audio_server(tmp_path_factory):
 def record_camera(root: Path, url: str, *, seconds: float, audio: bool = True) -> tuple[Index, StreamRecorder]:
     clocks = RealClocks()
     index = Index(root)
-    alarms = AlarmBoard(clocks=clocks)
-    segmenter = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, alarms=alarms,
+    faults = FaultBoard(clocks=clocks)
+    segmenter = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
                           segment_seconds=2, sync=False)
     recorder = StreamRecorder(source=RtspCamera(url, name="cam", clocks=clocks, audio=audio), segmenter=segmenter,
-                              alarms=alarms, clocks=clocks)
+                              faults=faults, clocks=clocks)
     recorder.start()
     time.sleep(seconds)
     recorder.stop()

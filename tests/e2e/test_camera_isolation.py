@@ -24,7 +24,7 @@ from support.waiting import wait_for
 from drivers.rtsp.auto import rtsp_camera
 from drivers.rtsp.loop import RtspLoop
 from base.clock import RealClocks
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.index import Index
 from recorder.segmenter import Segmenter
 from recorder.stream_recorder import StreamRecorder
@@ -112,12 +112,12 @@ class Recorded:
         root.mkdir()
         clocks = RealClocks()
         self.index = Index(root)
-        self.alarms = AlarmBoard(clocks=clocks)
+        self.faults = FaultBoard(clocks=clocks)
         self.tap = Tap(rtsp_camera(url, client=client, name=f"cam{channel}", clocks=clocks, timeout_s=timeout_s,
                                    loop=loop))
         self.segmenter = Segmenter(channel=channel, stream="main", root=root, index=self.index, clocks=clocks,
-                                   alarms=self.alarms, segment_seconds=2, sync=False)
-        self.recorder = StreamRecorder(source=self.tap, segmenter=self.segmenter, alarms=self.alarms, clocks=clocks)
+                                   faults=self.faults, segment_seconds=2, sync=False)
+        self.recorder = StreamRecorder(source=self.tap, segmenter=self.segmenter, faults=self.faults, clocks=clocks)
 
         self.segments: list = []
 

@@ -28,7 +28,7 @@ from drivers.rtsp.auto import rtsp_camera
 from drivers.rtsp.ffmpeg import CameraError
 from drivers.rtsp.native import NativeUnsupported
 from drivers.rtsp.sdp import h264_parameter_sets, hex_config, parse_sdp
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.index import Index, Segment
 from recorder.segmenter import Segmenter
 from recorder.stream_recorder import StreamRecorder
@@ -152,14 +152,14 @@ class Rig:
         self.root = root
         self.clocks = RealClocks()
         self.index = Index(root)
-        self.alarms = AlarmBoard(clocks=self.clocks)
+        self.faults = FaultBoard(clocks=self.clocks)
         self.camera = rtsp_camera(url, client=client, name="cam", clocks=self.clocks, timeout_s=timeout_s)
         self.tap = TapSource(self.camera)
         self.tap.runs_counter = lambda: self.segmenter.stats.runs
         self.segmenter = Segmenter(channel=1, stream="main", root=root, index=self.index, clocks=self.clocks,
-                                   alarms=self.alarms, segment_seconds=SEGMENT_S, sync=False)
+                                   faults=self.faults, segment_seconds=SEGMENT_S, sync=False)
         self.damaged: list[str] = []  # segments check_recording let through as damaged by UDP loss
-        self.recorder = StreamRecorder(source=self.tap, segmenter=self.segmenter, alarms=self.alarms,
+        self.recorder = StreamRecorder(source=self.tap, segmenter=self.segmenter, faults=self.faults,
                                        clocks=self.clocks, reconnect_min_s=0.2, reconnect_max_s=0.5)
 
     def segments(self) -> list[Segment]:
@@ -169,7 +169,7 @@ class Rig:
         return sorted({s.run_id for s in self.segments()})
 
     def source_lost(self) -> bool:
-        return any(a.kind == "source_lost" and a.channel == 1 for a in self.alarms.active())
+        return any(a.kind == "source_lost" and a.channel == 1 for a in self.faults.active())
 
     def connection_segments(self, connection: int) -> list[Segment]:
         """The segments recorded from connection number `connection` (run ids count up from 1 in a

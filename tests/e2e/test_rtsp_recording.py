@@ -24,7 +24,7 @@ from appliance.supervisor import Supervisor
 from drivers.rtsp.auto import rtsp_camera
 from base.clock import RealClocks
 from base.media import EncodedPacket, StreamInfo
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.index import Index, Segment
 from recorder.segmenter import Segmenter
 from recorder.stream_recorder import StreamRecorder
@@ -73,12 +73,12 @@ class Rig:
         root.mkdir()
         self.clocks = RealClocks()
         self.index = Index(root)
-        self.alarms = AlarmBoard(clocks=self.clocks)
+        self.faults = FaultBoard(clocks=self.clocks)
         self.camera = rtsp_camera(url, client=client, name="cam", clocks=self.clocks, timeout_s=timeout_s)
         self.source = TapSource(self.camera)
         self.segmenter = Segmenter(channel=1, stream="main", root=root, index=self.index, clocks=self.clocks,
-                                   alarms=self.alarms, segment_seconds=segment_seconds, sync=False)
-        self.recorder = StreamRecorder(source=self.source, segmenter=self.segmenter, alarms=self.alarms,
+                                   faults=self.faults, segment_seconds=segment_seconds, sync=False)
+        self.recorder = StreamRecorder(source=self.source, segmenter=self.segmenter, faults=self.faults,
                                        clocks=self.clocks, reconnect_min_s=reconnect_min_s,
                                        reconnect_max_s=reconnect_max_s)
 
@@ -86,7 +86,7 @@ class Rig:
         return self.index.segments(channel=1, stream="main")
 
     def source_lost(self) -> bool:
-        return any(a.kind == "source_lost" and a.channel == 1 for a in self.alarms.active())
+        return any(a.kind == "source_lost" and a.channel == 1 for a in self.faults.active())
 
     def stop(self) -> None:
         self.recorder.stop()
@@ -234,8 +234,8 @@ def assert_everything_recorded(tap: TapSource, segs: list[Segment]) -> None:
     assert expected - 1 <= sum(s.frames for s in segs) <= expected, (expected, [s.frames for s in segs])
 
 
-def source_lost_channels(alarms) -> set[int]:
-    return {a.channel for a in alarms.active() if a.kind == "source_lost"}
+def source_lost_channels(faults) -> set[int]:
+    return {a.channel for a in faults.active() if a.kind == "source_lost"}
 
 
 # --- one stream through StreamRecorder ----------------------------------------------------------
@@ -390,10 +390,10 @@ def test_failing_channels_never_disturb_a_recording_channel(make_supervisor, rts
         stalls = sup.taps[(4, "main")]
         wait_for(lambda: len(stalls.delivered) > 10, what="channel 4 to deliver packets")
         proxy.freeze()  # channel 4 hangs, and its reconnections hang until their timeout
-        wait_for(lambda: source_lost_channels(sup.alarms) >= {2, 3, 4}, what="every failing channel's alarm")
+        wait_for(lambda: source_lost_channels(sup.faults) >= {2, 3, 4}, what="every failing channel's alarm")
         wait_for(lambda: len(sup.index.segments(channel=1)) >= 3, what="three segments of channel 1")
         assert sup.recorders[1].failures >= 2 and sup.recorders[2].failures >= 2
-        assert source_lost_channels(sup.alarms) == {2, 3, 4}
+        assert source_lost_channels(sup.faults) == {2, 3, 4}
         sup.stop()
 
     good = sup.taps[(1, "main")]
@@ -463,7 +463,7 @@ def test_web_api_shows_streams_and_alarms_and_lists_recordings(tmp_path, rtsp_se
     nvr.users.add_user(*WEB_USER, "viewer")  # every API route needs a login
     nvr.start()
     try:
-        wait_for(lambda: nvr.index.segments(channel=1) and 2 in source_lost_channels(nvr.alarms),
+        wait_for(lambda: nvr.index.segments(channel=1) and 2 in source_lost_channels(nvr.faults),
                  what="a segment of channel 1 and the alarm of channel 2")
         with httpx.Client(base_url=nvr.url, timeout=5) as client:
             wait_for(lambda: _answers(client), what="the web server")
@@ -487,9 +487,9 @@ def check_status_page_and_api(client: httpx.Client, sup: Appliance) -> None:
     channels = {c["id"]: c for c in client.get("/api/channels").json()}
     assert channels[1]["name"] == "front door" and channels[1]["streams"][0]["connected"] is True
     assert channels[2]["name"] == "back yard" and channels[2]["streams"][0]["connected"] is False
-    alarms = client.get("/api/alarms").json()["active"]
-    assert [a["channel"] for a in alarms if a["kind"] == "source_lost"] == [2]
-    assert any("channel 2 main" in a["message"] for a in alarms)
+    faults = client.get("/api/alarms").json()["active"]
+    assert [a["channel"] for a in faults if a["kind"] == "source_lost"] == [2]
+    assert any("channel 2 main" in a["message"] for a in faults)
 
     health = client.get("/api/health").json()
     assert [a["channel"] for a in health["alarms"] if a["kind"] == "source_lost"] == [2]

@@ -228,9 +228,9 @@ def test_pelco_frames_decode_to_what_was_encoded_with_sync_free_noise_between_an
 @given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255)), max_size=10))
 def test_pelco_d_general_responses_back_to_back_all_decode(acks):
     decoder = FrameDecoder("pelco-d", role="host")
-    frames = decoder.feed(b"".join(encode("pelco-d", address, Ack(alarms)) for address, alarms in acks))
+    frames = decoder.feed(b"".join(encode("pelco-d", address, Ack(faults)) for address, faults in acks))
     frames += decoder.idle()
-    assert [(f.address, f.message) for f in frames] == [(address, Ack(alarms)) for address, alarms in acks]
+    assert [(f.address, f.message) for f in frames] == [(address, Ack(faults)) for address, faults in acks]
 
 
 # --- the recorder's segments, cut or damaged, through the recovery pass --------------------------------------

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from hal.storage import DiskUsage
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.index import Index
 from recorder.retention import Retention, RetentionPolicy
 from support.recording import decoded_frames, make_segmenter, record
@@ -35,10 +35,10 @@ def recorded(tmp_path, clocks):
 
 
 def _retention(root, index, clocks, usage, **policy):
-    alarms = AlarmBoard(clocks=clocks)
-    r = Retention(root=root, index=index, clocks=clocks, alarms=alarms, policy=RetentionPolicy(**policy),
+    faults = FaultBoard(clocks=clocks)
+    r = Retention(root=root, index=index, clocks=clocks, faults=faults, policy=RetentionPolicy(**policy),
                   usage=usage, sync=False)
-    return r, alarms
+    return r, faults
 
 
 def test_within_bounds_nothing_is_deleted(recorded, clocks):
@@ -78,11 +78,11 @@ def test_locked_segments_are_spared_while_the_disk_is_above_the_floor(recorded, 
     index.set_locked([s.id for s in oldest], True)
     disk = FakeDisk(root, total_bytes=sum(s.bytes for s in index.segments()) * 10, other_bytes=0)
     disk.other = disk.total  # the disk is full of something else: every bound is broken
-    r, alarms = _retention(root, index, clocks, disk, max_used_percent=50, min_free_bytes=0, locked_floor_bytes=0)
+    r, faults = _retention(root, index, clocks, disk, max_used_percent=50, min_free_bytes=0, locked_floor_bytes=0)
     r.enforce()
     assert {s.path for s in index.segments()} == {s.path for s in oldest}
     assert all((root / s.path).exists() for s in oldest)
-    assert [a.kind for a in alarms.active()] == ["disk_full"]
+    assert [a.kind for a in faults.active()] == ["disk_full"]
 
 
 def test_below_the_floor_the_oldest_locked_segment_goes_and_an_alarm_says_so(recorded, clocks):
@@ -91,13 +91,13 @@ def test_below_the_floor_the_oldest_locked_segment_goes_and_an_alarm_says_so(rec
     index.set_locked([s.id for s in segs], True)
     files = sum(s.bytes for s in segs)
     disk = FakeDisk(root, total_bytes=files + 1000)
-    r, alarms = _retention(root, index, clocks, disk, max_used_percent=99, min_free_bytes=segs[0].bytes + 2000,
+    r, faults = _retention(root, index, clocks, disk, max_used_percent=99, min_free_bytes=segs[0].bytes + 2000,
                            locked_floor_bytes=segs[0].bytes)
     r.enforce()
     remaining = index.segments()
     assert segs[0].path not in {s.path for s in remaining}
     assert len(remaining) == len(segs) - 1
-    assert "retention_locked" in [a.kind for a in alarms.active()]
+    assert "retention_locked" in [a.kind for a in faults.active()]
 
 
 def test_segments_older_than_max_age_go_even_with_free_space(recorded, clocks):
@@ -115,9 +115,9 @@ def test_a_failing_disk_raises_an_alarm_instead_of_an_exception(recorded, clocks
     def broken(_path):
         raise OSError(5, "Input/output error")
 
-    r, alarms = _retention(root, index, clocks, broken)
+    r, faults = _retention(root, index, clocks, broken)
     r.enforce()
-    assert [a.kind for a in alarms.active()] == ["disk_error"]
+    assert [a.kind for a in faults.active()] == ["disk_error"]
 
 
 # A real full disk: a small tmpfs, filled to the last byte by a balloon file.
@@ -136,17 +136,17 @@ def small_disk(tmp_path):
 
 def test_on_a_disk_filled_to_100_percent_by_recordings_recording_goes_on_and_locked_segments_survive(small_disk, clocks):
     index = Index(small_disk)
-    alarms = AlarmBoard(clocks=clocks)
+    faults = FaultBoard(clocks=clocks)
     # First fill the disk to the last byte with recordings, retention off.
-    filler = make_segmenter(small_disk, index, clocks, segment_seconds=2, alarms=alarms)
+    filler = make_segmenter(small_disk, index, clocks, segment_seconds=2, faults=faults)
     record(filler, clocks, seconds=400)
     assert os.statvfs(small_disk).f_bavail == 0 and filler.stats.frames_lost > 0
     locked = index.segments()[:3]
     index.set_locked([s.id for s in locked], True)
 
-    retention = Retention(root=small_disk, index=index, clocks=clocks, alarms=alarms, sync=True,
+    retention = Retention(root=small_disk, index=index, clocks=clocks, faults=faults, sync=True,
                           policy=RetentionPolicy(max_used_percent=95, min_free_bytes=100_000, locked_floor_bytes=20_000))
-    seg = make_segmenter(small_disk, index, clocks, segment_seconds=2, alarms=alarms, free_space=retention.enforce)
+    seg = make_segmenter(small_disk, index, clocks, segment_seconds=2, faults=faults, free_space=retention.enforce)
     pushed = record(seg, clocks, seconds=60)
 
     rows = index.segments()

@@ -139,17 +139,17 @@ def test_parameter_sets_only_packet_is_not_a_frame(tmp_path, index, clocks):
 
 
 def test_a_vanished_data_folder_raises_an_alarm_and_is_not_recreated(tmp_path, clocks):
-    from recorder.alarms import AlarmBoard
+    from recorder.faults import FaultBoard
 
     root = tmp_path / "disk"
     root.mkdir()
     index = Index(tmp_path)  # the index lives elsewhere here, as on the image's config partition
-    alarms = AlarmBoard(clocks=clocks)
-    seg = make_segmenter(root, index, clocks, alarms=alarms)
+    faults = FaultBoard(clocks=clocks)
+    seg = make_segmenter(root, index, clocks, faults=faults)
     root.rmdir()  # the disk went away
     record(seg, clocks, seconds=2)
     assert not root.exists()
-    assert [a.kind for a in alarms.active()] == ["disk_error"]
+    assert [a.kind for a in faults.active()] == ["disk_error"]
     assert index.segments() == []
     index.close()
 

@@ -20,7 +20,7 @@ import pytest
 from base.clock import Clocks, RealClocks, SimulatedClocks
 from hal.video import CaptureError, DeviceGone, NoSignal
 from hal.video.simulated import TestPatternCapture
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.encode import EncodedCapture
 from recorder.errors import SourceError, VideoLoss
 from recorder.video_loss import VideoLossGuard
@@ -143,16 +143,16 @@ def test_measured_fps_follows_the_frames_delivered():
 
 # --- the guard on its own ----------------------------------------------------------------------
 
-def guarded(clocks, capture, alarms) -> VideoLossGuard:
+def guarded(clocks, capture, faults) -> VideoLossGuard:
     encoded = EncodedCapture(capture, name="sim", clocks=clocks, bitrate=100_000, keyframe_interval_s=1.0)
-    return VideoLossGuard(encoded, capture, channel=3, alarms=alarms, clocks=clocks)
+    return VideoLossGuard(encoded, capture, channel=3, faults=faults, clocks=clocks)
 
 
 def test_guard_raises_video_loss_once_ends_the_run_and_clears_the_alarm_with_the_first_packet_back():
     clocks = ScheduledClocks()
-    alarms = AlarmBoard(clocks=clocks)
+    faults = FaultBoard(clocks=clocks)
     capture = sim_capture(clocks)
-    guard = guarded(clocks, capture, alarms)
+    guard = guarded(clocks, capture, faults)
     info = guard.open()
     packets = guard.packets()
     for _ in range(3):
@@ -160,7 +160,7 @@ def test_guard_raises_video_loss_once_ends_the_run_and_clears_the_alarm_with_the
     capture.cut_signal()
     with pytest.raises(VideoLoss, match="video loss: .*has no signal"):
         next(packets)
-    [alarm] = alarms.active()
+    [alarm] = faults.active()
     assert (alarm.kind, alarm.channel) == ("video_loss", 3)
     assert guard.statistics()["video_loss"] is True
 
@@ -171,7 +171,7 @@ def test_guard_raises_video_loss_once_ends_the_run_and_clears_the_alarm_with_the
     first = next(guard.packets())  # waits (reopening the capture) until the signal returns
     assert first.keyframe
     assert clocks.monotonic_us() - back_us < 1.5 * S
-    assert alarms.active() == []
+    assert faults.active() == []
     stats = guard.statistics()
     assert (stats["video_loss"], stats["video_losses"], stats["signal_present"]) == (False, 1, True)
     assert stats["reopens"] >= 3
@@ -179,18 +179,18 @@ def test_guard_raises_video_loss_once_ends_the_run_and_clears_the_alarm_with_the
 
 def test_guard_waits_for_an_unplugged_device_with_backoff_and_opens_when_it_is_back():
     clocks = ScheduledClocks()
-    alarms = AlarmBoard(clocks=clocks)
+    faults = FaultBoard(clocks=clocks)
     capture = sim_capture(clocks)
     capture.unplug()
-    guard = guarded(clocks, capture, alarms)
+    guard = guarded(clocks, capture, faults)
     began_us = clocks.monotonic_us()
     clocks.at(began_us + 10 * S, capture.replug)
     guard.open()
     waited_us = clocks.monotonic_us() - began_us
     assert 10 * S <= waited_us <= 11 * S  # retries at most a second apart
-    assert [a.kind for a in alarms.active()] == ["video_loss"]
+    assert [a.kind for a in faults.active()] == ["video_loss"]
     next(guard.packets())
-    assert alarms.active() == []
+    assert faults.active() == []
 
 
 def test_guard_passes_failures_that_are_not_video_loss_through_without_the_alarm():
@@ -205,18 +205,18 @@ def test_guard_passes_failures_that_are_not_video_loss_through_without_the_alarm
             return {}
 
     clocks = SimulatedClocks()
-    alarms = AlarmBoard(clocks=clocks)
-    guard = guarded(clocks, Misconfigured(), alarms)
+    faults = FaultBoard(clocks=clocks)
+    guard = guarded(clocks, Misconfigured(), faults)
     with pytest.raises(SourceError, match="no input 7"):
         guard.open()
-    assert alarms.active() == []
+    assert faults.active() == []
 
 
 def test_close_from_another_thread_ends_the_wait_for_a_missing_device():
     clocks = RealClocks()
     capture = sim_capture(clocks)
     capture.unplug()
-    guard = guarded(clocks, capture, AlarmBoard(clocks=clocks))
+    guard = guarded(clocks, capture, FaultBoard(clocks=clocks))
     threading.Timer(0.3, guard.close).start()
     began = time.monotonic()
     with pytest.raises(SourceError, match="closed while waiting"):
@@ -362,16 +362,16 @@ channels:
     index = Index(config.storage.path)
     try:
         segments = index.segments(channel=1, stream="main")
-        alarms = index.recent_alarms()
+        faults = index.recent_alarms()
     finally:
         index.close()
-    report = f"segments: {[(s.run_id, s.start_us, s.end_us) for s in segments]}\nalarms: {alarms}\n" \
+    report = f"segments: {[(s.run_id, s.start_us, s.end_us) for s in segments]}\nfaults: {faults}\n"\
              f"outages: {outages}\nstatus: {status['streams']}"
-    assert not [a for a in alarms if a[1] == "source_lost"], report  # video loss is not a broken source
+    assert not [a for a in faults if a[1] == "source_lost"], report  # video loss is not a broken source
     for outage in outages:
         back_began_us, back_us = ((outage.cut_began_us, outage.cut_us) if outage.kind == "device"
                                   and backend.device_returns_at_once else (outage.back_began_us, outage.back_us))
-        raised = [at for at, kind, channel, _ in alarms if kind == "video_loss" and channel == 1
+        raised = [at for at, kind, channel, _ in faults if kind == "video_loss" and channel == 1
                   and outage.cut_began_us <= at <= outage.cut_us + 3 * S]
         assert raised, f"no video_loss within 3 s of the {outage.kind} cut\n{report}"
         before = [s for s in segments if s.start_us < outage.cut_us]
@@ -382,7 +382,7 @@ channels:
         assert back_began_us - 0.5 * S <= resumed_us <= back_us + 3 * S, f"recording did not resume within 3 s\n{report}"
         if not backend.device_returns_at_once or outage.kind == "signal":
             lost = (outage.cut_us + 1 * S, back_began_us)
-            assert not [s for s in segments if s.start_us < lost[1] and s.end_us > lost[0]], \
+            assert not [s for s in segments if s.start_us < lost[1] and s.end_us > lost[0]],\
                 f"a segment covers the {outage.kind} outage\n{report}"
     [stream] = status["streams"]
     capture = stream["capture"]

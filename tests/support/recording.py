@@ -9,17 +9,17 @@ import av
 from base.clock import SimulatedClocks
 from base.media import EncodedPacket
 from hal.video.simulated import TestPatternCapture
-from recorder.alarms import AlarmBoard
+from recorder.faults import FaultBoard
 from recorder.encode import EncodedCapture
 from recorder.index import Index
 from recorder.segmenter import Segmenter
 
 
 def make_segmenter(root: Path, index: Index, clocks: SimulatedClocks, *, channel: int = 1, stream: str = "main",
-                   segment_seconds: float = 4, stagger_fraction: float = 0.0, alarms: AlarmBoard | None = None,
+                   segment_seconds: float = 4, stagger_fraction: float = 0.0, faults: FaultBoard | None = None,
                    free_space=None) -> Segmenter:
     return Segmenter(channel=channel, stream=stream, root=root, index=index, clocks=clocks,
-                     alarms=alarms or AlarmBoard(clocks=clocks), segment_seconds=segment_seconds,
+                     faults=faults or FaultBoard(clocks=clocks), segment_seconds=segment_seconds,
                      stagger_fraction=stagger_fraction, sync=False, free_space=free_space)
 
 

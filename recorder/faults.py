@@ -13,25 +13,25 @@ log = logging.getLogger("nvr.alarm")
 
 
 @dataclass(frozen=True, slots=True)
-class Alarm:
+class Fault:
     kind: str  # 'disk_full', 'disk_error', 'retention_locked', 'source_lost', ...
     channel: int | None
     message: str
     since_us: int
 
 
-AlarmListener = Callable[[Alarm, bool], None]
+FaultListener = Callable[[Fault, bool], None]
 
 
-class AlarmSink(Protocol):
+class FaultSink(Protocol):
     """Where alarms go. `raise_alarm` is idempotent while the alarm is active; `clear_alarm` ends it."""
 
-    def raise_alarm(self, kind: str, message: str, *, channel: int | None = None) -> None: ...
+    def raise_fault(self, kind: str, message: str, *, channel: int | None = None) -> None: ...
 
-    def clear_alarm(self, kind: str, *, channel: int | None = None) -> None: ...
+    def clear_fault(self, kind: str, *, channel: int | None = None) -> None: ...
 
 
-class AlarmBoard:
+class FaultBoard:
     """The active alarms, logged when they start and end, and optionally recorded by a callback.
 
     Thread-safe. The appliance hands the same board to every channel and to retention, and the
@@ -42,10 +42,10 @@ class AlarmBoard:
         self._clocks = clocks
         self._record = record
         self._lock = threading.Lock()
-        self._active: dict[tuple[str, int | None], Alarm] = {}
-        self._listeners: list[AlarmListener] = []
+        self._active: dict[tuple[str, int | None], Fault] = {}
+        self._listeners: list[FaultListener] = []
 
-    def subscribe(self, listener: AlarmListener) -> Callable[[], None]:
+    def subscribe(self, listener: FaultListener) -> Callable[[], None]:
         """Call `listener(alarm, active)` after each alarm starts (True) or ends (False), on the thread
         that raised or cleared it; keep it quick (hand work to a queue). Returns the unsubscribe call."""
         with self._lock:
@@ -56,18 +56,18 @@ class AlarmBoard:
                 self._listeners = [known for known in self._listeners if known is not listener]
         return unsubscribe
 
-    def _notify(self, alarm: Alarm, active: bool) -> None:
+    def _notify(self, alarm: Fault, active: bool) -> None:
         for listener in self._listeners:
             try:
                 listener(alarm, active)
             except Exception:  # one broken listener must not stop the others or the raiser
                 log.exception("alarm listener %r failed on %s", listener, alarm.kind)
 
-    def raise_alarm(self, kind: str, message: str, *, channel: int | None = None) -> None:
+    def raise_fault(self, kind: str, message: str, *, channel: int | None = None) -> None:
         with self._lock:
             if (kind, channel) in self._active:
                 return
-            alarm = Alarm(kind, channel, message, self._clocks.utc_now_us())
+            alarm = Fault(kind, channel, message, self._clocks.utc_now_us())
             self._active[(kind, channel)] = alarm
         where = f" (channel {channel})" if channel is not None else ""
         log.error("ALARM %s%s: %s", kind, where, message)
@@ -78,7 +78,7 @@ class AlarmBoard:
                 log.exception("could not record alarm %s", kind)
         self._notify(alarm, True)
 
-    def clear_alarm(self, kind: str, *, channel: int | None = None) -> None:
+    def clear_fault(self, kind: str, *, channel: int | None = None) -> None:
         with self._lock:
             alarm = self._active.pop((kind, channel), None)
         if alarm is not None:
@@ -86,6 +86,6 @@ class AlarmBoard:
             log.warning("alarm %s%s cleared", kind, where)
             self._notify(alarm, False)
 
-    def active(self) -> list[Alarm]:
+    def active(self) -> list[Fault]:
         with self._lock:
             return sorted(self._active.values(), key=lambda a: a.since_us)
