@@ -4,6 +4,11 @@ Each row of the issue's table is played by a scripted hostile camera (support.fa
 native RTSP loop as a good camera (the GStreamer test server), both recorded by the real
 StreamRecorder + Segmenter. The good camera must keep recording with no gap over 2 s, and the
 process must stay under 400 MB; the hostile camera's failures stay its own (its recorder retries).
+
+The 400 MB are for a process that records these cameras. The suite runs this file in a pytest worker
+that other test files have already grown, so the check is on what the test adds to the process while
+it runs: at most 400 MB less what a fresh process holding this test's imports and cameras takes
+(FRESH_PROCESS_MB, measured 110-180 MB running this file alone).
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ pytestmark = pytest.mark.rtsp
 
 GOOD_GAP_LIMIT_S = 2.0
 RSS_LIMIT_MB = 400
+FRESH_PROCESS_MB = 150
+RSS_GROWTH_LIMIT_MB = RSS_LIMIT_MB - FRESH_PROCESS_MB
 RESUME_LIMIT_S = 3.0
 HOSTILE_WINDOW_S = 8.0  # how long each hostile camera plays beside the good one
 
@@ -81,7 +88,7 @@ class RssSampler:
     """The process's resident memory (VmRSS), sampled every 50 ms while running; `peak_mb`."""
 
     def __init__(self) -> None:
-        self.peak_mb = self.now_mb()
+        self.start_mb = self.peak_mb = self.now_mb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -99,9 +106,10 @@ class RssSampler:
             self.peak_mb = max(self.peak_mb, self.now_mb())
 
     def stop(self) -> float:
+        """Stop sampling; the most the process grew by since the start (MB)."""
         self._stop.set()
         self._thread.join()
-        return self.peak_mb
+        return self.peak_mb - self.start_mb
 
 
 class Recorded:
@@ -130,7 +138,7 @@ class Recorded:
 @dataclass
 class Outcome:
     good_max_gap_s: float
-    rss_peak_mb: float
+    rss_growth_mb: float
     hostile: Recorded
     good: Recorded
     loop: RtspLoop
@@ -184,7 +192,7 @@ def beside_good_camera(tmp_path, rtsp_server):
         good.stop()
         made.clear()
         outcome = Outcome(gap, peak, hostile, good, loop)
-        print(f"\ngood camera's longest gap {gap:.2f} s; RSS peak {peak:.0f} MB; hostile: "
+        print(f"\ngood camera's longest gap {gap:.2f} s; RSS grew {peak:.0f} MB to {rss.peak_mb:.0f} MB; hostile: "
               f"{hostile.recorder.failures} failures, last error {hostile.recorder.last_error!r}; "
               f"loop {loop.statistics()}")
         return outcome
@@ -196,7 +204,7 @@ def beside_good_camera(tmp_path, rtsp_server):
 
 def assert_isolated(outcome: Outcome) -> None:
     assert outcome.good_max_gap_s <= GOOD_GAP_LIMIT_S, outcome.good_max_gap_s
-    assert outcome.rss_peak_mb < RSS_LIMIT_MB, outcome.rss_peak_mb
+    assert outcome.rss_growth_mb < RSS_GROWTH_LIMIT_MB, outcome.rss_growth_mb
     assert outcome.good.recorder.failures == 0, outcome.good.recorder.last_error
     assert outcome.good.segments, "the good camera recorded segments"
 
@@ -512,11 +520,11 @@ channels:
         by_channel = {r.segmenter.channel: r for r in nvr.supervisor.recorders}
         failures = {number: by_channel[number].failures for number in hostile}
         print(f"\nweb: slowest answer {max(latencies):.3f} s over {len(latencies)}; good channel's longest gap "
-              f"{gap:.2f} s; RSS peak {peak:.0f} MB; hostile failures {failures}")
+              f"{gap:.2f} s; RSS grew {peak:.0f} MB to {rss.peak_mb:.0f} MB; hostile failures {failures}")
     finally:
         nvr.stop()
     assert max(latencies) <= 3.0
-    assert gap <= GOOD_GAP_LIMIT_S and peak < RSS_LIMIT_MB
+    assert gap <= GOOD_GAP_LIMIT_S and peak < RSS_GROWTH_LIMIT_MB
     assert by_channel[1].failures == 0
 
 
