@@ -1,14 +1,26 @@
-"""Keyboards and IR remotes through the kernel's input events (/dev/input/event*), read with the optional `evdev`.
+"""Keyboards and IR remotes through the kernel's input events (/dev/input/event*), read directly.
 
 An IR receiver handled by the kernel's rc-core (gpio-ir, a USB dongle) shows up as an input
 device sending KEY_* codes, just as a USB keyboard does, so one reader serves both. `key_for_code`
 is pure: it turns a kernel key code into the key names the display backends use
 (`hal.display.InputEvent`), so remotes and keyboards drive the monitor alike.
+
+The devices are read with `os.read` and two ioctls, no third-party package: the `evdev` package
+on PyPI ships no binary wheels (only a source archive that needs a C compiler and the kernel
+headers), so the image could not install it. What the kernel writes is a stream of fixed-size
+`struct input_event` records (see `EVENT_FORMAT`); that and the key bitmap are all this needs.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
+import glob
 import logging
+import os
+import struct
+import sys
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from base.clock import Clocks
 from hal.display import InputEvent
@@ -19,6 +31,32 @@ EV_KEY = 1
 KEY_DOWN, KEY_REPEAT = 1, 2  # value 0 is release
 REPEATING_KEYS = frozenset({"up", "down", "left", "right", "plus", "minus"})
 RESCAN_S = 5.0
+DEVICE_GLOB = "/dev/input/event*"
+
+# struct input_event { struct timeval time; __u16 type; __u16 code; __s32 value; }: the timeval is two
+# C longs on every Linux ABI (64-bit time on 32-bit arms keeps `long` fields in this struct), so native
+# sizes and alignment give 24 bytes on arm64/x86-64 and 16 on 32-bit boards.
+EVENT_FORMAT = "llHHi"
+EVENT_BYTES = struct.calcsize(EVENT_FORMAT)
+MAX_EVENTS_PER_READ = 256  # a device flooding events costs at most this many records per poll
+KEY_MAX = 0x2FF  # linux/input-event-codes.h
+NAME_MAX_BYTES = 256
+
+# ioctl numbers from linux/input.h: _IOC(_IOC_READ, 'E', nr, size) with the generic encoding (x86, arm).
+_IOC_READ = 2
+
+
+def _ioc_read(nr: int, size: int) -> int:
+    return (_IOC_READ << 30) | (size << 16) | (ord("E") << 8) | nr
+
+
+def eviocgname(size: int) -> int:
+    return _ioc_read(0x06, size)
+
+
+def eviocgbit(event_type: int, size: int) -> int:
+    return _ioc_read(0x20 + event_type, size)
+
 
 # Kernel key codes (linux/input-event-codes.h) -> our key names.
 _KEYS: dict[int, str] = {
@@ -48,13 +86,84 @@ def key_for_code(event_type: int, code: int, value: int) -> str | None:
     return name if value == KEY_DOWN or name in REPEATING_KEYS else None
 
 
+class RawEvent(NamedTuple):
+    """One `struct input_event` without its time stamp."""
+
+    type: int
+    code: int
+    value: int
+
+
+class EventStream:
+    """Cuts the bytes read from an event device into records; a record split over two reads is kept
+    until its end arrives. The kernel hands out whole records, but the parser does not rely on it."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, data: bytes) -> list[RawEvent]:
+        data = self._rest + data
+        whole = len(data) - len(data) % EVENT_BYTES
+        self._rest = data[whole:]
+        return [RawEvent(type_, code, value)
+                for _sec, _usec, type_, code, value in struct.iter_unpack(EVENT_FORMAT, data[:whole])]
+
+
+def codes_from_bitmap(bitmap: bytes) -> list[int]:
+    """The bit numbers set in a kernel bitmap (EVIOCGBIT's answer: little-endian bytes of longs)."""
+    return [index * 8 + bit for index, byte in enumerate(bitmap) if byte for bit in range(8) if byte >> bit & 1]
+
+
+class InputDevice:
+    """One /dev/input/event* device, opened non-blocking. `read()` returns the complete records waiting
+    (at most MAX_EVENTS_PER_READ) and raises BlockingIOError when there are none; OSError when the
+    device is gone (ENODEV after an unplug)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        self._stream = EventStream()
+        try:
+            self.name = _ioctl_bytes(self._fd, eviocgname(NAME_MAX_BYTES), NAME_MAX_BYTES) \
+                .split(b"\0", 1)[0].decode(errors="replace")
+        except OSError:
+            self.name = "?"
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def capabilities(self) -> dict[int, list[int]]:
+        """{EV_KEY: the key codes this device can send}; an empty list for devices without keys."""
+        bitmap = _ioctl_bytes(self._fd, eviocgbit(EV_KEY, KEY_MAX // 8 + 1), KEY_MAX // 8 + 1)
+        return {EV_KEY: codes_from_bitmap(bitmap)}
+
+    def read(self) -> list[RawEvent]:
+        data = os.read(self._fd, EVENT_BYTES * MAX_EVENTS_PER_READ)  # BlockingIOError when nothing waits
+        if not data:
+            raise OSError(errno.ENODEV, f"{self.path}: end of file (the device is gone)")
+        return self._stream.feed(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _ioctl_bytes(fd: int, request: int, size: int) -> bytes:
+    buffer = bytearray(size)
+    fcntl.ioctl(fd, request, buffer, True)
+    return bytes(buffer)
+
+
+def list_devices() -> list[str]:
+    """The event devices there are now (none when /dev/input does not exist yet)."""
+    return sorted(glob.glob(DEVICE_GLOB))
+
+
 def evdev_available() -> bool:
-    """Whether the optional `evdev` package is installed."""
-    try:
-        import evdev  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether key presses can be read from the kernel's input devices: on Linux always (a keyboard or
+    remote plugged in later appears under /dev/input and is found by the next rescan)."""
+    return sys.platform.startswith("linux")
 
 
 class EvdevKeys:
@@ -62,16 +171,14 @@ class EvdevKeys:
 
     Devices are found at start and every few seconds (a remote receiver plugged in later is picked
     up); a device that fails (unplugged) is dropped and logged. `list_paths` and `open_device` are
-    injected for tests; by default they come from `evdev`.
+    injected for tests; by default they are `list_devices` and `InputDevice`.
     """
 
     def __init__(self, *, list_paths: Callable[[], Iterable[str]] | None = None,
                  open_device: Callable[[str], object] | None = None, clocks: Clocks):
-        if list_paths is None or open_device is None:
-            import evdev  # optional: callers check evdev_available() first
-            list_paths = list_paths or evdev.list_devices
-            open_device = open_device or evdev.InputDevice
-        self._list_paths, self._open_device, self._clocks = list_paths, open_device, clocks
+        self._list_paths = list_paths or list_devices
+        self._open_device = open_device or InputDevice
+        self._clocks = clocks
         self._devices: dict[str, object] = {}
         self._next_scan = 0.0
         self.errors = 0

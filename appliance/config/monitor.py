@@ -87,7 +87,7 @@ class MonitorConfig(_Section):
         "How far back local playback starts, in minutes."))
     x_display: str | None = Field(None, description="X display for backend x11 (default: $DISPLAY).")
     evdev: bool = Field(True, description=(
-        "Read keyboards and IR remotes from /dev/input (needs the optional `evdev` package)."))
+        "Read keyboards and IR remotes from /dev/input (the kernel's input events, read directly)."))
 
     @field_validator("tiles")
     @classmethod

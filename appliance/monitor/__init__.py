@@ -75,7 +75,7 @@ def _evdev_keys(wanted: bool, clocks: Clocks):
     if not wanted:
         return None
     if not evdev_available():
-        log.info("monitor: the optional evdev package is not installed; IR remotes and keyboards on the "
+        log.info("monitor: this system has no /dev/input event devices to read; IR remotes and keyboards on the "
                  "console are read only through the display backend")
         return None
     try:

@@ -34,7 +34,10 @@ from hal.display import DisplayLost, DisplayMode, DisplayUnavailable, HotplugWat
 
 log = logging.getLogger("nvr.display")
 
-OPEN_TIMEOUT_S = 15.0
+# The child's cold start imports numpy and pygame and brings SDL's driver up: about a second on a Pi 4, 25 s
+# measured in the image under QEMU's CPU emulation (numpy alone), longer on a Pi 3 reading a cold SD card.
+# A screen that is slow to open is not a broken one (auto would fall back to fbdev for good).
+OPEN_TIMEOUT_S = 90.0
 FRAME_TIMEOUT_S = 5.0
 HOTPLUG_CHECK_S = 1.0
 X11_DEFAULT_SIZE = (1280, 720)
