@@ -15,7 +15,6 @@ import os
 import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ import time
 from functools import cache
 from pathlib import Path
 
-from support.rtsp import SYSTEM_FFMPEG, SYSTEM_PYTHON, TcpFreezeProxy, rtsp_available
+from support.rtsp import SYSTEM_FFMPEG, SYSTEM_PYTHON, TcpFreezeProxy, rtsp_available, stop_process
 
 CVLC = "/usr/bin/cvlc"
 INTEROP_SCRIPT = Path(__file__).with_name("interop_server.py")
@@ -114,21 +113,6 @@ def make_av_clip(path: str | os.PathLike, *, duration_s: float = 20, size: str =
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     path.chmod(0o644)
     return path
-
-
-def _stop_process(proc: subprocess.Popen | None, *, kill: bool = False, timeout_s: float = 5.0) -> None:
-    if proc is None:
-        return
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream:
-            stream.close()
 
 
 class SniffingProxy(TcpFreezeProxy):
@@ -232,7 +216,7 @@ class VlcServer:
 
     def stop(self, *, kill: bool = False) -> None:
         proc, self._proc = self._proc, None
-        _stop_process(proc, kill=kill)
+        stop_process(proc, kill=kill)
 
     def restart(self) -> VlcServer:
         self.stop()
@@ -289,7 +273,7 @@ class FfmpegRtpSender:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        _stop_process(proc)
+        stop_process(proc)
 
     def __enter__(self) -> FfmpegRtpSender:
         return self
@@ -339,7 +323,7 @@ class InteropServer:
 
     def stop(self, *, kill: bool = False) -> None:
         proc, self._proc = self._proc, None
-        _stop_process(proc, kill=kill)
+        stop_process(proc, kill=kill)
 
     def restart(self) -> InteropServer:
         self.stop()

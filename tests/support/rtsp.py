@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -130,18 +131,7 @@ class RtspServer:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        stop_process(proc, timeout_s=timeout_s)
 
     def restart(self) -> RtspServer:
         """Stop and start again on the same port with the same mounts."""
@@ -250,3 +240,19 @@ def _close_quietly(sock: socket.socket) -> None:
     except OSError:
         pass
     sock.close()
+
+
+def stop_process(proc: subprocess.Popen | None, *, kill: bool = False, timeout_s: float = 5.0) -> None:
+    """End `proc` (SIGTERM, or SIGKILL with `kill`; SIGKILL after `timeout_s`) and close its pipes."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
