@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
 import tempfile
 
@@ -29,7 +28,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 import rtsp_server  # noqa: E402  (same folder: the test server's mount specs)
 
@@ -148,15 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.auth:
             require_auth(server, factories, args.auth, args.user, args.password)
-        loop = GLib.MainLoop()
-        if server.attach(None) == 0:
-            print(f"ERROR cannot listen on {args.address}:{args.port}", file=sys.stderr, flush=True)
-            return 1
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
-        print(f"READY {server.get_bound_port()}", flush=True)
-        loop.run()
-        return 0
+        return rtsp_server.run_until_signalled(server, args)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -215,6 +215,11 @@ def serve(args: argparse.Namespace, workdir: str) -> int:
         print(f"ERROR {exc}", file=sys.stderr, flush=True)
         return 2
 
+    return run_until_signalled(server, args)
+
+
+def run_until_signalled(server, args: argparse.Namespace) -> int:
+    """Listen, print `READY <port>` for the test that started us, and serve until SIGTERM or SIGINT."""
     loop = GLib.MainLoop()
     if server.attach(None) == 0:
         print(f"ERROR cannot listen on {args.address}:{args.port}", file=sys.stderr, flush=True)
