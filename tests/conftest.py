@@ -6,6 +6,7 @@ import pytest
 
 from base.clock import SimulatedClocks
 from recorder.index import Index
+from support.fake_rtsp import FakeCamera, Script
 from support.rtsp import RtspServer, make_clip, rtsp_available
 from support.vivid import in_vivid_vm
 
@@ -93,3 +94,17 @@ def mock_pins():
     yield factory
     factory.reset()
     Device.pin_factory = previous
+
+
+@pytest.fixture
+def fake_camera():
+    """Makes scripted fake RTSP cameras (support.fake_rtsp) for one test and stops them after it."""
+    cameras: list[FakeCamera] = []
+
+    def make(**script) -> FakeCamera:
+        cameras.append(FakeCamera(Script(**script)))
+        return cameras[-1]
+
+    yield make
+    for camera in cameras:
+        camera.stop()

@@ -11,7 +11,6 @@ import time
 from fractions import Fraction
 
 import pytest
-from support.fake_rtsp import FakeCamera, Script
 from support.rtp_bytes import IDR, P_SLICE, PPS, SPS, interleaved, length_prefixed, rtp
 from support.waiting import wait_for
 
@@ -46,16 +45,8 @@ def take(cam, count: int, *, track: str = "video") -> list:
 
 
 @pytest.fixture
-def fake():
-    cameras: list[FakeCamera] = []
-
-    def make(**script) -> FakeCamera:
-        cameras.append(FakeCamera(Script(**script)))
-        return cameras[-1]
-
-    yield make
-    for camera in cameras:
-        camera.stop()
+def fake(fake_camera):
+    return fake_camera
 
 
 def test_digest_authentication_and_the_stream_it_opens(fake):

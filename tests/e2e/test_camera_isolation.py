@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.fake_rtsp import SDP_VIDEO, SPROP, FakeCamera, Script
+from support.fake_rtsp import SDP_VIDEO, SPROP
 from support.rtp_bytes import IDR, P_SLICE, PPS, SPS, aac_payload, fu_a, interleaved, rtp, stap_a
 from support.waiting import wait_for
 
@@ -210,16 +210,8 @@ def assert_isolated(outcome: Outcome) -> None:
 
 
 @pytest.fixture
-def hostile_camera():
-    cameras: list[FakeCamera] = []
-
-    def make(**script) -> FakeCamera:
-        cameras.append(FakeCamera(Script(**script)))
-        return cameras[-1]
-
-    yield make
-    for camera in cameras:
-        camera.stop()
+def hostile_camera(fake_camera):
+    return fake_camera
 
 
 # --- what hostile cameras send -----------------------------------------------------------------------
