@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LayoutSize = Literal[1, 4, 8, 9, 16]
-BackendName = Literal["auto", "kmsdrm", "fbdev", "x11", "offscreen"]
+BackendName = Literal["auto", "drm", "kmsdrm", "fbdev", "x11", "offscreen"]
 DecoderName = Literal["auto", "h264", "h264_v4l2m2m"]
 TileChannel = int | None
 
@@ -62,8 +62,8 @@ class MonitorConfig(_Section):
 
     enabled: bool = Field(False, description="Show the live wall on the local screen.")
     backend: BackendName = Field("auto", description=(
-        "auto tries kmsdrm (HDMI without X), fbdev (/dev/fb0), x11 (a window, for development), "
-        "then offscreen (no screen)."))
+        "auto tries drm (HDMI through KMS/DRM, no X, no GPU stack), kmsdrm (the same through SDL, "
+        "needs Mesa), fbdev (/dev/fb0), x11 (a window, for development), then offscreen (no screen)."))
     resolution: str | None = Field(None, description=(
         "WIDTHxHEIGHT such as '1920x1080' instead of the connected monitor's preferred mode; null: the monitor's."))
     refresh_hz: float | None = Field(None, ge=10, le=240, description=(

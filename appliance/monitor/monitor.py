@@ -37,7 +37,7 @@ STATE_POLL_S = 1.0
 REPROBE_S = 30.0  # with backend auto and no screen, look for one this often
 STALE_S = 3.0  # no frame for this long: the tile shows NO SIGNAL
 LOSS_KINDS = ("video_loss", "source_lost")
-EVDEV_KEY_BACKENDS = ("kmsdrm", "fbdev")  # on X11 the X server owns the keyboard
+EVDEV_KEY_BACKENDS = ("drm", "kmsdrm", "fbdev")  # on X11 the X server owns the keyboard
 
 
 @dataclass(frozen=True, slots=True)

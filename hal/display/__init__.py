@@ -1,14 +1,16 @@
-"""The local screen seam: one `Display` interface over KMS/DRM (SDL2), the framebuffer, an X11 window and offscreen.
+"""The local screen seam: one `Display` interface over KMS/DRM, the framebuffer, an X11 window and offscreen.
 
 A display shows whole composed frames, (height, width, 3) uint8 RGB arrays of exactly `mode`'s size,
 and hands back the input events that arrived with it. Backends:
 
-    kmsdrm      the board's HDMI output through SDL2 (pygame-ce) on KMS/DRM, no X or Wayland
+    drm         the board's HDMI output through the kernel's KMS/DRM API and dumb buffers: no X, no GPU stack
+    kmsdrm      the same output through SDL2's KMS/DRM driver (pygame-ce), which draws with EGL/GLES and
+                needs Mesa (libgl1-mesa-dri, libegl-mesa0, libgbm1, libgles2), not in the image
     fbdev       /dev/fb0 mmap'ed (older boards, or a KMS driver with fbdev emulation only)
     x11         a window on an X server (development; tests under Xvfb)
     offscreen   frames kept in memory for tests and benchmarks
 
-`auto` tries them in that order. SDL backends run in a child process (`hal.display.sdl`): an X
+`auto` tries them in that order. SDL backends (kmsdrm, x11) run in a child process (`hal.display.sdl`): an X
 server that goes away makes Xlib call exit(), and a KMS driver can crash on a hot-unplug; neither
 may take the recorder down with it.
 
@@ -35,8 +37,8 @@ from base.clock import Clocks
 
 log = logging.getLogger("nvr.display")
 
-BACKENDS = ("auto", "kmsdrm", "fbdev", "x11", "offscreen")
-AUTO_ORDER = ("kmsdrm", "fbdev", "x11", "offscreen")
+BACKENDS = ("auto", "drm", "kmsdrm", "fbdev", "x11", "offscreen")
+AUTO_ORDER = ("drm", "kmsdrm", "fbdev", "x11", "offscreen")
 DEFAULT_MODE_SIZE = (1280, 720)
 DEFAULT_REFRESH_HZ = 60.0
 EDID_HEADER = b"\x00\xff\xff\xff\xff\xff\xff\x00"
@@ -95,7 +97,7 @@ class Display(Protocol):
 class DisplayRequest:
     """What the appliance asks for: a backend name and optional overrides of the detected mode.
 
-    `drm_root`, `fb_path` and `env` are injected so tests can point them at fakes.
+    `drm_root`, `fb_path`, `dri_path` and `env` are injected so tests can point them at fakes.
     """
 
     backend: str = "auto"
@@ -104,11 +106,12 @@ class DisplayRequest:
     x_display: str | None = None
     drm_root: Path = Path("/sys/class/drm")
     fb_path: Path = Path("/dev/fb0")
+    dri_path: Path = Path("/dev/dri")
     env: Mapping[str, str] | None = None
 
 
 def open_display(request: DisplayRequest, *, clocks: Clocks) -> Display:
-    """Open the requested backend, or for 'auto' the first of kmsdrm, fbdev, x11, offscreen that opens.
+    """Open the requested backend, or for 'auto' the first of drm, kmsdrm, fbdev, x11, offscreen that opens.
 
     Raises DisplayUnavailable naming why each candidate could not open.
     """
@@ -134,6 +137,10 @@ def _open_one(name: str, request: DisplayRequest, clocks: Clocks) -> Display:
         from hal.display.offscreen import OffscreenDisplay
         size = request.size or DEFAULT_MODE_SIZE
         return OffscreenDisplay(width=size[0], height=size[1], refresh_hz=request.refresh_hz or 25.0)
+    if name == "drm":
+        from hal.display.drm import DrmDisplay
+        return DrmDisplay(size=request.size, refresh_hz=request.refresh_hz, drm_root=request.drm_root,
+                          dev_root=request.dri_path, clocks=clocks)
     if name == "fbdev":
         from hal.display.fbdev import FramebufferDisplay
         # The framebuffer keeps the mode the kernel set from the EDID; only the refresh rate is read here.

@@ -27,7 +27,7 @@ def test_a_full_monitor_section_loads():
 
 @pytest.mark.parametrize("yaml_text, expected", [
     ("monitor:\n  layout: 6\n", "<embedded>:2: monitor.layout: expected one of 1, 4, 8, 9, 16, got 6"),
-    ("monitor:\n  backend: wayland\n", "monitor.backend: expected one of auto, kmsdrm, fbdev, x11, offscreen"),
+    ("monitor:\n  backend: wayland\n", "monitor.backend: expected one of auto, drm, kmsdrm, fbdev, x11, offscreen"),
     ("monitor:\n  resolution: 1080p\n", "monitor.resolution: expected WIDTHxHEIGHT such as '1920x1080'"),
     ("monitor:\n  resolution: 20x20\n", "expected each side from 64 to 8192 pixels"),
     ("monitor:\n  tiles: [1, 300]\n", "monitor.tiles: expected channel numbers from 1 to 256"),

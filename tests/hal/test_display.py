@@ -90,7 +90,7 @@ def test_config_overrides_the_monitor_mode():
 
 def test_auto_falls_through_to_offscreen_when_nothing_else_is_there(tmp_path):
     request = DisplayRequest(backend="auto", size=(320, 240), drm_root=tmp_path / "nodrm",
-                             fb_path=tmp_path / "nofb", env={})
+                             fb_path=tmp_path / "nofb", dri_path=tmp_path / "nodri", env={})
     display = open_display(request, clocks=RealClocks())
     assert display.name == "offscreen" and display.mode.width == 320
 
