@@ -326,9 +326,20 @@ def prometheus_text(request: Request) -> str:
             lines.append(f'{name}{{channel="{s["channel"]}",stream="{s["stream"]}"}} {int(s.get(key) or 0)}')
     for key, value in ctx_of(request).metrics.items():
         lines += [f"# TYPE nvr_web_{key} gauge", f"nvr_web_{key} {value}"]
+    lines += _mqtt_metrics(status.get("mqtt"))
     for zone in _temperatures():
         lines.append(f'nvr_temperature_celsius{{zone="{_label(zone["zone"])}",type="{_label(zone["type"])}"}} {zone["celsius"]}')
     return "\n".join(lines) + "\n"
+
+
+def _mqtt_metrics(mqtt: dict | None) -> list[str]:
+    """The MQTT connection and outbox (`mqtt_dropped_total`: events lost to a full outbox in an outage)."""
+    if not mqtt:
+        return []
+    return ["# TYPE nvr_mqtt_connected gauge", f"nvr_mqtt_connected {int(bool(mqtt.get('connected')))}",
+            "# TYPE nvr_mqtt_outbox gauge", f"nvr_mqtt_outbox {int(mqtt.get('outbox') or 0)}",
+            "# TYPE nvr_mqtt_published_total counter", f"nvr_mqtt_published_total {int(mqtt.get('published') or 0)}",
+            "# TYPE nvr_mqtt_dropped_total counter", f"nvr_mqtt_dropped_total {int(mqtt.get('dropped') or 0)}"]
 
 
 def _temperatures() -> list[dict]:
