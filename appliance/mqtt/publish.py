@@ -50,7 +50,7 @@ class Publisher:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._seed()
+        self.seed()
         self.snapshots.start()
         self._thread = threading.Thread(target=self._poll_loop, name="mqtt-state", daemon=True)
         self._thread.start()
@@ -109,7 +109,7 @@ class Publisher:
         if last is None or _state_of(last) != key:
             self._state(topic, payload)
 
-    def _seed(self) -> None:
+    def seed(self) -> None:
         """The states at start: every entity has a retained state from the first connection on."""
         now = self._clocks.utc_now_us()
         cfg, active = self._config, set(self._box.active_signals())
@@ -139,7 +139,7 @@ class Publisher:
             self._state_if_changed(self._topics.channel(channel, "recording"), state_payload(recording, now),
                                    _key(recording))
 
-    def _disk(self) -> None:
+    def publish_disk_space(self) -> None:
         space = self._box.disk_space()
         now = self._clocks.utc_now_us()
         if space is None:
@@ -159,7 +159,7 @@ class Publisher:
                 now = self._clocks.monotonic_us()
                 if not self._last_disk_us or now - self._last_disk_us >= interval_us:
                     self._last_disk_us = now
-                    self._disk()
+                    self.publish_disk_space()
             except Exception:  # one bad look must not end the states
                 log.exception("MQTT: reading the appliance's state failed")
             self._clocks.wait(self._stop, POLL_S)
