@@ -176,7 +176,7 @@ class MqttClient:
         self.connected = False
         self.last_error: str | None = None
         self.published = self.connects = self.disconnects = self.refusals = self.failed_attempts = 0
-        self.commands_received = 0
+        self.received = 0
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -252,7 +252,7 @@ class MqttClient:
         self._wake.set()
 
     def _message(self, client, userdata, message) -> None:
-        self.commands_received += 1
+        self.received += 1
         if self._on_message is not None:
             self._on_message(message.topic, bytes(message.payload))
 
@@ -324,7 +324,7 @@ class MqttClient:
                 "outbox": len(self.outbox), "outbox_max": self.outbox.max_messages, "dropped": self.outbox.dropped,
                 "unacknowledged": len(self._inflight), "published": self.published, "connects": self.connects,
                 "disconnects": self.disconnects, "refusals": self.refusals, "failed_attempts": self.failed_attempts,
-                "commands_received": self.commands_received}
+                "received": self.received}
 
 
 def check_connection(*, url: str, client_id: str, tls: MqttTlsConfig, clocks: Clocks, timeout_s: float = 10.0) -> str:

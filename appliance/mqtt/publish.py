@@ -42,7 +42,6 @@ class Publisher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._open_rules: dict[int | None, str] = {}
         self.snapshots = BoundedWorker(name="mqtt-snapshots", max_jobs=SNAPSHOT_JOBS)
         self.events = self.snapshots_sent = 0
         self._last_disk_us = 0
@@ -81,7 +80,6 @@ class Publisher:
 
     def rule_fired(self, firing: Firing) -> None:
         start_us = firing.start_us if firing.start_us is not None else firing.signal.at_us
-        self._open_rules[firing.event_id] = firing.rule
         self._state(self._topics.rule(firing.rule), state_payload(
             True, firing.signal.at_us, rule=firing.rule, event_id=firing.event_id, source=firing.signal.source,
             start=iso_utc(start_us), start_us=start_us, channels=list(firing.channels),
@@ -91,7 +89,6 @@ class Publisher:
                 self._snapshot(channel)
 
     def event_ended(self, rule: str, event_id: int | None, end_us: int) -> None:
-        self._open_rules.pop(event_id, None)
         self._state(self._topics.rule(rule), state_payload(False, end_us, rule=rule, event_id=event_id,
                                                             end=iso_utc(end_us), end_us=end_us))
 

@@ -8,7 +8,8 @@ import shutil
 import socket
 import subprocess
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -113,6 +114,7 @@ class Received:
     topic: str
     payload: bytes
     retain: bool
+    arrived_ns: int = field(default=0, compare=False)  # time.monotonic_ns() when paho handed it over (bench)
 
     def json(self) -> dict:
         return json.loads(self.payload)
@@ -141,7 +143,7 @@ class Subscriber:
 
     def _message(self, client, userdata, message) -> None:
         with self._lock:
-            self.messages.append(Received(message.topic, bytes(message.payload), bool(message.retain)))
+            self.messages.append(Received(message.topic, bytes(message.payload), bool(message.retain), time.monotonic_ns()))
 
     def on(self, topic: str) -> list[Received]:
         with self._lock:
