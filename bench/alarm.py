@@ -92,7 +92,8 @@ mqtt:
 """
 
 
-def bench_latency(edges: int, data_parent: Path, *, mqtt: bool = False, commands: int = 0) -> list[list]:
+def bench_latency(edges: int, data_parent: Path, *, mqtt: bool = False, commands: int = 0,
+                  broker_nodelay: bool = False) -> list[list]:
     data = Path(tempfile.mkdtemp(prefix="bench-alarm-", dir=data_parent))
     previous, factory = Device.pin_factory, MockFactory()
     Device.pin_factory = factory
@@ -102,7 +103,7 @@ def bench_latency(edges: int, data_parent: Path, *, mqtt: bool = False, commands
         from support.mosquitto import MISSING, Broker, Subscriber
         if MISSING:
             raise SystemExit(f"--mqtt {MISSING}")
-        broker = Broker(data / "mosquitto").start()
+        broker = Broker(data / "mosquitto", nodelay=broker_nodelay).start()
         subscriber = Subscriber(broker, [f"{MQTT_PREFIX}/#"], client_id="bench-subscriber")
         text += MQTT_CONFIG.replace("URL", broker.url())
     sup = Appliance(parse_config(text), clocks=RealClocks(), gpio=GpiozeroGpio(pin_factory=factory))
@@ -300,12 +301,14 @@ def main() -> None:
     parser.add_argument("--mqtt", action="store_true", help="publish to a local mosquitto and time edge -> broker "
                         "and MQTT command -> pin")
     parser.add_argument("--commands", type=int, default=200, help="MQTT output commands timed (with --mqtt)")
+    parser.add_argument("--broker-nodelay", action="store_true", help="run mosquitto with set_tcp_nodelay true")
     parser.add_argument("--skip-pulse-and-motion", action="store_true", help="only the latency table")
     args = parser.parse_args()
     print_table(f"Alarm input edge to output and event ({args.edges} edges, MockFactory pins, one channel recording"
-                f"{', MQTT publishing on' if args.mqtt else ''})",
+                f"{', MQTT publishing on' if args.mqtt else ''}{', broker set_tcp_nodelay' if args.broker_nodelay else ''})",
                 ["path", "edges", "p50 ms", "p99 ms", "max ms"],
-                bench_latency(args.edges, args.data_parent, mqtt=args.mqtt, commands=args.commands))
+                bench_latency(args.edges, args.data_parent, mqtt=args.mqtt, commands=args.commands,
+                              broker_nodelay=args.broker_nodelay))
     if args.skip_pulse_and_motion:
         return
     print_table(f"Relay pulse: how much longer than pulse_s the output stayed on ({args.pulses} pulses)",

@@ -134,8 +134,18 @@ def build_paho(*, url: str, client_id: str, tls: MqttTlsConfig, keepalive_s: int
     if will_topic is not None:
         client.will_set(will_topic, OFFLINE, qos=1, retain=True)
     client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(reconnect_max_s)))
+    client.on_socket_open = _no_delay
     client.enable_logger(logging.getLogger("nvr.mqtt.paho"))
     return client, address
+
+
+def _no_delay(client, userdata, sock) -> None:
+    """Send each small packet at once: with Nagle's algorithm an alarm's PUBLISH could wait up to a
+    delayed ACK (40 ms on Linux) behind the previous one. paho does not set it."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError) as exc:  # not a TCP socket (a proxy, a test double): Nagle stays on
+        log.debug("MQTT: could not set TCP_NODELAY on %r: %s", sock, exc)
 
 
 def _text(path) -> str | None:

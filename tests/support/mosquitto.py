@@ -53,15 +53,16 @@ def make_test_ca(folder: Path, *, host: str = "127.0.0.1") -> TlsFiles:
 
 class Broker:
     """One mosquitto process on 127.0.0.1:`port`; `stop()` and `start()` again keep the port and, with
-    persistence, the sessions and retained messages."""
+    persistence, the sessions and retained messages. `nodelay`: mosquitto's `set_tcp_nodelay` (off by
+    default: the broker then lets Nagle's algorithm hold a small message up to a delayed ACK)."""
 
     def __init__(self, folder: Path, *, users: dict[str, str] | None = None, acl: str | None = None,
-                 tls: TlsFiles | None = None, port: int | None = None):
+                 tls: TlsFiles | None = None, port: int | None = None, nodelay: bool = False):
         self.folder, self.port, self.tls = folder, port or free_port(), tls
         folder.mkdir(parents=True, exist_ok=True)
         lines = [f"listener {self.port} 127.0.0.1", "user root", "persistence true",
                  f"persistence_location {folder}/", f"log_dest file {folder}/mosquitto.log", "log_type all",
-                 f"allow_anonymous {'false' if users else 'true'}"]
+                 f"allow_anonymous {'false' if users else 'true'}", f"set_tcp_nodelay {'true' if nodelay else 'false'}"]
         if users:
             passwords = folder / "passwords"
             passwords.write_text("")
@@ -137,6 +138,7 @@ class Subscriber:
         self.connected = threading.Event()
         self._client.on_connect = lambda c, u, f, rc, p: (c.subscribe([(t, 1) for t in topics]), self.connected.set())
         self._client.on_message = self._message
+        self._client.on_socket_open = lambda c, u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client.connect("127.0.0.1", broker.port, keepalive=30)
         self._client.loop_start()
         wait_for(self.connected.is_set, timeout_s=10, what="the test subscriber to connect")
