@@ -328,3 +328,33 @@ def test_nvr_mqtt_test_reports_the_broker_and_prints_what_it_would_publish(broke
     down = subprocess.run([sys.executable, "-m", "appliance.cli", "mqtt", "test", "--config", str(config)],
                           capture_output=True, text=True, env=env, timeout=60)
     assert down.returncode == 1 and "refused the connection" in down.stderr
+
+
+def test_preset_and_arming_commands_reach_the_dome_and_the_input(broker, pins, tmp_path):
+    from drivers.pelco.protocol import Preset
+    from support.ptz import DomeRig
+
+    rig = DomeRig("pelco-d")
+    config = parse_config(f"""
+storage: {{path: {tmp_path / 'data'}}}
+channels: [{{id: 3, enabled: false, source: {{type: test-pattern}}, ptz: {{port: bus1, address: 1}}}}]
+ptz: {{ports: [{{id: bus1, url: {rig.path}, protocol: pelco-d, baud: 9600}}]}}
+alarms: {{inputs: [{{id: gate, pin: 5}}], temperature: {{thermal_zones: false}}}}
+mqtt: {{enabled: true, url: "{broker.url()}", client_id: nvr-ptz, topic_prefix: nvr/ptz, commands: [ptz_preset, arm],
+        ptz_preset_buttons: 2}}
+""")
+    app = Appliance(config, clocks=RealClocks(), gpio=GpiozeroGpio(pin_factory=pins))
+    sub = Subscriber(broker, ["nvr/ptz/#", "homeassistant/button/nvr_ptz/#"], client_id="ptz-subscriber")
+    try:
+        app.start()
+        button = sub.wait("homeassistant/button/nvr_ptz/ch3_preset_2/config").json()
+        sub.publish(button["command_topic"], button["payload_press"])  # what Home Assistant sends on a press
+        rig.wait_commands(1)
+        assert rig.dome().commands[-1] == Preset("go", 2)
+        sub.publish("nvr/ptz/alarm_input/gate/armed/set", "OFF")
+        wait_for(lambda: not app.alarm_io.contacts["gate"].armed, what="the input to be disarmed")
+        sub.wait("nvr/ptz/alarm_input/gate/armed", lambda m: m.json()["state"] == "OFF")
+    finally:
+        app.stop()
+        sub.close()
+        rig.close()
