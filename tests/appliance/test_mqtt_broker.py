@@ -222,6 +222,30 @@ def test_events_during_a_broker_outage_all_arrive_in_order_afterwards_and_record
     assert appliance.status()["mqtt"]["dropped"] == 0
 
 
+def test_an_outage_longer_than_the_outbox_keeps_the_newest_events_in_order_and_counts_the_rest(
+        appliance, broker, pins, subscriber):
+    door, edges = pins.pin(DOOR), OUTBOX_MAX  # each edge makes 2-3 messages: more than the outbox holds
+    seen_before = len(subscriber.on(f"{PREFIX}/events"))
+    broker.stop()
+    wait_for(lambda: not appliance.status()["mqtt"]["connected"], what="the box to see the broker gone")
+    for n in range(edges):
+        (door.drive_low if n % 2 == 0 else door.drive_high)()
+        wait_for(lambda: appliance.alarm_io.contacts["door"].active == (n % 2 == 0), what=f"edge {n}")
+    wait_for(lambda: appliance.status()["mqtt"]["dropped"] > 0, what="the outbox to overflow",
+             details=lambda: appliance.status()["mqtt"])
+    assert appliance.status()["mqtt"]["outbox"] <= OUTBOX_MAX
+    broker.start()
+    door_events = lambda: [m.json() for m in subscriber.on(f"{PREFIX}/events")[seen_before:]  # noqa: E731
+                           if m.json()["key"] == "door"]
+    wait_for(lambda: door_events() and door_events()[-1]["state"] == "OFF" and appliance.status()["mqtt"]["outbox"] == 0,
+             what="the outbox to drain after the outage", details=lambda: appliance.status()["mqtt"])
+    got = door_events()
+    states = [e["state"] for e in got]
+    expected = ["ON" if n % 2 == 0 else "OFF" for n in range(edges)]
+    assert 0 < len(got) < edges and states == expected[-len(got):]  # the newest ones, none missing between
+    assert [e["at_us"] for e in got] == sorted(e["at_us"] for e in got)
+
+
 def test_the_outbox_drops_the_oldest_beyond_its_bound_and_counts_them(appliance):
     client = appliance.mqtt.client
     dropped = client.outbox.dropped
