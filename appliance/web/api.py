@@ -20,9 +20,7 @@ from hal.storage import disk_usage
 from hal.sensors import ThermalZones, system_uptime_s
 from recorder.errors import StorageError
 from recorder.fmp4 import Mp4Error
-from base.h264 import H264Error, to_mp4_sample
-from recorder.live_mux import LiveFragment, LiveMuxer
-from recorder.snapshot import SnapshotError, keyframe_to_jpeg, raw_to_jpeg
+from recorder.snapshot import SnapshotError, keyframe_to_jpeg, live_jpeg
 
 log = logging.getLogger("nvr.web")
 router = APIRouter(tags=["recordings"], dependencies=[Depends(authenticated)])
@@ -197,29 +195,7 @@ def snapshot(request: Request, channel: int, stream: str = Query("main", pattern
 
 def _live_jpeg(request: Request, channel: int, stream: str, width: int | None) -> bytes | None:
     recorder = recorder_of(request)
-    live = recorder.live.stream(channel, stream)
-    frame = live.latest_frame()
-    if frame is not None and recorder.clocks.monotonic_us() - frame.timestamp_us < 2_000_000:
-        return raw_to_jpeg(frame, max_width=width)
-    if live.info is None:
-        return None
-    mux, deadline_us = LiveMuxer(), recorder.clocks.monotonic_us() + 4_000_000  # the same re-framing as the live view
-    with live.subscribe(max_items=64) as sub:
-        while recorder.clocks.monotonic_us() < deadline_us:
-            item = sub.get(timeout_s=0.5)
-            if item is None:
-                continue
-            for out in mux.push(item):
-                if isinstance(out, LiveFragment) and out.keyframe:
-                    return _keyframe_jpeg(mux.track, item, width)
-    return None
-
-
-def _keyframe_jpeg(track, packet, width) -> bytes | None:
-    try:
-        return keyframe_to_jpeg(track, to_mp4_sample(packet.data).sample, max_width=width)
-    except (SnapshotError, H264Error):
-        return None
+    return live_jpeg(recorder.live.stream(channel, stream), clocks=recorder.clocks, max_width=width)
 
 
 def _recorded_jpeg(request: Request, channel: int, stream: str, width: int | None) -> bytes | None:
