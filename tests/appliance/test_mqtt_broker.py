@@ -192,6 +192,7 @@ def test_a_snapshot_is_published_as_jpeg_when_a_rule_recording_the_channel_fires
     pins.pin(DOOR).drive_low()
     jpeg = subscriber.wait(f"{PREFIX}/channel/1/snapshot").payload
     pins.pin(DOOR).drive_high()
+    subscriber.wait(f"{PREFIX}/alarm_input/door", lambda m: m.json()["state"] == "OFF")
     assert jpeg[:3] == b"\xff\xd8\xff" and jpeg[-2:] == b"\xff\xd9"
 
 
@@ -202,6 +203,7 @@ def test_events_during_a_broker_outage_all_arrive_in_order_afterwards_and_record
     seen_before = len(subscriber.on(f"{PREFIX}/events"))
     broker.stop()
     wait_for(lambda: not appliance.status()["mqtt"]["connected"], what="the box to see the broker gone")
+    outage_us = RealClocks().utc_now_us()  # what earlier tests sent may still trickle in: count from here
     fired = []
     for n in range(edges):
         (door.drive_low if n % 2 == 0 else door.drive_high)()
@@ -213,7 +215,8 @@ def test_events_during_a_broker_outage_all_arrive_in_order_afterwards_and_record
              what="recording to go on while the broker is down")
     assert appliance.status()["mqtt"]["last_error"]
     broker.start()
-    events = lambda: [m.json() for m in subscriber.on(f"{PREFIX}/events")[seen_before:] if m.json()["key"] == "door"]  # noqa: E731
+    events = lambda: [m.json() for m in subscriber.on(f"{PREFIX}/events")[seen_before:]  # noqa: E731
+                      if m.json()["key"] == "door" and m.json()["at_us"] >= outage_us]
     wait_for(lambda: len(events()) >= edges, timeout_s=30, what=f"all {edges} door events after the outage",
              details=lambda: (len(events()), appliance.status()["mqtt"]))
     got = events()
@@ -228,6 +231,7 @@ def test_an_outage_longer_than_the_outbox_keeps_the_newest_events_in_order_and_c
     seen_before = len(subscriber.on(f"{PREFIX}/events"))
     broker.stop()
     wait_for(lambda: not appliance.status()["mqtt"]["connected"], what="the box to see the broker gone")
+    outage_us = RealClocks().utc_now_us()
     for n in range(edges):
         (door.drive_low if n % 2 == 0 else door.drive_high)()
         wait_for(lambda: appliance.alarm_io.contacts["door"].active == (n % 2 == 0), what=f"edge {n}")
@@ -236,7 +240,7 @@ def test_an_outage_longer_than_the_outbox_keeps_the_newest_events_in_order_and_c
     assert appliance.status()["mqtt"]["outbox"] <= OUTBOX_MAX
     broker.start()
     door_events = lambda: [m.json() for m in subscriber.on(f"{PREFIX}/events")[seen_before:]  # noqa: E731
-                           if m.json()["key"] == "door"]
+                           if m.json()["key"] == "door" and m.json()["at_us"] >= outage_us]
     wait_for(lambda: door_events() and door_events()[-1]["state"] == "OFF" and appliance.status()["mqtt"]["outbox"] == 0,
              what="the outbox to drain after the outage", details=lambda: appliance.status()["mqtt"])
     got = door_events()
