@@ -476,6 +476,16 @@ def fmp4_seeds(corpus: Corpus, adts_frames: list[bytes]) -> None:
             corpus.add("fmp4_recovery", whole[:cut], f"{label}-cut-at-{cut}")
 
 
+def mqtt_seeds(corpus: Corpus) -> None:
+    """Every command form the box takes, and near misses, as Home Assistant and mosquitto_pub send them."""
+    seeds = [("output/siren/set", b"ON"), ("output/siren/set", b"off"), ("alarm_input/door/armed/set", b"OFF"),
+             ("channel/2/ptz_preset/set", b"3"), ("channel/1/record/set", b"PRESS"), ("channel/1/record/set", b"45"),
+             ("channel/1/record/set", b'{"duration_s": 12.5}'), ("channel/0/record/set", b""),
+             ("output/../set", b"ON"), ("channel/1/ptz_preset/set", b"256")]
+    for number, (topic, payload) in enumerate(seeds):
+        corpus.add("mqtt_command", T.frame_records([topic.encode(), payload]), f"command-{number}")
+
+
 def main() -> int:
     corpus = Corpus(FUZZ_DIR / "corpus")
     corpus.reset()
@@ -484,6 +494,7 @@ def main() -> int:
     frames = adts_seeds(corpus)
     pelco_seeds(corpus)
     fmp4_seeds(corpus, frames)
+    mqtt_seeds(corpus)
     total = sum(p.stat().st_size for p in corpus.root.rglob("*") if p.is_file())
     for target in T.TARGETS:
         print(f"{target:15} {corpus.count.get(target, 0):3} seeds")
