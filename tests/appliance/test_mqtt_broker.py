@@ -386,3 +386,48 @@ mqtt: {{enabled: true, url: "{broker.url()}", client_id: nvr-ptz, topic_prefix: 
         app.stop()
         sub.close()
         rig.close()
+
+
+LONG_OUTAGE_S = float(os.environ.get("NVR_MQTT_OUTAGE_S", "600"))  # the issue's ten minutes; shorter to try it
+
+
+@pytest.mark.slow
+def test_a_ten_minute_broker_outage_while_alarms_fire_loses_nothing_within_the_outbox(tmp_path, pins):
+    """The broker down for LONG_OUTAGE_S with the door opening and closing every 5 s: every event arrives
+    afterwards, in order, each with its own time, and recording never stops. The box's reconnect backoff
+    runs up to its ceiling (60 s here, the default) during the outage, so it must come back by itself."""
+    broker = Broker(tmp_path / "mosquitto").start()
+    sub = Subscriber(broker, [f"{PREFIX}/#"])
+    app = start_appliance(appliance_config(tmp_path / "data", broker.url(),
+                                           **{f"outbox_max: {OUTBOX_MAX}": "outbox_max: 5000",
+                                              "reconnect_max_s: 1": "reconnect_max_s: 60"}), pins)
+    clocks = RealClocks()
+    try:
+        wait_for(lambda: app.status()["mqtt"]["connected"], what="the appliance to connect")
+        door = pins.pin(DOOR)
+        broker.stop()
+        wait_for(lambda: not app.status()["mqtt"]["connected"], what="the box to see the broker gone")
+        began_us = clocks.utc_now_us()
+        segments_before = len(app.index.segments(channel=1))
+        edges = 0
+        while clocks.utc_now_us() - began_us < LONG_OUTAGE_S * 1e6:
+            (door.drive_low if edges % 2 == 0 else door.drive_high)()
+            n = edges
+            wait_for(lambda: app.alarm_io.contacts["door"].active == (n % 2 == 0), what=f"edge {n}")
+            edges += 1
+            clocks.sleep(5.0)
+        assert len(app.index.segments(channel=1)) > segments_before + LONG_OUTAGE_S / 2 / 2  # 2 s segments, half at least
+        assert app.status()["mqtt"]["dropped"] == 0
+        broker.start()
+        events = lambda: [m.json() for m in sub.on(f"{PREFIX}/events")  # noqa: E731
+                          if m.json()["key"] == "door" and m.json()["at_us"] >= began_us]
+        wait_for(lambda: len(events()) >= edges, timeout_s=120, what=f"all {edges} door events after the outage",
+                 details=lambda: (len(events()), app.status()["mqtt"]))
+        got = events()
+        assert [e["state"] for e in got] == ["ON" if n % 2 == 0 else "OFF" for n in range(edges)]
+        assert [e["at_us"] for e in got] == sorted(e["at_us"] for e in got)
+        assert app.status()["mqtt"]["dropped"] == 0
+    finally:
+        app.stop()
+        sub.close()
+        broker.stop()
