@@ -108,12 +108,13 @@ class AudioMuxer:
             self._queue.popleft()
             self._stats.audio_dropped += 1
 
-    def take(self, until_video_ticks: int, *, final: bool = False) -> TrackRun | None:
-        """The frames that start before `until_video_ticks` (90 kHz run time) as one track run.
+    def take(self, until_video_ticks: int, *, final: bool = False, cut: bool = False) -> TrackRun | None:
+        """The frames that start before `until_video_ticks` (90 kHz run time) as one track run; with
+        `cut` (the segment ends there) only those that also end by then.
 
         The newest queued frame stays (its duration is the distance to the next one) unless `final`.
         """
-        limit = self._to_audio_ticks(until_video_ticks)
+        limit = self._limit(until_video_ticks, cut)
         queue, taken = self._queue, []
         while queue and queue[0][0] < limit and (final or len(queue) > 1):
             taken.append(queue.popleft())
@@ -125,6 +126,19 @@ class AudioMuxer:
         samples.append(Sample(last_data, following - last_ticks, True))
         self._stats.audio_frames_recorded += len(samples)
         return TrackRun(AUDIO_TRACK_ID, taken[0][0], samples)
+
+    def complete_until(self, cut_video_ticks: int) -> bool:
+        """True once every frame that ends by the cut at `cut_video_ticks` has arrived: a later one has
+        (frames are queued in time order). An encoder's output lags its input (FFmpeg's AAC encoder
+        holds two frames: 256 ms of 8 kHz G.711), so the sound of a segment's last moments comes
+        after its last picture."""
+        return self._last_ticks is not None and self._last_ticks >= self._limit(cut_video_ticks, True)
+
+    def _limit(self, video_ticks: int, cut: bool) -> int:
+        """The first audio tick not taken. At a segment's cut, the frame that runs across it opens the
+        next segment, so every segment's sound starts with or before its picture, by less than a frame."""
+        limit = self._to_audio_ticks(video_ticks)
+        return limit - self._frame_ticks + 1 if cut else limit
 
     def _to_audio_ticks(self, video_ticks: int) -> int:
         return video_ticks * self._rate // TIMESCALE

@@ -220,11 +220,14 @@ def test_a_segment_cut_short_keeps_its_playable_part_of_both_tracks(recorded, tm
     index.delete_rows([last.id])
     path = root / last.path
     full = read_segment(path)
-    os.truncate(path, full.file_bytes - 700)  # a power cut in the middle of the last fragment
+    # A power cut in the middle of the last video frame: its fragment and the segment's audio-only tail
+    # (the sound up to the cut, written after the video's last fragment) are lost.
+    last_frame = full.samples[-1]
+    os.truncate(path, last_frame.offset + last_frame.size // 2)
     report = recover(root, index, sync=False)
     assert report.recovered == [last.path]
     kept = read_segment(path)
-    assert len(kept.samples) < len(full.samples) and kept.fragments == full.fragments - 1
+    assert len(kept.samples) < len(full.samples) and kept.fragments < full.fragments
     assert kept.audio_samples == full.audio_samples[:len(kept.audio_samples)] and kept.audio_samples
     assert kept.usable_bytes == path.stat().st_size
     with av.open(str(path)) as container:
