@@ -10,7 +10,14 @@ consecutive segments of a run line up on one timeline:
                           (> 0 silence, < 0 the same sound twice)
     A/V offset at start = segment's first audio packet time - its first video frame's time
                           (<= 0: the sound starts with or before the picture)
+    sound short at end  = previous segment's video end - its audio end (> 0: played as a file of its
+                          own, the segment falls silent before its picture ends)
     audio lost          = video span of the run - sum of every segment's audio durations
+                          (`interior_lost_s` leaves out the run's first and last segment, whose sound
+                          may start after the first picture or stop before the last, as the camera sent it)
+
+`tone_gaps` decodes a file (an export) whose sound is a steady tone (the server's `tone=1` mounts) and
+finds every stretch where it drops out or the decoded timestamps jump.
 """
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+
+import numpy as np
 
 from base.clock import RealClocks
 from recorder.faults import FaultBoard
@@ -49,6 +58,7 @@ class Boundary:
     after: str
     hole_s: float  # > 0: silence between the segments; < 0: overlap
     av_offset_s: float  # the later segment's audio start minus its video start
+    short_s: float  # the earlier segment's video end minus its audio end
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,13 @@ class GapReport:
     video_span_s: float  # first frame to the end of the last, over whole runs
     audio_s: float  # the sum of audio packet durations over the same segments
     first_av_offset_s: float  # the first segment's (the run's start)
+
+    interior_video_s: float = 0.0
+    interior_audio_s: float = 0.0
+
+    @property
+    def interior_lost_s(self) -> float:
+        return self.interior_video_s - self.interior_audio_s
 
     @property
     def worst_hole_s(self) -> float:
@@ -70,9 +87,11 @@ class GapReport:
     def table(self, label: str) -> str:
         """One line per boundary: the hole and the A/V offset, in ms."""
         lines = [f"{label}: {len(self.segments)} segments, video {self.video_span_s:.3f} s, audio {self.audio_s:.3f} s,"
-                 f" lost {self.audio_lost_s * 1000:+.1f} ms, first A/V offset {self.first_av_offset_s * 1000:+.1f} ms"]
+                 f" lost {self.audio_lost_s * 1000:+.1f} ms (between first and last segment"
+                 f" {self.interior_lost_s * 1000:+.1f} ms), first A/V offset {self.first_av_offset_s * 1000:+.1f} ms"]
         for b in self.boundaries:
-            lines.append(f"  {b.before} -> {b.after}: hole {b.hole_s * 1000:+7.1f} ms, A/V {b.av_offset_s * 1000:+7.1f} ms")
+            lines.append(f"  {b.before} -> {b.after}: hole {b.hole_s * 1000:+7.1f} ms, A/V {b.av_offset_s * 1000:+7.1f} ms,"
+                         f" sound short at the end {b.short_s * 1000:+7.1f} ms")
         return "\n".join(lines)
 
 
@@ -110,12 +129,15 @@ def gap_report(root: Path, rows: list[Segment]) -> GapReport:
         if prev.run_id != nxt.run_id or prev.audio is None or nxt.audio is None:
             continue
         boundaries.append(Boundary(Path(prev.path).name, Path(nxt.path).name, nxt.audio.start_s - prev.audio.end_s,
-                                   nxt.audio.start_s - nxt.video.start_s))
+                                   nxt.audio.start_s - nxt.video.start_s, prev.video.end_s - prev.audio.end_s))
     video_span = sum(_run_span(segments, run) for run in dict.fromkeys(s.run_id for s in segments))
     audio_s = sum(s.audio.duration_s for s in segments if s.audio is not None)
     first = segments[0] if segments else None
     offset = first.audio.start_s - first.video.start_s if first is not None and first.audio is not None else 0.0
-    return GapReport(segments, boundaries, video_span, audio_s, offset)
+    inner = [s for s in segments[1:-1] if s.run_id == segments[0].run_id]
+    inner_video = inner[-1].video.end_s - inner[0].video.start_s if inner else 0.0
+    inner_audio = sum(s.audio.duration_s for s in inner if s.audio is not None)
+    return GapReport(segments, boundaries, video_span, audio_s, offset, inner_video, inner_audio)
 
 
 def _run_span(segments: list[SegmentSpans], run_id: int) -> float:
@@ -132,6 +154,7 @@ def record_camera(root: Path, url: str, *, segment_seconds: float, segments: int
     """
     from drivers.rtsp.auto import rtsp_camera
 
+    root.mkdir(parents=True, exist_ok=True)
     clocks = RealClocks()
     index = Index(root)
     faults = FaultBoard(clocks=clocks)
@@ -150,3 +173,45 @@ def record_camera(root: Path, url: str, *, segment_seconds: float, segments: int
         return index.segments(channel=1, stream="main")
     finally:
         index.close()
+
+
+@dataclass(frozen=True)
+class ToneGap:
+    at_s: float
+    length_s: float
+    kind: str  # "quiet": the tone dropped out; "jump": decoded timestamps skipped
+
+
+def tone_gaps(path: Path, *, skip_s: float = 0.3, window_s: float = 0.005) -> tuple[float, list[ToneGap]]:
+    """Decode the sound of `path` (a steady tone) and return its decoded length (s) and every gap in it.
+
+    The first and last `skip_s` are not judged (the decoder's priming frame, the sound's end); the
+    level is the RMS over `window_s` windows, a gap where it falls below a quarter of the median.
+    """
+    chunks, rate, expected, jumps = [], 0, None, []
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            rate = frame.sample_rate
+            if expected is not None and frame.pts is not None and abs(frame.pts - expected) > 1:
+                jumps.append(ToneGap(float(expected * frame.time_base), float((frame.pts - expected) * frame.time_base),
+                                     "jump"))
+            if frame.pts is not None:
+                expected = frame.pts + frame.samples
+            chunks.append(frame.to_ndarray().reshape(-1)[: frame.samples].astype(np.float64))
+    if not chunks:
+        return 0.0, [ToneGap(0.0, 0.0, "quiet")]
+    pcm = np.concatenate(chunks)
+    window = max(1, round(rate * window_s))
+    count = len(pcm) // window
+    rms = np.sqrt((pcm[: count * window].reshape(count, window) ** 2).mean(axis=1))
+    skip = round(skip_s / window_s)
+    judged = rms[skip: count - skip]
+    quiet = judged < np.median(judged) / 4 if len(judged) else np.zeros(0, bool)
+    gaps, start = [], None
+    for i, q in enumerate(np.append(quiet, False)):
+        if q and start is None:
+            start = i
+        elif not q and start is not None:
+            gaps.append(ToneGap((skip + start) * window_s, (i - start) * window_s, "quiet"))
+            start = None
+    return len(pcm) / rate, jumps + gaps
