@@ -42,7 +42,7 @@ class AudioMuxer:
     def __init__(self, info: AudioInfo, video_time_base: Fraction, stats: AudioCounters, *, label: str):
         if info.codec != "aac":
             raise ValueError(f"audio codec {info.codec!r} cannot go into MP4 as is; transcode it to AAC first")
-        self.track = _track(info)
+        self.track = audio_track(info)
         self._rate = info.sample_rate
         self._packet_scale = Fraction(info.time_base) * info.sample_rate  # packet pts -> samples
         self._video_time_base = Fraction(video_time_base)
@@ -144,7 +144,7 @@ class AudioMuxer:
         return video_ticks * self._rate // TIMESCALE
 
 
-def _track(info: AudioInfo) -> AudioTrack:
+def audio_track(info: AudioInfo) -> AudioTrack:
     """The MP4 track for `info`; an AAC source without an AudioSpecificConfig is taken to be AAC-LC."""
     asc = info.extradata or audio_specific_config(info.sample_rate, info.channels)
     return AudioTrack(info.sample_rate, info.channels, bytes(asc))
