@@ -4,7 +4,9 @@ The video track decides where fragments and segments end; audio follows. Each au
 in samples since the run's media time zero (the first keyframe), computed from its own timestamp on
 the clock it shares with the video (base.media's contract), so the two tracks line up in every file
 whatever order the packets arrived in. A fragment takes the frames that start before its video ends;
-the rest wait for the next one. Frames are written back to back: a frame's duration is the distance
+the rest wait for the next one. A segment's last fragment takes only the frames that end by the cut
+(the one across it opens the next segment), and since sound arrives after its picture the segmenter
+keeps the cut segment open until `complete_until` says they are all here (recorder.segmenter). Frames are written back to back: a frame's duration is the distance
 to the next one, so a fragment boundary never moves audio in time.
 """
 from __future__ import annotations

@@ -95,6 +95,10 @@ class Segmenter:
     Call `start_run(info)` after each (re)connection, `push` for every packet, `finish` when the
     connection ends. Storage failures never raise out of `push`: the open segment is closed at its
     last good fragment, an alarm is raised, and recording resumes at the next keyframe.
+
+    With sound, a segment cut at a keyframe is closed (and indexed) only when the sound up to its cut
+    has arrived, at the latest when the next segment writes its first fragment: its video is written
+    at the cut, its sound follows in an audio-only fragment (design/recording.md, "Cuts").
     """
 
     def __init__(self, *, channel: int, stream: str, root: Path, index: Index, clocks: Clocks,
