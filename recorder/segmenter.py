@@ -191,7 +191,10 @@ class Segmenter:
         log.warning("channel %d %s: dropped a packet that could not be recorded (%s: %s)", self.channel, self.stream,
                     type(exc).__name__, exc, exc_info=True)
         self._pending = None
-        self._close_tail()
+        try:
+            self._close_tail()
+        except Exception:  # noqa: BLE001 - the last resort too: the segment below is still closed
+            log.exception("channel %d %s: closing the segment waiting for its sound failed", self.channel, self.stream)
         seg = self._segment
         if seg is None:
             return
