@@ -12,11 +12,11 @@ export function mseSupported(codec = "avc1.42e01e") {
  *  `setSound(true)` reconnects asking for the sound track too and unmutes. `onAudio(hasAudio)` is
  *  told whether the stream has sound, from each init message. */
 export class LivePlayer {
-  constructor(video, channel, stream, { timing = false, onState = () => {}, onAudio = () => {} } = {}) {
+  constructor(video, channel, stream, { timing = false, sound = false, onState = () => {}, onAudio = () => {} } = {}) {
     Object.assign(this, { video, channel, stream, timing, onState, onAudio });
     this.queue = []; this.closed = false; this.frames = 0; this.timings = new Map(); this.retryMs = 500;
-    this.sound = false; this.hasAudio = false;
-    video.muted = true; video.playsInline = true; video.autoplay = true; video.disableRemotePlayback = true;
+    this.sound = !!sound; this.hasAudio = false;
+    video.muted = !this.sound; video.playsInline = true; video.autoplay = true; video.disableRemotePlayback = true;
     this.connect();
   }
 
