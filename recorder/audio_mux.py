@@ -4,7 +4,9 @@ The video track decides where fragments and segments end; audio follows. Each au
 in samples since the run's media time zero (the first keyframe), computed from its own timestamp on
 the clock it shares with the video (base.media's contract), so the two tracks line up in every file
 whatever order the packets arrived in. A fragment takes the frames that start before its video ends;
-the rest wait for the next one. Frames are written back to back: a frame's duration is the distance
+the rest wait for the next one. A segment's last fragment takes only the frames that end by the cut
+(the one across it opens the next segment), and since sound arrives after its picture the segmenter
+keeps the cut segment open until `complete_until` says they are all here (recorder.segmenter). Frames are written back to back: a frame's duration is the distance
 to the next one, so a fragment boundary never moves audio in time.
 """
 from __future__ import annotations
@@ -42,7 +44,7 @@ class AudioMuxer:
     def __init__(self, info: AudioInfo, video_time_base: Fraction, stats: AudioCounters, *, label: str):
         if info.codec != "aac":
             raise ValueError(f"audio codec {info.codec!r} cannot go into MP4 as is; transcode it to AAC first")
-        self.track = _track(info)
+        self.track = audio_track(info)
         self._rate = info.sample_rate
         self._packet_scale = Fraction(info.time_base) * info.sample_rate  # packet pts -> samples
         self._video_time_base = Fraction(video_time_base)
@@ -108,12 +110,13 @@ class AudioMuxer:
             self._queue.popleft()
             self._stats.audio_dropped += 1
 
-    def take(self, until_video_ticks: int, *, final: bool = False) -> TrackRun | None:
-        """The frames that start before `until_video_ticks` (90 kHz run time) as one track run.
+    def take(self, until_video_ticks: int, *, final: bool = False, cut: bool = False) -> TrackRun | None:
+        """The frames that start before `until_video_ticks` (90 kHz run time) as one track run; with
+        `cut` (the segment ends there) only those that also end by then.
 
         The newest queued frame stays (its duration is the distance to the next one) unless `final`.
         """
-        limit = self._to_audio_ticks(until_video_ticks)
+        limit = self._limit(until_video_ticks, cut)
         queue, taken = self._queue, []
         while queue and queue[0][0] < limit and (final or len(queue) > 1):
             taken.append(queue.popleft())
@@ -126,11 +129,24 @@ class AudioMuxer:
         self._stats.audio_frames_recorded += len(samples)
         return TrackRun(AUDIO_TRACK_ID, taken[0][0], samples)
 
+    def complete_until(self, cut_video_ticks: int) -> bool:
+        """True once every frame that ends by the cut at `cut_video_ticks` has arrived: a later one has
+        (frames are queued in time order). An encoder's output lags its input (FFmpeg's AAC encoder
+        holds two frames: 256 ms of 8 kHz G.711), so the sound of a segment's last moments comes
+        after its last picture."""
+        return self._last_ticks is not None and self._last_ticks >= self._limit(cut_video_ticks, True)
+
+    def _limit(self, video_ticks: int, cut: bool) -> int:
+        """The first audio tick not taken. At a segment's cut, the frame that runs across it opens the
+        next segment, so every segment's sound starts with or before its picture, by less than a frame."""
+        limit = self._to_audio_ticks(video_ticks)
+        return limit - self._frame_ticks + 1 if cut else limit
+
     def _to_audio_ticks(self, video_ticks: int) -> int:
         return video_ticks * self._rate // TIMESCALE
 
 
-def _track(info: AudioInfo) -> AudioTrack:
+def audio_track(info: AudioInfo) -> AudioTrack:
     """The MP4 track for `info`; an AAC source without an AudioSpecificConfig is taken to be AAC-LC."""
     asc = info.extradata or audio_specific_config(info.sample_rate, info.channels)
     return AudioTrack(info.sample_rate, info.channels, bytes(asc))

@@ -95,6 +95,10 @@ class Segmenter:
     Call `start_run(info)` after each (re)connection, `push` for every packet, `finish` when the
     connection ends. Storage failures never raise out of `push`: the open segment is closed at its
     last good fragment, an alarm is raised, and recording resumes at the next keyframe.
+
+    With sound, a segment cut at a keyframe is closed (and indexed) only when the sound up to its cut
+    has arrived, at the latest when the next segment writes its first fragment: its video is written
+    at the cut, its sound follows in an audio-only fragment (design/recording.md, "Cuts").
     """
 
     def __init__(self, *, channel: int, stream: str, root: Path, index: Index, clocks: Clocks,
@@ -125,6 +129,7 @@ class Segmenter:
         self._early_audio: deque[EncodedPacket] = deque(maxlen=EARLY_AUDIO_PACKETS)
         self._finishing = False
         self._closed_at: int | None = None  # run ticks where the last segment ended (its audio goes on in the next)
+        self._tail: _OpenSegment | None = None  # a segment cut at a keyframe, open until its last sound arrives
 
     # the connection's life
 
@@ -132,6 +137,7 @@ class Segmenter:
         """A new connection delivered `info`; the run itself begins at its first keyframe."""
         if info.codec != "h264":
             raise ValueError(f"codec {info.codec!r} cannot be recorded yet: only h264 is supported")
+        self._close_tail()
         self._reset_run_state()
         self._info = info
         self._audio = self._audio_muxer(info)
@@ -162,6 +168,7 @@ class Segmenter:
             self._append_pending(self._pending.ticks + self._last_duration)
         self._finishing = True  # the last fragment takes all the audio up to the video's end
         try:
+            self._close_tail()
             self._close_segment()
         finally:
             self._finishing = False
@@ -184,6 +191,10 @@ class Segmenter:
         log.warning("channel %d %s: dropped a packet that could not be recorded (%s: %s)", self.channel, self.stream,
                     type(exc).__name__, exc, exc_info=True)
         self._pending = None
+        try:
+            self._close_tail()
+        except Exception:  # noqa: BLE001 - the last resort too: the segment below is still closed
+            log.exception("channel %d %s: closing the segment waiting for its sound failed", self.channel, self.stream)
         seg = self._segment
         if seg is None:
             return
@@ -224,7 +235,8 @@ class Segmenter:
         if not self._label_final:
             self._note_arrival(packet, ticks)
         if self._pending is not None:
-            self._append_pending(ticks)
+            # The fragment before a cut is written by the cut, which keeps the sound across it for the next segment.
+            self._append_pending(ticks, hold=keyframe and self._segment is not None and self._long_enough(ticks))
         if keyframe and self._segment is not None:
             ticks = self._maybe_cut(ticks, track_changed)
         if self._segment is None:
@@ -248,6 +260,8 @@ class Segmenter:
             self._early_audio.append(packet)
         else:
             self._audio.push(packet, self._dts0, self._tick_fix)
+            if self._tail is not None and self._audio.complete_until(self._tail.fragment_start):
+                self._close_tail()
 
     def _drop_to_next_keyframe(self) -> None:
         """After a malformed packet the frames that depend on it are useless: end the segment at the
@@ -397,10 +411,14 @@ class Segmenter:
         if track_changed or self._wall_jumped():
             self._close_segment()
             return self._restart_run(ticks)
-        limit = self._first_segment_ticks if self._segment.seq == 0 else self._segment_ticks
-        if ticks - self._segment.start_ticks >= limit:
-            self._close_segment()
+        if self._long_enough(ticks):
+            self._close_segment(await_sound=True)
         return ticks
+
+    def _long_enough(self, ticks: int) -> bool:
+        """Whether the open segment ends at a keyframe at `ticks` (run time)."""
+        limit = self._first_segment_ticks if self._segment.seq == 0 else self._segment_ticks
+        return ticks - self._segment.start_ticks >= limit
 
     def _wall_jumped(self) -> bool:
         offset = self._clocks.utc_now_us() - self._clocks.monotonic_us()
@@ -442,7 +460,7 @@ class Segmenter:
         self._seq += 1
         self._faults.clear_fault("disk_error", channel=self.channel)
 
-    def _append_pending(self, next_ticks: int) -> None:
+    def _append_pending(self, next_ticks: int, *, hold: bool = False) -> None:
         pending, seg = self._pending, self._segment
         self._pending = None
         if seg is None:
@@ -452,17 +470,19 @@ class Segmenter:
         seg.fragment.append(Sample(pending.data, duration, pending.keyframe, pending.cto))
         seg.fragment_ticks += duration
         seg.fragment_bytes += len(pending.data)
-        if (seg.fragment_ticks >= self._fragment_ticks or len(seg.fragment) >= MAX_FRAGMENT_SAMPLES
-                or seg.fragment_bytes >= MAX_FRAGMENT_BYTES):
+        if not hold and (seg.fragment_ticks >= self._fragment_ticks or len(seg.fragment) >= MAX_FRAGMENT_SAMPLES
+                         or seg.fragment_bytes >= MAX_FRAGMENT_BYTES):
             self._flush_fragment()
 
-    def _flush_fragment(self) -> None:
+    def _flush_fragment(self, *, cut: bool = False) -> None:
         seg = self._segment
         if seg is None or not seg.fragment:
             return
+        if self._tail is not None and self._tail is not seg:
+            self._close_tail()  # the sound before the cut goes to the old segment before any goes here
         audio = None
         if self._audio is not None:
-            audio = self._audio.take(seg.fragment_start + seg.fragment_ticks, final=self._finishing)
+            audio = self._audio.take(seg.fragment_start + seg.fragment_ticks, final=self._finishing, cut=cut)
         data = media_fragment_parts(seg.fragments_written + 1, seg.fragment_start, seg.fragment, audio)
         try:
             self._with_space(seg.file.append, data)
@@ -493,15 +513,47 @@ class Segmenter:
             self._free_space()
             return write(*args, **kwargs)
 
-    def _close_segment(self) -> None:
+    def _close_segment(self, *, await_sound: bool = False) -> None:
+        """Write the last fragment and close the segment. With `await_sound` (a cut at a keyframe, the
+        run going on) the file stays open, as the tail, until the sound up to the cut has arrived."""
         seg = self._segment
         if seg is None:
             return
-        self._flush_fragment()
+        self._close_tail()
+        await_sound = await_sound and self._audio is not None and not self._finishing
+        self._flush_fragment(cut=await_sound)
         if self._segment is None:
             return  # the flush failed and closed it already
         self._segment = None
         self._closed_at = seg.fragment_start
+        if await_sound and seg.frames:
+            self._tail = seg
+            if self._audio.complete_until(seg.fragment_start):
+                self._close_tail()
+            return
+        self._end_segment(seg)
+
+    def _close_tail(self) -> None:
+        """Close the segment waiting for its sound: an audio-only fragment with every frame that ends
+        by its cut (those that arrived: this also runs when waiting longer would hold up the next
+        segment's first fragment, the run's end, or an error), then the file and its row."""
+        seg, self._tail = self._tail, None
+        if seg is None:
+            return
+        audio = self._audio.take(seg.fragment_start, final=True, cut=True) if self._audio is not None else None
+        if audio is not None:
+            try:
+                self._with_space(seg.file.append, media_fragment_parts(seg.fragments_written + 1, seg.fragment_start,
+                                                                       [], audio))
+                seg.fragments_written += 1
+            except StorageError as exc:
+                self.stats.audio_frames_recorded -= len(audio.samples)
+                self.stats.audio_dropped += len(audio.samples)
+                self._storage_failed(exc)  # the video is written and synced: the segment is still closed
+        self._end_segment(seg)
+
+    def _end_segment(self, seg: _OpenSegment) -> None:
+        """Close a segment whose fragments are written (or abandon it if it holds none) and index it."""
         if seg.frames == 0:
             seg.file.abandon()
             return

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hal.audio_out import check_playback_device
+
 LayoutSize = Literal[1, 4, 8, 9, 16]
 BackendName = Literal["auto", "drm", "kmsdrm", "fbdev", "x11", "offscreen"]
 DecoderName = Literal["auto", "h264", "h264_v4l2m2m"]
@@ -88,6 +90,9 @@ class MonitorConfig(_Section):
     x_display: str | None = Field(None, description="X display for backend x11 (default: $DISPLAY).")
     evdev: bool = Field(True, description=(
         "Read keyboards and IR remotes from /dev/input (the kernel's input events, read directly)."))
+    audio_out: str | None = Field(None, description=(
+        "ALSA playback device that plays the full-screen channel's sound (hdmi:CARD=vc4hdmi0,DEV=0 for a "
+        "Pi 4's first HDMI port, plughw:CARD,DEV, default; `aplay -L` lists them); null: no sound."))
 
     @field_validator("tiles")
     @classmethod
@@ -102,6 +107,11 @@ class MonitorConfig(_Section):
         if value is not None and any(not 64 <= side <= 8192 for side in map(int, value.split("x"))):
             raise ValueError(f"expected each side from 64 to 8192 pixels, got {value!r}")
         return value
+
+    @field_validator("audio_out")
+    @classmethod
+    def _is_playback_device(cls, value: str | None) -> str | None:
+        return value if value is None else check_playback_device(value)
 
     @field_validator("pin_hash")
     @classmethod

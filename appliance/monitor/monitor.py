@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from base.clock import Clocks
+from hal.audio_out import AudioPlayback, make_audio_playback
 from hal.display import Display, DisplayError, InputEvent
 from recorder.index import Index
 from recorder.live import LiveHub
@@ -27,6 +28,7 @@ from appliance.monitor.layouts import LAYOUTS, Rect, fit_tiles, pages, tile_rect
 from appliance.monitor.lock import PinLock
 from appliance.monitor.osd import TileOsd
 from appliance.monitor.playback import PlaybackFeed, local_time_text
+from appliance.monitor.sound import SoundFeed
 from appliance.monitor.wall import StatusLine, TileView, Wall
 from appliance.ptz.control import PtzControl
 
@@ -64,8 +66,15 @@ class Monitor:
                  open_display: Callable[[], Display], faults: ActiveFaults | None = None,
                  status: Callable[[], dict] | None = None, ptz: PtzControl | None = None,
                  index: Callable[[], Index | None] | None = None, root: Path | None = None,
-                 keys: Callable[[], list[InputEvent]] | None = None):
+                 keys: Callable[[], list[InputEvent]] | None = None,
+                 speaker: Callable[[], AudioPlayback] | None = None):
+        """`speaker` makes the speaker the full-screen channel's sound plays on (default: the
+        `audio_out` device of the config; no sound when that is null)."""
         self.config, self.clocks = config, clocks
+        if speaker is None and config.audio_out is not None:
+            speaker = lambda: make_audio_playback(config.audio_out)  # noqa: E731
+        self._speaker = speaker
+        self._sound: SoundFeed | None = None
         self.channels = {channel.id: channel for channel in channels}
         self._live, self._open_display, self._faults, self._status = live, open_display, faults, status
         self.ptz, self._index, self._root, self._keys = ptz, index, root, keys
@@ -137,6 +146,7 @@ class Monitor:
                 "last_error": self._last_error, "layout": self.layout, "tiles": list(self.tiles),
                 "full_screen": self.full_channel, "touring": self.touring, "locked": not self.lock.unlocked,
                 "feeds": [feed.statistics() for feed in self._feeds.values()],
+                "sound": self._sound.statistics() if self._sound is not None else None,
             }
 
     # --- orders (any thread) ---
@@ -429,6 +439,20 @@ class Monitor:
         for key, (channel, how) in wanted.items():
             if key not in self._feeds:
                 self._feeds[key] = self._new_feed(key, channel)
+        full = [channel for _, channel, how in view if how == "full" and channel in self.channels]
+        self._sync_sound(full[0] if len(view) == 1 and full else None)
+
+    def _sync_sound(self, channel: int | None) -> None:
+        """The full-screen channel's sound on the speaker (when one is configured); none on the wall."""
+        current = self._sound.channel if self._sound is not None else None
+        if channel == current or self._speaker is None:
+            return
+        if self._sound is not None:
+            self._sound.close()
+            self._sound = None
+        if channel is not None:
+            self._sound = SoundFeed(channel=channel, live=self._live.stream(channel, "main"), speaker=self._speaker)
+            self._sound.start()
 
     def _new_feed(self, key: tuple, channel: int) -> Feed:
         if key[0] == "playback":
@@ -443,6 +467,7 @@ class Monitor:
         return feed
 
     def _close_feeds(self) -> None:
+        self._sync_sound(None)
         feeds, self._feeds = list(self._feeds.values()), {}
         for feed in feeds:
             if feed is not self.playback:

@@ -1,7 +1,10 @@
 """Live view: fragmented MP4 over a WebSocket (for Media Source Extensions), and MJPEG for the rest.
 
-The WebSocket sends, in order: a text message `{"type": "init", "codec", "width", "height"}` and the
-binary init segment (again whenever the stream restarts), then one binary `moof`+`mdat` per frame.
+The WebSocket sends, in order: a text message `{"type": "init", "codec", "width", "height", "has_audio"}`
+and the binary init segment (again whenever the stream restarts), then one binary `moof`+`mdat` per frame.
+With `?audio=1` and a stream with sound, the init segment also has the AAC track (`codec` then ends in
+`,mp4a.40.2`) and every AAC frame comes as a fragment of its own; `has_audio` tells a viewer who did
+not ask that there is sound to ask for (the page asks when its viewer unmutes: sound costs latency).
 With `?timing=1` each fragment is preceded by `{"type": "frame", "media_s", "capture_ms", "sent_ms"}`
 (the frame's capture and send wall times), which the latency benchmark uses. A per-viewer thread reads the live
 tap, so a slow viewer loses frames up to the next keyframe and never holds up recording.
@@ -38,7 +41,8 @@ def _has_stream(recorder: RecorderView, channel: int, stream: str) -> bool:
 
 
 @ws_router.websocket("/api/live/{channel}/{stream}")
-async def live_socket(websocket: WebSocket, channel: int, stream: str, timing: bool = False) -> None:
+async def live_socket(websocket: WebSocket, channel: int, stream: str, timing: bool = False,
+                      audio: bool = False) -> None:
     ctx = websocket.app.state.ctx
     user = await asyncio.to_thread(websocket_user, websocket)
     if user is None:
@@ -51,16 +55,17 @@ async def live_socket(websocket: WebSocket, channel: int, stream: str, timing: b
         return
     ctx.metrics["live_viewers"] += 1
     try:
-        await _serve_live(websocket, ctx.appliance, channel, stream, timing)
+        await _serve_live(websocket, ctx.appliance, channel, stream, timing, audio)
     finally:
         ctx.metrics["live_viewers"] -= 1
 
 
-async def _serve_live(websocket: WebSocket, recorder: RecorderView, channel: int, stream: str, timing: bool) -> None:
+async def _serve_live(websocket: WebSocket, recorder: RecorderView, channel: int, stream: str, timing: bool,
+                      audio: bool) -> None:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_ITEMS)
     stop = threading.Event()
-    pump = threading.Thread(target=_pump, args=(recorder, channel, stream, queue, loop, stop),
+    pump = threading.Thread(target=_pump, args=(recorder, channel, stream, queue, loop, stop, audio),
                             name=f"live-ch{channel}-{stream}", daemon=True)
     pump.start()
     closed = asyncio.ensure_future(_wait_closed(websocket))
@@ -74,10 +79,11 @@ async def _serve_live(websocket: WebSocket, recorder: RecorderView, channel: int
                 break
             out = getter.result()
             if isinstance(out, LiveInit):
-                await websocket.send_text(json.dumps({"type": "init", "codec": out.codec, "width": out.width, "height": out.height}))
+                await websocket.send_text(json.dumps({"type": "init", "codec": out.codec, "width": out.width,
+                                                      "height": out.height, "has_audio": out.has_audio}))
                 await websocket.send_bytes(out.data)
                 continue
-            if timing:
+            if timing and not out.audio:
                 now_us = clocks.utc_now_us()
                 capture_us = now_us - (clocks.monotonic_us() - out.arrival_us) if out.arrival_us else now_us
                 await websocket.send_text(json.dumps({"type": "frame", "media_s": out.media_s,
@@ -101,10 +107,11 @@ async def _wait_closed(websocket: WebSocket) -> None:
         return
 
 
-def _pump(recorder: RecorderView, channel: int, stream: str, queue: asyncio.Queue, loop, stop: threading.Event) -> None:
+def _pump(recorder: RecorderView, channel: int, stream: str, queue: asyncio.Queue, loop, stop: threading.Event,
+          audio: bool = False) -> None:
     """Viewer thread: live tap → muxer → the socket's queue. Blocks on a full queue, so the tap's own
     bounded queue overflows and resynchronises at a keyframe."""
-    mux = LiveMuxer()
+    mux = LiveMuxer(audio=audio)
     with recorder.live.stream(channel, stream).subscribe(max_items=256) as sub:
         while not stop.is_set():
             item = sub.get(timeout_s=0.5)

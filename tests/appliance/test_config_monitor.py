@@ -34,6 +34,7 @@ def test_a_full_monitor_section_loads():
     ("monitor:\n  pin_hash: '1234'\n", "monitor.pin_hash: expected a hash made by `nvr hash-pin`"),
     ("monitor:\n  sequence:\n    dwell_s: 1\n", "<embedded>:3: monitor.sequence.dwell_s:"),
     ("monitor:\n  popup: true\n", "monitor.popup: unknown key"),
+    ("monitor:\n  audio_out: /dev/snd/pcmC0D0p\n", "<embedded>:2: monitor.audio_out: '/dev/snd/pcmC0D0p' is no ALSA"),
 ])
 def test_mistakes_name_the_key_path_and_line(yaml_text, expected):
     with pytest.raises(ConfigError) as caught:
@@ -56,3 +57,10 @@ def test_nvr_hash_pin_prints_a_config_line_that_loads_and_verifies():
     assert verify_pin("4711", config.monitor.pin_hash) and not verify_pin("4712", config.monitor.pin_hash)
     bad = subprocess.run([*command, "hash-pin"], input="12\n", capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "4 to 12 digits" in bad.stderr
+
+
+@pytest.mark.parametrize("device", ["hdmi:CARD=vc4hdmi0,DEV=0", "plughw:1,0", "hw:Loopback,0", "default",
+                                    "sysdefault:CARD=Device", "simulated"])
+def test_the_monitor_sound_is_off_by_default_and_takes_alsa_playback_names(device):
+    assert default_config().monitor.audio_out is None
+    assert parse_config(f"monitor:\n  audio_out: '{device}'\n").monitor.audio_out == device

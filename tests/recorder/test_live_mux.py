@@ -1,5 +1,6 @@
 """The live fMP4 muxer (sans-IO): what the live tap yields becomes init segments and per-frame fragments
-that FFmpeg decodes, across a restart of the stream, with audio and malformed packets passed over."""
+that FFmpeg decodes, across a restart of the stream, with malformed packets passed over, and the sound
+track for a viewer who asks for it."""
 from __future__ import annotations
 
 import io
@@ -8,7 +9,10 @@ import av
 
 from base.media import EncodedPacket
 from recorder.live import RunStarted
+from recorder.fmp4 import read_segment
 from recorder.live_mux import LiveFragment, LiveInit, LiveMuxer, codec_string
+from support.av_sync import measure
+from support.recording import pattern_with_audio
 from support.recording import test_pattern_source as pattern_source
 
 
@@ -73,3 +77,43 @@ def test_nothing_is_sent_before_the_first_keyframe(clocks):
     mux = LiveMuxer()
     mux.push(RunStarted(info))
     assert mux.push(pkts[1]) == []  # a P frame: no track yet, nothing a player could decode
+
+
+def live_with_sound(clocks, seconds: float, *, audio: bool):
+    """What a viewer gets of a simulated camera that flashes and beeps on every second."""
+    source = pattern_with_audio(clocks)
+    info = source.open()
+    mux = LiveMuxer(audio=audio)
+    out = mux.push(RunStarted(info))
+    end_us = clocks.monotonic_us() + round(seconds * 1e6)
+    for packet in source.packets():
+        out += mux.push(packet)
+        if clocks.monotonic_us() >= end_us:
+            break
+    source.close()
+    return out
+
+
+def test_a_viewer_who_asks_for_sound_gets_the_aac_track_in_sync_with_the_picture(clocks, tmp_path):
+    out = live_with_sound(clocks, 4.5, audio=True)
+    init = out[0]
+    assert isinstance(init, LiveInit) and init.has_audio
+    assert init.codec.startswith("avc1.") and init.codec.endswith(",mp4a.40.2")
+    path = tmp_path / "live.mp4"
+    path.write_bytes(b"".join(o.data for o in out))
+    contents = read_segment(path)  # the project's own box reader: an mp4a track with AAC-LC 48 kHz mono
+    assert contents.audio is not None and (contents.audio.sample_rate, contents.audio.channels) == (48000, 1)
+    assert contents.audio.asc[:2] == b"\x11\x88"  # AAC-LC, 48 kHz, mono (FFmpeg adds an SBR sync extension)
+    sound = [o for o in out[1:] if o.audio]
+    assert len(contents.audio_samples) == len(sound) > 4 * 46
+    starts = [s.decode_time for s in contents.audio_samples]
+    assert all(b - a == 1024 for a, b in zip(starts, starts[1:]))  # back to back, no hole
+    sync = measure(path)  # decoded by FFmpeg: beeps against flashes
+    assert len(sync.offsets_s) >= 3 and sync.worst_s < 0.03, sync
+
+
+def test_a_viewer_who_does_not_ask_for_sound_gets_the_picture_only_and_is_told_there_is_sound(clocks):
+    out = live_with_sound(clocks, 1.5, audio=False)
+    init = out[0]
+    assert init.has_audio and "mp4a" not in init.codec and b"mp4a" not in init.data
+    assert not any(o.audio for o in out[1:])

@@ -4,11 +4,12 @@
         --mount /cam1=live:640x360@25,bitrate=800,gop=25 --mount /clip=file:/tmp/clip.h264
 
 Mount specs:
-    live:WxH@FPS[,bitrate=KBPS][,gop=N][,codec=h264|h265][,audio=aac|pcmu|pcma]
+    live:WxH@FPS[,bitrate=KBPS][,gop=N][,codec=h264|h265][,audio=aac|pcmu|pcma][,tone=1]
                                           videotestsrc (live) encoded by x264 (or x265), one pipeline
                                           per client; with `audio`, an audiotestsrc beeping for 50 ms
                                           at every whole second of the stream, as AAC (voaacenc,
-                                          48 kHz mono) or G.711 (8 kHz mono) on a second RTP stream
+                                          48 kHz mono) or G.711 (8 kHz mono) on a second RTP stream;
+                                          with `tone=1` a steady 440 Hz sine instead (gap tests)
     file:PATH                             a pre-encoded H.264 clip (Annex B `.h264`, or MP4, which is
                                           converted to Annex B at startup without re-encoding), looped
                                           forever, paced in real time, one pipeline shared by all clients
@@ -45,8 +46,10 @@ ENCODERS = {
 }
 # wave=ticks: a sine beep (tick-interval 1 s, 50 ms long by sine-periods-per-tick at 1 kHz) at every
 # whole second of running time, the time the video frames are stamped with too.
-AUDIO_SOURCE = ("audiotestsrc is-live=true wave=ticks freq=1000 sine-periods-per-tick=50 volume=0.5 "
+AUDIO_SOURCE = ("audiotestsrc is-live=true {{wave}} volume=0.5 "
                 "samplesperbuffer={spb} ! audioconvert ! audioresample ! audio/x-raw,rate={rate},channels=1")
+BEEPS = "wave=ticks freq=1000 sine-periods-per-tick=50"
+TONE = "wave=sine freq=440"  # `tone=1`: steady, so any gap in the recorded sound shows
 AUDIO_ENCODERS = {
     "aac": AUDIO_SOURCE.format(spb=1024, rate=48000) + " ! voaacenc bitrate=64000 ! aacparse ! "
     "rtpmp4gpay name=pay1 pt=97",
@@ -63,7 +66,7 @@ def live_launch(spec: str) -> str:
                          "[,audio=aac|pcmu|pcma]")
     width, height, fps, extra = match.groups()
     opts = dict(item.split("=") for item in extra.split(",") if item)
-    unknown = set(opts) - {"bitrate", "gop", "codec", "audio"}
+    unknown = set(opts) - {"bitrate", "gop", "codec", "audio", "tone"}
     if unknown:
         raise ValueError(f"unknown live options {sorted(unknown)!r} in {spec!r}")
     encoder = ENCODERS.get(opts.get("codec", "h264"))
@@ -74,7 +77,7 @@ def live_launch(spec: str) -> str:
     if "audio" in opts:
         if opts["audio"] not in AUDIO_ENCODERS:
             raise ValueError(f"unknown audio {opts['audio']!r} in {spec!r}; want one of {sorted(AUDIO_ENCODERS)}")
-        audio = " " + AUDIO_ENCODERS[opts["audio"]]
+        audio = " " + AUDIO_ENCODERS[opts["audio"]].format(wave=TONE if opts.get("tone") == "1" else BEEPS)
     return (
         f"( videotestsrc is-live=true pattern=ball ! "
         f"video/x-raw,width={width},height={height},framerate={fps}/1,format=I420 ! {encode}{audio} )"

@@ -7,19 +7,24 @@ export function mseSupported(codec = "avc1.42e01e") {
   return !!MS && MS.isTypeSupported(`video/mp4; codecs="${codec}"`);
 }
 
-/** Plays one live stream in `video`. Keeps latency low by jumping to the live edge when behind. */
+/** Plays one live stream in `video`. Keeps latency low by jumping to the live edge when behind.
+ *  Muted, it asks for the picture only (sound would add the audio encoder's lag to the latency);
+ *  `setSound(true)` reconnects asking for the sound track too and unmutes. `onAudio(hasAudio)` is
+ *  told whether the stream has sound, from each init message. */
 export class LivePlayer {
-  constructor(video, channel, stream, { timing = false, onState = () => {} } = {}) {
-    Object.assign(this, { video, channel, stream, timing, onState });
+  constructor(video, channel, stream, { timing = false, sound = false, onState = () => {}, onAudio = () => {} } = {}) {
+    Object.assign(this, { video, channel, stream, timing, onState, onAudio });
     this.queue = []; this.closed = false; this.frames = 0; this.timings = new Map(); this.retryMs = 500;
-    video.muted = true; video.playsInline = true; video.autoplay = true; video.disableRemotePlayback = true;
+    this.sound = !!sound; this.hasAudio = false;
+    video.muted = !this.sound; video.playsInline = true; video.autoplay = true; video.disableRemotePlayback = true;
     this.connect();
   }
 
   connect() {
     if (this.closed) return;
     const proto = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${proto}://${location.host}/api/live/${this.channel}/${this.stream}${this.timing ? "?timing=1" : ""}`);
+    const query = [this.timing ? "timing=1" : "", this.sound ? "audio=1" : ""].filter(Boolean).join("&");
+    const ws = new WebSocket(`${proto}://${location.host}/api/live/${this.channel}/${this.stream}${query ? "?" + query : ""}`);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     this.onState("connecting");
@@ -35,7 +40,7 @@ export class LivePlayer {
   message(data) {
     if (typeof data === "string") {
       const msg = JSON.parse(data);
-      if (msg.type === "init") this.startSource(msg.codec);
+      if (msg.type === "init") { this.hasAudio = !!msg.has_audio; this.onAudio(this.hasAudio); this.startSource(msg.codec); }
       else if (msg.type === "frame") this.timings.set(Math.round(msg.media_s * 1000), msg.capture_ms);
       else if (msg.type === "error") this.onState(msg.message);
       return;
@@ -95,6 +100,17 @@ export class LivePlayer {
 
   restart() { try { this.ws.close(); } catch { /* closing anyway */ } this.codec = null; }
 
+  /** Sound on (unmuted, the socket asks for the sound track) or off (muted, picture only). Call it from
+   *  a click: browsers play sound only after the user did something on the page. */
+  setSound(on) {
+    this.sound = !!on;
+    this.video.muted = !this.sound;
+    const old = this.ws;
+    if (old) { old.onclose = null; old.onmessage = null; try { old.close(); } catch { /* closing anyway */ } }
+    this.codec = null; this.queue = [];
+    this.connect();
+  }
+
   close() {
     this.closed = true;
     try { this.ws.close(); } catch { /* already closed */ }
@@ -113,7 +129,21 @@ export function liveTile(channel, stream, { label = true } = {}) {
   if (mseSupported()) {
     const video = el("video", { muted: true, playsinline: true, autoplay: true });
     tile.prepend(video);
-    player = new LivePlayer(video, channel.id, stream, { onState: (s) => { stateEl.textContent = s; } });
+    const sound = el("button", { class: "sound", type: "button", hidden: true, "aria-pressed": "false",
+                                 title: "Play this camera's sound" }, "Unmute");
+    tile.append(sound);
+    player = new LivePlayer(video, channel.id, stream, {
+      onState: (s) => { stateEl.textContent = s; },
+      onAudio: (has) => { sound.hidden = !has; },
+    });
+    sound.addEventListener("click", (ev) => {
+      ev.stopPropagation();  // a click on the tile opens or closes full screen; this one is for the sound
+      player.setSound(!player.sound);
+      const on = player.sound;
+      sound.textContent = on ? "Mute" : "Unmute";  // words, not emoji: not every browser has the glyphs
+      sound.setAttribute("aria-pressed", String(on));
+    });
+    tile.nvrPlayer = player;  // for tests and the console
   } else {
     img = el("img", { alt: channel.name, src: `/api/live/${channel.id}/${stream}/mjpeg?fps=4` });
     tile.prepend(img);

@@ -1,0 +1,171 @@
+"""The audio playback seam: PCM to an ALSA device (PyAV's `alsa` output: HDMI audio on a Pi, a USB card, a
+board's line out) or to a simulated speaker that keeps what it was given.
+
+    AudioPlaybackError (RuntimeError)    the device cannot be opened, or failed while playing
+
+`write` never blocks its caller for long: the ALSA backend plays on a thread of its own from a queue
+bounded to MAX_QUEUED_S; what would overflow it is dropped (counted), so a stalled card costs sound,
+never the caller's time. Live sound must stay live: a speaker that fell behind skips, it does not lag.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import threading
+from typing import Protocol
+
+import numpy as np
+
+from hal.audio import DEBIAN_ALSA_CONFIG
+
+log = logging.getLogger("nvr.audio")
+
+SIMULATED = "simulated"
+# The playback names ALSA knows: hw/plughw as for capture, and the HDMI and default PCMs of alsa.conf
+# (hdmi:CARD=vc4hdmi0,DEV=0 on a Pi 4, sysdefault:CARD=..., default).
+PLAYBACK_DEVICE = re.compile(r"^(plug)?hw:(CARD=)?\w+(,(DEV=)?\d+(,(SUBDEV=)?\d+)?)?$"
+                             r"|^(default|sysdefault|hdmi|iec958|front|null)(:(CARD=)?\w+(,(DEV=)?\d+)?)?$")
+MAX_QUEUED_S = 0.5  # sound waiting for the card beyond this is dropped: live sound skips, it never lags
+MAX_DEVICE_CHARS = 128
+
+
+class AudioPlaybackError(RuntimeError):
+    """The playback device cannot be opened or failed; the message says which and what to check."""
+
+
+class AudioPlayback(Protocol):
+    """A speaker: `open(rate, channels)`, `write` (frames, channels) int16 samples, `close`."""
+
+    def open(self, *, sample_rate: int, channels: int) -> None: ...
+
+    def write(self, samples: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+    def statistics(self) -> dict: ...
+
+
+def check_playback_device(device: str) -> str:
+    """`device` if it is a name ALSA can mean (or `simulated`); ValueError saying what is expected."""
+    if device == SIMULATED or (len(device) <= MAX_DEVICE_CHARS and PLAYBACK_DEVICE.match(device)):
+        return device
+    raise ValueError(f"{device!r} is no ALSA playback device: use hw:CARD,DEV, plughw:..., hdmi:CARD=NAME,DEV=N, "
+                     f"sysdefault:CARD=NAME, default or {SIMULATED!r} (`aplay -L` lists them)")
+
+
+class SimulatedAudioPlayback:
+    """A speaker for tests: keeps every sample written (`played()`), in order, and counts opens."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._chunks: list[np.ndarray] = []
+        self.opens = 0
+        self.is_open = False
+        self.sample_rate = self.channels = 0
+
+    def open(self, *, sample_rate: int, channels: int) -> None:
+        with self._lock:
+            self.opens += 1
+            self.is_open = True
+            self.sample_rate, self.channels = sample_rate, channels
+
+    def write(self, samples: np.ndarray) -> None:
+        with self._lock:
+            if not self.is_open:
+                raise AudioPlaybackError("the simulated speaker is not open")
+            self._chunks.append(np.array(samples, dtype=np.int16, copy=True))
+
+    def played(self) -> np.ndarray:
+        """Everything written so far as (frames, channels) int16."""
+        with self._lock:
+            if not self._chunks:
+                return np.zeros((0, max(self.channels, 1)), np.int16)
+            return np.concatenate(self._chunks)
+
+    def close(self) -> None:
+        with self._lock:
+            self.is_open = False
+
+    def statistics(self) -> dict:
+        with self._lock:
+            frames = sum(len(c) for c in self._chunks)
+        return {"device": SIMULATED, "frames_played": frames, "opens": self.opens}
+
+
+class AlsaAudioPlayback:
+    """An ALSA PCM through FFmpeg's `alsa` output device (PyAV), fed from a bounded queue by its own thread."""
+
+    def __init__(self, device: str):
+        self.device = check_playback_device(device)
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue()
+        self._queued_frames = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._max_frames = 0
+        self.frames_played = self.frames_dropped = 0
+        self.error: str | None = None
+
+    def open(self, *, sample_rate: int, channels: int) -> None:
+        import av  # PyAV only where a real card is opened
+
+        os.environ.setdefault("ALSA_CONFIG_PATH", DEBIAN_ALSA_CONFIG)
+        try:
+            container = av.open(self.device, "w", format="alsa")
+            stream = container.add_stream("pcm_s16le", rate=sample_rate, layout="mono" if channels == 1 else "stereo")
+            container.start_encoding()  # opens the PCM now, so a wrong name fails here and not on the thread
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise AudioPlaybackError(f"cannot open ALSA playback device {self.device!r}: {exc}; check the name with "
+                                     "`aplay -L` and that no other program holds it") from exc
+        self._max_frames = int(MAX_QUEUED_S * sample_rate)
+        self._thread = threading.Thread(target=self._run, args=(container, stream, sample_rate, channels),
+                                        name=f"audio-out-{self.device}", daemon=True)
+        self._thread.start()
+
+    def write(self, samples: np.ndarray) -> None:
+        with self._lock:
+            if self._queued_frames + len(samples) > self._max_frames:
+                self.frames_dropped += len(samples)  # the card is behind: skip rather than lag
+                return
+            self._queued_frames += len(samples)
+        self._queue.put(samples)
+
+    def _run(self, container, stream, sample_rate: int, channels: int) -> None:
+        import av
+
+        layout = "mono" if channels == 1 else "stereo"
+        pts = 0
+        try:
+            while (samples := self._queue.get()) is not None:
+                with self._lock:
+                    self._queued_frames -= len(samples)
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.int16).reshape(1, -1),
+                                                   format="s16", layout=layout)
+                frame.sample_rate, frame.pts = sample_rate, pts
+                pts += len(samples)
+                for packet in stream.encode(frame):
+                    container.mux(packet)  # blocks at the card's pace
+                self.frames_played += len(samples)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            self.error = f"ALSA playback on {self.device!r} failed: {exc}"
+            log.warning("%s; the sound stops until it is opened again", self.error)
+        finally:
+            try:
+                container.close()
+            except (av.FFmpegError, OSError, ValueError):
+                pass
+
+    def close(self) -> None:
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def statistics(self) -> dict:
+        return {"device": self.device, "frames_played": self.frames_played, "frames_dropped": self.frames_dropped,
+                "error": self.error}
+
+
+def make_audio_playback(device: str) -> AudioPlayback:
+    """The speaker named `device`: `simulated`, or an ALSA playback PCM."""
+    return SimulatedAudioPlayback() if device == SIMULATED else AlsaAudioPlayback(device)
