@@ -19,7 +19,8 @@ from recorder.faults import Fault, FaultBoard
 from recorder.index import Index
 from recorder.live import LiveHub
 from recorder.recovery import RecoveryReport, recover
-from recorder.retention import Retention, RetentionPolicy
+from recorder.retention import ChannelQuota, Retention, RetentionPolicy
+from recorder.retention_preview import preview
 from recorder.segmenter import DiscardingSegmenter, Segmenter
 from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
@@ -95,8 +96,7 @@ class Supervisor:
 
     def _make_retention(self) -> Retention:
         r = self.config.storage.retention
-        policy = RetentionPolicy(max_used_percent=r.max_used_percent, min_free_bytes=r.min_free_bytes,
-                                 max_age_days=r.max_age_days, locked_floor_bytes=r.locked_floor_bytes)
+        policy = retention_policy(self.config)
         return Retention(root=self.root, index=self.index, clocks=self.clocks, faults=self.faults, policy=policy,
                          interval_s=r.interval_s, sync=self._sync)
 
@@ -173,6 +173,17 @@ class Supervisor:
         if self.index is not None:
             self.index.add_alarm(at_us=alarm.since_us, kind=alarm.kind, channel=alarm.channel, message=alarm.message)
 
+    def _retention_status(self, index: Index | None) -> dict | None:
+        """Retention's counters and the preview ("at today's rate this disk holds N days")."""
+        if self.retention is None:
+            return None
+        stats = self.retention.statistics()
+        usage = self.retention.stats.last_usage
+        if index is not None and usage is not None and not self.disk_absent:
+            found = preview(index, usage=usage, policy=self.retention.policy, now_us=self.clocks.utc_now_us())
+            stats["preview"] = {**found.as_dict(), "sentence": found.sentence()}
+        return stats
+
     def status(self, *, index: Index | None = None) -> dict:
         """The recording's part of the health page, as plain data. `index`: a reader connection to count
         through (the web's), so the count never holds the recorders' connection."""
@@ -184,13 +195,24 @@ class Supervisor:
             "uptime_s": round((now - self.started_us) / 1e6, 1) if self.started_us else 0,
             "recording": not self.disk_absent,  # False: storage.require_mount and no disk mounted
             "segments": count, "bytes": size,
-            "retention": self.retention.statistics() if self.retention else None,
+            "retention": self._retention_status(index),
             "recovery": self.recovery.summary() if self.recovery else None,
             "alarms": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us}
                        for a in self.faults.active()],
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics(), "capture": _capture_statistics(r.source)} for r in self.recorders],
         }
+
+
+def retention_policy(config: Config) -> RetentionPolicy:
+    """The disk's bounds from storage.retention, with the quota of every channel that sets one
+    (disabled channels too: their recordings stay on the disk and stay bounded)."""
+    r = config.storage.retention
+    quotas = {c.id: ChannelQuota(c.retention.max_bytes, c.retention.max_age_days, c.retention.events_max_age_days)
+              for c in config.channels if c.retention != c.retention.__class__()}
+    return RetentionPolicy(max_used_percent=r.max_used_percent, min_free_bytes=r.min_free_bytes,
+                           max_age_days=r.max_age_days, locked_floor_bytes=r.locked_floor_bytes,
+                           events_max_age_days=r.events_max_age_days, channels=quotas)
 
 
 def _capture_statistics(source: PacketSource) -> dict | None:

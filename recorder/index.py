@@ -327,22 +327,41 @@ class Index:
         )
         return _segment(rows[0]) if rows else None
 
-    def oldest(self, *, limit: int, locked: bool) -> list[Segment]:
-        """The oldest segments (by start time, all channels) that are locked or not, for retention."""
+    def oldest(self, *, limit: int, locked: bool, channel: int | None = None) -> list[Segment]:
+        """The oldest segments (by start time; all channels, or one) that are locked or not, for retention."""
+        where, args = _retention_filter(locked, channel)
+        rows = self._query(f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE {where} ORDER BY start_us LIMIT ?",
+                           (*args, limit))
+        return [_segment(r) for r in rows]
+
+    def older_than(self, *, before_us: int, limit: int, locked: bool = False,
+                   channel: int | None = None) -> list[Segment]:
+        """Segments (unlocked unless `locked`; all channels, or one) that ended before `before_us`, oldest first."""
+        where, args = _retention_filter(locked, channel)
         rows = self._query(
-            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE deleting = 0 AND locked = ? ORDER BY start_us LIMIT ?",
-            (int(locked), limit),
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE {where} AND end_us < ? ORDER BY start_us LIMIT ?",
+            (*args, before_us, limit),
         )
         return [_segment(r) for r in rows]
 
-    def older_than(self, *, before_us: int, limit: int) -> list[Segment]:
-        """Unlocked segments that ended before `before_us`, oldest first."""
-        rows = self._query(
-            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE deleting = 0 AND locked = 0 AND end_us < ?"
-            " ORDER BY start_us LIMIT ?",
-            (before_us, limit),
-        )
-        return [_segment(r) for r in rows]
+    def channel_bytes(self, channel: int, *, locked: bool = False) -> int:
+        """Bytes of a channel's segments (all its streams) that are locked or not; reads that channel's rows."""
+        where, args = _retention_filter(locked, channel)
+        return self._query(f"SELECT COALESCE(SUM(bytes), 0) FROM segments WHERE {where}", args)[0][0]
+
+    def recorded_since(self, since_us: int, *, channel: int | None = None) -> tuple[int, int | None]:
+        """(bytes, earliest start_us) of the segments starting at or after `since_us`, of one channel or
+        all: how fast recordings arrive (the retention preview). Reads only that span's rows."""
+        sql = "SELECT COALESCE(SUM(bytes), 0), MIN(start_us) FROM segments WHERE start_us >= ? AND deleting = 0"
+        args: list = [since_us]
+        if channel is not None:
+            sql += " AND channel = ?"
+            args.append(channel)
+        return tuple(self._query(sql, args)[0])
+
+    def channels(self) -> list[int]:
+        """Channels that have ever recorded, in order."""
+        return [c for (c,) in self._query("SELECT DISTINCT channel FROM runs ORDER BY channel")]
 
     def mark_deleting(self, ids: list[int]) -> None:
         """First step of a deletion: the rows stop being listed before their files go."""
@@ -459,6 +478,13 @@ _INSERT_SEGMENT = (
     "INSERT INTO segments (run_id, channel, stream, seq, start_us, end_us, media_start_ticks,"
     " path, bytes, frames, locked, recovered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _retention_filter(locked: bool, channel: int | None) -> tuple[str, list]:
+    """WHERE clause and arguments for live (not deleting) segments, locked or not, of one channel or all."""
+    if channel is None:
+        return "deleting = 0 AND locked = ?", [int(locked)]
+    return "channel = ? AND deleting = 0 AND locked = ?", [channel, int(locked)]
 
 
 def _segment_values(s: Segment) -> tuple:

@@ -1,10 +1,15 @@
 """Retention: keeps the data disk under its bounds by deleting the oldest unlocked segments first.
 
 Bounds, in the order they are applied:
-1. age: unlocked segments that ended more than `max_age_days` ago go;
-2. space: while the disk is over `max_used_percent` or under `min_free_bytes`, the oldest unlocked
+1. age: unlocked segments that ended more than `max_age_days` ago go (and those of a channel older than
+   its own quota's `max_age_days`); locked (event) segments older than `events_max_age_days` (the
+   channel's, else the disk's) go too: events are kept by their own age, not forever;
+2. channel quotas: while a channel's unlocked segments (all its streams) hold more than its
+   `max_bytes`, that channel's oldest unlocked segments go. Locked segments do not count against a
+   quota and are never deleted for one: they outlive it, bounded by their own age and the disk;
+3. space: while the disk is over `max_used_percent` or under `min_free_bytes`, the oldest unlocked
    segments (all channels together) go;
-3. the floor: locked segments are kept until free space drops under `locked_floor_bytes`, i.e. the
+4. the floor: locked segments are kept until free space drops under `locked_floor_bytes`, i.e. the
    disk would otherwise fill and stop all recording; then the oldest locked ones go, and that raises
    the `retention_locked` alarm. If the disk stays over its bound with nothing left to delete,
    `disk_full` is raised.
@@ -14,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from base.clock import Clocks
@@ -29,12 +34,34 @@ log = logging.getLogger("nvr.retention")
 BATCH = 16
 
 
+DAY_US = 86_400_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelQuota:
+    """One channel's own bounds, on top of the disk's. None: no bound of that kind for this channel
+    (`events_max_age_days` None: the disk's `events_max_age_days` applies)."""
+
+    max_bytes: int | None = None
+    max_age_days: float | None = None
+    events_max_age_days: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
     max_used_percent: float = 90.0
     min_free_bytes: int = 1 << 30
     max_age_days: float | None = None
     locked_floor_bytes: int = 64 << 20
+    events_max_age_days: float | None = None  # locked (event) segments older than this go; None: kept
+    channels: Mapping[int, ChannelQuota] = field(default_factory=dict)
+
+    def events_age_days(self, channel: int) -> float | None:
+        """How long a channel's locked segments are kept: its quota's value, else the disk's."""
+        quota = self.channels.get(channel)
+        if quota is not None and quota.events_max_age_days is not None:
+            return quota.events_max_age_days
+        return self.events_max_age_days
 
 
 @dataclass
@@ -43,6 +70,8 @@ class RetentionStats:
     deleted_segments: int = 0
     deleted_bytes: int = 0
     deleted_locked: int = 0
+    deleted_for_quota: int = 0
+    deleted_events_by_age: int = 0
     last_usage: DiskUsage | None = None
     last_error: str | None = None
 
@@ -86,10 +115,8 @@ class Retention:
             self.stats.passes += 1
 
     def _enforce(self) -> None:
-        if self.policy.max_age_days is not None:
-            cutoff = self._clocks.utc_now_us() - round(self.policy.max_age_days * 86_400e6)
-            while batch := self._index.older_than(before_us=cutoff, limit=BATCH):
-                self._delete(batch)
+        self._apply_ages()
+        self._apply_quotas()
         while (need := self._bytes_over_bound()) > 0 and (batch := self._index.oldest(limit=BATCH, locked=False)):
             self._delete(_covering(batch, need))
         while (need := self._bytes_under_floor()) > 0 and (batch := self._index.oldest(limit=BATCH, locked=True)):
@@ -101,6 +128,36 @@ class Retention:
                 f"the disk is nearly full with only locked recordings left; deleted locked segments from {batch[0].path}",
             )
         self._report_bound()
+
+    def _apply_ages(self) -> None:
+        """Unlocked segments past the disk's or their channel's age; locked ones past their events age."""
+        now_us = self._clocks.utc_now_us()
+        self._delete_older(now_us, self.policy.max_age_days, locked=False, channel=None)
+        for channel, quota in self.policy.channels.items():
+            self._delete_older(now_us, quota.max_age_days, locked=False, channel=channel)
+        for channel in self._index.channels():
+            self.stats.deleted_events_by_age += self._delete_older(
+                now_us, self.policy.events_age_days(channel), locked=True, channel=channel)
+
+    def _delete_older(self, now_us: int, age_days: float | None, *, locked: bool, channel: int | None) -> int:
+        if age_days is None:
+            return 0
+        cutoff, deleted = now_us - round(age_days * DAY_US), 0
+        while batch := self._index.older_than(before_us=cutoff, limit=BATCH, locked=locked, channel=channel):
+            self._delete(batch)
+            deleted += len(batch)
+        return deleted
+
+    def _apply_quotas(self) -> None:
+        """Each channel with `max_bytes` down to it, its own oldest unlocked segments first."""
+        for channel, quota in self.policy.channels.items():
+            if quota.max_bytes is None:
+                continue
+            while (need := self._index.channel_bytes(channel) - quota.max_bytes) > 0 and \
+                    (batch := self._index.oldest(limit=BATCH, locked=False, channel=channel)):
+                batch = _covering(batch, need)
+                self._delete(batch)
+                self.stats.deleted_for_quota += len(batch)
 
     def _bytes_over_bound(self) -> int:
         """How many bytes must go to meet both space bounds (<= 0: none)."""
@@ -153,6 +210,8 @@ class Retention:
         return {
             "passes": self.stats.passes, "deleted_segments": self.stats.deleted_segments,
             "deleted_bytes": self.stats.deleted_bytes, "deleted_locked": self.stats.deleted_locked,
+            "deleted_for_quota": self.stats.deleted_for_quota,
+            "deleted_events_by_age": self.stats.deleted_events_by_age,
             "used_percent": round(usage.used_percent, 2) if usage else None,
             "free_bytes": usage.free_bytes if usage else None, "last_error": self.stats.last_error,
         }

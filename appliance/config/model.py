@@ -218,6 +218,9 @@ class RetentionConfig(_Section):
         "raised), so the disk never fills completely. At most min_free_bytes."))
     max_age_days: float | None = Field(None, gt=0, description=(
         "Delete unlocked segments older than this many days; null for no age limit."))
+    events_max_age_days: float | None = Field(None, gt=0, description=(
+        "Delete event (locked) recordings older than this many days; null keeps them until the disk "
+        "itself runs out (locked_floor_bytes). A channel's retention.events_max_age_days overrides it."))
     interval_s: float = Field(10.0, ge=1, le=3600, description="Seconds between retention passes.")
 
     @model_validator(mode="after")
@@ -227,6 +230,20 @@ class RetentionConfig(_Section):
                 f"expected at most min_free_bytes ({self.min_free_bytes}), got "
                 f"{self.locked_floor_bytes}: locked segments may only go once unlocked ones are gone"))
         return self
+
+
+class ChannelRetentionConfig(_Section):
+    """One channel's own retention bounds, applied on top of storage.retention's disk-wide ones."""
+
+    max_bytes: ByteCount | None = Field(None, ge=MIB, description=(
+        "Most this channel's continuous (unlocked) recordings may occupy, all its streams together; its "
+        "oldest go first beyond it. Event (locked) recordings do not count and are kept by "
+        "events_max_age_days. Bytes or a size such as '200GiB'; null for no quota."))
+    max_age_days: float | None = Field(None, gt=0, description=(
+        "Delete this channel's unlocked recordings older than this many days; null: only the disk's bound."))
+    events_max_age_days: float | None = Field(None, gt=0, description=(
+        "Delete this channel's event (locked) recordings older than this many days; null: "
+        "storage.retention.events_max_age_days."))
 
 
 class StorageConfig(_Section):
@@ -358,6 +375,7 @@ class ChannelConfig(_Section):
     ptz: ChannelPtzConfig | None = Field(None, description=(
         "The PTZ dome filming this channel (an RS-485 port from ptz.ports and an address); null for none."))
     audio: AudioConfig = Field(default_factory=dict, description=AudioConfig.__doc__)
+    retention: ChannelRetentionConfig = Field(default_factory=dict, description=ChannelRetentionConfig.__doc__)
 
     @model_validator(mode="after")
     def _audio_fits_source(self) -> ChannelConfig:

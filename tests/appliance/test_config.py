@@ -416,9 +416,9 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
     ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules"),
     ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, require_mount"),
     ("storage:\n  retention:\n    max_age: 3\n", "storage.retention.max_age", 3,
-     "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, interval_s"),
+     "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, events_max_age_days, interval_s"),
     ("channels:\n  - id: 1\n    title: Gate\n    source: {type: test-pattern}\n", "channels[0].title", 3,
-     "id, name, enabled, source, ptz, audio, motion"),
+     "id, name, enabled, source, ptz, audio, retention, motion"),
     (with_source("type: rtsp\nurl: rtsp://cam\nsub: rtsp://cam/2\n"), "channels[0].source.sub", 6,
      "type, url, sub_url, timeout_s, reconnect_max_s, client"),
     ("web:\n  port: 80\n", "web.port", 2, "listen, state_dir, tls_cert, tls_key, tls_self_signed, allowed_hosts"),
@@ -756,3 +756,32 @@ def test_the_images_factory_configs_are_valid_and_record_only_onto_a_mounted_dis
     config = load_config(board)
     assert config.storage.require_mount and str(config.storage.path) == "/srv/nvr"
     assert config.web.tls_cert == Path("/var/lib/nvr/tls/cert.pem") and config.web.tls_key == Path("/var/lib/nvr/tls/key.pem")
+
+
+def test_a_channel_retention_quota_becomes_the_policy_of_that_channel():
+    from appliance.supervisor import retention_policy
+
+    config = parse("storage:\n  retention:\n    events_max_age_days: 30\nchannels:\n"
+                   "  - id: 3\n    source: {type: test-pattern}\n"
+                   "    retention: {max_bytes: 200GiB, max_age_days: 14, events_max_age_days: 90}\n"
+                   "  - id: 4\n    source: {type: test-pattern}\n")
+    policy = retention_policy(config)
+    assert policy.events_max_age_days == 30
+    assert set(policy.channels) == {3}
+    quota = policy.channels[3]
+    assert (quota.max_bytes, quota.max_age_days, quota.events_max_age_days) == (200 * 1024**3, 14, 90)
+    assert (policy.events_age_days(3), policy.events_age_days(4)) == (90, 30)
+
+
+@pytest.mark.parametrize("setting, says", [
+    ("max_bytes: 10KB", "greater than or equal to 1048576, got '10KB'"),
+    ("max_bytes: lots", "expected a size such as"),
+    ("max_age_days: 0", "greater than 0"),
+    ("events_max_age_days: -1", "greater than 0"),
+    ("quota: 5G", "unknown key; allowed keys here: max_bytes, max_age_days, events_max_age_days"),
+])
+def test_a_bad_channel_retention_names_its_yaml_path_and_line(setting, says):
+    key = setting.split(":")[0]
+    problem = only_problem(f"channels:\n  - id: 1\n    source: {{type: test-pattern}}\n    retention:\n      {setting}\n")
+    assert (problem.path, problem.line) == (f"channels[0].retention.{key}", 5)
+    assert says in problem.message
