@@ -15,18 +15,19 @@ from pathlib import Path
 
 from base.clock import Clocks
 from hal.storage import make_dirs_durable
+from recorder.disk_health import DiskHealthWatch
 from recorder.faults import Fault, FaultBoard
 from recorder.index import Index
 from recorder.live import LiveHub
 from recorder.recovery import RecoveryReport, recover
-from recorder.retention import ChannelQuota, Retention, RetentionPolicy
-from recorder.retention_preview import preview
+from recorder.retention import Retention
 from recorder.segmenter import DiscardingSegmenter, Segmenter
 from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
 from recorder.video_loss import VideoLossGuard
 
 from appliance.config.model import ChannelConfig, Config
+from appliance.disks import disk_row, make_disk_health, retention_policy
 from appliance.sources import channel_sources, reconnect_max_s
 
 log = logging.getLogger("nvr.supervisor")
@@ -59,6 +60,7 @@ class Supervisor:
         self.recovery: RecoveryReport | None = None
         self.index: Index | None = None
         self.retention: Retention | None = None
+        self.disk_health: DiskHealthWatch | None = None
         self.faults = FaultBoard(clocks=clocks, record=self._record_fault)
         self.live = LiveHub()  # what viewers (web live view, HDMI monitor, motion) subscribe to
         self._lock_fd: int | None = None
@@ -77,6 +79,9 @@ class Supervisor:
         self.retention = self._make_retention()
         self.retention.enforce()  # make room before the first segment, not a pass later
         self.retention.start()
+        self.disk_health = make_disk_health(self.config, self.root, faults=self.faults, clocks=self.clocks,
+                                            smart=not self.disk_absent)
+        self.disk_health.start()
         channels = [c for c in self.config.channels if c.enabled]
         for position, channel in enumerate(channels):
             self._start_channel(channel, position, len(channels))
@@ -118,6 +123,7 @@ class Supervisor:
                     channel=channel.id, stream=stream, root=self.root, index=self.index, clocks=self.clocks,
                     faults=self.faults, segment_seconds=self.config.storage.segment_seconds,
                     stagger_fraction=stagger, sync=self._sync, free_space=self.retention.enforce,
+                    io_error=self.disk_health.note_io_error,
                 )
             live = self.live.stream(channel.id, stream)
             if hasattr(source, "frame_tap"):  # analog: the local view gets raw frames before encoding
@@ -136,6 +142,8 @@ class Supervisor:
             recorder.join()
         if self.retention is not None:
             self.retention.stop()
+        if self.disk_health is not None:
+            self.disk_health.stop()
         if self.index is not None:
             self.index.close()
         if self._lock_fd is not None:
@@ -173,16 +181,13 @@ class Supervisor:
         if self.index is not None:
             self.index.add_alarm(at_us=alarm.since_us, kind=alarm.kind, channel=alarm.channel, message=alarm.message)
 
-    def _retention_status(self, index: Index | None) -> dict | None:
-        """Retention's counters and the preview ("at today's rate this disk holds N days")."""
-        if self.retention is None:
-            return None
-        stats = self.retention.statistics()
-        usage = self.retention.stats.last_usage
-        if index is not None and usage is not None and not self.disk_absent:
-            found = preview(index, usage=usage, policy=self.retention.policy, now_us=self.clocks.utc_now_us())
-            stats["preview"] = {**found.as_dict(), "sentence": found.sentence()}
-        return stats
+    def _disks_status(self, index: Index | None) -> list[dict]:
+        """The disks with their health, space and retention preview ("at today's rate ... N days")."""
+        if self.disk_health is None:
+            return []
+        policy = self.retention.policy if self.retention else retention_policy(self.config)
+        usable_index = None if self.disk_absent else index
+        return [disk_row(self.disk_health, index=usable_index, policy=policy, now_us=self.clocks.utc_now_us())]
 
     def status(self, *, index: Index | None = None) -> dict:
         """The recording's part of the health page, as plain data. `index`: a reader connection to count
@@ -195,24 +200,14 @@ class Supervisor:
             "uptime_s": round((now - self.started_us) / 1e6, 1) if self.started_us else 0,
             "recording": not self.disk_absent,  # False: storage.require_mount and no disk mounted
             "segments": count, "bytes": size,
-            "retention": self._retention_status(index),
+            "retention": self.retention.statistics() if self.retention else None,
+            "disks": self._disks_status(index),
             "recovery": self.recovery.summary() if self.recovery else None,
             "alarms": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us}
                        for a in self.faults.active()],
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics(), "capture": _capture_statistics(r.source)} for r in self.recorders],
         }
-
-
-def retention_policy(config: Config) -> RetentionPolicy:
-    """The disk's bounds from storage.retention, with the quota of every channel that sets one
-    (disabled channels too: their recordings stay on the disk and stay bounded)."""
-    r = config.storage.retention
-    quotas = {c.id: ChannelQuota(c.retention.max_bytes, c.retention.max_age_days, c.retention.events_max_age_days)
-              for c in config.channels if c.retention != c.retention.__class__()}
-    return RetentionPolicy(max_used_percent=r.max_used_percent, min_free_bytes=r.min_free_bytes,
-                           max_age_days=r.max_age_days, locked_floor_bytes=r.locked_floor_bytes,
-                           events_max_age_days=r.events_max_age_days, channels=quotas)
 
 
 def _capture_statistics(source: PacketSource) -> dict | None:

@@ -100,7 +100,10 @@ class Segmenter:
     def __init__(self, *, channel: int, stream: str, root: Path, index: Index, clocks: Clocks,
                  faults: FaultSink, segment_seconds: float, stagger_fraction: float = 0.0,
                  fragment_seconds: float = 1.0, sync: bool = True,
-                 free_space: Callable[[], None] | None = None):
+                 free_space: Callable[[], None] | None = None,
+                 io_error: Callable[[OSError], None] | None = None):
+        """`free_space`: retention's pass, called when a write finds the disk full (then one retry).
+        `io_error`: told of every storage error met (the disk's health watch counts the I/O errors)."""
         self.channel, self.stream = channel, stream
         self._root, self._index, self._clocks, self._faults = root, index, clocks, faults
         self._segment_ticks = round(segment_seconds * TIMESCALE)
@@ -108,6 +111,7 @@ class Segmenter:
         self._fragment_ticks = round(fragment_seconds * TIMESCALE)
         self._sync = sync
         self._free_space = free_space
+        self._io_error = io_error
         self.stats = SegmenterStats()
         self._info: StreamInfo | None = None
         self._reset_run_state()
@@ -545,6 +549,8 @@ class Segmenter:
     def _storage_failed(self, exc: Exception) -> None:
         kind = "disk_full" if isinstance(exc, DiskFull) else "disk_error"
         self._faults.raise_fault(kind, f"channel {self.channel} {self.stream}: {exc}", channel=self.channel)
+        if self._io_error is not None and isinstance(exc, OSError):
+            self._io_error(exc)
 
 
 class DiscardingSegmenter:

@@ -33,6 +33,9 @@ BOARD_SIGNALS: dict[str, tuple[str, str | None]] = {
     "disk_full": ("disk", "full"),
     "disk_error": ("disk", "error"),
     "disk_missing": ("disk", "missing"),
+    "disk_failing": ("disk", "failing"),
+    "disk_hot": ("disk", "hot"),
+    "disk_errors": ("disk", "errors"),
     "video_loss": ("video_loss", None),
     "temperature": ("temperature", "out_of_range"),
 }

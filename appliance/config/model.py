@@ -246,6 +246,34 @@ class ChannelRetentionConfig(_Section):
         "storage.retention.events_max_age_days."))
 
 
+SmartDeviceType = Literal["sat", "scsi", "nvme", "ata", "usbjmicron", "usbprolific", "usbsunplus", "usbcypress"]
+
+
+class DiskHealthConfig(_Section):
+    """Watching the recordings disk's health: S.M.A.R.T. through smartctl, and the faults disk_failing,
+    disk_hot and disk_errors (which rules can watch as `disk: failing|hot|errors`)."""
+
+    smart: bool = Field(True, description=(
+        "Read the disk's S.M.A.R.T. health with smartctl (smartmontools). A disk that answers none (an SD "
+        "card, a virtual disk) is shown as such; false skips it altogether."))
+    interval_s: float = Field(1800.0, ge=60, le=86400, description=(
+        "Seconds between S.M.A.R.T. readings. A sleeping disk is never woken for one (smartctl -n standby)."))
+    max_temperature_c: float = Field(55.0, ge=30, le=80, description=(
+        "Raise disk_hot at or above this drive temperature (°C); cleared 3 °C below it."))
+    device: str | None = Field(None, description=(
+        "The disk to read, e.g. /dev/sda; null finds the disk that holds storage.path."))
+    device_type: SmartDeviceType | None = Field(None, description=(
+        "smartctl's -d type; null lets smartctl choose and retries with 'sat' for USB-SATA bridges that "
+        "need it. 'usbjmicron' and the like only for bridges that speak nothing else."))
+
+    @field_validator("device")
+    @classmethod
+    def _is_device_path(cls, device: str | None) -> str | None:
+        if device is not None and (not device.startswith("/dev/") or any(c.isspace() for c in device)):
+            raise ValueError(f"expected a block device such as /dev/sda or /dev/disk/by-id/..., got {device!r}")
+        return device
+
+
 class StorageConfig(_Section):
     """Where and how recordings are written."""
 
@@ -255,6 +283,7 @@ class StorageConfig(_Section):
     segment_seconds: int = Field(60, ge=2, le=600, description=(
         "Target length of one segment file in seconds; segments are cut at the next keyframe."))
     retention: RetentionConfig = Field(default_factory=dict, description=RetentionConfig.__doc__)
+    health: DiskHealthConfig = Field(default_factory=dict, description=DiskHealthConfig.__doc__)
     require_mount: bool = Field(False, description=(
         "Record only when `path` is a mounted disk of its own (the appliance image sets this). While it "
         "is not mounted, the disk_missing alarm is raised and nothing is recorded, never onto the SD card "

@@ -414,7 +414,7 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
 
 @pytest.mark.parametrize("yaml_text, path, line, allowed", [
     ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules"),
-    ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, require_mount"),
+    ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, health, require_mount"),
     ("storage:\n  retention:\n    max_age: 3\n", "storage.retention.max_age", 3,
      "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, events_max_age_days, interval_s"),
     ("channels:\n  - id: 1\n    title: Gate\n    source: {type: test-pattern}\n", "channels[0].title", 3,
@@ -785,3 +785,16 @@ def test_a_bad_channel_retention_names_its_yaml_path_and_line(setting, says):
     problem = only_problem(f"channels:\n  - id: 1\n    source: {{type: test-pattern}}\n    retention:\n      {setting}\n")
     assert (problem.path, problem.line) == (f"channels[0].retention.{key}", 5)
     assert says in problem.message
+
+
+def test_disk_health_settings_and_their_mistakes_name_the_yaml_path():
+    config = parse("storage:\n  health: {interval_s: 600, max_temperature_c: 50, device: /dev/sdb, device_type: sat}\n")
+    health = config.storage.health
+    assert (health.smart, health.interval_s, health.max_temperature_c, health.device, health.device_type) == (
+        True, 600, 50, "/dev/sdb", "sat")
+    problem = only_problem("storage:\n  health:\n    device: sdb\n")
+    assert (problem.path, problem.line) == ("storage.health.device", 3) and "expected a block device" in problem.message
+    problem = only_problem("storage:\n  health:\n    device_type: 'sat; reboot'\n")
+    assert problem.path == "storage.health.device_type" and "expected one of sat, scsi" in problem.message
+    problem = only_problem("storage:\n  health:\n    interval_s: 5\n")
+    assert problem.path == "storage.health.interval_s" and "from 60 to 86400" in problem.message
