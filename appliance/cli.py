@@ -1,4 +1,4 @@
-"""The `nvr` command: run the appliance, check a config, list recordings, export a clip, list devices."""
+"""The `nvr` command: run the appliance, check a config, list recordings, export a clip, list disks and devices."""
 from __future__ import annotations
 
 import argparse
@@ -99,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("name")
     _config_args(rm)
     rm.set_defaults(handler=_cmd_user_remove)
+
+    disks = sub.add_parser("disks", help="list the disks: model, serial, size, S.M.A.R.T. health, temperature, role, "
+                                         "free space and how many days of recordings each holds")
+    _config_args(disks)
+    disks.add_argument("--json", action="store_true", help="print one JSON object")
+    disks.set_defaults(handler=_cmd_disks)
 
     dev = sub.add_parser("devices", help="list video capture devices, serial ports and audio inputs for the config")
     dev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -299,6 +305,18 @@ def _cmd_user_remove(args: argparse.Namespace) -> int:
         store.close()
     print(f"user {args.name} removed")
     return 0
+
+
+def _cmd_disks(args: argparse.Namespace) -> int:
+    """Reads each disk once now (smartctl -n standby: a sleeping disk is not woken); beside a running
+    recorder it only reads its index. Exit 1 when a disk is failing, so scripts can check."""
+    from appliance.disks import disks_json, disks_text, inspect_disks
+    from recorder.faults import FaultBoard
+
+    clocks = RealClocks()
+    rows = inspect_disks(_load(args), clocks=clocks, faults=FaultBoard(clocks=clocks))
+    print(disks_json(rows) if args.json else disks_text(rows))
+    return 1 if any(str(row.get("health", "")).startswith("failing") for row in rows) else 0
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:

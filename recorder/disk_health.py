@@ -167,7 +167,7 @@ class DiskHealthWatch:
     def statistics(self) -> dict:
         """This disk as plain data: identity, S.M.A.R.T., errors, space and the kernel's write counter."""
         report = self.report
-        smart = report.as_dict() if report is not None else {"device": self.device, "health": "unknown"}
+        smart = (report or SmartReport(device=self.device or "")).as_dict()  # the same keys with or without a reading
         if self.asleep:
             smart["health"] = "standby" if report is None else f"{report.health} (standby now)"
         try:
