@@ -58,10 +58,14 @@ def preview(index: Index, *, usage: DiskUsage, policy: RetentionPolicy, now_us: 
     """The preview for one disk whose recordings `index` lists, with `usage` measured just now."""
     _, recordings_bytes = index.totals()
     capacity = recording_capacity(usage, policy, recordings_bytes)
-    disk = _holding(capacity, _rate(index, now_us, None), policy.max_age_days, "space")
+    recent = index.recorded_since(now_us - RATE_WINDOW_US)
+    all_bytes = sum(size for size, _ in recent.values())
+    first_us = min((first for _, first in recent.values()), default=None)
+    disk = _holding(capacity, _rate(all_bytes, first_us, now_us), policy.max_age_days, "space")
     channels = {}
     for channel in sorted(set(index.channels()) | set(policy.channels)):
-        channels[channel] = _channel_holding(index, policy, channel, disk, now_us)
+        rate = _rate(*recent.get(channel, (0, None)), now_us)
+        channels[channel] = _channel_holding(policy, channel, disk, rate)
     return RetentionPreview(disk, capacity, channels)
 
 
@@ -73,8 +77,7 @@ def recording_capacity(usage: DiskUsage, policy: RetentionPolicy, recordings_byt
     return max(int(allowed) - other_bytes, 0)
 
 
-def _channel_holding(index: Index, policy: RetentionPolicy, channel: int, disk: Holding, now_us: int) -> Holding:
-    rate = _rate(index, now_us, channel)
+def _channel_holding(policy: RetentionPolicy, channel: int, disk: Holding, rate: int | None) -> Holding:
     if rate is None or disk.days is None:
         return Holding(None, rate, "no rate yet")
     best = Holding(disk.days, rate, disk.limited_by)
@@ -95,9 +98,8 @@ def _holding(capacity_bytes: int, rate: int | None, max_age_days: float | None, 
     return Holding(None if days == float("inf") else days, rate, limited_by)
 
 
-def _rate(index: Index, now_us: int, channel: int | None) -> int | None:
+def _rate(recorded_bytes: int, first_start_us: int | None, now_us: int) -> int | None:
     """Bytes a day at the rate of the last day's recordings; None with under ten minutes of them."""
-    recorded_bytes, first_start_us = index.recorded_since(now_us - RATE_WINDOW_US, channel=channel)
     if first_start_us is None or now_us - first_start_us < MIN_OBSERVED_US:
         return None
     return round(recorded_bytes * DAY_US / (now_us - first_start_us))
