@@ -80,7 +80,7 @@ def test_an_index_of_schema_1_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
         assert index.run(1).width == 320
         event = index.add_event(start_us=0, trigger_us=5, source="alarm_input:x", channels=[1], locked=True)
         assert index.events()[0].id == event.id
-        assert index._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 2
+        assert index._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 3
     finally:
         index.close()
 

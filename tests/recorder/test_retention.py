@@ -137,12 +137,15 @@ def small_disk(tmp_path):
 def test_on_a_disk_filled_to_100_percent_by_recordings_recording_goes_on_and_locked_segments_survive(small_disk, clocks):
     index = Index(small_disk)
     faults = FaultBoard(clocks=clocks)
-    # First fill the disk to the last byte with recordings, retention off.
+    # First fill the disk to the last byte with recordings, retention off; the first three segments are
+    # locked on the way (once the disk is full to the last byte, even the index cannot change a row).
     filler = make_segmenter(small_disk, index, clocks, segment_seconds=2, faults=faults)
-    record(filler, clocks, seconds=400)
-    assert os.statvfs(small_disk).f_bavail == 0 and filler.stats.frames_lost > 0
+    record(filler, clocks, seconds=8)
     locked = index.segments()[:3]
     index.set_locked([s.id for s in locked], True)
+    record(filler, clocks, seconds=400)
+    assert os.statvfs(small_disk).f_bavail == 0 and filler.stats.frames_lost > 0
+    locked = [s for s in index.segments() if s.id in {seg.id for seg in locked}]
 
     retention = Retention(root=small_disk, index=index, clocks=clocks, faults=faults, sync=True,
                           policy=RetentionPolicy(max_used_percent=95, min_free_bytes=100_000, locked_floor_bytes=20_000))
