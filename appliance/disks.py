@@ -13,11 +13,13 @@ from recorder.disk_health import DiskHealthWatch
 from recorder.faults import FaultSink
 from recorder.index import INDEX_FILE, Index
 from recorder.retention import ChannelQuota, RetentionPolicy
-from recorder.retention_preview import preview
+from recorder.disk_set import IDENTITY_FILE, DiskIdentityError, DiskSet, read_identity
+from recorder.retention_preview import preview, recording_capacity
 
 from appliance.config.model import Config
 
 ROLE_RECORDINGS = "recordings"
+ROLE_INDEX = "index"  # with storage.disks: the data root keeps the index (and older recordings)
 
 
 def retention_policy(config: Config) -> RetentionPolicy:
@@ -32,28 +34,45 @@ def retention_policy(config: Config) -> RetentionPolicy:
 
 
 def make_disk_health(config: Config, root: Path, *, faults: FaultSink, clocks: Clocks, smart: bool = True,
-                     smartctl: str = "smartctl") -> DiskHealthWatch:
-    """The health watch of the recordings disk as storage.health configures it (`smart=False`: none of
-    its S.M.A.R.T., e.g. while no disk is mounted)."""
+                     smartctl: str = "smartctl", label: str | None = None, one_disk: bool = True) -> DiskHealthWatch:
+    """The health watch of a disk as storage.health configures it (`smart=False`: none of its
+    S.M.A.R.T., e.g. while no disk is mounted). `storage.health.device` names the data root's disk only
+    (`one_disk`); with several disks each is found from its folder. `label`: its name in faults."""
     health = config.storage.health
     read = None
     if health.smart and smart:
         read = functools.partial(probe, device_type=health.device_type, smartctl=smartctl)
     return DiskHealthWatch(root=root, faults=faults, clocks=clocks, read=read, interval_s=health.interval_s,
-                           max_temperature_c=health.max_temperature_c, device=health.device)
+                           max_temperature_c=health.max_temperature_c, device=health.device if one_disk else None,
+                           label=label)
+
+
+def disks_capacity(disk_set: DiskSet, index: Index, policy: RetentionPolicy) -> int:
+    """What the recordings may occupy on all the recording disks present, each under its own bounds."""
+    held = index.disk_bytes()
+    total = 0
+    for disk in disk_set.disks:
+        if disk.uuid and disk.uuid in disk_set.present():
+            try:
+                total += recording_capacity(disk_usage(disk.path), policy, held.get(disk.uuid, 0))
+            except OSError:
+                continue
+    return total
 
 
 def disk_row(watch: DiskHealthWatch, *, index: Index | None, policy: RetentionPolicy, now_us: int,
-             role: str = ROLE_RECORDINGS) -> dict:
-    """One disk as plain data. `ok` is False (with `error`) when its folder cannot even be measured."""
-    row = {"role": role, **watch.statistics()}
+             role: str = ROLE_RECORDINGS, extra: dict | None = None, capacity_bytes: int | None = None) -> dict:
+    """One disk as plain data. `ok` is False (with `error`) when its folder cannot even be measured.
+    `extra`: more about it (several disks: label, uuid, state); `capacity_bytes`: see `preview`."""
+    row = {"role": role, **watch.statistics(), **(extra or {})}
     row["ok"] = row.get("space_error") is None
     if not row["ok"]:
         row["error"] = row["space_error"]
     row["retention_preview"] = None
     if index is not None and row["ok"]:
         try:
-            found = preview(index, usage=disk_usage(watch.root), policy=policy, now_us=now_us)
+            usage = None if capacity_bytes is not None else disk_usage(watch.root)
+            found = preview(index, usage=usage, policy=policy, now_us=now_us, capacity_bytes=capacity_bytes)
         except OSError as exc:
             row["retention_preview"] = {"error": str(exc)}
         else:
@@ -63,16 +82,59 @@ def disk_row(watch: DiskHealthWatch, *, index: Index | None, policy: RetentionPo
 
 def inspect_disks(config: Config, *, clocks: Clocks, faults: FaultSink, smartctl: str = "smartctl") -> list[dict]:
     """What `nvr disks` shows: each disk read once now (S.M.A.R.T. without waking a sleeping disk), its
-    recordings' index opened read-only beside a running recorder."""
+    recordings' index opened read-only beside a running recorder. Writes nothing (no identity files)."""
     root = config.storage.path
-    watch = make_disk_health(config, root, faults=faults, clocks=clocks, smartctl=smartctl)
-    watch.poll()
+    policy = retention_policy(config)
     index = Index(root, reader=True) if (root / INDEX_FILE).exists() else None
     try:
-        return [disk_row(watch, index=index, policy=retention_policy(config), now_us=clocks.utc_now_us())]
+        watch = make_disk_health(config, root, faults=faults, clocks=clocks, smartctl=smartctl)
+        watch.poll()
+        now_us = clocks.utc_now_us()
+        if not config.storage.disks:
+            return [disk_row(watch, index=index, policy=policy, now_us=now_us)]
+        rows = [disk_row(watch, index=None, policy=policy, now_us=now_us, role=ROLE_INDEX)]
+        known = {row.uuid for row in index.disks()} if index is not None else set()
+        found = [(disk, _identity_state(disk.path, known)) for disk in config.storage.disks]
+        capacity = _capacity_of(found, index, policy) if index is not None else None
+        for disk, (uuid, state, reason) in found:
+            extra = {"label": disk.name, "uuid": uuid, "state": state, "reason": reason}
+            if state != "ok":
+                rows.append({"role": ROLE_RECORDINGS, "path": str(disk.path), **extra, "ok": False,
+                             "error": reason, "health": "unknown", "retention_preview": None})
+                continue
+            disk_watch = make_disk_health(config, disk.path, faults=faults, clocks=clocks, smartctl=smartctl,
+                                          label=disk.name, one_disk=False)
+            disk_watch.poll()
+            rows.append(disk_row(disk_watch, index=index, policy=policy, now_us=now_us, extra=extra,
+                                 capacity_bytes=capacity))
+        return rows
     finally:
         if index is not None:
             index.close()
+
+
+def _identity_state(folder: Path, known: set[str]) -> tuple[str, str, str | None]:
+    """(uuid, 'ok' | 'away' | 'foreign', why) of a configured disk folder, as the recorder would judge it."""
+    try:
+        identity = read_identity(folder) if folder.is_dir() else None
+    except (DiskIdentityError, OSError) as exc:
+        return "", "foreign", str(exc)
+    if identity is None:
+        return "", "away", f"no {IDENTITY_FILE} in {folder}: not mounted, or a new disk `nvr run` has not used yet"
+    if known and identity.uuid not in known:
+        return identity.uuid, "foreign", f"{folder} holds a disk this recorder has never used ({identity.uuid})"
+    return identity.uuid, "ok", None
+
+
+def _capacity_of(found: list, index: Index, policy: RetentionPolicy) -> int:
+    held, total = index.disk_bytes(), 0
+    for disk, (uuid, state, _) in found:
+        if state == "ok":
+            try:
+                total += recording_capacity(disk_usage(disk.path), policy, held.get(uuid, 0))
+            except OSError:
+                continue
+    return total
 
 
 def disks_json(rows: list[dict]) -> str:
@@ -84,8 +146,10 @@ def disks_text(rows: list[dict]) -> str:
     blocks = []
     for row in rows:
         preview_row = row.get("retention_preview") or {}
+        name = f"{row['label']}: " if row.get("label") else ""
+        state = f"  [{row['state']}]" if row.get("state") not in (None, "ok") else ""
         lines = [
-            f"{row['path']}  ({row['role']})",
+            f"{name}{row['path']}  ({row['role']}){state}",
             f"  device       {row.get('device') or 'unknown'}  {row.get('model') or ''} {row.get('serial') or ''}".rstrip(),
             f"  size         {_size(row.get('capacity_bytes') or row.get('total_bytes'))}",
             f"  health       {row.get('health', 'unknown')}" + (f"  ({row['smart_error']})" if row.get("smart_error") else ""),

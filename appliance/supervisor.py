@@ -16,6 +16,7 @@ from pathlib import Path
 from base.clock import Clocks
 from hal.storage import make_dirs_durable
 from recorder.disk_health import DiskHealthWatch
+from recorder.disk_set import DiskSet
 from recorder.faults import Fault, FaultBoard
 from recorder.index import Index
 from recorder.live import LiveHub
@@ -27,7 +28,7 @@ from recorder.stream_recorder import StreamRecorder
 from recorder.video_loss import VideoLossGuard
 
 from appliance.config.model import ChannelConfig, Config
-from appliance.disks import disk_row, make_disk_health, retention_policy
+from appliance.disks import ROLE_INDEX, ROLE_RECORDINGS, disk_row, disks_capacity, make_disk_health, retention_policy
 from appliance.sources import channel_sources, reconnect_max_s
 
 log = logging.getLogger("nvr.supervisor")
@@ -59,8 +60,11 @@ class Supervisor:
         self.recorders: list[StreamRecorder] = []
         self.recovery: RecoveryReport | None = None
         self.index: Index | None = None
-        self.retention: Retention | None = None
-        self.disk_health: DiskHealthWatch | None = None
+        self.retention: Retention | None = None  # the data root's
+        self.retentions: list[Retention] = []  # the data root's, then each recording disk's
+        self.disk_set: DiskSet | None = None  # with storage.disks
+        self.disk_health: DiskHealthWatch | None = None  # the data root's
+        self.disk_watches: dict[str, DiskHealthWatch] = {}  # by disk uuid, '' the data root
         self.faults = FaultBoard(clocks=clocks, record=self._record_fault)
         self.live = LiveHub()  # what viewers (web live view, HDMI monitor, motion) subscribe to
         self._lock_fd: int | None = None
@@ -75,13 +79,23 @@ class Supervisor:
         self.root.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         self.index = Index(self.root)
-        self.recovery = recover(self.root, self.index, sync=self._sync)
+        present = [""]
+        if self.config.storage.disks and not self.disk_absent:
+            self.disk_set = DiskSet(root=self.root, disks=[(d.path, d.name) for d in self.config.storage.disks],
+                                    index=self.index, clocks=self.clocks, faults=self.faults)
+            self.disk_set.open()
+            present = self.disk_set.present()
+        self.recovery = recover(self.root, self.index, sync=self._sync, disks=present)
         self.retention = self._make_retention()
-        self.retention.enforce()  # make room before the first segment, not a pass later
-        self.retention.start()
+        self.retentions = [self.retention, *self._disk_retentions()]
+        for retention in self.retentions:
+            retention.enforce()  # make room before the first segment, not a pass later
+            retention.start()
         self.disk_health = make_disk_health(self.config, self.root, faults=self.faults, clocks=self.clocks,
                                             smart=not self.disk_absent)
-        self.disk_health.start()
+        self.disk_watches = {"": self.disk_health, **self._disk_watches()}
+        for watch in self.disk_watches.values():
+            watch.start()
         channels = [c for c in self.config.channels if c.enabled]
         for position, channel in enumerate(channels):
             self._start_channel(channel, position, len(channels))
@@ -100,10 +114,43 @@ class Supervisor:
         self._lock_fd = fd
 
     def _make_retention(self) -> Retention:
+        """The data root's: ages and quotas over every disk present; its space bounds over its own
+        segments (all of them without storage.disks)."""
         r = self.config.storage.retention
         policy = retention_policy(self.config)
+        several = self.disk_set is not None
         return Retention(root=self.root, index=self.index, clocks=self.clocks, faults=self.faults, policy=policy,
-                         interval_s=r.interval_s, sync=self._sync)
+                         interval_s=r.interval_s, sync=self._sync, disk="" if several else None,
+                         present=self.disk_set.present if several else None)
+
+    def _disk_retentions(self) -> list[Retention]:
+        """One per recording disk known by its identity: its own space bounds, measured at its folder,
+        and only while it is present."""
+        if self.disk_set is None:
+            return []
+        r = self.config.storage.retention
+        return [Retention(root=self.root, index=self.index, clocks=self.clocks, faults=self.faults,
+                          policy=retention_policy(self.config), interval_s=r.interval_s, sync=self._sync,
+                          disk=disk.uuid, measure_at=disk.path, ages=False, present=self.disk_set.present,
+                          label=disk.label)
+                for disk in self.disk_set.disks if disk.uuid]
+
+    def _disk_watches(self) -> dict[str, DiskHealthWatch]:
+        if self.disk_set is None:
+            return {}
+        return {disk.uuid: make_disk_health(self.config, disk.path, faults=self.faults, clocks=self.clocks,
+                                            label=disk.label, one_disk=False)
+                for disk in self.disk_set.disks if disk.uuid}
+
+    def _free_space(self) -> None:
+        """A write found its disk full: every disk's retention makes room now."""
+        for retention in self.retentions:
+            retention.enforce()
+
+    def _io_error(self, exc: OSError, disk: str) -> None:
+        watch = self.disk_watches.get(disk)
+        if watch is not None:
+            watch.note_io_error(exc)
 
     def _start_channel(self, channel: ChannelConfig, position: int, count: int) -> None:
         try:
@@ -118,12 +165,13 @@ class Supervisor:
             if self.disk_absent:  # the stream still feeds live view and motion detection; nothing is written
                 segmenter = DiscardingSegmenter(channel=channel.id, stream=stream)
             else:
-                make_dirs_durable(self.root / f"ch{channel.id:02d}" / stream, self.root)
+                if self.disk_set is None:  # with several disks each segment's folder is made on its disk
+                    make_dirs_durable(self.root / f"ch{channel.id:02d}" / stream, self.root)
                 segmenter = Segmenter(
                     channel=channel.id, stream=stream, root=self.root, index=self.index, clocks=self.clocks,
                     faults=self.faults, segment_seconds=self.config.storage.segment_seconds,
-                    stagger_fraction=stagger, sync=self._sync, free_space=self.retention.enforce,
-                    io_error=self.disk_health.note_io_error,
+                    stagger_fraction=stagger, sync=self._sync, free_space=self._free_space,
+                    io_error=self._io_error, placer=self.disk_set,
                 )
             live = self.live.stream(channel.id, stream)
             if hasattr(source, "frame_tap"):  # analog: the local view gets raw frames before encoding
@@ -140,10 +188,10 @@ class Supervisor:
             recorder.request_stop()
         for recorder in self.recorders:
             recorder.join()
-        if self.retention is not None:
-            self.retention.stop()
-        if self.disk_health is not None:
-            self.disk_health.stop()
+        for retention in self.retentions:
+            retention.stop()
+        for watch in self.disk_watches.values():
+            watch.stop()
         if self.index is not None:
             self.index.close()
         if self._lock_fd is not None:
@@ -186,8 +234,20 @@ class Supervisor:
         if self.disk_health is None:
             return []
         policy = self.retention.policy if self.retention else retention_policy(self.config)
-        usable_index = None if self.disk_absent else index
-        return [disk_row(self.disk_health, index=usable_index, policy=policy, now_us=self.clocks.utc_now_us())]
+        usable_index, now_us = None if self.disk_absent else index, self.clocks.utc_now_us()
+        if self.disk_set is None:
+            return [disk_row(self.disk_health, index=usable_index, policy=policy, now_us=now_us)]
+        capacity = disks_capacity(self.disk_set, usable_index, policy) if usable_index is not None else None
+        rows = [disk_row(self.disk_health, index=None, policy=policy, now_us=now_us, role=ROLE_INDEX)]
+        for disk in self.disk_set.statistics():
+            watch = self.disk_watches.get(disk["uuid"])
+            if watch is not None:
+                rows.append(disk_row(watch, index=usable_index, policy=policy, now_us=now_us, extra=disk,
+                                     capacity_bytes=capacity))
+            else:  # never recognised (foreign, or away since its first use): only what the set knows
+                rows.append({"role": ROLE_RECORDINGS, **disk, "ok": False, "error": disk["reason"],
+                             "health": "unknown", "retention_preview": None})
+        return rows
 
     def status(self, *, index: Index | None = None) -> dict:
         """The recording's part of the health page, as plain data. `index`: a reader connection to count
@@ -203,7 +263,7 @@ class Supervisor:
             "retention": self.retention.statistics() if self.retention else None,
             "disks": self._disks_status(index),
             "recovery": self.recovery.summary() if self.recovery else None,
-            "alarms": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us}
+            "alarms": [{"kind": a.kind, "channel": a.channel, "disk": a.disk, "message": a.message, "since_us": a.since_us}
                        for a in self.faults.active()],
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics(), "capture": _capture_statistics(r.source)} for r in self.recorders],

@@ -41,8 +41,10 @@ class DiskHealthWatch:
 
     def __init__(self, *, root: Path, faults: FaultSink, clocks: Clocks, read: SmartReader | None,
                  interval_s: float = 1800.0, max_temperature_c: float = 55.0, device: str | None = None,
-                 locate: Callable[[Path], str | None] = block_device_of):
+                 locate: Callable[[Path], str | None] = block_device_of, label: str | None = None):
+        """`label`: the disk's name in its faults when there are several recording disks (None: one)."""
         self.root, self._faults, self._clocks, self._read = root, faults, clocks, read
+        self.label = label
         self.interval_s, self.max_temperature_c = interval_s, max_temperature_c
         self._device, self._locate = device, locate
         self._lock = threading.Lock()
@@ -110,17 +112,17 @@ class DiskHealthWatch:
         if report.failing:
             verdict = "overall health FAILED" if report.passed is False else "a pre-failure attribute is at its threshold"
             self._faults.raise_fault("disk_failing", f"{name}: S.M.A.R.T. says {verdict} (smartctl exit status "
-                                     f"{report.exit_status}); copy off what matters and replace the disk")
+                                     f"{report.exit_status}); copy off what matters and replace the disk", disk=self.label)
         else:
-            self._faults.clear_fault("disk_failing")
+            self._faults.clear_fault("disk_failing", disk=self.label)
         temperature = report.temperature_c
         if temperature is not None and temperature >= self.max_temperature_c and not self.hot:
             self.hot = True
             self._faults.raise_fault("disk_hot", f"{name}: {temperature} °C, at or above {self.max_temperature_c:g} °C; "
-                                     "check the enclosure's airflow and fan")
+                                     "check the enclosure's airflow and fan", disk=self.label)
         elif temperature is not None and temperature <= self.max_temperature_c - HOT_HYSTERESIS_C and self.hot:
             self.hot = False
-            self._faults.clear_fault("disk_hot")
+            self._faults.clear_fault("disk_hot", disk=self.label)
         self._update_errors()
 
     def note_io_error(self, exc: OSError) -> None:
@@ -136,9 +138,9 @@ class DiskHealthWatch:
     def _update_errors(self) -> None:
         reasons = self._error_reasons()
         if reasons:
-            self._faults.raise_fault("disk_errors", f"{self._name(self.report)}: " + "; ".join(reasons))
+            self._faults.raise_fault("disk_errors", f"{self._name(self.report)}: " + "; ".join(reasons), disk=self.label)
         else:
-            self._faults.clear_fault("disk_errors")
+            self._faults.clear_fault("disk_errors", disk=self.label)
 
     def _error_reasons(self) -> list[str]:
         reasons = []

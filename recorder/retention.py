@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,12 +78,21 @@ class RetentionStats:
 
 class Retention:
     """Applies a RetentionPolicy to one data root. Thread-safe; `enforce` may be called from any
-    thread (segmenters call it when a write hits a full disk) besides the periodic loop."""
+    thread (segmenters call it when a write hits a full disk) besides the periodic loop.
+
+    With several disks there is one Retention per disk: `disk` (its uuid, '' for the data root) limits
+    the space bounds and the floor to that disk's segments, measured at `measure_at` (its folder); the
+    data root's also applies the ages and quotas (`ages=True`) to the disks `present()` names (a disk
+    that is away keeps its recordings until it is back). Paths are always taken from `root`."""
 
     def __init__(self, *, root: Path, index: Index, clocks: Clocks, faults: FaultSink, policy: RetentionPolicy,
-                 interval_s: float = 10.0, usage: Callable[[Path], DiskUsage] = disk_usage, sync: bool = True):
+                 interval_s: float = 10.0, usage: Callable[[Path], DiskUsage] = disk_usage, sync: bool = True,
+                 disk: str | None = None, measure_at: Path | None = None, ages: bool = True,
+                 present: Callable[[], Collection[str]] | None = None, label: str | None = None):
         self._root, self._index, self._clocks, self._faults = root, index, clocks, faults
         self.policy, self._interval_s, self._usage, self._sync = policy, interval_s, usage, sync
+        self.disk, self._measure_at, self._ages, self._present = disk, measure_at or root, ages, present
+        self._label = label  # the disk's label in its faults (several disks), else None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -111,50 +120,62 @@ class Retention:
                 self.stats.last_error = None
             except OSError as exc:
                 self.stats.last_error = str(exc)
-                self._faults.raise_fault("disk_error", f"retention cannot work on {self._root}: {exc}")
+                self._faults.raise_fault("disk_error", f"retention cannot work on {self._measure_at}: {exc}",
+                                         disk=self._label)
             self.stats.passes += 1
 
     def _enforce(self) -> None:
-        self._apply_ages()
-        self._apply_quotas()
-        while (need := self._bytes_over_bound()) > 0 and (batch := self._index.oldest(limit=BATCH, locked=False)):
+        if self.disk and self._present is not None and self.disk not in self._present():
+            return  # away or failed: its folder may be an empty mount point on another filesystem
+        if self._ages:
+            present = self._present() if self._present is not None else None
+            self._apply_ages(present)
+            self._apply_quotas(present)
+        on_disk = None if self.disk is None else [self.disk]
+        while (need := self._bytes_over_bound()) > 0 and \
+                (batch := self._index.oldest(limit=BATCH, locked=False, disks=on_disk)):
             self._delete(_covering(batch, need))
-        while (need := self._bytes_under_floor()) > 0 and (batch := self._index.oldest(limit=BATCH, locked=True)):
+        while (need := self._bytes_under_floor()) > 0 and \
+                (batch := self._index.oldest(limit=BATCH, locked=True, disks=on_disk)):
             batch = _covering(batch, need)
             self._delete(batch)
             self.stats.deleted_locked += len(batch)
             self._faults.raise_fault(
                 "retention_locked",
                 f"the disk is nearly full with only locked recordings left; deleted locked segments from {batch[0].path}",
+                disk=self._label,
             )
         self._report_bound()
 
-    def _apply_ages(self) -> None:
+    def _apply_ages(self, present) -> None:
         """Unlocked segments past the disk's or their channel's age; locked ones past their events age."""
         now_us = self._clocks.utc_now_us()
-        self._delete_older(now_us, self.policy.max_age_days, locked=False, channel=None)
+        self._delete_older(now_us, self.policy.max_age_days, locked=False, channel=None, disks=present)
         for channel, quota in self.policy.channels.items():
-            self._delete_older(now_us, quota.max_age_days, locked=False, channel=channel)
+            self._delete_older(now_us, quota.max_age_days, locked=False, channel=channel, disks=present)
         for channel in self._index.channels():
             self.stats.deleted_events_by_age += self._delete_older(
-                now_us, self.policy.events_age_days(channel), locked=True, channel=channel)
+                now_us, self.policy.events_age_days(channel), locked=True, channel=channel, disks=present)
 
-    def _delete_older(self, now_us: int, age_days: float | None, *, locked: bool, channel: int | None) -> int:
+    def _delete_older(self, now_us: int, age_days: float | None, *, locked: bool, channel: int | None,
+                      disks) -> int:
         if age_days is None:
             return 0
         cutoff, deleted = now_us - round(age_days * DAY_US), 0
-        while batch := self._index.older_than(before_us=cutoff, limit=BATCH, locked=locked, channel=channel):
+        while batch := self._index.older_than(before_us=cutoff, limit=BATCH, locked=locked, channel=channel,
+                                              disks=disks):
             self._delete(batch)
             deleted += len(batch)
         return deleted
 
-    def _apply_quotas(self) -> None:
-        """Each channel with `max_bytes` down to it, its own oldest unlocked segments first."""
+    def _apply_quotas(self, present) -> None:
+        """Each channel with `max_bytes` down to it, its own oldest unlocked segments first (on the disks
+        present: a disk that is away holds what it holds until it is back)."""
         for channel, quota in self.policy.channels.items():
             if quota.max_bytes is None:
                 continue
-            while (need := self._index.channel_bytes(channel) - quota.max_bytes) > 0 and \
-                    (batch := self._index.oldest(limit=BATCH, locked=False, channel=channel)):
+            while (need := self._index.channel_bytes(channel, disks=present) - quota.max_bytes) > 0 and \
+                    (batch := self._index.oldest(limit=BATCH, locked=False, channel=channel, disks=present)):
                 batch = _covering(batch, need)
                 self._delete(batch)
                 self.stats.deleted_for_quota += len(batch)
@@ -169,7 +190,7 @@ class Retention:
         return self.policy.locked_floor_bytes - self._measure().free_bytes
 
     def _measure(self) -> DiskUsage:
-        self.stats.last_usage = self._usage(self._root)
+        self.stats.last_usage = self._usage(self._measure_at)
         return self.stats.last_usage
 
     def _report_bound(self) -> None:
@@ -177,12 +198,13 @@ class Retention:
             usage = self.stats.last_usage
             self._faults.raise_fault(
                 "disk_full",
-                f"{self._root} is {usage.used_percent:.1f}% used with {usage.free_bytes} bytes free and no unlocked "
+                f"{self._measure_at} is {usage.used_percent:.1f}% used with {usage.free_bytes} bytes free and no unlocked "
                 "recordings left to delete; add a disk, unlock events or lower the bounds",
+                disk=self._label,
             )
         else:
-            self._faults.clear_fault("disk_full")
-            self._faults.clear_fault("retention_locked")
+            self._faults.clear_fault("disk_full", disk=self._label)
+            self._faults.clear_fault("retention_locked", disk=self._label)
 
     def _delete(self, batch: list[Segment]) -> None:
         ids = [seg.id for seg in batch]

@@ -54,10 +54,14 @@ class RetentionPreview:
         return f"at today's rate this disk holds {self.disk.days:.1f} days (limited by {self.disk.limited_by})"
 
 
-def preview(index: Index, *, usage: DiskUsage, policy: RetentionPolicy, now_us: int) -> RetentionPreview:
-    """The preview for one disk whose recordings `index` lists, with `usage` measured just now."""
-    _, recordings_bytes = index.totals()
-    capacity = recording_capacity(usage, policy, recordings_bytes)
+def preview(index: Index, *, usage: DiskUsage | None, policy: RetentionPolicy, now_us: int,
+            capacity_bytes: int | None = None) -> RetentionPreview:
+    """The preview for one disk whose recordings `index` lists, with `usage` measured just now; or, with
+    `capacity_bytes` (what the recordings may occupy on all the recording disks together), for a set of
+    disks that recording spreads over."""
+    if capacity_bytes is None:
+        capacity_bytes = recording_capacity(usage, policy, index.totals()[1])
+    capacity = capacity_bytes
     recent = index.recorded_since(now_us - RATE_WINDOW_US)
     all_bytes = sum(size for size, _ in recent.values())
     first_us = min((first for _, first in recent.values()), default=None)

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from base.clock import Clocks
 from base.media import EncodedPacket, StreamInfo
@@ -50,6 +50,24 @@ def ticks_to_us(ticks: int) -> int:
     return ticks * 1_000_000 // TIMESCALE
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a segment goes: its disk's uuid ('' for the data root), the prefix of its path in the index
+    (`disks/UUID/`), and the folder below which the writer may create the channel's folders."""
+
+    disk: str
+    prefix: str
+    root: Path
+
+
+class SegmentPlacer(Protocol):
+    """Chooses the disk of each new segment (recorder.disk_set.DiskSet)."""
+
+    def place(self) -> Placement | None: ...
+
+    def failed(self, placement: Placement, exc: OSError) -> None: ...
+
+
 @dataclass(slots=True)
 class _Pending:
     data: bytes
@@ -70,6 +88,7 @@ class _OpenSegment:
     fragment_ticks: int = 0
     fragment_bytes: int = 0
     fragments_written: int = 0
+    disk: str = ""  # the uuid of the disk it is written to ('' the data root)
 
 
 @dataclass(slots=True)
@@ -101,9 +120,10 @@ class Segmenter:
                  faults: FaultSink, segment_seconds: float, stagger_fraction: float = 0.0,
                  fragment_seconds: float = 1.0, sync: bool = True,
                  free_space: Callable[[], None] | None = None,
-                 io_error: Callable[[OSError], None] | None = None):
+                 io_error: Callable[[OSError, str], None] | None = None, placer: SegmentPlacer | None = None):
         """`free_space`: retention's pass, called when a write finds the disk full (then one retry).
-        `io_error`: told of every storage error met (the disk's health watch counts the I/O errors)."""
+        `io_error(exc, disk)`: told of every storage error met (the disk's health watch counts the I/O errors).
+        `placer`: chooses the disk of each new segment (several disks); without one, segments go under `root`."""
         self.channel, self.stream = channel, stream
         self._root, self._index, self._clocks, self._faults = root, index, clocks, faults
         self._segment_ticks = round(segment_seconds * TIMESCALE)
@@ -112,6 +132,8 @@ class Segmenter:
         self._sync = sync
         self._free_space = free_space
         self._io_error = io_error
+        self._placer = placer
+        self._placement = Placement("", "", root)
         self.stats = SegmenterStats()
         self._info: StreamInfo | None = None
         self._reset_run_state()
@@ -429,10 +451,18 @@ class Segmenter:
     # segments and fragments
 
     def _open_segment(self, ticks: int) -> None:
-        rel = segment_path(self.channel, self.stream, self._run.id, self._seq)
+        if self._placer is not None:
+            placement = self._placer.place()
+            if placement is None:
+                self.stats.frames_lost += 1
+                self._faults.raise_fault("disk_error", f"channel {self.channel} {self.stream}: no recording disk "
+                                         "is usable (see the disk_offline alarm)", channel=self.channel)
+                return
+            self._placement = placement
+        rel = self._placement.prefix + segment_path(self.channel, self.stream, self._run.id, self._seq)
         path = self._root / rel
         try:
-            make_dirs_durable(path.parent, self._root)
+            make_dirs_durable(path.parent, self._placement.root)
             # A full disk: retention makes room and the same keyframe gets a second try, as a
             # fragment or an index row does, instead of losing the time up to the next keyframe.
             file = self._with_space(SegmentFile, path, init_segment(self._track, self._audio and self._audio.track), sync=self._sync)
@@ -440,7 +470,7 @@ class Segmenter:
             self.stats.frames_lost += 1  # this keyframe: the disk refused it (the frames after it wait for the next)
             self._storage_failed(exc)
             return
-        self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks)
+        self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks, disk=self._placement.disk)
         if self._audio is not None and ticks != self._closed_at:
             self._audio.drop_before(ticks)  # audio of a stretch whose video was not recorded
         self._seq += 1
@@ -523,6 +553,7 @@ class Segmenter:
             id=0, run_id=run.id, channel=self.channel, stream=self.stream, seq=seg.seq,
             start_us=run.start_us + ticks_to_us(seg.start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),
             media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.file.bytes_written, frames=seg.frames,
+            disk=seg.disk,
         )
         try:
             self._with_space(self._index.add_segment, row)
@@ -544,13 +575,17 @@ class Segmenter:
         end_ticks = seg.fragment_start
         return Segment(id=0, run_id=run.id, channel=self.channel, stream=self.stream, seq=seg.seq,
                        start_us=run.start_us + ticks_to_us(seg.start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),
-                       media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.file.bytes_written, frames=seg.frames)
+                       media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.file.bytes_written, frames=seg.frames,
+                       disk=seg.disk)
 
     def _storage_failed(self, exc: Exception) -> None:
         kind = "disk_full" if isinstance(exc, DiskFull) else "disk_error"
         self._faults.raise_fault(kind, f"channel {self.channel} {self.stream}: {exc}", channel=self.channel)
-        if self._io_error is not None and isinstance(exc, OSError):
-            self._io_error(exc)
+        if isinstance(exc, OSError):
+            if self._io_error is not None:
+                self._io_error(exc, self._placement.disk)
+            if self._placer is not None:
+                self._placer.failed(self._placement, exc)
 
 
 class DiscardingSegmenter:

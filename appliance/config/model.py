@@ -274,6 +274,38 @@ class DiskHealthConfig(_Section):
         return device
 
 
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,31}", re.ASCII)
+
+
+class DiskConfig(_Section):
+    """One recording disk: the folder it is mounted at, and a name for people."""
+
+    path: Path = Field(strict=False, description=(
+        "The folder the disk is mounted at (better its own mount point); relative paths are taken from "
+        "the config file's folder. A small identity file is written there on first use."))
+    label: str | None = Field(None, description=(
+        "The disk's name in alarms, `nvr disks` and the health page: 1-32 letters, digits, spaces, "
+        "'_', '.', '-'. Default: the folder's name."))
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, path: Path, info: ValidationInfo) -> Path:
+        base_dir = (info.context or {}).get("base_dir") or Path.cwd()
+        return Path(os.path.abspath(Path(base_dir) / path.expanduser()))
+
+    @field_validator("label")
+    @classmethod
+    def _label_is_plain(cls, label: str | None) -> str | None:
+        if label is not None and not _LABEL_RE.fullmatch(label):
+            raise ValueError(f"expected 1-32 letters, digits, spaces, '_', '.' or '-' starting with a letter or "
+                             f"digit, got {label!r}")
+        return label
+
+    @property
+    def name(self) -> str:
+        return self.label or self.path.name or str(self.path)
+
+
 class StorageConfig(_Section):
     """Where and how recordings are written."""
 
@@ -284,11 +316,38 @@ class StorageConfig(_Section):
         "Target length of one segment file in seconds; segments are cut at the next keyframe."))
     retention: RetentionConfig = Field(default_factory=dict, description=RetentionConfig.__doc__)
     health: DiskHealthConfig = Field(default_factory=dict, description=DiskHealthConfig.__doc__)
+    disks: list[DiskConfig] = Field(default_factory=list, max_length=16, description=(
+        "Recording disks. Empty: segments go under `path`. Given: `path` keeps the index (put it on the "
+        "system's own storage or one of the disks' mount points' parents, never inside a disk) and the "
+        "segments spread over these disks, each recognised by its identity file; a disk that fails or is "
+        "pulled is marked and recording goes on on the others."))
     require_mount: bool = Field(False, description=(
         "Record only when `path` is a mounted disk of its own (the appliance image sets this). While it "
         "is not mounted, the disk_missing alarm is raised and nothing is recorded, never onto the SD card "
         "or into RAM; live view, the local monitor and alarm inputs go on, and the appliance restarts "
         "itself to record once the disk is mounted. Needs web.state_dir (users off that disk)."))
+
+    @model_validator(mode="after")
+    def _disks_are_apart(self) -> StorageConfig:
+        """No disk folder is another's, inside another, or holds the index's folder or lies inside it."""
+        errors = []
+        for index, disk in enumerate(self.disks):
+            for other_index, other in enumerate(self.disks[:index]):
+                if _nested(disk.path, other.path):
+                    errors.append(_error_details(("disks", index, "path"), str(disk.path), (
+                        f"{disk.path} overlaps disks[{other_index}].path {other.path}: each disk needs its own folder")))
+            if _nested(disk.path, self.path):
+                errors.append(_error_details(("disks", index, "path"), str(disk.path), (
+                    f"{disk.path} overlaps storage.path {self.path}, which keeps the index: give the disks "
+                    f"folders of their own beside it")))
+        names = [disk.name for disk in self.disks]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                errors.append(_error_details(("disks", index, "label"), name, (
+                    f"the disk name {name!r} is used twice; give each disk its own label")))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
 
     @field_validator("path", mode="before")
     @classmethod
@@ -552,6 +611,11 @@ def _shared_device_problems(channels: list[ChannelConfig]) -> list[InitErrorDeta
             f"input: give each channel its own (`nvr devices` lists them). A card with one node and several "
             f"inputs (EasyCAP-class stk1160, usbtv, em28xx) records one channel")))
     return problems
+
+
+def _nested(a: Path, b: Path) -> bool:
+    """Whether one of two absolute folders is the other or lies inside it."""
+    return a == b or a in b.parents or b in a.parents
 
 
 def _duplicate_indices(values: list[object]) -> list[tuple[int, int]]:

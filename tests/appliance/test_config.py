@@ -414,7 +414,7 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
 
 @pytest.mark.parametrize("yaml_text, path, line, allowed", [
     ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules"),
-    ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, health, require_mount"),
+    ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, health, disks, require_mount"),
     ("storage:\n  retention:\n    max_age: 3\n", "storage.retention.max_age", 3,
      "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, events_max_age_days, interval_s"),
     ("channels:\n  - id: 1\n    title: Gate\n    source: {type: test-pattern}\n", "channels[0].title", 3,
@@ -798,3 +798,22 @@ def test_disk_health_settings_and_their_mistakes_name_the_yaml_path():
     assert problem.path == "storage.health.device_type" and "expected one of sat, scsi" in problem.message
     problem = only_problem("storage:\n  health:\n    interval_s: 5\n")
     assert problem.path == "storage.health.interval_s" and "from 60 to 86400" in problem.message
+
+
+def test_recording_disks_take_paths_from_the_config_folder_and_default_their_labels(tmp_path):
+    config = parse("storage:\n  path: /srv/nvr\n  disks:\n    - path: disk1\n    - {path: /mnt/b, label: Bay 2}\n",
+                   base_dir=tmp_path)
+    assert [(d.path, d.name) for d in config.storage.disks] == [(tmp_path / "disk1", "disk1"), (Path("/mnt/b"), "Bay 2")]
+
+
+@pytest.mark.parametrize("disks, where, says", [
+    ("[{path: /srv/nvr/a}]", "storage.disks[0].path", "overlaps storage.path /srv/nvr, which keeps the index"),
+    ("[{path: /srv}]", "storage.disks[0].path", "overlaps storage.path"),
+    ("[{path: /mnt/a}, {path: /mnt/a/b}]", "storage.disks[1].path", "overlaps disks[0].path /mnt/a"),
+    ("[{path: /mnt/a, label: X}, {path: /mnt/b, label: X}]", "storage.disks[1].label", "used twice"),
+    ("[{path: /mnt/a, label: 'a/b'}]", "storage.disks[0].label", "expected 1-32 letters"),
+    ("[{label: A}]", "storage.disks[0].path", "required key is missing"),
+])
+def test_recording_disks_that_overlap_or_share_a_name_are_refused_with_their_yaml_path(disks, where, says):
+    problem = only_problem(f"storage:\n  path: /srv/nvr\n  disks: {disks}\n")
+    assert problem.path == where and says in problem.message, problem

@@ -89,3 +89,25 @@ def test_a_disk_with_no_recordings_and_no_smart_is_listed_with_what_is_known(set
     assert done.returncode == 0, done.stderr
     assert "health       unknown  (/dev/vda: Unable to detect device type)" in done.stdout
     assert "no recordings indexed here yet" in done.stdout
+
+
+def test_several_disks_are_listed_each_with_its_label_state_and_health_and_nothing_is_written(setup, tmp_path):
+    from recorder.disk_set import write_identity
+
+    smartctl, data, config = setup
+    a, b = tmp_path / "bay1", tmp_path / "bay2"
+    a.mkdir(), b.mkdir()
+    identity = write_identity(a, "Bay 1")
+    index = Index(data)
+    index.add_disk(uuid=identity.uuid, label="Bay 1", path=str(a), added_us=0)
+    index.close()
+    config.write_text(f"storage:\n  path: '{data}'\n  disks: [{{path: '{a}', label: Bay 1}}, {{path: '{b}', label: Bay 2}}]\n")
+    done = nvr("disks", "--json", "--config", config)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["disks"]
+    assert [(r["role"], r.get("label"), r.get("state")) for r in rows] == [
+        ("index", None, None), ("recordings", "Bay 1", "ok"), ("recordings", "Bay 2", "away")]
+    assert rows[1]["uuid"] == identity.uuid and rows[1]["model"] == "WDC WD140EDFZ-11A0VA0"
+    assert "not mounted" in rows[2]["error"] and list(b.iterdir()) == []  # `nvr disks` writes nothing
+    text = nvr("disks", "--config", config).stdout
+    assert f"Bay 2: {b}  (recordings)  [away]" in text
