@@ -120,3 +120,38 @@ def test_recording_spreads_survives_a_failing_disk_and_its_recordings_come_back(
                 assert decoded_frames(root / seg.path) == seg.frames
     finally:
         index.close()
+
+
+def loop_devices_of(image: Path) -> str:
+    return subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout.strip()
+
+
+def test_a_disk_pulled_while_recording_is_left_alone_and_taken_back_when_it_returns(tmp_path, disks):
+    a, b = disks
+    root = tmp_path / "root"
+    nvr = Appliance(parse_config(config_for(root, a.mount, b.mount)), clocks=RealClocks(), sync=True)
+    nvr.start()
+    try:
+        uuid_a, uuid_b = (d.uuid for d in nvr.supervisor.disk_set.disks)
+        wait_for(lambda: len(segments_on(nvr, uuid_a)) >= 2 and len(segments_on(nvr, uuid_b)) >= 2, timeout_s=60,
+                 what="segments on both disks")
+        pulled_at_us = nvr.clocks.utc_now_us()
+        a.unplug()  # lazily: a segment open on it is written to the end on the detached filesystem
+        wait_for(lambda: nvr.supervisor.disk_set.disks[0].state == "away", what="disk A seen as away")
+        wait_for(lambda: all(len([s for s in segments_on(nvr, uuid_b) if s.channel == ch and s.start_us > pulled_at_us])
+                             >= 3 for ch in (1, 2)), timeout_s=60, what="both channels going on on disk B")
+        assert list(a.mount.iterdir()) == []  # nothing written onto the empty mount point
+        for channel in (1, 2):
+            assert largest_gap_us(nvr.supervisor.index.segments(channel=channel), pulled_at_us - 4 * S) <= 2 * S
+        rows_on_a = segments_on(nvr, uuid_a)
+        wait_for(lambda: loop_devices_of(a.image) == "", timeout_s=30,
+                 what="the detached filesystem to let go of its last file and its loop device")
+        a.plug()  # back
+        wait_for(lambda: len([s for s in segments_on(nvr, uuid_a) if s.start_us > rows_on_a[-1].end_us]) >= 2,
+                 timeout_s=60, what="recording on disk A again, without a restart")
+        assert nvr.supervisor.disk_set.disks[0].state == "ok"
+        assert not any(f["kind"] == "disk_offline" for f in nvr.status()["alarms"])
+        for seg in rows_on_a:  # what it held, including the segment open when it was pulled, plays
+            assert decoded_frames(root / seg.path) == seg.frames
+    finally:
+        nvr.stop()
