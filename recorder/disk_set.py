@@ -115,7 +115,7 @@ class DiskSet:
                  faults: FaultSink, usage: Callable[[Path], DiskUsage] = disk_usage):
         self.root, self._index, self._clocks, self._faults, self._usage = root, index, clocks, faults, usage
         self.disks = [RecordingDisk("", label, Path(path)) for path, label in disks]
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._states_changed = False
 
     # --- start-up ------------------------------------------------------------------------------
@@ -169,18 +169,18 @@ class DiskSet:
     # --- where the next segment goes -----------------------------------------------------------
 
     def place(self) -> Placement | None:
-        """The usable disk with the most free space, or None if none is usable now."""
+        """The usable disk with the most free space, or None if none is usable now. The disks are looked
+        at outside the lock, so one disk slow to answer holds up only the writers that ask about it."""
+        now_us = self._clocks.utc_now_us()
         with self._lock:
-            now_us = self._clocks.utc_now_us()
-            best, best_free = None, -1
-            for disk in self.disks:
-                if disk.state != OK and not self._may_retry(disk, now_us):
-                    continue
-                free = self._usable_free_bytes(disk)
-                if free is not None and free > best_free:
-                    best, best_free = disk, free
-            changed = self._states_changed
-            self._states_changed = False
+            candidates = [d for d in self.disks if d.state == OK or self._may_retry(d, now_us)]
+        best, best_free = None, -1
+        for disk in candidates:
+            free = self._usable_free_bytes(disk)
+            if free is not None and free > best_free:
+                best, best_free = disk, free
+        with self._lock:
+            changed, self._states_changed = self._states_changed, False
         if changed:
             self._report()
         if best is None:
@@ -223,11 +223,12 @@ class DiskSet:
         self._report()
 
     def _mark(self, disk: RecordingDisk, state: str, reason: str | None) -> None:
-        if disk.state != state:
-            self._states_changed = True
-            (log.info if state == OK else log.error)("disk %r: %s", disk.label, reason or "usable again")
-        disk.state, disk.reason = state, reason
-        disk.since_us = None if state == OK else self._clocks.utc_now_us()
+        with self._lock:
+            if disk.state != state:
+                self._states_changed = True
+                (log.info if state == OK else log.error)("disk %r: %s", disk.label, reason or "usable again")
+            disk.state, disk.reason = state, reason
+            disk.since_us = None if state == OK else self._clocks.utc_now_us()
 
     def _report(self) -> None:
         """`disk_offline` for each disk that is not usable (by its label), cleared when it is again."""
