@@ -81,8 +81,11 @@ class Supervisor:
         self.index = Index(self.root)
         present = [""]
         if self.config.storage.disks and not self.disk_absent:
-            self.disk_set = DiskSet(root=self.root, disks=[(d.path, d.name) for d in self.config.storage.disks],
-                                    index=self.index, clocks=self.clocks, faults=self.faults)
+            disks = self.config.storage.disks
+            self.disk_set = DiskSet(root=self.root, disks=[(d.path, d.name) for d in disks], index=self.index,
+                                    clocks=self.clocks, faults=self.faults,
+                                    groups={d.name: d.group for d in disks if d.group},
+                                    pinned={c.id: c.storage for c in self.config.channels if c.storage})
             self.disk_set.open()
             present = self.disk_set.present()
         self.recovery = recover(self.root, self.index, sync=self._sync, disks=present)

@@ -14,8 +14,8 @@ known by what it is, not by where it is mounted:
 
 A disk is reached from the data root through a link `disks/UUID` -> its folder, and a segment's path
 in the index is `disks/UUID/chNN/...`, so every reader finds a segment as `root / path` whichever disk
-holds it. The next segment goes to the usable disk with the most free space (recording spreads over the
-disks). A write that fails with anything but a full disk marks that disk *failed*: the writer's next
+holds it. The next segment goes to the usable disk with the most free space among the channel's disks
+(recording spreads over them): the disks of the group the channel is pinned to, else those in no group. A write that fails with anything but a full disk marks that disk *failed*: the writer's next
 keyframe opens its segment on another disk. An away or failed disk is looked at again after RETRY_S
 (identity back, and writable) and taken back. Each disk that is not usable raises `disk_offline`
 (the rules' `disk: missing`) under its label.
@@ -101,6 +101,7 @@ class RecordingDisk:
     state: str = OK
     reason: str | None = None
     since_us: int | None = None  # when it stopped being usable
+    group: str | None = None  # the channels pinned to this group record here; None: the others
 
     @property
     def prefix(self) -> str:
@@ -112,9 +113,13 @@ class DiskSet:
     new segment and reports failures with `failed()`."""
 
     def __init__(self, *, root: Path, disks: list[tuple[Path, str]], index: Index, clocks: Clocks,
-                 faults: FaultSink, usage: Callable[[Path], DiskUsage] = disk_usage):
+                 faults: FaultSink, usage: Callable[[Path], DiskUsage] = disk_usage,
+                 groups: dict[str, str] | None = None, pinned: dict[int, str] | None = None):
+        """`groups`: disk label -> its group; `pinned`: channel -> the group it records onto. A channel
+        not pinned records onto the disks in no group."""
         self.root, self._index, self._clocks, self._faults, self._usage = root, index, clocks, faults, usage
-        self.disks = [RecordingDisk("", label, Path(path)) for path, label in disks]
+        self.disks = [RecordingDisk("", label, Path(path), group=(groups or {}).get(label)) for path, label in disks]
+        self._pinned = dict(pinned or {})
         self._lock = threading.RLock()
         self._states_changed = False
 
@@ -168,12 +173,14 @@ class DiskSet:
 
     # --- where the next segment goes -----------------------------------------------------------
 
-    def place(self) -> Placement | None:
-        """The usable disk with the most free space, or None if none is usable now. The disks are looked
-        at outside the lock, so one disk slow to answer holds up only the writers that ask about it."""
+    def place(self, channel: int | None = None) -> Placement | None:
+        """The usable disk with the most free space among the channel's (its group's, or those in no
+        group), or None if none is usable now. The disks are looked at outside the lock, so one disk slow
+        to answer holds up only the writers that ask about it."""
         now_us = self._clocks.utc_now_us()
+        group = self._pinned.get(channel) if channel is not None else None
         with self._lock:
-            candidates = [d for d in self.disks if d.state == OK or self._may_retry(d, now_us)]
+            candidates = [d for d in self.disks if d.group == group and (d.state == OK or self._may_retry(d, now_us))]
         best, best_free = None, -1
         for disk in candidates:
             free = self._usable_free_bytes(disk)
@@ -249,5 +256,5 @@ class DiskSet:
 
     def statistics(self) -> list[dict]:
         with self._lock:
-            return [{"uuid": d.uuid, "label": d.label, "path": str(d.path), "state": d.state, "reason": d.reason}
-                    for d in self.disks]
+            return [{"uuid": d.uuid, "label": d.label, "path": str(d.path), "state": d.state, "reason": d.reason,
+                     "group": d.group} for d in self.disks]

@@ -63,7 +63,7 @@ class Placement:
 class SegmentPlacer(Protocol):
     """Chooses the disk of each new segment (recorder.disk_set.DiskSet)."""
 
-    def place(self) -> Placement | None: ...
+    def place(self, channel: int | None = None) -> Placement | None: ...
 
     def failed(self, placement: Placement, exc: OSError) -> None: ...
 
@@ -452,11 +452,11 @@ class Segmenter:
 
     def _open_segment(self, ticks: int) -> None:
         if self._placer is not None:
-            placement = self._placer.place()
+            placement = self._placer.place(self.channel)
             if placement is None:
                 self.stats.frames_lost += 1
-                self._faults.raise_fault("disk_error", f"channel {self.channel} {self.stream}: no recording disk "
-                                         "is usable (see the disk_offline alarm)", channel=self.channel)
+                self._faults.raise_fault("disk_error", f"channel {self.channel} {self.stream}: none of its recording "
+                                         "disks is usable (see the disk_offline alarms)", channel=self.channel)
                 return
             self._placement = placement
         rel = self._placement.prefix + segment_path(self.channel, self.stream, self._run.id, self._seq)

@@ -286,6 +286,9 @@ class DiskConfig(_Section):
     label: str | None = Field(None, description=(
         "The disk's name in alarms, `nvr disks` and the health page: 1-32 letters, digits, spaces, "
         "'_', '.', '-'. Default: the folder's name."))
+    group: str | None = Field(None, description=(
+        "The disk group it belongs to, for channels[].storage to pin channels to (e.g. 'outdoor'); null: "
+        "only channels that are not pinned record onto it."))
 
     @field_validator("path")
     @classmethod
@@ -293,7 +296,7 @@ class DiskConfig(_Section):
         base_dir = (info.context or {}).get("base_dir") or Path.cwd()
         return Path(os.path.abspath(Path(base_dir) / path.expanduser()))
 
-    @field_validator("label")
+    @field_validator("label", "group")
     @classmethod
     def _label_is_plain(cls, label: str | None) -> str | None:
         if label is not None and not _LABEL_RE.fullmatch(label):
@@ -464,6 +467,10 @@ class ChannelConfig(_Section):
         "The PTZ dome filming this channel (an RS-485 port from ptz.ports and an address); null for none."))
     audio: AudioConfig = Field(default_factory=dict, description=AudioConfig.__doc__)
     retention: ChannelRetentionConfig = Field(default_factory=dict, description=ChannelRetentionConfig.__doc__)
+    storage: str | None = Field(None, description=(
+        "The disk group (storage.disks[].group) this channel records onto; null: any disk not in a group. "
+        "A pinned channel never records elsewhere: while no disk of its group is usable it records nothing "
+        "and says so (disk_error)."))
 
     @model_validator(mode="after")
     def _audio_fits_source(self) -> ChannelConfig:
@@ -568,6 +575,18 @@ class Config(_Section):
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
         errors = unknown_port_errors(self.ptz, self.channels) + reference_errors(self)
+        groups = {disk.group for disk in self.storage.disks if disk.group}
+        for index, channel in enumerate(self.channels):
+            if channel.storage is not None and channel.storage not in groups:
+                errors.append((("channels", index, "storage"), channel.storage, (
+                    f"no disk in storage.disks has group {channel.storage!r}" +
+                    (f"; the groups are: {', '.join(sorted(groups))}" if groups else
+                     "; give the disks a group (storage.disks[].group) to pin channels to"))))
+        if self.storage.disks and all(disk.group for disk in self.storage.disks) and \
+                any(c.storage is None and c.enabled for c in self.channels):
+            errors.append((("storage", "disks"), None, (
+                "every disk is in a group, so channels without `storage:` have nowhere to record; leave a disk "
+                "without a group or pin every channel")))
         if self.storage.require_mount and self.web.state_dir is None:
             # Users default to the data root; without the disk they would be a fresh, empty store in RAM
             # that offers anyone on the network the "create the administrator" page.

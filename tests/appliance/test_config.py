@@ -418,7 +418,7 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
     ("storage:\n  retention:\n    max_age: 3\n", "storage.retention.max_age", 3,
      "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, events_max_age_days, interval_s"),
     ("channels:\n  - id: 1\n    title: Gate\n    source: {type: test-pattern}\n", "channels[0].title", 3,
-     "id, name, enabled, source, ptz, audio, retention, motion"),
+     "id, name, enabled, source, ptz, audio, retention, storage, motion"),
     (with_source("type: rtsp\nurl: rtsp://cam\nsub: rtsp://cam/2\n"), "channels[0].source.sub", 6,
      "type, url, sub_url, timeout_s, reconnect_max_s, client"),
     ("web:\n  port: 80\n", "web.port", 2, "listen, state_dir, tls_cert, tls_key, tls_self_signed, allowed_hosts"),
@@ -817,3 +817,17 @@ def test_recording_disks_take_paths_from_the_config_folder_and_default_their_lab
 def test_recording_disks_that_overlap_or_share_a_name_are_refused_with_their_yaml_path(disks, where, says):
     problem = only_problem(f"storage:\n  path: /srv/nvr\n  disks: {disks}\n")
     assert problem.path == where and says in problem.message, problem
+
+
+def test_channels_pinned_to_a_disk_group_need_that_group_and_unpinned_ones_need_a_disk_in_no_group():
+    ok = parse("storage:\n  path: /srv/nvr\n  disks: [{path: /mnt/a, group: outdoor}, {path: /mnt/b}]\n"
+               "channels:\n  - {id: 1, source: {type: test-pattern}, storage: outdoor}\n"
+               "  - {id: 2, source: {type: test-pattern}}\n")
+    assert [c.storage for c in ok.channels] == ["outdoor", None]
+    problem = only_problem("storage:\n  path: /srv/nvr\n  disks: [{path: /mnt/a, group: outdoor}, {path: /mnt/b}]\n"
+                           "channels:\n  - {id: 1, source: {type: test-pattern}, storage: indoor}\n")
+    assert (problem.path, problem.line) == ("channels[0].storage", 5)
+    assert "no disk in storage.disks has group 'indoor'; the groups are: outdoor" in problem.message
+    problem = only_problem("storage:\n  path: /srv/nvr\n  disks: [{path: /mnt/a, group: outdoor}]\n"
+                           "channels:\n  - {id: 1, source: {type: test-pattern}}\n")
+    assert problem.path == "storage.disks" and "channels without `storage:` have nowhere to record" in problem.message

@@ -169,3 +169,32 @@ def test_recovery_keeps_an_away_disks_rows_and_adopts_cut_files_on_the_disks_pre
     assert report.removed_rows == [] and report.recovered == [on_b[-1].path]
     assert {s.path for s in index.segments()} == {s.path for s in rows}
     assert [s.disk for s in index.segments() if s.path == on_b[-1].path] == [uuid_b]
+
+
+def test_a_pinned_channel_records_only_onto_its_group_and_the_others_only_onto_disks_in_no_group(tmp_path, clocks):
+    root, a, b = tmp_path / "root", tmp_path / "a", tmp_path / "b"
+    for folder in (root, a, b):
+        folder.mkdir()
+    index = Index(root)
+    faults = FaultBoard(clocks=clocks)
+    disks = DiskSet(root=root, disks=[(a, "disk A"), (b, "disk B")], index=index, clocks=clocks, faults=faults,
+                    groups={"disk A": "outdoor"}, pinned={1: "outdoor"})
+    disks.open()
+    try:
+        for channel in (1, 2):
+            writer = Segmenter(channel=channel, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                               segment_seconds=2, sync=False, placer=disks)
+            record(writer, clocks, seconds=6, channel=channel)
+        assert {s.disk for s in index.segments(channel=1)} == {read_identity(a).uuid}
+        assert {s.disk for s in index.segments(channel=2)} == {read_identity(b).uuid}
+        shutil.move(a, a.with_name("a-away"))
+        a.mkdir()
+        assert disks.place(1) is None and disks.place(2).disk == read_identity(b).uuid  # no fallback for pinned
+        writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                           segment_seconds=2, sync=False, placer=disks)
+        record(writer, clocks, seconds=2, channel=1)
+        assert writer.stats.frames_recorded == 0 and list(a.iterdir()) == []
+        assert "none of its recording disks is usable" in {f.kind: f.message for f in faults.active()
+                                                            if f.channel == 1}["disk_error"]
+    finally:
+        index.close()
