@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import functools
 import json
+import tempfile
 from pathlib import Path
 
 from base.clock import Clocks
-from hal.smart import probe
+from hal.block_device import (check_block_device, make_recordings_filesystem, mount_and_do, mount_points,
+                               serial_of, signatures)
+from hal.smart import SmartError, probe
 from hal.storage import disk_usage
 from recorder.disk_health import DiskHealthWatch
 from recorder.faults import FaultSink
 from recorder.index import INDEX_FILE, Index
 from recorder.retention import ChannelQuota, RetentionPolicy
-from recorder.disk_set import IDENTITY_FILE, DiskIdentityError, DiskSet, read_identity
+from recorder.disk_set import IDENTITY_FILE, DiskIdentityError, DiskSet, read_identity, write_identity
 from recorder.retention_preview import preview, recording_capacity
 
 from appliance.config.model import Config
@@ -179,3 +182,45 @@ def _size(count: int | None) -> str:
 
 def _or_unknown(value, unit: str = "") -> str:
     return "unknown" if value is None else f"{value}{unit}"
+
+
+class DiskInitRefused(ValueError):
+    """`nvr disks init` will not touch this device; the message says why and what to do."""
+
+
+def initialise_disk(device: str, *, label: str, confirm_serial: str | None = None,
+                    smartctl: str = "smartctl") -> dict:
+    """Make `device` a recordings disk: one ext4 filesystem labelled `label` and a new identity file.
+
+    Refused (DiskInitRefused) while the disk or a partition of it is mounted, and when anything is on it
+    (a partition table, a filesystem, RAID or LVM metadata) unless `confirm_serial` is the disk's serial
+    number as the kernel or S.M.A.R.T. reports it. Returns what was done, for the audit log."""
+    check_block_device(device)
+    mounted = mount_points(device)
+    if mounted:
+        raise DiskInitRefused(f"{device} is in use (mounted on {', '.join(mounted)}); unmount it first")
+    found = signatures(device)
+    serial = serial_of(device) or _smart_serial(device, smartctl)
+    if found:
+        what = ", ".join(f"{s.kind}{f' {s.label!r}' if s.label else ''} on {s.device}" for s in found)
+        if serial is None:
+            raise DiskInitRefused(f"{device} is not blank ({what}) and reports no serial number to confirm with; "
+                                  f"if you are sure, erase it yourself (wipefs --all {device}) and run this again")
+        if confirm_serial != serial:
+            hint = "" if confirm_serial is None else f" (you typed {confirm_serial!r})"
+            raise DiskInitRefused(f"{device} is not blank ({what}); everything on it would be lost. To go on, "
+                                  f"give its serial number with --confirm-serial{hint}: it is printed on the disk's "
+                                  f"label and shown by `nvr disks`")
+    make_recordings_filesystem(device, label=label, wipe=bool(found))
+    made: list = []
+    with tempfile.TemporaryDirectory(prefix="nvr-disk-init-") as folder:
+        mount_and_do(device, Path(folder), lambda root: made.append(write_identity(root, label)))
+    return {"device": device, "label": label, "serial": serial, "uuid": made[0].uuid,
+            "erased": [f"{s.kind} on {s.device}" for s in found]}
+
+
+def _smart_serial(device: str, smartctl: str) -> str | None:
+    try:
+        return probe(device, smartctl=smartctl).serial
+    except SmartError:
+        return None
