@@ -111,3 +111,24 @@ def written_bytes(device: str, *, sys_block: Path = Path("/sys/class/block")) ->
         return int(fields[6]) * 512
     except (OSError, ValueError, IndexError):
         return None
+
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_libc = None
+
+
+def reserve_space(fd: int, length_bytes: int) -> bool:
+    """Ask the filesystem to allocate `length_bytes` for the file behind `fd` without changing its size
+    (fallocate with KEEP_SIZE), so appends land in one run of blocks instead of wherever the next sync
+    finds room. Best effort: False where the filesystem or the C library cannot (FAT, no space left).
+    The blocks past the end stay the file's until it is truncated (`os.ftruncate(fd, size)` frees them)."""
+    global _libc
+    if length_bytes <= 0:
+        return False
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+    return _libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, length_bytes) == 0

@@ -142,9 +142,10 @@ def _adopt(root: Path, index: Index, rel: str, report: RecoveryReport, dirty: se
         log.error("recovery: %s has impossible timestamps (ticks %d to %d)", rel, start_ticks, end_ticks)
         _quarantine(root, rel, report, dirty)
         return
-    if contents.usable_bytes < contents.file_bytes:
-        _truncate(path, contents.usable_bytes, sync)
-        report.cut_bytes += contents.file_bytes - contents.usable_bytes
+    # Truncated even when nothing is cut: a segment cut short by a crash may hold blocks reserved past
+    # its end (SegmentFile's reserve_bytes), and only a truncate gives them back.
+    _truncate(path, contents.usable_bytes, sync)
+    report.cut_bytes += contents.file_bytes - contents.usable_bytes
     index.add_segment(Segment(
         id=0, run_id=run.id, channel=run.channel, stream=run.stream, seq=int(match.group(5)),
         start_us=run.start_us + ticks_to_us(start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),

@@ -38,6 +38,7 @@ MIN_SPS_BYTES = 4  # NAL header, profile, constraints, level: anything shorter i
 # timestamps barely move must not make the segmenter hold minutes of frames in memory.
 MAX_FRAGMENT_SAMPLES = 300  # 10 s at 30 fps
 MAX_FRAGMENT_BYTES = 32 * 1024 * 1024
+MAX_RESERVE_BYTES = 256 * 1024 * 1024  # reserved ahead for one segment at most (a 60 s segment at 32 Mbit/s)
 
 
 def segment_path(channel: int, stream: str, run_id: int, seq: int) -> str:
@@ -120,10 +121,13 @@ class Segmenter:
                  faults: FaultSink, segment_seconds: float, stagger_fraction: float = 0.0,
                  fragment_seconds: float = 1.0, sync: bool = True,
                  free_space: Callable[[], None] | None = None,
-                 io_error: Callable[[OSError, str], None] | None = None, placer: SegmentPlacer | None = None):
+                 io_error: Callable[[OSError, str], None] | None = None, placer: SegmentPlacer | None = None,
+                 reserve: bool = True):
         """`free_space`: retention's pass, called when a write finds the disk full (then one retry).
         `io_error(exc, disk)`: told of every storage error met (the disk's health watch counts the I/O errors).
-        `placer`: chooses the disk of each new segment (several disks); without one, segments go under `root`."""
+        `placer`: chooses the disk of each new segment (several disks); without one, segments go under `root`.
+        `reserve`: each segment file reserves the size of the last one (an eighth more) when it is
+        created, for a disk-friendly layout (recorder/segment_file.py)."""
         self.channel, self.stream = channel, stream
         self._root, self._index, self._clocks, self._faults = root, index, clocks, faults
         self._segment_ticks = round(segment_seconds * TIMESCALE)
@@ -133,6 +137,8 @@ class Segmenter:
         self._free_space = free_space
         self._io_error = io_error
         self._placer = placer
+        self._reserve = reserve
+        self._last_segment_bytes = 0
         self._placement = Placement("", "", root)
         self.stats = SegmenterStats()
         self._info: StreamInfo | None = None
@@ -465,7 +471,8 @@ class Segmenter:
             make_dirs_durable(path.parent, self._placement.root)
             # A full disk: retention makes room and the same keyframe gets a second try, as a
             # fragment or an index row does, instead of losing the time up to the next keyframe.
-            file = self._with_space(SegmentFile, path, init_segment(self._track, self._audio and self._audio.track), sync=self._sync)
+            file = self._with_space(SegmentFile, path, init_segment(self._track, self._audio and self._audio.track),
+                                    sync=self._sync, reserve_bytes=self._reserve_bytes())
         except (StorageError, OSError) as exc:
             self.stats.frames_lost += 1  # this keyframe: the disk refused it (the frames after it wait for the next)
             self._storage_failed(exc)
@@ -475,6 +482,12 @@ class Segmenter:
             self._audio.drop_before(ticks)  # audio of a stretch whose video was not recorded
         self._seq += 1
         self._faults.clear_fault("disk_error", channel=self.channel)
+
+    def _reserve_bytes(self) -> int:
+        """The last segment's size and an eighth more (none before the first), at most MAX_RESERVE_BYTES."""
+        if not self._reserve or not self._last_segment_bytes:
+            return 0
+        return min(self._last_segment_bytes * 9 // 8, MAX_RESERVE_BYTES)
 
     def _append_pending(self, next_ticks: int) -> None:
         pending, seg = self._pending, self._segment
@@ -564,6 +577,7 @@ class Segmenter:
         self.stats.segments += 1
         self.stats.frames_recorded += seg.frames
         self.stats.bytes += seg.file.bytes_written
+        self._last_segment_bytes = seg.file.bytes_written
 
     def open_segment_row(self) -> Segment | None:
         """The segment being written, as the row it will get (id 0), for playback near the live edge;
