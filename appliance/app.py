@@ -10,13 +10,17 @@ start in this order, and `stop()` stops them in the reverse order:
    the fault board, the live taps and PTZ). Its health watch reports the recordings disk coming or
    going under `storage.require_mount`: the appliance then sets `disk_changed` and `stop_requested`,
    and `nvr run` exits to be started again on (or off) the disk.
-4. HDMI monitor, when `monitor.enabled`: a thread of its own. If it cannot even be built or started,
+4. MQTT, when `mqtt.enabled`: the broker connection, Home Assistant discovery, the alarm side's
+   changes on the bus and the allow-listed commands (appliance/mqtt/). It never waits for the broker:
+   one that is down or refuses us shows in the health page while everything else runs.
+5. HDMI monitor, when `monitor.enabled`: a thread of its own. If it cannot even be built or started,
    that is logged and recording goes on without it.
-5. web server, when `listen` is given: serves the app built at construction.
-6. systemd: READY=1 and the watchdog loop (nothing outside systemd).
+6. web server, when `listen` is given: serves the app built at construction.
+7. systemd: READY=1 and the watchdog loop (nothing outside systemd).
 
 Stopping: systemd hears STOPPING=1 and the watchdog ends; the web server stops (new connections are
-refused); the monitor; alarm I/O (outputs back to their safe state, open events ended); PTZ; the
+refused); the monitor; MQTT (queued messages sent for up to 2 s, `offline` published, a clean
+disconnect); alarm I/O (outputs back to their safe state, open events ended); PTZ; the
 recorder (every open segment closed and indexed, the index closed, the data root released); last the
 web's own stores (users, exports, its reader connection). A failure while starting one part stops
 that part and the parts already started, in reverse, and is raised.
@@ -91,6 +95,8 @@ class Appliance:
         self.ptz: PtzService = PtzService(config, clocks=clocks, faults=self.supervisor.faults)
         self.alarm_io: AlarmIO | None = None
         self.monitor = None  # appliance.monitor.Monitor while it runs
+        self.mqtt = None  # appliance.mqtt.service.MqttService while it runs
+        self._mqtt_error: str | None = None
         self.service: ServiceIntegration | None = None
         self.stop_requested = stop_requested or threading.Event()
         self.disk_changed = threading.Event()
@@ -104,6 +110,7 @@ class Appliance:
             _Part("recorder", self.supervisor.start, self.supervisor.stop),
             _Part("PTZ service", self.ptz.start, self.ptz.shutdown),
             _Part("alarm I/O", self._start_alarm_io, self._stop_alarm_io),
+            *([_Part("MQTT", self._start_mqtt, self._stop_mqtt)] if config.mqtt.enabled else []),
             *([_Part("monitor", self._start_monitor, self._stop_monitor)] if config.monitor.enabled else []),
             *([_Part("web server", self._start_web, self._stop_web)] if self.web_server is not None else []),
             _Part("systemd integration", self._start_service, self._stop_service),
@@ -177,6 +184,23 @@ class Appliance:
                         self.config.storage.path, "record onto it" if mounted else "stop writing where it was")
             self.disk_changed.set()
             self.stop_requested.set()
+
+    def _start_mqtt(self) -> None:
+        from appliance.mqtt.box import ApplianceBox  # paho loads only when MQTT is on
+        from appliance.mqtt.service import MqttService
+        try:
+            service = MqttService(ApplianceBox(self, disk_absent=lambda: self.supervisor.disk_absent), clocks=self.clocks)
+            service.start()
+        except Exception as exc:  # a TLS file that cannot be read, ...: recording and alarms go on without MQTT
+            log.exception("MQTT could not be started; the appliance runs without it")
+            self._mqtt_error = f"MQTT could not be started: {exc}"
+            return
+        self.mqtt = service
+
+    def _stop_mqtt(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop()
+            self.mqtt = None
 
     def _start_monitor(self) -> None:
         try:
@@ -275,4 +299,6 @@ class Appliance:
         and the monitor. `index`: a reader connection to count through (the web's)."""
         return {**self.supervisor.status(index=index), "ptz": self.ptz.statistics(),
                 "alarm_io": self.alarm_io.statistics() if self.alarm_io else None,
-                "monitor": self.monitor.statistics() if self.monitor else None}
+                "monitor": self.monitor.statistics() if self.monitor else None,
+                "mqtt": self.mqtt.statistics() if self.mqtt else
+                ({"connected": False, "last_error": self._mqtt_error} if self._mqtt_error else None)}

@@ -128,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     ptz.add_argument("action", choices=PTZ_ACTIONS, metavar="ACTION", help=" ".join(PTZ_ACTIONS))
     ptz.add_argument("arg", nargs="?", metavar="ARG", help="preset number (1-255) or tour name")
     ptz.set_defaults(handler=_cmd_ptz)
+    mqtt = sub.add_parser("mqtt", help="MQTT: `nvr mqtt test` connects to the broker and prints what would be published")
+    mqtt_sub = mqtt.add_subparsers(dest="mqtt_command", required=True, metavar="ACTION")
+    mqtt_test = mqtt_sub.add_parser("test", help="print discovery configs and states, then connect once and report")
+    _config_args(mqtt_test)
+    mqtt_test.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    mqtt_test.set_defaults(handler=_cmd_mqtt_test)
     pin = sub.add_parser("hash-pin", help="make monitor.pin_hash from a PIN typed at the prompt (or on stdin)")
     pin.set_defaults(handler=_cmd_hash_pin)
     return parser
@@ -374,6 +380,12 @@ def _cmd_ptz(args: argparse.Namespace) -> int:
     except (PtzPortBusy, PelcoBusError) as exc:
         print(f"nvr: {exc}", file=sys.stderr)
         return 1
+def _cmd_mqtt_test(args: argparse.Namespace) -> int:
+    from appliance.mqtt.cli import run_mqtt_test  # paho loads only for MQTT
+
+    return run_mqtt_test(_load(args), clocks=RealClocks(), timeout_s=args.timeout)
+
+
 def _cmd_hash_pin(args: argparse.Namespace) -> int:
     import getpass
 

@@ -1,6 +1,6 @@
 """bench/alarm: alarm input edge -> relay driven and event row committed; motion detection CPU per channel.
 
-    ./dev bench alarm [--edges 1000] [--pulses 200] [--motion-seconds 20] [--data-parent DIR]
+    ./dev bench alarm [--edges 1000] [--pulses 200] [--motion-seconds 20] [--data-parent DIR] [--mqtt]
 
 1. Latency: a running appliance (one simulated analog channel 352x288@25 recording to disk with
    fsync, the index in WAL with synchronous=FULL) whose alarm input sits on a gpiozero MockFactory
@@ -15,6 +15,11 @@
    scheduler thread on RealClocks; how much longer than pulse_s the pin stayed on (the thread's wake-up:
    the machine's load). Never shorter is what tests/appliance/test_alarm_appliance.py asserts; how much
    longer is measured here, because a bound on it would only say how busy the machine was.
+   With `--mqtt` the appliance also publishes to a local mosquitto (Debian's, started on a loopback
+   port) and an independent paho subscriber times each edge's alarm_input state message arriving
+   (edge -> on the broker, delivered: issue 18's goal p99 < 100 ms), then `--commands` MQTT output
+   commands from that subscriber to the relay pin changing (goal p99 < 100 ms). Snapshots are off so
+   the rows time the alarm path alone.
 3. Motion: CPU per channel analysing 5 pictures a second, for raw analog frames (Y plane, no
    decoding) and for an H.264 sub stream (every frame decoded at 25 fps, 5 analysed), at 352x288
    (CIF) and 704x576 (4CIF/D1).
@@ -31,6 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # support.mosquitto for --mqtt
 
 import av  # noqa: E402
 from gpiozero import Device  # noqa: E402
@@ -74,29 +80,94 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def bench_latency(edges: int, data_parent: Path) -> list[list]:
+MQTT_PREFIX = "bench/nvr"
+MQTT_CONFIG = """
+mqtt:
+  enabled: true
+  url: URL
+  client_id: nvr-bench
+  topic_prefix: bench/nvr
+  commands: [output]
+  snapshots: false
+"""
+
+
+def bench_latency(edges: int, data_parent: Path, *, mqtt: bool = False, commands: int = 0,
+                  broker_nodelay: bool = False) -> list[list]:
     data = Path(tempfile.mkdtemp(prefix="bench-alarm-", dir=data_parent))
     previous, factory = Device.pin_factory, MockFactory()
     Device.pin_factory = factory
-    sup = Appliance(parse_config(CONFIG.replace("DATA", str(data))), clocks=RealClocks(),
-                    gpio=GpiozeroGpio(pin_factory=factory))
+    broker = subscriber = None
+    text = CONFIG.replace("DATA", str(data))
+    if mqtt:
+        from support.mosquitto import MISSING, Broker, Subscriber
+        if MISSING:
+            raise SystemExit(f"--mqtt {MISSING}")
+        broker = Broker(data / "mosquitto", nodelay=broker_nodelay).start()
+        subscriber = Subscriber(broker, [f"{MQTT_PREFIX}/#"], client_id="bench-subscriber")
+        text += MQTT_CONFIG.replace("URL", broker.url())
+    sup = Appliance(parse_config(text), clocks=RealClocks(), gpio=GpiozeroGpio(pin_factory=factory))
     try:
         sup.start()
         time.sleep(12)  # a first segment on disk, so events lock real rows
-        return _measure(sup, factory, edges)
+        rows = _measure(sup, factory, edges, subscriber)
+        if subscriber is not None:
+            rows.append(_command_to_pin(sup, factory, subscriber, commands))
+            print(f"MQTT: {sup.status()['mqtt']['published']} messages published, "
+                  f"{sup.status()['mqtt']['dropped']} dropped, commands {sup.status()['mqtt']['commands']}")
+        return rows
     finally:
         sup.stop()
+        if subscriber is not None:
+            subscriber.close()
+        if broker is not None:
+            broker.stop()
         factory.reset()
         Device.pin_factory = previous
         shutil.rmtree(data, ignore_errors=True)
 
 
-def _measure(sup: Appliance, factory: MockFactory, edges: int) -> list[list]:
+def _arrival_ms(subscriber, after: int, start_ns: int) -> tuple[float, int]:
+    """The first ON state of the door among the subscriber's messages from number `after` on: how many ms
+    after `start_ns` it arrived (stamped by the subscriber's network thread), and where to look next."""
+    topic = f"{MQTT_PREFIX}/alarm_input/door"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        messages = subscriber.messages[after:]  # appended to by its thread; a slice is a consistent copy
+        for number, message in enumerate(messages, start=after):
+            if message.topic == topic and message.json()["state"] == "ON":
+                return (message.arrived_ns - start_ns) / 1e6, number + 1
+        after += len(messages)
+        time.sleep(0.001)
+    raise RuntimeError("the alarm input's state did not reach the broker's subscriber within 5 s")
+
+
+def _command_to_pin(sup: Appliance, factory: MockFactory, subscriber, count: int) -> list:
+    """`count` MQTT commands switching the siren on: from the subscriber's publish to the relay pin driven."""
+    relay_pin, latencies = factory.pin(OUTPUT_PIN), []
+    for _ in range(count):
+        sup.alarm_io.clear_output("siren")
+        before = relay_pin._last_change
+        start = time.monotonic_ns()
+        subscriber._client.publish(f"{MQTT_PREFIX}/output/siren/set", "ON", qos=1)
+        deadline = time.monotonic() + 5
+        while not relay_pin.state or relay_pin._last_change == before:
+            if time.monotonic() > deadline:
+                raise RuntimeError("an MQTT output command did not drive the pin within 5 s")
+            time.sleep(0.0002)
+        latencies.append((relay_pin._last_change * 1e9 - start) / 1e6)  # MockPin stamps changes with monotonic()
+    sup.alarm_io.clear_output("siren")
+    return ["MQTT command -> relay pin driven", len(latencies), statistics.median(latencies),
+            percentile(latencies, 0.99), max(latencies)]
+
+
+def _measure(sup: Appliance, factory: MockFactory, edges: int, subscriber=None) -> list[list]:
     fired, io = threading.Event(), sup.alarm_io
     handled: list[int] = []
     io.engine.on_fired = lambda firing: (handled.append(time.monotonic_ns()), fired.set())
     pin, relay_pin = factory.pin(INPUT_PIN), factory.pin(OUTPUT_PIN)
-    to_relay, to_event, to_durable = [], [], []
+    to_relay, to_event, to_durable, to_broker = [], [], [], []
+    seen = len(subscriber.messages) if subscriber is not None else 0
     for _ in range(edges):
         fired.clear()
         start = time.monotonic_ns()
@@ -108,6 +179,9 @@ def _measure(sup: Appliance, factory: MockFactory, edges: int) -> list[list]:
         if not sup.index.wait_events_durable(timeout_s=5):
             raise RuntimeError("the event was not synced within 5 s")
         to_durable.append((time.monotonic_ns() - start) / 1e6)
+        if subscriber is not None:
+            latency_ms, seen = _arrival_ms(subscriber, seen, start)
+            to_broker.append(latency_ms)
         pin.drive_high()  # contact opens: the event closes (post_s 0)
         io.clear_output("siren")
         io.scheduler.wait_idle()
@@ -119,11 +193,14 @@ def _measure(sup: Appliance, factory: MockFactory, edges: int) -> list[list]:
           f"{sup.status()['streams'][0].get('frames_recorded', '?')} frames; "
           f"scheduler errors {stats['scheduler']['errors']}, action errors {stats['rules']['action_errors']}")
     commit_only = _commit_only(sup, min(edges, 200))
+    series = [("edge -> relay pin driven", to_relay), ("edge -> event row committed", to_event),
+              ("edge -> event row durable (WAL fsynced, off the rule's path)", to_durable),
+              ("event row commit alone", commit_only[0]),
+              ("event row commit + its fsync alone (this disk's share)", commit_only[1])]
+    if to_broker:
+        series.append(("edge -> alarm_input state at an MQTT subscriber (via mosquitto)", to_broker))
     return [[name, len(values), statistics.median(values), percentile(values, 0.99), max(values)]
-            for name, values in (("edge -> relay pin driven", to_relay), ("edge -> event row committed", to_event),
-                                 ("edge -> event row durable (WAL fsynced, off the rule's path)", to_durable),
-                                 ("event row commit alone", commit_only[0]),
-                                 ("event row commit + its fsync alone (this disk's share)", commit_only[1]))]
+            for name, values in series]
 
 
 def _commit_only(sup: Appliance, count: int) -> tuple[list[float], list[float]]:
@@ -221,9 +298,19 @@ def main() -> None:
     parser.add_argument("--motion-seconds", type=float, default=20.0)
     parser.add_argument("--data-parent", type=Path, default=Path("."),
                         help="folder for the temporary data root (use the disk you care about)")
+    parser.add_argument("--mqtt", action="store_true", help="publish to a local mosquitto and time edge -> broker "
+                        "and MQTT command -> pin")
+    parser.add_argument("--commands", type=int, default=200, help="MQTT output commands timed (with --mqtt)")
+    parser.add_argument("--broker-nodelay", action="store_true", help="run mosquitto with set_tcp_nodelay true")
+    parser.add_argument("--skip-pulse-and-motion", action="store_true", help="only the latency table")
     args = parser.parse_args()
-    print_table(f"Alarm input edge to output and event ({args.edges} edges, MockFactory pins, one channel recording)",
-                ["path", "edges", "p50 ms", "p99 ms", "max ms"], bench_latency(args.edges, args.data_parent))
+    print_table(f"Alarm input edge to output and event ({args.edges} edges, MockFactory pins, one channel recording"
+                f"{', MQTT publishing on' if args.mqtt else ''}{', broker set_tcp_nodelay' if args.broker_nodelay else ''})",
+                ["path", "edges", "p50 ms", "p99 ms", "max ms"],
+                bench_latency(args.edges, args.data_parent, mqtt=args.mqtt, commands=args.commands,
+                              broker_nodelay=args.broker_nodelay))
+    if args.skip_pulse_and_motion:
+        return
     print_table(f"Relay pulse: how much longer than pulse_s the output stayed on ({args.pulses} pulses)",
                 ["what", "count", "p50 ms", "p99 ms", "max ms", "min ms"], bench_pulse(args.pulses, args.pulse_s))
     print_table(f"Motion detection CPU per channel at 5 analysed pictures/s ({args.motion_seconds:g} s of video)",

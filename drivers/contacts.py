@@ -81,6 +81,7 @@ class AlarmContact:
         self._pin, self._clocks, self._scheduler, self._on_change = pin, clocks, scheduler, on_change
         self._debounce_s = max(0.0, debounce_ms / 1000.0)
         self.schedule = schedule or Schedule()
+        self.armed = True  # disarmed by hand (web, MQTT): activations are ignored and counted, schedule or not
         self.active = False
         self.reported = False  # an activation was passed on (so its end will be too)
         self._settle: Timer | None = None
@@ -134,9 +135,10 @@ class AlarmContact:
         self._report(active, at_us)
 
     def _report(self, active: bool, at_us: int) -> None:
-        if active and not self.schedule.armed_at(at_us):
+        if active and not (self.armed and self.schedule.armed_at(at_us)):
             self.disarmed += 1
-            log.info("input %s (%s) alarmed while disarmed by its schedule; ignored", self.id, self.name)
+            log.info("input %s (%s) alarmed while disarmed%s; ignored", self.id, self.name,
+                     "" if self.armed else " by hand")
             return
         if not active and not self.reported:
             return
@@ -150,7 +152,7 @@ class AlarmContact:
         self._pin.close()
 
     def statistics(self) -> dict:
-        return {"id": self.id, "name": self.name, "contact": self.contact, "active": self.active,
+        return {"id": self.id, "name": self.name, "contact": self.contact, "active": self.active, "armed": self.armed,
                 "edges": self.edges, "changes": self.changes, "flaps_ignored": self.flaps,
                 "edges_ignored": self.ignored_edges, "ignored_disarmed": self.disarmed,
                 "chattering": self.chattering, "chatter_bursts": self.chatter_bursts}

@@ -100,3 +100,31 @@ class MjpegTranscoder:
                 self._last_us = at_us
                 return frame_to_jpeg(frame, max_width=self._max_width, quality=8)
         return None
+
+
+def live_jpeg(live, *, clocks, max_width: int | None = None, fresh_us: int = 2_000_000,
+              wait_s: float = 4.0) -> bytes | None:
+    """The picture of a `recorder.live.LiveStream` now, as JPEG: its newest raw frame if one came within
+    `fresh_us` (analog channels), else the next keyframe of its packets (network cameras), waited for
+    at most `wait_s`; None if there is none. Blocks up to `wait_s`: call it off the recording and
+    alarm threads."""
+    from recorder.live_mux import LiveFragment, LiveMuxer  # the live muxer only where snapshots are taken
+
+    frame = live.latest_frame()
+    if frame is not None and clocks.monotonic_us() - frame.timestamp_us < fresh_us:
+        return raw_to_jpeg(frame, max_width=max_width)
+    if live.info is None:
+        return None
+    mux, deadline_us = LiveMuxer(), clocks.monotonic_us() + round(wait_s * 1e6)
+    with live.subscribe(max_items=64) as sub:
+        while clocks.monotonic_us() < deadline_us:
+            item = sub.get(timeout_s=0.5)
+            if item is None:
+                continue
+            for out in mux.push(item):
+                if isinstance(out, LiveFragment) and out.keyframe:
+                    try:
+                        return keyframe_to_jpeg(mux.track, to_mp4_sample(item.data).sample, max_width=max_width)
+                    except (SnapshotError, H264Error):
+                        return None
+    return None

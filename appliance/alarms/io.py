@@ -149,6 +149,25 @@ class AlarmIO:
         """Manual reset: off now (also ends a latched output)."""
         self._relay(output_id).clear()
 
+    def set_armed(self, input_id: str, armed: bool) -> None:
+        """Arm or disarm an input by hand (on top of its schedule); an alarm already reported goes on to its end."""
+        if input_id not in self.contacts:
+            raise KeyError(f"no alarm input {input_id!r}; configured: {', '.join(self.contacts) or 'none'}")
+        self.contacts[input_id].armed = armed
+        log.warning("input %s %s by hand", input_id, "armed" if armed else "disarmed")
+
+    def record_event(self, channel: int, *, duration_s: float, pre_s: float = 0.0, source: str = "manual") -> None:
+        """A manual event recording: an event on `channel` from `pre_s` ago to `duration_s` from now, its
+        segments locked like a rule's. Made on the alarm thread; returns at once."""
+        self.scheduler.call_soon(self._record_event, channel, duration_s, pre_s, source,
+                                 self._clocks.utc_now_us())
+
+    def _record_event(self, channel: int, duration_s: float, pre_s: float, source: str, at_us: int) -> None:
+        event = self._index.add_event(start_us=at_us - round(pre_s * 1e6), trigger_us=at_us, source=source,
+                                      channels=[channel], locked=True)
+        end_us = at_us + round(duration_s * 1e6)
+        self.scheduler.call_later(duration_s, lambda: self._index.end_event(event.id, end_us=end_us))
+
     def _relay(self, output_id: str) -> Relay:
         if output_id not in self.relays:
             raise KeyError(f"no alarm output {output_id!r}; configured: {', '.join(self.relays) or 'none'}")

@@ -62,6 +62,20 @@ class Firing:
     signal: Signal
     event_id: int | None
     handled_us: int  # monotonic time when its outputs, event row and queued jobs were done
+    channels: tuple[int, ...] = ()  # the channels its event records
+    start_us: int | None = None  # the event's start (pre_s before the signal), UTC
+
+
+class AlarmListener(Protocol):
+    """What the alarm side tells a listener (MQTT, ...), on the alarm scheduler thread, in order: every
+    signal change (whether or not a rule watches it), every rule firing, every event ending. Keep each
+    call quick (enqueue only): the next alarm waits for it. A listener that raises is logged and skipped."""
+
+    def signal_changed(self, signal: Signal, /) -> None: ...
+
+    def rule_fired(self, firing: Firing, /) -> None: ...
+
+    def event_ended(self, rule: str, event_id: int | None, end_us: int, /) -> None: ...
 
 
 @dataclass(slots=True)
@@ -105,7 +119,23 @@ class RuleEngine:
         self._webhooks, self._ptz, self._ptz_worker = webhooks, ptz, ptz_worker
         self.on_fired = on_fired
         self._open: dict[int, _OpenEvent] = {}
+        self._listeners: list[AlarmListener] = []
         self.stats = RuleStats()
+
+    def subscribe(self, listener: AlarmListener) -> Callable[[], None]:
+        """Tell `listener` of every signal, firing and event end from now on; returns the unsubscribe call."""
+        self._listeners = [*self._listeners, listener]
+
+        def unsubscribe() -> None:
+            self._listeners = [known for known in self._listeners if known is not listener]
+        return unsubscribe
+
+    def _tell(self, method: str, *args) -> None:
+        for listener in self._listeners:
+            try:
+                getattr(listener, method)(*args)
+            except Exception:  # a broken listener must not cost the alarm path
+                log.exception("alarm listener %r failed in %s", listener, method)
 
     def signal(self, kind: str, key: str, active: bool, *, at_us: int | None = None, detail: str = "") -> None:
         """Report a signal change; handled on the scheduler thread (at once if called from it)."""
@@ -116,6 +146,7 @@ class RuleEngine:
             self._scheduler.call_soon(self._handle, sig)
 
     def _handle(self, sig: Signal) -> None:
+        self._tell("signal_changed", sig)
         for number, (name, rule) in enumerate(self._rules):
             if rule.when.signal != (sig.kind, sig.key):
                 continue
@@ -139,8 +170,12 @@ class RuleEngine:
             if action.output is None:
                 self._guarded(name, self._run, action, number, name, sig, event_id)
         self.stats.max_handle_us = max(self.stats.max_handle_us, (time.perf_counter_ns() - started) // 1000)
+        plan = self._plans[number]
+        firing = Firing(name, sig, event_id, self._clocks.monotonic_us(), plan.channels,
+                        sig.at_us - round(plan.pre_s * 1e6))
         if self.on_fired is not None:
-            self.on_fired(Firing(name, sig, event_id, self._clocks.monotonic_us()))
+            self.on_fired(firing)
+        self._tell("rule_fired", firing)
 
     def _guarded(self, name: str, fn: Callable, *args):
         try:
@@ -210,6 +245,7 @@ class RuleEngine:
         del self._open[number]
         if state.event_id is not None:
             self._index.end_event(state.event_id, end_us=end_us)
+        self._tell("event_ended", self._rules[number][0], state.event_id, end_us)
 
     def close_all(self) -> None:
         """End every open event now (shutdown); call on the scheduler thread or after it stopped."""
@@ -219,6 +255,7 @@ class RuleEngine:
                 state.close_timer.cancel()
             if state.event_id is not None:
                 self._index.end_event(state.event_id, end_us=now)
+            self._tell("event_ended", self._rules[number][0], state.event_id, now)
         self._open.clear()
 
     def statistics(self) -> dict:

@@ -38,6 +38,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from base.credentials import mask_credentials
 from appliance.config.ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config.monitor import MonitorConfig
+from appliance.config.mqtt import MqttConfig
 from appliance.config.audio import AudioConfig, check_channel_audio
 from appliance.config.alarms import AlarmsConfig, MotionConfig, RuleConfig, reference_errors
 from appliance.config.yaml_lines import (MAX_YAML_CHARS, Document, Location, YamlLimitError, error_line, error_message,
@@ -553,6 +554,7 @@ class Config(_Section):
     monitor: MonitorConfig = Field(default_factory=dict, description=MonitorConfig.__doc__)
     alarms: AlarmsConfig = Field(default_factory=dict, description=AlarmsConfig.__doc__)
     rules: list[RuleConfig] = Field(default_factory=list, description="Linkage rules: when a signal fires, do actions.")
+    mqtt: MqttConfig = Field(default_factory=dict, description=MqttConfig.__doc__)
 
     _source_name: str = PrivateAttr("<python>")
 

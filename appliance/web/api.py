@@ -20,9 +20,7 @@ from hal.storage import disk_usage
 from hal.sensors import ThermalZones, system_uptime_s
 from recorder.errors import StorageError
 from recorder.fmp4 import Mp4Error
-from base.h264 import H264Error, to_mp4_sample
-from recorder.live_mux import LiveFragment, LiveMuxer
-from recorder.snapshot import SnapshotError, keyframe_to_jpeg, raw_to_jpeg
+from recorder.snapshot import SnapshotError, keyframe_to_jpeg, live_jpeg
 
 log = logging.getLogger("nvr.web")
 router = APIRouter(tags=["recordings"], dependencies=[Depends(authenticated)])
@@ -197,29 +195,7 @@ def snapshot(request: Request, channel: int, stream: str = Query("main", pattern
 
 def _live_jpeg(request: Request, channel: int, stream: str, width: int | None) -> bytes | None:
     recorder = recorder_of(request)
-    live = recorder.live.stream(channel, stream)
-    frame = live.latest_frame()
-    if frame is not None and recorder.clocks.monotonic_us() - frame.timestamp_us < 2_000_000:
-        return raw_to_jpeg(frame, max_width=width)
-    if live.info is None:
-        return None
-    mux, deadline_us = LiveMuxer(), recorder.clocks.monotonic_us() + 4_000_000  # the same re-framing as the live view
-    with live.subscribe(max_items=64) as sub:
-        while recorder.clocks.monotonic_us() < deadline_us:
-            item = sub.get(timeout_s=0.5)
-            if item is None:
-                continue
-            for out in mux.push(item):
-                if isinstance(out, LiveFragment) and out.keyframe:
-                    return _keyframe_jpeg(mux.track, item, width)
-    return None
-
-
-def _keyframe_jpeg(track, packet, width) -> bytes | None:
-    try:
-        return keyframe_to_jpeg(track, to_mp4_sample(packet.data).sample, max_width=width)
-    except (SnapshotError, H264Error):
-        return None
+    return live_jpeg(recorder.live.stream(channel, stream), clocks=recorder.clocks, max_width=width)
 
 
 def _recorded_jpeg(request: Request, channel: int, stream: str, width: int | None) -> bytes | None:
@@ -323,6 +299,7 @@ def prometheus_text(request: Request) -> str:
             lines.append(f'{name}{{channel="{s["channel"]}",stream="{s["stream"]}"}} {int(s.get(key) or 0)}')
     for key, value in ctx_of(request).metrics.items():
         lines += [f"# TYPE nvr_web_{key} gauge", f"nvr_web_{key} {value}"]
+    lines += _mqtt_metrics(status.get("mqtt"))
     for zone in _temperatures():
         lines.append(f'nvr_temperature_celsius{{zone="{_label(zone["zone"])}",type="{_label(zone["type"])}"}} {zone["celsius"]}')
     return "\n".join(lines) + "\n"
@@ -368,6 +345,16 @@ def disk_metrics(disks: list[dict]) -> list[str]:
 def _disk_labels(disk: dict) -> str:
     labels = f'path="{_label(disk["path"])}"'
     return labels + (f',device="{_label(disk["device"])}"' if disk.get("device") else "")
+
+
+def _mqtt_metrics(mqtt: dict | None) -> list[str]:
+    """The MQTT connection and outbox (`mqtt_dropped_total`: events lost to a full outbox in an outage)."""
+    if not mqtt:
+        return []
+    return ["# TYPE nvr_mqtt_connected gauge", f"nvr_mqtt_connected {int(bool(mqtt.get('connected')))}",
+            "# TYPE nvr_mqtt_outbox gauge", f"nvr_mqtt_outbox {int(mqtt.get('outbox') or 0)}",
+            "# TYPE nvr_mqtt_published_total counter", f"nvr_mqtt_published_total {int(mqtt.get('published') or 0)}",
+            "# TYPE nvr_mqtt_dropped_total counter", f"nvr_mqtt_dropped_total {int(mqtt.get('dropped') or 0)}"]
 
 
 def _temperatures() -> list[dict]:

@@ -488,6 +488,16 @@ def smartctl_seeds(corpus: Corpus) -> None:
             corpus.add("smartctl_json", data[:cut], f"{path.stem}-cut{cut}")
 
 
+def mqtt_seeds(corpus: Corpus) -> None:
+    """Every command form the box takes, and near misses, as Home Assistant and mosquitto_pub send them."""
+    seeds = [("output/siren/set", b"ON"), ("output/siren/set", b"off"), ("alarm_input/door/armed/set", b"OFF"),
+             ("channel/2/ptz_preset/set", b"3"), ("channel/1/record/set", b"PRESS"), ("channel/1/record/set", b"45"),
+             ("channel/1/record/set", b'{"duration_s": 12.5}'), ("channel/0/record/set", b""),
+             ("output/../set", b"ON"), ("channel/1/ptz_preset/set", b"256")]
+    for number, (topic, payload) in enumerate(seeds):
+        corpus.add("mqtt_command", T.frame_records([topic.encode(), payload]), f"command-{number}")
+
+
 def main() -> int:
     corpus = Corpus(FUZZ_DIR / "corpus")
     corpus.reset()
@@ -497,6 +507,7 @@ def main() -> int:
     pelco_seeds(corpus)
     fmp4_seeds(corpus, frames)
     smartctl_seeds(corpus)
+    mqtt_seeds(corpus)
     total = sum(p.stat().st_size for p in corpus.root.rglob("*") if p.is_file())
     for target in T.TARGETS:
         print(f"{target:15} {corpus.count.get(target, 0):3} seeds")

@@ -386,6 +386,34 @@ def smartctl_json(data: bytes) -> None:
     report.as_dict()
 
 
+# --- MQTT commands from the home's message bus ------------------------------------------------------------
+
+MQTT_PREFIX = "nvr/box"
+
+
+def mqtt_command(data: bytes) -> None:
+    """A message on a command topic, as the broker hands it over: record 1 is the topic (after the
+    prefix, bytes as UTF-8 with errors replaced, as paho decodes topics), record 2 the payload.
+    `parse_command` raises only CommandError, and a command it returns is within its documented ranges."""
+    from appliance.mqtt.commands import (MAX_CHANNEL, MAX_PRESET, MAX_RECORD_S, CommandError, parse_command)
+
+    parts = records(data)
+    topic = MQTT_PREFIX + "/" + (parts[0] if parts else b"").decode("utf-8", "replace")
+    payload = parts[1] if len(parts) > 1 else b""
+    try:
+        command = parse_command(MQTT_PREFIX, topic, payload)
+    except CommandError:
+        return
+    if command.kind in ("output", "arm"):
+        assert isinstance(command.value, bool) and isinstance(command.target, str) and 1 <= len(command.target) <= 32
+        assert command.target in topic
+    elif command.kind == "ptz_preset":
+        assert 1 <= command.target <= MAX_CHANNEL and 1 <= command.value <= MAX_PRESET
+    else:
+        assert command.kind == "record" and 1 <= command.target <= MAX_CHANNEL, command
+        assert command.value is None or 1 <= command.value <= MAX_RECORD_S, command
+
+
 # --- the registry -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -408,6 +436,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("pelco_reply", pelco_reply, ("drivers.pelco.protocol", "drivers.pelco.stream"), 512),
     Target("fmp4_recovery", fmp4_recovery, ("recorder.fmp4", "recorder.mp4", "recorder.aac"), 16384),
     Target("smartctl_json", smartctl_json, ("hal.smart",), 32768),
+    Target("mqtt_command", mqtt_command, ("appliance.mqtt.commands",), 1024),
 )}
 
 

@@ -10,8 +10,10 @@ One thread accepts, one per connection serves; `stop()` closes everything. Its s
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -69,7 +71,7 @@ class FakeCamera:
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, uri, headers (lower-case names)
         self.rtcp: list[bytes] = []
         self.connections = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = _listen_outside_ephemeral()
         self.port = self._listener.getsockname()[1]
         self.tls = _server_tls_context() if script.tls else None
         self._stop = threading.Event()
@@ -84,8 +86,16 @@ class FakeCamera:
         self._close_sockets()
 
     def come_up(self) -> None:
-        """Answer again on the same port."""
-        self._listener = socket.create_server(("127.0.0.1", self.port))
+        """Answer again on the same port (waiting up to 10 s if another test's socket holds it meanwhile)."""
+        for _ in range(100):
+            try:
+                self._listener = socket.create_server(("127.0.0.1", self.port))
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or self._stop.wait(0.1):
+                    raise
+        else:
+            raise OSError(errno.EADDRINUSE, f"port {self.port} stayed taken for 10 s")
         self.up = True
         threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
 
@@ -125,6 +135,22 @@ class FakeCamera:
             self.connections += 1
             self._sockets.append(sock)
             threading.Thread(target=_Connection(self, sock).serve, daemon=True).start()
+
+
+def _listen_outside_ephemeral() -> socket.socket:
+    """A loopback listener on a free port below the kernel's ephemeral range: a camera that goes down and
+    comes up again must find its port free, and outgoing connections (any test's) take ephemeral ports."""
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    first = 10_000 if low > 12_000 else 1024
+    for port in random.sample(range(first, low), min(200, low - first)):
+        try:
+            return socket.create_server(("127.0.0.1", port))
+        except OSError:
+            continue
+    return socket.create_server(("127.0.0.1", 0))
 
 
 def _stop_listening(listener: socket.socket) -> None:

@@ -133,6 +133,13 @@ function captureText(c) {
   return `${(c.fps_measured || 0).toFixed(1)} fps · ${c.frames_dropped || 0} dropped · ${signal} · ${c.video_losses || 0} losses`;
 }
 
+function mqttState(m) {
+  const state = el("span", { class: `badge ${m.connected ? "good" : "bad"}` }, m.connected ? "connected" : "not connected");
+  const counts = m.connected !== undefined && m.outbox !== undefined
+    ? ` ${m.broker} · outbox ${m.outbox}/${m.outbox_max} · published ${m.published} · dropped ${m.dropped}` : "";
+  return el("div", {}, el("p", {}, state, counts), ...(m.last_error ? [el("p", { class: "error", id: "mqtt-error" }, m.last_error)] : []));
+}
+
 export async function healthPage(page) {
   const body = el("div", { id: "health" });
   page.append(el("h2", {}, "Health"), body);
@@ -154,7 +161,8 @@ export async function healthPage(page) {
           el("td", {}, s.frames_recorded), el("td", {}, s.segments), el("td", {}, s.connects), el("td", {}, captureText(s.capture))))),
       el("h3", {}, "Temperatures"), h.temperatures.length ? el("table", {}, ...h.temperatures.map((t) => el("tr", {}, el("td", {}, t.type), el("td", {}, `${t.celsius} °C`))))
         : el("p", { class: "muted" }, "No temperature sensor readable."),
-      el("h3", {}, "Active alarms"), h.alarms.length ? el("ul", {}, ...h.alarms.map((a) => el("li", { class: "error" }, `${a.kind}: ${a.message}`))) : el("p", { class: "muted" }, "None."));
+      el("h3", {}, "Active alarms"), h.alarms.length ? el("ul", {}, ...h.alarms.map((a) => el("li", { class: "error" }, `${a.kind}: ${a.message}`))) : el("p", { class: "muted" }, "None."),
+      ...(h.mqtt ? [el("h3", {}, "MQTT"), mqttState(h.mqtt)] : []));
   }
   const timer = setInterval(() => load().catch(() => {}), 5000);
   onCleanup(() => clearInterval(timer));
