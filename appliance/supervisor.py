@@ -10,11 +10,12 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from base.clock import Clocks
-from hal.storage import make_dirs_durable
+from hal.storage import make_dirs_durable, unmount
 from recorder.disk_health import DiskHealthWatch
 from recorder.disk_set import DiskSet
 from recorder.faults import Fault, FaultBoard
@@ -34,6 +35,7 @@ from appliance.sources import channel_sources, reconnect_max_s
 log = logging.getLogger("nvr.supervisor")
 
 LOCK_FILE = ".nvr.lock"
+EJECT_TIMEOUT_S = 15.0  # a stream reaches a keyframe within its keyframe interval (at most 10 s)
 SourceFactory = Callable[[ChannelConfig], dict[str, PacketSource]]
 
 
@@ -227,6 +229,32 @@ class Supervisor:
                 started.append(channel.id)
         log.info("restarted channel(s) %s with the new config", ", ".join(map(str, sorted(ids))) or "none")
         return started
+
+    def eject_disk(self, label: str, *, timeout_s: float = EJECT_TIMEOUT_S) -> dict:
+        """Eject the recording disk called `label` safely: no new segments on it, the open ones ended at
+        their next keyframe (their rows committed), the filesystem synced and unmounted. Recording goes
+        on on the other disks. KeyError for an unknown label; the result says what was done."""
+        if self.disk_set is None:
+            raise KeyError(label)
+        disk = self.disk_set.eject(label)
+        stop = threading.Event()
+        deadline_us = self.clocks.monotonic_us() + round(timeout_s * 1e6)
+        while self._writing_to(disk.uuid) and self.clocks.monotonic_us() < deadline_us:
+            self.clocks.wait(stop, 0.05)
+        still = self._writing_to(disk.uuid)
+        if still:
+            self.disk_set.ejected(disk, f"the disk {label!r} was not unmounted: {still} stream(s) did not reach a "
+                                        f"keyframe within {timeout_s:g} s")
+            return {"label": label, "unmounted": False, "streams_still_writing": still,
+                    "message": f"{still} stream(s) still writing after {timeout_s:g} s; not unmounted"}
+        os.sync()
+        unmounted, why = unmount(disk.path)
+        self.disk_set.ejected(disk, f"the disk {label!r} was ejected ({why}); plug it back in to record on it again")
+        log.warning("disk %r ejected: %s", label, why)
+        return {"label": label, "unmounted": unmounted, "streams_still_writing": 0, "message": why}
+
+    def _writing_to(self, disk: str) -> int:
+        return sum(1 for r in list(self.recorders) if getattr(r.segmenter, "writing_to", lambda: None)() == disk)
 
     def _record_fault(self, alarm: Fault) -> None:
         if self.index is not None:

@@ -132,3 +132,15 @@ def reserve_space(fd: int, length_bytes: int) -> bool:
         _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
     return _libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, length_bytes) == 0
+
+
+def unmount(folder: Path) -> tuple[bool, str]:
+    """Unmount the filesystem mounted on `folder`: (done, what happened). Not a mount point: (False, why)."""
+    import subprocess
+
+    if not os.path.ismount(folder):
+        return False, f"{folder} is not a mount point: nothing to unmount, nothing more is written there"
+    done = subprocess.run(["umount", str(folder)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        return False, f"umount {folder} failed: {done.stderr.strip()[-300:]}"
+    return True, f"unmounted from {folder}; it can be unplugged"

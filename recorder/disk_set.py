@@ -47,7 +47,7 @@ DISKS_DIR = "disks"  # in the data root: one link per disk, named by its uuid
 RETRY_S = 30.0  # an away or failed disk is looked at again after this long
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
-OK, AWAY, FAILED, FOREIGN = "ok", "away", "failed", "foreign"
+OK, AWAY, FAILED, FOREIGN, EJECTING = "ok", "away", "failed", "foreign", "ejecting"
 
 
 class DiskIdentityError(ValueError):
@@ -122,6 +122,7 @@ class DiskSet:
         self._pinned = dict(pinned or {})
         self._lock = threading.RLock()
         self._states_changed = False
+        self._ejecting: frozenset[str] = frozenset()  # read without the lock by every writer
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -216,6 +217,31 @@ class DiskSet:
             log.warning("disk %r at %s is back", disk.label, disk.path)
             self._mark(disk, OK, None)
         return free
+
+    def leaving(self, disk: str) -> bool:
+        """Whether the segments open on `disk` should end at their next keyframe (it is being ejected)."""
+        return bool(disk) and disk in self._ejecting
+
+    def eject(self, label: str) -> RecordingDisk:
+        """Stop putting segments on the disk called `label` and ask the writers to end theirs on it at
+        their next keyframe; it is not taken back until `ejected` has run and it is plugged in again.
+        KeyError if no disk has that label."""
+        with self._lock:
+            disk = next((d for d in self.disks if d.label == label), None)
+            if disk is None:
+                raise KeyError(label)
+            self._mark(disk, EJECTING, f"the disk {disk.label!r} is being ejected: recording goes on on the others")
+            if disk.uuid:
+                self._ejecting = self._ejecting | {disk.uuid}
+        self._report()
+        return disk
+
+    def ejected(self, disk: RecordingDisk, why: str) -> None:
+        """The disk is unmounted (or given up): away until it is plugged in again."""
+        with self._lock:
+            self._ejecting = self._ejecting - {disk.uuid}
+            self._mark(disk, AWAY, why)
+        self._report()
 
     def failed(self, placement: Placement, exc: OSError) -> None:
         """A write on `placement`'s disk failed: unless the disk was only full, the next segments go elsewhere."""

@@ -68,6 +68,10 @@ class SegmentPlacer(Protocol):
 
     def failed(self, placement: Placement, exc: OSError) -> None: ...
 
+    def leaving(self, disk: str) -> bool:
+        """Whether segments on `disk` should end at the next keyframe (it is being ejected)."""
+        ...
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -430,7 +434,8 @@ class Segmenter:
             self._close_segment()
             return self._restart_run(ticks)
         limit = self._first_segment_ticks if self._segment.seq == 0 else self._segment_ticks
-        if ticks - self._segment.start_ticks >= limit:
+        leaving = self._placer is not None and self._placer.leaving(self._segment.disk)
+        if ticks - self._segment.start_ticks >= limit or leaving:  # leaving: its disk is being ejected
             self._close_segment()
         return ticks
 
@@ -578,6 +583,11 @@ class Segmenter:
         self.stats.frames_recorded += seg.frames
         self.stats.bytes += seg.file.bytes_written
         self._last_segment_bytes = seg.file.bytes_written
+
+    def writing_to(self) -> str | None:
+        """The disk (uuid, '' the data root) of the segment open now, or None. Read from other threads."""
+        seg = self._segment
+        return None if seg is None else seg.disk
 
     def open_segment_row(self) -> Segment | None:
         """The segment being written, as the row it will get (id 0), for playback near the live edge;

@@ -59,6 +59,10 @@ class RecorderView(Protocol):
         """The health page's data; `index` is a reader connection to count through."""
         ...
 
+    def eject_disk(self, label: str) -> dict:
+        """Eject the recording disk `label` safely (appliance.supervisor.Supervisor.eject_disk); KeyError if none."""
+        ...
+
 
 class FaultBoard(Protocol):
     """Active faults, raised and cleared by hand (`recorder.faults.FaultBoard` meets it)."""
