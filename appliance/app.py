@@ -280,6 +280,10 @@ class Appliance:
     def streams(self) -> list[StreamState]:
         return [StreamState(r.segmenter.channel, r.segmenter.stream, r.connected) for r in list(self.supervisor.recorders)]
 
+    def eject_disk(self, label: str) -> dict:
+        """Eject a recording disk safely (the supervisor's `eject_disk`)."""
+        return self.supervisor.eject_disk(label)
+
     def open_segments(self, *, channel: int | None = None, stream: str | None = None) -> list[Segment]:
         rows = []
         for recorder in list(self.supervisor.recorders):

@@ -1,4 +1,4 @@
-"""The `nvr` command: run the appliance, check a config, list recordings, export a clip, list devices."""
+"""The `nvr` command: run the appliance, check a config, list recordings, export a clip, list disks and devices."""
 from __future__ import annotations
 
 import argparse
@@ -99,6 +99,21 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("name")
     _config_args(rm)
     rm.set_defaults(handler=_cmd_user_remove)
+
+    disks = sub.add_parser("disks", help="list the disks: model, serial, size, S.M.A.R.T. health, temperature, role, "
+                                         "free space and how many days of recordings each holds")
+    _config_args(disks)
+    disks.add_argument("--json", action="store_true", help="print one JSON object")
+    disks.set_defaults(handler=_cmd_disks)
+    disks_sub = disks.add_subparsers(dest="disks_action", metavar="ACTION")
+    init = disks_sub.add_parser("init", help="make a blank disk a recordings disk: ext4, a label, an identity file "
+                                             "(refuses a disk with anything on it unless its serial is confirmed)")
+    _config_args(init)
+    init.add_argument("device", metavar="DEVICE", help="the whole disk, e.g. /dev/sdb")
+    init.add_argument("--label", required=True, help="its name (also the filesystem label, up to 16 characters)")
+    init.add_argument("--confirm-serial", metavar="SERIAL",
+                      help="the disk's serial number: needed to erase a disk that is not blank")
+    init.set_defaults(handler=_cmd_disks_init)
 
     dev = sub.add_parser("devices", help="list video capture devices, serial ports and audio inputs for the config")
     dev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -304,6 +319,43 @@ def _cmd_user_remove(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"user {args.name} removed")
+    return 0
+
+
+def _cmd_disks(args: argparse.Namespace) -> int:
+    """Reads each disk once now (smartctl -n standby: a sleeping disk is not woken); beside a running
+    recorder it only reads its index. Exit 1 when a disk is failing, so scripts can check."""
+    from appliance.disks import disks_json, disks_text, inspect_disks
+    from recorder.faults import FaultBoard
+
+    clocks = RealClocks()
+    rows = inspect_disks(_load(args), clocks=clocks, faults=FaultBoard(clocks=clocks))
+    print(disks_json(rows) if args.json else disks_text(rows))
+    return 1 if any(str(row.get("health", "")).startswith("failing") for row in rows) else 0
+
+
+def _cmd_disks_init(args: argparse.Namespace) -> int:
+    """Audit-logged (the web's audit log, user None, client 'cli'), refused or done."""
+    from appliance.config.model import DiskConfig
+    from appliance.disks import DiskInitRefused, initialise_disk
+    from hal.block_device import BlockDeviceError
+
+    try:
+        DiskConfig(path=Path("/"), label=args.label)
+    except ValueError:
+        raise UsageError(f"--label: expected 1-32 letters, digits, spaces, '_', '.' or '-', got {args.label!r}") from None
+    store = _user_store(args)
+    try:
+        try:
+            done = initialise_disk(args.device, label=args.label, confirm_serial=args.confirm_serial)
+        except (DiskInitRefused, BlockDeviceError) as exc:
+            store.audit(None, "disk_init_refused", {"device": args.device, "label": args.label, "why": str(exc)}, "cli")
+            raise UsageError(str(exc)) from None
+        store.audit(None, "disk_init", done, "cli")
+    finally:
+        store.close()
+    print(f"{args.device} is now the recordings disk {args.label!r} (identity {done['uuid']}); mount it and list "
+          f"it in storage.disks")
     return 0
 
 

@@ -10,27 +10,32 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from base.clock import Clocks
-from hal.storage import make_dirs_durable
+from hal.storage import make_dirs_durable, unmount
+from recorder.disk_health import DiskHealthWatch
+from recorder.disk_set import DiskSet
 from recorder.faults import Fault, FaultBoard
 from recorder.index import Index
 from recorder.live import LiveHub
 from recorder.recovery import RecoveryReport, recover
-from recorder.retention import Retention, RetentionPolicy
+from recorder.retention import Retention
 from recorder.segmenter import DiscardingSegmenter, Segmenter
 from recorder.source import PacketSource
 from recorder.stream_recorder import StreamRecorder
 from recorder.video_loss import VideoLossGuard
 
 from appliance.config.model import ChannelConfig, Config
+from appliance.disks import ROLE_INDEX, ROLE_RECORDINGS, disk_row, disks_capacity, make_disk_health, retention_policy
 from appliance.sources import channel_sources, reconnect_max_s
 
 log = logging.getLogger("nvr.supervisor")
 
 LOCK_FILE = ".nvr.lock"
+EJECT_TIMEOUT_S = 15.0  # a stream reaches a keyframe within its keyframe interval (at most 10 s)
 SourceFactory = Callable[[ChannelConfig], dict[str, PacketSource]]
 
 
@@ -57,7 +62,11 @@ class Supervisor:
         self.recorders: list[StreamRecorder] = []
         self.recovery: RecoveryReport | None = None
         self.index: Index | None = None
-        self.retention: Retention | None = None
+        self.retention: Retention | None = None  # the data root's
+        self.retentions: list[Retention] = []  # the data root's, then each recording disk's
+        self.disk_set: DiskSet | None = None  # with storage.disks
+        self.disk_health: DiskHealthWatch | None = None  # the data root's
+        self.disk_watches: dict[str, DiskHealthWatch] = {}  # by disk uuid, '' the data root
         self.faults = FaultBoard(clocks=clocks, record=self._record_fault)
         self.live = LiveHub()  # what viewers (web live view, HDMI monitor, motion) subscribe to
         self._lock_fd: int | None = None
@@ -72,10 +81,26 @@ class Supervisor:
         self.root.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         self.index = Index(self.root)
-        self.recovery = recover(self.root, self.index, sync=self._sync)
+        present = [""]
+        if self.config.storage.disks and not self.disk_absent:
+            disks = self.config.storage.disks
+            self.disk_set = DiskSet(root=self.root, disks=[(d.path, d.name) for d in disks], index=self.index,
+                                    clocks=self.clocks, faults=self.faults,
+                                    groups={d.name: d.group for d in disks if d.group},
+                                    pinned={c.id: c.storage for c in self.config.channels if c.storage})
+            self.disk_set.open()
+            present = self.disk_set.present()
+        self.recovery = recover(self.root, self.index, sync=self._sync, disks=present)
         self.retention = self._make_retention()
-        self.retention.enforce()  # make room before the first segment, not a pass later
-        self.retention.start()
+        self.retentions = [self.retention, *self._disk_retentions()]
+        for retention in self.retentions:
+            retention.enforce()  # make room before the first segment, not a pass later
+            retention.start()
+        self.disk_health = make_disk_health(self.config, self.root, faults=self.faults, clocks=self.clocks,
+                                            smart=not self.disk_absent)
+        self.disk_watches = {"": self.disk_health, **self._disk_watches()}
+        for watch in self.disk_watches.values():
+            watch.start()
         channels = [c for c in self.config.channels if c.enabled]
         for position, channel in enumerate(channels):
             self._start_channel(channel, position, len(channels))
@@ -94,11 +119,43 @@ class Supervisor:
         self._lock_fd = fd
 
     def _make_retention(self) -> Retention:
+        """The data root's: ages and quotas over every disk present; its space bounds over its own
+        segments (all of them without storage.disks)."""
         r = self.config.storage.retention
-        policy = RetentionPolicy(max_used_percent=r.max_used_percent, min_free_bytes=r.min_free_bytes,
-                                 max_age_days=r.max_age_days, locked_floor_bytes=r.locked_floor_bytes)
+        policy = retention_policy(self.config)
+        several = self.disk_set is not None
         return Retention(root=self.root, index=self.index, clocks=self.clocks, faults=self.faults, policy=policy,
-                         interval_s=r.interval_s, sync=self._sync)
+                         interval_s=r.interval_s, sync=self._sync, disk="" if several else None,
+                         present=self.disk_set.present if several else None)
+
+    def _disk_retentions(self) -> list[Retention]:
+        """One per recording disk known by its identity: its own space bounds, measured at its folder,
+        and only while it is present."""
+        if self.disk_set is None:
+            return []
+        r = self.config.storage.retention
+        return [Retention(root=self.root, index=self.index, clocks=self.clocks, faults=self.faults,
+                          policy=retention_policy(self.config), interval_s=r.interval_s, sync=self._sync,
+                          disk=disk.uuid, measure_at=disk.path, ages=False, present=self.disk_set.present,
+                          label=disk.label)
+                for disk in self.disk_set.disks if disk.uuid]
+
+    def _disk_watches(self) -> dict[str, DiskHealthWatch]:
+        if self.disk_set is None:
+            return {}
+        return {disk.uuid: make_disk_health(self.config, disk.path, faults=self.faults, clocks=self.clocks,
+                                            label=disk.label, one_disk=False)
+                for disk in self.disk_set.disks if disk.uuid}
+
+    def _free_space(self) -> None:
+        """A write found its disk full: every disk's retention makes room now."""
+        for retention in self.retentions:
+            retention.enforce()
+
+    def _io_error(self, exc: OSError, disk: str) -> None:
+        watch = self.disk_watches.get(disk)
+        if watch is not None:
+            watch.note_io_error(exc)
 
     def _start_channel(self, channel: ChannelConfig, position: int, count: int) -> None:
         try:
@@ -113,11 +170,13 @@ class Supervisor:
             if self.disk_absent:  # the stream still feeds live view and motion detection; nothing is written
                 segmenter = DiscardingSegmenter(channel=channel.id, stream=stream)
             else:
-                make_dirs_durable(self.root / f"ch{channel.id:02d}" / stream, self.root)
+                if self.disk_set is None:  # with several disks each segment's folder is made on its disk
+                    make_dirs_durable(self.root / f"ch{channel.id:02d}" / stream, self.root)
                 segmenter = Segmenter(
                     channel=channel.id, stream=stream, root=self.root, index=self.index, clocks=self.clocks,
                     faults=self.faults, segment_seconds=self.config.storage.segment_seconds,
-                    stagger_fraction=stagger, sync=self._sync, free_space=self.retention.enforce,
+                    stagger_fraction=stagger, sync=self._sync, free_space=self._free_space,
+                    io_error=self._io_error, placer=self.disk_set,
                 )
             live = self.live.stream(channel.id, stream)
             if hasattr(source, "frame_tap"):  # analog: the local view gets raw frames before encoding
@@ -134,8 +193,10 @@ class Supervisor:
             recorder.request_stop()
         for recorder in self.recorders:
             recorder.join()
-        if self.retention is not None:
-            self.retention.stop()
+        for retention in self.retentions:
+            retention.stop()
+        for watch in self.disk_watches.values():
+            watch.stop()
         if self.index is not None:
             self.index.close()
         if self._lock_fd is not None:
@@ -169,9 +230,55 @@ class Supervisor:
         log.info("restarted channel(s) %s with the new config", ", ".join(map(str, sorted(ids))) or "none")
         return started
 
+    def eject_disk(self, label: str, *, timeout_s: float = EJECT_TIMEOUT_S) -> dict:
+        """Eject the recording disk called `label` safely: no new segments on it, the open ones ended at
+        their next keyframe (their rows committed), the filesystem synced and unmounted. Recording goes
+        on on the other disks. KeyError for an unknown label; the result says what was done."""
+        if self.disk_set is None:
+            raise KeyError(label)
+        disk = self.disk_set.eject(label)
+        stop = threading.Event()
+        deadline_us = self.clocks.monotonic_us() + round(timeout_s * 1e6)
+        while self._writing_to(disk.uuid) and self.clocks.monotonic_us() < deadline_us:
+            self.clocks.wait(stop, 0.05)
+        still = self._writing_to(disk.uuid)
+        if still:
+            self.disk_set.ejected(disk, f"the disk {label!r} was not unmounted: {still} stream(s) did not reach a "
+                                        f"keyframe within {timeout_s:g} s")
+            return {"label": label, "unmounted": False, "streams_still_writing": still,
+                    "message": f"{still} stream(s) still writing after {timeout_s:g} s; not unmounted"}
+        os.sync()
+        unmounted, why = unmount(disk.path)
+        self.disk_set.ejected(disk, f"the disk {label!r} was ejected ({why}); plug it back in to record on it again")
+        log.warning("disk %r ejected: %s", label, why)
+        return {"label": label, "unmounted": unmounted, "streams_still_writing": 0, "message": why}
+
+    def _writing_to(self, disk: str) -> int:
+        return sum(1 for r in list(self.recorders) if getattr(r.segmenter, "writing_to", lambda: None)() == disk)
+
     def _record_fault(self, alarm: Fault) -> None:
         if self.index is not None:
             self.index.add_alarm(at_us=alarm.since_us, kind=alarm.kind, channel=alarm.channel, message=alarm.message)
+
+    def _disks_status(self, index: Index | None) -> list[dict]:
+        """The disks with their health, space and retention preview ("at today's rate ... N days")."""
+        if self.disk_health is None:
+            return []
+        policy = self.retention.policy if self.retention else retention_policy(self.config)
+        usable_index, now_us = None if self.disk_absent else index, self.clocks.utc_now_us()
+        if self.disk_set is None:
+            return [disk_row(self.disk_health, index=usable_index, policy=policy, now_us=now_us)]
+        capacity = disks_capacity(self.disk_set, usable_index, policy) if usable_index is not None else None
+        rows = [disk_row(self.disk_health, index=None, policy=policy, now_us=now_us, role=ROLE_INDEX)]
+        for disk in self.disk_set.statistics():
+            watch = self.disk_watches.get(disk["uuid"])
+            if watch is not None:
+                rows.append(disk_row(watch, index=usable_index, policy=policy, now_us=now_us, extra=disk,
+                                     capacity_bytes=capacity))
+            else:  # never recognised (foreign, or away since its first use): only what the set knows
+                rows.append({"role": ROLE_RECORDINGS, **disk, "ok": False, "error": disk["reason"],
+                             "health": "unknown", "retention_preview": None})
+        return rows
 
     def status(self, *, index: Index | None = None) -> dict:
         """The recording's part of the health page, as plain data. `index`: a reader connection to count
@@ -185,8 +292,9 @@ class Supervisor:
             "recording": not self.disk_absent,  # False: storage.require_mount and no disk mounted
             "segments": count, "bytes": size,
             "retention": self.retention.statistics() if self.retention else None,
+            "disks": self._disks_status(index),
             "recovery": self.recovery.summary() if self.recovery else None,
-            "alarms": [{"kind": a.kind, "channel": a.channel, "message": a.message, "since_us": a.since_us}
+            "alarms": [{"kind": a.kind, "channel": a.channel, "disk": a.disk, "message": a.message, "since_us": a.since_us}
                        for a in self.faults.active()],
             "streams": [{"channel": r.segmenter.channel, "stream": r.segmenter.stream, "source": r.source.name,
                          **r.statistics(), "capture": _capture_statistics(r.source)} for r in self.recorders],

@@ -18,6 +18,7 @@ class Fault:
     channel: int | None
     message: str
     since_us: int
+    disk: str | None = None  # which recording disk (its label), when there are several
 
 
 FaultListener = Callable[[Fault, bool], None]
@@ -26,9 +27,9 @@ FaultListener = Callable[[Fault, bool], None]
 class FaultSink(Protocol):
     """Where alarms go. `raise_alarm` is idempotent while the alarm is active; `clear_alarm` ends it."""
 
-    def raise_fault(self, kind: str, message: str, *, channel: int | None = None) -> None: ...
+    def raise_fault(self, kind: str, message: str, *, channel: int | None = None, disk: str | None = None) -> None: ...
 
-    def clear_fault(self, kind: str, *, channel: int | None = None) -> None: ...
+    def clear_fault(self, kind: str, *, channel: int | None = None, disk: str | None = None) -> None: ...
 
 
 class FaultBoard:
@@ -42,7 +43,7 @@ class FaultBoard:
         self._clocks = clocks
         self._record = record
         self._lock = threading.Lock()
-        self._active: dict[tuple[str, int | None], Fault] = {}
+        self._active: dict[tuple[str, int | None, str | None], Fault] = {}
         self._listeners: list[FaultListener] = []
 
     def subscribe(self, listener: FaultListener) -> Callable[[], None]:
@@ -63,13 +64,14 @@ class FaultBoard:
             except Exception:  # one broken listener must not stop the others or the raiser
                 log.exception("alarm listener %r failed on %s", listener, alarm.kind)
 
-    def raise_fault(self, kind: str, message: str, *, channel: int | None = None) -> None:
+    def raise_fault(self, kind: str, message: str, *, channel: int | None = None, disk: str | None = None) -> None:
+        """Raise `kind` for a channel, a disk (several recording disks: each its own), or the box."""
         with self._lock:
-            if (kind, channel) in self._active:
+            if (kind, channel, disk) in self._active:
                 return
-            alarm = Fault(kind, channel, message, self._clocks.utc_now_us())
-            self._active[(kind, channel)] = alarm
-        where = f" (channel {channel})" if channel is not None else ""
+            alarm = Fault(kind, channel, message, self._clocks.utc_now_us(), disk)
+            self._active[(kind, channel, disk)] = alarm
+        where = f" (channel {channel})" if channel is not None else f" (disk {disk})" if disk is not None else ""
         log.error("ALARM %s%s: %s", kind, where, message)
         if self._record is not None:
             try:
@@ -78,11 +80,11 @@ class FaultBoard:
                 log.exception("could not record alarm %s", kind)
         self._notify(alarm, True)
 
-    def clear_fault(self, kind: str, *, channel: int | None = None) -> None:
+    def clear_fault(self, kind: str, *, channel: int | None = None, disk: str | None = None) -> None:
         with self._lock:
-            alarm = self._active.pop((kind, channel), None)
+            alarm = self._active.pop((kind, channel, disk), None)
         if alarm is not None:
-            where = f" (channel {channel})" if channel is not None else ""
+            where = f" (channel {channel})" if channel is not None else f" (disk {disk})" if disk is not None else ""
             log.warning("alarm %s%s cleared", kind, where)
             self._notify(alarm, False)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,7 @@ from recorder.errors import DiskFull, IndexCorrupt, StorageError
 from recorder.wal_sync import WalSyncer
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = 2  # 2: events and event_channels (created on open; a version 1 index is upgraded in place)
+SCHEMA_VERSION = 3  # 2: events and event_channels; 3: disks, segments.disk (older indexes are upgraded in place on open)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -42,10 +42,14 @@ CREATE TABLE IF NOT EXISTS segments (
     locked INTEGER NOT NULL DEFAULT 0 CHECK (locked IN (0, 1)),
     deleting INTEGER NOT NULL DEFAULT 0 CHECK (deleting IN (0, 1)),  -- row marked before unlink
     recovered INTEGER NOT NULL DEFAULT 0 CHECK (recovered IN (0, 1)),
+    disk TEXT NOT NULL DEFAULT '',                    -- the disk's uuid ('': the data root itself)
     UNIQUE (run_id, seq)
 );
 CREATE INDEX IF NOT EXISTS segments_by_channel_time ON segments (channel, stream, start_us);
 CREATE INDEX IF NOT EXISTS segments_by_time ON segments (start_us);
+-- Retention's per-channel questions (a quota's bytes, a channel's oldest unlocked or locked segments)
+-- answered from the index alone: bench/retention.py measured 7 ms a channel without it on a month of 16.
+CREATE INDEX IF NOT EXISTS segments_for_retention ON segments (channel, locked, deleting, start_us, bytes);
 CREATE TABLE IF NOT EXISTS alarms (
     id INTEGER PRIMARY KEY,
     at_us INTEGER NOT NULL,
@@ -77,6 +81,18 @@ CREATE TABLE IF NOT EXISTS event_channels (
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (start_us);
 CREATE INDEX IF NOT EXISTS event_channels_by_channel ON event_channels (channel, event_id);
+"""
+
+# Disks (schema 3): the recording disks besides the data root, each known by the uuid in its identity
+# file. A segment on one has `disk` = that uuid and a path under `disks/UUID/` (a link in the data root
+# to the disk's folder), so every reader finds it as `root / path`.
+_DISKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS disks (
+    uuid TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    path TEXT NOT NULL,                  -- the folder it was last configured at
+    added_us INTEGER NOT NULL
+);
 """
 
 # A segment overlapping a locked event on its channel is locked when indexed.
@@ -117,6 +133,15 @@ class Segment:
     locked: bool = False
     deleting: bool = False
     recovered: bool = False
+    disk: str = ""  # the uuid of the disk it is on; '' for the data root
+
+
+@dataclass(frozen=True, slots=True)
+class DiskRow:
+    uuid: str
+    label: str
+    path: str
+    added_us: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +159,8 @@ class Event:
 
 
 _SEGMENT_COLUMNS = (
-    "id, run_id, channel, stream, seq, start_us, end_us, media_start_ticks, path, bytes, frames, locked, deleting, recovered"
+    "id, run_id, channel, stream, seq, start_us, end_us, media_start_ticks, path, bytes, frames, locked, deleting, recovered,"
+    " disk"
 )
 
 
@@ -178,7 +204,11 @@ class Index:
         if version > SCHEMA_VERSION:
             raise IndexCorrupt(f"index {self.path} has schema {version}, newer than this recorder's {SCHEMA_VERSION}")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(segments)")}
+        if "disk" not in columns:  # a version 1 or 2 index: every segment is on the data root
+            self._db.execute("ALTER TABLE segments ADD COLUMN disk TEXT NOT NULL DEFAULT ''")
         self._db.executescript(_EVENTS_SCHEMA)
+        self._db.executescript(_DISKS_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -327,22 +357,57 @@ class Index:
         )
         return _segment(rows[0]) if rows else None
 
-    def oldest(self, *, limit: int, locked: bool) -> list[Segment]:
-        """The oldest segments (by start time, all channels) that are locked or not, for retention."""
+    def oldest(self, *, limit: int, locked: bool, channel: int | None = None,
+               disks: Collection[str] | None = None) -> list[Segment]:
+        """The oldest segments (by start time; all channels, or one; all disks or those named) that are
+        locked or not, for retention."""
+        where, args = _retention_filter(locked, channel, disks)
+        rows = self._query(f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE {where} ORDER BY start_us LIMIT ?",
+                           (*args, limit))
+        return [_segment(r) for r in rows]
+
+    def older_than(self, *, before_us: int, limit: int, locked: bool = False, channel: int | None = None,
+                   disks: Collection[str] | None = None) -> list[Segment]:
+        """Segments (unlocked unless `locked`; all channels, or one; all disks or those named) that ended
+        before `before_us`, oldest first."""
+        where, args = _retention_filter(locked, channel, disks)
         rows = self._query(
-            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE deleting = 0 AND locked = ? ORDER BY start_us LIMIT ?",
-            (int(locked), limit),
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE {where} AND end_us < ? ORDER BY start_us LIMIT ?",
+            (*args, before_us, limit),
         )
         return [_segment(r) for r in rows]
 
-    def older_than(self, *, before_us: int, limit: int) -> list[Segment]:
-        """Unlocked segments that ended before `before_us`, oldest first."""
-        rows = self._query(
-            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE deleting = 0 AND locked = 0 AND end_us < ?"
-            " ORDER BY start_us LIMIT ?",
-            (before_us, limit),
-        )
-        return [_segment(r) for r in rows]
+    def channel_bytes(self, channel: int, *, locked: bool = False, disks: Collection[str] | None = None) -> int:
+        """Bytes of a channel's segments (all its streams; all disks or those named) that are locked or
+        not; reads that channel's rows."""
+        where, args = _retention_filter(locked, channel, disks)
+        return self._query(f"SELECT COALESCE(SUM(bytes), 0) FROM segments WHERE {where}", args)[0][0]
+
+    def recorded_since(self, since_us: int) -> dict[int, tuple[int, int]]:
+        """channel -> (bytes, earliest start_us) of its segments starting at or after `since_us`: how fast
+        recordings arrive (the retention preview). One pass over that span's rows."""
+        rows = self._query("SELECT channel, SUM(bytes), MIN(start_us) FROM segments INDEXED BY segments_by_time"
+                           " WHERE start_us >= ? AND deleting = 0 GROUP BY channel", (since_us,))
+        return {channel: (size, first) for channel, size, first in rows}
+
+    def disk_bytes(self) -> dict[str, int]:
+        """disk uuid ('' the data root) -> bytes of its live segments."""
+        return dict(self._query("SELECT disk, SUM(bytes) FROM segments WHERE deleting = 0 GROUP BY disk"))
+
+    # disks
+
+    def add_disk(self, *, uuid: str, label: str, path: str, added_us: int) -> None:
+        """Remember a recording disk (or its new folder and label, if known already)."""
+        with self._tx() as db:
+            db.execute("INSERT INTO disks (uuid, label, path, added_us) VALUES (?, ?, ?, ?) ON CONFLICT (uuid)"
+                       " DO UPDATE SET label = excluded.label, path = excluded.path", (uuid, label, path, added_us))
+
+    def disks(self) -> list[DiskRow]:
+        return [DiskRow(*row) for row in self._query("SELECT uuid, label, path, added_us FROM disks ORDER BY added_us")]
+
+    def channels(self) -> list[int]:
+        """Channels that have ever recorded, in order."""
+        return [c for (c,) in self._query("SELECT DISTINCT channel FROM runs ORDER BY channel")]
 
     def mark_deleting(self, ids: list[int]) -> None:
         """First step of a deletion: the rows stop being listed before their files go."""
@@ -457,18 +522,29 @@ class Index:
 
 _INSERT_SEGMENT = (
     "INSERT INTO segments (run_id, channel, stream, seq, start_us, end_us, media_start_ticks,"
-    " path, bytes, frames, locked, recovered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " path, bytes, frames, locked, recovered, disk) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _retention_filter(locked: bool, channel: int | None, disks: Collection[str] | None = None) -> tuple[str, list]:
+    """WHERE clause and arguments for live (not deleting) segments, locked or not, of one channel or all,
+    on the given disks or all. A disk that is away keeps its rows: retention passes them over."""
+    where, args = ("deleting = 0 AND locked = ?", [int(locked)]) if channel is None else (
+        "channel = ? AND deleting = 0 AND locked = ?", [channel, int(locked)])
+    if disks is not None:
+        where += f" AND disk IN ({', '.join('?' * len(disks))})" if disks else " AND 0"
+        args += list(disks)
+    return where, args
 
 
 def _segment_values(s: Segment) -> tuple:
     return (s.run_id, s.channel, s.stream, s.seq, s.start_us, s.end_us, s.media_start_ticks, s.path, s.bytes,
-            s.frames, int(s.locked), int(s.recovered))
+            s.frames, int(s.locked), int(s.recovered), s.disk)
 
 
 def _segment(row: tuple) -> Segment:
-    *head, locked, deleting, recovered = row
-    return Segment(*head, locked=bool(locked), deleting=bool(deleting), recovered=bool(recovered))
+    *head, locked, deleting, recovered, disk = row
+    return Segment(*head, locked=bool(locked), deleting=bool(deleting), recovered=bool(recovered), disk=disk)
 
 
 def _storage_error(exc: sqlite3.OperationalError, path: Path) -> Exception:

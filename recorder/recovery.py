@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ log = logging.getLogger("nvr.recovery")
 # 90 kHz ticks from a run's start that a segment may end at: about 3 years, far beyond any run, and
 # small enough that the index's microsecond times stay 64-bit integers.
 MAX_MEDIA_TICKS = 90_000 * 100_000_000
-_NAME = re.compile(r"^ch(\d{2,3})/(main|sub)/(\d{8})-(\d{5})\.mp4$")
+_NAME = re.compile(r"^(?:disks/([0-9a-f-]{36})/)?ch(\d{2,3})/(main|sub)/(\d{8})-(\d{5})\.mp4$")
 
 
 @dataclass
@@ -55,15 +56,17 @@ class RecoveryReport:
         )
 
 
-def recover(root: Path, index: Index, *, sync: bool = True) -> RecoveryReport:
-    """Reconcile `root`'s segment files with `index`. Never raises for one bad file."""
+def recover(root: Path, index: Index, *, sync: bool = True, disks: Collection[str] = ("",)) -> RecoveryReport:
+    """Reconcile `root`'s segment files with `index`, on the data root ('') and the disks in `disks`
+    (those that are present: reached as `root/disks/UUID`). Rows of disks that are away are left as
+    they are, for when the disk is back. Never raises for one bad file."""
     report = RecoveryReport()
-    rows = index.all_paths()
+    rows = {rel: seg for rel, seg in index.all_paths().items() if seg.disk in disks}
     report.rows_checked = len(rows)
     dirty: set[Path] = set()
     _finish_deletions(root, index, rows, report, dirty)
     _check_rows(root, index, rows, report)
-    for rel in _files_on_disk(root):
+    for rel in _files_on_disks(root, disks):
         if rel not in rows:
             _adopt(root, index, rel, report, dirty, sync)
     if sync:
@@ -74,8 +77,13 @@ def recover(root: Path, index: Index, *, sync: bool = True) -> RecoveryReport:
     return report
 
 
-def _files_on_disk(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.glob("ch*/*/*.mp4"))
+def _files_on_disks(root: Path, disks: Collection[str]) -> list[str]:
+    found = []
+    for disk in disks:
+        prefix = f"disks/{disk}/" if disk else ""
+        folder = root / prefix if disk else root
+        found += [prefix + p.relative_to(folder).as_posix() for p in folder.glob("ch*/*/*.mp4")]
+    return sorted(found)
 
 
 def _finish_deletions(root: Path, index: Index, rows: dict[str, Segment], report: RecoveryReport, dirty: set[Path]) -> None:
@@ -113,8 +121,8 @@ def _check_rows(root: Path, index: Index, rows: dict[str, Segment], report: Reco
 def _adopt(root: Path, index: Index, rel: str, report: RecoveryReport, dirty: set[Path], sync: bool) -> None:
     path = root / rel
     match = _NAME.match(rel)
-    run = index.run(int(match.group(3))) if match else None
-    if run is None or run.channel != int(match.group(1)) or run.stream != match.group(2):
+    run = index.run(int(match.group(4))) if match else None
+    if run is None or run.channel != int(match.group(2)) or run.stream != match.group(3):
         _quarantine(root, rel, report, dirty)
         return
     try:
@@ -134,14 +142,15 @@ def _adopt(root: Path, index: Index, rel: str, report: RecoveryReport, dirty: se
         log.error("recovery: %s has impossible timestamps (ticks %d to %d)", rel, start_ticks, end_ticks)
         _quarantine(root, rel, report, dirty)
         return
-    if contents.usable_bytes < contents.file_bytes:
-        _truncate(path, contents.usable_bytes, sync)
-        report.cut_bytes += contents.file_bytes - contents.usable_bytes
+    # Truncated even when nothing is cut: a segment cut short by a crash may hold blocks reserved past
+    # its end (SegmentFile's reserve_bytes), and only a truncate gives them back.
+    _truncate(path, contents.usable_bytes, sync)
+    report.cut_bytes += contents.file_bytes - contents.usable_bytes
     index.add_segment(Segment(
-        id=0, run_id=run.id, channel=run.channel, stream=run.stream, seq=int(match.group(4)),
+        id=0, run_id=run.id, channel=run.channel, stream=run.stream, seq=int(match.group(5)),
         start_us=run.start_us + ticks_to_us(start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),
         media_start_ticks=start_ticks, path=rel, bytes=contents.usable_bytes, frames=len(contents.samples),
-        recovered=True,
+        recovered=True, disk=match.group(1) or "",
     ))
     report.recovered.append(rel)
 

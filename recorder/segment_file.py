@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from hal.storage import fsync_dir
+from hal.storage import fsync_dir, reserve_space
 from recorder.errors import DiskFull, StorageError
 
 
@@ -18,17 +18,25 @@ class SegmentFile:
     fragment and syncs it; on failure the file is cut back to the last complete fragment so it stays
     playable, and StorageError (DiskFull for ENOSPC/EDQUOT) is raised. `close` syncs file and directory;
     only after it may the index row be committed.
+
+    `reserve_bytes`: blocks asked for at creation without changing the file's size (the segment's
+    expected length), so its fragments land in one or two extents instead of one per sync; `close`
+    gives back what was not used. A file cut short by a crash keeps them until the recovery pass
+    truncates it. (bench/disk_writes.py: extents per segment 6-7 -> 2, device bytes per recorded byte
+    1.26 -> 1.16 at 16 and 64 channels.)
     """
 
-    def __init__(self, path: Path, init: bytes, *, sync: bool = True):
+    def __init__(self, path: Path, init: bytes, *, sync: bool = True, reserve_bytes: int = 0):
         self.path = path
         self._sync = sync
         self.bytes_written = 0
+        self.reserved = False
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise _storage_error(exc, f"cannot create segment {path}") from exc
         try:
+            self.reserved = reserve_space(self._fd, reserve_bytes)
             self.append(init)
             if sync:
                 fsync_dir(path.parent)
@@ -62,10 +70,12 @@ class SegmentFile:
     def close(self) -> None:
         """Sync and close the file, then sync its directory. Raises StorageError if that fails."""
         try:
+            if self.reserved:
+                os.ftruncate(self._fd, self.bytes_written)  # the reserved blocks past the end go back
             if self._sync:
                 os.fsync(self._fd)
         except OSError as exc:
-            raise _storage_error(exc, f"cannot sync {self.path}") from exc
+            raise _storage_error(exc, f"cannot finish {self.path}") from exc
         finally:
             os.close(self._fd)
             self._fd = -1

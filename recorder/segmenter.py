@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from base.clock import Clocks
 from base.media import EncodedPacket, StreamInfo
@@ -38,6 +38,7 @@ MIN_SPS_BYTES = 4  # NAL header, profile, constraints, level: anything shorter i
 # timestamps barely move must not make the segmenter hold minutes of frames in memory.
 MAX_FRAGMENT_SAMPLES = 300  # 10 s at 30 fps
 MAX_FRAGMENT_BYTES = 32 * 1024 * 1024
+MAX_RESERVE_BYTES = 256 * 1024 * 1024  # reserved ahead for one segment at most (a 60 s segment at 32 Mbit/s)
 
 
 def segment_path(channel: int, stream: str, run_id: int, seq: int) -> str:
@@ -48,6 +49,28 @@ def segment_path(channel: int, stream: str, run_id: int, seq: int) -> str:
 
 def ticks_to_us(ticks: int) -> int:
     return ticks * 1_000_000 // TIMESCALE
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a segment goes: its disk's uuid ('' for the data root), the prefix of its path in the index
+    (`disks/UUID/`), and the folder below which the writer may create the channel's folders."""
+
+    disk: str
+    prefix: str
+    root: Path
+
+
+class SegmentPlacer(Protocol):
+    """Chooses the disk of each new segment (recorder.disk_set.DiskSet)."""
+
+    def place(self, channel: int | None = None) -> Placement | None: ...
+
+    def failed(self, placement: Placement, exc: OSError) -> None: ...
+
+    def leaving(self, disk: str) -> bool:
+        """Whether segments on `disk` should end at the next keyframe (it is being ejected)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -70,6 +93,7 @@ class _OpenSegment:
     fragment_ticks: int = 0
     fragment_bytes: int = 0
     fragments_written: int = 0
+    disk: str = ""  # the uuid of the disk it is written to ('' the data root)
 
 
 @dataclass(slots=True)
@@ -104,7 +128,14 @@ class Segmenter:
     def __init__(self, *, channel: int, stream: str, root: Path, index: Index, clocks: Clocks,
                  faults: FaultSink, segment_seconds: float, stagger_fraction: float = 0.0,
                  fragment_seconds: float = 1.0, sync: bool = True,
-                 free_space: Callable[[], None] | None = None):
+                 free_space: Callable[[], None] | None = None,
+                 io_error: Callable[[OSError, str], None] | None = None, placer: SegmentPlacer | None = None,
+                 reserve: bool = True):
+        """`free_space`: retention's pass, called when a write finds the disk full (then one retry).
+        `io_error(exc, disk)`: told of every storage error met (the disk's health watch counts the I/O errors).
+        `placer`: chooses the disk of each new segment (several disks); without one, segments go under `root`.
+        `reserve`: each segment file reserves the size of the last one (an eighth more) when it is
+        created, for a disk-friendly layout (recorder/segment_file.py)."""
         self.channel, self.stream = channel, stream
         self._root, self._index, self._clocks, self._faults = root, index, clocks, faults
         self._segment_ticks = round(segment_seconds * TIMESCALE)
@@ -112,6 +143,11 @@ class Segmenter:
         self._fragment_ticks = round(fragment_seconds * TIMESCALE)
         self._sync = sync
         self._free_space = free_space
+        self._io_error = io_error
+        self._placer = placer
+        self._reserve = reserve
+        self._last_segment_bytes = 0
+        self._placement = Placement("", "", root)
         self.stats = SegmenterStats()
         self._info: StreamInfo | None = None
         self._reset_run_state()
@@ -411,7 +447,10 @@ class Segmenter:
         if track_changed or self._wall_jumped():
             self._close_segment()
             return self._restart_run(ticks)
-        if self._long_enough(ticks):
+        leaving = self._placer is not None and self._placer.leaving(self._segment.disk)
+        if leaving:  # its disk is being ejected: close now, not after the sound of the cut arrives
+            self._close_segment()
+        elif self._long_enough(ticks):
             self._close_segment(await_sound=True)
         return ticks
 
@@ -443,22 +482,37 @@ class Segmenter:
     # segments and fragments
 
     def _open_segment(self, ticks: int) -> None:
-        rel = segment_path(self.channel, self.stream, self._run.id, self._seq)
+        if self._placer is not None:
+            placement = self._placer.place(self.channel)
+            if placement is None:
+                self.stats.frames_lost += 1
+                self._faults.raise_fault("disk_error", f"channel {self.channel} {self.stream}: none of its recording "
+                                         "disks is usable (see the disk_offline alarms)", channel=self.channel)
+                return
+            self._placement = placement
+        rel = self._placement.prefix + segment_path(self.channel, self.stream, self._run.id, self._seq)
         path = self._root / rel
         try:
-            make_dirs_durable(path.parent, self._root)
+            make_dirs_durable(path.parent, self._placement.root)
             # A full disk: retention makes room and the same keyframe gets a second try, as a
             # fragment or an index row does, instead of losing the time up to the next keyframe.
-            file = self._with_space(SegmentFile, path, init_segment(self._track, self._audio and self._audio.track), sync=self._sync)
+            file = self._with_space(SegmentFile, path, init_segment(self._track, self._audio and self._audio.track),
+                                    sync=self._sync, reserve_bytes=self._reserve_bytes())
         except (StorageError, OSError) as exc:
             self.stats.frames_lost += 1  # this keyframe: the disk refused it (the frames after it wait for the next)
             self._storage_failed(exc)
             return
-        self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks)
+        self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks, disk=self._placement.disk)
         if self._audio is not None and ticks != self._closed_at:
             self._audio.drop_before(ticks)  # audio of a stretch whose video was not recorded
         self._seq += 1
         self._faults.clear_fault("disk_error", channel=self.channel)
+
+    def _reserve_bytes(self) -> int:
+        """The last segment's size and an eighth more (none before the first), at most MAX_RESERVE_BYTES."""
+        if not self._reserve or not self._last_segment_bytes:
+            return 0
+        return min(self._last_segment_bytes * 9 // 8, MAX_RESERVE_BYTES)
 
     def _append_pending(self, next_ticks: int, *, hold: bool = False) -> None:
         pending, seg = self._pending, self._segment
@@ -571,6 +625,7 @@ class Segmenter:
             id=0, run_id=run.id, channel=self.channel, stream=self.stream, seq=seg.seq,
             start_us=run.start_us + ticks_to_us(seg.start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),
             media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.file.bytes_written, frames=seg.frames,
+            disk=seg.disk,
         )
         try:
             self._with_space(self._index.add_segment, row)
@@ -581,6 +636,13 @@ class Segmenter:
         self.stats.segments += 1
         self.stats.frames_recorded += seg.frames
         self.stats.bytes += seg.file.bytes_written
+        self._last_segment_bytes = seg.file.bytes_written
+
+    def writing_to(self) -> str | None:
+        """The disk (uuid, '' the data root) of the segment open now, or of the one still waiting for the
+        sound up to its cut, or None. Read from other threads."""
+        seg = self._segment or self._tail
+        return None if seg is None else seg.disk
 
     def open_segment_row(self) -> Segment | None:
         """The segment being written, as the row it will get (id 0), for playback near the live edge;
@@ -592,11 +654,17 @@ class Segmenter:
         end_ticks = seg.fragment_start
         return Segment(id=0, run_id=run.id, channel=self.channel, stream=self.stream, seq=seg.seq,
                        start_us=run.start_us + ticks_to_us(seg.start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),
-                       media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.file.bytes_written, frames=seg.frames)
+                       media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.file.bytes_written, frames=seg.frames,
+                       disk=seg.disk)
 
     def _storage_failed(self, exc: Exception) -> None:
         kind = "disk_full" if isinstance(exc, DiskFull) else "disk_error"
         self._faults.raise_fault(kind, f"channel {self.channel} {self.stream}: {exc}", channel=self.channel)
+        if isinstance(exc, OSError):
+            if self._io_error is not None:
+                self._io_error(exc, self._placement.disk)
+            if self._placer is not None:
+                self._placer.failed(self._placement, exc)
 
 
 class DiscardingSegmenter:

@@ -33,6 +33,10 @@ BOARD_SIGNALS: dict[str, tuple[str, str | None]] = {
     "disk_full": ("disk", "full"),
     "disk_error": ("disk", "error"),
     "disk_missing": ("disk", "missing"),
+    "disk_offline": ("disk", "missing"),  # one of several recording disks is away, failed or foreign
+    "disk_failing": ("disk", "failing"),
+    "disk_hot": ("disk", "hot"),
+    "disk_errors": ("disk", "errors"),
     "video_loss": ("video_loss", None),
     "temperature": ("temperature", "out_of_range"),
 }

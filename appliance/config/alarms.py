@@ -176,7 +176,9 @@ class WhenConfig(_Section):
     alarm_input: str | None = Field(None, description="An alarms.inputs[] id.")
     motion: int | None = Field(None, description="A channel id whose motion detection is configured.")
     video_loss: int | None = Field(None, description="A channel id.")
-    disk: Literal["full", "error", "missing"] | None = Field(None, description="A data disk problem.")
+    disk: Literal["full", "error", "missing", "failing", "hot", "errors"] | None = Field(None, description=(
+        "A data disk problem: full, error (a write failed), missing, or from its health: failing "
+        "(S.M.A.R.T. verdict), hot, errors (bad sectors, I/O errors)."))
     temperature: Literal["out_of_range"] | None = Field(None, description="Temperature or humidity out of range.")
 
     @model_validator(mode="after")

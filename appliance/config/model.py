@@ -219,6 +219,9 @@ class RetentionConfig(_Section):
         "raised), so the disk never fills completely. At most min_free_bytes."))
     max_age_days: float | None = Field(None, gt=0, description=(
         "Delete unlocked segments older than this many days; null for no age limit."))
+    events_max_age_days: float | None = Field(None, gt=0, description=(
+        "Delete event (locked) recordings older than this many days; null keeps them until the disk "
+        "itself runs out (locked_floor_bytes). A channel's retention.events_max_age_days overrides it."))
     interval_s: float = Field(10.0, ge=1, le=3600, description="Seconds between retention passes.")
 
     @model_validator(mode="after")
@@ -230,6 +233,83 @@ class RetentionConfig(_Section):
         return self
 
 
+class ChannelRetentionConfig(_Section):
+    """One channel's own retention bounds, applied on top of storage.retention's disk-wide ones."""
+
+    max_bytes: ByteCount | None = Field(None, ge=MIB, description=(
+        "Most this channel's continuous (unlocked) recordings may occupy, all its streams together; its "
+        "oldest go first beyond it. Event (locked) recordings do not count and are kept by "
+        "events_max_age_days. Bytes or a size such as '200GiB'; null for no quota."))
+    max_age_days: float | None = Field(None, gt=0, description=(
+        "Delete this channel's unlocked recordings older than this many days; null: only the disk's bound."))
+    events_max_age_days: float | None = Field(None, gt=0, description=(
+        "Delete this channel's event (locked) recordings older than this many days; null: "
+        "storage.retention.events_max_age_days."))
+
+
+SmartDeviceType = Literal["sat", "scsi", "nvme", "ata", "usbjmicron", "usbprolific", "usbsunplus", "usbcypress"]
+
+
+class DiskHealthConfig(_Section):
+    """Watching the recordings disk's health: S.M.A.R.T. through smartctl, and the faults disk_failing,
+    disk_hot and disk_errors (which rules can watch as `disk: failing|hot|errors`)."""
+
+    smart: bool = Field(True, description=(
+        "Read the disk's S.M.A.R.T. health with smartctl (smartmontools). A disk that answers none (an SD "
+        "card, a virtual disk) is shown as such; false skips it altogether."))
+    interval_s: float = Field(1800.0, ge=60, le=86400, description=(
+        "Seconds between S.M.A.R.T. readings. A sleeping disk is never woken for one (smartctl -n standby)."))
+    max_temperature_c: float = Field(55.0, ge=30, le=80, description=(
+        "Raise disk_hot at or above this drive temperature (°C); cleared 3 °C below it."))
+    device: str | None = Field(None, description=(
+        "The disk to read, e.g. /dev/sda; null finds the disk that holds storage.path."))
+    device_type: SmartDeviceType | None = Field(None, description=(
+        "smartctl's -d type; null lets smartctl choose and retries with 'sat' for USB-SATA bridges that "
+        "need it. 'usbjmicron' and the like only for bridges that speak nothing else."))
+
+    @field_validator("device")
+    @classmethod
+    def _is_device_path(cls, device: str | None) -> str | None:
+        if device is not None and (not device.startswith("/dev/") or any(c.isspace() for c in device)):
+            raise ValueError(f"expected a block device such as /dev/sda or /dev/disk/by-id/..., got {device!r}")
+        return device
+
+
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,31}", re.ASCII)
+
+
+class DiskConfig(_Section):
+    """One recording disk: the folder it is mounted at, and a name for people."""
+
+    path: Path = Field(strict=False, description=(
+        "The folder the disk is mounted at (better its own mount point); relative paths are taken from "
+        "the config file's folder. A small identity file is written there on first use."))
+    label: str | None = Field(None, description=(
+        "The disk's name in alarms, `nvr disks` and the health page: 1-32 letters, digits, spaces, "
+        "'_', '.', '-'. Default: the folder's name."))
+    group: str | None = Field(None, description=(
+        "The disk group it belongs to, for channels[].storage to pin channels to (e.g. 'outdoor'); null: "
+        "only channels that are not pinned record onto it."))
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, path: Path, info: ValidationInfo) -> Path:
+        base_dir = (info.context or {}).get("base_dir") or Path.cwd()
+        return Path(os.path.abspath(Path(base_dir) / path.expanduser()))
+
+    @field_validator("label", "group")
+    @classmethod
+    def _label_is_plain(cls, label: str | None) -> str | None:
+        if label is not None and not _LABEL_RE.fullmatch(label):
+            raise ValueError(f"expected 1-32 letters, digits, spaces, '_', '.' or '-' starting with a letter or "
+                             f"digit, got {label!r}")
+        return label
+
+    @property
+    def name(self) -> str:
+        return self.label or self.path.name or str(self.path)
+
+
 class StorageConfig(_Section):
     """Where and how recordings are written."""
 
@@ -239,11 +319,39 @@ class StorageConfig(_Section):
     segment_seconds: int = Field(60, ge=2, le=600, description=(
         "Target length of one segment file in seconds; segments are cut at the next keyframe."))
     retention: RetentionConfig = Field(default_factory=dict, description=RetentionConfig.__doc__)
+    health: DiskHealthConfig = Field(default_factory=dict, description=DiskHealthConfig.__doc__)
+    disks: list[DiskConfig] = Field(default_factory=list, max_length=16, description=(
+        "Recording disks. Empty: segments go under `path`. Given: `path` keeps the index (put it on the "
+        "system's own storage or one of the disks' mount points' parents, never inside a disk) and the "
+        "segments spread over these disks, each recognised by its identity file; a disk that fails or is "
+        "pulled is marked and recording goes on on the others."))
     require_mount: bool = Field(False, description=(
         "Record only when `path` is a mounted disk of its own (the appliance image sets this). While it "
         "is not mounted, the disk_missing alarm is raised and nothing is recorded, never onto the SD card "
         "or into RAM; live view, the local monitor and alarm inputs go on, and the appliance restarts "
         "itself to record once the disk is mounted. Needs web.state_dir (users off that disk)."))
+
+    @model_validator(mode="after")
+    def _disks_are_apart(self) -> StorageConfig:
+        """No disk folder is another's, inside another, or holds the index's folder or lies inside it."""
+        errors = []
+        for index, disk in enumerate(self.disks):
+            for other_index, other in enumerate(self.disks[:index]):
+                if _nested(disk.path, other.path):
+                    errors.append(_error_details(("disks", index, "path"), str(disk.path), (
+                        f"{disk.path} overlaps disks[{other_index}].path {other.path}: each disk needs its own folder")))
+            if _nested(disk.path, self.path):
+                errors.append(_error_details(("disks", index, "path"), str(disk.path), (
+                    f"{disk.path} overlaps storage.path {self.path}, which keeps the index: give the disks "
+                    f"folders of their own beside it")))
+        names = [disk.name for disk in self.disks]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                errors.append(_error_details(("disks", index, "label"), name, (
+                    f"the disk name {name!r} is used twice; give each disk its own label")))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
 
     @field_validator("path", mode="before")
     @classmethod
@@ -359,6 +467,11 @@ class ChannelConfig(_Section):
     ptz: ChannelPtzConfig | None = Field(None, description=(
         "The PTZ dome filming this channel (an RS-485 port from ptz.ports and an address); null for none."))
     audio: AudioConfig = Field(default_factory=dict, description=AudioConfig.__doc__)
+    retention: ChannelRetentionConfig = Field(default_factory=dict, description=ChannelRetentionConfig.__doc__)
+    storage: str | None = Field(None, description=(
+        "The disk group (storage.disks[].group) this channel records onto; null: any disk not in a group. "
+        "A pinned channel never records elsewhere: while no disk of its group is usable it records nothing "
+        "and says so (disk_error)."))
 
     @model_validator(mode="after")
     def _audio_fits_source(self) -> ChannelConfig:
@@ -464,6 +577,18 @@ class Config(_Section):
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
         errors = unknown_port_errors(self.ptz, self.channels) + reference_errors(self)
+        groups = {disk.group for disk in self.storage.disks if disk.group}
+        for index, channel in enumerate(self.channels):
+            if channel.storage is not None and channel.storage not in groups:
+                errors.append((("channels", index, "storage"), channel.storage, (
+                    f"no disk in storage.disks has group {channel.storage!r}" +
+                    (f"; the groups are: {', '.join(sorted(groups))}" if groups else
+                     "; give the disks a group (storage.disks[].group) to pin channels to"))))
+        if self.storage.disks and all(disk.group for disk in self.storage.disks) and \
+                any(c.storage is None and c.enabled for c in self.channels):
+            errors.append((("storage", "disks"), None, (
+                "every disk is in a group, so channels without `storage:` have nowhere to record; leave a disk "
+                "without a group or pin every channel")))
         if self.storage.require_mount and self.web.state_dir is None:
             # Users default to the data root; without the disk they would be a fresh, empty store in RAM
             # that offers anyone on the network the "create the administrator" page.
@@ -507,6 +632,11 @@ def _shared_device_problems(channels: list[ChannelConfig]) -> list[InitErrorDeta
             f"input: give each channel its own (`nvr devices` lists them). A card with one node and several "
             f"inputs (EasyCAP-class stk1160, usbtv, em28xx) records one channel")))
     return problems
+
+
+def _nested(a: Path, b: Path) -> bool:
+    """Whether one of two absolute folders is the other or lies inside it."""
+    return a == b or a in b.parents or b in a.parents
 
 
 def _duplicate_indices(values: list[object]) -> list[tuple[int, int]]:

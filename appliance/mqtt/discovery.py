@@ -87,6 +87,12 @@ def discovery_configs(config: Config, topics: Topics, *, node: str, sw_version: 
     return b.out
 
 
+# The disk signals of the rules (`when: {disk: KEY}`): (key, entity name, Home Assistant device class)
+DISK_FAULTS = (("full", "Disk full", "problem"), ("error", "Disk error", "problem"),
+               ("missing", "Disk missing", "problem"), ("failing", "Disk failing", "problem"),
+               ("hot", "Disk hot", "heat"), ("errors", "Disk errors", "problem"))
+
+
 def _box_entities(b: _Builder) -> None:
     box, t = b.box, b.topics
     for item in b.config.alarms.inputs:
@@ -98,8 +104,8 @@ def _box_entities(b: _Builder) -> None:
             b.switch(f"output_{slug(output.id)}", output.name or output.id, box, t.output(output.id))
         else:
             b.binary(f"output_{slug(output.id)}", output.name or output.id, box, t.output(output.id), "power")
-    for key, name in (("full", "Disk full"), ("error", "Disk error"), ("missing", "Disk missing")):
-        b.binary(f"disk_{key}", name, box, t.fault(f"disk_{key}"), "problem")
+    for key, name, device_class in DISK_FAULTS:
+        b.binary(f"disk_{key}", name, box, t.fault(f"disk_{key}"), device_class)
     b.binary("temperature", "Temperature out of range", box, t.fault("temperature"), "heat")
     b.add("sensor", "disk_free", "Free disk space", box, state_topic=t.disk, value_template="{{ value_json.free_gb }}",
           unit_of_measurement="GB", device_class="data_size", state_class="measurement")

@@ -20,6 +20,7 @@ from appliance.alarms.rules import Firing, Signal
 from appliance.alarms.webhooks import BoundedWorker
 from appliance.config.model import Config
 from appliance.mqtt import MqttBox
+from appliance.mqtt.discovery import DISK_FAULTS
 from appliance.mqtt.client import Message
 from appliance.mqtt.topics import OFF, ON, Topics, state_payload
 from appliance.presentation import iso_utc
@@ -117,7 +118,7 @@ class Publisher:
                 self._state(self._topics.channel(channel.id, "motion"), state_payload(False, now))
             self._state(self._topics.channel(channel.id, "video_loss"),
                         state_payload(("video_loss", str(channel.id)) in active, now))
-        for key in ("full", "error", "missing"):
+        for key, _, _ in DISK_FAULTS:
             self._state(self._topics.fault(f"disk_{key}"), state_payload(("disk", key) in active, now))
         self._state(self._topics.fault("temperature"), state_payload(("temperature", "out_of_range") in active, now))
         for number, rule in enumerate(cfg.rules, start=1):

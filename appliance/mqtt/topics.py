@@ -65,7 +65,7 @@ class Topics:
         return f"{self.prefix}/channel/{channel}/{what}"
 
     def fault(self, name: str) -> str:
-        """name: disk_full, disk_error, disk_missing, temperature."""
+        """name: disk_full, disk_error, disk_missing, disk_failing, disk_hot, disk_errors, temperature."""
         return f"{self.prefix}/fault/{name}"
 
     def rule(self, name: str) -> str:

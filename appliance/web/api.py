@@ -13,7 +13,8 @@ from appliance.web.login_guard import KnownClientNeeded, Throttled
 from appliance.presentation import recording_dicts
 from appliance.presentation import in_range, iso_utc, parse_time
 from appliance.web.users import LoginError
-from appliance.web.auth import authenticated, client_address
+from appliance.web.auth import audit, authenticated, client_address, require
+from appliance.web.users import User
 from appliance.web.services import web_ptz
 from appliance.web.views import RecorderView
 from hal.storage import disk_usage
@@ -223,12 +224,32 @@ def health(request: Request) -> dict:
     """Recorder status plus disks, temperatures, uptimes and viewer counts."""
     recorder = recorder_of(request)
     status = _status(request)
-    status["disks"] = [_disk(recorder.root)]
+    status["disks"] = status.get("disks") or [_disk(recorder.root)]  # a recorder without a health watch
     status["temperatures"] = _temperatures()
     status["system_uptime_s"] = system_uptime_s()
     status["viewers"] = dict(ctx_of(request).metrics)
     status["time"] = iso_utc(recorder.clocks.utc_now_us())
     return status
+
+
+@router.get("/api/disks")
+def disks(request: Request) -> list[dict]:
+    """Each disk: role, label and state (several disks), device, model, serial, S.M.A.R.T. health,
+    temperature, space, I/O errors and the retention preview."""
+    return _status(request).get("disks") or [_disk(recorder_of(request).root)]
+
+
+@router.post("/api/disks/{label}/eject")
+def eject_disk(label: str, request: Request, _: User = Depends(require("admin"))) -> dict:
+    """Eject a recording disk safely (admin): no new segments on it, the open ones ended at their next
+    keyframe and indexed, then synced and unmounted; recording goes on on the other disks. Audit-logged."""
+    try:
+        result = recorder_of(request).eject_disk(label)
+    except KeyError:
+        audit(request, "disk_eject_refused", {"label": label, "why": "no such disk"})
+        raise HTTPException(404, f"no recording disk is labelled {label!r} (storage.disks)") from None
+    audit(request, "disk_eject", result)
+    return result
 
 
 def _status(request: Request) -> dict:
@@ -288,10 +309,7 @@ def prometheus_text(request: Request) -> str:
         "# TYPE nvr_recorded_bytes gauge", f"nvr_recorded_bytes {status['bytes']}",
         "# TYPE nvr_alarms_active gauge", f"nvr_alarms_active {len(status['alarms'])}",
     ]
-    disk = _disk(recorder.root)
-    if disk["ok"]:
-        lines += ["# TYPE nvr_disk_free_bytes gauge", f'nvr_disk_free_bytes{{path="{_label(disk["path"])}"}} {disk["free_bytes"]}',
-                  "# TYPE nvr_disk_used_percent gauge", f'nvr_disk_used_percent{{path="{_label(disk["path"])}"}} {disk["used_percent"]}']
+    lines += disk_metrics(status.get("disks") or [_disk(recorder.root)])
     per_stream = (("connected", "gauge"), ("packets", "counter"), ("frames_recorded", "counter"),
                   ("frames_lost", "counter"), ("bad_packets", "counter"), ("segments", "counter"),
                   ("bytes", "counter"), ("connects", "counter"), ("failures", "counter"))
@@ -306,6 +324,48 @@ def prometheus_text(request: Request) -> str:
     for zone in _temperatures():
         lines.append(f'nvr_temperature_celsius{{zone="{_label(zone["zone"])}",type="{_label(zone["type"])}"}} {zone["celsius"]}')
     return "\n".join(lines) + "\n"
+
+
+# Per disk: (metric, key in the disk's row, type, help). Absent values (a disk without S.M.A.R.T.) are left out.
+_DISK_METRICS = (
+    ("nvr_disk_free_bytes", "free_bytes", "gauge", "Bytes free on the disk's filesystem (as df counts them)."),
+    ("nvr_disk_used_percent", "used_percent", "gauge", "Percent of the disk's filesystem in use."),
+    ("nvr_disk_written_bytes_total", "written_bytes", "counter",
+     "Bytes the kernel wrote to the disk since boot; its rate() is the disk's write rate."),
+    ("nvr_disk_io_errors_total", "io_errors", "counter", "I/O errors the recorder met writing to the disk."),
+    ("nvr_disk_temperature_celsius", "temperature_c", "gauge", "Drive temperature (S.M.A.R.T.)."),
+    ("nvr_disk_power_on_hours", "power_on_hours", "gauge", "Drive power-on hours (S.M.A.R.T.)."),
+    ("nvr_disk_reallocated_sectors", "reallocated_sectors", "gauge", "Reallocated sectors (S.M.A.R.T.)."),
+    ("nvr_disk_pending_sectors", "pending_sectors", "gauge", "Sectors pending reallocation (S.M.A.R.T.)."),
+    ("nvr_disk_uncorrectable_sectors", "uncorrectable_sectors", "gauge", "Uncorrectable sectors (S.M.A.R.T.)."),
+)
+
+
+def disk_metrics(disks: list[dict]) -> list[str]:
+    """Prometheus lines for the disks' rows (appliance.disks.disk_row): space, writes, errors, S.M.A.R.T."""
+    lines = []
+    for name, key, kind, text in _DISK_METRICS:
+        values = [(d, d.get(key)) for d in disks if d.get(key) is not None]
+        if values:
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+            lines += [f"{name}{{{_disk_labels(d)}}} {value}" for d, value in values]
+    health = [d for d in disks if d.get("health") is not None]
+    if health:
+        lines += ["# HELP nvr_disk_healthy 1 while the drive's S.M.A.R.T. verdict is not failing (unknown counts as 1).",
+                  "# TYPE nvr_disk_healthy gauge"]
+        lines += [f'nvr_disk_healthy{{{_disk_labels(d)}}} {0 if str(d["health"]).startswith("failing") else 1}'
+                  for d in health]
+    days = [(d, (d.get("retention_preview") or {}).get("days")) for d in disks]
+    if any(v is not None for _, v in days):
+        lines += ["# HELP nvr_disk_retention_days Days of recordings the disk holds at today's rate.",
+                  "# TYPE nvr_disk_retention_days gauge"]
+        lines += [f"nvr_disk_retention_days{{{_disk_labels(d)}}} {v}" for d, v in days if v is not None]
+    return lines
+
+
+def _disk_labels(disk: dict) -> str:
+    labels = f'path="{_label(disk["path"])}"'
+    return labels + (f',device="{_label(disk["device"])}"' if disk.get("device") else "")
 
 
 def _mqtt_metrics(mqtt: dict | None) -> list[str]:

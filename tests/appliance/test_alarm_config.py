@@ -119,7 +119,7 @@ def test_bad_values_name_what_was_expected():
     text = "\n".join(found)
     assert "alarms.inputs[0].contact: expected one of NO, NC, got 'NX'" in text
     assert "alarms.inputs[0].schedule[0].start: expected a time of day as HH:MM" in text
-    assert "rules[0].when.disk: expected one of full, error, missing (or null), got 'gone'" in text
+    assert "rules[0].when.disk: expected one of full, error, missing, failing, hot, errors (or null), got 'gone'" in text
     assert "rules[0].do[0].webhook.url: expected an http:// or https:// URL with a host, got 'ftp://x'" in text
 
 

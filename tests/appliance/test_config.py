@@ -414,11 +414,11 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
 
 @pytest.mark.parametrize("yaml_text, path, line, allowed", [
     ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules, mqtt"),
-    ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, require_mount"),
+    ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, health, disks, require_mount"),
     ("storage:\n  retention:\n    max_age: 3\n", "storage.retention.max_age", 3,
-     "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, interval_s"),
+     "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, events_max_age_days, interval_s"),
     ("channels:\n  - id: 1\n    title: Gate\n    source: {type: test-pattern}\n", "channels[0].title", 3,
-     "id, name, enabled, source, ptz, audio, motion"),
+     "id, name, enabled, source, ptz, audio, retention, storage, motion"),
     (with_source("type: rtsp\nurl: rtsp://cam\nsub: rtsp://cam/2\n"), "channels[0].source.sub", 6,
      "type, url, sub_url, timeout_s, reconnect_max_s, client"),
     ("web:\n  port: 80\n", "web.port", 2, "listen, state_dir, tls_cert, tls_key, tls_self_signed, allowed_hosts"),
@@ -756,3 +756,78 @@ def test_the_images_factory_configs_are_valid_and_record_only_onto_a_mounted_dis
     config = load_config(board)
     assert config.storage.require_mount and str(config.storage.path) == "/srv/nvr"
     assert config.web.tls_cert == Path("/var/lib/nvr/tls/cert.pem") and config.web.tls_key == Path("/var/lib/nvr/tls/key.pem")
+
+
+def test_a_channel_retention_quota_becomes_the_policy_of_that_channel():
+    from appliance.supervisor import retention_policy
+
+    config = parse("storage:\n  retention:\n    events_max_age_days: 30\nchannels:\n"
+                   "  - id: 3\n    source: {type: test-pattern}\n"
+                   "    retention: {max_bytes: 200GiB, max_age_days: 14, events_max_age_days: 90}\n"
+                   "  - id: 4\n    source: {type: test-pattern}\n")
+    policy = retention_policy(config)
+    assert policy.events_max_age_days == 30
+    assert set(policy.channels) == {3}
+    quota = policy.channels[3]
+    assert (quota.max_bytes, quota.max_age_days, quota.events_max_age_days) == (200 * 1024**3, 14, 90)
+    assert (policy.events_age_days(3), policy.events_age_days(4)) == (90, 30)
+
+
+@pytest.mark.parametrize("setting, says", [
+    ("max_bytes: 10KB", "greater than or equal to 1048576, got '10KB'"),
+    ("max_bytes: lots", "expected a size such as"),
+    ("max_age_days: 0", "greater than 0"),
+    ("events_max_age_days: -1", "greater than 0"),
+    ("quota: 5G", "unknown key; allowed keys here: max_bytes, max_age_days, events_max_age_days"),
+])
+def test_a_bad_channel_retention_names_its_yaml_path_and_line(setting, says):
+    key = setting.split(":")[0]
+    problem = only_problem(f"channels:\n  - id: 1\n    source: {{type: test-pattern}}\n    retention:\n      {setting}\n")
+    assert (problem.path, problem.line) == (f"channels[0].retention.{key}", 5)
+    assert says in problem.message
+
+
+def test_disk_health_settings_and_their_mistakes_name_the_yaml_path():
+    config = parse("storage:\n  health: {interval_s: 600, max_temperature_c: 50, device: /dev/sdb, device_type: sat}\n")
+    health = config.storage.health
+    assert (health.smart, health.interval_s, health.max_temperature_c, health.device, health.device_type) == (
+        True, 600, 50, "/dev/sdb", "sat")
+    problem = only_problem("storage:\n  health:\n    device: sdb\n")
+    assert (problem.path, problem.line) == ("storage.health.device", 3) and "expected a block device" in problem.message
+    problem = only_problem("storage:\n  health:\n    device_type: 'sat; reboot'\n")
+    assert problem.path == "storage.health.device_type" and "expected one of sat, scsi" in problem.message
+    problem = only_problem("storage:\n  health:\n    interval_s: 5\n")
+    assert problem.path == "storage.health.interval_s" and "from 60 to 86400" in problem.message
+
+
+def test_recording_disks_take_paths_from_the_config_folder_and_default_their_labels(tmp_path):
+    config = parse("storage:\n  path: /srv/nvr\n  disks:\n    - path: disk1\n    - {path: /mnt/b, label: Bay 2}\n",
+                   base_dir=tmp_path)
+    assert [(d.path, d.name) for d in config.storage.disks] == [(tmp_path / "disk1", "disk1"), (Path("/mnt/b"), "Bay 2")]
+
+
+@pytest.mark.parametrize("disks, where, says", [
+    ("[{path: /srv/nvr/a}]", "storage.disks[0].path", "overlaps storage.path /srv/nvr, which keeps the index"),
+    ("[{path: /srv}]", "storage.disks[0].path", "overlaps storage.path"),
+    ("[{path: /mnt/a}, {path: /mnt/a/b}]", "storage.disks[1].path", "overlaps disks[0].path /mnt/a"),
+    ("[{path: /mnt/a, label: X}, {path: /mnt/b, label: X}]", "storage.disks[1].label", "used twice"),
+    ("[{path: /mnt/a, label: 'a/b'}]", "storage.disks[0].label", "expected 1-32 letters"),
+    ("[{label: A}]", "storage.disks[0].path", "required key is missing"),
+])
+def test_recording_disks_that_overlap_or_share_a_name_are_refused_with_their_yaml_path(disks, where, says):
+    problem = only_problem(f"storage:\n  path: /srv/nvr\n  disks: {disks}\n")
+    assert problem.path == where and says in problem.message, problem
+
+
+def test_channels_pinned_to_a_disk_group_need_that_group_and_unpinned_ones_need_a_disk_in_no_group():
+    ok = parse("storage:\n  path: /srv/nvr\n  disks: [{path: /mnt/a, group: outdoor}, {path: /mnt/b}]\n"
+               "channels:\n  - {id: 1, source: {type: test-pattern}, storage: outdoor}\n"
+               "  - {id: 2, source: {type: test-pattern}}\n")
+    assert [c.storage for c in ok.channels] == ["outdoor", None]
+    problem = only_problem("storage:\n  path: /srv/nvr\n  disks: [{path: /mnt/a, group: outdoor}, {path: /mnt/b}]\n"
+                           "channels:\n  - {id: 1, source: {type: test-pattern}, storage: indoor}\n")
+    assert (problem.path, problem.line) == ("channels[0].storage", 5)
+    assert "no disk in storage.disks has group 'indoor'; the groups are: outdoor" in problem.message
+    problem = only_problem("storage:\n  path: /srv/nvr\n  disks: [{path: /mnt/a, group: outdoor}]\n"
+                           "channels:\n  - {id: 1, source: {type: test-pattern}}\n")
+    assert problem.path == "storage.disks" and "channels without `storage:` have nowhere to record" in problem.message

@@ -198,6 +198,7 @@ def test_discovery_payloads_use_home_assistants_field_names_and_required_keys():
         for key in ("state_topic", "command_topic", "topic", "availability_topic"):
             assert key not in payload or payload[key].startswith(PREFIX + "/")
     kinds = {topic.split("/")[1] + ":" + topic.split("/")[3] for topic in configs}
+    assert {"binary_sensor:disk_failing", "binary_sensor:disk_hot", "binary_sensor:disk_errors"} <= kinds
     assert {"binary_sensor:input_door", "switch:output_siren", "switch:armed_door", "sensor:disk_free",
             "binary_sensor:rule_door_opened", "camera:ch1_snapshot", "binary_sensor:ch1_motion",
             "binary_sensor:ch2_video_loss", "binary_sensor:ch1_recording", "button:ch1_record",

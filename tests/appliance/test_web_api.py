@@ -190,6 +190,7 @@ def test_timeline_has_the_recorded_span_and_triggered_events(appliance):
 def test_health_reports_disks_streams_and_uptime(appliance):
     h = login(appliance, "viewer").get("/api/health").json()
     assert h["disks"][0]["ok"] and h["disks"][0]["total_bytes"] > 0
+    assert h["disks"][0]["role"] == "recordings" and "retention_preview" in h["disks"][0]
     assert {(s["channel"], s["stream"]) for s in h["streams"]} == {(1, "main"), (2, "main")}
     assert isinstance(h["temperatures"], list) and h["uptime_s"] >= 0
 
@@ -199,6 +200,7 @@ def test_metrics_take_basic_auth_for_scrapers(appliance):
     r = httpx.get(appliance.url + "/metrics", headers={"Authorization": f"Basic {auth}"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert 'nvr_stream_frames_recorded_total{channel="1",stream="main"}' in r.text
+    assert "nvr_disk_free_bytes{path=" in r.text and "nvr_disk_io_errors_total{path=" in r.text
     bad = base64.b64encode(b"viewer:nope").decode()
     assert httpx.get(appliance.url + "/metrics", headers={"Authorization": f"Basic {bad}"}).status_code == 401
 

@@ -19,6 +19,9 @@ Where each target's seeds come from:
   AudioSpecificConfigs as the recorder writes them.
 - pelco_reply: frames and Pelco-D general responses as domes send them (drivers.pelco.protocol.encode, the same
   bytes the dome simulator sends), alone and with line noise between them.
+- smartctl_json: the real smartctl reports of tests/hal/data/smartctl (its README says where each comes
+  from: real disks' reports from a public project's test data and smartctl 7.3 run on this VM's
+  devices), whole and cut at seeded random offsets as a broken pipe would cut them.
 - fmp4_recovery: a segment written by the recorder (recorder.fmp4: x264 video and FFmpeg AAC from
   PyAV) whole, and cut at seeded random offsets as a crash would cut it.
 
@@ -476,6 +479,15 @@ def fmp4_seeds(corpus: Corpus, adts_frames: list[bytes]) -> None:
             corpus.add("fmp4_recovery", whole[:cut], f"{label}-cut-at-{cut}")
 
 
+def smartctl_seeds(corpus: Corpus) -> None:
+    rng = random.Random(17)
+    for path in sorted((ROOT / "tests" / "hal" / "data" / "smartctl").glob("*.json")):
+        data = path.read_bytes()
+        corpus.add("smartctl_json", data, path.stem)
+        for cut in sorted(rng.sample(range(1, len(data)), 2)):
+            corpus.add("smartctl_json", data[:cut], f"{path.stem}-cut{cut}")
+
+
 def mqtt_seeds(corpus: Corpus) -> None:
     """Every command form the box takes, and near misses, as Home Assistant and mosquitto_pub send them."""
     seeds = [("output/siren/set", b"ON"), ("output/siren/set", b"off"), ("alarm_input/door/armed/set", b"OFF"),
@@ -494,6 +506,7 @@ def main() -> int:
     frames = adts_seeds(corpus)
     pelco_seeds(corpus)
     fmp4_seeds(corpus, frames)
+    smartctl_seeds(corpus)
     mqtt_seeds(corpus)
     total = sum(p.stat().st_size for p in corpus.root.rglob("*") if p.is_file())
     for target in T.TARGETS:

@@ -364,6 +364,28 @@ def fmp4_recovery(data: bytes) -> None:
     assert contents.fragments <= len(data) // 16
 
 
+def smartctl_json(data: bytes) -> None:
+    """What `smartctl --json -a` printed (a disk's firmware, a USB bridge and the executable on the PATH
+    all reach it): `parse_smartctl_json` raises only SmartParseError, and what it keeps is bounded: each
+    text within its limit, the messages counted, a temperature only inside the physical range, every
+    count non-negative."""
+    from hal.smart import MAX_MESSAGES, MAX_TEXT_CHARS, TEMPERATURE_RANGE_C, SmartParseError, parse_smartctl_json
+
+    try:
+        report = parse_smartctl_json(data, device="/dev/fuzz")
+    except SmartParseError:
+        return
+    texts = [report.device, report.device_type, report.protocol, report.model, report.serial, report.firmware]
+    assert all(t is None or len(t) <= MAX_TEXT_CHARS for t in texts[1:]), texts
+    assert len(report.messages) <= MAX_MESSAGES + 1 and all(len(m) <= MAX_TEXT_CHARS + 40 for m in report.messages)
+    assert report.temperature_c is None or TEMPERATURE_RANGE_C[0] <= report.temperature_c <= TEMPERATURE_RANGE_C[1]
+    counts = (report.capacity_bytes, report.power_on_hours, report.reallocated_sectors, report.pending_sectors,
+              report.uncorrectable_sectors)
+    assert all(c is None or (isinstance(c, int) and c >= 0) for c in counts), counts
+    assert 0 <= report.exit_status <= 255 and report.health in ("failing", "passed", "standby", "unknown")
+    report.as_dict()
+
+
 # --- MQTT commands from the home's message bus ------------------------------------------------------------
 
 MQTT_PREFIX = "nvr/box"
@@ -413,6 +435,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("adts", adts, ("recorder.aac",), 1024),
     Target("pelco_reply", pelco_reply, ("drivers.pelco.protocol", "drivers.pelco.stream"), 512),
     Target("fmp4_recovery", fmp4_recovery, ("recorder.fmp4", "recorder.mp4", "recorder.aac"), 16384),
+    Target("smartctl_json", smartctl_json, ("hal.smart",), 32768),
     Target("mqtt_command", mqtt_command, ("appliance.mqtt.commands",), 1024),
 )}
 

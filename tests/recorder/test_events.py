@@ -80,7 +80,7 @@ def test_an_index_of_schema_1_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
         assert index.run(1).width == 320
         event = index.add_event(start_us=0, trigger_us=5, source="alarm_input:x", channels=[1], locked=True)
         assert index.events()[0].id == event.id
-        assert index._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 2
+        assert index._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 3
     finally:
         index.close()
 
@@ -133,3 +133,30 @@ def test_an_event_returned_by_add_event_survives_kill_9_of_the_process_at_once(t
     assert done.returncode == -9
     events = Index(tmp_path).events()
     assert [(e.start_us, e.trigger_us, e.source, e.channels) for e in events] == [(5, 6, "alarm_input:door", (2,))]
+
+
+def test_an_index_of_schema_2_gets_the_disks_and_keeps_its_segments_on_the_data_root(tmp_path):
+    db = sqlite3.connect(tmp_path / INDEX_FILE)
+    db.executescript("""
+        CREATE TABLE runs (id INTEGER PRIMARY KEY, channel INTEGER NOT NULL, stream TEXT NOT NULL,
+            start_us INTEGER NOT NULL, clock_source TEXT NOT NULL, codec TEXT NOT NULL, width INTEGER NOT NULL,
+            height INTEGER NOT NULL, timescale INTEGER NOT NULL);
+        CREATE TABLE segments (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs (id),
+            channel INTEGER NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL, start_us INTEGER NOT NULL,
+            end_us INTEGER NOT NULL, media_start_ticks INTEGER NOT NULL, path TEXT NOT NULL UNIQUE,
+            bytes INTEGER NOT NULL, frames INTEGER NOT NULL, locked INTEGER NOT NULL DEFAULT 0,
+            deleting INTEGER NOT NULL DEFAULT 0, recovered INTEGER NOT NULL DEFAULT 0, UNIQUE (run_id, seq));
+        INSERT INTO runs VALUES (1, 1, 'main', 0, 'arrival', 'h264', 320, 240, 90000);
+        INSERT INTO segments (run_id, channel, stream, seq, start_us, end_us, media_start_ticks, path, bytes, frames)
+            VALUES (1, 1, 'main', 0, 0, 60000000, 0, 'ch01/main/00000001-00000.mp4', 1000, 1500);
+        PRAGMA user_version=2;
+    """)
+    db.close()
+    index = Index(tmp_path)
+    try:
+        [seg] = index.segments()
+        assert (seg.path, seg.disk, seg.bytes) == ("ch01/main/00000001-00000.mp4", "", 1000)
+        assert index.disks() == [] and index.disk_bytes() == {"": 1000}
+        assert index._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 3
+    finally:
+        index.close()

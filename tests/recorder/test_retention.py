@@ -9,7 +9,7 @@ import pytest
 from hal.storage import DiskUsage
 from recorder.faults import FaultBoard
 from recorder.index import Index
-from recorder.retention import Retention, RetentionPolicy
+from recorder.retention import ChannelQuota, Retention, RetentionPolicy
 from support.recording import decoded_frames, make_segmenter, record
 
 
@@ -137,12 +137,15 @@ def small_disk(tmp_path):
 def test_on_a_disk_filled_to_100_percent_by_recordings_recording_goes_on_and_locked_segments_survive(small_disk, clocks):
     index = Index(small_disk)
     faults = FaultBoard(clocks=clocks)
-    # First fill the disk to the last byte with recordings, retention off.
+    # First fill the disk to the last byte with recordings, retention off; the first three segments are
+    # locked on the way (once the disk is full to the last byte, even the index cannot change a row).
     filler = make_segmenter(small_disk, index, clocks, segment_seconds=2, faults=faults)
-    record(filler, clocks, seconds=400)
-    assert os.statvfs(small_disk).f_bavail == 0 and filler.stats.frames_lost > 0
+    record(filler, clocks, seconds=8)
     locked = index.segments()[:3]
     index.set_locked([s.id for s in locked], True)
+    record(filler, clocks, seconds=400)
+    assert os.statvfs(small_disk).f_bavail == 0 and filler.stats.frames_lost > 0
+    locked = [s for s in index.segments() if s.id in {seg.id for seg in locked}]
 
     retention = Retention(root=small_disk, index=index, clocks=clocks, faults=faults, sync=True,
                           policy=RetentionPolicy(max_used_percent=95, min_free_bytes=100_000, locked_floor_bytes=20_000))
@@ -157,4 +160,83 @@ def test_on_a_disk_filled_to_100_percent_by_recordings_recording_goes_on_and_loc
     assert seg.stats.frames_lost == 0 and seg.stats.frames_recorded == pushed
     for row in rows:
         assert decoded_frames(small_disk / row.path) == row.frames
+    index.close()
+
+
+# Channel quotas and the events' own age (real SQLite, real segment files).
+
+
+def _channel_file_bytes(root, channel):
+    return sum(p.stat().st_size for p in root.glob(f"ch{channel:02d}/*/*.mp4"))
+
+
+def test_a_channel_with_max_bytes_never_holds_more_than_its_quota_give_or_take_one_segment(tmp_path, clocks):
+    index = Index(tmp_path)
+    record(make_segmenter(tmp_path, index, clocks, channel=2, segment_seconds=2), clocks, seconds=20, channel=2)
+    channel_2 = index.segments(channel=2)
+    quota_bytes = 150_000  # about three 2-second segments of the 200 kbit/s pattern
+    policy = RetentionPolicy(min_free_bytes=0, channels={1: ChannelQuota(max_bytes=quota_bytes)})
+    r = Retention(root=tmp_path, index=index, clocks=clocks, faults=FaultBoard(clocks=clocks), policy=policy,
+                  usage=FakeDisk(tmp_path, 10**12), sync=False)
+    seen = []
+
+    def retention_pass(count, _packet):  # a pass every second of recording, as the periodic loop would
+        if count % 25 == 0:
+            r.enforce()
+            seen.append((_channel_file_bytes(tmp_path, 1), index.channel_bytes(1)))
+
+    record(make_segmenter(tmp_path, index, clocks, channel=1, segment_seconds=2), clocks, seconds=60,
+           on_packet=retention_pass)
+    r.enforce()
+    largest = max(s.bytes for s in index.segments(channel=1))
+    assert r.stats.deleted_for_quota > 10
+    assert all(indexed <= quota_bytes for _, indexed in seen)
+    assert max(on_disk for on_disk, _ in seen) <= quota_bytes + largest  # the open segment on top
+    assert _channel_file_bytes(tmp_path, 1) == index.channel_bytes(1) <= quota_bytes
+    kept = index.segments(channel=1)
+    assert kept[-1].end_us >= clocks.utc_now_us() - 2_500_000  # the newest are the ones kept
+    assert index.segments(channel=2) == channel_2  # the other channel's recordings are untouched
+    for seg in kept:
+        assert decoded_frames(tmp_path / seg.path) == seg.frames
+    index.close()
+
+
+def test_locked_event_recordings_outlive_the_quota_and_go_at_their_own_age(tmp_path, clocks):
+    index = Index(tmp_path)
+    seg = make_segmenter(tmp_path, index, clocks, channel=1, segment_seconds=2)
+    start_us = clocks.utc_now_us()
+    event = index.add_event(start_us=start_us, trigger_us=start_us, source="alarm_input:door", channels=[1], locked=True)
+    record(seg, clocks, seconds=6)
+    index.end_event(event.id, end_us=clocks.utc_now_us())
+    locked = index.segments(channel=1)
+    assert locked and all(s.locked for s in locked)
+    record(seg, clocks, seconds=20)
+    policy = RetentionPolicy(min_free_bytes=0, events_max_age_days=30,
+                             channels={1: ChannelQuota(max_bytes=100_000, events_max_age_days=2)})
+    r = Retention(root=tmp_path, index=index, clocks=clocks, faults=FaultBoard(clocks=clocks), policy=policy,
+                  usage=FakeDisk(tmp_path, 10**12), sync=False)
+    r.enforce()
+    assert index.channel_bytes(1) <= 100_000
+    assert {s.path for s in locked} <= {s.path for s in index.segments(channel=1)}  # beyond the quota
+    assert index.channel_bytes(1, locked=True) == sum(s.bytes for s in locked)
+    clocks.advance(86_400 * 1.9)
+    r.enforce()
+    assert {s.path for s in locked} <= {s.path for s in index.segments(channel=1)}
+    clocks.advance(86_400 * 0.2)  # past the channel's own events age (2 days), far short of the disk's 30
+    r.enforce()
+    assert not any(s.locked for s in index.segments(channel=1)) and r.stats.deleted_events_by_age == len(locked)
+    assert all(not (tmp_path / s.path).exists() for s in locked)
+    index.close()
+
+
+def test_a_channels_own_max_age_applies_to_it_alone(tmp_path, clocks):
+    index = Index(tmp_path)
+    for channel in (1, 2):
+        record(make_segmenter(tmp_path, index, clocks, channel=channel), clocks, seconds=8, channel=channel)
+    clocks.advance(86_400 * 1.5)
+    policy = RetentionPolicy(min_free_bytes=0, channels={1: ChannelQuota(max_age_days=1)})
+    r = Retention(root=tmp_path, index=index, clocks=clocks, faults=FaultBoard(clocks=clocks), policy=policy,
+                  usage=FakeDisk(tmp_path, 10**12), sync=False)
+    r.enforce()
+    assert {s.channel for s in index.segments()} == {2}
     index.close()

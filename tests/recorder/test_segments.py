@@ -1,6 +1,8 @@
 """Segments: cut at keyframes, durable fMP4 that FFmpeg decodes, contiguous times, bad input survived."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from base.clock import SimulatedClocks
@@ -179,3 +181,44 @@ def test_a_burst_after_the_cameras_probe_does_not_make_the_run_label_late(tmp_pa
     rows = index.segments()
     assert abs(rows[0].start_us - true_start) <= 40_000
     assert rows[-1].end_us - rows[0].start_us == 6_000_000
+
+
+def test_a_segment_reserves_the_last_ones_size_and_gives_back_what_it_did_not_use(tmp_path, clocks, monkeypatch):
+    """Disk-friendly layout (bench/disk_writes.py): blocks reserved at creation, the rest freed at close;
+    a file cut short by a crash keeps them until the recovery pass truncates it."""
+    from recorder.recovery import recover
+    from recorder.segment_file import SegmentFile
+    from hal.storage import reserve_space
+
+    probe = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT)
+    supported = reserve_space(probe, 1 << 20)
+    os.close(probe)
+    if not supported:
+        pytest.skip("this filesystem cannot reserve blocks (fallocate KEEP_SIZE)")
+    index = Index(tmp_path)
+    seen = []
+    real_init = SegmentFile.__init__
+
+    def watching(self, path, init, *, sync=True, reserve_bytes=0):
+        real_init(self, path, init, sync=sync, reserve_bytes=reserve_bytes)
+        seen.append((reserve_bytes, os.fstat(self._fd).st_blocks * 512, os.fstat(self._fd).st_size))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SegmentFile, "__init__", watching)
+        record(make_segmenter(tmp_path, index, clocks, segment_seconds=2), clocks, seconds=8)
+    rows = index.segments()
+    assert seen[0][0] == 0 and all(reserve == rows[n].bytes * 9 // 8 for n, (reserve, _, _) in enumerate(seen[1:]))
+    assert all(blocks >= reserve > size for reserve, blocks, size in seen[1:])  # reserved, size unchanged
+    for seg in rows:  # closed: nothing past the end is kept
+        st = (tmp_path / seg.path).stat()
+        assert st.st_size == seg.bytes and st.st_blocks * 512 < seg.bytes + 64 * 1024
+        assert decoded_frames(tmp_path / seg.path) == seg.frames
+    # A crash while a segment with reserved blocks is open: its blocks stay until recovery.
+    cut = SegmentFile(tmp_path / "ch01" / "main" / f"{rows[-1].run_id:08d}-{rows[-1].seq + 1:05d}.mp4",
+                      (tmp_path / rows[-1].path).read_bytes(), sync=False, reserve_bytes=8 << 20)
+    os.close(cut._fd)  # the power goes: no close
+    assert cut.path.stat().st_blocks * 512 >= 8 << 20
+    report = recover(tmp_path, index, sync=False)
+    assert report.recovered == [str(cut.path.relative_to(tmp_path))]
+    assert cut.path.stat().st_blocks * 512 < cut.path.stat().st_size + 64 * 1024
+    index.close()

@@ -148,8 +148,12 @@ export async function healthPage(page) {
     const gb = (b) => (b / 1e9).toFixed(2) + " GB";
     body.replaceChildren(
       el("div", { class: "card" }, el("p", {}, `Recorder up ${Math.round(h.uptime_s)} s · system up ${h.system_uptime_s ? Math.round(h.system_uptime_s / 3600) + " h" : "?"} · ${h.segments} segments, ${gb(h.bytes)} · ${h.time}`)),
-      el("h3", {}, "Disks"), el("table", {}, el("tr", {}, el("th", {}, "Path"), el("th", {}, "Used"), el("th", {}, "Free"), el("th", {}, "State")),
-        ...h.disks.map((d) => el("tr", {}, el("td", {}, d.path), el("td", {}, d.ok ? d.used_percent + " %" : "—"), el("td", {}, d.ok ? gb(d.free_bytes) : "—"),
+      el("h3", {}, "Disks"), el("table", {}, el("tr", {}, ...["Path", "Disk", "Used", "Free", "Health", "Temp", "Holds", "State"].map((t) => el("th", {}, t))),
+        ...h.disks.map((d) => el("tr", {}, el("td", {}, d.path), el("td", {}, [d.device, d.model].filter(Boolean).join(" ") || "—"),
+          el("td", {}, d.ok ? d.used_percent + " %" : "—"), el("td", {}, d.ok ? gb(d.free_bytes) : "—"),
+          el("td", {}, el("span", { class: `badge ${String(d.health || "").startsWith("failing") ? "bad" : d.health === "passed" ? "good" : ""}` }, d.health || "—")),
+          el("td", {}, d.temperature_c != null ? `${d.temperature_c} °C` : "—"),
+          el("td", {}, d.retention_preview && d.retention_preview.days != null ? `${d.retention_preview.days} days` : "—"),
           el("td", {}, el("span", { class: `badge ${d.ok ? "good" : "bad"}` }, d.ok ? "ok" : d.error))))),
       el("h3", {}, "Streams"), el("table", {}, el("tr", {}, ...["Ch", "Stream", "Source", "State", "Frames", "Segments", "Connects", "Capture"].map((t) => el("th", {}, t))),
         ...h.streams.map((s) => el("tr", {}, el("td", {}, s.channel), el("td", {}, s.stream), el("td", {}, s.source),

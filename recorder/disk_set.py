@@ -1,0 +1,286 @@
+"""The recording disks: each one's identity file, which may be written now, and where the next segment goes.
+
+With `storage.disks` the data root keeps the index and the segments go to the listed disks. Each disk
+carries an identity file (`.nvr-disk.json`: a uuid made on first use, and its label) so that a disk is
+known by what it is, not by where it is mounted:
+
+- a folder with no identity file that the index has never seen is a new disk: the file is written;
+- a folder whose identity the index knows is that disk (its folder and label are updated);
+- a folder with no identity file where a known disk was configured is that disk, *away*: unmounted,
+  pulled, or another disk in its place. Nothing is written there (it would land on whatever filesystem
+  is under the mount point), and its rows stay in the index for when it comes back;
+- a folder with an identity the index does not know is *foreign* (another recorder's disk) and is never
+  written to.
+
+A disk is reached from the data root through a link `disks/UUID` -> its folder, and a segment's path
+in the index is `disks/UUID/chNN/...`, so every reader finds a segment as `root / path` whichever disk
+holds it. The next segment goes to the usable disk with the most free space among the channel's disks
+(recording spreads over them): the disks of the group the channel is pinned to, else those in no group. A write that fails with anything but a full disk marks that disk *failed*: the writer's next
+keyframe opens its segment on another disk. An away or failed disk is looked at again after RETRY_S
+(identity back, and writable) and taken back. Each disk that is not usable raises `disk_offline`
+(the rules' `disk: missing`) under its label.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import uuid as uuid_module
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from base.clock import Clocks
+from hal.storage import DiskUsage, disk_usage, fsync_dir
+from recorder.errors import DiskFull
+from recorder.faults import FaultSink
+from recorder.index import Index
+from recorder.segmenter import Placement
+
+log = logging.getLogger("nvr.disks")
+
+IDENTITY_FILE = ".nvr-disk.json"
+MAX_IDENTITY_BYTES = 4096  # the file holds a uuid and a label; anything larger is not ours
+DISKS_DIR = "disks"  # in the data root: one link per disk, named by its uuid
+RETRY_S = 30.0  # an away or failed disk is looked at again after this long
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+OK, AWAY, FAILED, FOREIGN, EJECTING = "ok", "away", "failed", "foreign", "ejecting"
+
+
+class DiskIdentityError(ValueError):
+    """An identity file that is not one of ours (unreadable, too large, or without a valid uuid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    uuid: str
+    label: str
+
+
+def read_identity(folder: Path) -> Identity | None:
+    """The identity in `folder`, or None if it has none. Raises DiskIdentityError for a file that is
+    there but not ours, OSError if the folder cannot be read."""
+    try:
+        with open(folder / IDENTITY_FILE, "rb") as f:
+            data = f.read(MAX_IDENTITY_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    try:
+        if len(data) > MAX_IDENTITY_BYTES:
+            raise ValueError(f"larger than {MAX_IDENTITY_BYTES} bytes")
+        doc = json.loads(data)
+        found = Identity(str(doc["uuid"]), str(doc.get("label", ""))[:64])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DiskIdentityError(f"{folder / IDENTITY_FILE} is not a disk identity file ({exc})") from None
+    if not _UUID.match(found.uuid):
+        raise DiskIdentityError(f"{folder / IDENTITY_FILE} holds no valid uuid ({found.uuid[:40]!r})")
+    return found
+
+
+def write_identity(folder: Path, label: str) -> Identity:
+    """Give the disk at `folder` a new identity, durably; never overwrites one (FileExistsError)."""
+    identity = Identity(str(uuid_module.uuid4()), label)
+    fd = os.open(folder / IDENTITY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, json.dumps({"uuid": identity.uuid, "label": label}).encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(folder)
+    return identity
+
+
+@dataclass
+class RecordingDisk:
+    uuid: str  # '' until a new disk has an identity; the data root's is '' for good
+    label: str
+    path: Path  # the configured folder
+    state: str = OK
+    reason: str | None = None
+    since_us: int | None = None  # when it stopped being usable
+    group: str | None = None  # the channels pinned to this group record here; None: the others
+
+    @property
+    def prefix(self) -> str:
+        return f"{DISKS_DIR}/{self.uuid}/" if self.uuid else ""
+
+
+class DiskSet:
+    """The recording disks of one data root. Thread-safe: every stream's writer asks `place()` for each
+    new segment and reports failures with `failed()`."""
+
+    def __init__(self, *, root: Path, disks: list[tuple[Path, str]], index: Index, clocks: Clocks,
+                 faults: FaultSink, usage: Callable[[Path], DiskUsage] = disk_usage,
+                 groups: dict[str, str] | None = None, pinned: dict[int, str] | None = None):
+        """`groups`: disk label -> its group; `pinned`: channel -> the group it records onto. A channel
+        not pinned records onto the disks in no group."""
+        self.root, self._index, self._clocks, self._faults, self._usage = root, index, clocks, faults, usage
+        self.disks = [RecordingDisk("", label, Path(path), group=(groups or {}).get(label)) for path, label in disks]
+        self._pinned = dict(pinned or {})
+        self._lock = threading.RLock()
+        self._states_changed = False
+        self._ejecting: frozenset[str] = frozenset()  # read without the lock by every writer
+
+    # --- start-up ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Recognise every configured disk (writing the identity of new ones) and link it in the data root."""
+        (self.root / DISKS_DIR).mkdir(exist_ok=True)
+        known = {row.uuid: row for row in self._index.disks()}
+        for disk in self.disks:
+            self._recognise(disk, known)
+            if disk.uuid:
+                self._link(disk)
+        self._report()
+
+    def _recognise(self, disk: RecordingDisk, known: dict) -> None:
+        try:
+            identity = read_identity(disk.path) if disk.path.is_dir() else None
+        except (DiskIdentityError, OSError) as exc:
+            self._mark(disk, FOREIGN, str(exc))
+            return
+        at_path = [row for row in known.values() if Path(row.path) == disk.path]
+        if identity is None and at_path:
+            disk.uuid = at_path[-1].uuid  # its rows and link stay; it is written again once it is back
+            self._mark(disk, AWAY, f"{disk.path} has no {IDENTITY_FILE}: the disk {disk.label!r} is not mounted "
+                                  f"there (or another disk is); nothing is written there until it is back")
+        elif identity is None and not disk.path.is_dir():
+            self._mark(disk, AWAY, f"{disk.path} does not exist: mount the disk {disk.label!r} there")
+        elif identity is None:
+            identity = write_identity(disk.path, disk.label)
+            log.info("disk %r at %s is new: its identity is %s", disk.label, disk.path, identity.uuid)
+        elif identity.uuid not in known:
+            self._mark(disk, FOREIGN, (
+                f"{disk.path} holds the disk {identity.label!r} ({identity.uuid}) that this recorder has never "
+                f"used: another recorder's disk? It is not written to. To use it here, move its "
+                f"{IDENTITY_FILE} away (its files are left as they are)"))
+            return
+        if identity is not None:
+            disk.uuid = identity.uuid
+            self._index.add_disk(uuid=identity.uuid, label=disk.label, path=str(disk.path),
+                                 added_us=self._clocks.utc_now_us())
+
+    def _link(self, disk: RecordingDisk) -> None:
+        link = self.root / DISKS_DIR / disk.uuid
+        if link.is_symlink() and Path(os.readlink(link)) == disk.path:
+            return
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(disk.path, target_is_directory=True)
+        fsync_dir(link.parent)
+
+    # --- where the next segment goes -----------------------------------------------------------
+
+    def place(self, channel: int | None = None) -> Placement | None:
+        """The usable disk with the most free space among the channel's (its group's, or those in no
+        group), or None if none is usable now. The disks are looked at outside the lock, so one disk slow
+        to answer holds up only the writers that ask about it."""
+        now_us = self._clocks.utc_now_us()
+        group = self._pinned.get(channel) if channel is not None else None
+        with self._lock:
+            candidates = [d for d in self.disks if d.group == group and (d.state == OK or self._may_retry(d, now_us))]
+        best, best_free = None, -1
+        for disk in candidates:
+            free = self._usable_free_bytes(disk)
+            if free is not None and free > best_free:
+                best, best_free = disk, free
+        with self._lock:
+            changed, self._states_changed = self._states_changed, False
+        if changed:
+            self._report()
+        if best is None:
+            return None
+        return Placement(best.uuid, best.prefix, self.root / DISKS_DIR / best.uuid)
+
+    def _may_retry(self, disk: RecordingDisk, now_us: int) -> bool:
+        return disk.state in (AWAY, FAILED) and disk.uuid != "" and \
+            (disk.since_us is None or now_us - disk.since_us >= RETRY_S * 1e6)
+
+    def _usable_free_bytes(self, disk: RecordingDisk) -> int | None:
+        """Free bytes if the disk is there (its identity is in its folder) and writable; else marks it."""
+        try:
+            identity = read_identity(disk.path)
+            if identity is None or identity.uuid != disk.uuid:
+                self._mark(disk, AWAY, f"{disk.path} no longer holds the disk {disk.label!r} ({disk.uuid}): "
+                                       "unmounted or pulled; its recordings come back when it does")
+                return None
+            if not os.access(disk.path, os.W_OK):
+                raise PermissionError(f"{disk.path} is not writable")
+            free = self._usage(disk.path).free_bytes
+        except (DiskIdentityError, OSError) as exc:
+            self._mark(disk, FAILED, f"the disk {disk.label!r} at {disk.path} cannot be used: {exc}")
+            return None
+        if disk.state != OK:
+            log.warning("disk %r at %s is back", disk.label, disk.path)
+            self._mark(disk, OK, None)
+        return free
+
+    def leaving(self, disk: str) -> bool:
+        """Whether the segments open on `disk` should end at their next keyframe (it is being ejected)."""
+        return bool(disk) and disk in self._ejecting
+
+    def eject(self, label: str) -> RecordingDisk:
+        """Stop putting segments on the disk called `label` and ask the writers to end theirs on it at
+        their next keyframe; it is not taken back until `ejected` has run and it is plugged in again.
+        KeyError if no disk has that label."""
+        with self._lock:
+            disk = next((d for d in self.disks if d.label == label), None)
+            if disk is None:
+                raise KeyError(label)
+            self._mark(disk, EJECTING, f"the disk {disk.label!r} is being ejected: recording goes on on the others")
+            if disk.uuid:
+                self._ejecting = self._ejecting | {disk.uuid}
+        self._report()
+        return disk
+
+    def ejected(self, disk: RecordingDisk, why: str) -> None:
+        """The disk is unmounted (or given up): away until it is plugged in again."""
+        with self._lock:
+            self._ejecting = self._ejecting - {disk.uuid}
+            self._mark(disk, AWAY, why)
+        self._report()
+
+    def failed(self, placement: Placement, exc: OSError) -> None:
+        """A write on `placement`'s disk failed: unless the disk was only full, the next segments go elsewhere."""
+        if isinstance(exc, DiskFull) or not placement.disk:
+            return
+        with self._lock:
+            for disk in self.disks:
+                if disk.uuid == placement.disk and disk.state == OK:
+                    self._mark(disk, FAILED, f"writing to the disk {disk.label!r} at {disk.path} failed: {exc}; "
+                                             "recording goes on on the other disks")
+            self._states_changed = False
+        self._report()
+
+    def _mark(self, disk: RecordingDisk, state: str, reason: str | None) -> None:
+        with self._lock:
+            if disk.state != state:
+                self._states_changed = True
+                (log.info if state == OK else log.error)("disk %r: %s", disk.label, reason or "usable again")
+            disk.state, disk.reason = state, reason
+            disk.since_us = None if state == OK else self._clocks.utc_now_us()
+
+    def _report(self) -> None:
+        """`disk_offline` for each disk that is not usable (by its label), cleared when it is again."""
+        with self._lock:
+            states = [(d.label, d.state, d.reason) for d in self.disks]
+        for label, state, reason in states:
+            if state == OK:
+                self._faults.clear_fault("disk_offline", disk=label)
+            else:
+                self._faults.raise_fault("disk_offline", reason or state, disk=label)
+
+    # --- what the others need ------------------------------------------------------------------
+
+    def present(self) -> list[str]:
+        """The uuids of the disks whose files can be read and deleted now (the data root's '' first)."""
+        with self._lock:
+            return [""] + [d.uuid for d in self.disks if d.state == OK and d.uuid]
+
+    def statistics(self) -> list[dict]:
+        with self._lock:
+            return [{"uuid": d.uuid, "label": d.label, "path": str(d.path), "state": d.state, "reason": d.reason,
+                     "group": d.group} for d in self.disks]

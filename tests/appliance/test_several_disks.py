@@ -1,0 +1,132 @@
+"""Two recording disks through the whole appliance: two loop-mounted ext4 filesystems (root needed; skipped
+without), two channels recording. Recording spreads over both; when one fails (the kernel takes it
+read-only) every channel goes on on the other with at most 2 s lost; when it is back (mounted again) it is
+taken back; after a restart its recordings are in the index and play."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import recorder.disk_set as disk_set
+from appliance.app import Appliance
+from appliance.config.model import parse_config
+from base.clock import RealClocks
+from recorder.index import Index
+from support.loop_disk import LoopDisk
+from support.recording import decoded_frames
+from support.waiting import wait_for
+
+S = 1_000_000
+
+
+@pytest.fixture
+def disks(tmp_path, monkeypatch):
+    monkeypatch.setattr(disk_set, "RETRY_S", 1.0)
+    pair = [LoopDisk(tmp_path, "a"), LoopDisk(tmp_path, "b")]
+    for disk in pair:
+        disk.plug()
+    yield pair
+    for disk in pair:
+        disk.unplug()
+
+
+def config_for(root: Path, a: Path, b: Path) -> str:
+    source = "{type: test-pattern, width: 160, height: 120, fps: 10, keyframe_interval_s: 0.5}"
+    return (f"storage:\n  path: '{root}'\n  segment_seconds: 2\n  health: {{smart: false}}\n"
+            f"  retention: {{max_used_percent: 99, min_free_bytes: 0, locked_floor_bytes: 0}}\n"
+            f"  disks: [{{path: '{a}', label: A}}, {{path: '{b}', label: B}}]\n"
+            f"channels:\n  - {{id: 1, source: {source}}}\n  - {{id: 2, source: {source}}}\n"
+            "alarms: {temperature: {thermal_zones: false}}\n")
+
+
+def segments_on(nvr, uuid: str) -> list:
+    return [s for s in nvr.supervisor.index.segments() if s.disk == uuid]
+
+
+def largest_gap_us(rows, after_us: int) -> int:
+    """The longest stretch without recording of one stream, from `after_us` on."""
+    rows = sorted((s for s in rows if s.end_us > after_us), key=lambda s: s.start_us)
+    return max((b.start_us - a.end_us for a, b in zip(rows, rows[1:])), default=0)
+
+
+def test_recording_spreads_survives_a_failing_disk_and_its_recordings_come_back(tmp_path, disks):
+    a, b = disks
+    root = tmp_path / "root"
+    config = parse_config(config_for(root, a.mount, b.mount))
+    nvr = Appliance(config, clocks=RealClocks(), sync=True)
+    nvr.start()
+    try:
+        uuid_a, uuid_b = (d.uuid for d in nvr.supervisor.disk_set.disks)
+        wait_for(lambda: len(segments_on(nvr, uuid_a)) >= 2 and len(segments_on(nvr, uuid_b)) >= 2, timeout_s=60,
+                 what="segments on both disks")
+        failed_at_us = nvr.clocks.utc_now_us()
+        a.fail()
+        wait_for(lambda: nvr.supervisor.disk_set.disks[0].state != "ok", what="disk A marked")
+        wait_for(lambda: all(len([s for s in segments_on(nvr, uuid_b) if s.channel == ch and s.start_us > failed_at_us])
+                             >= 3 for ch in (1, 2)), timeout_s=60, what="both channels going on on disk B")
+        alarms = {(f["kind"], f["disk"]) for f in nvr.status()["alarms"]}
+        assert ("disk_offline", "A") in alarms
+        for channel in (1, 2):
+            gap = largest_gap_us(nvr.supervisor.index.segments(channel=channel), failed_at_us - 4 * S)
+            assert gap <= 2 * S, (channel, gap)
+        rows_on_a = segments_on(nvr, uuid_a)
+    finally:
+        nvr.stop()
+    a.unplug()  # the installer takes the disk out, checks it, and puts it back
+    subprocess.run(["e2fsck", "-fy", str(a.image)], capture_output=True)
+    a.plug()
+    again = Appliance(config, clocks=RealClocks(), sync=True)
+    again.start()
+    try:
+        wait_for(lambda: len([s for s in segments_on(again, uuid_a)
+                              if s.start_us > rows_on_a[-1].end_us]) >= 2, timeout_s=60,
+                 what="recording on disk A again")
+        kept = {s.path for s in again.supervisor.index.segments()}
+        assert {s.path for s in rows_on_a} <= kept | set(again.supervisor.recovery.removed_rows)
+        assert all(d["state"] == "ok" for d in again.supervisor.disk_set.statistics())
+    finally:
+        again.stop()
+    index = Index(root, create=False)
+    try:
+        for seg in index.segments():
+            if seg.disk == uuid_a and seg.end_us < failed_at_us:
+                assert decoded_frames(root / seg.path) == seg.frames
+    finally:
+        index.close()
+
+
+def loop_devices_of(image: Path) -> str:
+    return subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout.strip()
+
+
+def test_a_disk_pulled_while_recording_is_left_alone_and_taken_back_when_it_returns(tmp_path, disks):
+    a, b = disks
+    root = tmp_path / "root"
+    nvr = Appliance(parse_config(config_for(root, a.mount, b.mount)), clocks=RealClocks(), sync=True)
+    nvr.start()
+    try:
+        uuid_a, uuid_b = (d.uuid for d in nvr.supervisor.disk_set.disks)
+        wait_for(lambda: len(segments_on(nvr, uuid_a)) >= 2 and len(segments_on(nvr, uuid_b)) >= 2, timeout_s=60,
+                 what="segments on both disks")
+        pulled_at_us = nvr.clocks.utc_now_us()
+        a.unplug()  # lazily: a segment open on it is written to the end on the detached filesystem
+        wait_for(lambda: nvr.supervisor.disk_set.disks[0].state == "away", what="disk A seen as away")
+        wait_for(lambda: all(len([s for s in segments_on(nvr, uuid_b) if s.channel == ch and s.start_us > pulled_at_us])
+                             >= 3 for ch in (1, 2)), timeout_s=60, what="both channels going on on disk B")
+        assert list(a.mount.iterdir()) == []  # nothing written onto the empty mount point
+        for channel in (1, 2):
+            assert largest_gap_us(nvr.supervisor.index.segments(channel=channel), pulled_at_us - 4 * S) <= 2 * S
+        rows_on_a = segments_on(nvr, uuid_a)
+        wait_for(lambda: loop_devices_of(a.image) == "", timeout_s=30,
+                 what="the detached filesystem to let go of its last file and its loop device")
+        a.plug()  # back
+        wait_for(lambda: len([s for s in segments_on(nvr, uuid_a) if s.start_us > rows_on_a[-1].end_us]) >= 2,
+                 timeout_s=60, what="recording on disk A again, without a restart")
+        assert nvr.supervisor.disk_set.disks[0].state == "ok"
+        assert not any(f["kind"] == "disk_offline" for f in nvr.status()["alarms"])
+        for seg in rows_on_a:  # what it held, including the segment open when it was pulled, plays
+            assert decoded_frames(root / seg.path) == seg.frames
+    finally:
+        nvr.stop()

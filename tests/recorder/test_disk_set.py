@@ -1,0 +1,200 @@
+"""Several recording disks (folders here; loop-mounted filesystems in tests/appliance/test_several_disks.py):
+identity files, where segments go, a disk that goes away or fails and comes back, per-disk retention and
+recovery, with real segments, a real SQLite index and simulated clocks."""
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+
+import pytest
+
+from hal.storage import DiskUsage
+from recorder.disk_set import AWAY, FAILED, FOREIGN, IDENTITY_FILE, OK, RETRY_S, DiskSet, read_identity
+from recorder.errors import DiskFull
+from recorder.faults import FaultBoard
+from recorder.index import Index
+from recorder.recovery import recover
+from recorder.retention import Retention, RetentionPolicy
+from recorder.segmenter import Segmenter
+from support.recording import decoded_frames, record
+
+
+class Space:
+    """Free bytes per folder, as the test sets them."""
+
+    def __init__(self):
+        self.free = {}
+
+    def __call__(self, path):
+        free = self.free.get(str(path), 10**12)
+        return DiskUsage(10**12, 10**12 - free, free)
+
+
+@pytest.fixture
+def rig(tmp_path, clocks):
+    root, a, b = tmp_path / "root", tmp_path / "a", tmp_path / "b"
+    for folder in (root, a, b):
+        folder.mkdir()
+    index = Index(root)
+    faults = FaultBoard(clocks=clocks)
+    space = Space()
+    disks = DiskSet(root=root, disks=[(a, "disk A"), (b, "disk B")], index=index, clocks=clocks, faults=faults,
+                    usage=space)
+    disks.open()
+    yield root, a, b, index, faults, space, disks
+    index.close()
+
+
+def _usage_of(folder, *, total_bytes, other_bytes):
+    used = other_bytes + sum(p.stat().st_size for p in folder.glob("ch*/*/*.mp4"))
+    return DiskUsage(total_bytes, used, total_bytes - used)
+
+
+def offline(faults):
+    return {f.disk: f.message for f in faults.active() if f.kind == "disk_offline"}
+
+
+def test_new_disks_get_an_identity_a_link_and_a_row_and_segments_go_to_the_freest(rig):
+    root, a, b, index, faults, space, disks = rig
+    ids = [read_identity(a), read_identity(b)]
+    assert all(ids) and ids[0].uuid != ids[1].uuid and [i.label for i in ids] == ["disk A", "disk B"]
+    assert [row.uuid for row in index.disks()] == [i.uuid for i in ids]
+    assert (root / "disks" / ids[0].uuid).resolve() == a.resolve()
+    space.free = {str(a): 5 * 10**9, str(b): 7 * 10**9}
+    assert disks.place().disk == ids[1].uuid
+    space.free = {str(a): 9 * 10**9, str(b): 7 * 10**9}
+    chosen = disks.place()
+    assert (chosen.disk, chosen.prefix, chosen.root) == (ids[0].uuid, f"disks/{ids[0].uuid}/", root / "disks" / ids[0].uuid)
+    assert offline(faults) == {} and disks.present() == ["", ids[0].uuid, ids[1].uuid]
+
+
+def test_an_unmounted_disk_is_never_written_and_comes_back_with_its_identity(rig, clocks):
+    root, a, b, index, faults, space, disks = rig
+    space.free = {str(a): 9 * 10**9, str(b): 1 * 10**9}
+    uuid_a = read_identity(a).uuid
+    shutil.move(a, a.with_name("a-unplugged"))
+    a.mkdir()  # the empty mount point left behind
+    assert disks.place().disk == read_identity(b).uuid
+    assert list(a.iterdir()) == [] and disks.disks[0].state == AWAY
+    assert "disk A" in offline(faults) and "unmounted or pulled" in offline(faults)["disk A"]
+    assert disks.present() == ["", read_identity(b).uuid]
+    a.rmdir()
+    shutil.move(a.with_name("a-unplugged"), a)  # plugged in again
+    assert disks.place().disk != uuid_a  # not looked at again before RETRY_S
+    clocks.advance(RETRY_S)
+    assert disks.place().disk == uuid_a and disks.disks[0].state == OK and offline(faults) == {}
+
+
+def test_a_disk_whose_writes_fail_is_passed_over_until_retried_and_a_full_one_is_not(rig, clocks):
+    root, a, b, index, faults, space, disks = rig
+    space.free = {str(a): 9 * 10**9, str(b): 1 * 10**9}
+    on_a = disks.place()
+    disks.failed(on_a, DiskFull(errno.ENOSPC, "full"))
+    assert disks.place() == on_a
+    disks.failed(on_a, OSError(errno.EIO, "Input/output error"))
+    assert disks.disks[0].state == FAILED and "Input/output error" in offline(faults)["disk A"]
+    assert disks.place().disk == read_identity(b).uuid
+    clocks.advance(RETRY_S)
+    assert disks.place() == on_a and offline(faults) == {}
+
+
+def test_a_foreign_disk_and_a_known_disk_missing_at_start_are_not_written(tmp_path, clocks, rig):
+    root, a, b, index, faults, space, disks = rig
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / IDENTITY_FILE).write_text(json.dumps({"uuid": "0b2d6c1e-9b7e-4c1a-8f3e-2a5d4c3b2a10", "label": "x"}))
+    shutil.move(a, a.with_name("a-away"))
+    a.mkdir()
+    again = DiskSet(root=root, disks=[(a, "disk A"), (b, "disk B"), (foreign, "other")], index=index, clocks=clocks,
+                    faults=faults, usage=space)
+    again.open()
+    assert [d.state for d in again.disks] == [AWAY, OK, FOREIGN]
+    assert again.disks[0].uuid == read_identity(a.with_name("a-away")).uuid  # known by where it was
+    assert list(a.iterdir()) == [] and not (root / "disks" / "0b2d6c1e-9b7e-4c1a-8f3e-2a5d4c3b2a10").exists()
+    assert "never used" in offline(faults)["other"]
+    for _ in range(3):
+        assert again.place().disk == read_identity(b).uuid
+
+
+def test_segments_spread_over_the_disks_play_from_the_root_and_each_disks_retention_keeps_to_its_disk(rig, clocks):
+    root, a, b, index, faults, space, disks = rig
+    uuid_a, uuid_b = read_identity(a).uuid, read_identity(b).uuid
+    asked = {"a": 0}
+
+    def alternating(path):  # a little more room on one disk, then on the other: segments alternate
+        if str(path) == str(a):
+            asked["a"] += 1
+            return DiskUsage(10**12, 0, 10**12 - asked["a"] % 2)
+        return DiskUsage(10**12, 0, 10**12 - 1 + asked["a"] % 2)
+    disks._usage = alternating
+    writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                       segment_seconds=2, sync=False, placer=disks)
+    record(writer, clocks, seconds=20)
+    rows = index.segments()
+    assert {s.disk for s in rows} == {uuid_a, uuid_b}
+    for seg in rows:
+        assert seg.path.startswith(f"disks/{seg.disk}/ch01/main/")
+        assert decoded_frames(root / seg.path) == seg.frames
+    on_a = [s for s in rows if s.disk == uuid_a]
+    used_a = sum(s.bytes for s in on_a)
+    retention_a = Retention(root=root, index=index, clocks=clocks, faults=faults, sync=False, disk=uuid_a,
+                            measure_at=a, ages=False, present=disks.present, label="disk A",
+                            policy=RetentionPolicy(min_free_bytes=0, max_used_percent=50, locked_floor_bytes=0),
+                            usage=lambda path: _usage_of(a, total_bytes=2 * used_a, other_bytes=used_a // 2))
+    retention_a.enforce()
+    after = index.segments()
+    assert {s.path for s in rows if s.disk == uuid_b} <= {s.path for s in after}  # disk B untouched
+    assert 0 < retention_a.stats.deleted_segments < len(on_a)
+    assert all(not (root / s.path).exists() for s in on_a if s.path not in {x.path for x in after})
+
+
+def test_recovery_keeps_an_away_disks_rows_and_adopts_cut_files_on_the_disks_present(rig, clocks):
+    root, a, b, index, faults, space, disks = rig
+    uuid_a, uuid_b = read_identity(a).uuid, read_identity(b).uuid
+    space.free = {str(a): 9 * 10**9, str(b): 1 * 10**9}
+    writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                       segment_seconds=2, sync=False, placer=disks)
+    record(writer, clocks, seconds=6)
+    space.free = {str(a): 1 * 10**9, str(b): 9 * 10**9}
+    record(writer, clocks, seconds=6)
+    rows = index.segments()
+    on_a = [s for s in rows if s.disk == uuid_a]
+    on_b = [s for s in rows if s.disk == uuid_b]
+    assert on_a and on_b
+    index.delete_rows([on_b[-1].id])  # as if the power went before its row was committed
+    shutil.move(a, a.with_name("a-away"))  # and disk A is not there at the next start
+    a.mkdir()
+    report = recover(root, index, sync=False, disks=["", uuid_b])
+    assert report.removed_rows == [] and report.recovered == [on_b[-1].path]
+    assert {s.path for s in index.segments()} == {s.path for s in rows}
+    assert [s.disk for s in index.segments() if s.path == on_b[-1].path] == [uuid_b]
+
+
+def test_a_pinned_channel_records_only_onto_its_group_and_the_others_only_onto_disks_in_no_group(tmp_path, clocks):
+    root, a, b = tmp_path / "root", tmp_path / "a", tmp_path / "b"
+    for folder in (root, a, b):
+        folder.mkdir()
+    index = Index(root)
+    faults = FaultBoard(clocks=clocks)
+    disks = DiskSet(root=root, disks=[(a, "disk A"), (b, "disk B")], index=index, clocks=clocks, faults=faults,
+                    groups={"disk A": "outdoor"}, pinned={1: "outdoor"})
+    disks.open()
+    try:
+        for channel in (1, 2):
+            writer = Segmenter(channel=channel, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                               segment_seconds=2, sync=False, placer=disks)
+            record(writer, clocks, seconds=6, channel=channel)
+        assert {s.disk for s in index.segments(channel=1)} == {read_identity(a).uuid}
+        assert {s.disk for s in index.segments(channel=2)} == {read_identity(b).uuid}
+        shutil.move(a, a.with_name("a-away"))
+        a.mkdir()
+        assert disks.place(1) is None and disks.place(2).disk == read_identity(b).uuid  # no fallback for pinned
+        writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                           segment_seconds=2, sync=False, placer=disks)
+        record(writer, clocks, seconds=2, channel=1)
+        assert writer.stats.frames_recorded == 0 and list(a.iterdir()) == []
+        assert "none of its recording disks is usable" in {f.kind: f.message for f in faults.active()
+                                                            if f.channel == 1}["disk_error"]
+    finally:
+        index.close()

@@ -1,0 +1,36 @@
+"""A disk for tests: an ext4 image on a loop device, mounted, failed through ext4's own error path, pulled."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+class LoopDisk:
+    """`plug` mounts it (skipping the test where loop mounts are not allowed), `fail` makes ext4 take it
+    read-only as on a disk error, `unplug` unmounts it lazily as a pulled disk leaves its open files."""
+
+    def __init__(self, folder: Path, name: str):
+        self.image, self.mount = folder / f"{name}.img", folder / name
+        self.mount.mkdir()
+        subprocess.run(["truncate", "-s", "96M", str(self.image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", str(self.image)], check=True)
+
+    def plug(self) -> None:
+        done = subprocess.run(["mount", "-o", "loop,errors=remount-ro", str(self.image), str(self.mount)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot loop-mount an ext4 image here (needs root): {done.stderr.strip()}")
+
+    def fail(self) -> None:
+        """ext4 meets an error, as on a disk returning bad sectors or a USB link going: read-only at once."""
+        device = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(self.mount)], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        trigger = Path("/sys/fs/ext4") / Path(device).name / "trigger_fs_error"
+        if not trigger.exists():
+            pytest.skip(f"this kernel has no {trigger}")
+        trigger.write_text("1\n")
+
+    def unplug(self) -> None:
+        subprocess.run(["umount", "-l", str(self.mount)], check=False)
