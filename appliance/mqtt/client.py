@@ -57,30 +57,62 @@ class Message:
 
 
 class Outbox:
-    """First in, first out, at most `max_messages`; `put` never blocks: a full outbox drops its oldest."""
+    """First in, first out, at most `max_messages`; `put` never blocks: a full outbox drops its oldest.
+
+    A retained message replaces the one of the same topic still waiting: retained topics carry states
+    (an input, a channel's recording, the disk, the last snapshot), whose latest value is all a broker
+    keeps for them anyway. Events (not retained) are all kept, in order. So a long outage queues one
+    message per state and every event, not a state refresh every second: after ten minutes the box sends
+    its events and the current states, not a flood that a subscriber's queue at the broker (mosquitto's
+    max_queued_messages, 1000 by default) would cut short.
+    """
 
     def __init__(self, max_messages: int):
         self.max_messages = max_messages
-        self._items: deque[Message] = deque()
+        self._items: deque[tuple[int, Message]] = deque()  # with replaced retained messages left in place
+        self._latest: dict[str, int] = {}  # retained topic -> number of its waiting message
+        self._number = self._live = 0
         self._lock = threading.Lock()
         self.dropped = 0
+        self.superseded = 0
 
     def put(self, message: Message) -> bool:
         """Append; False if the oldest message had to be dropped to make room."""
         with self._lock:
-            self._items.append(message)
-            if len(self._items) <= self.max_messages:
+            self._number += 1
+            if message.retain:
+                if message.topic in self._latest:
+                    self.superseded += 1
+                    self._live -= 1
+                self._latest[message.topic] = self._number
+            self._items.append((self._number, message))
+            self._live += 1
+            if len(self._items) > 2 * self.max_messages:
+                self._items = deque(item for item in self._items if self._waiting(*item))  # memory stays bounded
+            if self._live <= self.max_messages:
                 return True
-            self._items.popleft()
+            self._pop_oldest()
             self.dropped += 1
             return False
 
     def take(self) -> Message | None:
         with self._lock:
-            return self._items.popleft() if self._items else None
+            return self._pop_oldest() if self._live else None
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._live
+
+    def _waiting(self, number: int, message: Message) -> bool:
+        return not message.retain or self._latest.get(message.topic) == number
+
+    def _pop_oldest(self) -> Message:
+        while True:
+            number, message = self._items.popleft()
+            if self._waiting(number, message):
+                if message.retain:
+                    del self._latest[message.topic]
+                self._live -= 1
+                return message
 
 
 class _Paho(paho.Client):
@@ -332,6 +364,7 @@ class MqttClient:
     def statistics(self) -> dict:
         return {"broker": self.url_shown, "connected": self.connected, "last_error": self.last_error,
                 "outbox": len(self.outbox), "outbox_max": self.outbox.max_messages, "dropped": self.outbox.dropped,
+                "superseded": self.outbox.superseded,
                 "unacknowledged": len(self._inflight), "published": self.published, "connects": self.connects,
                 "disconnects": self.disconnects, "refusals": self.refusals, "failed_attempts": self.failed_attempts,
                 "received": self.received}

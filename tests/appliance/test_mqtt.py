@@ -272,6 +272,31 @@ def test_the_outbox_keeps_order_and_drops_the_oldest_when_full():
     assert [outbox.take().topic for _ in range(3)] == ["t/2", "t/3", "t/4"] and outbox.take() is None
 
 
+def test_a_waiting_state_is_replaced_by_its_newer_value_and_events_are_all_kept_in_order():
+    outbox = Outbox(20)
+    for n in range(1000):  # a state refreshed every second through a long outage, an event now and then
+        outbox.put(Message("nvr/x/disk", str(n).encode(), retain=True))
+        if n % 100 == 0:
+            outbox.put(Message("nvr/x/events", str(n).encode()))
+    assert len(outbox) == 11 and outbox.dropped == 0 and outbox.superseded == 999
+    assert len(outbox._items) <= 2 * 20  # the replaced ones do not pile up
+    taken = [outbox.take() for _ in range(11)]
+    assert [m.payload for m in taken[:10]] == [str(n).encode() for n in range(0, 1000, 100)]
+    assert (taken[10].topic, taken[10].payload) == ("nvr/x/disk", b"999") and outbox.take() is None
+
+
+def test_a_full_outbox_drops_the_oldest_waiting_message_not_a_replaced_one():
+    outbox = Outbox(2)
+    outbox.put(Message("s", b"1", retain=True))
+    outbox.put(Message("e", b"a"))
+    outbox.put(Message("s", b"2", retain=True))  # replaces s=1: still two waiting
+    assert outbox.dropped == 0
+    outbox.put(Message("e", b"b"))  # three waiting: the oldest waiting one (e=a) goes
+    assert outbox.dropped == 1
+    assert [(m.topic, m.payload) for m in (outbox.take(), outbox.take())] == [("s", b"2"), ("e", b"b")]
+    assert outbox.take() is None
+
+
 def test_connection_errors_say_what_to_check():
     address = broker_address("mqtt://u:secret@broker:1883")
     assert "refused the connection" in describe_connect_error(ConnectionRefusedError(111, "refused"), address)
