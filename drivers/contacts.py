@@ -82,6 +82,7 @@ class AlarmContact:
         self._debounce_s = max(0.0, debounce_ms / 1000.0)
         self.schedule = schedule or Schedule()
         self.armed = True  # disarmed by hand (web, MQTT): activations are ignored and counted, schedule or not
+        self.follows_schedule = True  # False (by hand): armed at all hours while `armed`, its schedule set aside
         self.active = False
         self.reported = False  # an activation was passed on (so its end will be too)
         self._settle: Timer | None = None
@@ -135,7 +136,7 @@ class AlarmContact:
         self._report(active, at_us)
 
     def _report(self, active: bool, at_us: int) -> None:
-        if active and not (self.armed and self.schedule.armed_at(at_us)):
+        if active and not (self.armed and (not self.follows_schedule or self.schedule.armed_at(at_us))):
             self.disarmed += 1
             log.info("input %s (%s) alarmed while disarmed%s; ignored", self.id, self.name,
                      "" if self.armed else " by hand")
@@ -153,6 +154,7 @@ class AlarmContact:
 
     def statistics(self) -> dict:
         return {"id": self.id, "name": self.name, "contact": self.contact, "active": self.active, "armed": self.armed,
+                "follows_schedule": self.follows_schedule,
                 "edges": self.edges, "changes": self.changes, "flaps_ignored": self.flaps,
                 "edges_ignored": self.ignored_edges, "ignored_disarmed": self.disarmed,
                 "chattering": self.chattering, "chatter_bursts": self.chatter_bursts}

@@ -156,6 +156,14 @@ class AlarmIO:
         self.contacts[input_id].armed = armed
         log.warning("input %s %s by hand", input_id, "armed" if armed else "disarmed")
 
+    def set_schedule(self, input_id: str, follow: bool) -> None:
+        """Make an input follow its arming schedule (the default) or set the schedule aside: armed at all
+        hours while it is armed by hand. As a DVR's "arming schedule" switch per input."""
+        if input_id not in self.contacts:
+            raise KeyError(f"no alarm input {input_id!r}; configured: {', '.join(self.contacts) or 'none'}")
+        self.contacts[input_id].follows_schedule = follow
+        log.warning("input %s %s", input_id, "follows its schedule again" if follow else "armed at all hours by hand")
+
     def record_event(self, channel: int, *, duration_s: float, pre_s: float = 0.0, source: str = "manual") -> None:
         """A manual event recording: an event on `channel` from `pre_s` ago to `duration_s` from now, its
         segments locked like a rule's. Made on the alarm thread; returns at once."""

@@ -29,6 +29,9 @@ class MqttBox(Protocol):
     def input_states(self) -> dict[str, tuple[bool, bool]]:
         """Alarm input id -> (active, armed)."""
 
+    def schedule_states(self) -> dict[str, bool]:
+        """Alarm input id -> it follows its arming schedule (False: set aside by hand)."""
+
     def output_states(self) -> dict[str, bool]:
         """Alarm output id -> on."""
 
@@ -51,6 +54,8 @@ class MqttBox(Protocol):
     def set_output(self, output_id: str, on: bool) -> None: ...
 
     def set_armed(self, input_id: str, armed: bool) -> None: ...
+
+    def set_schedule(self, input_id: str, follow: bool) -> None: ...
 
     def preset_go(self, channel: int, preset: int) -> None: ...
 

@@ -66,6 +66,10 @@ class ApplianceBox:
         io = self._app.alarm_io
         return {} if io is None else {cid: (c.active, c.armed) for cid, c in list(io.contacts.items())}
 
+    def schedule_states(self) -> dict[str, bool]:
+        io = self._app.alarm_io
+        return {} if io is None else {cid: c.follows_schedule for cid, c in list(io.contacts.items())}
+
     def output_states(self) -> dict[str, bool]:
         io = self._app.alarm_io
         return {} if io is None else {rid: relay.is_active for rid, relay in list(io.relays.items())}
@@ -109,6 +113,9 @@ class ApplianceBox:
 
     def set_armed(self, input_id: str, armed: bool) -> None:
         self._io().set_armed(input_id, armed)
+
+    def set_schedule(self, input_id: str, follow: bool) -> None:
+        self._io().set_schedule(input_id, follow)
 
     def preset_go(self, channel: int, preset: int) -> None:
         self._app.ptz.preset_go(channel, preset).result(timeout=PRESET_TIMEOUT_S)

@@ -35,6 +35,9 @@ class ConfigOnlyBox:
     def input_states(self) -> dict[str, tuple[bool, bool]]:
         return {item.id: (False, True) for item in self.config.alarms.inputs}
 
+    def schedule_states(self) -> dict[str, bool]:
+        return {item.id: True for item in self.config.alarms.inputs}
+
     def output_states(self) -> dict[str, bool]:
         return {item.id: False for item in self.config.alarms.outputs}
 
@@ -60,7 +63,7 @@ class ConfigOnlyBox:
     def set_output(self, output_id: str, on: bool) -> None:
         raise LookupError("not running")
 
-    set_armed = set_output
+    set_armed = set_schedule = set_output
 
     def preset_go(self, channel: int, preset: int) -> None:
         raise LookupError("not running")

@@ -4,6 +4,7 @@ Topics (under the prefix) and payloads:
 
     output/<id>/set              ON | OFF (also on/off, 1/0, true/false)     allowed by `output`
     alarm_input/<id>/armed/set   ON | OFF                                     allowed by `arm`
+    alarm_input/<id>/schedule/set  ON (follow its arming schedule) | OFF (armed at all hours)   by `arm`
     channel/<n>/ptz_preset/set   a preset number 1-255                        allowed by `ptz_preset`
     channel/<n>/record/set       PRESS, empty, seconds (30), or {"duration_s": 30}   allowed by `record`
 
@@ -31,6 +32,7 @@ MAX_TOPIC_CHARS = 512
 MAX_RECORD_S = 3600.0
 MAX_CHANNEL = 256
 MAX_PRESET = 255
+ALLOWED_BY = {"schedule": "arm"}  # the mqtt.commands entry that allows a kind, where it has another name
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _TRUE, _FALSE = frozenset({"on", "1", "true"}), frozenset({"off", "0", "false"})
 
@@ -41,7 +43,7 @@ class CommandError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    kind: str  # 'output', 'arm', 'ptz_preset', 'record' (as in mqtt.commands)
+    kind: str  # 'output', 'arm', 'schedule' (allowed by 'arm'), 'ptz_preset', 'record' (as in mqtt.commands)
     target: str | int  # output or input id, or channel
     value: bool | int | float | None  # on/armed, preset, duration_s (None: the configured length)
 
@@ -62,6 +64,8 @@ def parse_command(prefix: str, topic: str, payload: bytes) -> Command:
             return Command("output", _id(output_id), _on_off(text))
         case ["alarm_input", input_id, "armed", "set"]:
             return Command("arm", _id(input_id), _on_off(text))
+        case ["alarm_input", input_id, "schedule", "set"]:
+            return Command("schedule", _id(input_id), _on_off(text))
         case ["channel", channel, "ptz_preset", "set"]:
             return Command("ptz_preset", _channel(channel), _preset(text))
         case ["channel", channel, "record", "set"]:
@@ -145,9 +149,10 @@ class CommandRunner:
             self.last_rejected = f"{topic[:80]}: {exc}"
             log.warning("MQTT: command rejected: %s", self.last_rejected)
             return
-        if command.kind not in self._allowed:
+        permission = ALLOWED_BY.get(command.kind, command.kind)
+        if permission not in self._allowed:
             self.refused += 1
-            self.last_rejected = f"{topic[:80]}: '{command.kind}' is not in mqtt.commands"
+            self.last_rejected = f"{topic[:80]}: '{permission}' is not in mqtt.commands"
             log.warning("MQTT: command refused: %s", self.last_rejected)
             return
         self.worker.submit(lambda: self._run(command))
@@ -170,6 +175,8 @@ class CommandRunner:
             box.set_output(command.target, command.value)
         elif command.kind == "arm":
             box.set_armed(command.target, command.value)
+        elif command.kind == "schedule":
+            box.set_schedule(command.target, command.value)
         elif command.kind == "ptz_preset":
             box.preset_go(command.target, command.value)
         elif command.kind == "record":

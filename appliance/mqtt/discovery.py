@@ -99,6 +99,8 @@ def _box_entities(b: _Builder) -> None:
         b.binary(f"input_{slug(item.id)}", item.name or item.id, box, t.alarm_input(item.id), "safety")
         if "arm" in b.allowed:
             b.switch(f"armed_{slug(item.id)}", f"{item.name or item.id} armed", box, t.armed(item.id))
+            b.switch(f"schedule_{slug(item.id)}", f"{item.name or item.id} follows its schedule", box,
+                     t.schedule(item.id))
     for output in b.config.alarms.outputs:
         if "output" in b.allowed:
             b.switch(f"output_{slug(output.id)}", output.name or output.id, box, t.output(output.id))

@@ -133,6 +133,8 @@ class Publisher:
             self._state_if_changed(self._topics.output(output_id), state_payload(on, now), _key(on))
         for input_id, (_active, armed) in self._box.input_states().items():
             self._state_if_changed(self._topics.armed(input_id), state_payload(armed, now), _key(armed))
+        for input_id, follows in self._box.schedule_states().items():
+            self._state_if_changed(self._topics.schedule(input_id), state_payload(follows, now), _key(follows))
         for channel, recording in self._box.recording_states().items():
             self._state_if_changed(self._topics.channel(channel, "recording"), state_payload(recording, now),
                                    _key(recording))

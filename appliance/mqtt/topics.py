@@ -57,6 +57,9 @@ class Topics:
     def armed(self, input_id: str) -> str:
         return f"{self.prefix}/alarm_input/{input_id}/armed"
 
+    def schedule(self, input_id: str) -> str:
+        return f"{self.prefix}/alarm_input/{input_id}/schedule"
+
     def output(self, output_id: str) -> str:
         return f"{self.prefix}/output/{output_id}"
 
@@ -78,6 +81,7 @@ class Topics:
     def command_filters(self) -> list[str]:
         """What the box subscribes to for commands (only those mqtt.commands allows are acted on)."""
         return [f"{self.prefix}/output/+/set", f"{self.prefix}/alarm_input/+/armed/set",
+                f"{self.prefix}/alarm_input/+/schedule/set",
                 f"{self.prefix}/channel/+/ptz_preset/set", f"{self.prefix}/channel/+/record/set"]
 
     def signal_topic(self, kind: str, key: str) -> str | None:

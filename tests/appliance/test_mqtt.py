@@ -69,6 +69,7 @@ def test_a_topic_prefix_with_wildcards_or_empty_levels_is_refused(prefix):
     ("output/siren/set", b"ON", Command("output", "siren", True)),
     ("output/siren/set", b" off\n", Command("output", "siren", False)),
     ("alarm_input/door/armed/set", b"false", Command("arm", "door", False)),
+    ("alarm_input/door/schedule/set", b"OFF", Command("schedule", "door", False)),
     ("channel/2/ptz_preset/set", b"17", Command("ptz_preset", 2, 17)),
     ("channel/1/record/set", b"PRESS", Command("record", 1, None)),
     ("channel/1/record/set", b"", Command("record", 1, None)),
@@ -115,6 +116,9 @@ class FakeBox:
     def input_states(self):
         return dict(self.inputs)
 
+    def schedule_states(self):
+        return {"door": True}
+
     def output_states(self):
         return dict(self.outputs)
 
@@ -140,6 +144,9 @@ class FakeBox:
 
     def set_armed(self, input_id, armed):
         self.calls.append(("arm", input_id, armed))
+
+    def set_schedule(self, input_id, follow):
+        self.calls.append(("schedule", input_id, follow))
 
     def preset_go(self, channel, preset):
         self.calls.append(("preset", channel, preset))

@@ -374,7 +374,8 @@ mqtt: {{enabled: true, url: "{broker.url()}", client_id: nvr-ptz, topic_prefix: 
         ptz_preset_buttons: 2}}
 """)
     app = Appliance(config, clocks=RealClocks(), gpio=GpiozeroGpio(pin_factory=pins))
-    sub = Subscriber(broker, ["nvr/ptz/#", "homeassistant/button/nvr_ptz/#"], client_id="ptz-subscriber")
+    sub = Subscriber(broker, ["nvr/ptz/#", "homeassistant/button/nvr_ptz/#", "homeassistant/switch/nvr_ptz/#"],
+                     client_id="ptz-subscriber")
     try:
         app.start()
         button = sub.wait("homeassistant/button/nvr_ptz/ch3_preset_2/config").json()
@@ -384,6 +385,10 @@ mqtt: {{enabled: true, url: "{broker.url()}", client_id: nvr-ptz, topic_prefix: 
         sub.publish("nvr/ptz/alarm_input/gate/armed/set", "OFF")
         wait_for(lambda: not app.alarm_io.contacts["gate"].armed, what="the input to be disarmed")
         sub.wait("nvr/ptz/alarm_input/gate/armed", lambda m: m.json()["state"] == "OFF")
+        switch = sub.wait("homeassistant/switch/nvr_ptz/schedule_gate/config").json()  # allowed by `arm` too
+        sub.publish(switch["command_topic"], switch["payload_off"])
+        wait_for(lambda: not app.alarm_io.contacts["gate"].follows_schedule, what="the schedule set aside")
+        sub.wait(switch["state_topic"], lambda m: m.json()["state"] == "OFF")
     finally:
         app.stop()
         sub.close()

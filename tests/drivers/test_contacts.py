@@ -101,6 +101,21 @@ def test_a_disarmed_input_is_ignored_and_counted(rig, clocks, mock_pins):
     assert changes == [] and contact.statistics()["ignored_disarmed"] == 1
 
 
+def test_an_input_whose_schedule_is_set_aside_alarms_at_all_hours_while_armed(rig, clocks, mock_pins):
+    weekend = Schedule([ArmingWindow(frozenset({5, 6}), time(0, 0), time(0, 0))], tz=timezone.utc)  # a Thursday now
+    contact, changes = make_contact(rig, clocks, WINDOW, "NO", schedule=weekend)
+    contact.follows_schedule = False
+    mock_pins.pin(WINDOW).drive_low()
+    settle(rig[1], clocks, 0.1)
+    assert [active for active, _ in changes] == [True] and contact.statistics()["follows_schedule"] is False
+    contact.armed = False  # disarmed by hand still wins
+    mock_pins.pin(WINDOW).drive_high()
+    settle(rig[1], clocks, 0.1)
+    mock_pins.pin(WINDOW).drive_low()
+    settle(rig[1], clocks, 0.1)
+    assert [active for active, _ in changes] == [True, False]
+
+
 def test_arming_windows_follow_weekday_and_time_and_run_past_midnight():
     nights = Schedule([ArmingWindow(frozenset({0}), time(22, 0), time(6, 0))], tz=timezone.utc)  # Monday 22-06
 

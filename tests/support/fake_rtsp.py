@@ -86,7 +86,10 @@ class FakeCamera:
         self._close_sockets()
 
     def come_up(self) -> None:
-        """Answer again on the same port (waiting up to 10 s if another test's socket holds it meanwhile)."""
+        """Answer again on the same port (waiting up to 10 s if another test's socket holds it meanwhile).
+        Nothing to do for a camera that is up, or stopped for good."""
+        if self.up or self._stop.is_set():
+            return
         for _ in range(100):
             try:
                 self._listener = socket.create_server(("127.0.0.1", self.port))
