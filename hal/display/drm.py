@@ -228,7 +228,7 @@ class DrmDisplay:
                                      "stop it or choose its backend") from exc
         except OSError as exc:
             raise DisplayUnavailable(f"cannot set a mode: {exc.strerror or exc}") from exc
-        self._crtc_id, self._connector_id = crtc_id, connector.connector_id
+        self._crtc_id = crtc_id
         refresh = refresh_hz or kms_mode.refresh_hz or DEFAULT_REFRESH_HZ
         self.mode = DisplayMode(kms_mode.width, kms_mode.height, refresh)
 
@@ -303,9 +303,8 @@ class DrmDisplay:
         fields = GET_CONNECTOR.unpack(request)
         if fields[4] > n_modes or fields[6] > n_encoders:  # the kernel copied nothing: the monitor changed
             return None
-        got_modes, got_encoders = min(fields[4], n_modes), min(fields[6], n_encoders)
-        parsed = tuple(KmsMode.parse(bytes(modes[i * MODEINFO.size:(i + 1) * MODEINFO.size])) for i in range(got_modes))
-        return KmsConnector(connector_id, fields[9], fields[7], tuple(int(e) for e in encoders[:got_encoders]), parsed)
+        parsed = tuple(KmsMode.parse(bytes(modes[i * MODEINFO.size:(i + 1) * MODEINFO.size])) for i in range(fields[4]))
+        return KmsConnector(connector_id, fields[9], fields[7], tuple(int(e) for e in encoders[:fields[6]]), parsed)
 
     def _crtc_for(self, connector: KmsConnector) -> int:
         """The CRTC already driving the connector, else the first one any of its encoders can use."""
