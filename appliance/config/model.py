@@ -39,6 +39,7 @@ from base.credentials import mask_credentials
 from appliance.config.ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config.monitor import MonitorConfig
 from appliance.config.mqtt import MqttConfig
+from appliance.config.onvif import OnvifEndpoint, OnvifSource
 from appliance.config.audio import AudioConfig, check_channel_audio
 from appliance.config.alarms import AlarmsConfig, MotionConfig, RuleConfig, reference_errors
 from appliance.config.yaml_lines import (MAX_YAML_CHARS, Document, Location, YamlLimitError, error_line, error_message,
@@ -386,6 +387,10 @@ class RtspSource(_Section):
         "'ffmpeg' (FFmpeg's, via PyAV), or 'auto' (native, switching to FFmpeg for a camera that needs what "
         "the native client does not do, e.g. H.265, UDP-only transport or B-frames)."))
 
+    onvif: OnvifEndpoint | None = Field(None, description=(
+        "The camera's ONVIF device service, for PTZ and its own events only (the streams stay the URLs "
+        "above); a camera whose streams should be asked of ONVIF is `type: onvif` instead."))
+
     @field_validator("url", "sub_url")
     @classmethod
     def _is_rtsp_url(cls, url: str | None) -> str | None:
@@ -453,7 +458,7 @@ class V4l2Source(_Section):
         return device
 
 
-SourceConfig = Annotated[RtspSource | TestPatternSource | V4l2Source, Field(discriminator="type")]
+SourceConfig = Annotated[RtspSource | OnvifSource | TestPatternSource | V4l2Source, Field(discriminator="type")]
 
 
 class ChannelConfig(_Section):

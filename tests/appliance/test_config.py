@@ -420,7 +420,7 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
     ("channels:\n  - id: 1\n    title: Gate\n    source: {type: test-pattern}\n", "channels[0].title", 3,
      "id, name, enabled, source, ptz, audio, retention, storage, motion"),
     (with_source("type: rtsp\nurl: rtsp://cam\nsub: rtsp://cam/2\n"), "channels[0].source.sub", 6,
-     "type, url, sub_url, timeout_s, reconnect_max_s, client"),
+     "type, url, sub_url, timeout_s, reconnect_max_s, client, onvif"),
     ("web:\n  port: 80\n", "web.port", 2, "listen, state_dir, tls_cert, tls_key, tls_self_signed, allowed_hosts"),
 ])
 def test_unknown_key_is_reported_with_its_path_and_line(yaml_text, path, line, allowed):
@@ -523,14 +523,14 @@ def test_unknown_source_type_lists_the_allowed_types():
     problem = only_problem(with_source("type: usb\ndevice: /dev/video0\n"))
 
     assert problem == Problem("channels[0].source.type", 4,
-                              "unknown source type 'usb'; allowed types: rtsp, test-pattern, v4l2")
+                              "unknown source type 'usb'; allowed types: rtsp, onvif, test-pattern, v4l2")
 
 
 def test_source_without_a_type_lists_the_allowed_types():
     problem = only_problem(with_source("url: rtsp://cam\n"))
 
     assert problem == Problem("channels[0].source.type", 3,
-                              "required key is missing; allowed types: rtsp, test-pattern, v4l2")
+                              "required key is missing; allowed types: rtsp, onvif, test-pattern, v4l2")
 
 
 # --- v4l2 sources -----------------------------------------------------------------------------
@@ -634,7 +634,7 @@ def test_every_problem_is_reported_at_once_in_file_order():
         "/etc/nvr/nvr.yaml:9: channels[0].source.url: expected an rtsp:// or rtsps:// URL with a host, "
         "got 'http://cam'",
         "/etc/nvr/nvr.yaml:10: channels[0].source.colour: unknown key; allowed keys here: type, url, "
-        "sub_url, timeout_s, reconnect_max_s, client",
+        "sub_url, timeout_s, reconnect_max_s, client, onvif",
         "/etc/nvr/nvr.yaml:11: channels[1].id: duplicate channel id 1; ids must be unique "
         "(already used by channels[0])",
         "/etc/nvr/nvr.yaml:12: channels[1].source.fps: expected a number from 1 to 60, got 100",
