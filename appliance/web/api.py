@@ -16,6 +16,7 @@ from appliance.web.users import LoginError
 from appliance.web.auth import audit, authenticated, client_address, require
 from appliance.web.users import User
 from appliance.web.services import web_ptz
+from appliance.config.talk import talk_target
 from appliance.web.views import RecorderView
 from hal.storage import disk_usage
 from hal.sensors import ThermalZones, system_uptime_s
@@ -123,7 +124,8 @@ def channels(request: Request) -> list[dict]:
                             "width": info.width if info else None, "height": info.height if info else None,
                             "codec": info.codec if info else None})
         out.append({"id": ch.id, "name": ch.name, "enabled": ch.enabled, "source": ch.source.type,
-                    "streams": streams, "ptz": ptz is not None and ptz.has_channel(ch.id)})
+                    "streams": streams, "ptz": ptz is not None and ptz.has_channel(ch.id),
+                    "talk": talk_target(ch, recorder.config.audio_out)[0] != "off"})
     return out
 
 

@@ -35,11 +35,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def config_text(root: Path, *, channels: int = 1, width: int = 320, height: int = 240, extra: str = "") -> str:
+def config_text(root: Path, *, channels: int = 1, width: int = 320, height: int = 240, extra: str = "",
+                top: str = "") -> str:
     chans = extra + "".join(
         f"  - id: {i}\n    name: Cam {i}\n    source: {{type: test-pattern, width: {width}, height: {height}, fps: 25,"
         f" bitrate: 300000, keyframe_interval_s: 1}}\n" for i in range(1, channels + 1))
-    return f"storage:\n  path: {root}\n  segment_seconds: 10\nchannels:\n{chans}web:\n  listen: 127.0.0.1:8080\n"
+    return f"storage:\n  path: {root}\n  segment_seconds: 10\nchannels:\n{chans}web:\n  listen: 127.0.0.1:8080\n{top}"
 
 
 def record_past(root: Path, *, start_us: int, seconds: float, channels: int = 1) -> None:
@@ -78,15 +79,16 @@ class WebRig:
 
 
 def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, past_ago_s: float = 600,
-                    with_users: bool = True, extra_channels: str = "") -> WebRig:
-    """`extra_channels`: YAML list items put before the test-pattern channels (e.g. RTSP cameras)."""
+                    with_users: bool = True, extra_channels: str = "", extra_top: str = "") -> WebRig:
+    """`extra_channels`: YAML list items put before the test-pattern channels (e.g. RTSP cameras);
+    `extra_top`: top-level YAML sections after the rest (e.g. `audio_out:`)."""
     root = tmp / "data"
     root.mkdir(parents=True, exist_ok=True)
     past_start_us = time.time_ns() // 1000 - round(past_ago_s * 1e6)
     if past_seconds:
         record_past(root, start_us=past_start_us, seconds=past_seconds, channels=channels)
     config_file = tmp / "nvr.yaml"
-    config_file.write_text(config_text(root, channels=channels, extra=extra_channels))
+    config_file.write_text(config_text(root, channels=channels, extra=extra_channels, top=extra_top))
     config = parse_config(config_file.read_text(), source=str(config_file), base_dir=tmp)
     port = free_port()
     nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", port), sync=False)
