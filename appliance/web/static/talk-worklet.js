@@ -6,6 +6,7 @@ class NvrTalkProcessor extends AudioWorkletProcessor {
     super();
     const { outRate = 8000, frameSamples = 160 } = options.processorOptions || {};
     this.ratio = sampleRate / outRate;  // input samples per output sample, fractional (44.1 kHz: 5.5125)
+    this.frameSamples = frameSamples;
     this.frame = new Int16Array(frameSamples); this.filled = 0;
     this.sum = 0; this.count = 0; this.pos = 0;
   }
@@ -20,9 +21,9 @@ class NvrTalkProcessor extends AudioWorkletProcessor {
         const x = Math.max(-1, Math.min(1, this.sum / this.count));
         this.sum = 0; this.count = 0;
         this.frame[this.filled++] = Math.round(x * 32767);
-        if (this.filled === this.frame.length) {
-          this.port.postMessage(this.frame.buffer, [this.frame.buffer]);
-          this.frame = new Int16Array(this.frame.length); this.filled = 0;
+        if (this.filled === this.frameSamples) {
+          this.port.postMessage(this.frame.buffer, [this.frame.buffer]);  // transferred: `frame` is empty now
+          this.frame = new Int16Array(this.frameSamples); this.filled = 0;
         }
       }
     }

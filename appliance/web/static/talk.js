@@ -30,9 +30,10 @@ export class TalkSession {
     this.ctx = new AudioContext();
     await this.ctx.audioWorklet.addModule("/static/talk-worklet.js");
     if (this.stopped) { this.release(); return; }
-    const source = this.ctx.createMediaStreamSource(this.stream);
+    // Kept on `this`: a source node nothing refers to may be collected, and the microphone goes quiet.
+    const source = this.source = this.ctx.createMediaStreamSource(this.stream);
     this.node = new AudioWorkletNode(this.ctx, "nvr-talk", { processorOptions: { outRate: RATE, frameSamples: FRAME_SAMPLES } });
-    const silent = this.ctx.createGain(); silent.gain.value = 0;  // keeps the worklet pulled, plays nothing
+    const silent = this.silent = this.ctx.createGain(); silent.gain.value = 0;  // keeps the worklet pulled, plays nothing
     source.connect(this.node); this.node.connect(silent); silent.connect(this.ctx.destination);
     this.node.port.onmessage = (ev) => this.frame(new Int16Array(ev.data));
     await this.ctx.resume();
@@ -89,6 +90,7 @@ export class TalkSession {
 
   release() {
     if (this.node) { this.node.port.onmessage = null; this.node.disconnect(); this.node = null; }
+    if (this.source) { this.source.disconnect(); this.source = null; }
     if (this.stream) { this.stream.getTracks().forEach((t) => t.stop()); this.stream = null; }
     if (this.ctx) { this.ctx.close(); this.ctx = null; }
   }
