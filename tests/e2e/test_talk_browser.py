@@ -1,8 +1,8 @@
 """Acceptance of push-to-talk (issue 15, part 3): a 1 kHz tone played into Chromium's fake microphone
 (`--use-file-for-fake-audio-capture`) while an operator holds the Talk button of a camera's tile reaches
 the camera's ONVIF back channel (GStreamer's RTSPOnvifServer), where it is decoded and found at 1 kHz.
-The same button says who is busy talking, and a viewer has no button. The page is served on 127.0.0.1,
-which browsers treat as a secure context as they do HTTPS (getUserMedia needs one)."""
+The same button says who is busy talking, and a viewer has no button. The page is served over HTTPS with
+the appliance's self-signed certificate, as the image serves it (getUserMedia needs a secure context)."""
 from __future__ import annotations
 
 import json
@@ -28,7 +28,7 @@ def rig(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("talk-browser")
     with BackChannelCamera(tmp / "heard.raw") as camera:
         extra = f"  - id: {CAMERA}\n    name: Gate\n    source: {{type: rtsp, url: '{camera.url()}'}}\n"
-        app = start_appliance(tmp, channels=0, past_seconds=0, extra_channels=extra)
+        app = start_appliance(tmp, channels=0, past_seconds=0, extra_channels=extra, tls=True)
         try:
             wait_recording(app)
             yield app, camera, tmp
@@ -37,7 +37,8 @@ def rig(tmp_path_factory):
 
 
 def open_live(browser, app, role: str):
-    context = browser.new_context(viewport={"width": 900, "height": 600}, permissions=["microphone"])
+    context = browser.new_context(viewport={"width": 900, "height": 600}, permissions=["microphone"],
+                                  ignore_https_errors=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -60,6 +61,7 @@ def test_a_tone_into_chromiums_microphone_reaches_the_cameras_back_channel_at_it
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
         context, page, errors = open_live(browser, app, "operator")
+        assert page.evaluate("location.protocol") == "https:" and page.evaluate("isSecureContext")
         button = page.locator(f"#live-grid .tile[data-channel='{CAMERA}'] button.talk")
         assert button.text_content() == "Talk"
         before = len(camera.heard())
@@ -88,14 +90,20 @@ def test_a_tone_into_chromiums_microphone_reaches_the_cameras_back_channel_at_it
         from websockets.sync.client import connect
 
         cookie = "; ".join(f"{c['name']}={c['value']}" for c in context.cookies())
-        with connect(app.url.replace("http", "ws") + f"/api/talk/{CAMERA}", additional_headers={"Cookie": cookie},
-                     open_timeout=5, user_agent_header=None) as other:
+        import ssl
+
+        unverified = ssl._create_unverified_context()
+        with connect(app.url.replace("https", "wss") + f"/api/talk/{CAMERA}", additional_headers={"Cookie": cookie},
+                     open_timeout=5, ssl=unverified) as other:
             assert json.loads(other.recv(timeout=15))["type"] == "ready"
             button.hover()
             page.mouse.down()
             wait_for(lambda: button.get_attribute("data-state") == "busy", what="the button to say busy")
             page.mouse.up()
             assert button.text_content() == "Busy" and "operator is talking" in button.get_attribute("title")
+        page.click(f"#live-grid .tile[data-channel='{CAMERA}'] video")  # full screen has its own button
+        page.wait_for_selector(".tile.full button.talk")
+        shot(page, "talk-full-screen")
         context.close()
         assert not errors, errors
 

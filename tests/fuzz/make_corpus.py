@@ -498,6 +498,22 @@ def mqtt_seeds(corpus: Corpus) -> None:
         corpus.add("mqtt_command", T.frame_records([topic.encode(), payload]), f"command-{number}")
 
 
+def talk_seeds(corpus: Corpus) -> None:
+    """Push-to-talk messages as the page's worklet cuts them (20 ms of a 1 kHz tone at 8 kHz, rising
+    sequence numbers, a wrap), and the near misses a broken page would send (version, flags, odd length)."""
+    import numpy as np
+
+    from appliance.talk.frames import MAX_FRAME_SAMPLES, build_talk_frame
+
+    t = np.arange(800) / 8000
+    tone = (np.sin(2 * np.pi * 1000 * t) * 12000).astype(np.int16)
+    frames = [build_talk_frame(sequence, tone[at:at + 160]) for sequence, at in zip(range(65533, 65538), range(0, 800, 160))]
+    corpus.add("talk_frames", T.frame_records(frames), "tone-100ms")
+    corpus.add("talk_frames", T.frame_records([build_talk_frame(7, np.zeros(MAX_FRAME_SAMPLES, np.int16))]), "largest")
+    misses = [b"\x02" + frames[0][1:], frames[0][:1] + b"\x01" + frames[0][2:], frames[0][:-1], frames[0][:4]]
+    corpus.add("talk_frames", T.frame_records(misses + frames[:2]), "near-misses")
+
+
 def main() -> int:
     corpus = Corpus(FUZZ_DIR / "corpus")
     corpus.reset()
@@ -508,6 +524,7 @@ def main() -> int:
     fmp4_seeds(corpus, frames)
     smartctl_seeds(corpus)
     mqtt_seeds(corpus)
+    talk_seeds(corpus)
     total = sum(p.stat().st_size for p in corpus.root.rglob("*") if p.is_file())
     for target in T.TARGETS:
         print(f"{target:15} {corpus.count.get(target, 0):3} seeds")

@@ -79,9 +79,11 @@ class WebRig:
 
 
 def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, past_ago_s: float = 600,
-                    with_users: bool = True, extra_channels: str = "", extra_top: str = "") -> WebRig:
+                    with_users: bool = True, extra_channels: str = "", extra_top: str = "",
+                    tls: bool = False) -> WebRig:
     """`extra_channels`: YAML list items put before the test-pattern channels (e.g. RTSP cameras);
-    `extra_top`: top-level YAML sections after the rest (e.g. `audio_out:`)."""
+    `extra_top`: top-level YAML sections after the rest (e.g. `audio_out:`); `tls`: serve HTTPS with a
+    self-signed certificate (appliance.web.tls), as the image does."""
     root = tmp / "data"
     root.mkdir(parents=True, exist_ok=True)
     past_start_us = time.time_ns() // 1000 - round(past_ago_s * 1e6)
@@ -91,12 +93,17 @@ def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, p
     config_file.write_text(config_text(root, channels=channels, extra=extra_channels, top=extra_top))
     config = parse_config(config_file.read_text(), source=str(config_file), base_dir=tmp)
     port = free_port()
-    nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", port), sync=False)
+    cert, key = (None, None)
+    if tls:
+        from appliance.web.tls import ensure_self_signed
+
+        cert, key = ensure_self_signed(tmp / "tls")
+    nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", port), sync=False, tls_cert=cert, tls_key=key)
     if with_users:
         for role, password in PASSWORDS.items():
             nvr.users.add_user(role, password, role, replace=True)
     nvr.start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         _wait_up(url)
     except BaseException:
@@ -106,11 +113,14 @@ def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, p
 
 
 def _wait_up(url: str) -> None:
+    import ssl
     import urllib.request
+
+    unverified = ssl._create_unverified_context()  # a test's own self-signed certificate
 
     def answers() -> bool:
         try:
-            urllib.request.urlopen(url + "/api/ping", timeout=5).read()
+            urllib.request.urlopen(url + "/api/ping", timeout=5, context=unverified).read()
             return True
         except OSError:
             return False
