@@ -84,3 +84,25 @@ def test_the_audio_out_plays_talk_at_48khz_at_its_pitch_without_steps_between_fr
     assert abs(dominant_frequency(played, AUDIO_OUT_RATE) - 700) < 3
     steps = np.abs(np.diff(played.astype(np.int32)))
     assert steps.max() <= np.abs(np.diff(sound.astype(np.int32))).max() / 6 + 2  # as smooth as the tone itself
+
+
+def test_the_audio_out_plays_talk_through_alsa_on_its_null_pcm():
+    """The real ALSA path (PyAV's alsa output) into ALSA's `null` PCM, which takes sound at the card's pace
+    and keeps none: every frame is played, none dropped. What comes out of a card is the vivid VM's test."""
+    av = pytest.importorskip("av")
+    if "alsa" not in av.formats_available:
+        pytest.skip("FFmpeg here has no alsa output")
+    from support.waiting import wait_for
+
+    out = AudioOutSpeaker("null")
+    out.open()
+    try:
+        sound = tone(700, 0.4)
+        for at in range(0, len(sound), 160):
+            out.send(sound[at:at + 160])
+        wait_for(lambda: out.statistics()["frames_played"] >= 0.39 * AUDIO_OUT_RATE,
+                 what="ALSA to take the tone", details=out.statistics)
+    finally:
+        out.close()
+    stats = out.statistics()
+    assert stats["frames_dropped"] == 0 and stats["error"] is None
