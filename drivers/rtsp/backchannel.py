@@ -156,7 +156,10 @@ class BackChannel:
     def _request(self, method: str, uri: str, headers: dict[str, str] | None = None) -> RtspMessage:
         response = None
         for _ in range(2):  # once more after a challenge
-            self._send_request(method, uri, headers)
+            try:
+                self._send_request(method, uri, headers)
+            except OSError as exc:
+                raise BackChannelError(f"{self.where}: cannot send {method}: {exc}") from exc
             response = self._response(self._cseq, method)
             if not (response.status == 401 and self._auth.challenge(response)):
                 break
