@@ -54,6 +54,7 @@ from appliance.config.model import Config
 from appliance.ptz.service import PtzService
 from appliance.supervisor import DataRootBusy, SourceFactory, Supervisor
 from appliance.systemd import ServiceIntegration, start_service_integration
+from appliance.talk.session import TalkHub
 from appliance.web.views import StreamState
 
 if TYPE_CHECKING:  # the web's modules (FastAPI, uvicorn) load only when the appliance serves the web
@@ -101,6 +102,7 @@ class Appliance:
         self.stop_requested = stop_requested or threading.Event()
         self.disk_changed = threading.Event()
         self._gpio, self._ptz_presets, self._environ = gpio, ptz_presets, environ
+        self.talk = TalkHub()  # who talks where: the web's push-to-talk and the rules' sounds share it
         self.web_context: WebContext | None = None
         self.web_app: FastAPI | None = None  # the web UI and REST API, when listening
         self.web_server: WebServer | None = None
@@ -168,7 +170,7 @@ class Appliance:
         self.alarm_io = AlarmIO(s.config, clocks=self.clocks, index=s.index, faults=s.faults, live=s.live,
                                 data_root=s.root, gpio=self._gpio,
                                 ptz=self._ptz_presets if self._ptz_presets is not None else self.ptz,
-                                on_mount_change=self._mount_changed)
+                                on_mount_change=self._mount_changed, talk=self.talk)
         self.alarm_io.start()
 
     def _stop_alarm_io(self) -> None:
@@ -223,6 +225,7 @@ class Appliance:
 
         host, port = listen
         self.web_context = web_context(self, users=users, listen_host=host)
+        self.web_context.talk = self.talk
         self.web_app = build_app(self.web_context)
         self.web_server = WebServer(self.web_app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
 

@@ -25,6 +25,8 @@ from appliance.config.alarms import ALL_DAYS, AlarmInputConfig, parse_clock
 from appliance.alarms.health_watch import HealthWatch, Limits
 from appliance.alarms.webhooks import BoundedWorker, WebhookSender
 from appliance.alarms.rules import Firing, PtzPresets, RuleEngine
+from appliance.talk.player import SoundPlayer
+from appliance.talk.session import TalkHub
 
 log = logging.getLogger("nvr.alarm_io")
 
@@ -49,21 +51,24 @@ class AlarmIO:
     def __init__(self, config: Config, *, clocks: Clocks, index: Index, faults: FaultBoard, live: LiveHub,
                  data_root: Path | None = None, gpio: Gpio | None = None, ptz: PtzPresets | None = None,
                  tz: tzinfo | None = None, on_fired: Callable[[Firing], None] | None = None,
-                 on_mount_change: Callable[[bool], None] | None = None):
-        """`on_mount_change(mounted)`: the recordings disk came or went (with `storage.require_mount`)."""
+                 on_mount_change: Callable[[bool], None] | None = None, talk: TalkHub | None = None):
+        """`on_mount_change(mounted)`: the recordings disk came or went (with `storage.require_mount`).
+        `talk`: who talks where, shared with the web's push-to-talk, so a rule's sound and an operator
+        never speak on one output at once (a hub of its own when not given)."""
         self.config, self._clocks, self._index, self._faults, self._live = config, clocks, index, faults, live
         self._on_mount_change = on_mount_change
         self._root, self._gpio, self._owns_gpio, self._tz = data_root, gpio, False, tz
         self.scheduler = Scheduler(clocks=clocks, name="alarms")
         self.webhooks = WebhookSender()
         self.ptz_worker = BoundedWorker(name="ptz-presets", max_jobs=16)
+        self.sounds = SoundPlayer(config, hub=talk if talk is not None else TalkHub(), clocks=clocks)
         self.relays: dict[str, Relay] = {}
         self.contacts: dict[str, AlarmContact] = {}
         self.motion: dict = {}  # channel -> recorder.motion.MotionWatcher
         self.health: HealthWatch | None = None
         self.engine = RuleEngine(rules=config.rules, index=index, relays=self.relays, scheduler=self.scheduler,
                                  clocks=clocks, webhooks=self.webhooks, ptz=ptz, ptz_worker=self.ptz_worker,
-                                 on_fired=on_fired)
+                                 on_fired=on_fired, sounds=self.sounds)
         self._board_counts: dict[tuple[str, str], int] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -76,6 +81,7 @@ class AlarmIO:
         self.scheduler.start()
         self.webhooks.start()
         self.ptz_worker.start()
+        self.sounds.start()
         self._open_pins()
         self._unsubscribe = self._faults.subscribe(self._board_changed)
         for alarm in self._faults.active():  # raised before we listened
@@ -101,6 +107,7 @@ class AlarmIO:
             self._gpio.close()
         self.webhooks.stop()
         self.ptz_worker.stop()
+        self.sounds.stop()
 
     # --- GPIO ----------------------------------------------------------------------------------
 
@@ -247,6 +254,7 @@ class AlarmIO:
             "motion": [watcher.statistics() for watcher in self.motion.values()],
             "rules": self.engine.statistics(), "scheduler": self.scheduler.statistics(),
             "webhooks": self.webhooks.statistics(), "ptz": self.ptz_worker.statistics(),
+            "sounds": self.sounds.statistics(),
             "health": self.health.statistics() if self.health else None,
         }
 

@@ -2,7 +2,7 @@
 
 Every signal change is handled on the alarm scheduler's thread, in order. When a rule's signal
 becomes active the rule *fires*: its outputs switch first, then an event row is committed, then its
-PTZ preset and webhook are queued (never waited for) and its log line written. The event starts
+PTZ preset, webhook and sound (`play`) are queued (never waited for) and its log line written. The event starts
 `pre_s` before the alarm (recording is continuous, so those seconds are already on disk) and, if
 `lock`, locks the segments it covers,
 including the ones indexed later (see `Index.add_segment`). When the signal ends the event is closed
@@ -25,6 +25,7 @@ from base.timers import Scheduler, Timer
 from recorder.index import Index
 
 from appliance.config.alarms import ActionConfig, RuleConfig
+from appliance.config.talk import PlayAction
 from appliance.alarms.webhooks import BoundedWorker, WebhookSender, fill_template
 from appliance.presentation import iso_utc
 
@@ -36,6 +37,12 @@ class PtzPresets(Protocol):
     bus or return at once (a Future); either way it is called on a worker, never on the alarm path."""
 
     def preset_go(self, channel: int, preset: int, /) -> object: ...
+
+
+class Sounds(Protocol):
+    """What the `play` action needs: queue a sound on its output, never waiting (appliance.talk.player)."""
+
+    def play(self, action: PlayAction, rule: str, /) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +118,14 @@ class RuleEngine:
 
     def __init__(self, *, rules: list[RuleConfig], index: Index, relays: dict[str, Relay], scheduler: Scheduler,
                  clocks: Clocks, webhooks: WebhookSender, ptz: PtzPresets | None = None,
-                 ptz_worker: BoundedWorker | None = None, on_fired: Callable[[Firing], None] | None = None):
+                 ptz_worker: BoundedWorker | None = None, on_fired: Callable[[Firing], None] | None = None,
+                 sounds: Sounds | None = None):
         self._rules = [(rule.name or f"rule {number}", rule) for number, rule in enumerate(rules, start=1)
                        if rule.enabled]
         self._plans = [_plan(rule.do) for _, rule in self._rules]
         self._index, self._relays, self._scheduler, self._clocks = index, relays, scheduler, clocks
         self._webhooks, self._ptz, self._ptz_worker = webhooks, ptz, ptz_worker
+        self._sounds = sounds
         self.on_fired = on_fired
         self._open: dict[int, _OpenEvent] = {}
         self._listeners: list[AlarmListener] = []
@@ -197,6 +206,10 @@ class RuleEngine:
                       "channels": list(self._plans[number].channels)}
             self._webhooks.send(hook.url, fill_template(hook.body, fields) if hook.body is not None else fields,
                                 timeout_s=hook.timeout_s)
+        elif action.play is not None:
+            if self._sounds is None:
+                raise RuntimeError(f"no sound player to play {action.play.file}")
+            self._sounds.play(action.play, name)
         elif action.log is not None:
             log.warning("%s: %s (%s%s)", name, action.log, sig.source, f": {sig.detail}" if sig.detail else "")
         # record: handled by _open_event for the whole rule

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from appliance.config.talk import PlayAction
+
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ALL_DAYS: list[str] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -242,12 +244,13 @@ class WebhookAction(_Section):
 
 
 class ActionConfig(_Section):
-    """One action: exactly one of record, output, ptz_preset, webhook, log."""
+    """One action: exactly one of record, output, ptz_preset, webhook, play, log."""
 
     record: RecordAction | None = None
     output: OutputAction | None = None
     ptz_preset: PtzPresetAction | None = None
     webhook: WebhookAction | None = None
+    play: PlayAction | None = None
     log: str | None = Field(None, max_length=200, description="A message for the log and the event list.")
 
     @model_validator(mode="after")

@@ -843,6 +843,11 @@ def test_talk_and_audio_out_keys_are_all_documented_in_the_default_yaml():
     template = yaml.safe_load((Path(__file__).parents[2] / "appliance" / "default.yaml").read_text())
     assert set(template["audio_out"]) == set(AudioOutConfig.model_fields)
     assert set(template["channels"][0]["talk"]) == set(TalkConfig.model_fields)
+    from appliance.config.talk import PlayAction
+
+    text = (Path(__file__).parents[2] / "appliance" / "default.yaml").read_text()
+    play_line = next(line for line in text.splitlines() if "- play: {" in line)
+    assert set(yaml.safe_load(play_line.lstrip("# ").removeprefix("- "))["play"]) == set(PlayAction.model_fields)
     for model in (AudioOutConfig, TalkConfig):
         assert model.model_config["extra"] == "forbid"
         assert all(field.description for field in model.model_fields.values()), model
