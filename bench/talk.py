@@ -10,7 +10,11 @@ which writes what its speaker is sent to a file, unbuffered) and an operator tal
    DESCRIBEd, SETUP and PLAYing (what the page buffers meanwhile, up to a second, is sent then);
 2. frame -> camera: between silent frames, a 20-ms click every 0.5 s; from sending its frame to its first
    loud sample being in the camera's file (the box's parse, budget, queue, G.711 encoding, RTP over the
-   RTSP connection, and GStreamer's depayloading and decoding: no jitter buffer on either side).
+   RTSP connection, and GStreamer's depayloading and decoding: no jitter buffer on either side);
+3. alarm -> sound (the rule action `play`, issue 15's goal: within 200 ms): a rule engine with a `play`
+   action, fired `--alarms` times; from `signal()` to the first sample written to the AUDIO OUT (the
+   simulated speaker: ALSA's own buffer comes on top) and to the first loud sample in the camera's file
+   (a back channel opened per sound: DESCRIBE, SETUP, PLAY, then the first packet).
 
 The browser's own capture and worklet buffering (a 128-sample render quantum plus a 20-ms frame) and the
 camera's playout buffer come on top; neither runs here.
@@ -33,6 +37,7 @@ from websockets.sync.client import connect  # noqa: E402
 
 from appliance.talk.frames import build_talk_frame  # noqa: E402
 from bench.common import print_table  # noqa: E402
+from hal.audio_out import SimulatedAudioPlayback  # noqa: E402
 from support.talk import BackChannelCamera, tone  # noqa: E402
 from support.web import PASSWORDS, start_appliance  # noqa: E402
 
@@ -78,7 +83,7 @@ def click_latencies(ws, camera: BackChannelCamera, clicks: int) -> list[float]:
     return out
 
 
-def _heard_after(camera: BackChannelCamera, offset: int, sent_s: float, timeout_s: float = 2.0) -> float:
+def _heard_after(camera: BackChannelCamera, offset: int, sent_s: float, timeout_s: float = 6.0) -> float:
     while time.perf_counter() - sent_s < timeout_s:
         heard = camera.heard()[offset:]
         if len(heard) and np.abs(heard).max() > LOUD:
@@ -87,10 +92,76 @@ def _heard_after(camera: BackChannelCamera, offset: int, sent_s: float, timeout_
     return float("nan")
 
 
+class _TimedSpeaker(SimulatedAudioPlayback):
+    """The simulated AUDIO OUT, noting when each sound's first samples came."""
+
+    def __init__(self):
+        super().__init__()
+        self.first_write_s: list[float] = []
+
+    def open(self, *, sample_rate: int, channels: int) -> None:
+        super().open(sample_rate=sample_rate, channels=channels)
+        self._fresh = True
+
+    def write(self, samples) -> None:
+        if self._fresh:
+            self.first_write_s.append(time.perf_counter())
+            self._fresh = False
+        super().write(samples)
+
+
+def alarm_latencies(tmp: Path, camera: BackChannelCamera, alarms: int) -> tuple[list[float], list[float]]:
+    from appliance.alarms.rules import RuleEngine
+    from appliance.alarms.webhooks import WebhookSender
+    from appliance.config.model import parse_config
+    from appliance.talk.player import SoundPlayer
+    from appliance.talk.session import TalkHub
+    from base.clock import RealClocks
+    from base.timers import Scheduler
+    from recorder.index import Index
+    from support.talk import write_wav
+
+    write_wav(tmp / "beep.wav", tone(1000, 0.2, rate=16000, amplitude=0.5), 16000)
+    config = parse_config(f"""
+storage: {{path: {tmp / 'alarm-data'}}}
+channels: [{{id: 2, source: {{type: rtsp, url: '{camera.url()}'}}}}]
+alarms: {{inputs: [{{id: door, pin: 17}}], temperature: {{thermal_zones: false}}}}
+audio_out: {{device: simulated}}
+rules:
+  - {{when: {{alarm_input: door}}, do: [{{play: {{file: beep.wav}}}}, {{play: {{file: beep.wav, channel: 2}}}}]}}
+""", base_dir=tmp)
+    speaker, clocks = _TimedSpeaker(), RealClocks()
+    player = SoundPlayer(config, hub=TalkHub(playback=lambda device: speaker), clocks=clocks)
+    player.start()
+    (tmp / "alarm-data").mkdir(exist_ok=True)
+    index = Index(tmp / "alarm-data")
+    scheduler = Scheduler(clocks=clocks)
+    engine = RuleEngine(rules=config.rules, index=index, relays={}, scheduler=scheduler, clocks=clocks,
+                        webhooks=WebhookSender(), sounds=player)
+    to_audio_out, to_camera = [], []
+    try:
+        for _ in range(alarms):
+            offset = len(camera.heard())
+            fired_s = time.perf_counter()
+            engine.signal("alarm_input", "door", True)
+            scheduler.run_pending()
+            to_camera.append(_heard_after(camera, offset, fired_s))
+            engine.signal("alarm_input", "door", False)
+            scheduler.run_pending()
+            while player.played < 2 * len(to_camera):  # both sounds over before the next alarm
+                time.sleep(0.01)
+            to_audio_out.append(speaker.first_write_s[-1] - fired_s)
+    finally:
+        player.stop()
+        index.close()
+    return to_audio_out, to_camera
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presses", type=int, default=10)
     parser.add_argument("--clicks", type=int, default=40)
+    parser.add_argument("--alarms", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-talk-") as tmp:
         tmp_path = Path(tmp)
@@ -112,8 +183,11 @@ def main() -> int:
                     clicks = click_latencies(ws, camera, args.clicks)
             finally:
                 app.stop()
+            to_audio_out, to_camera = alarm_latencies(tmp_path, camera, args.alarms)
     rows = []
-    for name, values in (("press -> ready (back channel playing)", opens), ("frame -> camera's speaker", clicks)):
+    for name, values in (("press -> ready (back channel playing)", opens), ("frame -> camera's speaker", clicks),
+                         ("alarm -> AUDIO OUT (rule `play`)", to_audio_out),
+                         ("alarm -> camera's speaker (rule `play`)", to_camera)):
         ms = sorted(v * 1000 for v in values if v == v)
         rows.append((name, len(ms), statistics.median(ms), ms[int(0.95 * (len(ms) - 1))], ms[-1],
                      len(values) - len(ms)))

@@ -41,6 +41,11 @@ READ_BYTES = 65536
 SEND_TIMEOUT_S = 2.0  # a camera that takes no sound for this long has broken the talk session
 POLL_S = 0.5  # how often the reader thread looks at the clock for keep-alives when nothing arrives
 MAX_SAMPLES_PER_SEND = 8000  # one second of sound at 8 kHz: more in one call is the caller's bug
+# `close` waits until the sound sent has had time to play, plus this: a camera tears its speaker's
+# pipeline down at TEARDOWN, dropping what its playout buffer still holds (GStreamer's holds ~200 ms at
+# the start of a session), so closing at once would cut a short sound or a talker's last word.
+PLAYOUT_S = 0.3
+MAX_LINGER_S = 2.0  # but never longer than this (a burst sent far ahead of real time is cut)
 
 
 class BackChannelError(CameraError):
@@ -92,6 +97,7 @@ class BackChannel:
         self.speaker: Speaker | None = None
         self.packetizer: G711Packetizer | None = None
         self.error: str | None = None
+        self._first_sent_s: float | None = None  # when the first packet went, for `close`'s linger
 
     # the handshake
 
@@ -216,6 +222,8 @@ class BackChannel:
         packets = self.packetizer.push(g711.encode(samples, self.speaker.encoding))
         if packets:
             self._write(b"".join(interleaved(self._channel, p) for p in packets))
+            if self._first_sent_s is None:
+                self._first_sent_s = self._clocks.monotonic_us() / 1e6
         return len(packets)
 
     def spurt(self) -> None:
@@ -279,7 +287,9 @@ class BackChannel:
     # the end
 
     def close(self) -> None:
-        """TEARDOWN (best effort) and close; safe to call more than once."""
+        """Wait for the sound sent to play (see PLAYOUT_S), TEARDOWN (best effort) and close; safe to call
+        more than once."""
+        self._linger()
         self._stop.set()
         if self._reader is not None:
             self._reader.join(timeout=POLL_S * 4)
@@ -291,6 +301,15 @@ class BackChannel:
             except OSError:
                 pass
         self._close_socket()
+
+    def _linger(self) -> None:
+        if self._first_sent_s is None or self.packetizer is None or self.error is not None:
+            return
+        sent_s = self.packetizer.octets / g711.SAMPLE_RATE
+        wait_s = self._first_sent_s + sent_s + PLAYOUT_S - self._clocks.monotonic_us() / 1e6
+        self._first_sent_s = None
+        if wait_s > 0:
+            self._clocks.sleep(min(wait_s, MAX_LINGER_S))
 
     def _close_socket(self) -> None:
         if self._sock is not None:

@@ -39,6 +39,14 @@ def rig(tmp_path_factory):
             app.stop()
 
 
+@pytest.fixture(autouse=True)
+def idle_after(rig):
+    """Each test leaves the outputs free: a session ends after its sound had time to play."""
+    yield
+    hub = rig[0].nvr.web_context.talk
+    wait_for(lambda: hub.statistics()["talking"] == [], what="every talk session to end")
+
+
 def cookie(app, role: str) -> str:
     import httpx
 

@@ -138,3 +138,18 @@ def test_sending_after_the_camera_went_away_raises_and_never_hangs(camera_factor
     with pytest.raises(BackChannelError, match="closed|broke|stopped"):
         talk.send(tone(500, 0.1))
     talk.close()
+
+
+def test_a_short_sound_closed_at_once_is_still_heard_whole_session_after_session(camera_factory):
+    """`close` lets what was sent play before TEARDOWN: GStreamer holds a session's first ~200 ms, and a
+    camera drops what its playout buffer holds when the session ends."""
+    camera = camera_factory()
+    for number in range(3):
+        before = len(camera.heard())
+        talk = BackChannel(camera.url(), clocks=RealClocks(), timeout_s=5)
+        talk.open()
+        talk.send(tone(400 + 100 * number, 0.2))
+        talk.close()
+        wait_for(lambda: len(camera.heard()) - before >= 1600, what=f"sound {number} heard whole",
+                 details=lambda: len(camera.heard()) - before)
+        assert abs(dominant_frequency(camera.heard()[before:], 8000) - (400 + 100 * number)) < 20
