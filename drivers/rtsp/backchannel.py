@@ -249,11 +249,12 @@ class BackChannel:
     def _read(self) -> None:
         """The session's reader: drains what the camera sends and keeps the session alive."""
         next_keepalive_s = self._clocks.monotonic_us() / 1e6 + self._keepalive_s
+        sock = self._sock  # `close` may drop the attribute while this thread still polls
         while not self._stop.is_set():
             try:
-                readable, _, _ = select.select([self._sock], [], [], POLL_S)
+                readable, _, _ = select.select([sock], [], [], POLL_S)
                 if readable:
-                    chunk = self._sock.recv(READ_BYTES)
+                    chunk = sock.recv(READ_BYTES)
                     if not chunk:
                         self._broken(f"{self.where}: the camera closed the talk session")
                         return
