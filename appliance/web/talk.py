@@ -94,8 +94,8 @@ async def _talk(websocket: WebSocket, ctx, output: tuple[str, str], talker: Talk
         reason = await _receive(websocket, session, clocks)
         if reason is not None:
             await _refuse(websocket, *reason)
-    except (WebSocketDisconnect, RuntimeError, ConnectionError):
-        pass
+    except (WebSocketDisconnect, RuntimeError, ConnectionError) as exc:
+        log.debug("talk socket of %s went away: %r", talker.user, exc)  # the page closed: the usual end
     finally:
         await asyncio.to_thread(session.close)
         log.info("talk on channel %d by %s ended: %s", talker.channel, talker.user, session.statistics())
@@ -137,5 +137,5 @@ async def _refuse(websocket: WebSocket, code: int, message: str) -> None:
     try:
         await websocket.send_text(json.dumps({"type": "error", "message": message}))
         await websocket.close(code=code)
-    except (WebSocketDisconnect, RuntimeError, ConnectionError):
-        pass
+    except (WebSocketDisconnect, RuntimeError, ConnectionError) as exc:
+        log.debug("talk refusal not delivered (%s): %r", message, exc)  # the page left first

@@ -299,8 +299,8 @@ class BackChannel:
                 with self._lock:
                     self._sock.settimeout(1.0)
                     self._send_request("TEARDOWN", self._control, None)
-            except OSError:
-                pass
+            except OSError as exc:  # the camera drops the session by its timeout anyway
+                log.debug("%s: TEARDOWN not sent: %s", self.where, exc)
         self._close_socket()
 
     def _linger(self) -> None:
@@ -316,8 +316,8 @@ class BackChannel:
         if self._sock is not None:
             try:
                 self._sock.close()
-            except OSError:
-                pass
+            except OSError as exc:
+                log.debug("%s: closing the talk connection: %s", self.where, exc)
             self._sock = None
 
     def statistics(self) -> dict:
