@@ -223,13 +223,14 @@ def _recorded_jpeg(request: Request, channel: int, stream: str, width: int | Non
 
 @router.get("/api/health")
 def health(request: Request) -> dict:
-    """Recorder status plus disks, temperatures, uptimes and viewer counts."""
+    """Recorder status plus disks, temperatures, uptimes, viewer counts and who is talking."""
     recorder = recorder_of(request)
     status = _status(request)
     status["disks"] = status.get("disks") or [_disk(recorder.root)]  # a recorder without a health watch
     status["temperatures"] = _temperatures()
     status["system_uptime_s"] = system_uptime_s()
     status["viewers"] = dict(ctx_of(request).metrics)
+    status["talk"] = ctx_of(request).talk.statistics()  # who is talking where (push-to-talk, rule sounds)
     status["time"] = iso_utc(recorder.clocks.utc_now_us())
     return status
 

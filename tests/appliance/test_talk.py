@@ -76,6 +76,10 @@ def test_an_operators_tone_is_heard_by_the_cameras_speaker_at_its_pitch(rig):
         assert ready == {"type": "ready", "sample_rate": 8000, "max_frame_samples": 800,
                          "output": "camera speaker (PCMU)"}
         send_tone(ws, 900, 1.0)  # within the burst allowance: nothing dropped
+        import httpx
+
+        health = httpx.get(app.url + "/api/health", headers={"Cookie": cookie(app, "viewer")}).json()
+        assert health["talk"]["talking"] == [{"user": "operator", "channel": CAMERA}]
         wait_for(lambda: len(camera.heard()) - before >= 7600, what="the camera to hear the second of tone",
                  details=lambda: len(camera.heard()) - before)
     heard = camera.heard()[before:]
