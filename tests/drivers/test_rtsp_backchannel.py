@@ -153,3 +153,38 @@ def test_a_short_sound_closed_at_once_is_still_heard_whole_session_after_session
         wait_for(lambda: len(camera.heard()) - before >= 1600, what=f"sound {number} heard whole",
                  details=lambda: len(camera.heard()) - before)
         assert abs(dominant_frequency(camera.heard()[before:], 8000) - (400 + 100 * number)) < 20
+
+
+SENDONLY_PCMA = ("m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=1\r\na=recvonly\r\n"
+                 "m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=3\r\na=sendonly\r\n")
+
+
+def test_the_back_channel_answers_digest_requires_onvif_on_every_step_and_keeps_the_session_alive():
+    """Against the scripted camera (its Digest check written apart from the client's): each request says
+    `Require`, only the speaker's track is SETUP, 20-ms A-law packets arrive, and GET_PARAMETER keeps a
+    2-second session alive until TEARDOWN."""
+    import time
+
+    from drivers.rtsp.backchannel import REQUIRE
+    from support.fake_rtsp import FakeCamera, Script
+
+    def idle(send, stopped) -> None:
+        while not stopped():
+            time.sleep(0.05)
+
+    script = Script(user="admin", password="s3cret", session_timeout_s=2, sdp_media=SENDONLY_PCMA, after_play=idle)
+    with FakeCamera(script) as camera:
+        talk = BackChannel(camera.url("/cam", userinfo="admin:s3cret"), clocks=RealClocks(), timeout_s=5)
+        assert talk.open().encoding == "PCMA"
+        talk.send(tone(1000, 0.1))
+        wait_for(lambda: camera.methods().count("GET_PARAMETER") >= 2, timeout_s=10,
+                 what="two keep-alives within a 2-second session", details=camera.methods)
+        talk.close()
+        wait_for(lambda: "TEARDOWN" in camera.methods(), what="the TEARDOWN")
+        requests, packets = camera.requests, list(camera.rtcp)
+    assert [m for m, _, _ in requests][:5] == ["DESCRIBE", "DESCRIBE", "SETUP", "PLAY", "GET_PARAMETER"]
+    assert all(h.get("require") == REQUIRE for _, _, h in requests)
+    assert all(h.get("authorization", "").startswith("Digest ") for _, _, h in requests[1:])
+    assert [uri for m, uri, _ in requests if m == "SETUP"] == [camera.url("/cam") + "/trackID=3"]
+    assert len(packets) == 5 and all(len(p) == 12 + 160 and p[1] & 0x7F == 8 for p in packets)
+    assert abs(dominant_frequency(g711.decode(b"".join(p[12:] for p in packets), "PCMA"), 8000) - 1000) < 20
