@@ -120,7 +120,7 @@ def test_a_play_action_that_cannot_sound_is_a_config_error_at_its_key_and_line(t
     with pytest.raises(ConfigError) as caught:
         config_for(tmp_path, rules, audio_out=audio_out)
     message = str(caught.value)
-    assert f"nvr.yaml:" in message and where in message and says in message, message
+    assert "nvr.yaml:" in message and where in message and says in message, message
 
 
 def test_a_sound_file_that_is_too_long_or_no_sound_is_refused_with_the_reason(tmp_path):
