@@ -30,10 +30,13 @@ function errorsText(d) {
   return parts.join(", ");
 }
 
+// "at today's rate this disk holds N days": the days (and what limits them) in the cell, the sentence on hover.
 function holds(d) {
   const p = d.retention_preview;
   if (!p) return "—";
-  return p.sentence || p.error || "—";
+  if (p.error) return el("span", { class: "error" }, p.error);
+  const text = p.days != null ? `${p.days} days (${p.limited_by})` : "too little recorded yet";
+  return el("span", { title: p.sentence || "" }, text);
 }
 
 function diskRow(d, eject) {
@@ -48,7 +51,7 @@ function diskRow(d, eject) {
     el("td", { class: "temperature" }, d.temperature_c != null ? `${d.temperature_c} °C` : "—"),
     el("td", {}, d.power_on_hours != null ? `${d.power_on_hours} h` : "—"),
     el("td", {}, d.free_bytes != null ? `${size(d.free_bytes)} (${d.used_percent} % used)` : "—"),
-    el("td", {}, role), el("td", { class: "state" }, stateBadge(d)), el("td", {}, holds(d)), el("td", {}, rate),
+    el("td", {}, role), el("td", { class: "state" }, stateBadge(d)), el("td", { class: "holds" }, holds(d)), el("td", { class: "rate" }, rate),
     el("td", {}, errorsText(d)), el("td", {}, action));
 }
 
