@@ -31,6 +31,7 @@ router = APIRouter(tags=["disks"], dependencies=[Depends(authenticated)])
 
 MAX_INIT_JOBS_KEPT = 16  # finished initialisations remembered for the page; older ones are forgotten
 MAX_RATE_SAMPLES = 64  # disks whose last write counter is kept for the write rate
+MIN_RATE_SPAN_S = 0.5  # two looks closer than this give no write rate (the counter's steps would dominate)
 CONFIRM_WITH = "the serial number field"  # where a refusal tells the admin to type the serial
 
 
@@ -94,13 +95,13 @@ class DiskDesk:
         now_us = clocks.monotonic_us()
         with self._lock:
             before = self._samples.get(device)
+            if before is not None and now_us - before[1] < MIN_RATE_SPAN_S * 1e6:
+                return None  # too close to the last look to say
             if before is None and len(self._samples) >= MAX_RATE_SAMPLES:
                 self._samples.pop(next(iter(self._samples)))
-            if before is None or now_us - before[1] < 500_000:  # too close to the last look to say
-                if before is None:
-                    self._samples[device] = (written_bytes, now_us)
-                return None
             self._samples[device] = (written_bytes, now_us)
+        if before is None:
+            return None
         return max(0, written_bytes - before[0]) / ((now_us - before[1]) / 1e6)
 
     def close(self) -> None:
