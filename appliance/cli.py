@@ -336,22 +336,18 @@ def _cmd_disks(args: argparse.Namespace) -> int:
 
 def _cmd_disks_init(args: argparse.Namespace) -> int:
     """Audit-logged (the web's audit log, user None, client 'cli'), refused or done."""
-    from appliance.config.model import DiskConfig
-    from appliance.disks import DiskInitRefused, initialise_disk
+    from appliance.disks import DiskInitRefused, initialise_audited, label_problem
     from hal.block_device import BlockDeviceError
 
-    try:
-        DiskConfig(path=Path("/"), label=args.label)
-    except ValueError:
-        raise UsageError(f"--label: expected 1-32 letters, digits, spaces, '_', '.' or '-', got {args.label!r}") from None
+    problem = label_problem(args.label)
+    if problem is not None:
+        raise UsageError(f"--label: {problem}")
     store = _user_store(args)
     try:
-        try:
-            done = initialise_disk(args.device, label=args.label, confirm_serial=args.confirm_serial)
-        except (DiskInitRefused, BlockDeviceError) as exc:
-            store.audit(None, "disk_init_refused", {"device": args.device, "label": args.label, "why": str(exc)}, "cli")
-            raise UsageError(str(exc)) from None
-        store.audit(None, "disk_init", done, "cli")
+        done = initialise_audited(args.device, label=args.label, confirm_serial=args.confirm_serial,
+                                  audit=lambda action, detail: store.audit(None, action, detail, "cli"))
+    except (DiskInitRefused, BlockDeviceError) as exc:
+        raise UsageError(str(exc)) from None
     finally:
         store.close()
     print(f"{args.device} is now the recordings disk {args.label!r} (identity {done['uuid']}); mount it and list "
