@@ -56,8 +56,17 @@ export async function ptzPage(page) {
   };
   const hold = (label, move) => {
     const b = el("button", { type: "button", "data-ptz": label }, label);
-    b.addEventListener("pointerdown", () => send(move));
-    for (const evName of ["pointerup", "pointerleave", "pointercancel"]) b.addEventListener(evName, () => send({ action: "stop" }));
+    // The button keeps the pointer until it is released: the live tile above it can grow when its video
+    // starts and move the pad from under a held finger, which must not read as "let go". A lost capture
+    // (the page hidden, the pointer cancelled) stops the camera as a release does, once.
+    let held = false;
+    const release = () => { if (held) { held = false; send({ action: "stop" }); } };
+    b.addEventListener("pointerdown", (e) => {
+      held = true;
+      try { b.setPointerCapture(e.pointerId); } catch { /* not capturable: release still ends the move */ }
+      send(move);
+    });
+    for (const evName of ["pointerup", "pointercancel", "lostpointercapture"]) b.addEventListener(evName, release);
     return b;
   };
   const pad = el("div", { class: "ptz" },
