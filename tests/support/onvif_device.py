@@ -1,0 +1,213 @@
+"""An ONVIF camera nobody here wrote, for tests: the `ipycam` package's ONVIF device service and
+WS-Discovery responder, run as a subprocess (in a network namespace where the test makes one).
+
+    python -m tests.support.onvif_device --ip 10.77.0.2 --onvif-port 8080 --rtsp-port 8554 \
+        --user admin --password secret [--clock-offset-s 7200] [--name "Yard cam"]
+
+Only ipycam's ONVIF parts run (ipycam.onvif.ONVIFService, ipycam.discovery.WSDiscoveryServer,
+ipycam.http.IPCameraHTTPHandler), with one change: GetSystemDateAndTime is answered without
+credentials, as ONVIF requires (see `_answer_clock_before_auth`). Its streaming needs go2rtc, which is not here, so the stream URIs
+it gives (rtsp://IP:RTSP_PORT/video_main and /video_sub) are served by the test's GStreamer RTSP
+server (tests/support/rtsp_server.py) at the same address. `--clock-offset-s` runs the camera's clock
+that far ahead of the host's (GetSystemDateAndTime and the WS-Security Created check both use it),
+as a camera without NTP does. Prints `READY` once it answers; exits on SIGTERM.
+
+`OnvifDevice` below starts it; `NetNamespacePair` makes the two namespaces and the veth between them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ipycam_available() -> tuple[bool, str]:
+    try:
+        import ipycam  # noqa: F401
+    except ImportError as exc:
+        return False, f"ipycam is not installed in this venv ({exc}): pip install ipycam"
+    return True, ""
+
+
+def netns_available() -> tuple[bool, str]:
+    """Whether this process may create network namespaces (root and iproute2)."""
+    if shutil.which("ip") is None:
+        return False, "no `ip` command (iproute2) to make network namespaces"
+    if os.geteuid() != 0:
+        return False, "making network namespaces needs root"
+    probe = subprocess.run(["ip", "netns", "add", f"nvrprobe{os.getpid()}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return False, f"`ip netns add` fails here: {probe.stderr.strip()}"
+    subprocess.run(["ip", "netns", "delete", f"nvrprobe{os.getpid()}"], capture_output=True)
+    return True, ""
+
+
+class NetNamespacePair:
+    """Two network namespaces joined by a veth pair: `camera` (CAMERA_IP) and `client` (CLIENT_IP),
+    with multicast routed over the veth, so WS-Discovery never touches the host's network."""
+
+    CAMERA_IP, CLIENT_IP, PREFIX = "10.77.0.2", "10.77.0.1", 24
+
+    def __init__(self, tag: str):
+        self.camera, self.client = f"nvrcam{tag}", f"nvrcli{tag}"
+
+    def __enter__(self) -> NetNamespacePair:
+        steps = [["ip", "netns", "add", self.camera], ["ip", "netns", "add", self.client],
+                 ["ip", "link", "add", "vcam0", "netns", self.camera, "type", "veth", "peer", "name", "vcli0",
+                  "netns", self.client]]
+        for ns, dev, ip in ((self.camera, "vcam0", self.CAMERA_IP), (self.client, "vcli0", self.CLIENT_IP)):
+            steps += [["ip", "-n", ns, "addr", "add", f"{ip}/{self.PREFIX}", "dev", dev],
+                      ["ip", "-n", ns, "link", "set", dev, "up", "multicast", "on"],
+                      ["ip", "-n", ns, "link", "set", "lo", "up"],
+                      ["ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", dev]]
+        try:
+            for step in steps:
+                subprocess.run(step, check=True, capture_output=True, text=True)
+        except subprocess.CalledProcessError as exc:
+            self.__exit__()
+            raise RuntimeError(f"{' '.join(exc.cmd)} failed: {exc.stderr.strip()}") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for ns in (self.camera, self.client):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+
+    def prefix(self, namespace: str) -> list[str]:
+        return ["ip", "netns", "exec", namespace]
+
+
+class OnvifDevice:
+    """The ipycam ONVIF device as a subprocess (optionally inside `namespace`)."""
+
+    def __init__(self, *, ip: str = "127.0.0.1", onvif_port: int, rtsp_port: int = 8554, user: str = "admin",
+                 password: str = "secret", clock_offset_s: float = 0.0, name: str = "IPyCam test",
+                 namespace: str | None = None, ready_timeout_s: float = 30.0):
+        self.ip, self.onvif_port, self.rtsp_port = ip, onvif_port, rtsp_port
+        self.user, self.password = user, password
+        self._args = ["--ip", ip, "--onvif-port", str(onvif_port), "--rtsp-port", str(rtsp_port), "--user", user,
+                      "--password", password, "--clock-offset-s", str(clock_offset_s), "--name", name]
+        self.namespace, self.ready_timeout_s = namespace, ready_timeout_s
+        self._proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ip}:{self.onvif_port}"
+
+    def __enter__(self) -> OnvifDevice:
+        prefix = ["ip", "netns", "exec", self.namespace] if self.namespace else []
+        cmd = prefix + [sys.executable, "-u", "-m", "tests.support.onvif_device", *self._args]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        ready, _, _ = select.select([self._proc.stdout], [], [], self.ready_timeout_s)
+        line = self._proc.stdout.readline() if ready else ""
+        if line.strip() != "READY":
+            self.__exit__()
+            raise RuntimeError(f"the ipycam ONVIF device did not start: {line!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _shift_clock(offset_s: float) -> None:
+    """Run ipycam's ONVIF clock `offset_s` ahead: both the time it reports and the time it checks
+    WS-Security Created stamps against."""
+    import time as real_time
+    from datetime import datetime as real_datetime
+
+    import ipycam.onvif as onvif_module
+
+    class _ShiftedTime:
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+        @staticmethod
+        def gmtime(seconds=None):
+            return real_time.gmtime((real_time.time() if seconds is None else seconds) + offset_s)
+
+    class _ShiftedDatetime(real_datetime):
+        @classmethod
+        def now(cls, tz=None):
+            from datetime import timedelta
+            return real_datetime.now(tz) + timedelta(seconds=offset_s)
+
+    onvif_module.time = _ShiftedTime()
+    onvif_module.datetime = _ShiftedDatetime
+
+
+def _answer_clock_before_auth(onvif) -> None:
+    """Answer GetSystemDateAndTime without credentials, as the ONVIF Core specification's PRE_AUTH
+    access class requires and real cameras do (ipycam 1.3.0 demands a token for it too, which would
+    leave a client no way to learn a skewed camera's clock before its digest is checked)."""
+    verify = onvif.verify_usernametoken
+
+    def verify_usernametoken(body: str) -> bool:
+        if "GetSystemDateAndTime" in body and "GetSystemDateAndTimeResponse" not in body:
+            return True
+        return verify(body)
+
+    onvif.verify_usernametoken = verify_usernametoken
+
+
+class _Camera:
+    """What ipycam's HTTP handler needs of its camera for the ONVIF paths: `onvif` and `config`."""
+
+    def __init__(self, onvif, config):
+        self.onvif, self.config = onvif, config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ip", required=True)
+    parser.add_argument("--onvif-port", type=int, required=True)
+    parser.add_argument("--rtsp-port", type=int, default=8554)
+    parser.add_argument("--user", default="")
+    parser.add_argument("--password", default="")
+    parser.add_argument("--clock-offset-s", type=float, default=0.0)
+    parser.add_argument("--name", default="IPyCam test")
+    args = parser.parse_args(argv)
+
+    from ipycam.camera import ReusableThreadingTCPServer
+    from ipycam.config import CameraConfig
+    from ipycam.discovery import WSDiscoveryServer
+    from ipycam.http import IPCameraHTTPHandler
+    from ipycam.onvif import ONVIFService
+    from ipycam.ptz import PTZController
+
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # before any thread starts: all inherit the mask
+    if args.clock_offset_s:
+        _shift_clock(args.clock_offset_s)
+    config = CameraConfig(local_ip=args.ip, onvif_port=args.onvif_port, rtsp_port=args.rtsp_port, name=args.name)
+    config.set_credentials(args.user, args.password)
+    onvif = ONVIFService(config, PTZController(output_width=config.main_width, output_height=config.main_height))
+    _answer_clock_before_auth(onvif)
+    IPCameraHTTPHandler.camera = _Camera(onvif, config)
+    server = ReusableThreadingTCPServer((args.ip, args.onvif_port), IPCameraHTTPHandler)
+    discovery = WSDiscoveryServer(onvif)
+    discovery.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("READY", flush=True)
+    signal.sigwait(stop_signals)
+    discovery.stop()
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
