@@ -83,11 +83,13 @@ class StreamUris:
     sub: str | None = None
 
 
-def _size_cap(max_bytes: int):
-    """An aiohttp client middleware that reads each answer itself and gives up past `max_bytes`."""
+def _size_cap(max_bytes: int, statuses: list[int]):
+    """An aiohttp client middleware that reads each answer itself and gives up past `max_bytes`; it
+    notes each answer's HTTP status in `statuses` (the last one only), which the library does not keep."""
 
     async def middleware(request, handler):
         response = await handler(request)
+        statuses[:] = [response.status]
         if response.content_length is not None and response.content_length > max_bytes:
             response.close()
             raise ResponseTooLarge(f"{request.url.host} announced a {response.content_length}-byte answer, over "
@@ -115,7 +117,8 @@ class _BoundedLibraryCamera(ONVIFCamera):
         super().__init__(f"{parts.scheme}://{parts.hostname}", port, username, password,
                          encrypt=digest_token, adjust_time=True)
         self.service_url = service_url
-        self._middlewares = [_size_cap(max_response_bytes)]
+        self.last_status: list[int] = []  # the HTTP status of the last answer
+        self._middlewares = [_size_cap(max_response_bytes, self.last_status)]
         if username is not None:
             self._middlewares.insert(0, aiohttp.DigestAuthMiddleware(username, password or ""))
 
@@ -146,6 +149,7 @@ class OnvifCamera:
         self.auth: str | None = None  # the WS-UsernameToken password type the camera accepted
         self._library: _BoundedLibraryCamera | None = None
         self._info: DeviceInfo | None = None
+        self._connecting: _BoundedLibraryCamera | None = None
 
     def __repr__(self) -> str:
         return f"OnvifCamera({self.url!r}, username={self.username!r}, auth={self.auth!r})"
@@ -179,6 +183,7 @@ class OnvifCamera:
         for mode in modes:
             library = _BoundedLibraryCamera(self.url, username=self.username, password=self._password,
                                             digest_token=mode == "digest", max_response_bytes=self.max_response_bytes)
+            self._connecting = library
             try:
                 await self._call(library.update_xaddrs(), "GetSystemDateAndTime and GetServices")
                 self._library = library
@@ -266,6 +271,12 @@ class OnvifCamera:
             raise self._translate(exc, what) from exc
 
     def _translate(self, exc: BaseException, what: str) -> OnvifError:
+        library = self._library or self._connecting
+        status = library.last_status[0] if library is not None and library.last_status else 200
+        if status in (401, 403):
+            return self._wrong_credentials(what)
+        if status not in (200, 400, 500):  # SOAP faults come as 400 or 500
+            return self._not_onvif_status(status, what)
         for cause in _causes(exc):
             if isinstance(cause, OnvifError):
                 return cause
@@ -274,8 +285,7 @@ class OnvifCamera:
             if isinstance(cause, zeep.exceptions.TransportError):
                 if cause.status_code in (401, 403):
                     return self._wrong_credentials(what)
-                return NotOnvif(f"{self.url} answered {what} with HTTP {cause.status_code}: check that this is the "
-                                f"camera's ONVIF address (`nvr discover` lists them) and that ONVIF is enabled on it")
+                return self._not_onvif_status(cause.status_code, what)
             if isinstance(cause, (aiohttp.ClientConnectionError, OSError)):
                 return CameraUnreachable(f"cannot reach {self.url} ({cause}): check the address, the port and "
                                          f"that the camera is on")
@@ -285,6 +295,10 @@ class OnvifCamera:
             if isinstance(cause, zeep.exceptions.Fault):
                 return OnvifError(f"{self.host} refused {what}: {stringify_onvif_error(cause)}")
         return NotOnvif(f"{self.url} gave an answer to {what} that is not ONVIF ({exc})")
+
+    def _not_onvif_status(self, status: int, what: str) -> NotOnvif:
+        return NotOnvif(f"{self.url} answered {what} with HTTP {status}: check that this is the camera's ONVIF "
+                        f"address (`nvr discover` lists them) and that ONVIF is enabled on it")
 
     def _wrong_credentials(self, what: str) -> WrongCredentials:
         who = f"user {self.username!r}" if self.username is not None else "no user name"

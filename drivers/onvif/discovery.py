@@ -31,6 +31,7 @@ DISCOVERY_TIMEOUT_S = 3.0
 
 WSD = "http://schemas.xmlsoap.org/ws/2005/04/discovery"
 WSA = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
+MATCH_ELEMENTS = frozenset({f"{WSD} ProbeMatch", f"{WSD} Hello"})  # a Hello describes a device the same way
 PROBE = f"""<?xml version="1.0" encoding="UTF-8"?>
 <e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:w="{WSA}" xmlns:d="{WSD}"
  xmlns:dn="http://www.onvif.org/ver10/network/wsdl"><e:Header><w:MessageID>{{message_id}}</w:MessageID>
@@ -100,7 +101,7 @@ class _ProbeMatchReader:
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise ProbeMatchError(f"elements nested over {MAX_DEPTH} deep")
-        if name == f"{WSD} ProbeMatch" and len(self.matches) < MAX_MATCHES:
+        if name in MATCH_ELEMENTS and len(self.matches) < MAX_MATCHES and self._current is None:
             self._current = {}
         elif self._current is not None and name in self.FIELDS:
             self._field, self._text, self._text_chars = self.FIELDS[name], [], 0
@@ -117,7 +118,7 @@ class _ProbeMatchReader:
         if self._field is not None and self.FIELDS.get(name) == self._field:
             self._current.setdefault(self._field, "".join(self._text))
             self._field = None
-        elif name == f"{WSD} ProbeMatch" and self._current is not None:
+        elif name in MATCH_ELEMENTS and self._current is not None:
             self.matches.append(self._current)
             self._current = None
 
@@ -144,6 +145,8 @@ def parse_probe_matches(data: bytes, *, from_address: str = "") -> list[Discover
         parser.Parse(data, True)
     except expat.ExpatError as exc:
         raise ProbeMatchError(f"not well-formed XML ({exc})") from exc
+    except (LookupError, UnicodeError) as exc:  # an XML declaration naming an encoding Python lacks
+        raise ProbeMatchError(f"an unreadable text encoding ({exc})") from exc
     return [device for match in reader.matches if (device := _device(match, from_address)) is not None]
 
 

@@ -2,7 +2,7 @@
 WS-Discovery responder, run as a subprocess (in a network namespace where the test makes one).
 
     python -m tests.support.onvif_device --ip 10.77.0.2 --onvif-port 8080 --rtsp-port 8554 \
-        --user admin --password secret [--clock-offset-s 7200] [--name "Yard cam"]
+        --user admin --password secret [--clock-offset-s 7200] [--name Yard] [--auth ws|text|http-digest]
 
 Only ipycam's ONVIF parts run (ipycam.onvif.ONVIFService, ipycam.discovery.WSDiscoveryServer,
 ipycam.http.IPCameraHTTPHandler), with one change: GetSystemDateAndTime is answered without
@@ -10,7 +10,10 @@ credentials, as ONVIF requires (see `_answer_clock_before_auth`). Its streaming 
 it gives (rtsp://IP:RTSP_PORT/video_main and /video_sub) are served by the test's GStreamer RTSP
 server (tests/support/rtsp_server.py) at the same address. `--clock-offset-s` runs the camera's clock
 that far ahead of the host's (GetSystemDateAndTime and the WS-Security Created check both use it),
-as a camera without NTP does. Prints `READY` once it answers; exits on SIGTERM.
+as a camera without NTP does. `--auth` picks what the camera accepts, as real cameras differ: `ws`
+(ipycam's own check: a WS-UsernameToken with PasswordDigest or PasswordText), `text` (PasswordText
+only, as some older firmwares), `http-digest` (HTTP Digest, RFC 7616 MD5 with qop=auth, on every ONVIF
+request, the WS-UsernameToken ignored: written here, as ipycam has no HTTP Digest). Prints `READY` once it answers; exits on SIGTERM.
 
 `OnvifDevice` below starts it; `NetNamespacePair` makes the two namespaces and the veth between them.
 """
@@ -88,12 +91,12 @@ class OnvifDevice:
     """The ipycam ONVIF device as a subprocess (optionally inside `namespace`)."""
 
     def __init__(self, *, ip: str = "127.0.0.1", onvif_port: int, rtsp_port: int = 8554, user: str = "admin",
-                 password: str = "secret", clock_offset_s: float = 0.0, name: str = "IPyCam test",
+                 password: str = "secret", clock_offset_s: float = 0.0, name: str = "IPyCam", auth: str = "ws",
                  namespace: str | None = None, ready_timeout_s: float = 30.0):
         self.ip, self.onvif_port, self.rtsp_port = ip, onvif_port, rtsp_port
         self.user, self.password = user, password
         self._args = ["--ip", ip, "--onvif-port", str(onvif_port), "--rtsp-port", str(rtsp_port), "--user", user,
-                      "--password", password, "--clock-offset-s", str(clock_offset_s), "--name", name]
+                      "--password", password, "--clock-offset-s", str(clock_offset_s), "--name", name, "--auth", auth]
         self.namespace, self.ready_timeout_s = namespace, ready_timeout_s
         self._proc: subprocess.Popen[str] | None = None
 
@@ -164,6 +167,45 @@ def _answer_clock_before_auth(onvif) -> None:
     onvif.verify_usernametoken = verify_usernametoken
 
 
+def _accept_text_only(onvif) -> None:
+    """Refuse a PasswordDigest token: the camera takes the password as plain text only."""
+    verify = onvif.verify_usernametoken
+    onvif.verify_usernametoken = lambda body: "#PasswordDigest" not in body and verify(body)
+
+
+def _http_digest_handler(base, user: str, password: str):
+    """ipycam's HTTP handler, with every ONVIF request needing HTTP Digest (MD5, qop=auth) instead of a
+    WS-UsernameToken."""
+    import hashlib
+    import re
+    import secrets
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    nonces: set[str] = set()
+    realm = "ipycam-test"
+
+    class DigestHandler(base):
+        def handle_onvif(self):
+            fields = dict(re.findall(r'(\w+)="?([^",]*)"?', self.headers.get("Authorization", "")))
+            if fields.get("nonce") in nonces and fields.get("username") == user:
+                ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"POST:{fields.get('uri', '')}")
+                expected = md5(f"{ha1}:{fields['nonce']}:{fields.get('nc', '')}:{fields.get('cnonce', '')}:auth:{ha2}")
+                if secrets.compare_digest(expected, fields.get("response", "")):
+                    return super().handle_onvif()
+            nonce = secrets.token_hex(16)
+            nonces.add(nonce)
+            length = int(self.headers.get("Content-Length", 0))
+            self.rfile.read(length)
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", f'Digest realm="{realm}", qop="auth", nonce="{nonce}", algorithm=MD5')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return DigestHandler
+
+
 class _Camera:
     """What ipycam's HTTP handler needs of its camera for the ONVIF paths: `onvif` and `config`."""
 
@@ -179,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default="")
     parser.add_argument("--password", default="")
     parser.add_argument("--clock-offset-s", type=float, default=0.0)
-    parser.add_argument("--name", default="IPyCam test")
+    parser.add_argument("--name", default="IPyCam")
+    parser.add_argument("--auth", choices=("ws", "text", "http-digest"), default="ws")
     args = parser.parse_args(argv)
 
     from ipycam.camera import ReusableThreadingTCPServer
@@ -194,11 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.clock_offset_s:
         _shift_clock(args.clock_offset_s)
     config = CameraConfig(local_ip=args.ip, onvif_port=args.onvif_port, rtsp_port=args.rtsp_port, name=args.name)
-    config.set_credentials(args.user, args.password)
+    if args.auth != "http-digest":
+        config.set_credentials(args.user, args.password)
     onvif = ONVIFService(config, PTZController(output_width=config.main_width, output_height=config.main_height))
     _answer_clock_before_auth(onvif)
-    IPCameraHTTPHandler.camera = _Camera(onvif, config)
-    server = ReusableThreadingTCPServer((args.ip, args.onvif_port), IPCameraHTTPHandler)
+    if args.auth == "text":
+        _accept_text_only(onvif)
+    handler = _http_digest_handler(IPCameraHTTPHandler, args.user, args.password) \
+        if args.auth == "http-digest" else IPCameraHTTPHandler
+    handler.camera = _Camera(onvif, config)
+    server = ReusableThreadingTCPServer((args.ip, args.onvif_port), handler)
     discovery = WSDiscoveryServer(onvif)
     discovery.start()
     threading.Thread(target=server.serve_forever, daemon=True).start()
