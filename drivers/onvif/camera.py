@@ -115,7 +115,7 @@ class _BoundedLibraryCamera(ONVIFCamera):
         parts = urlsplit(service_url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         super().__init__(f"{parts.scheme}://{parts.hostname}", port, username, password,
-                         encrypt=digest_token, adjust_time=True)
+                         encrypt=digest_token, adjust_time=True, no_cache=True)  # no cache file: WSDLs are local
         self.service_url = service_url
         self.last_status: list[int] = []  # the HTTP status of the last answer
         self._middlewares = [_size_cap(max_response_bytes, self.last_status)]
