@@ -55,12 +55,19 @@ def netns_available() -> tuple[bool, str]:
 
 class NetNamespacePair:
     """Two network namespaces joined by a veth pair: `camera` (CAMERA_IP) and `client` (CLIENT_IP),
-    with multicast routed over the veth, so WS-Discovery never touches the host's network."""
+    with multicast routed over the veth, so WS-Discovery never touches the host's network.
+
+    With `host_link`, a second veth joins the camera namespace to this one (HOST_LINK_IP here,
+    HOST_LINK_PEER_IP there) with a route to CAMERA_IP through it, so a process here (an appliance
+    under test) reaches the camera's ONVIF and RTSP ports by unicast; multicast stays between the two
+    namespaces (only they route 224.0.0.0/4 to their veth)."""
 
     CAMERA_IP, CLIENT_IP, PREFIX = "10.77.0.2", "10.77.0.1", 24
+    HOST_LINK_IP, HOST_LINK_PEER_IP = "10.78.0.1", "10.78.0.2"
 
-    def __init__(self, tag: str):
+    def __init__(self, tag: str, *, host_link: bool = False):
         self.camera, self.client = f"nvrcam{tag}", f"nvrcli{tag}"
+        self.host_link, self.host_if = host_link, f"nvh{tag}"[:15]
 
     def __enter__(self) -> NetNamespacePair:
         steps = [["ip", "netns", "add", self.camera], ["ip", "netns", "add", self.client],
@@ -71,6 +78,13 @@ class NetNamespacePair:
                       ["ip", "-n", ns, "link", "set", dev, "up", "multicast", "on"],
                       ["ip", "-n", ns, "link", "set", "lo", "up"],
                       ["ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", dev]]
+        if self.host_link:
+            steps += [["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", "vhost0", "netns", self.camera],
+                      ["ip", "addr", "add", f"{self.HOST_LINK_IP}/30", "dev", self.host_if],
+                      ["ip", "link", "set", self.host_if, "up"],
+                      ["ip", "-n", self.camera, "addr", "add", f"{self.HOST_LINK_PEER_IP}/30", "dev", "vhost0"],
+                      ["ip", "-n", self.camera, "link", "set", "vhost0", "up"],
+                      ["ip", "route", "add", f"{self.CAMERA_IP}/32", "via", self.HOST_LINK_PEER_IP]]
         try:
             for step in steps:
                 subprocess.run(step, check=True, capture_output=True, text=True)
@@ -80,8 +94,10 @@ class NetNamespacePair:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for ns in (self.camera, self.client):
+        for ns in (self.camera, self.client):  # deleting the camera namespace removes the host link and its route
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        if self.host_link:
+            subprocess.run(["ip", "link", "delete", self.host_if], capture_output=True)
 
     def prefix(self, namespace: str) -> list[str]:
         return ["ip", "netns", "exec", namespace]
@@ -259,3 +275,35 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class NamespacedRtspServer:
+    """The GStreamer test RTSP server (tests/support/rtsp_server.py) run inside a network namespace, at
+    the address and port an ONVIF device names for its streams."""
+
+    def __init__(self, *, namespace: str, address: str, port: int, mounts: dict[str, str],
+                 ready_timeout_s: float = 30.0):
+        self.namespace, self.address, self.port = namespace, address, port
+        self.mounts, self.ready_timeout_s = mounts, ready_timeout_s
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> NamespacedRtspServer:
+        from tests.support.rtsp import SERVER_SCRIPT, SYSTEM_PYTHON
+
+        cmd = ["ip", "netns", "exec", self.namespace, SYSTEM_PYTHON, "-u", str(SERVER_SCRIPT), "--address",
+               self.address, "--port", str(self.port)]
+        for mount, spec in self.mounts.items():
+            cmd += ["--mount", f"{mount}={spec}"]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self._proc.stdout], [], [], self.ready_timeout_s)
+        line = self._proc.stdout.readline() if ready else ""
+        if not line.startswith("READY "):
+            self.__exit__()
+            raise RuntimeError(f"the RTSP server did not start in {self.namespace}: {line!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from tests.support.rtsp import stop_process
+
+        proc, self._proc = self._proc, None
+        stop_process(proc)
