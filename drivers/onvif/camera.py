@@ -37,6 +37,8 @@ CALL_TIMEOUT_S = 10.0  # the longest one SOAP call (with its HTTP Digest retry) 
 MAX_RESPONSE_BYTES = 2 * 1024 * 1024  # a 64-channel NVR's GetProfiles is a few hundred kB
 MAX_PROFILES = 64  # profiles kept from one GetProfiles answer
 READ_CHUNK_BYTES = 64 * 1024
+MAX_READ_PROFILES = 16  # video profiles whose URIs `read_camera` asks for (a 64-channel NVR lists 128)
+READ_CALLS_BUDGET = 6  # `read_camera` as a whole ends within this many calls' timeouts
 AUTH_MODES = ("digest", "text")  # WS-UsernameToken password types, tried in this order
 
 
@@ -345,10 +347,23 @@ class CameraReport:
 
 async def read_camera_async(url: str, *, username: str | None, password: str | None,
                             timeout_s: float = CALL_TIMEOUT_S) -> CameraReport:
+    """`read_camera` in a running event loop: all of it within READ_CALLS_BUDGET calls' timeouts, and the
+    URIs of at most MAX_READ_PROFILES video profiles asked."""
+    total_s = timeout_s * READ_CALLS_BUDGET
+    try:
+        async with asyncio.timeout(total_s):
+            return await _read(url, username=username, password=password, timeout_s=timeout_s)
+    except TimeoutError as exc:
+        raise CameraUnreachable(f"{url} took over {total_s:g} s to describe itself: check the camera and the "
+                                f"network, then try again") from exc
+
+
+async def _read(url: str, *, username: str | None, password: str | None, timeout_s: float) -> CameraReport:
     async with OnvifCamera(url, username=username, password=password, timeout_s=timeout_s) as camera:
         profiles = await camera.profiles()
-        streams = {p.token: await camera.stream_uri(p.token) for p in profiles if p.encoding}
-        snapshots = {p.token: await camera.snapshot_uri(p.token) for p in profiles if p.encoding}
+        video = [p for p in profiles if p.encoding][:MAX_READ_PROFILES]
+        streams = {p.token: await camera.stream_uri(p.token) for p in video}
+        snapshots = {p.token: await camera.snapshot_uri(p.token) for p in video}
         return CameraReport(camera.url, camera.auth or "", camera.clock_offset_s, await camera.device_information(),
                             profiles, streams, snapshots)
 

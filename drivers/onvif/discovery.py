@@ -1,8 +1,8 @@
 """Finding ONVIF cameras on the LAN: a WS-Discovery Probe for NetworkVideoTransmitters over UDP
 multicast (239.255.255.250:3702), and a bounded parser for the ProbeMatches that come back.
 
-Every datagram is hostile: `parse_probe_matches` reads at most MAX_DATAGRAM_BYTES with expat (no DTD,
-so no entity of any kind is expanded), at most MAX_DEPTH elements deep, keeping at most MAX_MATCHES
+Every datagram is hostile: `parse_probe_matches` reads at most MAX_DATAGRAM_BYTES with expat as UTF-8
+whatever the XML declaration says (no DTD, so no entity of any kind is expanded), at most MAX_DEPTH elements deep, keeping at most MAX_MATCHES
 matches, MAX_URIS addresses and scopes per match and MAX_TEXT_CHARS per value; it is linear in its
 input. A datagram that breaks a rule raises ProbeMatchError, which `discover` logs and skips: one bad
 or spoofed answer costs only itself. Devices are deduplicated by their endpoint address.
@@ -136,16 +136,18 @@ def parse_probe_matches(data: bytes, *, from_address: str = "") -> list[Discover
     if len(data) > MAX_DATAGRAM_BYTES:
         raise ProbeMatchError(f"a {len(data)}-byte datagram, over the {MAX_DATAGRAM_BYTES} bytes accepted")
     reader = _ProbeMatchReader()
-    parser = expat.ParserCreate(namespace_separator=" ")
+    parser = expat.ParserCreate(encoding="utf-8", namespace_separator=" ")  # the declaration's encoding is ignored
     parser.StartDoctypeDeclHandler = _refuse_dtd
     parser.EntityDeclHandler = _refuse_dtd
     parser.StartElementHandler, parser.EndElementHandler = reader.start, reader.end
     parser.CharacterDataHandler = reader.text
     try:
         parser.Parse(data, True)
+    except ProbeMatchError:
+        raise
     except expat.ExpatError as exc:
         raise ProbeMatchError(f"not well-formed XML ({exc})") from exc
-    except (LookupError, UnicodeError) as exc:  # an XML declaration naming an encoding Python lacks
+    except (LookupError, ValueError) as exc:  # encoding trouble (expat is told UTF-8, as SOAP over UDP is)
         raise ProbeMatchError(f"an unreadable text encoding ({exc})") from exc
     return [device for match in reader.matches if (device := _device(match, from_address)) is not None]
 

@@ -65,11 +65,21 @@ def test_a_hello_announces_a_device_like_a_probe_match():
     (match(f"<d:Scopes>{'s' * (MAX_TEXT_CHARS + 1)}</d:Scopes>"), "characters"),
     (b" " * (MAX_DATAGRAM_BYTES + 1), "datagram"),
     (b"\x00\xff garbage", "XML"),
-    (b'<?xml version="1.0" encoding="UTF-6"?><a/>', "encoding"),
+    (b"<?xml version=\"1.0\" encoding=\"UTF-6\"?><a>\xff</a>", "XML"),
 ], ids=["entity-expansion", "external-entity", "deep", "long-text", "oversize", "garbage", "bad-encoding"])
 def test_hostile_datagrams_are_refused_with_a_reason(datagram, problem):
     with pytest.raises(ProbeMatchError, match=problem):
         parse_probe_matches(datagram)
+
+
+@pytest.mark.parametrize("declared", ["UTF-7", "shift_jis", "UTF-6", "utf-16"])
+def test_the_declared_encoding_is_ignored_and_the_datagram_read_as_utf8(declared):
+    datagram = seed("ipycam-probematch").replace(b'encoding="UTF-8"', f'encoding="{declared}"'.encode())
+    assert declared.encode() in datagram
+
+    [device] = parse_probe_matches(datagram)
+
+    assert device.name == "Front"
 
 
 def test_matches_without_an_endpoint_or_an_http_address_are_left_out():
