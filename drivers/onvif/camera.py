@@ -39,6 +39,7 @@ MAX_PROFILES = 64  # profiles kept from one GetProfiles answer
 READ_CHUNK_BYTES = 64 * 1024
 MAX_READ_PROFILES = 16  # video profiles whose URIs `read_camera` asks for (a 64-channel NVR lists 128)
 READ_CALLS_BUDGET = 6  # `read_camera` as a whole ends within this many calls' timeouts
+RESOLVE_CALLS_BUDGET = 2  # and `resolve_stream_uris` (asked at every reconnect) within this many
 AUTH_MODES = ("digest", "text")  # WS-UsernameToken password types, tried in this order
 
 
@@ -378,10 +379,17 @@ def read_camera(url: str, *, username: str | None, password: str | None,
 def resolve_stream_uris(url: str, *, username: str | None, password: str | None, profile: str | None = None,
                         sub_profile: str | None = None, timeout_s: float = CALL_TIMEOUT_S) -> StreamUris:
     """Ask the camera at `url` for the RTSP URIs of `profile` (default: its first) and `sub_profile`
-    (blocking; from a thread without a running event loop)."""
+    (blocking, within RESOLVE_CALLS_BUDGET calls' timeouts as a whole: a recorder being stopped waits
+    at most that; from a thread without a running event loop)."""
 
     async def ask() -> StreamUris:
-        async with OnvifCamera(url, username=username, password=password, timeout_s=timeout_s) as camera:
-            return await camera.stream_uris(profile, sub_profile)
+        total_s = timeout_s * RESOLVE_CALLS_BUDGET
+        try:
+            async with asyncio.timeout(total_s):
+                async with OnvifCamera(url, username=username, password=password, timeout_s=timeout_s) as camera:
+                    return await camera.stream_uris(profile, sub_profile)
+        except TimeoutError as exc:
+            raise CameraUnreachable(f"{url} took over {total_s:g} s to name its stream: check the camera and the "
+                                    f"network") from exc
 
     return asyncio.run(ask())

@@ -18,12 +18,14 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from base.credentials import mask_credentials
 from base.media import EncodedPacket, StreamInfo
 
-from drivers.onvif.camera import CALL_TIMEOUT_S, device_service_url, resolve_stream_uris
+from drivers.onvif.camera import device_service_url, resolve_stream_uris
 from drivers.onvif.errors import CameraUnreachable
 
 log = logging.getLogger("nvr.onvif")
 
 PROBE_TIMEOUT_S = 0.5  # a device service that does not accept a TCP connection within this is not answering
+ASK_TIMEOUT_S = 5.0  # per ONVIF call when asking for the URI (cameras answer in well under a second): an open,
+                     # and so a recorder being stopped meanwhile, waits at most RESOLVE_CALLS_BUDGET of these
 
 
 def with_credentials(uri: str, username: str | None, password: str | None) -> str:
@@ -46,7 +48,7 @@ class OnvifRtspCamera:
 
     def __init__(self, url: str, *, username: str | None, password: str | None, profile: str | None,
                  stream: str, name: str, make_camera: Callable[[str], object],
-                 timeout_s: float = CALL_TIMEOUT_S, resolve=resolve_stream_uris):
+                 timeout_s: float = ASK_TIMEOUT_S, resolve=resolve_stream_uris):
         if stream not in ("main", "sub") or (stream == "sub" and profile is None):
             raise ValueError(f"stream must be 'main' or 'sub' (with a profile), not {stream!r}")
         self.url, self.name, self.stream = device_service_url(url), name, stream

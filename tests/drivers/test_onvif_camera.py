@@ -128,7 +128,7 @@ class _Server:
     def __init__(self, reply):
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 reply(self)
 
             def log_message(self, *args):
@@ -200,3 +200,34 @@ def test_a_camera_that_never_answers_costs_only_the_timeout():
         elapsed_s = time.monotonic() - started
 
     assert elapsed_s < 5  # two auth modes would be 2 s; one timeout ends the connect (no retry on silence)
+
+
+@needs_ipycam
+def test_asking_a_slow_camera_for_its_stream_ends_within_the_budget(device):
+    """GetDeviceInformation, GetProfiles and each GetStreamUri answered 0.7 s late (under the 1 s per
+    call): together about 2.8 s, over the budget of RESOLVE_CALLS_BUDGET (2) calls' timeouts."""
+    import urllib.request
+
+    proxy: list[str] = []
+
+    def late(handler):  # a proxy to ipycam naming itself in the services' addresses, so every call passes here
+        if any(action in handler.body for action in (b"GetDeviceInformation", b"GetProfiles", b"GetStreamUri")):
+            time.sleep(0.7)
+        forwarded = urllib.request.Request(device.url + handler.path, data=handler.body, method="POST",
+                                           headers={"Content-Type": handler.headers.get("Content-Type", "")})
+        try:
+            with urllib.request.urlopen(forwarded, timeout=5) as answer:
+                body = answer.read().replace(device.url.encode(), proxy[0].encode())
+                _send(handler, body, status=answer.status)
+        except urllib.error.HTTPError as refused:
+            _send(handler, refused.read(), status=refused.code)
+
+    with _Server(late) as server:
+        proxy.append(server.url)
+        started = time.monotonic()
+        with pytest.raises(CameraUnreachable, match="took over 2 s to name its stream"):
+            resolve_stream_uris(server.url, username="admin", password="s3cret:/@", sub_profile="Profile_Sub",
+                                timeout_s=1)
+        elapsed_s = time.monotonic() - started
+
+    assert 2 <= elapsed_s < 3
