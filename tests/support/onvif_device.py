@@ -36,7 +36,8 @@ def ipycam_available() -> tuple[bool, str]:
     try:
         import ipycam  # noqa: F401
     except ImportError as exc:
-        return False, f"ipycam is not installed in this venv ({exc}): pip install ipycam"
+        return False, (f"ipycam is not installed in this venv ({exc}): pip install --no-deps ipycam (its numpy and cv2 "
+                       "needs are met by the appliance's own; its opencv-python would clash with opencv-python-headless)")
     return True, ""
 
 
