@@ -52,8 +52,10 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks, faults: FaultSink
 
 
 def onvif_sources(channel: ChannelConfig, source: OnvifSource, *, clocks: Clocks) -> dict[str, PacketSource]:
-    """An ONVIF camera's streams: RTSP clients whose URIs are asked of the camera at every (re)connect.
-    The ONVIF library is imported here, only when a channel is an ONVIF camera."""
+    """An ONVIF camera's streams: RTSP clients whose URIs are asked of the camera at every (re)connect,
+    and the camera looked for by WS-Discovery when its address stops answering (DHCP). The ONVIF library
+    is imported here, only when a channel is an ONVIF camera."""
+    from drivers.onvif.discovery import discover
     from drivers.onvif.source import OnvifRtspCamera
 
     def stream(kind: str, profile: str | None) -> PacketSource:
@@ -61,7 +63,7 @@ def onvif_sources(channel: ChannelConfig, source: OnvifSource, *, clocks: Clocks
         return OnvifRtspCamera(source.url, username=source.username, password=source.password, profile=profile,
                                stream=kind, name=name, make_camera=lambda url: rtsp_camera(
                                    url, client=source.client, name=name, clocks=clocks, timeout_s=source.timeout_s,
-                                   audio=channel.audio.enabled))
+                                   audio=channel.audio.enabled), rediscover=discover, clocks=clocks)
 
     streams = {"main": stream("main", source.profile)}
     if source.sub_profile:

@@ -78,12 +78,14 @@ class Profile:
 
 @dataclass(frozen=True, slots=True)
 class StreamUris:
-    """What a channel records from: the main profile's RTSP URI and, where configured, the sub's."""
+    """What a channel records from: the main profile's RTSP URI and, where configured, the sub's; and
+    the camera's identity (manufacturer, model, serial number), by which it is found again elsewhere."""
 
     main_profile: str
     main: str
     sub_profile: str | None = None
     sub: str | None = None
+    identity: tuple[str, str, str] = ("", "", "")
 
 
 def _size_cap(max_bytes: int, statuses: list[int]):
@@ -253,7 +255,9 @@ class OnvifCamera:
                 raise NotOnvif(f"{self.host} lists no media profile: add one in the camera's own web page")
             profile = listed[0].token
         main = await self.stream_uri(profile)
-        return StreamUris(profile, main, sub_profile, await self.stream_uri(sub_profile) if sub_profile else None)
+        sub = await self.stream_uri(sub_profile) if sub_profile else None
+        info = await self.device_information()
+        return StreamUris(profile, main, sub_profile, sub, (info.manufacturer, info.model, info.serial_number))
 
     async def _read_device_information(self) -> DeviceInfo:
         device = await self._call(self.library_camera.create_devicemgmt_service(), "the device service")

@@ -194,3 +194,52 @@ def test_nvr_discover_with_nobody_answering_exits_1_and_says_what_to_check():
 
     assert done.returncode == 1
     assert "no ONVIF device answered" in done.stdout
+
+
+MOVED_SCRIPT = """
+import sys
+from drivers.onvif.discovery import discover
+from drivers.onvif.source import OnvifRtspCamera
+
+class Client:
+    def __init__(self, url): self.url = url
+    def open(self): return None
+    def close(self): return None
+
+camera = OnvifRtspCamera(sys.argv[1], username="admin", password="secret", profile=None, stream="main",
+                         name="gate main", make_camera=Client, rediscover=discover)
+camera.open()
+print(camera.stream_url, flush=True)
+sys.stdin.readline()
+camera.open()
+print(camera.stream_url, camera.url, camera.moves, flush=True)
+"""
+
+
+@in_namespaces
+def test_a_camera_that_dhcp_moved_is_found_again_by_ws_discovery_and_its_identity():
+    with NetNamespacePair(f"m{os.getpid() % 10000}") as pair:
+        moved_ip = "10.77.0.3"
+        subprocess.run(["ip", "-n", pair.camera, "addr", "add", f"{moved_ip}/24", "dev", "vcam0"], check=True)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with OnvifDevice(ip=pair.CAMERA_IP, onvif_port=8080, namespace=pair.camera, name="Gate"):
+            client = subprocess.Popen(pair.prefix(pair.client) + [sys.executable, "-c", MOVED_SCRIPT,
+                                                                  f"http://{pair.CAMERA_IP}:8080"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, cwd=ROOT, env=env)
+            try:
+                before = client.stdout.readline().strip()
+            except BaseException:
+                client.kill()
+                raise
+        try:
+            with OnvifDevice(ip=moved_ip, onvif_port=8080, namespace=pair.camera, name="Gate"):
+                out, err = client.communicate("go\n", timeout=60)
+        finally:
+            if client.poll() is None:
+                client.kill()
+
+    assert before == f"rtsp://admin:***@{pair.CAMERA_IP}:8554/video_main", client.stderr
+    assert out.split() == [f"rtsp://admin:***@{moved_ip}:8554/video_main",
+                           f"http://{moved_ip}:8080/onvif/device_service", "1"], err
+    assert "moved from" in err and "put the new address in the config" in err

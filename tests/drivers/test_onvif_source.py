@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from base.clock import SimulatedClocks
 from drivers.onvif.camera import StreamUris
-from drivers.onvif.errors import WrongCredentials
-from drivers.onvif.source import OnvifRtspCamera, with_credentials
+from drivers.onvif.discovery import DiscoveredDevice
+from drivers.onvif.errors import CameraUnreachable, WrongCredentials
+from drivers.onvif.source import REDISCOVER_EVERY_S, OnvifRtspCamera, with_credentials
+
+IDENTITY = ("Acme", "Dome 5", "SN-0001")
 
 
 class FakeClient:
@@ -29,7 +33,8 @@ class FakeClient:
 
 
 class ScriptedCamera:
-    """A resolver answering with the URIs (or errors) given, one per call."""
+    """A resolver answering with the URIs (or errors) given, one per call; an answer may be a pair
+    (URI, identity)."""
 
     def __init__(self, *answers):
         self.answers, self.calls = list(answers), []
@@ -39,10 +44,12 @@ class ScriptedCamera:
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
-        return StreamUris("Profile_1", answer, sub_profile, answer.replace("main", "sub") if sub_profile else None)
+        uri, identity = answer if isinstance(answer, tuple) else (answer, IDENTITY)
+        return StreamUris(profile or "Profile_1", uri, identity=identity)
 
 
-def source(resolve, *, stream="main", profile=None, username="admin", password="p@ss:w/rd"):
+def source(resolve, *, stream="main", profile=None, username="admin", password="p@ss:w/rd", rediscover=None,
+           clocks=None):
     clients: list[FakeClient] = []
 
     def make(url):
@@ -50,7 +57,7 @@ def source(resolve, *, stream="main", profile=None, username="admin", password="
         return clients[-1]
 
     camera = OnvifRtspCamera("http://10.0.0.5", username=username, password=password, profile=profile, stream=stream,
-                             name="door main", make_camera=make, resolve=resolve)
+                             name="door main", make_camera=make, resolve=resolve, rediscover=rediscover, clocks=clocks)
     return camera, clients
 
 
@@ -88,13 +95,64 @@ def test_a_camera_that_comes_back_with_another_uri_gets_a_new_client_and_the_old
 
 
 def test_the_sub_stream_asks_for_its_own_profile():
-    resolve = ScriptedCamera("rtsp://10.0.0.5/main")
+    resolve = ScriptedCamera("rtsp://10.0.0.5/sub")
     camera, clients = source(resolve, stream="sub", profile="Profile_2")
 
     camera.open()
 
-    assert resolve.calls[0][1:] == (None, "Profile_2")
+    assert resolve.calls[0][1:] == ("Profile_2", None)
     assert clients[0].url.endswith("/sub")
+
+
+def device_at(ip: str) -> DiscoveredDevice:
+    return DiscoveredDevice(endpoint=f"urn:uuid:{ip}", xaddrs=(f"http://{ip}/onvif/device_service",))
+
+
+def test_a_camera_that_moved_is_found_by_its_identity_and_used_from_then_on():
+    down = CameraUnreachable("10.0.0.5 did not answer")
+    resolve = ScriptedCamera("rtsp://10.0.0.5/main", down, ("rtsp://10.0.0.7/main", ("Other", "Cam", "SN-9")),
+                             "rtsp://10.0.0.9/main", "rtsp://10.0.0.9/main")
+    searches = []
+
+    def rediscover(*, timeout_s):
+        searches.append(timeout_s)
+        return [device_at("10.0.0.5"), device_at("10.0.0.7"), device_at("10.0.0.9")]
+
+    camera, clients = source(resolve, rediscover=rediscover, clocks=SimulatedClocks())
+    camera.open()
+    camera.open()
+    camera.open()
+
+    assert [call[0] for call in resolve.calls] == [
+        "http://10.0.0.5/onvif/device_service", "http://10.0.0.5/onvif/device_service",
+        "http://10.0.0.7/onvif/device_service", "http://10.0.0.9/onvif/device_service",
+        "http://10.0.0.9/onvif/device_service"]  # the old address is not asked twice; another camera is not taken
+    assert camera.url == "http://10.0.0.9/onvif/device_service" and camera.moves == 1 and len(searches) == 1
+    assert clients[-1].url.endswith("@10.0.0.9/main")
+
+
+def test_searches_for_a_moved_camera_are_rate_limited_and_need_a_camera_seen_before():
+    down = CameraUnreachable("10.0.0.5 did not answer")
+    clocks = SimulatedClocks()
+    searches = []
+
+    def rediscover(*, timeout_s):
+        searches.append(clocks.monotonic_us())
+        return []
+
+    never_seen, _ = source(ScriptedCamera(down), rediscover=rediscover, clocks=clocks)
+    with pytest.raises(CameraUnreachable):
+        never_seen.open()
+    assert searches == []  # nothing to recognise it by
+
+    camera, _ = source(ScriptedCamera("rtsp://10.0.0.5/main", down, down, down), rediscover=rediscover, clocks=clocks)
+    camera.open()
+    for advance_s in (0, 1, REDISCOVER_EVERY_S):
+        clocks.advance(advance_s)
+        with pytest.raises(CameraUnreachable, match="did not answer"):
+            camera.open()
+
+    assert len(searches) == 2
 
 
 def test_a_refusal_reaches_the_recorder_as_refused_and_is_shown_in_statistics():
