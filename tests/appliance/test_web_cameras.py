@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from support.web import PASSWORDS, start_appliance, wait_recording
-from tests.support.onvif_device import OnvifDevice, ipycam_available
+from tests.support.onvif_device import NoLanDiscovery, OnvifDevice, ipycam_available
 
 from appliance.config.model import parse_config
 from appliance.web.cameras import insert_channel
@@ -60,7 +60,8 @@ def rig(tmp_path_factory):
     if not ok:
         pytest.skip(why)
     pytest.importorskip("onvif", reason="onvif-zeep-async is not installed")
-    with OnvifDevice(onvif_port=_free_port(), rtsp_port=_free_port(), user="onvif", password="pw") as device:
+    with NoLanDiscovery(), OnvifDevice(onvif_port=_free_port(), rtsp_port=_free_port(), user="onvif",
+                                       password="pw") as device:
         app = start_appliance(tmp_path_factory.mktemp("web-cameras"), channels=1, past_seconds=0)
         try:
             wait_recording(app)

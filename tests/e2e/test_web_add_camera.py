@@ -19,8 +19,8 @@ import pytest
 
 from support.waiting import wait_for
 from support.web import PASSWORDS, start_appliance, wait_recording
-from tests.support.onvif_device import (NamespacedRtspServer, NetNamespacePair, OnvifDevice, ipycam_available,
-                                        netns_available)
+from tests.support.onvif_device import (NamespacedRtspServer, NetNamespacePair, NoLanDiscovery, OnvifDevice,
+                                        ipycam_available, netns_available)
 from tests.support.rtsp import rtsp_available
 
 pytestmark = pytest.mark.rtsp
@@ -54,7 +54,7 @@ def discover_in(pair: NetNamespacePair):
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    with NetNamespacePair(f"w{os.getpid() % 10000}", host_link=True) as pair:
+    with NoLanDiscovery(), NetNamespacePair(f"w{os.getpid() % 10000}", host_link=True) as pair:
         with NamespacedRtspServer(namespace=pair.camera, address=pair.CAMERA_IP, port=8554, mounts=MOUNTS), \
                 OnvifDevice(ip=pair.CAMERA_IP, onvif_port=8080, namespace=pair.camera, name="Gate",
                             user="onvif", password="cam-pass"):

@@ -308,3 +308,28 @@ class NamespacedRtspServer:
 
         proc, self._proc = self._proc, None
         stop_process(proc)
+
+
+class NoLanDiscovery:
+    """Stands in for `drivers.onvif.discovery.discover` where an in-process appliance runs on the host's
+    network (its ONVIF sources look for a camera that stopped answering): records each call, finds
+    nothing, and so sends nothing to the host's LAN. Use as `with NoLanDiscovery() as probes:`."""
+
+    def __init__(self):
+        self.calls: list[float] = []
+        self._saved = None
+
+    def __call__(self, *, timeout_s: float = 0.0, **_kwargs) -> list:
+        self.calls.append(timeout_s)
+        return []
+
+    def __enter__(self) -> NoLanDiscovery:
+        import drivers.onvif.discovery as discovery
+
+        self._saved, discovery.discover = discovery.discover, self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import drivers.onvif.discovery as discovery
+
+        discovery.discover = self._saved
