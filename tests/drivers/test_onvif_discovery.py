@@ -147,10 +147,10 @@ def camera_in_namespace():
             yield pair, device
 
 
-def _nvr_in(pair: NetNamespacePair, *args: str) -> subprocess.CompletedProcess:
+def _nvr_in(pair: NetNamespacePair, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(pair.prefix(pair.client) + NVR + list(args), capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=60)
+                          env=env, timeout=60, input=stdin)
 
 
 @in_namespaces
@@ -175,6 +175,16 @@ def test_nvr_discover_with_credentials_lists_profiles_and_stream_uris(camera_in_
     assert f"http://{pair.CAMERA_IP}:8080/onvif/device_service  Yard" in done.stdout
     assert f"profile Profile_Main: MainStream, H264 1920x1080, rtsp://{pair.CAMERA_IP}:8554/video_main" in done.stdout
     assert "password sent as digest" in done.stdout
+
+
+@in_namespaces
+def test_nvr_discover_reads_the_password_from_standard_input_when_not_given(camera_in_namespace):
+    pair, device = camera_in_namespace
+
+    done = _nvr_in(pair, "discover", "--json", "--timeout", "1.5", "--user", "admin", stdin="secret\n")
+
+    [row] = json.loads(done.stdout)
+    assert row["camera"]["model"] == "VirtualCam-1" and row["camera"]["auth"] == "digest"
 
 
 @in_namespaces
