@@ -20,7 +20,7 @@ from recorder.faults import Fault, FaultBoard
 from recorder.index import INDEX_FILE, Index
 from recorder.live import LiveHub
 
-from appliance.config.model import ChannelConfig, Config, RtspSource
+from appliance.config.model import ChannelConfig, Config, OnvifSource, RtspSource
 from appliance.config.alarms import ALL_DAYS, AlarmInputConfig, parse_clock
 from appliance.alarms.health_watch import HealthWatch, Limits
 from appliance.alarms.webhooks import BoundedWorker, WebhookSender
@@ -213,8 +213,9 @@ class AlarmIO:
         motion = channel.motion
         detector = MotionDetector(zones=[z.points for z in motion.zones], masks=[m.points for m in motion.masks],
                                   sensitivity=motion.sensitivity)
-        if isinstance(channel.source, RtspSource):
-            stream, source = ("sub" if channel.source.sub_url else "main"), "packets"
+        if isinstance(channel.source, (RtspSource, OnvifSource)):
+            has_sub = getattr(channel.source, "sub_url", None) or getattr(channel.source, "sub_profile", None)
+            stream, source = ("sub" if has_sub else "main"), "packets"
             if stream == "main":
                 log.warning("channel %d: no sub stream; motion detection decodes the main stream", channel.id)
         else:

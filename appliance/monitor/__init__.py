@@ -16,7 +16,7 @@ from hal.input_evdev import EvdevKeys, evdev_available
 from recorder.index import Index
 from recorder.live import LiveHub
 
-from appliance.config.model import Config, RtspSource
+from appliance.config.model import Config, OnvifSource, RtspSource
 from appliance.monitor.monitor import ActiveFaults, ChannelInfo, Monitor
 from appliance.ptz.control import PtzControl
 
@@ -26,9 +26,10 @@ log = logging.getLogger("nvr.monitor")
 
 
 def channel_infos(config: Config) -> list[ChannelInfo]:
-    """The enabled channels as the monitor sees them: analog ones are raw, cameras with a sub_url have a sub."""
-    return [ChannelInfo(channel.id, channel.name, raw=not isinstance(channel.source, RtspSource),
-                        has_sub=bool(getattr(channel.source, "sub_url", None)))
+    """The enabled channels as the monitor sees them: analog ones are raw, cameras with a sub_url (ONVIF: sub_profile) have a sub."""
+    return [ChannelInfo(channel.id, channel.name, raw=not isinstance(channel.source, (RtspSource, OnvifSource)),
+                        has_sub=bool(getattr(channel.source, "sub_url", None)
+                                     or getattr(channel.source, "sub_profile", None)))
             for channel in config.channels if channel.enabled]
 
 

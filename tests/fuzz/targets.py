@@ -414,6 +414,33 @@ def mqtt_command(data: bytes) -> None:
         assert command.value is None or 1 <= command.value <= MAX_RECORD_S, command
 
 
+# --- ONVIF --------------------------------------------------------------------------------------------
+
+def onvif_probe_match(data: bytes) -> None:
+    """A WS-Discovery answer datagram (ProbeMatches or Hello), as `discover` reads one from the LAN.
+
+    `parse_probe_matches` raises only ProbeMatchError; it keeps at most MAX_MATCHES devices, each with a
+    non-empty endpoint, at most MAX_URIS XAddrs (all http(s) URLs, `url` among them), scopes and types;
+    and every character it keeps came from the datagram (no entity expansion: the output is no larger
+    than the input)."""
+    from drivers.onvif.discovery import MAX_MATCHES, MAX_URIS, ProbeMatchError, parse_probe_matches
+
+    try:
+        devices = parse_probe_matches(data, from_address="10.0.0.9")
+    except ProbeMatchError:
+        return
+    assert len(devices) <= MAX_MATCHES
+    kept_chars = 0
+    for device in devices:
+        assert device.endpoint and device.xaddrs and device.url in device.xaddrs
+        assert all(x.lower().startswith(("http://", "https://")) for x in device.xaddrs)
+        assert max(len(device.xaddrs), len(device.scopes), len(device.types)) <= MAX_URIS
+        kept_chars += len(device.endpoint) + sum(map(len, device.xaddrs + device.scopes + device.types))
+        assert len(device.name) + len(device.hardware) + len(device.location) <= sum(map(len, device.scopes))
+        device.as_dict()
+    assert kept_chars <= len(data), (kept_chars, len(data))
+
+
 # --- the registry -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -437,6 +464,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("fmp4_recovery", fmp4_recovery, ("recorder.fmp4", "recorder.mp4", "recorder.aac"), 16384),
     Target("smartctl_json", smartctl_json, ("hal.smart",), 32768),
     Target("mqtt_command", mqtt_command, ("appliance.mqtt.commands",), 1024),
+    Target("onvif_probe_match", onvif_probe_match, ("drivers.onvif.discovery",), 16384),
 )}
 
 
