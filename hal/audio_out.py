@@ -36,11 +36,14 @@ class AudioPlaybackError(RuntimeError):
 
 
 class AudioPlayback(Protocol):
-    """A speaker: `open(rate, channels)`, `write` (frames, channels) int16 samples, `close`."""
+    """A speaker: `open(rate, channels)`, `write` (frames, channels) int16 samples, `flush` (drop what
+    waits to be played: a more urgent sound takes over), `close`."""
 
     def open(self, *, sample_rate: int, channels: int) -> None: ...
 
     def write(self, samples: np.ndarray) -> None: ...
+
+    def flush(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -61,7 +64,7 @@ class SimulatedAudioPlayback:
     def __init__(self):
         self._lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
-        self.opens = 0
+        self.opens = self.flushes = 0
         self.is_open = False
         self.sample_rate = self.channels = 0
 
@@ -76,6 +79,11 @@ class SimulatedAudioPlayback:
             if not self.is_open:
                 raise AudioPlaybackError("the simulated speaker is not open")
             self._chunks.append(np.array(samples, dtype=np.int16, copy=True))
+
+    def flush(self) -> None:
+        """Counted only: nothing waits in a simulated speaker."""
+        with self._lock:
+            self.flushes += 1
 
     def played(self) -> np.ndarray:
         """Everything written so far as (frames, channels) int16."""
@@ -104,7 +112,7 @@ class AlsaAudioPlayback:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._max_frames = 0
-        self.frames_played = self.frames_dropped = 0
+        self.frames_played = self.frames_dropped = self.frames_flushed = 0
         self.error: str | None = None
 
     def open(self, *, sample_rate: int, channels: int) -> None:
@@ -130,6 +138,20 @@ class AlsaAudioPlayback:
                 return
             self._queued_frames += len(samples)
         self._queue.put(samples)
+
+    def flush(self) -> None:
+        """Drop the sound still queued for the card (what the card itself holds plays out)."""
+        while True:
+            try:
+                samples = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if samples is None:  # closing: keep the end marker for the thread
+                self._queue.put(None)
+                return
+            with self._lock:
+                self._queued_frames -= len(samples)
+                self.frames_flushed += len(samples)
 
     def _run(self, container, stream, sample_rate: int, channels: int) -> None:
         import av
@@ -163,7 +185,7 @@ class AlsaAudioPlayback:
 
     def statistics(self) -> dict:
         return {"device": self.device, "frames_played": self.frames_played, "frames_dropped": self.frames_dropped,
-                "error": self.error}
+                "frames_flushed": self.frames_flushed, "error": self.error}
 
 
 def make_audio_playback(device: str) -> AudioPlayback:
