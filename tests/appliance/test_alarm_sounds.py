@@ -248,3 +248,55 @@ def test_the_alarm_side_preloads_the_sounds_and_plays_them_when_a_board_alarm_fi
         assert abs(len(loud_frames(speaker.played())) / OUT_RATE - 0.5) < 0.05
     finally:
         alarm_io.stop()
+
+
+@pytest.mark.vivid
+def test_a_rules_sound_comes_out_of_a_kernel_sound_card_at_its_pitch(tmp_path, index, request):
+    """Against a real kernel sound driver (snd-aloop, loaded in the vivid VM): a rule's `play` of a 660 Hz
+    tone on the AUDIO OUT = the loopback card's playback side (through AlsaAudioPlayback, the shared
+    output and the alarm player) is captured on the card's other side at 660 Hz. Checks are about what
+    was heard, not how fast (the guest's CPU is emulated); the time from the alarm to the first loud
+    captured sample is printed, not asserted."""
+    from base.clock import RealClocks
+    from hal.audio import AlsaAudioCapture
+    from support.alsa_loopback import CAPTURE_DEVICE, LOOPBACK_CARD
+
+    if not LOOPBACK_CARD.exists():
+        pytest.skip("no ALSA loopback card (snd-aloop) on this kernel")
+    clocks = RealClocks()
+    tone = write_tone(tmp_path / "tone.wav", freq_hz=660, seconds=1.5, rate=22050)
+    config = rules_config(f"rules: [{{when: {{alarm_input: door}}, do: [{{play: '{tone}'}}]}}]\n",
+                          audio_out="audio_out: {device: 'hw:Loopback,0'}\n")
+    microphone = AlsaAudioCapture(CAPTURE_DEVICE, sample_rate=OUT_RATE, channels=2, clocks=clocks)
+    microphone.open()  # first: the loopback card runs both sides at the rate of the first opened
+    sounds = AlarmSounds(speaker=AudioOutputs().speaker("hw:Loopback,0", name="alarm", priority=ALARM),
+                         clips=ClipCache(), clocks=clocks)
+    sounds.preload([str(tone)])
+    sounds.start()
+    scheduler = Scheduler(clocks=clocks)
+    engine = RuleEngine(rules=config.rules, index=index, relays={}, scheduler=scheduler, clocks=clocks,
+                        webhooks=WebhookSender(), sounds=sounds)
+    chunks = []
+    try:
+        fired_us = clocks.monotonic_us()
+        fire(engine, scheduler, clocks)
+
+        def heard_to_its_end() -> bool:
+            chunks.extend(microphone.read())
+            return sounds.statistics()["finished"] == 1 and bool(chunks) and \
+                chunks[-1].timestamp_us > fired_us + 2_500_000
+        wait_for(heard_to_its_end, timeout_s=120, what="the tone played and captured", poll_s=0.02,
+                 details=sounds.statistics)
+    finally:
+        sounds.close()
+        microphone.close()
+    samples = np.concatenate([c.samples for c in chunks])
+    loud = loud_frames(samples)
+    assert len(loud) > 0.5 * 1.5 * OUT_RATE, f"{len(loud)} loud frames of {1.5 * OUT_RATE:.0f} played"
+    middle = samples[loud[0]:loud[-1], 0]
+    assert abs(pitch_hz(middle, OUT_RATE) - 660) < 5
+    first_loud_us = next(c.timestamp_us + round(np.flatnonzero(np.abs(c.samples[:, 0]) > 1000)[0] * 1e6 / OUT_RATE)
+                         for c in chunks if (np.abs(c.samples[:, 0]) > 1000).any())
+    request.config.pluginmanager.getplugin("terminalreporter").write_line(
+        f"alarm -> first loud sample on the loopback card: {(first_loud_us - fired_us) / 1000:.1f} ms "
+        f"(loud frames {len(loud)}, pitch {pitch_hz(middle, OUT_RATE):.1f} Hz)")
