@@ -75,6 +75,7 @@ class AlarmSounds:
         self._stop = threading.Event()
         self._requests: list[Request] = []  # oldest first; the last is the one heard
         self._thread: threading.Thread | None = None
+        self._cut_short = False  # the last request written was replaced before its end
         self.started = self.finished = self.replaced = self.stopped = self.errors = 0
         self.last_error: str | None = None
 
@@ -161,6 +162,7 @@ class AlarmSounds:
             self._failed(f"no AUDIO OUT for alarm sounds: {exc}")
             return None
         self._start_us, self._written = self._clocks.monotonic_us(), 0
+        self._cut_short = False
         return speaker
 
     def _close(self, speaker: AudioPlayback | None) -> None:
@@ -169,12 +171,17 @@ class AlarmSounds:
         return None
 
     def _play_from(self, request: Request, speaker: AudioPlayback) -> None:
-        """Write `request` chunk by chunk until it ends or another request is the current one."""
+        """Write `request` chunk by chunk until it ends or another request is the current one (then what
+        was written of it and not yet heard is flushed when the next one starts)."""
         frames = round(CHUNK_S * OUT_RATE)
+        if self._cut_short:
+            speaker.flush()
+        self._cut_short = True  # until it ends by itself
         while not self._stop.is_set() and self._current() is request:
             chunk = request.next_chunk(frames)
             if chunk is None:
                 self._done(request)
+                self._cut_short = False
                 return
             try:
                 speaker.write(chunk)

@@ -77,6 +77,11 @@ class SharedOutput:
             self.interruptions += 1
         self._heard = top
 
+    def _flush(self, source: Source) -> None:
+        with self._lock:
+            if source is self._heard:
+                self._playback.flush()
+
     def _write(self, source: Source, samples: np.ndarray) -> bool:
         with self._lock:
             if source is not self._heard:
@@ -139,7 +144,8 @@ class Source:
         return np.concatenate(outs) if outs else np.zeros((0, self._channels), np.int16)
 
     def flush(self) -> None:
-        return None  # a source queues nothing itself; the output flushes the card's queue on a takeover
+        """Drop what this source wrote and the card has not played yet (only while it is the one heard)."""
+        self.output._flush(self)
 
     def close(self) -> None:
         if self.is_open:

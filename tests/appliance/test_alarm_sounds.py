@@ -137,6 +137,7 @@ def test_a_newer_alarm_replaces_the_sound_and_a_looping_one_comes_back_after_it(
     engine.signal("video_loss", "1", True, at_us=clocks.utc_now_us())
     scheduler.run_pending()
     wait_for(lambda: sounds.statistics()["finished"] == 1, what="the newer sound to have played once")
+    assert speaker.flushes >= 1  # what was written of the loop and not yet heard did not delay it
     wait_for(lambda: len(speaker.played()) > 3 * OUT_RATE, what="more of the looping sound")
     fire(engine, scheduler, clocks, active=False)
     idle(sounds, speaker)
