@@ -47,7 +47,7 @@ class Intercom:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.opened = self.frames_played = self.frames_dropped = self.errors = 0
+        self.opened = self.renewals = self.frames_played = self.frames_dropped = self.errors = 0
         self.is_open = False
         self.last_error: str | None = None
 
@@ -75,6 +75,7 @@ class Intercom:
                 raise IntercomBusy(f"the intercom is already held by {MAX_HOLDERS} others; try again when one lets go")
             new = holder not in self._holders
             self._holders[holder] = max(until_us, self._holders.get(holder, 0))
+            self.renewals += not new
         self._wake.set()
         return new
 
@@ -156,5 +157,5 @@ class Intercom:
         with self._lock:
             self._expire()
             holders = sorted(self._holders)
-        return {"held_by": holders, "open": self.is_open, "opened": self.opened, "frames_played": self.frames_played,
+        return {"held_by": holders, "open": self.is_open, "opened": self.opened, "renewals": self.renewals, "frames_played": self.frames_played,
                 "frames_dropped": self.frames_dropped, "errors": self.errors, "last_error": self.last_error}
