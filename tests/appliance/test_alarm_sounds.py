@@ -260,17 +260,18 @@ def test_a_rules_sound_comes_out_of_a_kernel_sound_card_at_its_pitch(tmp_path, i
     captured sample is printed, not asserted."""
     from base.clock import RealClocks
     from hal.audio import AlsaAudioCapture
-    from support.alsa_loopback import CAPTURE_DEVICE, LOOPBACK_CARD
+    from support.alsa_loopback import LOOPBACK_CARD
 
     if not LOOPBACK_CARD.exists():
         pytest.skip("no ALSA loopback card (snd-aloop) on this kernel")
     clocks = RealClocks()
     tone = write_tone(tmp_path / "tone.wav", freq_hz=660, seconds=1.5, rate=22050)
     config = rules_config(f"rules: [{{when: {{alarm_input: door}}, do: [{{play: '{tone}'}}]}}]\n",
-                          audio_out="audio_out: {device: 'hw:Loopback,0'}\n")
-    microphone = AlsaAudioCapture(CAPTURE_DEVICE, sample_rate=OUT_RATE, channels=2, clocks=clocks)
+                          audio_out="audio_out: {device: 'hw:Loopback,0,0'}\n")
+    # Both ends pinned to substream 0: "first free" can pick different ones on the two sides (silence).
+    microphone = AlsaAudioCapture("hw:Loopback,1,0", sample_rate=OUT_RATE, channels=2, clocks=clocks)
     microphone.open()  # first: the loopback card runs both sides at the rate of the first opened
-    sounds = AlarmSounds(speaker=AudioOutputs().speaker("hw:Loopback,0", name="alarm", priority=ALARM),
+    sounds = AlarmSounds(speaker=AudioOutputs().speaker("hw:Loopback,0,0", name="alarm", priority=ALARM),
                          clips=ClipCache(), clocks=clocks)
     sounds.preload([str(tone)])
     sounds.start()
