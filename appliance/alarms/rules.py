@@ -258,7 +258,7 @@ class RuleEngine:
     # --- releasing -----------------------------------------------------------------------------
 
     def _release(self, number: int, sig: Signal) -> None:
-        if self._sounds is not None:
+        if self._sounds is not None and any(action.play is not None for action in self._rules[number][1].do):
             self._sounds.stop(lambda key: key[0] == number)
         state = self._open.get(number)
         if state is None or not state.signal_active:

@@ -36,7 +36,7 @@ class Request:
     """One `play`: `key` says whose (a rule's action), `times` how often (None: until stopped)."""
 
     key: object
-    clip: Clip
+    clip: Clip | None  # None: not in the cache (evicted); the player's thread decodes it, not the alarm's
     times: int | None
     volume: float
     pause_s: float
@@ -44,6 +44,7 @@ class Request:
     position: int = 0  # next frame of the clip (or of the pause after it, counted past its end)
     played: int = 0  # whole plays done
     started_us: int | None = field(default=None)  # monotonic, when its first samples were written
+    path: str = ""
 
     def next_chunk(self, frames: int) -> np.ndarray | None:
         """The next `frames` (or fewer) samples at its volume; None when it has played `times` times."""
@@ -99,12 +100,7 @@ class AlarmSounds:
     def play(self, key: object, path: str, *, times: int | None = 1, volume: float = 1.0, pause_s: float = 0.0,
              stop_on_clear: bool = True) -> None:
         """Play the clip of `path` `times` times (None: until `stop(key)`), replacing what plays now."""
-        try:
-            clip = self._clips.get(path)  # preloaded at start: a dictionary lookup
-        except ClipError as exc:
-            self._failed(f"cannot play {path!r}: {exc}")
-            return
-        request = Request(key, clip, times, volume, pause_s, stop_on_clear)
+        request = Request(key, self._clips.cached(path), times, volume, pause_s, stop_on_clear, path=path)
         with self._lock:
             kept = [r for r in self._requests if r.key != key and r.times is None]
             self.replaced += len(self._requests) - len(kept)
@@ -146,6 +142,8 @@ class AlarmSounds:
                     self._clocks.wait(self._wake, IDLE_WAIT_S)
                     self._wake.clear()
                     continue
+                if request.clip is None and not self._decode(request):
+                    continue
                 speaker = speaker or self._open()
                 if speaker is None:
                     self._done(request)  # no card: the request is dropped (counted), the next may find one
@@ -153,6 +151,15 @@ class AlarmSounds:
                 self._play_from(request, speaker)
         finally:
             self._close(speaker)
+
+    def _decode(self, request: Request) -> bool:
+        try:
+            request.clip = self._clips.get(request.path)
+            return True
+        except ClipError as exc:
+            self._failed(f"cannot play {request.path!r}: {exc}")
+            self._done(request)
+            return False
 
     def _open(self) -> AudioPlayback | None:
         speaker = self._speaker_factory()

@@ -104,6 +104,14 @@ class ClipCache:
         self._clips: OrderedDict[str, Clip] = OrderedDict()
         self.decodes = self.evictions = 0
 
+    def cached(self, path: str) -> Clip | None:
+        """The clip of `path` if it is decoded already (never decodes)."""
+        with self._lock:
+            clip = self._clips.get(path)
+            if clip is not None:
+                self._clips.move_to_end(path)
+            return clip
+
     def get(self, path: str) -> Clip:
         with self._lock:
             clip = self._clips.get(path)

@@ -302,3 +302,27 @@ def test_a_rules_sound_comes_out_of_a_kernel_sound_card_at_its_pitch(tmp_path, i
     request.config.pluginmanager.getplugin("terminalreporter").write_line(
         f"alarm -> first loud sample on the loopback card: {(first_loud_us - fired_us) / 1000:.1f} ms "
         f"(loud frames {len(loud)}, pitch {pitch_hz(middle, OUT_RATE):.1f} Hz)")
+
+
+def test_a_sound_not_in_the_cache_is_decoded_by_the_player_never_on_the_alarm_thread(index, clocks, siren):
+    class Recording(ClipCache):
+        def get(self, path):
+            decoders.append(threading.current_thread().name)
+            return super().get(path)
+
+    decoders: list[str] = []
+    speaker = SimulatedAudioPlayback()
+    sounds = AlarmSounds(speaker=AudioOutputs(playback=lambda d: speaker).speaker("simulated", name="alarm",
+                                                                                priority=ALARM),
+                         clips=Recording(), clocks=clocks)  # nothing preloaded (as after an eviction)
+    sounds.start()
+    try:
+        config = rules_config(f"rules: [{{when: {{alarm_input: door}}, do: [{{play: '{siren}'}}]}}]\n")
+        scheduler = Scheduler(clocks=clocks)
+        engine = RuleEngine(rules=config.rules, index=index, relays={}, scheduler=scheduler, clocks=clocks,
+                            webhooks=WebhookSender(), sounds=sounds)
+        fire(engine, scheduler, clocks)
+        idle(sounds, speaker)
+        assert decoders == ["alarm-sounds"] and len(loud_frames(speaker.played())) > 0.45 * OUT_RATE
+    finally:
+        sounds.close()
