@@ -43,3 +43,20 @@ def test_a_device_that_is_not_there_is_a_clear_error():
         PcmPlayback("hw:9,0", sample_rate=48000, channels=2, latency_us=100_000)
     assert isinstance(caught.value, OSError) and caught.value.errno == 2  # ENOENT, as alsa-lib said
     assert libasound() is libasound()  # loaded once
+
+
+def test_without_debians_alsa_lib_the_copy_in_pyavs_wheel_plays():
+    """The image may carry no libasound2: PyAV's bundled alsa-lib is loaded instead (own process: the
+    library is loaded once per process)."""
+    import subprocess
+    import sys
+
+    script = ("import ctypes.util, numpy as np\n"
+              "ctypes.util.find_library = lambda name: None\n"
+              "import hal.alsa_pcm as a\n"
+              "print(a._find_library())\n"
+              "p = a.PcmPlayback('null', sample_rate=48000, channels=2, latency_us=120000)\n"
+              "p.write(np.zeros((4800, 2), np.int16)); p.drain(); p.close()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "av.libs/libasound" in done.stdout
