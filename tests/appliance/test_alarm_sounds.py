@@ -326,3 +326,27 @@ def test_a_sound_not_in_the_cache_is_decoded_by_the_player_never_on_the_alarm_th
         assert decoders == ["alarm-sounds"] and len(loud_frames(speaker.played())) > 0.45 * OUT_RATE
     finally:
         sounds.close()
+
+
+def test_the_monitor_and_the_alarm_sounds_share_one_player_when_they_name_one_device(tmp_path, siren):
+    """monitor.audio_out and audio_out.device naming one device: one SharedOutput, the monitor's sound at
+    MONITOR priority and the alarm sounds at ALARM, so the rule's sound interrupts the channel's."""
+    from appliance.monitor import build_monitor
+
+    speakers: dict[str, SimulatedAudioPlayback] = {}
+    config = parse_config(textwrap.dedent(f"""\
+        storage: {{path: {tmp_path}}}
+        channels: [{{id: 1, source: {{type: test-pattern}}}}]
+        audio_out: {{device: 'plughw:CARD=Device,DEV=0'}}
+        monitor: {{enabled: true, backend: offscreen, evdev: false, audio_out: 'plughw:CARD=Device,DEV=0'}}
+        alarms: {{temperature: {{thermal_zones: false}}}}
+        rules: [{{when: {{video_loss: 1}}, do: [{{play: '{siren}'}}]}}]
+        """))
+    from appliance.app import Appliance
+    from base.clock import SimulatedClocks
+
+    nvr = Appliance(config, clocks=SimulatedClocks(), audio_playback=lambda d: speakers.setdefault(d, SimulatedAudioPlayback()))
+    monitor_source = build_monitor(nvr)._speaker()
+    alarm_source = nvr.audio_outputs.speaker("plughw:CARD=Device,DEV=0", name="alarm", priority=ALARM)()
+    assert monitor_source.output is alarm_source.output and list(speakers) == ["plughw:CARD=Device,DEV=0"]
+    assert (monitor_source.priority, alarm_source.priority) == (MONITOR, ALARM)
