@@ -10,6 +10,9 @@ start in this order, and `stop()` stops them in the reverse order:
    the fault board, the live taps and PTZ). Its health watch reports the recordings disk coming or
    going under `storage.require_mount`: the appliance then sets `disk_changed` and `stop_requested`,
    and `nvr run` exits to be started again on (or off) the disk.
+   Its alarm sounds (rules' `play`) go to the AUDIO OUT through the appliance's shared sound outputs
+   (`audio_outputs`: one player per ALSA device, whoever plays on it: monitor, alarms, talk, intercom).
+3b. LINE IN intercom, when `line_in.device` is set: its thread, idle until someone holds it open.
 4. MQTT, when `mqtt.enabled`: the broker connection, Home Assistant discovery, the alarm side's
    changes on the bus and the allow-listed commands (appliance/mqtt/). It never waits for the broker:
    one that is down or refuses us shows in the health page while everything else runs.
@@ -43,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from base.clock import Clocks
+from hal.audio_out import AudioPlayback, make_audio_playback
 from hal.gpio import Gpio
 from recorder.faults import FaultBoard
 from recorder.index import Index, Segment
@@ -52,6 +56,7 @@ from appliance.alarms.io import AlarmIO
 from appliance.alarms.rules import PtzPresets
 from appliance.config.model import Config
 from appliance.ptz.service import PtzService
+from appliance.sound.output import TALK, AudioOutputs
 from appliance.supervisor import DataRootBusy, SourceFactory, Supervisor
 from appliance.systemd import ServiceIntegration, start_service_integration
 from appliance.web.views import StreamState
@@ -89,8 +94,12 @@ class Appliance:
                  tls_cert: Path | None = None, tls_key: Path | None = None, users: UserStore | None = None,
                  sources: SourceFactory | None = None, sync: bool = True, gpio: Gpio | None = None,
                  ptz_presets: PtzPresets | None = None, environ: Mapping[str, str] = os.environ,
-                 stop_requested: threading.Event | None = None):
+                 stop_requested: threading.Event | None = None,
+                 audio_playback: Callable[[str], AudioPlayback] = make_audio_playback):
+        """`audio_playback` opens a sound output by its ALSA name (tests: a simulated speaker)."""
         self.clocks = clocks
+        self.audio_outputs = AudioOutputs(playback=audio_playback)
+        self.intercom = _intercom(config, self.audio_outputs, clocks)
         self.supervisor = Supervisor(config, clocks=clocks, sources=sources, sync=sync)
         self.ptz: PtzService = PtzService(config, clocks=clocks, faults=self.supervisor.faults)
         self.alarm_io: AlarmIO | None = None
@@ -110,6 +119,7 @@ class Appliance:
             _Part("recorder", self.supervisor.start, self.supervisor.stop),
             _Part("PTZ service", self.ptz.start, self.ptz.shutdown),
             _Part("alarm I/O", self._start_alarm_io, self._stop_alarm_io),
+            *([_Part("intercom", self.intercom.start, self.intercom.close)] if self.intercom is not None else []),
             *([_Part("MQTT", self._start_mqtt, self._stop_mqtt)] if config.mqtt.enabled else []),
             *([_Part("monitor", self._start_monitor, self._stop_monitor)] if config.monitor.enabled else []),
             *([_Part("web server", self._start_web, self._stop_web)] if self.web_server is not None else []),
@@ -168,7 +178,7 @@ class Appliance:
         self.alarm_io = AlarmIO(s.config, clocks=self.clocks, index=s.index, faults=s.faults, live=s.live,
                                 data_root=s.root, gpio=self._gpio,
                                 ptz=self._ptz_presets if self._ptz_presets is not None else self.ptz,
-                                on_mount_change=self._mount_changed)
+                                on_mount_change=self._mount_changed, outputs=self.audio_outputs)
         self.alarm_io.start()
 
     def _stop_alarm_io(self) -> None:
@@ -304,5 +314,20 @@ class Appliance:
         return {**self.supervisor.status(index=index), "ptz": self.ptz.statistics(),
                 "alarm_io": self.alarm_io.statistics() if self.alarm_io else None,
                 "monitor": self.monitor.statistics() if self.monitor else None,
+                "sound": {"outputs": self.audio_outputs.statistics(),
+                          "intercom": self.intercom.statistics() if self.intercom else None},
                 "mqtt": self.mqtt.statistics() if self.mqtt else
                 ({"connected": False, "last_error": self._mqtt_error} if self._mqtt_error else None)}
+
+
+def _intercom(config: Config, outputs: AudioOutputs, clocks: Clocks):
+    """The LINE IN intercom when the config has a LINE IN (the config check saw it has an AUDIO OUT too)."""
+    line_in, device = config.line_in, config.audio_out.device
+    if line_in.device is None or device is None:
+        return None
+    from appliance.sound.intercom import Intercom
+    from hal.audio import make_audio_capture
+
+    return Intercom(microphone=lambda: make_audio_capture(line_in.device, sample_rate=line_in.sample_rate,
+                                                          channels=line_in.channels, clocks=clocks),
+                    speaker=outputs.speaker(device, name="intercom", priority=TALK), clocks=clocks)

@@ -19,6 +19,8 @@ from recorder.live import LiveHub
 from appliance.config.model import Config, OnvifSource, RtspSource
 from appliance.monitor.monitor import ActiveFaults, ChannelInfo, Monitor
 from appliance.ptz.control import PtzControl
+from appliance.sound.intercom import Intercom
+from appliance.sound.output import MONITOR, AudioOutputs
 
 __all__ = ["ChannelInfo", "Monitor", "MonitorSources", "build_monitor", "channel_infos"]
 
@@ -58,6 +60,12 @@ class MonitorSources(Protocol):
     @property
     def ptz(self) -> PtzControl | None: ...
 
+    @property
+    def audio_outputs(self) -> AudioOutputs: ...
+
+    @property
+    def intercom(self) -> Intercom | None: ...
+
     def status(self) -> dict: ...
 
 
@@ -66,10 +74,12 @@ def build_monitor(sources: MonitorSources) -> Monitor:
     config = sources.config.monitor
     request = DisplayRequest(backend=config.backend, size=config.size, refresh_hz=config.refresh_hz,
                              x_display=config.x_display)
+    speaker = None if config.audio_out is None else \
+        sources.audio_outputs.speaker(config.audio_out, name="monitor", priority=MONITOR)
     return Monitor(config, channels=channel_infos(sources.config), live=sources.live, clocks=sources.clocks,
                    open_display=lambda: open_display(request, clocks=sources.clocks), faults=sources.faults,
                    status=sources.status, ptz=sources.ptz, index=lambda: sources.index, root=sources.root,
-                   keys=_evdev_keys(config.evdev, sources.clocks))
+                   keys=_evdev_keys(config.evdev, sources.clocks), speaker=speaker, intercom=sources.intercom)
 
 
 def _evdev_keys(wanted: bool, clocks: Clocks):

@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import Headers
 
-from appliance.web import api, auth, cameras, config_page, disks_page, live, media, ptz_alarms
+from appliance.web import api, auth, cameras, config_page, disks_page, intercom, live, media, ptz_alarms
 from appliance.web.users import UserStore
 from appliance.version import appliance_version
 from appliance.web.login_guard import LoginGuard
@@ -84,7 +84,7 @@ def build_app(ctx: WebContext) -> FastAPI:
         ctx.hosts = HostCheck(listen_host=web.host if web else "127.0.0.1",
                               allowed_hosts=getattr(web, "allowed_hosts", ()), clocks=ctx.appliance.clocks)
     app.add_middleware(HostGuard, hosts=ctx.hosts)
-    for module in (auth, api, media, live, ptz_alarms, config_page, disks_page, cameras):
+    for module in (auth, api, media, live, ptz_alarms, config_page, disks_page, cameras, intercom):
         if hasattr(module, "public_router"):
             app.include_router(module.public_router)
         app.include_router(module.router)

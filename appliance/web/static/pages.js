@@ -1,6 +1,7 @@
 // The smaller pages: export, PTZ, alarms, health, config and users.
 import { api, el, fmtTime, isoLocal, may, onCleanup, state } from "./app.js";
 import { liveTile } from "./live.js";
+import { intercomCard } from "./intercom.js";
 
 function channelSelect(id, filter = () => true) {
   return el("select", { id }, ...state.channels.filter(filter).map((c) => el("option", { value: c.id }, `${c.id} · ${c.name}`)));
@@ -127,6 +128,8 @@ export async function alarmsPage(page) {
   }
   const timer = setInterval(() => load().catch(() => {}), 3000);
   onCleanup(() => clearInterval(timer));
+  const intercom = await intercomCard();
+  if (intercom) page.insertBefore(intercom, page.children[2]);  // under the manual alarm: answer one by voice
   await load();
 }
 
