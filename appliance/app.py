@@ -13,6 +13,8 @@ start in this order, and `stop()` stops them in the reverse order:
 4. MQTT, when `mqtt.enabled`: the broker connection, Home Assistant discovery, the alarm side's
    changes on the bus and the allow-listed commands (appliance/mqtt/). It never waits for the broker:
    one that is down or refuses us shows in the health page while everything else runs.
+   Then the RTSP server, when `rtsp_server.enabled` (appliance/rtsp_server/): an engine process serving
+   the live taps to the web users; if it cannot start, that is logged and recording goes on.
 5. HDMI monitor, when `monitor.enabled`: a thread of its own. If it cannot even be built or started,
    that is logged and recording goes on without it.
 6. web server, when `listen` is given: serves the app built at construction.
@@ -97,6 +99,7 @@ class Appliance:
         self.monitor = None  # appliance.monitor.Monitor while it runs
         self.mqtt = None  # appliance.mqtt.service.MqttService while it runs
         self._mqtt_error: str | None = None
+        self.rtsp_server = None  # appliance.rtsp_server.service.RtspServerService while it runs
         self.service: ServiceIntegration | None = None
         self.stop_requested = stop_requested or threading.Event()
         self.disk_changed = threading.Event()
@@ -111,6 +114,8 @@ class Appliance:
             _Part("PTZ service", self.ptz.start, self.ptz.shutdown),
             _Part("alarm I/O", self._start_alarm_io, self._stop_alarm_io),
             *([_Part("MQTT", self._start_mqtt, self._stop_mqtt)] if config.mqtt.enabled else []),
+            *([_Part("RTSP server", self._start_rtsp_server, self._stop_rtsp_server)]
+              if config.rtsp_server.enabled else []),
             *([_Part("monitor", self._start_monitor, self._stop_monitor)] if config.monitor.enabled else []),
             *([_Part("web server", self._start_web, self._stop_web)] if self.web_server is not None else []),
             _Part("systemd integration", self._start_service, self._stop_service),
@@ -201,6 +206,24 @@ class Appliance:
         if self.mqtt is not None:
             self.mqtt.stop()
             self.mqtt = None
+
+    def _start_rtsp_server(self) -> None:
+        from appliance.rtsp_server.service import RtspServerError, RtspServerService
+        if self.users is None:
+            log.error("the RTSP server needs the web's users (a web listen address); it is not started")
+            return
+        service = RtspServerService(self.config, live=self.live, users=self.users)
+        try:
+            service.start()
+        except RtspServerError:  # recording goes on without it
+            log.exception("the RTSP server could not be started; the appliance runs without it")
+            return
+        self.rtsp_server = service
+
+    def _stop_rtsp_server(self) -> None:
+        if self.rtsp_server is not None:
+            self.rtsp_server.stop()
+            self.rtsp_server = None
 
     def _start_monitor(self) -> None:
         try:

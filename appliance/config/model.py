@@ -38,6 +38,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from base.credentials import mask_credentials
 from appliance.config.ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config.monitor import MonitorConfig
+from appliance.config.box_source import OnvifServerConfig, RtspServerConfig
 from appliance.config.mqtt import MqttConfig
 from appliance.config.onvif import OnvifEndpoint, OnvifSource
 from appliance.config.audio import AudioConfig, check_channel_audio
@@ -560,6 +561,8 @@ class Config(_Section):
     alarms: AlarmsConfig = Field(default_factory=dict, description=AlarmsConfig.__doc__)
     rules: list[RuleConfig] = Field(default_factory=list, description="Linkage rules: when a signal fires, do actions.")
     mqtt: MqttConfig = Field(default_factory=dict, description=MqttConfig.__doc__)
+    rtsp_server: RtspServerConfig = Field(default_factory=dict, description=RtspServerConfig.__doc__)
+    onvif_server: OnvifServerConfig = Field(default_factory=dict, description=OnvifServerConfig.__doc__)
 
     _source_name: str = PrivateAttr("<python>")
 

@@ -1,0 +1,173 @@
+"""The RTSP engine process: GStreamer's RTSP server fed encoded video over stdin (see wire.py).
+
+Run by appliance.rtsp_server.service as `/usr/bin/python3 gst_engine.py --listen HOST:PORT`: the system
+Python has GStreamer's bindings (python3-gi, gir1.2-gst-rtsp-server-1.0), the appliance's virtualenv has
+not. It imports only GStreamer and its sibling `wire`, never the project.
+
+Each mount (`/ch1/main`) is a shared media `appsrc ! h264parse ! rtph264pay`: one pipeline per stream
+however many viewers, started when the first viewer arrives (the engine prints `WANT <mount>` and the
+appliance starts sending that stream's packets) and torn down after the last leaves (`DROP <mount>`).
+Nothing is decoded or encoded: the access units the recorder has are payloaded as they are.
+Buffers are stamped with the pipeline's running time when they arrive (plus the composition offset, so
+B-frames keep their order), which keeps pacing live whatever the source's clock does.
+Viewers authenticate with HTTP Digest against the HA1 list the appliance sends (USERS); there is no
+anonymous access. A malformed frame on stdin ends the process with `ERROR` (the appliance restarts it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+import wire  # noqa: E402  (the sibling module, found through this script's folder)
+
+ROLE = "viewer"  # every web role may watch live, so every user gets this one RTSP role
+LAUNCH = ("( appsrc name=src is-live=true format=time do-timestamp=false block=false max-bytes={max_bytes} "
+          "caps=video/x-h264,stream-format=byte-stream,alignment=au ! "
+          "h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1 )")
+APPSRC_MAX_BYTES = 4 * 1024 * 1024  # queued for one mount before appsrc refuses more (a stalled pipeline)
+READ_BYTES = 256 * 1024
+
+
+def say(line: str) -> None:
+    print(line[:wire.MAX_LINE_CHARS], flush=True)
+
+
+class Engine:
+    """The RTSP server, its mounts and the appsrc of each mount that has viewers."""
+
+    def __init__(self, host: str, port: int):
+        self.server = GstRtspServer.RTSPServer()
+        self.server.set_address(host)
+        self.server.set_service(str(port))
+        self.server.set_backlog(64)
+        self._lock = threading.Lock()
+        self._mounts: list[str] = []
+        self._sources: dict[str, Gst.Element] = {}
+        self._workdir = tempfile.mkdtemp(prefix="nvr-rtsp-")  # private (0700): the HA1 list passes through it
+        self.server.set_auth(self._auth("nvr", []))
+
+    def _auth(self, realm: str, users: list[list[str]]) -> GstRtspServer.RTSPAuth:
+        auth = GstRtspServer.RTSPAuth()
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        auth.set_realm(realm)
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, ROLE)
+        path = os.path.join(self._workdir, "htdigest")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.writelines(f"{name}:{realm}:{ha1}\n" for name, ha1 in users)
+        if users and not auth.parse_htdigest(path, token):
+            say("ERROR the user list could not be loaded")
+        os.unlink(path)
+        return auth
+
+    def set_users(self, body: dict) -> bool:
+        users = [u for u in body.get("users", []) if isinstance(u, list) and len(u) == 2]
+        self.server.set_auth(self._auth(str(body.get("realm", "nvr")), users))
+        return False  # GLib.idle_add: run once
+
+    def set_mounts(self, mounts: list[str]) -> bool:
+        points = self.server.get_mount_points()
+        with self._lock:
+            for path in set(self._mounts) - set(mounts):
+                points.remove_factory(path)
+            for path in mounts:
+                if path not in self._mounts:
+                    points.add_factory(path, self._factory(path))
+            self._mounts = list(mounts)
+        return False
+
+    def _factory(self, path: str) -> GstRtspServer.RTSPMediaFactory:
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(LAUNCH.format(max_bytes=APPSRC_MAX_BYTES))
+        factory.set_shared(True)
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
+        factory.add_role_from_structure(Gst.Structure.from_string(
+            f"{ROLE}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true")[0])
+        factory.connect("media-configure", self._configured, path)
+        return factory
+
+    def _configured(self, _factory, media: GstRtspServer.RTSPMedia, path: str) -> None:
+        source = media.get_element().get_by_name("src")
+        with self._lock:
+            self._sources[path] = source
+        media.connect("unprepared", self._unprepared, path, source)
+        say(f"WANT {path}")
+
+    def _unprepared(self, _media, path: str, source: Gst.Element) -> None:
+        with self._lock:
+            if self._sources.get(path) is source:
+                del self._sources[path]
+        say(f"DROP {path}")
+
+    def push(self, body: bytes) -> None:
+        mount, _dts_ns, cto_ns, keyframe, data = wire.parse_video(body)
+        with self._lock:
+            path = self._mounts[mount] if mount < len(self._mounts) else None
+            source = self._sources.get(path)
+        clock = source.get_clock() if source is not None else None
+        if clock is None:
+            return  # no viewer (yet), or the pipeline is not running: nothing to feed
+        now_ns = clock.get_time() - source.get_base_time()
+        buffer = Gst.Buffer.new_wrapped(data)
+        buffer.dts, buffer.pts = now_ns, now_ns + max(0, cto_ns)
+        if not keyframe:
+            buffer.set_flags(Gst.BufferFlags.DELTA_UNIT)
+        source.emit("push-buffer", buffer)
+
+    def read_commands(self, stream, loop: GLib.MainLoop) -> None:
+        """Read stdin until it closes (the appliance went away): then stop."""
+        reader = wire.FrameReader()
+        try:
+            while chunk := stream.read1(READ_BYTES):
+                for kind, body in reader.feed(chunk):
+                    self._command(kind, body)
+        except (wire.WireError, ValueError) as exc:
+            say(f"ERROR {exc}")
+        GLib.idle_add(loop.quit)
+
+    def _command(self, kind: bytes, body: bytes) -> None:
+        if kind == wire.VIDEO:
+            self.push(body)
+        elif kind == wire.USERS:
+            GLib.idle_add(self.set_users, json.loads(body))
+        elif kind == wire.MOUNTS:
+            mounts = json.loads(body).get("mounts", [])
+            if len(mounts) > wire.MAX_MOUNTS or not all(isinstance(m, str) and m.startswith("/") for m in mounts):
+                raise wire.WireError(f"bad mount list ({len(mounts)} entries)")
+            GLib.idle_add(self.set_mounts, mounts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", default="0.0.0.0:8554", help="HOST:PORT; port 0 picks a free one")
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    Gst.init(None)
+    engine = Engine(host.strip("[]"), int(port))
+    loop = GLib.MainLoop()
+    if engine.server.attach(None) == 0:
+        say(f"ERROR cannot listen on {args.listen}: is the port taken?")
+        return 1
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
+    threading.Thread(target=engine.read_commands, args=(sys.stdin.buffer, loop), name="commands", daemon=True).start()
+    say(f"READY {engine.server.get_bound_port()}")
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The box as an RTSP source, pulled by clients nobody here wrote: FFmpeg and GStreamer's rtspsrc.
+
+They log in with HTTP Digest as web users, and what they receive is what the recorder writes: the same
+H.264 slices, byte for byte, in the same order (remuxed, never re-encoded)."""
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import av
+import pytest
+
+from support.box_rtsp import Box, annexb_slices, is_run_of, recorded_slices, start_box
+from support.rtsp import rtsp_available
+from support.waiting import wait_for
+
+FFMPEG, FFPROBE, GST_LAUNCH = "/usr/bin/ffmpeg", "/usr/bin/ffprobe", shutil.which("gst-launch-1.0")
+pytestmark = pytest.mark.skipif(not rtsp_available()[0] or not Path(FFMPEG).exists(),
+                                reason=f"needs GStreamer's RTSP server and Debian's ffmpeg: {rtsp_available()[1]}")
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory) -> Box:
+    box = start_box(tmp_path_factory.mktemp("box"))
+    wait_for(lambda: box.nvr.supervisor.recorders and box.nvr.supervisor.recorders[0].connected,
+             what="channel 1 to record")
+    yield box
+    box.nvr.stop()
+
+
+def ffmpeg_pull(url: str, out: Path, frames: int = 50) -> subprocess.CompletedProcess:
+    return subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-y", "-rtsp_transport", "tcp", "-i", url, "-map", "0:v",
+                           "-c", "copy", "-frames:v", str(frames), "-f", "h264", str(out)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def decoded_frames(path: Path) -> int:
+    with av.open(str(path), format="h264") as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_ffmpeg_pulls_a_test_pattern_channel_with_digest_and_gets_the_recorded_slices(box, tmp_path):
+    out = tmp_path / "pulled.h264"
+
+    done = ffmpeg_pull(box.url(), out)
+
+    assert done.returncode == 0, done.stderr
+    pulled = annexb_slices(out.read_bytes())
+    assert len(pulled) == 50 and decoded_frames(out) == 50
+    wait_for(lambda: is_run_of(pulled, recorded_slices(box.root)), what="the pulled slices to be on disk, in order",
+             details=lambda: (len(pulled), len(recorded_slices(box.root))))
+
+
+def test_a_wrong_password_is_refused_with_401(box):
+    done = subprocess.run([FFPROBE, "-v", "error", "-rtsp_transport", "tcp", box.url(password="wrong-pass-1")],
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode != 0 and "401" in done.stderr
+
+
+def test_no_credentials_and_an_unknown_user_are_refused(box):
+    anonymous = f"rtsp://127.0.0.1:{box.rtsp_port}/ch1/main"
+    for url in (anonymous, box.url().replace("viewer:", "nobody:")):
+        done = subprocess.run([FFPROBE, "-v", "error", "-rtsp_transport", "tcp", url], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode != 0 and "401" in done.stderr, url
+
+
+def test_a_channel_that_does_not_exist_is_not_found(box):
+    done = subprocess.run([FFPROBE, "-v", "error", "-rtsp_transport", "tcp", box.url("/ch9/main")],
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode != 0 and "404" in done.stderr
+
+
+def test_two_viewers_at_once_both_get_decodable_video_over_udp_and_tcp(box, tmp_path):
+    udp = subprocess.Popen([FFMPEG, "-nostdin", "-v", "error", "-y", "-rtsp_transport", "udp", "-i", box.url(user="admin"),
+                            "-c", "copy", "-frames:v", "50", "-f", "h264", str(tmp_path / "udp.h264")],
+                           stderr=subprocess.PIPE, text=True)
+    tcp = ffmpeg_pull(box.url(), tmp_path / "tcp.h264")
+    _, udp_errors = udp.communicate(timeout=60)
+
+    assert tcp.returncode == 0 and udp.returncode == 0, (tcp.stderr, udp_errors)
+    assert decoded_frames(tmp_path / "tcp.h264") == 50 and decoded_frames(tmp_path / "udp.h264") == 50
+
+
+@pytest.mark.skipif(GST_LAUNCH is None, reason="needs gst-launch-1.0 (gstreamer1.0-tools)")
+def test_gstreamer_rtspsrc_pulls_the_recorded_slices_too(box, tmp_path):
+    out = tmp_path / "gst.h264"
+    gst = subprocess.Popen([GST_LAUNCH, "-q", "-e", "rtspsrc", f"location=rtsp://127.0.0.1:{box.rtsp_port}/ch1/main",
+                            "user-id=viewer", "user-pw=viewer-pass-1", "protocols=tcp", "!", "rtph264depay", "!",
+                            "h264parse", "!", "video/x-h264,stream-format=byte-stream,alignment=au", "!",
+                            "filesink", f"location={out}"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: out.exists() and len(annexb_slices(out.read_bytes())) >= 40, what="rtspsrc to receive 40 frames")
+    finally:
+        gst.send_signal(signal.SIGINT)
+        gst.communicate(timeout=30)
+
+    pulled = annexb_slices(out.read_bytes())
+    wait_for(lambda: is_run_of(pulled, recorded_slices(box.root)), what="rtspsrc's slices to be on disk, in order")
+
+
+def test_a_user_added_while_running_can_pull_within_moments(box, tmp_path):
+    box.nvr.users.add_user("latecomer", "late-pass-1", "viewer")
+    url = box.url().replace("viewer:viewer-pass-1", "latecomer:late-pass-1")
+
+    wait_for(lambda: ffmpeg_pull(url, tmp_path / "late.h264", frames=5).returncode == 0,
+             what="the new user to be let in")
