@@ -14,7 +14,8 @@ start in this order, and `stop()` stops them in the reverse order:
    changes on the bus and the allow-listed commands (appliance/mqtt/). It never waits for the broker:
    one that is down or refuses us shows in the health page while everything else runs.
    Then the RTSP server, when `rtsp_server.enabled` (appliance/rtsp_server/): an engine process serving
-   the live taps to the web users; if it cannot start, that is logged and recording goes on.
+   the live taps to the web users; if it cannot start, that is logged and recording goes on. Then the
+   ONVIF service and WS-Discovery, when `onvif_server.enabled` (appliance/onvif_server/), likewise.
 5. HDMI monitor, when `monitor.enabled`: a thread of its own. If it cannot even be built or started,
    that is logged and recording goes on without it.
 6. web server, when `listen` is given: serves the app built at construction.
@@ -100,6 +101,7 @@ class Appliance:
         self.mqtt = None  # appliance.mqtt.service.MqttService while it runs
         self._mqtt_error: str | None = None
         self.rtsp_server = None  # appliance.rtsp_server.service.RtspServerService while it runs
+        self.onvif_server = None  # appliance.onvif_server.service.OnvifServer while it runs
         self.service: ServiceIntegration | None = None
         self.stop_requested = stop_requested or threading.Event()
         self.disk_changed = threading.Event()
@@ -116,6 +118,7 @@ class Appliance:
             *([_Part("MQTT", self._start_mqtt, self._stop_mqtt)] if config.mqtt.enabled else []),
             *([_Part("RTSP server", self._start_rtsp_server, self._stop_rtsp_server)]
               if config.rtsp_server.enabled else []),
+            *([_Part("ONVIF service", self._start_onvif, self._stop_onvif)] if config.onvif_server.enabled else []),
             *([_Part("monitor", self._start_monitor, self._stop_monitor)] if config.monitor.enabled else []),
             *([_Part("web server", self._start_web, self._stop_web)] if self.web_server is not None else []),
             _Part("systemd integration", self._start_service, self._stop_service),
@@ -224,6 +227,25 @@ class Appliance:
         if self.rtsp_server is not None:
             self.rtsp_server.stop()
             self.rtsp_server = None
+
+    def _start_onvif(self) -> None:
+        from appliance.onvif_server.service import OnvifServer
+        if self.rtsp_server is None:
+            log.error("the ONVIF service hands out the RTSP server's URIs, and it is not running; not started")
+            return
+        try:
+            server = OnvifServer(self.config, live=self.live, users=self.users, rtsp_port=self.rtsp_server.port,
+                                 clocks=self.clocks)
+            server.start()
+        except OSError:  # the port is taken, ...: recording goes on without it
+            log.exception("the ONVIF service could not be started; the appliance runs without it")
+            return
+        self.onvif_server = server
+
+    def _stop_onvif(self) -> None:
+        if self.onvif_server is not None:
+            self.onvif_server.stop()
+            self.onvif_server = None
 
     def _start_monitor(self) -> None:
         try:

@@ -4,7 +4,7 @@ Run by appliance.rtsp_server.service as `/usr/bin/python3 gst_engine.py --listen
 Python has GStreamer's bindings (python3-gi, gir1.2-gst-rtsp-server-1.0), the appliance's virtualenv has
 not. It imports only GStreamer and its sibling `wire`, never the project.
 
-Each mount (`/ch1/main`) is a shared media `appsrc ! h264parse ! rtph264pay`: one pipeline per stream
+Each mount (`/ch1/main`) is a shared media `appsrc ! rtph264pay`: one pipeline per stream
 however many viewers, started when the first viewer arrives (the engine prints `WANT <mount>` and the
 appliance starts sending that stream's packets) and torn down after the last leaves (`DROP <mount>`).
 Nothing is decoded or encoded: the access units the recorder has are payloaded as they are.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -35,9 +36,13 @@ import wire  # noqa: E402  (the sibling module, found through this script's fold
 ROLE = "viewer"  # every web role may watch live, so every user gets this one RTSP role
 LAUNCH = ("( appsrc name=src is-live=true format=time do-timestamp=false block=false max-bytes={max_bytes} "
           "caps=video/x-h264,stream-format=byte-stream,alignment=au ! "
-          "h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1 )")
+          "rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )")
 APPSRC_MAX_BYTES = 4 * 1024 * 1024  # queued for one mount before appsrc refuses more (a stalled pipeline)
 READ_BYTES = 256 * 1024
+# appsrc: gstreamer1.0-plugins-base; the payloader, RTP sessions and UDP: gstreamer1.0-plugins-good.
+# No parser: the appliance sends whole access units with SPS/PPS before every keyframe, which is what
+# rtph264pay wants, and so the image needs no gstreamer1.0-plugins-bad.
+ELEMENTS = ("appsrc", "rtph264pay", "rtpbin", "udpsink", "udpsrc")
 
 
 def say(line: str) -> None:
@@ -55,7 +60,7 @@ class Engine:
         self._lock = threading.Lock()
         self._mounts: list[str] = []
         self._sources: dict[str, Gst.Element] = {}
-        self._workdir = tempfile.mkdtemp(prefix="nvr-rtsp-")  # private (0700): the HA1 list passes through it
+        self.workdir = tempfile.mkdtemp(prefix="nvr-rtsp-")  # private (0700): the HA1 list passes through it
         self.server.set_auth(self._auth("nvr", []))
 
     def _auth(self, realm: str, users: list[list[str]]) -> GstRtspServer.RTSPAuth:
@@ -64,7 +69,7 @@ class Engine:
         auth.set_realm(realm)
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, ROLE)
-        path = os.path.join(self._workdir, "htdigest")
+        path = os.path.join(self.workdir, "htdigest")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.writelines(f"{name}:{realm}:{ha1}\n" for name, ha1 in users)
@@ -156,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     Gst.init(None)
+    missing = [name for name in ELEMENTS if Gst.ElementFactory.find(name) is None]
+    if missing:
+        say(f"ERROR GStreamer elements missing: {' '.join(missing)} (install gstreamer1.0-plugins-base and -good)")
+        return 1
     engine = Engine(host.strip("[]"), int(port))
     loop = GLib.MainLoop()
     if engine.server.attach(None) == 0:
@@ -165,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
     threading.Thread(target=engine.read_commands, args=(sys.stdin.buffer, loop), name="commands", daemon=True).start()
     say(f"READY {engine.server.get_bound_port()}")
-    loop.run()
+    try:
+        loop.run()
+    finally:
+        shutil.rmtree(engine.workdir, ignore_errors=True)
     return 0
 
 

@@ -1,0 +1,150 @@
+"""The ONVIF device and media services (Profile S subset), sans-IO: a request's bytes in, a status and bytes out.
+
+Served: device GetSystemDateAndTime, GetCapabilities, GetServices (these three without credentials, as
+ONVIF's core spec allows, so clients can learn the clock and the services first), GetDeviceInformation,
+GetScopes; media GetProfiles, GetProfile, GetStreamUri, GetSnapshotUri. One profile per channel stream
+(`ch1_main`, `ch1_sub`), whose stream URI is the box's RTSP server and whose snapshot URI is this
+service's `/onvif/snapshot/N/STREAM`. Everything else is answered with ter:ActionNotSupported.
+
+Who may ask: the web's users. A request proves it with a WS-UsernameToken with PasswordText (checked
+against the scrypt hash) or with HTTP Digest (checked against the stored HA1). PasswordDigest cannot be
+checked without the plain password, which the box does not keep, and is refused saying so.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from appliance.config.model import Config
+from appliance.onvif_server import responses as r
+from appliance.onvif_server.http_digest import DigestChecker
+from appliance.onvif_server.xml_reader import PASSWORD_DIGEST, SoapRequest, XmlError, parse_soap
+from appliance.rtsp_server.mounts import mounts
+from appliance.version import appliance_version
+from appliance.web.users import DIGEST_REALM, BadCredentials, User, UserStore
+from recorder.live import LiveHub
+
+log = logging.getLogger("nvr.onvif_server")
+
+DEVICE_PATH = "/onvif/device_service"
+SNAPSHOT_PATH = "/onvif/snapshot"
+PRE_AUTH = frozenset({"GetSystemDateAndTime", "GetCapabilities", "GetServices"})
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class NotAuthorized(PermissionError):
+    """The request names no user, a wrong password, or a way of proving it the box cannot check."""
+
+
+def device_uuid(name: str) -> uuid.UUID:
+    """The box's WS-Discovery endpoint id: stable for a host name and device name."""
+    return uuid.uuid5(uuid.NAMESPACE_DNS, f"{platform.node()}.{name}.nvr")
+
+
+class DeviceService:
+    """Answers ONVIF SOAP requests for the channels of `config`, with URIs on the host the client reached."""
+
+    def __init__(self, config: Config, *, live: LiveHub, users: UserStore, rtsp_port: int, http_port: int,
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+        self._config, self._live, self._users, self._now = config, live, users, now
+        self._rtsp_port, self._http_port = rtsp_port, http_port
+        self.digest = DigestChecker(DIGEST_REALM)
+        self.uuid = device_uuid(config.onvif_server.name)
+        self.refused = self.answered = 0
+
+    def handle(self, body: bytes, *, host: str, authorization: str | None) -> Answer:
+        """The answer to one POST to DEVICE_PATH; `host` is the address the client reached us on."""
+        try:
+            request = parse_soap(body)
+        except XmlError as exc:
+            self.refused += 1
+            return Answer(400, r.fault("ter:WellFormed", f"the request was refused: {exc}"))
+        operation = request.operation.name
+        try:
+            user = None if operation in PRE_AUTH else self.authenticate(request, authorization)
+        except NotAuthorized as exc:
+            self.refused += 1
+            return Answer(400, r.fault("ter:NotAuthorized", str(exc)), (("WWW-Authenticate", self.digest.challenge()),))
+        answer = self._operation(request, operation, self._host(host))
+        self.answered += 1
+        log.debug("%s by %s: %d", operation, user.name if user else "-", answer.status)
+        return answer
+
+    def _host(self, host: str) -> str:
+        address = self._config.onvif_server.address or host
+        return f"[{address}]" if ":" in address else address
+
+    def authenticate(self, request: SoapRequest, authorization: str | None) -> User:
+        if authorization:
+            name = self.digest.check(authorization, "POST", self.ha1_of)
+            user = self._users.user(name) if name is not None else None
+            if user is not None:
+                return user
+        token = request.token
+        if token is None:
+            raise NotAuthorized("log in: send a WS-UsernameToken (PasswordText) or use HTTP Digest")
+        if token.password_type == PASSWORD_DIGEST:
+            raise NotAuthorized("PasswordDigest cannot be checked: the box keeps no plain passwords. Send "
+                                "PasswordText (on a LAN you trust) or use HTTP Digest")
+        try:
+            return self._users.check_password(token.username, token.password)
+        except BadCredentials as exc:
+            raise NotAuthorized(str(exc)) from exc
+
+    def ha1_of(self, name: str) -> str | None:
+        return next((ha1 for user, ha1 in self._users.digest_credentials() if user.name == name), None)
+
+    def _operation(self, request: SoapRequest, operation: str, host: str) -> Answer:
+        service_url = f"http://{host}:{self._http_port}{DEVICE_PATH}"
+        simple = {
+            "GetSystemDateAndTime": lambda: r.system_date_and_time(self._now()),
+            "GetCapabilities": lambda: r.capabilities(service_url),
+            "GetServices": lambda: r.services(service_url),
+            "GetDeviceInformation": lambda: r.device_information(self.info()),
+            "GetScopes": lambda: r.scopes(self._config.onvif_server.name),
+            "GetProfiles": lambda: r.profiles(self.profiles()),
+        }
+        if operation in simple:
+            return Answer(200, simple[operation]())
+        if operation in ("GetProfile", "GetStreamUri", "GetSnapshotUri"):
+            return self._profile_operation(request, operation, host)
+        return Answer(400, r.fault("ter:ActionNotSupported", f"{operation} is not served by this box"))
+
+    def _profile_operation(self, request: SoapRequest, operation: str, host: str) -> Answer:
+        token = request.operation.find_text("ProfileToken")
+        found = next((p for p in self.profiles() if p.token == token), None)
+        if found is None:
+            return Answer(400, r.fault("ter:NoProfile", f"no profile {token!r}; GetProfiles lists them"))
+        if operation == "GetProfile":
+            return Answer(200, r.profile(found))
+        if operation == "GetStreamUri":
+            return Answer(200, r.media_uri(operation, f"rtsp://{host}:{self._rtsp_port}/ch{found.channel}/{found.stream}"))
+        return Answer(200, r.media_uri(operation, f"http://{host}:{self._http_port}{SNAPSHOT_PATH}/"
+                                                  f"{found.channel}/{found.stream}"))
+
+    def info(self) -> r.DeviceInfo:
+        return r.DeviceInfo("nvr project", "nvr hybrid recorder", appliance_version(), str(self.uuid),
+                            platform.machine() or "unknown")
+
+    def profiles(self) -> list[r.StreamProfile]:
+        """One profile per served stream; its size and rate from the live stream, else from the config."""
+        by_id = {channel.id: channel for channel in self._config.channels}
+        items = []
+        for _path, channel, stream in mounts(self._config):
+            source, info = by_id[channel].source, self._live.stream(channel, stream).info
+            width = info.width if info else getattr(source, "width", None) or 0
+            height = info.height if info else getattr(source, "height", None) or 0
+            fps = (info.fps if info and info.fps else None) or getattr(source, "fps", None) or 25.0
+            items.append(r.StreamProfile(f"ch{channel}_{stream}", f"{by_id[channel].name} {stream}", channel, stream,
+                                         width, height, fps))
+        return items
