@@ -108,6 +108,8 @@ def parse_xml(data: bytes) -> Element:
         parser.Parse(data, True)
     except xml.parsers.expat.ExpatError as exc:
         raise XmlError(f"not well-formed XML: {exc}") from exc
+    except (LookupError, ValueError) as exc:  # an XML declaration naming an encoding expat or Python lacks (fuzzing)
+        raise XmlError(f"unreadable text encoding: {exc}") from exc
     if builder.root is None:
         raise XmlError("no element")
     return builder.root
