@@ -2,7 +2,7 @@
 
 Served: device GetSystemDateAndTime, GetCapabilities, GetServices (these three without credentials, as
 ONVIF's core spec allows, so clients can learn the clock and the services first), GetDeviceInformation,
-GetScopes; media GetProfiles, GetProfile, GetStreamUri, GetSnapshotUri. One profile per channel stream
+GetScopes; media GetProfiles, GetProfile, GetVideoSources, GetStreamUri, GetSnapshotUri. One profile per channel stream
 (`ch1_main`, `ch1_sub`), whose stream URI is the box's RTSP server and whose snapshot URI is this
 service's `/onvif/snapshot/N/STREAM`. Everything else is answered with ter:ActionNotSupported.
 
@@ -43,7 +43,13 @@ class Answer:
 
 
 class NotAuthorized(PermissionError):
-    """The request names no user, a wrong password, or a way of proving it the box cannot check."""
+    """The request names no user, a wrong password, or a way of proving it the box cannot check.
+    `status`: 401 (with a Digest challenge) when it brought no credentials at all, as ONVIF's core spec
+    asks, so plain HTTP Digest clients answer the challenge; 400 with the SOAP fault otherwise."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 def device_uuid(name: str) -> uuid.UUID:
@@ -74,7 +80,8 @@ class DeviceService:
             user = None if operation in PRE_AUTH else self.authenticate(request, authorization)
         except NotAuthorized as exc:
             self.refused += 1
-            return Answer(400, r.fault("ter:NotAuthorized", str(exc)), (("WWW-Authenticate", self.digest.challenge()),))
+            return Answer(exc.status, r.fault("ter:NotAuthorized", str(exc)),
+                          (("WWW-Authenticate", self.digest.challenge()),))
         answer = self._operation(request, operation, self._host(host))
         self.answered += 1
         log.debug("%s by %s: %d", operation, user.name if user else "-", answer.status)
@@ -92,7 +99,8 @@ class DeviceService:
                 return user
         token = request.token
         if token is None:
-            raise NotAuthorized("log in: send a WS-UsernameToken (PasswordText) or use HTTP Digest")
+            raise NotAuthorized("log in: send a WS-UsernameToken (PasswordText) or use HTTP Digest",
+                                401 if not authorization else 400)
         if token.password_type == PASSWORD_DIGEST:
             raise NotAuthorized("PasswordDigest cannot be checked: the box keeps no plain passwords. Send "
                                 "PasswordText (on a LAN you trust) or use HTTP Digest")
@@ -113,6 +121,7 @@ class DeviceService:
             "GetDeviceInformation": lambda: r.device_information(self.info()),
             "GetScopes": lambda: r.scopes(self._config.onvif_server.name),
             "GetProfiles": lambda: r.profiles(self.profiles()),
+            "GetVideoSources": lambda: r.video_sources(self.profiles()),
         }
         if operation in simple:
             return Answer(200, simple[operation]())

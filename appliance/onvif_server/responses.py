@@ -134,3 +134,11 @@ def media_uri(operation: str, uri: str) -> bytes:
                     "<tt:InvalidAfterConnect>false</tt:InvalidAfterConnect><tt:InvalidAfterReboot>false"
                     "</tt:InvalidAfterReboot><tt:Timeout>PT0S</tt:Timeout></trt:MediaUri>"
                     f"</trt:{operation}Response>")
+
+
+def video_sources(items: list[StreamProfile]) -> bytes:
+    """One video source per channel, sized as its main stream."""
+    body = "".join(f"<trt:VideoSources token={quoteattr(f'src{p.channel}')}><tt:Framerate>{p.fps:g}</tt:Framerate>"
+                   f"<tt:Resolution><tt:Width>{p.width}</tt:Width><tt:Height>{p.height}</tt:Height></tt:Resolution>"
+                   "</trt:VideoSources>" for p in items if p.stream == "main")
+    return envelope(f"<trt:GetVideoSourcesResponse>{body}</trt:GetVideoSourcesResponse>")
