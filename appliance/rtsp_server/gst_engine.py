@@ -24,14 +24,21 @@ import sys
 import tempfile
 import threading
 
-import gi
+try:
+    import gi
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtsp", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
+except (ImportError, ValueError) as exc:  # the appliance's virtualenv importing this module: main() says so
+    GI_MISSING = f"GStreamer's Python bindings are missing ({exc}): install python3-gi and gir1.2-gst-rtsp-server-1.0"
+else:
+    GI_MISSING = None
 
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtsp", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
-
-import wire  # noqa: E402  (the sibling module, found through this script's folder)
+if __package__:  # imported as appliance.rtsp_server.gst_engine (the wheel's import check)
+    from appliance.rtsp_server import wire
+else:  # run as a script by the system python, where the appliance is not installed: the sibling file
+    import wire
 
 ROLE = "viewer"  # every web role may watch live, so every user gets this one RTSP role
 LAUNCH = ("( appsrc name=src is-live=true format=time do-timestamp=false block=false max-bytes={max_bytes} "
@@ -159,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="0.0.0.0:8554", help="HOST:PORT; port 0 picks a free one")
     args = parser.parse_args(argv)
+    if GI_MISSING:
+        say(f"ERROR {GI_MISSING}")
+        return 1
     host, _, port = args.listen.rpartition(":")
     Gst.init(None)
     missing = [name for name in ELEMENTS if Gst.ElementFactory.find(name) is None]
