@@ -8,8 +8,8 @@ Each mount (`/ch1/main`) is a shared media `appsrc ! rtph264pay`: one pipeline p
 however many viewers, started when the first viewer arrives (the engine prints `WANT <mount>` and the
 appliance starts sending that stream's packets) and torn down after the last leaves (`DROP <mount>`).
 Nothing is decoded or encoded: the access units the recorder has are payloaded as they are.
-Buffers are stamped with the pipeline's running time when they arrive (plus the composition offset, so
-B-frames keep their order), which keeps pacing live whatever the source's clock does.
+Buffers keep the source's spacing, placed on the pipeline's running time by an offset taken at the first
+packet (and taken again after a jump), plus the composition offset so B-frames keep their order.
 Viewers authenticate with HTTP Digest against the HA1 list the appliance sends (USERS); there is no
 anonymous access. A malformed frame on stdin ends the process with `ERROR` (the appliance restarts it).
 """
@@ -46,6 +46,7 @@ LAUNCH = ("( appsrc name=src is-live=true format=time do-timestamp=false block=f
           "rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )")
 APPSRC_MAX_BYTES = 4 * 1024 * 1024  # queued for one mount before appsrc refuses more (a stalled pipeline)
 READ_BYTES = 256 * 1024
+REBASE_NS = 1_000_000_000  # source time and arrival time further apart than this: start the offset again
 # appsrc: gstreamer1.0-plugins-base; the payloader, RTP sessions and UDP: gstreamer1.0-plugins-good.
 # No parser: the appliance sends whole access units with SPS/PPS before every keyframe, which is what
 # rtph264pay wants, and so the image needs no gstreamer1.0-plugins-bad.
@@ -67,6 +68,7 @@ class Engine:
         self._lock = threading.Lock()
         self._mounts: list[str] = []
         self._sources: dict[str, Gst.Element] = {}
+        self._timing: dict[Gst.Element, tuple[int | None, int]] = {}  # per appsrc: (offset_ns, last dts_ns)
         self.workdir = tempfile.mkdtemp(prefix="nvr-rtsp-")  # private (0700): the HA1 list passes through it
         self.server.set_auth(self._auth("nvr", []))
 
@@ -122,22 +124,36 @@ class Engine:
         with self._lock:
             if self._sources.get(path) is source:
                 del self._sources[path]
+            self._timing.pop(source, None)
         say(f"DROP {path}")
 
     def push(self, body: bytes) -> None:
-        mount, _dts_ns, cto_ns, keyframe, data = wire.parse_video(body)
+        mount, dts_ns, cto_ns, keyframe, data = wire.parse_video(body)
         with self._lock:
             path = self._mounts[mount] if mount < len(self._mounts) else None
             source = self._sources.get(path)
         clock = source.get_clock() if source is not None else None
         if clock is None:
             return  # no viewer (yet), or the pipeline is not running: nothing to feed
-        now_ns = clock.get_time() - source.get_base_time()
+        dts_ns = self._stamp(source, dts_ns, clock.get_time() - source.get_base_time())
         buffer = Gst.Buffer.new_wrapped(data)
-        buffer.dts, buffer.pts = now_ns, now_ns + max(0, cto_ns)
+        buffer.dts, buffer.pts = dts_ns, dts_ns + max(0, cto_ns)
         if not keyframe:
             buffer.set_flags(Gst.BufferFlags.DELTA_UNIT)
         source.emit("push-buffer", buffer)
+
+    def _stamp(self, source: Gst.Element, dts_ns: int, now_ns: int) -> int:
+        """The running time for a packet stamped `dts_ns` by its source, arriving at running time `now_ns`.
+
+        The source's spacing is kept (a burst after a stall plays at the right pace) on an offset set by
+        the first packet, set again when the source's time and ours part by more than REBASE_NS (a new
+        run, a jump); and timestamps always rise, which RTP receivers need."""
+        offset, last = self._timing.get(source, (None, -1))
+        if offset is None or abs(dts_ns + offset - now_ns) > REBASE_NS:
+            offset = now_ns - dts_ns
+        stamped = max(dts_ns + offset, last + 1_000_000)
+        self._timing[source] = (offset, stamped)
+        return stamped
 
     def read_commands(self, stream, loop: GLib.MainLoop) -> None:
         """Read stdin until it closes (the appliance went away): then stop."""
