@@ -344,10 +344,12 @@ class Appliance:
         return self.supervisor.restart_channels(config, channel_ids)
 
     def status(self, *, index: Index | None = None) -> dict:
-        """Everything the health page shows, as plain data: the recorder's status plus PTZ, alarm I/O
-        and the monitor. `index`: a reader connection to count through (the web's)."""
+        """Everything the health page shows, as plain data: the recorder's status plus PTZ, alarm I/O,
+        the monitor, MQTT and the RTSP/ONVIF servers. `index`: a reader connection to count through (the web's)."""
         return {**self.supervisor.status(index=index), "ptz": self.ptz.statistics(),
                 "alarm_io": self.alarm_io.statistics() if self.alarm_io else None,
                 "monitor": self.monitor.statistics() if self.monitor else None,
                 "mqtt": self.mqtt.statistics() if self.mqtt else
-                ({"connected": False, "last_error": self._mqtt_error} if self._mqtt_error else None)}
+                ({"connected": False, "last_error": self._mqtt_error} if self._mqtt_error else None),
+                "rtsp_server": self.rtsp_server.statistics() if self.rtsp_server else None,
+                "onvif_server": self.onvif_server.statistics() if self.onvif_server else None}

@@ -113,7 +113,11 @@ def run_case(channels: int, viewers: int, clip, args, work: Path) -> list:
         for client in clients:
             client.terminate()
         for client in clients:
-            client.wait()
+            try:
+                client.wait(5)
+            except subprocess.TimeoutExpired:  # an ffmpeg waiting on its TEARDOWN answer behind queued RTP data
+                client.kill()
+                client.wait()
         service.stop()
         replay.stop()
         users.close()

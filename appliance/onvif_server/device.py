@@ -68,8 +68,8 @@ class DeviceService:
         self.uuid = device_uuid(config.onvif_server.name)
         self.refused = self.answered = 0
 
-    def handle(self, body: bytes, *, host: str, authorization: str | None) -> Answer:
-        """The answer to one POST to DEVICE_PATH; `host` is the address the client reached us on."""
+    def handle(self, body: bytes, *, host: str, authorization: str | None, uri: str = DEVICE_PATH) -> Answer:
+        """The answer to one POST to `uri` (DEVICE_PATH); `host` is the address the client reached us on."""
         try:
             request = parse_soap(body)
         except XmlError as exc:
@@ -77,7 +77,7 @@ class DeviceService:
             return Answer(400, r.fault("ter:WellFormed", f"the request was refused: {exc}"))
         operation = request.operation.name
         try:
-            user = None if operation in PRE_AUTH else self.authenticate(request, authorization)
+            user = None if operation in PRE_AUTH else self.authenticate(request, authorization, uri)
         except NotAuthorized as exc:
             self.refused += 1
             return Answer(exc.status, r.fault("ter:NotAuthorized", str(exc)),
@@ -91,9 +91,9 @@ class DeviceService:
         address = self._config.onvif_server.address or host
         return f"[{address}]" if ":" in address else address
 
-    def authenticate(self, request: SoapRequest, authorization: str | None) -> User:
+    def authenticate(self, request: SoapRequest, authorization: str | None, uri: str = DEVICE_PATH) -> User:
         if authorization:
-            name = self.digest.check(authorization, "POST", self.ha1_of)
+            name = self.digest.check(authorization, "POST", uri, self.ha1_of)
             user = self._users.user(name) if name is not None else None
             if user is not None:
                 return user

@@ -50,10 +50,11 @@ class DigestChecker:
     def challenge(self) -> str:
         return f'Digest realm="{self.realm}", qop="auth", algorithm=MD5, nonce="{self._nonce(int(self._clock()) + NONCE_S)}"'
 
-    def check(self, header: str, method: str, ha1_of: Callable[[str], str | None]) -> str | None:
-        """The user name if `header` is a valid Digest answer to one of our nonces, else None."""
+    def check(self, header: str, method: str, uri: str, ha1_of: Callable[[str], str | None]) -> str | None:
+        """The user name if `header` is a valid Digest answer to one of our nonces for `method` on `uri`
+        (the request's path), else None."""
         p = parse_digest_header(header)
-        if p is None or not all(k in p for k in ("username", "realm", "nonce", "uri", "response")):
+        if p is None or not all(k in p for k in ("username", "realm", "nonce", "uri", "response")) or p["uri"] != uri:
             return None
         expires, _, _ = p["nonce"].partition(":")
         if p["realm"] != self.realm or not expires.isdigit() or int(expires) < self._clock() \

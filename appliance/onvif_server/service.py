@@ -81,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(413, b"a Content-Length up to 64 KiB is needed\n", "text/plain")
         body = self.rfile.read(int(length))
         answer = self.server.onvif.device.handle(body, host=self.connection.getsockname()[0],
-                                                 authorization=self.headers.get("Authorization"))
+                                                 authorization=self.headers.get("Authorization"), uri=self.path)
         self._send(answer.status, answer.body, "application/soap+xml; charset=utf-8", answer.headers)
 
     def do_GET(self) -> None:
@@ -89,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         if match is None:
             return self._send(404, b"not found\n", "text/plain")
         onvif = self.server.onvif
-        if not onvif.may_see(self.headers.get("Authorization"), "GET"):
+        if not onvif.may_see(self.headers.get("Authorization"), "GET", self.path):
             return self._send(401, b"log in\n", "text/plain", (("WWW-Authenticate", onvif.device.digest.challenge()),))
         jpeg = live_jpeg(onvif.live.stream(int(match.group(1)), match.group(2)), clocks=onvif.clocks)
         if jpeg is None:
@@ -125,7 +125,7 @@ class OnvifServer:
         self._http.shutdown()
         self._http.server_close()
 
-    def may_see(self, authorization: str | None, method: str) -> bool:
+    def may_see(self, authorization: str | None, method: str, uri: str) -> bool:
         """True for a valid Digest answer (HA1) or Basic credentials (scrypt) of a web user."""
         if not authorization:
             return False
@@ -136,7 +136,7 @@ class OnvifServer:
                 return True
             except (ValueError, UnicodeDecodeError, BadCredentials):
                 return False
-        return self.device.digest.check(authorization, method, self.device.ha1_of) is not None
+        return self.device.digest.check(authorization, method, uri, self.device.ha1_of) is not None
 
     def statistics(self) -> dict:
         stats = {"port": self.port, "answered": self.device.answered, "refused": self.device.refused}
