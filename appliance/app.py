@@ -211,14 +211,14 @@ class Appliance:
             self.mqtt = None
 
     def _start_rtsp_server(self) -> None:
-        from appliance.rtsp_server.service import RtspServerError, RtspServerService
+        from appliance.rtsp_server.service import RtspServerService
         if self.users is None:
             log.error("the RTSP server needs the web's users (a web listen address); it is not started")
             return
-        service = RtspServerService(self.config, live=self.live, users=self.users)
         try:
+            service = RtspServerService(self.config, live=self.live, users=self.users)
             service.start()
-        except RtspServerError:  # recording goes on without it
+        except Exception:  # RtspServerError, or anything else: recording goes on without it
             log.exception("the RTSP server could not be started; the appliance runs without it")
             return
         self.rtsp_server = service
@@ -237,7 +237,7 @@ class Appliance:
             server = OnvifServer(self.config, live=self.live, users=self.users, rtsp_port=self.rtsp_server.port,
                                  clocks=self.clocks)
             server.start()
-        except OSError:  # the port is taken, ...: recording goes on without it
+        except Exception:  # the port is taken, ...: recording goes on without it
             log.exception("the ONVIF service could not be started; the appliance runs without it")
             return
         self.onvif_server = server
@@ -340,8 +340,14 @@ class Appliance:
         return rows
 
     def restart_channels(self, config: Config, channel_ids: list[int]) -> list[int]:
-        """See `Supervisor.restart_channels`: only the changed channels restart."""
-        return self.supervisor.restart_channels(config, channel_ids)
+        """See `Supervisor.restart_channels`: only the changed channels restart; the RTSP and ONVIF
+        servers then serve the new channel list."""
+        started = self.supervisor.restart_channels(config, channel_ids)
+        if self.rtsp_server is not None:
+            self.rtsp_server.update(config)
+        if self.onvif_server is not None:
+            self.onvif_server.device.config = config
+        return started
 
     def status(self, *, index: Index | None = None) -> dict:
         """Everything the health page shows, as plain data: the recorder's status plus PTZ, alarm I/O,

@@ -62,7 +62,8 @@ class DeviceService:
 
     def __init__(self, config: Config, *, live: LiveHub, users: UserStore, rtsp_port: int, http_port: int,
                  now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
-        self._config, self._live, self._users, self._now = config, live, users, now
+        self.config = config  # the running config; the appliance replaces it when the config page changes channels
+        self._live, self._users, self._now = live, users, now
         self._rtsp_port, self._http_port = rtsp_port, http_port
         self.digest = DigestChecker(DIGEST_REALM)
         self.uuid = device_uuid(config.onvif_server.name)
@@ -88,7 +89,7 @@ class DeviceService:
         return answer
 
     def _host(self, host: str) -> str:
-        address = self._config.onvif_server.address or host
+        address = self.config.onvif_server.address or host
         return f"[{address}]" if ":" in address else address
 
     def authenticate(self, request: SoapRequest, authorization: str | None, uri: str = DEVICE_PATH) -> User:
@@ -119,7 +120,7 @@ class DeviceService:
             "GetCapabilities": lambda: r.capabilities(service_url),
             "GetServices": lambda: r.services(service_url),
             "GetDeviceInformation": lambda: r.device_information(self.info()),
-            "GetScopes": lambda: r.scopes(self._config.onvif_server.name),
+            "GetScopes": lambda: r.scopes(self.config.onvif_server.name),
             "GetProfiles": lambda: r.profiles(self.profiles()),
             "GetVideoSources": lambda: r.video_sources(self.profiles()),
         }
@@ -147,9 +148,9 @@ class DeviceService:
 
     def profiles(self) -> list[r.StreamProfile]:
         """One profile per served stream; its size and rate from the live stream, else from the config."""
-        by_id = {channel.id: channel for channel in self._config.channels}
+        by_id = {channel.id: channel for channel in self.config.channels}
         items = []
-        for _path, channel, stream in mounts(self._config):
+        for _path, channel, stream in mounts(self.config):
             source, info = by_id[channel].source, self._live.stream(channel, stream).info
             width = info.width if info else getattr(source, "width", None) or 0
             height = info.height if info else getattr(source, "height", None) or 0

@@ -93,12 +93,13 @@ class Engine:
         return False  # GLib.idle_add: run once
 
     def set_mounts(self, mounts: list[str]) -> bool:
+        """Serve `mounts` (by wire index; "" marks an index no longer used): add new paths, remove gone ones."""
         points = self.server.get_mount_points()
         with self._lock:
-            for path in set(self._mounts) - set(mounts):
+            for path in set(self._mounts) - set(mounts) - {""}:
                 points.remove_factory(path)
             for path in mounts:
-                if path not in self._mounts:
+                if path and path not in self._mounts:
                     points.add_factory(path, self._factory(path))
             self._mounts = list(mounts)
         return False
@@ -173,7 +174,8 @@ class Engine:
             GLib.idle_add(self.set_users, json.loads(body))
         elif kind == wire.MOUNTS:
             mounts = json.loads(body).get("mounts", [])
-            if len(mounts) > wire.MAX_MOUNTS or not all(isinstance(m, str) and m.startswith("/") for m in mounts):
+            if len(mounts) > wire.MAX_MOUNTS or not all(isinstance(m, str) and (m == "" or m.startswith("/"))
+                                                        for m in mounts):
                 raise wire.WireError(f"bad mount list ({len(mounts)} entries)")
             GLib.idle_add(self.set_mounts, mounts)
 
@@ -204,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         loop.run()
     finally:
         shutil.rmtree(engine.workdir, ignore_errors=True)
-    return 0
+    # Leave without interpreter finalisation: the command thread may be inside GStreamer, and tearing
+    # Python down under it crashed the process at exit ("Fatal Python error ... <no Python frame>").
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

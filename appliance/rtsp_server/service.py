@@ -39,6 +39,7 @@ ENGINE_SCRIPT = Path(__file__).with_name("gst_engine.py")
 READY_TIMEOUT_S = 20.0
 USERS_CHECK_S = 5.0
 RESTART_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+STOP_WAIT_S = 3.0  # for the engine to end after its stdin closes, then after SIGTERM
 SUBSCRIPTION_ITEMS = 128  # access units a feeder may fall behind before it skips to the next keyframe
 START_CODE = b"\x00\x00\x00\x01"
 
@@ -110,8 +111,10 @@ class RtspServerService:
     def __init__(self, config: Config, *, live: LiveHub, users: UserStore, python: str = SYSTEM_PYTHON):
         self.live, self._users, self._python = live, users, python
         self._listen = config.rtsp_server.listen
-        self._mounts = mounts(config)
         self._lock = threading.Lock()
+        self._mounts: dict[str, tuple[int, int, str]] = {}  # path -> (index on the wire, channel, stream)
+        self._paths: list[str] = []  # by wire index; a removed mount leaves "" so indexes never change meaning
+        self._set_mounts(config)
         self._write_lock = threading.Lock()
         self._feeders: dict[str, _Feeder] = {}
         self._process: subprocess.Popen | None = None
@@ -142,11 +145,36 @@ class RtspServerService:
             raise RtspServerError(f"the RTSP server did not start on {listen}: {why}")
         self.port = int(line.split()[1])
         self._process, self._sent_users = process, None
-        self._send(wire.frame(wire.MOUNTS, json.dumps({"mounts": [path for path, _, _ in self._mounts]}).encode()))
+        self._send_mounts()
         self._send_users()
         threading.Thread(target=self._read_events, args=(process,), name="rtsp events", daemon=True).start()
         threading.Thread(target=self._log_stderr, args=(process,), name="rtsp stderr", daemon=True).start()
         log.info("RTSP server on %s, %d streams", listen, len(self._mounts))
+
+    def _set_mounts(self, config: Config) -> list[str]:
+        """Take `config`'s mounts; returns the paths that went away."""
+        current = {path: (channel, stream) for path, channel, stream in mounts(config)}
+        with self._lock:
+            gone = [path for path in self._mounts if path not in current]
+            for path in gone:
+                self._paths[self._mounts.pop(path)[0]] = ""
+            for path, (channel, stream) in current.items():
+                if path not in self._mounts:
+                    self._mounts[path] = (len(self._paths), channel, stream)
+                    self._paths.append(path)
+        return gone
+
+    def _send_mounts(self) -> None:
+        with self._lock:
+            paths = list(self._paths)
+        self._send(wire.frame(wire.MOUNTS, json.dumps({"mounts": paths}).encode()))
+
+    def update(self, config: Config) -> None:
+        """Serve the channels of `config` (after the config page changed them): new ones appear, removed
+        ones end, others go on undisturbed."""
+        for path in self._set_mounts(config):
+            self._drop(path)
+        self._send_mounts()
 
     def _ready_line(self, process: subprocess.Popen) -> str:
         result: list[str] = []
@@ -162,14 +190,16 @@ class RtspServerService:
         for feeder in feeders:
             feeder.stop()
         process = self._process
-        if process is not None:
-            process.stdin.close()
-            process.terminate()
+        if process is None:
+            return
+        process.stdin.close()  # the engine's end of the pipe closes: it stops by itself
+        for signal_it in (lambda: None, process.terminate, process.kill):
+            signal_it()
             try:
-                process.wait(5)
+                process.wait(STOP_WAIT_S)
+                return
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                continue
 
     def _send(self, data: bytes) -> bool:
         """Write to the engine; False when it is gone (its watcher restarts it)."""
@@ -217,12 +247,11 @@ class RtspServerService:
             log.warning("RTSP engine: %s", raw[:1000].decode(errors="replace").rstrip())
 
     def _want(self, path: str) -> None:
-        found = [(i, ch, stream) for i, (p, ch, stream) in enumerate(self._mounts) if p == path]
         with self._lock:
-            if not found or path in self._feeders or self._stopping.is_set():
+            found = self._mounts.get(path)
+            if found is None or path in self._feeders or self._stopping.is_set():
                 return
-            index, channel, stream = found[0]
-            self._feeders[path] = _Feeder(self, index, channel, stream)
+            self._feeders[path] = _Feeder(self, *found)
 
     def _drop(self, path: str) -> None:
         with self._lock:

@@ -19,7 +19,7 @@ HEADER = struct.Struct(">cI")
 VIDEO_HEADER = struct.Struct(">Hqqb")
 FLAG_KEYFRAME = 1
 MAX_FRAME_BYTES = 8 * 1024 * 1024  # one access unit of a 4K camera stays well under this
-MAX_MOUNTS = 1024  # 256 channels x main/sub, with room
+MAX_MOUNTS = 4096  # 256 channels x main/sub, with room for indexes retired by config changes
 MAX_LINE_CHARS = 512  # one status line of the engine
 
 

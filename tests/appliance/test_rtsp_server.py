@@ -4,6 +4,7 @@ They log in with HTTP Digest as web users, and what they receive is what the rec
 H.264 slices, byte for byte, in the same order (remuxed, never re-encoded)."""
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -109,3 +110,53 @@ def test_a_user_added_while_running_can_pull_within_moments(box, tmp_path):
 
     wait_for(lambda: ffmpeg_pull(url, tmp_path / "late.h264", frames=5).returncode == 0,
              what="the new user to be let in")
+
+
+def test_a_killed_engine_is_started_again_on_its_port_and_recording_never_stopped(tmp_path):
+    box = start_box(tmp_path)
+    try:
+        service = box.nvr.rtsp_server
+        assert ffmpeg_pull(box.url(), tmp_path / "before.h264", frames=5).returncode == 0
+        recorder = box.nvr.supervisor.recorders[0]
+        packets_before = recorder.statistics()["packets"]
+
+        os.kill(service.statistics()["engine_pid"], signal.SIGKILL)
+
+        wait_for(lambda: service.restarts == 1 and ffmpeg_pull(box.url(), tmp_path / "after.h264", frames=5).returncode == 0,
+                 what="the engine to be started again and serve", details=service.statistics)
+        assert service.port == box.rtsp_port and recorder.statistics()["packets"] > packets_before
+    finally:
+        box.nvr.stop()
+
+
+def test_a_channel_added_on_the_config_page_is_served_and_a_removed_one_is_not(tmp_path):
+    box = start_box(tmp_path)
+    try:
+        config = box.nvr.config
+        added = config.model_copy(update={"channels": [*config.channels, config.channels[0].model_copy(update={"id": 2})]})
+        box.nvr.restart_channels(added, [2])
+        wait_for(lambda: ffmpeg_pull(box.url("/ch2/main"), tmp_path / "ch2.h264", frames=5).returncode == 0,
+                 what="channel 2 to be served")
+
+        box.nvr.restart_channels(config, [2])
+
+        gone = subprocess.run([FFPROBE, "-v", "error", "-rtsp_transport", "tcp", box.url("/ch2/main")],
+                              capture_output=True, text=True, timeout=60)
+        assert gone.returncode != 0 and "404" in gone.stderr
+        assert ffmpeg_pull(box.url("/ch1/main"), tmp_path / "ch1.h264", frames=5).returncode == 0
+    finally:
+        box.nvr.stop()
+
+
+def test_when_the_port_is_taken_the_appliance_records_without_the_rtsp_server(tmp_path):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        box = start_box(tmp_path, rtsp_port=taken.getsockname()[1])
+        try:
+            wait_for(lambda: box.nvr.supervisor.recorders and box.nvr.supervisor.recorders[0].statistics()["packets"] > 5,
+                     what="channel 1 to record")
+            assert box.nvr.rtsp_server is None and box.nvr.status()["rtsp_server"] is None
+        finally:
+            box.nvr.stop()

@@ -29,9 +29,10 @@ class Box:
         return f"rtsp://{user}:{password}@127.0.0.1:{self.rtsp_port}{path}"
 
 
-def start_box(tmp: Path, *, channels: int = 1, fps: int = 25, extra: str = "") -> Box:
-    """An appliance recording `channels` test-pattern channels with the RTSP server on a free loopback port."""
-    port = free_port()
+def start_box(tmp: Path, *, channels: int = 1, fps: int = 25, extra: str = "", rtsp_port: int | None = None) -> Box:
+    """An appliance recording `channels` test-pattern channels with the RTSP server on `rtsp_port` of
+    loopback (default: a free one)."""
+    port = rtsp_port or free_port()
     chans = "".join(f"  - {{id: {i}, source: {{type: test-pattern, width: 320, height: 240, fps: {fps}, "
                     f"bitrate: 300000, keyframe_interval_s: 1}}}}\n" for i in range(1, channels + 1))
     config = parse_config(f"storage: {{path: {tmp}/data, segment_seconds: 10}}\nchannels:\n{chans}"
