@@ -160,3 +160,21 @@ def test_when_the_port_is_taken_the_appliance_records_without_the_rtsp_server(tm
             assert box.nvr.rtsp_server is None and box.nvr.status()["rtsp_server"] is None
         finally:
             box.nvr.stop()
+
+
+def test_an_ip_camera_channel_is_served_main_and_sub_with_the_slices_it_records(tmp_path):
+    from support.rtsp import RtspServer
+    with RtspServer().start({"/main": "live:640x360@25,gop=25", "/sub": "live:320x180@25,gop=25"}) as camera:
+        channel = (f"  - {{id: 1, source: {{type: rtsp, url: '{camera.url('/main')}', "
+                   f"sub_url: '{camera.url('/sub')}'}}}}\n")
+        box = start_box(tmp_path, channels_yaml=channel)
+        try:
+            for stream in ("main", "sub"):
+                out = tmp_path / f"{stream}.h264"
+                wait_for(lambda: ffmpeg_pull(box.url(f"/ch1/{stream}"), out, frames=30).returncode == 0,
+                         what=f"ch1/{stream} to be served")
+                pulled = annexb_slices(out.read_bytes())
+                wait_for(lambda: is_run_of(pulled, recorded_slices(box.root, 1, stream)),
+                         what=f"the {stream} slices pulled to be the ones recorded")
+        finally:
+            box.nvr.stop()

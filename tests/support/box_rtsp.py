@@ -29,11 +29,12 @@ class Box:
         return f"rtsp://{user}:{password}@127.0.0.1:{self.rtsp_port}{path}"
 
 
-def start_box(tmp: Path, *, channels: int = 1, fps: int = 25, extra: str = "", rtsp_port: int | None = None) -> Box:
-    """An appliance recording `channels` test-pattern channels with the RTSP server on `rtsp_port` of
-    loopback (default: a free one)."""
+def start_box(tmp: Path, *, channels: int = 1, fps: int = 25, extra: str = "", rtsp_port: int | None = None,
+              channels_yaml: str | None = None) -> Box:
+    """An appliance recording `channels` test-pattern channels (or the YAML list items `channels_yaml`)
+    with the RTSP server on `rtsp_port` of loopback (default: a free one)."""
     port = rtsp_port or free_port()
-    chans = "".join(f"  - {{id: {i}, source: {{type: test-pattern, width: 320, height: 240, fps: {fps}, "
+    chans = channels_yaml or "".join(f"  - {{id: {i}, source: {{type: test-pattern, width: 320, height: 240, fps: {fps}, "
                     f"bitrate: 300000, keyframe_interval_s: 1}}}}\n" for i in range(1, channels + 1))
     config = parse_config(f"storage: {{path: {tmp}/data, segment_seconds: 10}}\nchannels:\n{chans}"
                           f"web: {{listen: 127.0.0.1:8080}}\nrtsp_server: {{enabled: true, listen: 127.0.0.1:{port}}}\n"
@@ -50,11 +51,11 @@ def annexb_slices(data: bytes) -> list[str]:
     return [hashlib.sha256(nal).hexdigest() for nal in split_annexb(data) if nal and nal[0] & 0x1F in SLICE_TYPES]
 
 
-def recorded_slices(root: Path, channel: int = 1) -> list[str]:
-    """SHA-256 of every slice NAL the recorder wrote for `channel`'s main stream, in recording order.
+def recorded_slices(root: Path, channel: int = 1, stream: str = "main") -> list[str]:
+    """SHA-256 of every slice NAL the recorder wrote for `channel`'s `stream`, in recording order.
     A segment still being written is read up to its last whole fragment."""
     hashes: list[str] = []
-    for path in sorted(root.glob(f"ch{channel:02d}/main/*.mp4")):  # named run-sequence: sorted is recorded order
+    for path in sorted(root.glob(f"ch{channel:02d}/{stream}/*.mp4")):  # named run-sequence: sorted is recorded order
         hashes += _mp4_slices(path)
     return hashes
 
