@@ -4,9 +4,11 @@ Run by appliance.rtsp_server.service as `/usr/bin/python3 gst_engine.py --listen
 Python has GStreamer's bindings (python3-gi, gir1.2-gst-rtsp-server-1.0), the appliance's virtualenv has
 not. It imports only GStreamer and its sibling `wire`, never the project.
 
-Each mount (`/ch1/main`) is a shared media `appsrc ! rtph264pay`: one pipeline per stream
-however many viewers, started when the first viewer arrives (the engine prints `WANT <mount>` and the
-appliance starts sending that stream's packets) and torn down after the last leaves (`DROP <mount>`).
+Each viewer of a mount (`/ch1/main`) gets a pipeline of its own, `appsrc ! rtph264pay`: a shared one
+stalled every viewer of a stream behind one that stopped reading (TCP back-pressure reaches the shared
+payloader), while a viewer's own appsrc just drops its oldest buffers (leaky, APPSRC_MAX_BYTES). Each
+starts at a keyframe. The first viewer of a mount makes the engine print `WANT <mount>` (the appliance
+starts sending that stream's packets); after the last leaves it prints `DROP <mount>`.
 Nothing is decoded or encoded: the access units the recorder has are payloaded as they are.
 Buffers keep the source's spacing, placed on the pipeline's running time by an offset taken at the first
 packet (and taken again after a jump), plus the composition offset so B-frames keep their order.
@@ -42,9 +44,10 @@ else:  # run as a script by the system python, where the appliance is not instal
 
 ROLE = "viewer"  # every web role may watch live, so every user gets this one RTSP role
 LAUNCH = ("( appsrc name=src is-live=true format=time do-timestamp=false block=false max-bytes={max_bytes} "
+          "leaky-type=downstream "
           "caps=video/x-h264,stream-format=byte-stream,alignment=au ! "
           "rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )")
-APPSRC_MAX_BYTES = 4 * 1024 * 1024  # queued for one mount before appsrc refuses more (a stalled pipeline)
+APPSRC_MAX_BYTES = 4 * 1024 * 1024  # queued for one viewer before its oldest are dropped (a stalled viewer)
 READ_BYTES = 256 * 1024
 REBASE_NS = 1_000_000_000  # source time and arrival time further apart than this: start the offset again
 # appsrc: gstreamer1.0-plugins-base; the payloader, RTP sessions and UDP: gstreamer1.0-plugins-good.
@@ -57,6 +60,41 @@ def say(line: str) -> None:
     print(line[:wire.MAX_LINE_CHARS], flush=True)
 
 
+class _Viewer:
+    """One viewer's pipeline input: its appsrc, whether it still waits for a keyframe, its timing."""
+
+    def __init__(self, source: Gst.Element):
+        self.source = source
+        self.waiting_keyframe = True  # a viewer starts at a keyframe, so its first picture decodes
+        self._offset_ns: int | None = None
+        self._last_ns = -1
+
+    def push(self, dts_ns: int, cto_ns: int, keyframe: bool, data: bytes) -> None:
+        if self.waiting_keyframe and not keyframe:
+            return
+        clock = self.source.get_clock()
+        if clock is None:
+            return  # the pipeline is not running yet
+        self.waiting_keyframe = False
+        stamped = self._stamp(dts_ns, clock.get_time() - self.source.get_base_time())
+        buffer = Gst.Buffer.new_wrapped(data)
+        buffer.dts, buffer.pts = stamped, stamped + max(0, cto_ns)
+        if not keyframe:
+            buffer.set_flags(Gst.BufferFlags.DELTA_UNIT)
+        self.source.emit("push-buffer", buffer)
+
+    def _stamp(self, dts_ns: int, now_ns: int) -> int:
+        """The running time for a packet stamped `dts_ns` by its source, arriving at running time `now_ns`.
+
+        The source's spacing is kept (a burst after a stall plays at the right pace) on an offset set by
+        the first packet, set again when the source's time and ours part by more than REBASE_NS (a new
+        run, a jump); and timestamps always rise, which RTP receivers need."""
+        if self._offset_ns is None or abs(dts_ns + self._offset_ns - now_ns) > REBASE_NS:
+            self._offset_ns = now_ns - dts_ns
+        self._last_ns = max(dts_ns + self._offset_ns, self._last_ns + 1_000_000)
+        return self._last_ns
+
+
 class Engine:
     """The RTSP server, its mounts and the appsrc of each mount that has viewers."""
 
@@ -67,8 +105,7 @@ class Engine:
         self.server.set_backlog(64)
         self._lock = threading.Lock()
         self._mounts: list[str] = []
-        self._sources: dict[str, Gst.Element] = {}
-        self._timing: dict[Gst.Element, tuple[int | None, int]] = {}  # per appsrc: (offset_ns, last dts_ns)
+        self._viewers: dict[str, list[_Viewer]] = {}  # by mount path: one pipeline per viewer
         self.workdir = tempfile.mkdtemp(prefix="nvr-rtsp-")  # private (0700): the HA1 list passes through it
         self.server.set_auth(self._auth("nvr", []))
 
@@ -87,12 +124,12 @@ class Engine:
         os.unlink(path)
         return auth
 
-    def set_users(self, body: dict) -> bool:
+    def set_users(self, body: dict) -> None:
         users = [u for u in body.get("users", []) if isinstance(u, list) and len(u) == 2]
         self.server.set_auth(self._auth(str(body.get("realm", "nvr")), users))
-        return False  # GLib.idle_add: run once
+        say(f"USERS {len(users)}")
 
-    def set_mounts(self, mounts: list[str]) -> bool:
+    def set_mounts(self, mounts: list[str]) -> None:
         """Serve `mounts` (by wire index; "" marks an index no longer used): add new paths, remove gone ones."""
         points = self.server.get_mount_points()
         with self._lock:
@@ -102,12 +139,11 @@ class Engine:
                 if path and path not in self._mounts:
                     points.add_factory(path, self._factory(path))
             self._mounts = list(mounts)
-        return False
 
     def _factory(self, path: str) -> GstRtspServer.RTSPMediaFactory:
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(LAUNCH.format(max_bytes=APPSRC_MAX_BYTES))
-        factory.set_shared(True)
+        factory.set_shared(False)  # a pipeline per viewer: one that stops reading stalls only its own
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
         factory.add_role_from_structure(Gst.Structure.from_string(
             f"{ROLE}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true")[0])
@@ -115,46 +151,33 @@ class Engine:
         return factory
 
     def _configured(self, _factory, media: GstRtspServer.RTSPMedia, path: str) -> None:
-        source = media.get_element().get_by_name("src")
+        viewer = _Viewer(media.get_element().get_by_name("src"))
         with self._lock:
-            self._sources[path] = source
-        media.connect("unprepared", self._unprepared, path, source)
-        say(f"WANT {path}")
+            viewers = self._viewers.setdefault(path, [])
+            viewers.append(viewer)
+            first = len(viewers) == 1
+        media.connect("unprepared", self._unprepared, path, viewer)
+        if first:
+            say(f"WANT {path}")
 
-    def _unprepared(self, _media, path: str, source: Gst.Element) -> None:
+    def _unprepared(self, _media, path: str, viewer: _Viewer) -> None:
         with self._lock:
-            if self._sources.get(path) is source:
-                del self._sources[path]
-            self._timing.pop(source, None)
-        say(f"DROP {path}")
+            viewers = self._viewers.get(path, [])
+            if viewer in viewers:
+                viewers.remove(viewer)
+            last = not viewers
+            if last:
+                self._viewers.pop(path, None)
+        if last:
+            say(f"DROP {path}")
 
     def push(self, body: bytes) -> None:
         mount, dts_ns, cto_ns, keyframe, data = wire.parse_video(body)
         with self._lock:
             path = self._mounts[mount] if mount < len(self._mounts) else None
-            source = self._sources.get(path)
-        clock = source.get_clock() if source is not None else None
-        if clock is None:
-            return  # no viewer (yet), or the pipeline is not running: nothing to feed
-        dts_ns = self._stamp(source, dts_ns, clock.get_time() - source.get_base_time())
-        buffer = Gst.Buffer.new_wrapped(data)
-        buffer.dts, buffer.pts = dts_ns, dts_ns + max(0, cto_ns)
-        if not keyframe:
-            buffer.set_flags(Gst.BufferFlags.DELTA_UNIT)
-        source.emit("push-buffer", buffer)
-
-    def _stamp(self, source: Gst.Element, dts_ns: int, now_ns: int) -> int:
-        """The running time for a packet stamped `dts_ns` by its source, arriving at running time `now_ns`.
-
-        The source's spacing is kept (a burst after a stall plays at the right pace) on an offset set by
-        the first packet, set again when the source's time and ours part by more than REBASE_NS (a new
-        run, a jump); and timestamps always rise, which RTP receivers need."""
-        offset, last = self._timing.get(source, (None, -1))
-        if offset is None or abs(dts_ns + offset - now_ns) > REBASE_NS:
-            offset = now_ns - dts_ns
-        stamped = max(dts_ns + offset, last + 1_000_000)
-        self._timing[source] = (offset, stamped)
-        return stamped
+            viewers = list(self._viewers.get(path, ()))
+        for viewer in viewers:
+            viewer.push(dts_ns, cto_ns, keyframe, data)
 
     def read_commands(self, stream, loop: GLib.MainLoop) -> None:
         """Read stdin until it closes (the appliance went away): then stop."""
@@ -170,14 +193,14 @@ class Engine:
     def _command(self, kind: bytes, body: bytes) -> None:
         if kind == wire.VIDEO:
             self.push(body)
-        elif kind == wire.USERS:
-            GLib.idle_add(self.set_users, json.loads(body))
+        elif kind == wire.USERS:  # applied here and now (the server and its mount points lock), then told
+            self.set_users(json.loads(body))
         elif kind == wire.MOUNTS:
             mounts = json.loads(body).get("mounts", [])
             if len(mounts) > wire.MAX_MOUNTS or not all(isinstance(m, str) and (m == "" or m.startswith("/"))
                                                         for m in mounts):
                 raise wire.WireError(f"bad mount list ({len(mounts)} entries)")
-            GLib.idle_add(self.set_mounts, mounts)
+            self.set_mounts(mounts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -147,6 +147,10 @@ class RtspServerService:
         self._process, self._sent_users = process, None
         self._send_mounts()
         self._send_users()
+        if not self._ready_line(process).startswith("USERS "):  # so no viewer is refused for want of the list
+            process.kill()
+            process.wait()
+            raise RtspServerError(f"the RTSP server on {listen} did not take its user list")
         threading.Thread(target=self._read_events, args=(process,), name="rtsp events", daemon=True).start()
         threading.Thread(target=self._log_stderr, args=(process,), name="rtsp stderr", daemon=True).start()
         log.info("RTSP server on %s, %d streams", listen, len(self._mounts))

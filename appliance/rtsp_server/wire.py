@@ -7,7 +7,8 @@ only. Every frame is `kind (1 byte) | length (u32 big-endian) | body`:
     appliance -> engine:  USERS  body = JSON {"realm": str, "users": [[name, ha1], ...]}
                           MOUNTS body = JSON {"mounts": ["/ch1/main", ...]}
                           VIDEO  body = mount index (u16) | dts_ns (i64) | cto_ns (i64) | flags (u8) | Annex B AU
-    engine -> appliance:  lines of text on stdout: "READY <port>", "WANT <mount>", "DROP <mount>", "ERROR <why>"
+    engine -> appliance:  lines of text on stdout: "READY <port>", "USERS <count>" (a user list is in force,
+                          and the mounts sent before it), "WANT <mount>", "DROP <mount>", "ERROR <why>"
 """
 from __future__ import annotations
 

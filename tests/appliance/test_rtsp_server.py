@@ -178,3 +178,27 @@ def test_an_ip_camera_channel_is_served_main_and_sub_with_the_slices_it_records(
                          what=f"the {stream} slices pulled to be the ones recorded")
         finally:
             box.nvr.stop()
+
+
+def test_a_viewer_that_stops_reading_slows_neither_recording_nor_the_other_viewers_of_its_stream(tmp_path):
+    from support.box_rtsp import StalledViewer
+    from support.rtsp import RtspServer, make_clip
+    clip = make_clip(tmp_path / "clip.mp4", duration_s=2, size="1280x720", bitrate="8M", gop=25)
+    with RtspServer().start({"/cam": f"file:{clip}"}) as camera:
+        box = start_box(tmp_path, channels_yaml=f"  - {{id: 1, source: {{type: rtsp, url: '{camera.url('/cam')}'}}}}\n")
+        stalled = StalledViewer(box.url())
+        try:
+            stalled.play()  # and never reads: about 1 MB/s piles up at the server for it
+            feeds = box.nvr.rtsp_server.statistics
+            wait_for(lambda: feeds()["watched"].get("/ch1/main", {}).get("sent", 0) > 250,
+                     what="10 s of stream (10 MB) to be sent towards the stalled viewer", timeout_s=60)
+            recorder = box.nvr.supervisor.recorders[0]
+            packets = recorder.statistics()["packets"]
+
+            other = ffmpeg_pull(box.url(), tmp_path / "other.h264", frames=50)
+
+            assert other.returncode == 0 and decoded_frames(tmp_path / "other.h264") == 50, other.stderr
+            assert recorder.statistics()["packets"] >= packets + 50
+        finally:
+            stalled.close()
+            box.nvr.stop()

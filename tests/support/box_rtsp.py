@@ -3,6 +3,7 @@ H.264 slices of what a client received and of what the recorder wrote, to compar
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +80,63 @@ def is_run_of(part: list[str], whole: list[str]) -> bool:
         return False
     start = whole.index(part[0])
     return whole[start:start + len(part)] == part
+
+
+class StalledViewer:
+    """An RTSP client that logs in with Digest, PLAYs one stream over TCP and then never reads: a viewer
+    whose network or process froze. Its receive buffer is kept small so the server's side fills up soon."""
+
+    RECV_BUFFER_BYTES = 4096
+
+    def __init__(self, url: str):
+        import socket
+        from urllib.parse import urlsplit
+        parts = urlsplit(url)
+        self._user, self._password = parts.username, parts.password
+        self._url = f"rtsp://{parts.hostname}:{parts.port}{parts.path}"
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RECV_BUFFER_BYTES)
+        self._sock.connect((parts.hostname, parts.port))
+        self._file = self._sock.makefile("rb")
+        self._cseq, self._auth = 0, None
+
+    def play(self) -> None:
+        status, headers, body = self._request("DESCRIBE", self._url, {"Accept": "application/sdp"})
+        if status == 401:
+            self._auth = headers["www-authenticate"]
+            status, headers, body = self._request("DESCRIBE", self._url, {"Accept": "application/sdp"})
+        assert status == 200, status
+        control = next(line.split(":", 1)[1].strip() for line in body.decode().splitlines()
+                       if line.startswith("a=control:") and line.strip() != "a=control:*")
+        track = control if control.startswith("rtsp://") else f"{self._url.rstrip('/')}/{control}"
+        status, headers, _ = self._request("SETUP", track, {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
+        assert status == 200, status
+        session = headers["session"].split(";")[0]
+        status, _, _ = self._request("PLAY", self._url, {"Session": session, "Range": "npt=0.000-"})
+        assert status == 200, status
+
+    def _authorization(self, method: str, uri: str) -> dict[str, str]:
+        if self._auth is None:
+            return {}
+        params = dict(re.findall(r'(\w+)="([^"]*)"', self._auth))
+        ha1 = hashlib.md5(f"{self._user}:{params['realm']}:{self._password}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
+        response = hashlib.md5(f"{ha1}:{params['nonce']}:{ha2}".encode()).hexdigest()
+        return {"Authorization": f'Digest username="{self._user}", realm="{params["realm"]}", '
+                                 f'nonce="{params["nonce"]}", uri="{uri}", response="{response}"'}
+
+    def _request(self, method: str, uri: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        self._cseq += 1
+        lines = [f"{method} {uri} RTSP/1.0", f"CSeq: {self._cseq}",
+                 *(f"{k}: {v}" for k, v in {**headers, **self._authorization(method, uri)}.items())]
+        self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        status = int(self._file.readline().split()[1])
+        reply: dict[str, str] = {}
+        while (line := self._file.readline().decode().strip()):
+            name, _, value = line.partition(":")
+            reply[name.strip().lower()] = value.strip()
+        return status, reply, self._file.read(int(reply.get("content-length", 0)))
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
