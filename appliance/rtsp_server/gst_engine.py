@@ -13,11 +13,12 @@ Nothing is decoded or encoded: the access units the recorder has are payloaded a
 Buffers keep the source's spacing, placed on the pipeline's running time by an offset taken at the first
 packet (and taken again after a jump), plus the composition offset so B-frames keep their order.
 Viewers authenticate with HTTP Digest against the HA1 list the appliance sends (USERS); there is no
-anonymous access. A malformed frame on stdin ends the process with `ERROR` (the appliance restarts it).
+anonymous access, and an address that gives MAX_FAILURES_PER_WINDOW wrong answers is refused for a while. A malformed frame on stdin ends the process with `ERROR` (the appliance restarts it).
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -49,6 +50,9 @@ LAUNCH = ("( appsrc name=src is-live=true format=time do-timestamp=false block=f
           "rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )")
 APPSRC_MAX_BYTES = 4 * 1024 * 1024  # queued for one viewer before its oldest are dropped (a stalled viewer)
 READ_BYTES = 256 * 1024
+MAX_FAILURES_PER_WINDOW = 10  # wrong Digest answers from one address before it is refused for a while
+FAILURE_WINDOW_S = 60.0
+MAX_TRACKED_ADDRESSES = 4096
 REBASE_NS = 1_000_000_000  # source time and arrival time further apart than this: start the offset again
 # appsrc: gstreamer1.0-plugins-base; the payloader, RTP sessions and UDP: gstreamer1.0-plugins-good.
 # No parser: the appliance sends whole access units with SPS/PPS before every keyframe, which is what
@@ -58,6 +62,58 @@ ELEMENTS = ("appsrc", "rtph264pay", "rtpbin", "udpsink", "udpsrc")
 
 def say(line: str) -> None:
     print(line[:wire.MAX_LINE_CHARS], flush=True)
+
+
+class FailureCounter:
+    """Wrong Digest answers per client address in the last FAILURE_WINDOW_S; an address with
+    MAX_FAILURES_PER_WINDOW of them is refused, right password or not, until the oldest ages out.
+    Digest costs the box one MD5, so without this an attacker could guess at network speed.
+    Holds at most MAX_TRACKED_ADDRESSES (the quietest go first)."""
+
+    def __init__(self, clock=None):
+        import time
+        self._clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._failures: dict[str, collections.deque] = {}
+
+    def _recent(self, address: str, now: float) -> collections.deque:
+        failures = self._failures.get(address)
+        while failures and failures[0] < now - FAILURE_WINDOW_S:
+            failures.popleft()
+        return failures if failures is not None else collections.deque()
+
+    def blocked(self, address: str) -> bool:
+        with self._lock:
+            return len(self._recent(address, self._clock())) >= MAX_FAILURES_PER_WINDOW
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            now = self._clock()
+            if address not in self._failures and len(self._failures) >= MAX_TRACKED_ADDRESSES:
+                quietest = min(self._failures, key=lambda a: self._failures[a][-1] if self._failures[a] else 0)
+                del self._failures[quietest]
+            failures = self._failures.setdefault(address, collections.deque())
+            self._recent(address, now)
+            failures.append(now)
+
+
+class ThrottledAuth(GstRtspServer.RTSPAuth if GI_MISSING is None else object):
+    """GStreamer's Digest check, refusing addresses that failed it too often (FailureCounter)."""
+
+    def __init__(self, failures: FailureCounter):
+        super().__init__()
+        self._failures_of = failures
+
+    def do_authenticate(self, ctx) -> bool:
+        address = ctx.conn.get_ip() if ctx.conn is not None else "?"
+        if self._failures_of.blocked(address):
+            return True  # no token set: the request is answered 401 like any wrong password
+        result = GstRtspServer.RTSPAuth.do_authenticate(self, ctx)
+        answered = ctx.request is not None and \
+            ctx.request.get_header(GstRtsp.RTSPHeaderField.AUTHORIZATION, 0)[1] is not None
+        if answered and ctx.token is None:
+            self._failures_of.failed(address)
+        return result
 
 
 class _Viewer:
@@ -106,11 +162,12 @@ class Engine:
         self._lock = threading.Lock()
         self._mounts: list[str] = []
         self._viewers: dict[str, list[_Viewer]] = {}  # by mount path: one pipeline per viewer
+        self.failures = FailureCounter()  # kept across user list updates
         self.workdir = tempfile.mkdtemp(prefix="nvr-rtsp-")  # private (0700): the HA1 list passes through it
         self.server.set_auth(self._auth("nvr", []))
 
     def _auth(self, realm: str, users: list[list[str]]) -> GstRtspServer.RTSPAuth:
-        auth = GstRtspServer.RTSPAuth()
+        auth = ThrottledAuth(self.failures)
         auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
         auth.set_realm(realm)
         token = GstRtspServer.RTSPToken()

@@ -202,3 +202,19 @@ def test_a_viewer_that_stops_reading_slows_neither_recording_nor_the_other_viewe
         finally:
             stalled.close()
             box.nvr.stop()
+
+
+def test_an_address_that_guesses_wrong_ten_times_is_refused_even_the_right_password_for_a_while(tmp_path):
+    box = start_box(tmp_path)
+    try:
+        for _ in range(10):
+            wrong = subprocess.run([FFPROBE, "-v", "error", "-rtsp_transport", "tcp", box.url(password="guess-guess")],
+                                   capture_output=True, text=True, timeout=60)
+            assert "401" in wrong.stderr
+
+        right = subprocess.run([FFPROBE, "-v", "error", "-rtsp_transport", "tcp", box.url()],
+                               capture_output=True, text=True, timeout=60)
+
+        assert right.returncode != 0 and "401" in right.stderr
+    finally:
+        box.nvr.stop()
