@@ -17,10 +17,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from appliance.config.model import Config
-from appliance.onvif_server.device import DEVICE_PATH, SNAPSHOT_PATH, DeviceService
+from appliance.onvif_server.device import DEVICE_PATH, SNAPSHOT_PATH, DeviceService, NotAuthorized
 from appliance.onvif_server.discovery import DiscoveryResponder
 from appliance.onvif_server.xml_reader import MAX_REQUEST_BYTES
-from appliance.web.users import BadCredentials, UserStore
+from appliance.web.users import User, UserStore
 from base.clock import Clocks
 from recorder.live import LiveHub
 from recorder.snapshot import live_jpeg
@@ -81,7 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(413, b"a Content-Length up to 64 KiB is needed\n", "text/plain")
         body = self.rfile.read(int(length))
         answer = self.server.onvif.device.handle(body, host=self.connection.getsockname()[0],
-                                                 authorization=self.headers.get("Authorization"), uri=self.path)
+                                                 authorization=self.headers.get("Authorization"), uri=self.path,
+                                                 client=self.client_address[0])
         self._send(answer.status, answer.body, "application/soap+xml; charset=utf-8", answer.headers)
 
     def do_GET(self) -> None:
@@ -89,7 +90,11 @@ class _Handler(BaseHTTPRequestHandler):
         if match is None:
             return self._send(404, b"not found\n", "text/plain")
         onvif = self.server.onvif
-        if not onvif.may_see(self.headers.get("Authorization"), "GET", self.path):
+        try:
+            user = onvif.viewer(self.headers.get("Authorization"), self.path, self.client_address[0])
+        except NotAuthorized as exc:
+            return self._send(exc.status, f"{exc}\n".encode(), "text/plain", onvif.device.refusal_headers(exc))
+        if user is None:
             return self._send(401, b"log in\n", "text/plain", (("WWW-Authenticate", onvif.device.digest.challenge()),))
         jpeg = live_jpeg(onvif.live.stream(int(match.group(1)), match.group(2)), clocks=onvif.clocks)
         if jpeg is None:
@@ -108,7 +113,8 @@ class OnvifServer:
         _Server.address_family = family
         self._http = _Server((section.host, section.port), _Handler, self)
         self.port = self._http.server_address[1]
-        self.device = DeviceService(config, live=live, users=users, rtsp_port=rtsp_port, http_port=self.port)
+        self.device = DeviceService(config, live=live, users=users, rtsp_port=rtsp_port, http_port=self.port,
+                                    clocks=clocks)
         self.discovery = DiscoveryResponder(self.device.uuid, section.name, http_port=self.port,
                                             address=section.address, port=discovery_port) if section.discovery else None
         self._thread = threading.Thread(target=self._http.serve_forever, name="onvif http", daemon=True)
@@ -124,19 +130,25 @@ class OnvifServer:
             self.discovery.stop()
         self._http.shutdown()
         self._http.server_close()
+        self.device.guard.close()
 
-    def may_see(self, authorization: str | None, method: str, uri: str) -> bool:
-        """True for a valid Digest answer (HA1) or Basic credentials (scrypt) of a web user."""
+    def viewer(self, authorization: str | None, uri: str, client: str) -> User | None:
+        """The web user a snapshot request proves to be: HTTP Digest (HA1) or Basic (scrypt); None without
+        credentials or for a wrong Digest answer; NotAuthorized for a wrong Basic password or when throttled."""
         if not authorization:
-            return False
+            return None
         if authorization[:6].lower() == "basic ":
             try:
                 name, _, password = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
-                self._users.check_password(name, password)
-                return True
-            except (ValueError, UnicodeDecodeError, BadCredentials):
-                return False
-        return self.device.digest.check(authorization, method, uri, self.device.ha1_of) is not None
+            except (ValueError, UnicodeDecodeError):
+                return None
+            try:
+                return self.device.password_user(name, password, client)
+            except NotAuthorized as exc:
+                if exc.status == 429:
+                    raise
+                return None
+        return self.device.http_user(authorization, "GET", uri, client)
 
     def statistics(self) -> dict:
         stats = {"port": self.port, "answered": self.device.answered, "refused": self.device.refused}

@@ -132,3 +132,19 @@ def test_hostile_requests_get_a_clear_refusal_and_the_service_goes_on(box, body,
 
     assert refused.status_code == status
     assert ask(box, streams_of)[0][0] == "ch1_main"
+
+
+def test_password_guessing_over_onvif_is_throttled_like_web_logins(tmp_path):
+    from appliance.web.login_guard import PAIR_FREE
+    port = free_port()
+    box = start_box(tmp_path, extra=f"onvif_server: {{enabled: true, listen: 127.0.0.1:{port}, discovery: false}}\n")
+    body = (REQUESTS / "onvif-zeep-async-GetProfiles.xml").read_bytes().replace(b"viewer-pass-1", b"guess-guess-1")
+    url = f"http://127.0.0.1:{port}{DEVICE_PATH}"
+    try:
+        answers = [httpx.post(url, content=body, timeout=30) for _ in range(PAIR_FREE + 1)]
+
+        assert [a.status_code for a in answers[:PAIR_FREE]] == [400] * PAIR_FREE
+        assert answers[-1].status_code == 429 and int(answers[-1].headers["retry-after"]) >= 1
+        assert b"too many login attempts" in answers[-1].content
+    finally:
+        box.nvr.stop()
