@@ -69,3 +69,22 @@ class OnvifServerConfig(_Section):
     def port(self) -> int:
         from appliance.config.model import split_host_port
         return split_host_port(self.listen)[1]
+
+
+def box_source_errors(config) -> list[tuple[tuple, object, str]]:
+    """What is inconsistent between rtsp_server, onvif_server and web in a validated root config, as
+    (loc, value, message): the ONVIF service without the RTSP server whose URIs it hands out, and two
+    services on one port."""
+    errors = []
+    rtsp, onvif = config.rtsp_server, config.onvif_server
+    if onvif.enabled and not rtsp.enabled:
+        errors.append((("onvif_server", "enabled"), True, (
+            "needs rtsp_server.enabled: the ONVIF service hands out the RTSP server's stream URIs")))
+    used = {config.web.port: "web.listen"}
+    for name, section in (("rtsp_server", rtsp), ("onvif_server", onvif)):
+        if not section.enabled:
+            continue
+        if section.port in used:
+            errors.append(((name, "listen"), section.listen, f"port {section.port} is taken by {used[section.port]}"))
+        used.setdefault(section.port, f"{name}.listen")
+    return errors

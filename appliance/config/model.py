@@ -38,7 +38,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from base.credentials import mask_credentials
 from appliance.config.ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config.monitor import MonitorConfig
-from appliance.config.box_source import OnvifServerConfig, RtspServerConfig
+from appliance.config.box_source import OnvifServerConfig, RtspServerConfig, box_source_errors
 from appliance.config.mqtt import MqttConfig
 from appliance.config.onvif import OnvifEndpoint, OnvifSource
 from appliance.config.audio import AudioConfig, check_channel_audio
@@ -584,7 +584,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
-        errors = unknown_port_errors(self.ptz, self.channels) + reference_errors(self)
+        errors = unknown_port_errors(self.ptz, self.channels) + reference_errors(self) + box_source_errors(self)
         groups = {disk.group for disk in self.storage.disks if disk.group}
         for index, channel in enumerate(self.channels):
             if channel.storage is not None and channel.storage not in groups:

@@ -63,3 +63,15 @@ def test_the_rtsp_server_is_off_by_default_and_a_bad_listen_address_says_what_is
     assert not default_config().rtsp_server.enabled and default_config().rtsp_server.listen == "0.0.0.0:8554"
     with pytest.raises(ConfigError, match="rtsp_server.listen: expected host:port"):
         parse_config("rtsp_server: {listen: 'box'}\n")
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("onvif_server: {enabled: true}\n", "onvif_server.enabled: needs rtsp_server.enabled"),
+    ("rtsp_server: {enabled: true, listen: '0.0.0.0:8080'}\n", "rtsp_server.listen: port 8080 is taken by web.listen"),
+    ("rtsp_server: {enabled: true}\nonvif_server: {enabled: true, listen: '0.0.0.0:8554'}\n",
+     "onvif_server.listen: port 8554 is taken by rtsp_server.listen"),
+])
+def test_inconsistent_box_source_settings_are_refused_with_their_key(yaml_text, message):
+    from appliance.config.model import ConfigError
+    with pytest.raises(ConfigError, match=message):
+        parse_config(yaml_text)
