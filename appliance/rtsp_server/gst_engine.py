@@ -4,7 +4,8 @@ Run by appliance.rtsp_server.service as `/usr/bin/python3 gst_engine.py --listen
 Python has GStreamer's bindings (python3-gi, gir1.2-gst-rtsp-server-1.0), the appliance's virtualenv has
 not. It imports only GStreamer and its sibling `wire`, never the project.
 
-Each viewer of a mount (`/ch1/main`) gets a pipeline of its own, `appsrc ! rtph264pay`: a shared one
+Each viewer of a mount (`/ch1/main`) gets a pipeline of its own, `appsrc ! rtph264pay` (and
+`appsrc ! rtpmp4gpay` for the AAC sound when the stream has it, as INFO says): a shared one
 stalled every viewer of a stream behind one that stopped reading (TCP back-pressure reaches the shared
 payloader), while a viewer's own appsrc just drops its oldest buffers (leaky, APPSRC_MAX_BYTES). Each
 starts at a keyframe. The first viewer of a mount makes the engine print `WANT <mount>` (the appliance
@@ -13,7 +14,8 @@ Nothing is decoded or encoded: the access units the recorder has are payloaded a
 Buffers keep the source's spacing, placed on the pipeline's running time by an offset taken at the first
 packet (and taken again after a jump), plus the composition offset so B-frames keep their order.
 Viewers authenticate with HTTP Digest against the HA1 list the appliance sends (USERS); there is no
-anonymous access, and an address that gives MAX_FAILURES_PER_WINDOW wrong answers is refused for a while. A malformed frame on stdin ends the process with `ERROR` (the appliance restarts it).
+anonymous access, and an address that gives MAX_FAILURES_PER_WINDOW wrong answers is refused for a while.
+A malformed frame on stdin ends the process with `ERROR` (the appliance starts it again).
 """
 from __future__ import annotations
 
@@ -44,10 +46,11 @@ else:  # run as a script by the system python, where the appliance is not instal
     import wire
 
 ROLE = "viewer"  # every web role may watch live, so every user gets this one RTSP role
-LAUNCH = ("( appsrc name=src is-live=true format=time do-timestamp=false block=false max-bytes={max_bytes} "
-          "leaky-type=downstream "
-          "caps=video/x-h264,stream-format=byte-stream,alignment=au ! "
-          "rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )")
+APPSRC = "appsrc is-live=true format=time do-timestamp=false block=false max-bytes={max_bytes} leaky-type=downstream"
+VIDEO_BRANCH = (APPSRC + " name=src caps=video/x-h264,stream-format=byte-stream,alignment=au ! "
+                "rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency")
+AUDIO_BRANCH = (APPSRC + ' name=asrc caps="audio/mpeg,mpegversion=(int)4,stream-format=(string)raw,'
+                'codec_data=(buffer){asc},rate=(int){rate},channels=(int){channels}" ! rtpmp4gpay name=pay1 pt=97')
 APPSRC_MAX_BYTES = 4 * 1024 * 1024  # queued for one viewer before its oldest are dropped (a stalled viewer)
 READ_BYTES = 256 * 1024
 MAX_FAILURES_PER_WINDOW = 10  # wrong Digest answers from one address before it is refused for a while
@@ -57,11 +60,20 @@ REBASE_NS = 1_000_000_000  # source time and arrival time further apart than thi
 # appsrc: gstreamer1.0-plugins-base; the payloader, RTP sessions and UDP: gstreamer1.0-plugins-good.
 # No parser: the appliance sends whole access units with SPS/PPS before every keyframe, which is what
 # rtph264pay wants, and so the image needs no gstreamer1.0-plugins-bad.
-ELEMENTS = ("appsrc", "rtph264pay", "rtpbin", "udpsink", "udpsrc")
+ELEMENTS = ("appsrc", "rtph264pay", "rtpmp4gpay", "rtpbin", "udpsink", "udpsrc")
 
 
 def say(line: str) -> None:
     print(line[:wire.MAX_LINE_CHARS], flush=True)
+
+
+def launch(aac: dict | None) -> str:
+    """A viewer's pipeline: the video, and the AAC sound track when the stream has one."""
+    video = VIDEO_BRANCH.format(max_bytes=APPSRC_MAX_BYTES)
+    if not aac:
+        return f"( {video} )"
+    asc = bytes.fromhex(aac["asc"]).hex()  # only hex digits reach the launch line
+    return f"( {video} {AUDIO_BRANCH.format(max_bytes=APPSRC_MAX_BYTES, asc=asc, rate=int(aac['rate']), channels=int(aac['channels']))} )"
 
 
 class FailureCounter:
@@ -119,11 +131,23 @@ class ThrottledAuth(GstRtspServer.RTSPAuth if GI_MISSING is None else object):
 class _Viewer:
     """One viewer's pipeline input: its appsrc, whether it still waits for a keyframe, its timing."""
 
-    def __init__(self, source: Gst.Element):
-        self.source = source
+    def __init__(self, source: Gst.Element, audio: Gst.Element | None):
+        self.source, self.audio = source, audio
         self.waiting_keyframe = True  # a viewer starts at a keyframe, so its first picture decodes
         self._offset_ns: int | None = None
-        self._last_ns = -1
+        self._last_ns = self._last_audio_ns = -1
+
+    def push_audio(self, pts_ns: int, data: bytes) -> None:
+        """One AAC frame, placed by the offset the video set (the two share their source's clock)."""
+        if self.audio is None or self.waiting_keyframe or self._offset_ns is None:
+            return
+        stamped = pts_ns + self._offset_ns
+        if stamped <= self._last_audio_ns:
+            return  # from before the last one: a receiver wants rising timestamps
+        self._last_audio_ns = stamped
+        buffer = Gst.Buffer.new_wrapped(data)
+        buffer.pts = buffer.dts = stamped
+        self.audio.emit("push-buffer", buffer)
 
     def push(self, dts_ns: int, cto_ns: int, keyframe: bool, data: bytes) -> None:
         if self.waiting_keyframe and not keyframe:
@@ -152,7 +176,7 @@ class _Viewer:
 
 
 class Engine:
-    """The RTSP server, its mounts and the appsrc of each mount that has viewers."""
+    """The RTSP server, its mounts, and the viewers (pipelines) of each mount."""
 
     def __init__(self, host: str, port: int):
         self.server = GstRtspServer.RTSPServer()
@@ -162,6 +186,7 @@ class Engine:
         self._lock = threading.Lock()
         self._mounts: list[str] = []
         self._viewers: dict[str, list[_Viewer]] = {}  # by mount path: one pipeline per viewer
+        self._factories: dict[str, GstRtspServer.RTSPMediaFactory] = {}
         self.failures = FailureCounter()  # kept across user list updates
         self.workdir = tempfile.mkdtemp(prefix="nvr-rtsp-")  # private (0700): the HA1 list passes through it
         self.server.set_auth(self._auth("nvr", []))
@@ -192,14 +217,16 @@ class Engine:
         with self._lock:
             for path in set(self._mounts) - set(mounts) - {""}:
                 points.remove_factory(path)
+                self._factories.pop(path, None)
             for path in mounts:
                 if path and path not in self._mounts:
-                    points.add_factory(path, self._factory(path))
+                    self._factories[path] = self._factory(path)
+                    points.add_factory(path, self._factories[path])
             self._mounts = list(mounts)
 
     def _factory(self, path: str) -> GstRtspServer.RTSPMediaFactory:
         factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(LAUNCH.format(max_bytes=APPSRC_MAX_BYTES))
+        factory.set_launch(launch(None))
         factory.set_shared(False)  # a pipeline per viewer: one that stops reading stalls only its own
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
         factory.add_role_from_structure(Gst.Structure.from_string(
@@ -208,7 +235,8 @@ class Engine:
         return factory
 
     def _configured(self, _factory, media: GstRtspServer.RTSPMedia, path: str) -> None:
-        viewer = _Viewer(media.get_element().get_by_name("src"))
+        element = media.get_element()
+        viewer = _Viewer(element.get_by_name("src"), element.get_by_name("asrc"))
         with self._lock:
             viewers = self._viewers.setdefault(path, [])
             viewers.append(viewer)
@@ -228,13 +256,25 @@ class Engine:
         if last:
             say(f"DROP {path}")
 
-    def push(self, body: bytes) -> None:
+    def push(self, body: bytes, *, audio: bool = False) -> None:
         mount, dts_ns, cto_ns, keyframe, data = wire.parse_video(body)
         with self._lock:
             path = self._mounts[mount] if mount < len(self._mounts) else None
             viewers = list(self._viewers.get(path, ()))
         for viewer in viewers:
-            viewer.push(dts_ns, cto_ns, keyframe, data)
+            if audio:
+                viewer.push_audio(dts_ns, data)
+            else:
+                viewer.push(dts_ns, cto_ns, keyframe, data)
+
+    def set_info(self, body: dict) -> None:
+        """Whether new viewers of a mount get a sound track (the ones watching keep what they have)."""
+        mount, aac = body.get("mount"), body.get("aac")
+        with self._lock:
+            path = self._mounts[mount] if isinstance(mount, int) and 0 <= mount < len(self._mounts) else ""
+            factory = self._factories.get(path)
+        if factory is not None:
+            factory.set_launch(launch(aac if isinstance(aac, dict) else None))
 
     def read_commands(self, stream, loop: GLib.MainLoop) -> None:
         """Read stdin until it closes (the appliance went away): then stop."""
@@ -250,6 +290,10 @@ class Engine:
     def _command(self, kind: bytes, body: bytes) -> None:
         if kind == wire.VIDEO:
             self.push(body)
+        elif kind == wire.AUDIO:
+            self.push(body, audio=True)
+        elif kind == wire.INFO:
+            self.set_info(json.loads(body))
         elif kind == wire.USERS:  # applied here and now (the server and its mount points lock), then told
             self.set_users(json.loads(body))
         elif kind == wire.MOUNTS:

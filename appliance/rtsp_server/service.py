@@ -7,7 +7,9 @@ when a stream gets its first viewer; a feeder then subscribes to that stream's l
 access units to the engine's stdin until `DROP`. Feeding never slows recording: a subscription is a
 bounded queue that skips to the next keyframe when the engine falls behind (`recorder.live`).
 Access units go out as Annex B with the stream's SPS/PPS in front of every keyframe, so a viewer can
-start at any keyframe; the slices are the bytes the recorder writes to disk.
+start at any keyframe; the slices are the bytes the recorder writes to disk. A stream with AAC sound
+(recorded as such, or G.711 already transcoded once by the recorder) also gets its AAC frames, and the
+engine is told (INFO, checked every INFO_CHECK_S) so new viewers get a sound track.
 The user list (name, HA1) is sent at start and again whenever it changes (checked every USERS_CHECK_S).
 If the engine dies it is started again after RESTART_DELAYS_S; its stderr goes to the log.
 
@@ -28,6 +30,7 @@ from appliance.config.model import Config
 from appliance.rtsp_server import wire
 from appliance.rtsp_server.mounts import mounts
 from appliance.web.users import DIGEST_REALM, UserStore
+from recorder.aac import AacError, split_adts
 from base.h264 import ANNEX_B, H264Error, parameter_sets, split_length_prefixed, stream_framing, to_mp4_sample
 from base.media import EncodedPacket, StreamInfo
 from recorder.live import LiveHub, RunStarted
@@ -37,7 +40,8 @@ log = logging.getLogger("nvr.rtsp_server")
 SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-gi; the appliance's virtualenv has not
 ENGINE_SCRIPT = Path(__file__).with_name("gst_engine.py")
 READY_TIMEOUT_S = 20.0
-USERS_CHECK_S = 5.0
+USERS_CHECK_S = 1.0  # a user added or changed on the web can use RTSP within this (one small query)
+INFO_CHECK_S = 1.0  # how soon a stream's sound (AAC) reaches new viewers after it appears
 RESTART_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 STOP_WAIT_S = 3.0  # for the engine to end after its stdin closes, then after SIGTERM
 SUBSCRIPTION_ITEMS = 128  # access units a feeder may fall behind before it skips to the next keyframe
@@ -57,6 +61,14 @@ def annexb_unit(packet: EncodedPacket, length_size: int, sps: bytes | None, pps:
     if (packet.keyframe or unit.idr) and sps and pps:
         nals = [sps, pps, *nals]
     return b"".join(START_CODE + nal for nal in nals), sps, pps
+
+
+def aac_of(info: StreamInfo | None) -> dict | None:
+    """What the engine needs to give viewers a stream's sound: AAC with its AudioSpecificConfig, else None."""
+    audio = info.audio if info is not None else None
+    if audio is None or audio.codec != "aac" or not audio.extradata:
+        return None
+    return {"asc": audio.extradata.hex(), "rate": audio.sample_rate, "channels": audio.channels}
 
 
 class _Feeder:
@@ -80,10 +92,14 @@ class _Feeder:
 
     def _run(self) -> None:
         length_size, sps, pps, scale = ANNEX_B, None, None, Fraction(1, 90_000)
+        audio_scale: Fraction | None = None
         while not self._stop.is_set():
             item = self._subscription.get(timeout_s=0.5)
             if isinstance(item, RunStarted):
                 length_size, sps, pps, scale = self._start_run(item.info)
+                audio_scale = Fraction(item.info.audio.time_base) if aac_of(item.info) else None
+            elif isinstance(item, EncodedPacket) and item.track == "audio" and audio_scale is not None:
+                self._send_audio(item, audio_scale)
             elif isinstance(item, EncodedPacket) and item.track == "video":
                 try:
                     data, sps, pps = annexb_unit(item, length_size, sps, pps)
@@ -95,6 +111,15 @@ class _Feeder:
                 if data and self._service._send(wire.video_frame(self._index, int(item.dts * scale * 1_000_000_000),
                                                                  cto_ns, item.keyframe, data)):
                     self.sent += 1
+
+    def _send_audio(self, packet: EncodedPacket, scale: Fraction) -> None:
+        try:
+            adts = split_adts(packet.data)
+        except AacError:
+            self.bad += 1
+            return
+        data = packet.data if adts is None else adts[0]
+        self._service._send(wire.audio_frame(self._index, int(packet.pts * scale * 1_000_000_000), data))
 
     def _start_run(self, info: StreamInfo) -> tuple[int, bytes | None, bytes | None, Fraction]:
         try:
@@ -120,6 +145,7 @@ class RtspServerService:
         self._process: subprocess.Popen | None = None
         self._stopping = threading.Event()
         self._sent_users: list | None = None
+        self._sent_info: dict[int, dict | None] = {}  # mount index -> the sound track last told to the engine
         self.port: int | None = None
         self.restarts = 0
         self.last_error: str | None = None
@@ -131,6 +157,7 @@ class RtspServerService:
                                   "gir1.2-gst-rtsp-server-1.0")
         self._spawn()
         threading.Thread(target=self._watch_users, name="rtsp users", daemon=True).start()
+        threading.Thread(target=self._watch_streams, name="rtsp streams", daemon=True).start()
 
     def _spawn(self) -> None:
         host, _, port = self._listen.rpartition(":")
@@ -144,8 +171,9 @@ class RtspServerService:
             why = line.removeprefix("ERROR ") or process.stderr.read(2000).decode(errors="replace").strip()
             raise RtspServerError(f"the RTSP server did not start on {listen}: {why}")
         self.port = int(line.split()[1])
-        self._process, self._sent_users = process, None
+        self._process, self._sent_users, self._sent_info = process, None, {}
         self._send_mounts()
+        self._send_info()
         self._send_users()
         if not self._ready_line(process).startswith("USERS "):  # so no viewer is refused for want of the list
             process.kill()
@@ -229,6 +257,20 @@ class RtspServerService:
                 self._send_users()
             except Exception:  # a locked or closed user store: try again next time
                 log.exception("the RTSP user list could not be read")
+
+    def _watch_streams(self) -> None:
+        while not self._stopping.wait(INFO_CHECK_S):
+            self._send_info()
+
+    def _send_info(self) -> None:
+        """Tell the engine which streams have sound, when that changes (a camera's audio came or went)."""
+        with self._lock:
+            mounts = list(self._mounts.values())
+        for index, channel, stream in mounts:
+            aac = aac_of(self.live.stream(channel, stream).info)
+            if self._sent_info.get(index, False) != aac and \
+                    self._send(wire.frame(wire.INFO, json.dumps({"mount": index, "aac": aac}).encode())):
+                self._sent_info[index] = aac
 
     def _read_events(self, process: subprocess.Popen) -> None:
         for raw in process.stdout:

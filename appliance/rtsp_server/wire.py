@@ -7,6 +7,10 @@ only. Every frame is `kind (1 byte) | length (u32 big-endian) | body`:
     appliance -> engine:  USERS  body = JSON {"realm": str, "users": [[name, ha1], ...]}
                           MOUNTS body = JSON {"mounts": ["/ch1/main", ...]}
                           VIDEO  body = mount index (u16) | dts_ns (i64) | cto_ns (i64) | flags (u8) | Annex B AU
+                          AUDIO  body = the same header (pts_ns in dts_ns, cto_ns 0) | one raw AAC frame, on
+                                 the clock the mount's video timestamps are on
+                          INFO   body = JSON {"mount": index, "aac": null | {"asc": hex AudioSpecificConfig,
+                                 "rate": Hz, "channels": n}}: whether new viewers get a sound track
     engine -> appliance:  lines of text on stdout: "READY <port>", "USERS <count>" (a user list is in force,
                           and the mounts sent before it), "WANT <mount>", "DROP <mount>", "ERROR <why>"
 """
@@ -14,8 +18,8 @@ from __future__ import annotations
 
 import struct
 
-USERS, MOUNTS, VIDEO = b"U", b"M", b"V"
-KINDS = frozenset({USERS, MOUNTS, VIDEO})
+USERS, MOUNTS, VIDEO, AUDIO, INFO = b"U", b"M", b"V", b"A", b"I"
+KINDS = frozenset({USERS, MOUNTS, VIDEO, AUDIO, INFO})
 HEADER = struct.Struct(">cI")
 VIDEO_HEADER = struct.Struct(">Hqqb")
 FLAG_KEYFRAME = 1
@@ -40,8 +44,13 @@ def video_frame(mount: int, dts_ns: int, cto_ns: int, keyframe: bool, data: byte
     return frame(VIDEO, VIDEO_HEADER.pack(mount, dts_ns, cto_ns, FLAG_KEYFRAME if keyframe else 0) + data)
 
 
+def audio_frame(mount: int, pts_ns: int, data: bytes) -> bytes:
+    """An AUDIO frame: one raw AAC frame for mount number `mount`."""
+    return frame(AUDIO, VIDEO_HEADER.pack(mount, pts_ns, 0, FLAG_KEYFRAME) + data)
+
+
 def parse_video(body: bytes) -> tuple[int, int, int, bool, bytes]:
-    """(mount, dts_ns, cto_ns, keyframe, data) of a VIDEO frame's body."""
+    """(mount, dts_ns, cto_ns, keyframe, data) of a VIDEO (or AUDIO) frame's body."""
     if len(body) < VIDEO_HEADER.size:
         raise WireError(f"VIDEO frame of {len(body)} bytes is shorter than its header")
     mount, dts_ns, cto_ns, flags = VIDEO_HEADER.unpack_from(body)

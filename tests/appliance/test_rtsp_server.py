@@ -4,6 +4,7 @@ They log in with HTTP Digest as web users, and what they receive is what the rec
 H.264 slices, byte for byte, in the same order (remuxed, never re-encoded)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -109,7 +110,7 @@ def test_a_user_added_while_running_can_pull_within_moments(box, tmp_path):
     url = box.url().replace("viewer:viewer-pass-1", "latecomer:late-pass-1")
 
     wait_for(lambda: ffmpeg_pull(url, tmp_path / "late.h264", frames=5).returncode == 0,
-             what="the new user to be let in")
+             what="the new user to be let in", poll_s=0.5)  # unhurried: ten refusals would lock the address out
 
 
 def test_a_killed_engine_is_started_again_on_its_port_and_recording_never_stopped(tmp_path):
@@ -216,5 +217,47 @@ def test_an_address_that_guesses_wrong_ten_times_is_refused_even_the_right_passw
                                capture_output=True, text=True, timeout=60)
 
         assert right.returncode != 0 and "401" in right.stderr
+    finally:
+        box.nvr.stop()
+
+
+def adts_payloads(data: bytes) -> list[str]:
+    """SHA-256 of every raw AAC frame in an ADTS stream (headers taken off)."""
+    out, pos = [], 0
+    while pos + 7 <= len(data):
+        length = ((data[pos + 3] & 3) << 11) | (data[pos + 4] << 3) | (data[pos + 5] >> 5)
+        header = 7 if data[pos + 1] & 1 else 9
+        out.append(hashlib.sha256(data[pos + header:pos + length]).hexdigest())
+        pos += length
+    return out
+
+
+def recorded_aac(root: Path) -> list[str]:
+    hashes = []
+    for path in sorted(root.glob("ch01/main/*.mp4")):
+        try:
+            with av.open(str(path)) as container:
+                hashes += [hashlib.sha256(bytes(p)).hexdigest() for p in container.demux(audio=0) if p.size]
+        except av.error.FFmpegError:
+            pass
+    return hashes
+
+
+def test_a_channel_with_sound_is_served_with_its_aac_frames_as_recorded(tmp_path):
+    channel = ("  - {id: 1, source: {type: test-pattern, width: 320, height: 240, fps: 25, bitrate: 300000, "
+               "keyframe_interval_s: 1}, audio: {enabled: true, device: simulated}}\n")
+    box = start_box(tmp_path, channels_yaml=channel)
+    try:
+        wait_for(lambda: box.nvr.live.stream(1, "main").info and box.nvr.live.stream(1, "main").info.audio,
+                 what="the channel's sound to start")
+        out = tmp_path / "sound.aac"
+        wait_for(lambda: subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-y", "-rtsp_transport", "tcp", "-i",
+                                         box.url(), "-map", "0:a", "-c", "copy", "-t", "3", "-f", "adts", str(out)],
+                                        capture_output=True, timeout=60).returncode == 0,
+                 what="ffmpeg to pull the sound track")
+        pulled = adts_payloads(out.read_bytes())
+
+        assert len(pulled) > 50  # 3 s of 48 kHz AAC is about 140 frames
+        wait_for(lambda: is_run_of(pulled, recorded_aac(box.root)), what="the AAC frames pulled to be the ones recorded")
     finally:
         box.nvr.stop()
