@@ -118,3 +118,36 @@ def test_in_a_network_namespace_the_box_says_hello_and_wsdiscovery_finds_it_by_m
     found = [line.split() for line in out.splitlines() if line.startswith("FOUND")]
     assert [(f[1], f[2]) for f in found] == [(f"urn:uuid:{DEVICE}", xaddr)], (out, err)
     assert "onvif://www.onvif.org/name/netns" in " ".join(found[0][3:])  # the library prints scopes unquoted
+
+
+@pytest.mark.skipif(not netns_available()[0], reason=netns_available()[1])
+def test_a_client_in_another_namespace_discovers_the_running_box_lists_its_channels_and_pulls_them(tmp_path):
+    pytest.importorskip("wsdiscovery", reason="needs WSDiscovery")
+    pytest.importorskip("onvif", reason="needs onvif-zeep-async")
+    from support.web import add_web_user
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    add_web_user(tmp_path / "data", "viewer", "viewer-pass-1")
+    with veth_pair() as pair:
+        config = tmp_path / "nvr.yaml"
+        config.write_text(
+            f"storage: {{path: {tmp_path / 'data'}}}\nchannels:\n"
+            "  - {id: 1, source: {type: test-pattern, width: 320, height: 240, fps: 25, bitrate: 300000}}\n"
+            "  - {id: 2, source: {type: test-pattern, width: 352, height: 288, fps: 25, bitrate: 300000}}\n"
+            f"web: {{listen: '{pair.ip_a}:8080'}}\nrtsp_server: {{enabled: true}}\n"
+            "onvif_server: {enabled: true, name: Namespace box}\n")
+        box = subprocess.Popen(pair.exec_a([str(Path(sys.executable).with_name("nvr")), "run", "--config", str(config)]),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            wait_for(lambda: subprocess.run(pair.exec_b(["python3", "-c", (
+                f"import socket; socket.create_connection(('{pair.ip_a}', 8000), timeout=1)")]),
+                capture_output=True).returncode == 0 or box.poll() is not None, what="the box's ONVIF service")
+            client = subprocess.run(pair.exec_b([sys.executable, str(PEER), "onvif", "viewer", "viewer-pass-1"]),
+                                    capture_output=True, text=True, env=env, timeout=120)
+        finally:
+            box.terminate()
+            _, box_log = box.communicate(timeout=60)
+
+    streams = [line.split() for line in client.stdout.splitlines() if line.startswith("STREAM")]
+    assert f"FOUND http://{pair.ip_a}:8000/onvif/device_service" in client.stdout, (client.stdout, client.stderr, box_log[-3000:])
+    assert streams == [["STREAM", "ch1_main", f"rtsp://{pair.ip_a}:8554/ch1/main", "h264,320,240"],
+                       ["STREAM", "ch2_main", f"rtsp://{pair.ip_a}:8554/ch2/main", "h264,352,288"]], client.stderr

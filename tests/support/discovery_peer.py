@@ -1,6 +1,9 @@
 """The two ends of the WS-Discovery test, each run inside its own network namespace (support.netns).
 
     python discovery_peer.py responder HTTP_PORT     the box's DiscoveryResponder; prints READY, runs until stdin closes
+    python discovery_peer.py onvif USER PASSWORD     finds the box with WSDiscovery, asks the XAddr it gave for
+                                                     the profiles and stream URIs (onvif-zeep-async) and
+                                                     ffprobes each; prints STREAM <token> <uri> <codec,w,h>
     python discovery_peer.py client                  joins the group, prints LISTENING, prints the Hello it hears
                                                      (HELLO <xaddrs>), then probes with the WSDiscovery library
                                                      (nobody here wrote it) and prints FOUND <epr> <xaddrs> per match
@@ -49,8 +52,47 @@ def client() -> None:
     print("DONE", flush=True)
 
 
+def onvif_client(user: str, password: str) -> None:
+    import asyncio
+    import os
+    import subprocess
+    from urllib.parse import urlsplit
+
+    import onvif
+    from wsdiscovery import QName
+    from wsdiscovery.discovery import ThreadedWSDiscovery
+    wsd = ThreadedWSDiscovery()
+    wsd.start()
+    try:
+        found = wsd.searchServices(types=[QName("http://www.onvif.org/ver10/network/wsdl", "NetworkVideoTransmitter")],
+                                   timeout=3)
+    finally:
+        wsd.stop()
+    xaddr = urlsplit(found[0].getXAddrs()[0])
+    print("FOUND", xaddr.geturl(), flush=True)
+
+    async def streams():
+        cam = onvif.ONVIFCamera(xaddr.hostname, xaddr.port, user, password,
+                                os.path.join(os.path.dirname(onvif.__file__), "wsdl"), encrypt=False)
+        try:
+            await cam.update_xaddrs()
+            media = await cam.create_media_service()
+            return [(p.token, (await media.GetStreamUri({"ProfileToken": p.token, "StreamSetup": {
+                "Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}})).Uri) for p in await media.GetProfiles()]
+        finally:
+            await cam.close()
+    for token, uri in asyncio.run(streams()):
+        probe = subprocess.run(["/usr/bin/ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v",
+                                "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0",
+                                uri.replace("rtsp://", f"rtsp://{user}:{password}@")],
+                               capture_output=True, text=True, timeout=60)
+        print("STREAM", token, uri, probe.stdout.strip() or probe.stderr.strip(), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "responder":
         responder(int(sys.argv[2]))
+    elif sys.argv[1] == "onvif":
+        onvif_client(sys.argv[2], sys.argv[3])
     else:
         client()
