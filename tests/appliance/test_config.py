@@ -413,7 +413,7 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
 
 
 @pytest.mark.parametrize("yaml_text, path, line, allowed", [
-    ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules, mqtt, audio_out, line_in"),
+    ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules, mqtt, audio_out, line_in, rtsp_server, onvif_server"),
     ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, health, disks, require_mount"),
     ("storage:\n  retention:\n    max_age: 3\n", "storage.retention.max_age", 3,
      "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, events_max_age_days, interval_s"),

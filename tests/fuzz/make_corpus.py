@@ -539,6 +539,22 @@ def onvif_seeds(corpus: Corpus) -> None:
     corpus.add("onvif_probe_match", PROBE_MATCHES_WRITTEN.format(matches=one + two).encode(), "written-two")
 
 
+ONVIF_REQUESTS = Path(__file__).resolve().parents[1] / "support" / "onvif_requests"
+
+
+def onvif_request_seeds(corpus: Corpus) -> None:
+    """The requests real clients sent the box (onvif-zeep-async, WSDiscovery: tests/support/onvif_requests),
+    a Digest header, and the classic hostile documents (entity expansion, external entity, deep nesting)."""
+    for path in sorted(ONVIF_REQUESTS.glob("*.xml")):
+        corpus.add("onvif_request", path.read_bytes(), path.stem)
+    corpus.add("onvif_request", b'Digest username="viewer", realm="nvr", nonce="1:ab", uri="/onvif/device_service", '
+               b'response="0123456789abcdef0123456789abcdef", qop=auth, nc=00000001, cnonce="x"', "digest-header")
+    corpus.add("onvif_request", b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><l>&b;</l>',
+               "entity-expansion")
+    corpus.add("onvif_request", b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>', "external-entity")
+    corpus.add("onvif_request", b"<a>" * 40 + b"</a>" * 40, "deep")
+
+
 def main() -> int:
     corpus = Corpus(FUZZ_DIR / "corpus")
     corpus.reset()
@@ -550,6 +566,7 @@ def main() -> int:
     smartctl_seeds(corpus)
     mqtt_seeds(corpus)
     onvif_seeds(corpus)
+    onvif_request_seeds(corpus)
     total = sum(p.stat().st_size for p in corpus.root.rglob("*") if p.is_file())
     for target in T.TARGETS:
         print(f"{target:15} {corpus.count.get(target, 0):3} seeds")
