@@ -11,8 +11,9 @@ which writes what its speaker is sent to a file, unbuffered) and an operator tal
 2. frame -> camera: between silent frames, a 20-ms click every 0.5 s; from sending its frame to its first
    loud sample being in the camera's file (the box's parse, budget, queue, G.711 encoding, RTP over the
    RTSP connection, and GStreamer's depayloading and decoding: no jitter buffer on either side);
-3. alarm -> sound (the rule action `play`, issue 15's goal: within 200 ms): a rule engine with a `play`
-   action, fired `--alarms` times; from `signal()` to the first sample written to the AUDIO OUT (the
+3. alarm -> sound (the rule action `play`, issue 15's goal: within 200 ms): a rule engine with two `play`
+   actions (the AUDIO OUT, and `channel: 2`'s camera speaker; appliance/sound/rule_sounds.py), fired
+   `--alarms` times; from `signal()` to the first sample written to the AUDIO OUT (the
    simulated speaker: ALSA's own buffer comes on top) and to the first loud sample in the camera's file
    (a back channel opened per sound: DESCRIBE, SETUP, PLAY, then the first packet).
 
@@ -114,24 +115,30 @@ def alarm_latencies(tmp: Path, camera: BackChannelCamera, alarms: int) -> tuple[
     from appliance.alarms.rules import RuleEngine
     from appliance.alarms.webhooks import WebhookSender
     from appliance.config.model import parse_config
-    from appliance.talk.player import SoundPlayer
+    from appliance.sound.output import TALK, AudioOutputs
+    from appliance.sound.rule_sounds import RuleSounds
     from appliance.talk.session import TalkHub
     from base.clock import RealClocks
     from base.timers import Scheduler
     from recorder.index import Index
     from support.talk import write_wav
 
-    write_wav(tmp / "beep.wav", tone(1000, 0.2, rate=16000, amplitude=0.5), 16000)
+    beep = write_wav(tmp / "beep.wav", tone(1000, 0.2, rate=16000, amplitude=0.5), 16000)
     config = parse_config(f"""
 storage: {{path: {tmp / 'alarm-data'}}}
 channels: [{{id: 2, source: {{type: rtsp, url: '{camera.url()}'}}}}]
 alarms: {{inputs: [{{id: door, pin: 17}}], temperature: {{thermal_zones: false}}}}
 audio_out: {{device: simulated}}
 rules:
-  - {{when: {{alarm_input: door}}, do: [{{play: {{file: beep.wav}}}}, {{play: {{file: beep.wav, channel: 2}}}}]}}
-""", base_dir=tmp)
+  - when: {{alarm_input: door}}
+    do: [{{play: {{file: '{beep}', stop_on_clear: false}}}}, {{play: {{file: '{beep}', channel: 2, stop_on_clear: false}}}}]
+""")
     speaker, clocks = _TimedSpeaker(), RealClocks()
-    player = SoundPlayer(config, hub=TalkHub(playback=lambda device: speaker), clocks=clocks)
+    outputs = AudioOutputs(playback=lambda device: speaker)
+    player = RuleSounds(config, outputs=outputs, clocks=clocks,
+                        talk=TalkHub(playback=outputs.playback_by_device(name="talk", priority=TALK)))
+    if errors := player.preload():
+        raise SystemExit("\n".join(errors))
     player.start()
     (tmp / "alarm-data").mkdir(exist_ok=True)
     index = Index(tmp / "alarm-data")
@@ -148,11 +155,11 @@ rules:
             to_camera.append(_heard_after(camera, offset, fired_s))
             engine.signal("alarm_input", "door", False)
             scheduler.run_pending()
-            while player.played < 2 * len(to_camera):  # both sounds over before the next alarm
+            while player.statistics()["finished"] < 2 * len(to_camera):  # both sounds over before the next alarm
                 time.sleep(0.01)
             to_audio_out.append(speaker.first_write_s[-1] - fired_s)
     finally:
-        player.stop()
+        player.close()
         index.close()
     return to_audio_out, to_camera
 

@@ -20,12 +20,12 @@ from recorder.faults import Fault, FaultBoard
 from recorder.index import INDEX_FILE, Index
 from recorder.live import LiveHub
 
-from appliance.config.model import ChannelConfig, Config, RtspSource
+from appliance.config.model import ChannelConfig, Config, OnvifSource, RtspSource
 from appliance.config.alarms import ALL_DAYS, AlarmInputConfig, parse_clock
 from appliance.alarms.health_watch import HealthWatch, Limits
 from appliance.alarms.webhooks import BoundedWorker, WebhookSender
 from appliance.alarms.rules import Firing, PtzPresets, RuleEngine
-from appliance.talk.player import SoundPlayer
+from appliance.sound.output import TALK, AudioOutputs
 from appliance.talk.session import TalkHub
 
 log = logging.getLogger("nvr.alarm_io")
@@ -51,17 +51,22 @@ class AlarmIO:
     def __init__(self, config: Config, *, clocks: Clocks, index: Index, faults: FaultBoard, live: LiveHub,
                  data_root: Path | None = None, gpio: Gpio | None = None, ptz: PtzPresets | None = None,
                  tz: tzinfo | None = None, on_fired: Callable[[Firing], None] | None = None,
-                 on_mount_change: Callable[[bool], None] | None = None, talk: TalkHub | None = None):
+                 on_mount_change: Callable[[bool], None] | None = None, outputs: AudioOutputs | None = None,
+                 talk: TalkHub | None = None):
         """`on_mount_change(mounted)`: the recordings disk came or went (with `storage.require_mount`).
-        `talk`: who talks where, shared with the web's push-to-talk, so a rule's sound and an operator
-        never speak on one output at once (a hub of its own when not given)."""
+        `outputs`: the box's shared sound outputs (the appliance's; a private set when left out).
+        `talk`: who talks where, shared with the web's push-to-talk, so a rule's sound on a camera's
+        speaker never speaks over an operator (one of its own on `outputs` when left out)."""
         self.config, self._clocks, self._index, self._faults, self._live = config, clocks, index, faults, live
         self._on_mount_change = on_mount_change
         self._root, self._gpio, self._owns_gpio, self._tz = data_root, gpio, False, tz
         self.scheduler = Scheduler(clocks=clocks, name="alarms")
         self.webhooks = WebhookSender()
         self.ptz_worker = BoundedWorker(name="ptz-presets", max_jobs=16)
-        self.sounds = SoundPlayer(config, hub=talk if talk is not None else TalkHub(), clocks=clocks)
+        outputs = outputs if outputs is not None else AudioOutputs()
+        if talk is None:
+            talk = TalkHub(playback=outputs.playback_by_device(name="talk", priority=TALK))
+        self.sounds = _rule_sounds(config, outputs, talk, clocks)
         self.relays: dict[str, Relay] = {}
         self.contacts: dict[str, AlarmContact] = {}
         self.motion: dict = {}  # channel -> recorder.motion.MotionWatcher
@@ -81,7 +86,7 @@ class AlarmIO:
         self.scheduler.start()
         self.webhooks.start()
         self.ptz_worker.start()
-        self.sounds.start()
+        self._start_sounds()
         self._open_pins()
         self._unsubscribe = self._faults.subscribe(self._board_changed)
         for alarm in self._faults.active():  # raised before we listened
@@ -107,7 +112,16 @@ class AlarmIO:
             self._gpio.close()
         self.webhooks.stop()
         self.ptz_worker.stop()
-        self.sounds.stop()
+        if self.sounds is not None:
+            self.sounds.close()
+
+    def _start_sounds(self) -> None:
+        """Decode every `play` file now (the config check proved them), so no alarm waits for a decode."""
+        if self.sounds is None:
+            return
+        for error in self.sounds.preload():
+            self._faults.raise_fault("audio_out_error", error)
+        self.sounds.start()
 
     # --- GPIO ----------------------------------------------------------------------------------
 
@@ -220,8 +234,9 @@ class AlarmIO:
         motion = channel.motion
         detector = MotionDetector(zones=[z.points for z in motion.zones], masks=[m.points for m in motion.masks],
                                   sensitivity=motion.sensitivity)
-        if isinstance(channel.source, RtspSource):
-            stream, source = ("sub" if channel.source.sub_url else "main"), "packets"
+        if isinstance(channel.source, (RtspSource, OnvifSource)):
+            has_sub = getattr(channel.source, "sub_url", None) or getattr(channel.source, "sub_profile", None)
+            stream, source = ("sub" if has_sub else "main"), "packets"
             if stream == "main":
                 log.warning("channel %d: no sub stream; motion detection decodes the main stream", channel.id)
         else:
@@ -254,9 +269,24 @@ class AlarmIO:
             "motion": [watcher.statistics() for watcher in self.motion.values()],
             "rules": self.engine.statistics(), "scheduler": self.scheduler.statistics(),
             "webhooks": self.webhooks.statistics(), "ptz": self.ptz_worker.statistics(),
-            "sounds": self.sounds.statistics(),
+            "sounds": self.sounds.statistics() if self.sounds is not None else None,
             "health": self.health.statistics() if self.health else None,
         }
+
+
+def play_files(config: Config) -> list[str]:
+    """The sound files of the enabled rules' `play` actions, each once."""
+    files = [action.play.file for rule in config.rules if rule.enabled for action in rule.do if action.play is not None]
+    return list(dict.fromkeys(files))
+
+
+def _rule_sounds(config: Config, outputs: AudioOutputs, talk: TalkHub, clocks: Clocks):
+    """The rules' sound players (AUDIO OUT, cameras' speakers) when a rule plays a sound; else None."""
+    if not play_files(config):
+        return None
+    from appliance.sound.rule_sounds import RuleSounds  # PyAV's decoders load only for a config with sounds
+
+    return RuleSounds(config, outputs=outputs, talk=talk, clocks=clocks)
 
 
 def schedule_from_config(item: AlarmInputConfig, *, tz: tzinfo | None = None) -> Schedule:

@@ -15,8 +15,6 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from appliance.config.talk import PlayAction
-
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ALL_DAYS: list[str] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -243,15 +241,43 @@ class WebhookAction(_Section):
         return url
 
 
+class PlayAction(_Section):
+    """Play a sound file (a siren, a spoken warning) on the box's AUDIO OUT (audio_out.device), or with
+    `channel` on that channel's talk output (its camera's speaker). One sound is heard at a time on each
+    output: a newer alarm's sound replaces an older one's; an older sound that loops comes back when the
+    newer one ends, until its alarm clears. On the AUDIO OUT an alarm sound interrupts the monitor's
+    channel sound, and talk and the LINE IN intercom interrupt alarm sounds; on a camera's speaker an
+    operator who is talking keeps it, and the alarm's sound is skipped and logged."""
+
+    file: str = Field(max_length=4096, description=(
+        "Full path of the sound file: WAV, MP3, AAC, FLAC or Ogg, at most 120 s (decoded once at start)."))
+    repeat: int = Field(1, ge=1, le=1000, description="Times to play it (unless `loop`).")
+    loop: bool = Field(False, description="Play it again and again while the alarm is active (repeat is ignored).")
+    pause_s: float = Field(0.0, ge=0, le=600, description="Silence between two plays of it.")
+    volume_percent: float = Field(100.0, ge=0, le=100, description="Its loudness, in percent of the file's own.")
+    stop_on_clear: bool = Field(True, description=(
+        "Stop it as soon as the alarm's signal clears, even with plays left; false plays every repeat."))
+    channel: int | None = Field(None, description=(
+        "Play it on this channel's talk output (channels[].talk: the camera's speaker through its ONVIF back "
+        "channel, as 8 kHz G.711, or the AUDIO OUT); null: on the AUDIO OUT."))
+
+
 class ActionConfig(_Section):
-    """One action: exactly one of record, output, ptz_preset, webhook, play, log."""
+    """One action: exactly one of record, output, ptz_preset, webhook, log, play."""
 
     record: RecordAction | None = None
     output: OutputAction | None = None
     ptz_preset: PtzPresetAction | None = None
     webhook: WebhookAction | None = None
-    play: PlayAction | None = None
     log: str | None = Field(None, max_length=200, description="A message for the log and the event list.")
+    play: PlayAction | None = Field(None, description=(
+        "A sound on the AUDIO OUT: `play: /path/siren.wav`, or with options {file, repeat, loop, pause_s, "
+        "volume_percent, stop_on_clear, channel} (channel: on that camera's speaker instead)."))
+
+    @field_validator("play", mode="before")
+    @classmethod
+    def _file_alone(cls, value: object) -> object:
+        return {"file": value} if isinstance(value, str) else value  # `play: FILE`, the short form
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ActionConfig:
@@ -332,7 +358,32 @@ def _rule_errors(loc: tuple[Any, ...], rule: RuleConfig, config: Any) -> list[Re
                        "no temperature sensor is watched: enable alarms.temperature.thermal_zones or sht3x"))
     for index, action in enumerate(rule.do):
         errors += _action_errors((*loc, "do", index), action, channels, outputs)
+        if action.play is not None:
+            errors += _play_errors((*loc, "do", index, "play"), action.play, config)
     return errors
+
+
+def _play_errors(loc: tuple[Any, ...], play: PlayAction, config: Any) -> list[Reference]:
+    from appliance.config.talk import play_target
+    from appliance.sound.clips import SPEAKER_CHANNELS, SPEAKER_RATE, ClipError, decode_clip  # PyAV: only here
+
+    channels = [channel.id for channel in config.channels]
+    if play.channel is not None and play.channel not in channels:
+        return [((*loc, "channel"), play.channel, f"unknown channel {play.channel}; {_known('channels', channels)}")]
+    target = play_target(play.channel, config)
+    if target[0] == "off" and play.channel is not None:
+        return [((*loc, "channel"), play.channel, (
+            f"channel {play.channel} has no talk output to play on: set its talk.output (camera or audio_out), "
+            "or leave channel out to play on the AUDIO OUT"))]
+    if target[0] == "off":
+        return [(loc, play.file, "the box has no AUDIO OUT configured for this sound: set audio_out.device "
+                                 "(an ALSA playback device, `aplay -L` lists them), or give the channel whose "
+                                 "camera speaker plays it")]
+    try:  # in the format its output plays, as the player will
+        decode_clip(play.file, **({"rate": SPEAKER_RATE, "channels": SPEAKER_CHANNELS} if target[0] == "camera" else {}))
+    except ClipError as exc:
+        return [((*loc, "file"), play.file, str(exc))]
+    return []
 
 
 def _action_errors(loc: tuple[Any, ...], action: ActionConfig, channels: dict, outputs: list[str]) -> list[Reference]:

@@ -1,12 +1,10 @@
-"""Two-way talk in the config: `audio_out` (the box's AUDIO OUT jack), `channels[].talk` (where an
-operator's push-to-talk on a channel is heard) and the rule action `play` (a sound file played there)."""
+"""Two-way talk in the config: `audio_out` (the box's AUDIO OUT jack) and `channels[].talk` (where an
+operator's push-to-talk on a channel is heard, and where a rule's `play` with `channel` sounds)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hal.audio_out import check_playback_device
 
@@ -63,33 +61,6 @@ class TalkConfig(_TalkSection):
         return check_rtsp_url(url)
 
 
-class PlayAction(_TalkSection):
-    """Play a sound file (a siren, a spoken warning) on the box's AUDIO OUT or a channel's talk output
-    (its camera's speaker), when the rule fires. A sound already playing there, or an operator talking,
-    is not interrupted: the new one is skipped and logged."""
-
-    file: Path = Field(strict=False, description=(
-        "The sound: WAV, MP3, Ogg/Opus or FLAC, at most 60 s (played as 8 kHz mono, what G.711 speakers "
-        "take). A relative path is taken from the config file's folder."))
-    channel: int | None = Field(None, description=(
-        "Play on this channel's talk output (channels[].talk); null: on the AUDIO OUT (audio_out.device)."))
-    repeat: int = Field(1, ge=1, le=20, description="Times to play it, one after the other.")
-
-    @field_validator("file")
-    @classmethod
-    def _from_the_config_folder(cls, path: Path, info: ValidationInfo) -> Path:
-        base_dir = (info.context or {}).get("base_dir") or Path.cwd()
-        return Path(os.path.abspath(Path(base_dir) / path.expanduser()))
-
-
-def play_target(play: PlayAction, config: Any) -> tuple[str, str | None]:
-    """Where a `play` action sounds: as `talk_target`, ("off", None) when nowhere."""
-    if play.channel is None:
-        return ("audio_out", config.audio_out.device) if config.audio_out.device else ("off", None)
-    channel = next((c for c in config.channels if c.id == play.channel), None)
-    return talk_target(channel, config.audio_out) if channel is not None else ("off", None)
-
-
 def talk_target(channel: Any, audio_out: AudioOutConfig) -> tuple[str, str | None]:
     """Where `channel`'s talk goes: ("camera", rtsp_url), ("audio_out", device) or ("off", None)."""
     talk: TalkConfig = channel.talk
@@ -104,6 +75,16 @@ def talk_target(channel: Any, audio_out: AudioOutConfig) -> tuple[str, str | Non
     return "off", None
 
 
+def play_target(channel_id: int | None, config: Any) -> tuple[str, str | None]:
+    """Where a rule's `play` action with `channel: channel_id` sounds: the AUDIO OUT for None, else the
+    channel's talk output, as `talk_target`; ("off", None) when nowhere (or no such channel)."""
+    audio_out = config.audio_out
+    if channel_id is None:
+        return ("audio_out", audio_out.device) if audio_out.device else ("off", None)
+    channel = next((c for c in config.channels if c.id == channel_id), None)
+    return talk_target(channel, audio_out) if channel is not None else ("off", None)
+
+
 def talk_errors(config: Any) -> list[Reference]:
     """A channel whose talk names an output it cannot have."""
     errors: list[Reference] = []
@@ -116,23 +97,4 @@ def talk_errors(config: Any) -> list[Reference]:
             errors.append((loc, talk.output, (
                 f"a {channel.source.type} channel has no RTSP URL to find the camera's speaker at: give talk.url "
                 "(the camera's rtsp:// stream URL) or use output: audio_out")))
-    for number, rule in enumerate(config.rules):
-        for index, action in enumerate(rule.do):
-            if getattr(action, "play", None) is not None:
-                errors += _play_errors(("rules", number, "do", index, "play"), action.play, config)
-    return errors
-
-
-def _play_errors(loc: tuple[Any, ...], play: PlayAction, config: Any) -> list[Reference]:
-    errors: list[Reference] = []
-    if not play.file.is_file():
-        errors.append(((*loc, "file"), str(play.file), f"no such sound file {str(play.file)!r}"))
-    channels = {c.id for c in config.channels}
-    if play.channel is not None and play.channel not in channels:
-        errors.append(((*loc, "channel"), play.channel, f"unknown channel {play.channel}; channels defines: "
-                                                         f"{', '.join(str(c) for c in sorted(channels)) or 'none'}"))
-    elif play_target(play, config)[0] == "off":
-        where = (f"channel {play.channel} has no talk output (channels[].talk.output)" if play.channel is not None
-                 else "the box has no AUDIO OUT: set audio_out.device, or give the channel whose speaker to use")
-        errors.append(((*loc, "channel"), play.channel, f"nowhere to play: {where}"))
     return errors

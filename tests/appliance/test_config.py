@@ -413,7 +413,7 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
 
 
 @pytest.mark.parametrize("yaml_text, path, line, allowed", [
-    ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules, mqtt, audio_out"),
+    ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules, mqtt, audio_out, line_in, rtsp_server, onvif_server"),
     ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, health, disks, require_mount"),
     ("storage:\n  retention:\n    max_age: 3\n", "storage.retention.max_age", 3,
      "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, events_max_age_days, interval_s"),
@@ -843,11 +843,6 @@ def test_talk_and_audio_out_keys_are_all_documented_in_the_default_yaml():
     template = yaml.safe_load((Path(__file__).parents[2] / "appliance" / "default.yaml").read_text())
     assert set(template["audio_out"]) == set(AudioOutConfig.model_fields)
     assert set(template["channels"][0]["talk"]) == set(TalkConfig.model_fields)
-    from appliance.config.talk import PlayAction
-
-    text = (Path(__file__).parents[2] / "appliance" / "default.yaml").read_text()
-    play_line = next(line for line in text.splitlines() if "- play: {" in line)
-    assert set(yaml.safe_load(play_line.lstrip("# ").removeprefix("- "))["play"]) == set(PlayAction.model_fields)
     for model in (AudioOutConfig, TalkConfig):
         assert model.model_config["extra"] == "forbid"
         assert all(field.description for field in model.model_fields.values()), model
@@ -890,3 +885,19 @@ def test_a_talk_config_error_names_the_key_and_its_line(text, where, says):
     message = str(caught.value)
     assert where in message and says in message, message
     assert "line " in message or ":" in message.split(where)[0], message
+
+
+def test_line_in_and_play_keys_are_all_documented_in_the_default_yaml():
+    import yaml
+
+    from appliance.config.alarms import PlayAction
+    from appliance.config.line_in import LineInConfig
+
+    text = (Path(__file__).parents[2] / "appliance" / "default.yaml").read_text()
+    template = yaml.safe_load(text)
+    assert set(template["line_in"]) == set(LineInConfig.model_fields)
+    assert all(f"#           {name}:" in text or f"  {name}:" in text for name in PlayAction.model_fields)
+    for model in (LineInConfig, PlayAction):
+        assert model.model_config["extra"] == "forbid"
+        assert all(field.description for field in model.model_fields.values()), model
+

@@ -29,10 +29,9 @@ def rig(tmp_path_factory):
         extra = (f"  - id: {CAMERA}\n    name: Door\n    source: {{type: rtsp, url: '{camera.url()}'}}\n"
                  f"  - id: {QUIET}\n    name: Shed\n    source: {{type: test-pattern, width: 160, height: 120}}\n"
                  f"    talk: {{output: off}}\n")
+        speaker = SimulatedAudioPlayback()  # the AUDIO OUT, behind the appliance's shared outputs
         app = start_appliance(tmp, channels=1, past_seconds=0, extra_channels=extra,
-                              extra_top="audio_out:\n  device: simulated\n")
-        speaker = SimulatedAudioPlayback()
-        app.nvr.web_context.talk.playback = lambda device: speaker
+                              extra_top="audio_out:\n  device: simulated\n", audio_playback=lambda device: speaker)
         try:
             yield app, camera, speaker
         finally:
@@ -88,15 +87,31 @@ def test_an_operators_tone_is_heard_by_the_cameras_speaker_at_its_pitch(rig):
     assert any(e["action"] == "talk" and e["user"] == "operator" and f'"channel": {CAMERA}' in e["detail"] for e in audit)
 
 
-def test_an_analog_channels_talk_is_played_on_the_audio_out_at_48khz(rig):
+def test_an_analog_channels_talk_is_played_on_the_audio_out_at_48khz_over_an_alarm_sound(rig):
+    """Talk opens the AUDIO OUT through the appliance's shared outputs at TALK priority: an alarm sound
+    playing there (ALARM) is muted while the operator talks, and the card is opened once for both."""
+    import numpy as np
+
+    from appliance.sound.output import ALARM
+
     app, _, speaker = rig
+    shared = app.nvr.audio_outputs.output("simulated")
+    alarm = shared.source("alarm sounds", ALARM)
+    alarm.open(sample_rate=48000, channels=2)
+    opens = speaker.opens
     before = len(speaker.played())
-    with talk(app, ANALOG, role="admin") as ws:
-        assert json.loads(ws.recv(timeout=15))["output"] == "AUDIO OUT simulated"
-        send_tone(ws, 600, 1.0)
-        wait_for(lambda: len(speaker.played()) - before >= 47000, what="the AUDIO OUT to play the tone")
+    try:
+        with talk(app, ANALOG, role="admin") as ws:
+            assert json.loads(ws.recv(timeout=15))["output"] == "AUDIO OUT simulated"
+            assert shared.heard() == "talk" and shared.statistics()["sources"] == ["alarm sounds", "talk"]
+            alarm.write(np.full((4800, 2), 9000, np.int16))  # muted: talk is heard
+            send_tone(ws, 600, 1.0)
+            wait_for(lambda: len(speaker.played()) - before >= 47000, what="the AUDIO OUT to play the tone")
+    finally:
+        alarm.close()
     played = speaker.played()[before:, 0]
     assert speaker.sample_rate == 48000 and abs(dominant_frequency(played, 48000) - 600) < 3
+    assert alarm.frames_muted == 4800 and 9000 not in played and speaker.opens == opens
 
 
 def test_a_second_talker_on_the_same_output_is_told_who_is_busy_talking(rig):

@@ -80,10 +80,11 @@ class WebRig:
 
 def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, past_ago_s: float = 600,
                     with_users: bool = True, extra_channels: str = "", extra_top: str = "",
-                    tls: bool = False) -> WebRig:
+                    tls: bool = False, audio_playback=None) -> WebRig:
     """`extra_channels`: YAML list items put before the test-pattern channels (e.g. RTSP cameras);
     `extra_top`: top-level YAML sections after the rest (e.g. `audio_out:`); `tls`: serve HTTPS with a
-    self-signed certificate (appliance.web.tls), as the image does."""
+    self-signed certificate (appliance.web.tls), as the image does; `audio_playback`: opens a sound
+    output by its ALSA name (e.g. a simulated speaker), behind the appliance's shared outputs."""
     root = tmp / "data"
     root.mkdir(parents=True, exist_ok=True)
     past_start_us = time.time_ns() // 1000 - round(past_ago_s * 1e6)
@@ -98,7 +99,9 @@ def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, p
         from appliance.web.tls import ensure_self_signed
 
         cert, key = ensure_self_signed(tmp / "tls")
-    nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", port), sync=False, tls_cert=cert, tls_key=key)
+    sound = {"audio_playback": audio_playback} if audio_playback is not None else {}
+    nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", port), sync=False, tls_cert=cert, tls_key=key,
+                    **sound)
     if with_users:
         for role, password in PASSWORDS.items():
             nvr.users.add_user(role, password, role, replace=True)
