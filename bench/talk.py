@@ -135,8 +135,8 @@ rules:
 """)
     speaker, clocks = _TimedSpeaker(), RealClocks()
     outputs = AudioOutputs(playback=lambda device: speaker)
-    player = RuleSounds(config, outputs=outputs, clocks=clocks,
-                        talk=TalkHub(playback=outputs.playback_by_device(name="talk", priority=TALK)))
+    hub = TalkHub(playback=outputs.playback_by_device(name="talk", priority=TALK))
+    player = RuleSounds(config, outputs=outputs, clocks=clocks, talk=hub)
     if errors := player.preload():
         raise SystemExit("\n".join(errors))
     player.start()
@@ -155,7 +155,9 @@ rules:
             to_camera.append(_heard_after(camera, offset, fired_s))
             engine.signal("alarm_input", "door", False)
             scheduler.run_pending()
-            while player.statistics()["finished"] < 2 * len(to_camera):  # both sounds over before the next alarm
+            # Both sounds over, and the camera's back channel closed (its close lets the sound play out,
+            # up to 0.5 s) before the next alarm: an alarm in that moment waits for it (design/talk.md).
+            while player.statistics()["finished"] < 2 * len(to_camera) or hub.talking():
                 time.sleep(0.01)
             to_audio_out.append(speaker.first_write_s[-1] - fired_s)
     finally:
