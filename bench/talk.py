@@ -131,7 +131,9 @@ alarms: {{inputs: [{{id: door, pin: 17}}], temperature: {{thermal_zones: false}}
 audio_out: {{device: simulated}}
 rules:
   - when: {{alarm_input: door}}
-    do: [{{play: {{file: '{beep}', stop_on_clear: false}}}}, {{play: {{file: '{beep}', channel: 2, stop_on_clear: false}}}}]
+    do:
+      - {{play: {{file: '{beep}', stop_on_clear: false}}}}
+      - {{play: {{file: '{beep}', channel: 2, stop_on_clear: false}}}}
 """)
     speaker, clocks = _TimedSpeaker(), RealClocks()
     outputs = AudioOutputs(playback=lambda device: speaker)

@@ -379,8 +379,9 @@ def _play_errors(loc: tuple[Any, ...], play: PlayAction, config: Any) -> list[Re
         return [(loc, play.file, "the box has no AUDIO OUT configured for this sound: set audio_out.device "
                                  "(an ALSA playback device, `aplay -L` lists them), or give the channel whose "
                                  "camera speaker plays it")]
+    speaker = {"rate": SPEAKER_RATE, "channels": SPEAKER_CHANNELS} if target[0] == "camera" else {}
     try:  # in the format its output plays, as the player will
-        decode_clip(play.file, **({"rate": SPEAKER_RATE, "channels": SPEAKER_CHANNELS} if target[0] == "camera" else {}))
+        decode_clip(play.file, **speaker)
     except ClipError as exc:
         return [((*loc, "file"), play.file, str(exc))]
     return []

@@ -239,7 +239,6 @@ class AlarmSounds:
     def statistics(self) -> dict:
         with self._lock:
             playing = [str(r.key) for r in self._requests]
-        return {"output": self.output, "playing": playing, "started": self.started, "finished": self.finished, "replaced": self.replaced,
-                "stopped": self.stopped, "errors": self.errors, "skipped_busy": self.skipped_busy,
-                "last_error": self.last_error,
-                "clips": self._clips.statistics()}
+        return {"output": self.output, "playing": playing, "started": self.started, "finished": self.finished,
+                "replaced": self.replaced, "stopped": self.stopped, "errors": self.errors,
+                "skipped_busy": self.skipped_busy, "last_error": self.last_error, "clips": self._clips.statistics()}
