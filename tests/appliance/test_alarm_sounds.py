@@ -487,6 +487,20 @@ def test_a_play_on_a_channel_without_a_talk_output_is_a_config_error_at_its_key(
     assert "nvr.yaml:6" in message and where in message and says in message, message
 
 
+def test_a_play_on_a_channel_whose_talk_goes_to_the_audio_out_uses_the_audio_outs_one_player(sound_rig, clocks,
+                                                                                                siren):
+    make, speaker, outputs = sound_rig
+    engine, scheduler, sounds = make(f"""\
+        rules: [{{when: {{alarm_input: door}}, do: [{{play: {{file: '{siren}', channel: 1}}}}]}}]
+        """)  # channel 1 is analog: its talk (auto) is the AUDIO OUT
+    fire(engine, scheduler, clocks)
+    wait_for(lambda: sounds.statistics()["started"] == 1, what="the sound to start")
+    idle(sounds, speaker)
+    assert (speaker.sample_rate, speaker.channels) == (OUT_RATE, 2)
+    assert abs(len(loud_frames(speaker.played())) / OUT_RATE - 0.5) < 0.05
+    assert [o["output"] for o in sounds.statistics()["outputs"]] == ["AUDIO OUT simulated"]
+
+
 def test_a_play_on_a_camera_channel_needs_no_audio_out(tmp_path, siren):
     config = parse_config(textwrap.dedent(f"""\
         storage: {{path: {tmp_path}}}

@@ -95,6 +95,7 @@ def test_an_analog_channels_talk_is_played_on_the_audio_out_at_48khz_over_an_ala
     from appliance.sound.output import ALARM
 
     app, _, speaker = rig
+    assert app.nvr.web_context.talk is app.nvr.talk  # one hub: the web's push-to-talk and the rules' sounds
     shared = app.nvr.audio_outputs.output("simulated")
     alarm = shared.source("alarm sounds", ALARM)
     alarm.open(sample_rate=48000, channels=2)
