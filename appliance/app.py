@@ -281,8 +281,7 @@ class Appliance:
         from appliance.web.server import WebServer, web_context
 
         host, port = listen
-        self.web_context = web_context(self, users=users, listen_host=host)
-        self.web_context.talk = self.talk
+        self.web_context = web_context(self, users=users, listen_host=host)  # with self.talk
         self.web_app = build_app(self.web_context)
         self.web_server = WebServer(self.web_app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
 
