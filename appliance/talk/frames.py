@@ -67,18 +67,24 @@ def build_talk_frame(sequence: int, samples: np.ndarray) -> bytes:
 
 class TalkBudget:
     """How much a talker may still send: `admit(samples, now_s)` says whether a frame fits (and takes it
-    from the budget), counting what was dropped and the frames lost in the sequence."""
+    from the budget), counting what was dropped and the frames lost in the sequence. Its promise, which
+    `statistics()` lets a caller check: `admitted_s <= BURST_S + span_s * RATE_MARGIN`."""
 
     def __init__(self, now_s: float):
         self._samples = BURST_S * SAMPLE_RATE
         self._messages = float(MESSAGE_BURST)
-        self._at_s = now_s
+        self._at_s = self._start_s = now_s
         self._next_sequence: int | None = None
-        self.frames = self.dropped_frames = self.lost_frames = 0
+        self.frames = self.dropped_frames = self.lost_frames = self.admitted_samples = 0
+
+    def statistics(self) -> dict:
+        """What was let through and over how long, by the clock `admit` was given."""
+        return {"frames": self.frames, "over_budget_frames": self.dropped_frames, "lost_frames": self.lost_frames,
+                "admitted_s": self.admitted_samples / SAMPLE_RATE, "span_s": self._at_s - self._start_s}
 
     def admit(self, frame: TalkFrame, now_s: float) -> bool:
         elapsed = max(0.0, now_s - self._at_s)
-        self._at_s = now_s
+        self._at_s = max(self._at_s, now_s)
         self._samples = min(BURST_S * SAMPLE_RATE, self._samples + elapsed * SAMPLE_RATE * RATE_MARGIN)
         self._messages = min(float(MESSAGE_BURST), self._messages + elapsed * MAX_MESSAGES_PER_S)
         self._sequence(frame.sequence)
@@ -88,6 +94,7 @@ class TalkBudget:
         self._messages -= 1
         self._samples -= len(frame.samples)
         self.frames += 1
+        self.admitted_samples += len(frame.samples)
         return True
 
     def _sequence(self, sequence: int) -> None:

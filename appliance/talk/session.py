@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ log = logging.getLogger("nvr.talk")
 # Frames waiting for the output; beyond, they are dropped. Room for the budget's burst (frames.BURST_S of
 # 20-ms frames: what the page buffered while the output opened) and some.
 QUEUE_FRAMES = 100
+ENDED_KEPT = 16  # ended sessions' figures the hub keeps (health, tests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class TalkHub:
         self._lock = threading.Lock()
         self._talkers: dict[tuple[str, str], Talker] = {}
         self.sessions = self.refused_busy = 0
+        self.ended: deque[dict] = deque(maxlen=ENDED_KEPT)  # the last sessions' figures, newest last
 
     def claim(self, output: tuple[str, str], talker: Talker) -> Talker | None:
         """None if `talker` now has `output`; else the talker who has it (nothing changes)."""
@@ -54,6 +57,11 @@ class TalkHub:
         with self._lock:
             if self._talkers.get(output) is talker:
                 del self._talkers[output]
+
+    def record_ended(self, talker: Talker, figures: dict) -> None:
+        """Keep what an ended session let through (the web's talk socket calls it)."""
+        with self._lock:
+            self.ended.append({"user": talker.user, "channel": talker.channel, **figures})
 
     def talking(self) -> list[Talker]:
         with self._lock:

@@ -88,23 +88,26 @@ async def _talk(websocket: WebSocket, ctx, output: tuple[str, str], talker: Talk
         return
     await asyncio.to_thread(ctx.users.audit, talker.user, "talk", {"channel": talker.channel, "output": output[0]},
                             client_address(websocket))
+    budget: TalkBudget | None = None
     try:
         await websocket.send_text(json.dumps({"type": "ready", "sample_rate": SAMPLE_RATE,
                                               "max_frame_samples": MAX_FRAME_SAMPLES, "output": description}))
-        reason = await _receive(websocket, session, clocks)
+        budget = TalkBudget(_now(clocks))
+        reason = await _receive(websocket, session, clocks, budget)
         if reason is not None:
             await _refuse(websocket, *reason)
     except (WebSocketDisconnect, RuntimeError, ConnectionError) as exc:
         log.debug("talk socket of %s went away: %r", talker.user, exc)  # the page closed: the usual end
     finally:
         await asyncio.to_thread(session.close)
-        log.info("talk on channel %d by %s ended: %s", talker.channel, talker.user, session.statistics())
+        figures = {**session.statistics(), **(budget.statistics() if budget is not None else {})}
+        talk_hub(ctx).record_ended(talker, figures)
+        log.info("talk on channel %d by %s ended: %s", talker.channel, talker.user, figures)
 
 
-async def _receive(websocket: WebSocket, session: TalkSession, clocks) -> tuple[int, str] | None:
-    """Frames to the session until the page closes (None) or must be closed: (code, why)."""
-    start_s = clocks.monotonic_us() / 1e6
-    budget = TalkBudget(start_s)
+async def _receive(websocket: WebSocket, session: TalkSession, clocks, budget: TalkBudget) -> tuple[int, str] | None:
+    """Frames within `budget` to the session until the page closes (None) or must be closed: (code, why)."""
+    start_s = _now(clocks)
     bad = 0
     while True:
         try:

@@ -175,18 +175,23 @@ def test_malformed_frames_are_refused_and_a_page_that_keeps_sending_them_is_clos
 
 
 def test_a_flood_of_sound_is_cut_to_the_burst_allowance(rig):
+    """Ten seconds sent at once: the box lets through the burst and what its rate allows over the time it
+    took to read them, by its own clock (how long that is depends on the machine's load, not the verdict)."""
     app, _, speaker = rig
     before = len(speaker.played())
+    hub = app.nvr.web_context.talk
+    ended_before = len(hub.ended)
     with talk(app, ANALOG) as ws:
         assert json.loads(ws.recv(timeout=15))["type"] == "ready"
-        started_s = time.monotonic()
         send_tone(ws, 500, 10.0)  # ten seconds at once
-        sending_s = time.monotonic() - started_s + 0.1  # the budget refills meanwhile (and till the box read it)
         wait_for(lambda: len(speaker.played()) - before >= 1.4 * 48000, what="the burst to be played")
-    hub = app.nvr.web_context.talk
-    wait_for(lambda: hub.statistics()["talking"] == [], what="the session to end")
-    allowed_s = BURST_S + sending_s * RATE_MARGIN
-    assert len(speaker.played()) - before <= allowed_s * 48000, allowed_s  # the burst, not 10 s
+    wait_for(lambda: hub.statistics()["talking"] == [] and len(hub.ended) > ended_before, what="the session to end")
+    figures = hub.ended[-1]
+    print(f"\nflood: {figures}")
+    assert figures["over_budget_frames"] > 0 and figures["frames"] + figures["over_budget_frames"] <= 500
+    assert figures["admitted_s"] <= BURST_S + figures["span_s"] * RATE_MARGIN + 0.02  # one frame of rounding
+    assert figures["admitted_s"] < 10.0
+    assert len(speaker.played()) - before <= (figures["admitted_s"] + 0.05) * 48000  # nothing else reached the card
 
 
 def test_the_channel_list_says_where_talk_is_possible(rig):
