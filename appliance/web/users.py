@@ -11,6 +11,10 @@ HA1 = MD5(name:DIGEST_REALM:password). The store keeps HA1 beside the scrypt has
 password is set and, for accounts created before HA1 was kept, at their next successful web login
 (the only other moment the plain password is in hand). HA1 is password-equivalent for RTSP in this
 realm only (not for the web, which checks scrypt), which is why the file is readable by the service only.
+
+The same file holds the integration accounts (appliance.web.integration_accounts: ONVIF/RTSP logins whose
+passwords are sealed with a separate key, for clients that send ONVIF PasswordDigest); a name is either a
+web user or an integration account, and `digest_credentials` lists both.
 """
 from __future__ import annotations
 
