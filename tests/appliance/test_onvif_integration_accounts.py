@@ -9,6 +9,7 @@ import datetime as dt
 import os
 import secrets
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -263,3 +264,62 @@ def test_a_sealed_password_opens_only_for_its_account_with_its_key_unchanged(tmp
         with pytest.raises(SecretError):
             bad()
     assert "hidden" in repr(key)
+
+
+# the same through the web API (the Users page), for administrators only
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    from support.web import start_appliance
+    app = start_appliance(tmp_path_factory.mktemp("integration-web"), channels=1, past_seconds=2)
+    yield app
+    app.stop()
+
+
+def web_login(app, role: str) -> httpx.Client:
+    from support.web import PASSWORDS
+    client = httpx.Client(base_url=app.url, timeout=20)
+    answer = client.post("/api/login", json={"username": role, "password": PASSWORDS[role]})
+    assert answer.status_code == 200, answer.text
+    client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
+    return client
+
+
+def test_an_administrator_manages_accounts_on_the_web_and_no_answer_carries_the_password(web):
+    with closing(web_login(web, "admin")) as admin:
+        answers = [admin.post("/api/integration-accounts", json={"username": "vms", "password": PASSWORD, "role": "viewer"}),
+                   admin.post("/api/integration-accounts", json={"username": "vms", "password": "other-pass-456",
+                                                                 "role": "operator"}),
+                   admin.get("/api/integration-accounts")]
+        listed = answers[-1].json()
+        answers.append(admin.delete("/api/integration-accounts/vms"))
+        audit = [(e["user"], e["action"], e["detail"]) for e in admin.get("/api/audit?limit=10").json()
+                 if e["action"].startswith("integration_user")]
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 200]
+    assert listed == [{"username": "vms", "role": "operator", "usable": True}]
+    assert not any(PASSWORD in a.text or "other-pass-456" in a.text for a in answers)
+    assert audit == [("admin", "integration_user_remove", '{"username": "vms"}'),
+                     ("admin", "integration_user_change", '{"role": "operator", "username": "vms"}'),
+                     ("admin", "integration_user_add", '{"role": "viewer", "username": "vms"}')]
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+def test_only_administrators_may_see_or_change_integration_accounts(web, role):
+    with closing(web_login(web, role)) as client:
+        assert client.get("/api/integration-accounts").status_code == 403
+        assert client.post("/api/integration-accounts",
+                           json={"username": "sneak", "password": PASSWORD, "role": "viewer"}).status_code == 403
+        assert client.delete("/api/integration-accounts/sneak").status_code == 403
+
+
+def test_the_web_refuses_an_admin_role_a_web_users_name_and_a_weak_password(web):
+    with closing(web_login(web, "admin")) as admin:
+        assert admin.post("/api/integration-accounts", json={"username": "x1", "password": PASSWORD,
+                                                             "role": "admin"}).status_code == 422
+        assert admin.post("/api/integration-accounts", json={"username": "viewer", "password": PASSWORD,
+                                                             "role": "viewer"}).status_code == 409
+        assert admin.post("/api/integration-accounts", json={"username": "x1", "password": "short",
+                                                             "role": "viewer"}).status_code == 422
+        assert admin.delete("/api/integration-accounts/nobody").status_code == 404
