@@ -23,6 +23,7 @@ from appliance.web.users import USERS_FILE, AccountError, UserStore
 from base.clock import RealClocks
 from support.box_rtsp import Box, start_box
 from support.rtsp import rtsp_available
+from support.waiting import wait_for
 from support.web import free_port
 
 onvif = pytest.importorskip("onvif", reason="needs onvif-zeep-async")
@@ -38,8 +39,8 @@ def box(tmp_path_factory) -> Box:
         pytest.skip(rtsp_available()[1])
     port = free_port()
     box = start_box(tmp_path_factory.mktemp("integration"), channels=2,
-                    extra=f"onvif_server: {{enabled: true, listen: 127.0.0.1:{port}, discovery: false}}\n")
-    box.nvr.users.integration.add(ACCOUNT, PASSWORD, "viewer")
+                    extra=f"onvif_server: {{enabled: true, listen: 127.0.0.1:{port}, discovery: false}}\n",
+                    integration_accounts={ACCOUNT: PASSWORD})
     box.onvif_port = port
     yield box
     box.nvr.stop()
@@ -101,6 +102,23 @@ def test_home_assistants_onvif_library_with_its_defaults_lists_the_channels_and_
                                uri.replace("rtsp://", f"rtsp://{ACCOUNT}:{PASSWORD}@")],
                               capture_output=True, text=True, timeout=60)
         assert done.stdout.strip() == "h264,320,240", (uri, done.stderr)
+
+
+def probe(url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([FFPROBE, "-v", "error", "-rtsp_transport", "tcp", url], capture_output=True, text=True,
+                          timeout=60)
+
+
+@needs_rtsp
+def test_an_account_made_while_running_pulls_rtsp_within_moments_and_not_once_removed(box):
+    url = f"rtsp://late:late-pass-123@127.0.0.1:{box.rtsp_port}/ch1/main"
+    box.nvr.users.integration.add("late", "late-pass-123", "operator")
+    # unhurried polls: ten refusals in a minute would lock this address out of the RTSP server
+    wait_for(lambda: probe(url).returncode == 0, what="the new account to be let in", poll_s=0.5)
+
+    box.nvr.users.integration.remove("late")
+
+    wait_for(lambda: "401" in probe(url).stderr, what="the removed account to be refused", poll_s=0.5)
 
 
 @needs_rtsp
