@@ -121,11 +121,7 @@ class DeviceService:
             raise NotAuthorized("log in: send a WS-UsernameToken (PasswordDigest for integration accounts, "
                                 "PasswordText) or use HTTP Digest",
                                 401 if not authorization else 400)
-        if token.password_type == PASSWORD_DIGEST:
-            if self._users.user(token.username) is not None:
-                raise NotAuthorized("PasswordDigest cannot be checked for a web user: the box keeps no plain web "
-                                    "passwords. Make an integration account (nvr onvif-user add) for this client, "
-                                    "or send PasswordText (on a LAN you trust) or use HTTP Digest")
+        if token.password_type == PASSWORD_DIGEST:  # integration accounts only; a web user's is refused alike
             return self._checked(token.username, client, self.tokens.check, token)
         return self.password_user(token.username, token.password, client)
 

@@ -34,6 +34,10 @@ CLOCK_SKEW_S = 60  # a client's clock ahead of (or behind) the box's by up to th
 MAX_REMEMBERED_NONCES = 50_000  # proven logins within one window; about 5 MB at most
 MIN_NONCE_BYTES, MAX_NONCE_BYTES = 8, 64  # the profile asks for 16; shorter ones are too easy to repeat
 MAX_CREATED_CHARS = 40
+# One answer for an unknown name, a web user (whose password the box cannot read back) and a wrong
+# password alike, so the answer does not tell which names exist.
+WRONG_CREDENTIALS = ("wrong user name or password; PasswordDigest is accepted for integration accounts only "
+                     "(nvr onvif-user add): web users send PasswordText or use HTTP Digest")
 
 
 def password_digest(password: str, nonce: bytes, created: str) -> str:
@@ -109,7 +113,7 @@ class DigestTokenChecker:
         found = self._password_of(token.username)
         if found is None or not hmac.compare_digest(password_digest(found[1], nonce, token.created or "").encode(),
                                                     token.password.encode()):
-            raise BadCredentials("wrong user name or password")
+            raise BadCredentials(WRONG_CREDENTIALS)
         age_s = (self._now() - created).total_seconds()
         if not -CLOCK_SKEW_S <= age_s <= MAX_TOKEN_AGE_S + CLOCK_SKEW_S:
             raise BadCredentials(f"the token's Created {token.created} is {'ahead of' if age_s < 0 else 'older than'} "

@@ -177,10 +177,12 @@ def test_an_integration_account_logs_in_with_http_digest_and_password_text_too(b
 
 
 @needs_rtsp
-def test_a_web_users_password_digest_is_still_refused_saying_to_make_an_integration_account(box):
+def test_a_web_users_password_digest_is_refused_like_an_unknown_names_saying_to_make_an_integration_account(box):
     refused = post(box, digest_request("viewer", "viewer-pass-1"))
+    unknown = post(box, digest_request("nobody", "viewer-pass-1"))
 
     assert refused.status_code == 400 and b"nvr onvif-user add" in refused.content
+    assert unknown.content == refused.content  # the answer does not tell which names are web users
 
 
 @needs_rtsp
@@ -341,3 +343,9 @@ def test_the_web_refuses_an_admin_role_a_web_users_name_and_a_weak_password(web)
         assert admin.post("/api/integration-accounts", json={"username": "x1", "password": "short",
                                                              "role": "viewer"}).status_code == 422
         assert admin.delete("/api/integration-accounts/nobody").status_code == 404
+
+
+def test_an_integration_account_cannot_log_in_to_the_web(web):
+    web.nvr.users.integration.add("kiosk", PASSWORD, "operator")
+    with httpx.Client(base_url=web.url, timeout=20) as client:
+        assert client.post("/api/login", json={"username": "kiosk", "password": PASSWORD}).status_code == 401
