@@ -50,17 +50,18 @@ class IntegrationAccounts:
         check_new_user(name, password, role)
         if role not in INTEGRATION_ROLES:
             raise AccountError(f"role {role!r}: an integration account is {' or '.join(INTEGRATION_ROLES)}")
-        if self._store.user(name) is not None:
-            raise AccountError(f"{name!r} is a web user; give the integration account another name")
         try:
             sealed = self._open_key(create=True).seal(name, password)
         except SecretKeyError as exc:
             raise AccountError(str(exc)) from None
-        existed = self.user(name) is not None
-        self._store.execute("INSERT INTO integration_accounts (name, role, sealed_password, created_us)"
-                            " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET role = excluded.role,"
-                            " sealed_password = excluded.sealed_password",
-                            (name, role, sealed, self._store.now_us()))
+        with self._store.lock:  # the name check and the insert in one step against UserStore.add_user
+            if self._store.user(name) is not None:
+                raise AccountError(f"{name!r} is a web user; give the integration account another name")
+            existed = self.user(name) is not None
+            self._store.execute("INSERT INTO integration_accounts (name, role, sealed_password, created_us)"
+                                " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET role = excluded.role,"
+                                " sealed_password = excluded.sealed_password",
+                                (name, role, sealed, self._store.now_us()))
         return existed
 
     def remove(self, name: str) -> None:

@@ -173,6 +173,11 @@ class UserStore:
         """One statement on this file, for the stores kept in it beside the users (integration accounts)."""
         return self._run(sql, args)
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while a user is added: hold it to check a name and take it in one step."""
+        return self._lock
+
     def now_us(self) -> int:
         return self._clocks.utc_now_us()
 
