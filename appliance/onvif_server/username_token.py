@@ -52,9 +52,9 @@ def parse_created(text: str | None) -> dt.datetime:
         raise BadCredentials("a PasswordDigest token needs a wsu:Created time (UTC, ISO 8601)")
     try:
         created = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise BadCredentials(f"the token's Created {text!r} is not an ISO 8601 time") from None
-    return created.replace(tzinfo=dt.timezone.utc) if created.tzinfo is None else created.astimezone(dt.timezone.utc)
+        return created.replace(tzinfo=dt.timezone.utc) if created.tzinfo is None else created.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved across a zone offset
+        raise BadCredentials(f"the token's Created {text!r} is not an ISO 8601 time within years 1-9999") from None
 
 
 def parse_nonce(text: str | None) -> bytes:

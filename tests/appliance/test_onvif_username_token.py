@@ -77,6 +77,8 @@ def test_created_is_accepted_within_the_age_and_skew_window_only(created, ok):
     UsernameToken("hass", token().password, PASSWORD_DIGEST, base64.b64encode(b"abc").decode(), "2026-12-07T12:00:00Z"),
     UsernameToken("hass", token().password, PASSWORD_DIGEST, token().nonce, "yesterday"),
     UsernameToken("hass", token().password, PASSWORD_DIGEST, token().nonce, None),
+    token(created="0001-01-01T00:00:00+01:00"), token(created="9999-12-31T23:59:59-01:00"),  # overflowed once
+    token(created="0001-01-01T00:00:00Z"),
 ])
 def test_wrong_or_malformed_tokens_are_refused_with_a_reason(bad):
     with pytest.raises(BadCredentials):
