@@ -89,19 +89,23 @@ class SecretKey:
 
     @classmethod
     def load_or_create(cls, folder: Path) -> SecretKey:
-        """The key in `folder`, made (0600, written and synced before it is used) when there is none."""
+        """The key in `folder`, made (0600, written and synced, then linked into place so no reader ever sees
+        half a key) when there is none."""
         found = cls.load(folder)
         if found is not None:
             return found
         key, path = secrets.token_bytes(KEY_BYTES), folder / KEY_FILE
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:  # another process made it meanwhile: use theirs
-            return cls.load(folder)
-        with os.fdopen(fd, "w") as file:
+        draft = folder / f".{KEY_FILE}.{secrets.token_hex(8)}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "w") as file:
             file.write(key.hex() + "\n")
             file.flush()
             os.fsync(file.fileno())
+        try:
+            os.link(draft, path)  # whole or not at all, and never over a key another process made meanwhile
+        except FileExistsError:
+            return cls.load(folder)
+        finally:
+            draft.unlink()
         directory = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(directory)

@@ -349,3 +349,21 @@ def test_an_integration_account_cannot_log_in_to_the_web(web):
     web.nvr.users.integration.add("kiosk", PASSWORD, "operator")
     with httpx.Client(base_url=web.url, timeout=20) as client:
         assert client.post("/api/login", json={"username": "kiosk", "password": PASSWORD}).status_code == 401
+
+
+def test_a_key_file_readable_by_others_is_made_0600_and_one_without_a_key_is_refused_saying_what_to_do(tmp_path):
+    made = SecretKey.load_or_create(tmp_path)
+    key_file = tmp_path / KEY_FILE
+    key_file.chmod(0o644)
+
+    again = SecretKey.load(tmp_path)
+
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600" and again.open(ACCOUNT, made.seal(ACCOUNT, PASSWORD)) == PASSWORD
+    assert [p.name for p in tmp_path.iterdir()] == [KEY_FILE]  # the draft it was written to is gone
+    key_file.write_text("not a key\n")
+    store = UserStore(tmp_path, clocks=RealClocks())
+    try:
+        with pytest.raises(AccountError, match="does not hold a key"):
+            store.integration.add(ACCOUNT, PASSWORD, "viewer")
+    finally:
+        store.close()
