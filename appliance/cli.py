@@ -102,6 +102,23 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(rm)
     rm.set_defaults(handler=_cmd_user_remove)
 
+    ouser = sub.add_parser("onvif-user", help="manage integration accounts (Home Assistant, a VMS): ONVIF and RTSP "
+                                              "logins whose passwords the box keeps recoverable for ONVIF PasswordDigest")
+    ouser_sub = ouser.add_subparsers(dest="onvif_user_command", required=True, metavar="ACTION")
+    oadd = ouser_sub.add_parser("add", help="add an account, or set an existing one's password and role; reads the "
+                                            "password from stdin")
+    oadd.add_argument("name")
+    oadd.add_argument("--role", choices=("viewer", "operator"), required=True)
+    _config_args(oadd)
+    oadd.set_defaults(handler=_cmd_onvif_user_add)
+    ols = ouser_sub.add_parser("list", help="list integration accounts and roles (never their passwords)")
+    _config_args(ols)
+    ols.set_defaults(handler=_cmd_onvif_user_list)
+    orm = ouser_sub.add_parser("remove", help="remove an integration account")
+    orm.add_argument("name")
+    _config_args(orm)
+    orm.set_defaults(handler=_cmd_onvif_user_remove)
+
     disks = sub.add_parser("disks", help="list the disks: model, serial, size, S.M.A.R.T. health, temperature, role, "
                                          "free space and how many days of recordings each holds")
     _config_args(disks)
@@ -330,6 +347,53 @@ def _cmd_user_remove(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"user {args.name} removed")
+    return 0
+
+
+def _cmd_onvif_user_add(args: argparse.Namespace) -> int:
+    from appliance.web.users import AccountError
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    store = _user_store(args)
+    try:
+        existed = store.integration.add(args.name, password, args.role)
+        store.audit(None, "integration_user_change" if existed else "integration_user_add",
+                    {"username": args.name, "role": args.role}, "cli")
+    except AccountError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        store.close()
+    print(f"integration account {args.name} ({args.role}) saved in {store.path}; its password is sealed with "
+          f"the key beside it")
+    return 0
+
+
+def _cmd_onvif_user_list(args: argparse.Namespace) -> int:
+    store = _user_store(args)
+    try:
+        accounts, unusable = store.integration.accounts(), set(store.integration.unusable())
+    finally:
+        store.close()
+    if not accounts:
+        print("no integration accounts (nvr onvif-user add NAME --role viewer makes one)")
+    for account in accounts:
+        note = "\tunusable: the key file is missing or another; set the password again" if account.name in unusable else ""
+        print(f"{account.name}\t{account.role}{note}")
+    return 0
+
+
+def _cmd_onvif_user_remove(args: argparse.Namespace) -> int:
+    from appliance.web.users import AccountError
+
+    store = _user_store(args)
+    try:
+        store.integration.remove(args.name)
+        store.audit(None, "integration_user_remove", {"username": args.name}, "cli")
+    except AccountError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        store.close()
+    print(f"integration account {args.name} removed")
     return 0
 
 

@@ -49,7 +49,8 @@ class OnvifServerConfig(_Section):
 
     enabled: bool = Field(False, description=(
         "Answer ONVIF device and media requests at http://BOX:PORT/onvif/device_service (needs rtsp_server, "
-        "whose URIs it hands out). Users log in with WS-UsernameToken, PasswordText, or HTTP Digest."))
+        "whose URIs it hands out). Web users log in with WS-UsernameToken PasswordText or HTTP Digest; clients "
+        "that send PasswordDigest (Home Assistant) need an integration account: nvr onvif-user add NAME --role viewer."))
     listen: str = Field("0.0.0.0:8000", description="host:port of the ONVIF HTTP service.")
     discovery: bool = Field(True, description=(
         "Answer WS-Discovery probes (UDP 3702, multicast 239.255.255.250) and announce the box with Hello."))

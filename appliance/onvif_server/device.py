@@ -6,10 +6,13 @@ GetScopes; media GetProfiles, GetProfile, GetVideoSources, GetStreamUri, GetSnap
 (`ch1_main`, `ch1_sub`), whose stream URI is the box's RTSP server and whose snapshot URI is this
 service's `/onvif/snapshot/N/STREAM`. Everything else is answered with ter:ActionNotSupported.
 
-Who may ask: the web's users. A request proves it with a WS-UsernameToken with PasswordText (checked
-against the scrypt hash) or with HTTP Digest (checked against the stored HA1), both throttled per account
-and address like web logins (appliance.web.login_guard: 429 when throttled). PasswordDigest cannot be
-checked without the plain password, which the box does not keep, and is refused saying so.
+Who may ask: the web's users and the integration accounts (appliance.web.integration_accounts). A web
+user proves it with a WS-UsernameToken with PasswordText (checked against the scrypt hash) or with HTTP
+Digest (checked against the stored HA1). An integration account may also send PasswordDigest (what
+onvif-zeep-async and so Home Assistant send by default), checked against its recoverable password with
+the token's age and nonce (appliance.onvif_server.username_token). Every check is throttled per account
+and address like web logins (appliance.web.login_guard: 429 when throttled). A web user's PasswordDigest
+cannot be checked (the box keeps no plain web passwords) and is refused saying what to do instead.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from appliance.config.model import Config
 from appliance.onvif_server import responses as r
 from appliance.onvif_server.http_digest import DigestChecker, parse_digest_header
+from appliance.onvif_server.username_token import DigestTokenChecker
 from appliance.onvif_server.xml_reader import PASSWORD_DIGEST, SoapRequest, XmlError, parse_soap
 from appliance.rtsp_server.mounts import mounts
 from appliance.version import appliance_version
@@ -70,6 +74,7 @@ class DeviceService:
         self._rtsp_port, self._http_port = rtsp_port, http_port
         self.digest = DigestChecker(DIGEST_REALM)
         self.guard = LoginGuard(clocks=clocks)  # throttles and bounds password checks, as for web logins
+        self.tokens = DigestTokenChecker(users.integration.password_of, now=now)
         self.uuid = device_uuid(config.onvif_server.name)
         self.refused = self.answered = 0
 
@@ -104,19 +109,20 @@ class DeviceService:
 
     def authenticate(self, request: SoapRequest, authorization: str | None, uri: str = DEVICE_PATH,
                      client: str = "?") -> User:
-        """The user a request proves to be, by HTTP Digest or a PasswordText UsernameToken; NotAuthorized
-        otherwise. Every check goes through the web's login throttling (LoginGuard) for `client`."""
+        """The user a request proves to be, by HTTP Digest, a PasswordText UsernameToken or (integration
+        accounts) a PasswordDigest one; NotAuthorized otherwise. Every check goes through the web's login
+        throttling (LoginGuard) for `client`."""
         if authorization:
             user = self.http_user(authorization, "POST", uri, client)
             if user is not None:
                 return user
         token = request.token
         if token is None:
-            raise NotAuthorized("log in: send a WS-UsernameToken (PasswordText) or use HTTP Digest",
+            raise NotAuthorized("log in: send a WS-UsernameToken (PasswordDigest for integration accounts, "
+                                "PasswordText) or use HTTP Digest",
                                 401 if not authorization else 400)
-        if token.password_type == PASSWORD_DIGEST:
-            raise NotAuthorized("PasswordDigest cannot be checked: the box keeps no plain passwords. Send "
-                                "PasswordText (on a LAN you trust) or use HTTP Digest")
+        if token.password_type == PASSWORD_DIGEST:  # integration accounts only; a web user's is refused alike
+            return self._checked(token.username, client, self.tokens.check, token)
         return self.password_user(token.username, token.password, client)
 
     def _reserve(self, name: str, client: str) -> Ticket:
@@ -127,20 +133,27 @@ class DeviceService:
         except Throttled as exc:
             raise NotAuthorized(str(exc), 429, exc.retry_after_s) from exc
 
-    def password_user(self, name: str, password: str, client: str) -> User:
-        """The user if `password` is right (scrypt, on the guard's bounded pool), else NotAuthorized."""
+    def _checked(self, name: str, client: str, check: Callable[..., User], *args) -> User:
+        """`check(*args)` as a login attempt of `client` on `name`: throttled, on the guard's bounded pool."""
         ticket = self._reserve(name[:64], client)
         try:
-            return self.guard.check_blocking(ticket, self._users.check_password, name, password)
+            return self.guard.check_blocking(ticket, check, *args)
         except BadCredentials as exc:
             raise NotAuthorized(str(exc)) from exc
+
+    def password_user(self, name: str, password: str, client: str) -> User:
+        """The user or integration account if `password` is right (scrypt for a user, the sealed password
+        for an account), else NotAuthorized."""
+        accounts = self._users.integration
+        check = accounts.check_password if accounts.user(name) is not None else self._users.check_password
+        return self._checked(name, client, check, name, password)
 
     def http_user(self, authorization: str, method: str, uri: str, client: str) -> User | None:
         """The user of a valid HTTP Digest answer, else None (a wrong answer counts as a failed login)."""
         name = (parse_digest_header(authorization) or {}).get("username", "?")[:64]
         ticket = self._reserve(name, client)
         checked = self.digest.check(authorization, method, uri, self.ha1_of)
-        user = self._users.user(checked) if checked is not None else None
+        user = next((u for u, _ in self._users.digest_credentials() if u.name == checked), None) if checked else None
         if user is not None:
             self.guard.forgive(ticket)
         return user

@@ -151,7 +151,8 @@ class OnvifServer:
         return self.device.http_user(authorization, "GET", uri, client)
 
     def statistics(self) -> dict:
-        stats = {"port": self.port, "answered": self.device.answered, "refused": self.device.refused}
+        stats = {"port": self.port, "answered": self.device.answered, "refused": self.device.refused,
+                 "nonces_remembered": len(self.device.tokens.nonces)}
         if self.discovery is not None:
             stats["discovery"] = self.discovery.statistics()
         return stats

@@ -87,6 +87,10 @@ class NewUser(Credentials):
     role: str = Field("viewer", pattern="^(viewer|operator|admin)$")
 
 
+class NewIntegrationAccount(Credentials):
+    role: str = Field("viewer", pattern="^(viewer|operator)$")
+
+
 def _set_session_cookies(request: Request, response: Response, session: Session) -> None:
     secure = request.url.scheme == "https"
     response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="strict", secure=secure, path="/")
@@ -200,6 +204,38 @@ def remove_user(username: str, request: Request, admin: User = Depends(require("
     except AccountError as exc:
         raise HTTPException(404 if "no user" in str(exc) else 409, str(exc)) from None
     audit(request, "user_remove", {"username": username})
+    return {"ok": True}
+
+
+# Integration accounts (appliance.web.integration_accounts): logins for ONVIF PasswordDigest clients such as
+# Home Assistant. Their passwords go in, never out: no answer carries one.
+
+@router.get("/api/integration-accounts")
+def list_integration_accounts(request: Request, _: User = Depends(require("admin"))) -> list[dict]:
+    accounts = users_of(request).integration
+    unusable = set(accounts.unusable())
+    return [{"username": a.name, "role": a.role, "usable": a.name not in unusable} for a in accounts.accounts()]
+
+
+@router.post("/api/integration-accounts")
+def set_integration_account(new: NewIntegrationAccount, request: Request, _: User = Depends(require("admin"))) -> dict:
+    """Create an account, or set an existing one's password and role."""
+    try:
+        existed = users_of(request).integration.add(new.username, new.password, new.role)
+    except AccountError as exc:
+        raise HTTPException(409 if "web user" in str(exc) else 422, str(exc)) from None
+    audit(request, "integration_user_change" if existed else "integration_user_add",
+          {"username": new.username, "role": new.role})
+    return {"username": new.username, "role": new.role, "changed": existed}
+
+
+@router.delete("/api/integration-accounts/{username}")
+def remove_integration_account(username: str, request: Request, _: User = Depends(require("admin"))) -> dict:
+    try:
+        users_of(request).integration.remove(username)
+    except AccountError as exc:
+        raise HTTPException(404, str(exc)) from None
+    audit(request, "integration_user_remove", {"username": username})
     return {"ok": True}
 
 

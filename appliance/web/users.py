@@ -11,6 +11,10 @@ HA1 = MD5(name:DIGEST_REALM:password). The store keeps HA1 beside the scrypt has
 password is set and, for accounts created before HA1 was kept, at their next successful web login
 (the only other moment the plain password is in hand). HA1 is password-equivalent for RTSP in this
 realm only (not for the web, which checks scrypt), which is why the file is readable by the service only.
+
+The same file holds the integration accounts (appliance.web.integration_accounts: ONVIF/RTSP logins whose
+passwords are sealed with a separate key, for clients that send ONVIF PasswordDigest); a name is either a
+web user or an integration account, and `digest_credentials` lists both.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from base.clock import Clocks
@@ -69,6 +74,12 @@ CREATE TABLE IF NOT EXISTS known_clients (
     client TEXT NOT NULL,
     last_us INTEGER NOT NULL,
     PRIMARY KEY (name, client)
+);
+CREATE TABLE IF NOT EXISTS integration_accounts (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator')),
+    sealed_password TEXT NOT NULL,  -- appliance.web.secret_box: opens only with the separate key file
+    created_us INTEGER NOT NULL
 );
 """
 # Added after the first release: ALTER TABLE for existing files (CREATE TABLE above has no such column).
@@ -158,6 +169,25 @@ class UserStore:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def execute(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """One statement on this file, for the stores kept in it beside the users (integration accounts)."""
+        return self._run(sql, args)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while a user is added: hold it to check a name and take it in one step."""
+        return self._lock
+
+    def now_us(self) -> int:
+        return self._clocks.utc_now_us()
+
+    @cached_property
+    def integration(self):
+        """The integration accounts (ONVIF/RTSP logins with recoverable passwords) kept in this file."""
+        from appliance.web.integration_accounts import IntegrationAccounts  # it builds on this module
+
+        return IntegrationAccounts(self)
+
     # users
 
     def has_users(self) -> bool:
@@ -174,6 +204,8 @@ class UserStore:
             exists = bool(self._run("SELECT 1 FROM users WHERE name = ?", (name,)))
             if exists and not replace:
                 raise AccountError(f"user {name!r} exists already")
+            if self._run("SELECT 1 FROM integration_accounts WHERE name = ?", (name,)):
+                raise AccountError(f"{name!r} is an integration account (nvr onvif-user); give the user another name")
             self._run("INSERT INTO users (name, role, password_hash, digest_ha1, created_us) VALUES (?, ?, ?, ?, ?)"
                       " ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,"
                       " digest_ha1 = excluded.digest_ha1, failures = 0, locked_until_us = 0",
@@ -200,9 +232,10 @@ class UserStore:
             self._run("DELETE FROM users WHERE name = ?", (name,))
 
     def digest_credentials(self) -> list[tuple[User, str]]:
-        """Every user that has an HA1 (for DIGEST_REALM), with it; users without one cannot use RTSP yet."""
+        """Every user that has an HA1 (for DIGEST_REALM), with it (users without one cannot use RTSP yet),
+        then every usable integration account with the HA1 made from its password."""
         rows = self._run("SELECT name, role, digest_ha1 FROM users WHERE digest_ha1 IS NOT NULL ORDER BY name")
-        return [(User(name, role), ha1) for name, role, ha1 in rows]
+        return [(User(name, role), ha1) for name, role, ha1 in rows] + self.integration.digest_credentials()
 
     def check_password(self, name: str, password: str) -> User:
         """The user if `password` is right, else BadCredentials (same work either way); opens no session.

@@ -475,8 +475,11 @@ def onvif_request(data: bytes) -> None:
 
     `parse_soap` and `probe_wants_us` raise only XmlError and refuse what is over their limits; a tree
     they build never holds more elements, depth or text than the limits allow. The same bytes as an
-    HTTP Digest Authorization header parse to None or to parameters that came from the header."""
+    HTTP Digest Authorization header parse to None or to parameters that came from the header. A
+    UsernameToken in it is checked as the service checks PasswordDigest: only BadCredentials escapes."""
     from appliance.onvif_server.discovery import probe_wants_us
+    from appliance.onvif_server.username_token import DigestTokenChecker
+    from appliance.web.users import BadCredentials, User
     from appliance.onvif_server.http_digest import MAX_HEADER_CHARS, parse_digest_header
     from appliance.onvif_server.xml_reader import (MAX_DEPTH, MAX_ELEMENTS, MAX_TEXT_CHARS, XmlError, parse_soap,
                                                    parse_xml)
@@ -497,6 +500,16 @@ def onvif_request(data: bytes) -> None:
         try:
             parse(data)
         except XmlError:
+            pass
+    try:
+        token = parse_soap(data).token
+    except XmlError:
+        token = None
+    if token is not None:
+        checker = DigestTokenChecker(lambda name: (User(name, "viewer"), "fuzz-pass-1"))
+        try:
+            checker.check(token)
+        except BadCredentials:
             pass
     header = data[:MAX_HEADER_CHARS + 1].decode("latin-1")
     params = parse_digest_header(header)
@@ -531,7 +544,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
 
 
     Target("onvif_request", onvif_request, ("appliance.onvif_server.xml_reader", "appliance.onvif_server.discovery",
-                                            "appliance.onvif_server.http_digest"), 16384),
+                                            "appliance.onvif_server.http_digest",
+                                            "appliance.onvif_server.username_token"), 16384),
 )}
 
 

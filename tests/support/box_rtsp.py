@@ -31,9 +31,10 @@ class Box:
 
 
 def start_box(tmp: Path, *, channels: int = 1, fps: int = 25, extra: str = "", rtsp_port: int | None = None,
-              channels_yaml: str | None = None) -> Box:
+              channels_yaml: str | None = None, integration_accounts: dict[str, str] | None = None) -> Box:
     """An appliance recording `channels` test-pattern channels (or the YAML list items `channels_yaml`)
-    with the RTSP server on `rtsp_port` of loopback (default: a free one)."""
+    with the RTSP server on `rtsp_port` of loopback (default: a free one). Its web users are USERS;
+    `integration_accounts` (name: password, role viewer) are made before it starts, so RTSP knows them."""
     port = rtsp_port or free_port()
     chans = channels_yaml or "".join(f"  - {{id: {i}, source: {{type: test-pattern, width: 320, height: 240, fps: {fps}, "
                     f"bitrate: 300000, keyframe_interval_s: 1}}}}\n" for i in range(1, channels + 1))
@@ -43,6 +44,8 @@ def start_box(tmp: Path, *, channels: int = 1, fps: int = 25, extra: str = "", r
     nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", free_port()), sync=False)
     for name, password in USERS.items():
         nvr.users.add_user(name, password, name)
+    for name, password in (integration_accounts or {}).items():
+        nvr.users.integration.add(name, password, "viewer")
     nvr.start()
     return Box(nvr, port, tmp / "data")
 

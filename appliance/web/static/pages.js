@@ -219,4 +219,29 @@ export async function usersPage(page) {
     catch (e) { message(out, e.message); }
   });
   await load();
+  await integrationAccounts(page);
+}
+
+// Integration accounts: ONVIF/RTSP logins for clients that send PasswordDigest (Home Assistant, a VMS).
+async function integrationAccounts(page) {
+  const list = el("tbody", { id: "integration-accounts" }), out = el("p", { role: "status", id: "integration-status" });
+  const name = el("input", { name: "name", placeholder: "name", autocomplete: "off" }), pass = el("input", { name: "password", type: "password", placeholder: "password", autocomplete: "new-password" });
+  const role = el("select", { name: "role" }, ...["viewer", "operator"].map((r) => el("option", { value: r }, r)));
+  const add = el("form", { class: "card row", id: "integration-form" }, name, pass, role, el("button", { type: "submit" }, "Save account"), out);
+  const hint = el("p", {}, "For Home Assistant's ONVIF integration or a VMS: ONVIF (PasswordDigest) and RTSP logins whose passwords the box keeps sealed, recoverable, with a separate key. Saving an existing name sets its password and role.");
+  page.querySelector("h3").before(el("h3", {}, "Integration accounts (ONVIF)"), hint, add, el("table", {}, list));
+  async function load() {
+    list.replaceChildren(...(await api("/api/integration-accounts")).map((a) => el("tr", { "data-account": a.username }, el("td", {}, a.username), el("td", {}, a.role),
+      el("td", {}, a.usable ? "" : "unusable: key file missing; set the password again"),
+      el("td", {}, el("button", { type: "button", onclick: async () => {
+        await api(`/api/integration-accounts/${encodeURIComponent(a.username)}`, { method: "DELETE" }).catch((e) => message(out, e.message)); load();
+      } }, "Remove")))));
+  }
+  add.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await api("/api/integration-accounts", { method: "POST", body: { username: name.value, password: pass.value, role: role.value } });
+      message(out, `Saved ${name.value}.`, true); name.value = pass.value = ""; load(); }
+    catch (e) { message(out, e.message); }
+  });
+  await load();
 }
