@@ -106,3 +106,46 @@ def test_the_audio_out_plays_talk_through_alsa_on_its_null_pcm():
         out.close()
     stats = out.statistics()
     assert stats["frames_dropped"] == 0 and stats["error"] is None
+
+
+@pytest.mark.vivid
+def test_talk_on_the_audio_out_comes_out_of_a_kernel_sound_card_at_its_pitch():
+    """Against a real kernel sound driver (snd-aloop, loaded in the vivid VM): an operator's 8 kHz talk
+    frames, sent to the AUDIO OUT = the loopback card's playback side through the shared output at talk
+    priority (as the appliance's talk hub opens it), are captured on the card's other side at their pitch.
+    Checks are about what was heard, not how fast (the guest's CPU is emulated)."""
+    from appliance.sound.output import TALK, AudioOutputs
+    from base.clock import RealClocks
+    from hal.audio import AlsaAudioCapture
+    from support.alsa_loopback import LOOPBACK_CARD
+    from support.tones import loud_frames, pitch_hz
+    from support.waiting import wait_for
+
+    if not LOOPBACK_CARD.exists():
+        pytest.skip("no ALSA loopback card (snd-aloop) on this kernel")
+    clocks = RealClocks()
+    # Both ends pinned to substream 0, the capture opened first: the card runs both sides at its rate.
+    microphone = AlsaAudioCapture("hw:Loopback,1,0", sample_rate=AUDIO_OUT_RATE, channels=1, clocks=clocks)
+    microphone.open()
+    out = AudioOutSpeaker("hw:Loopback,0,0",
+                          playback=AudioOutputs().playback_by_device(name="talk", priority=TALK)("hw:Loopback,0,0"))
+    chunks, seconds = [], 1.5
+    try:
+        out.open()
+        started_us = clocks.monotonic_us()
+        sound = tone(700, seconds)
+        for at in range(0, len(sound), 160):  # 20-ms frames, as the page sends them
+            out.send(sound[at:at + 160])
+
+        def heard_to_its_end() -> bool:
+            chunks.extend(microphone.read())
+            return bool(chunks) and chunks[-1].timestamp_us > started_us + (seconds + 1.0) * 1e6
+        wait_for(heard_to_its_end, timeout_s=120, what="the talk played and captured", poll_s=0.02,
+                 details=out.statistics)
+    finally:
+        out.close()
+        microphone.close()
+    samples = np.concatenate([c.samples for c in chunks])
+    loud = loud_frames(samples)
+    assert len(loud) > 0.5 * seconds * AUDIO_OUT_RATE, f"{len(loud)} loud frames of {seconds * AUDIO_OUT_RATE:.0f} sent"
+    assert abs(pitch_hz(samples[loud[0]:loud[-1], 0], AUDIO_OUT_RATE) - 700) < 5
