@@ -309,18 +309,21 @@ class SubscriberStats:
 
 class PullPointSubscriber:
     """Keeps a PullPoint subscription on `camera` (an `onvif.ONVIFCamera` after `update_xaddrs()`) and
-    calls `on_event(event)` for every CameraEvent, on the loop's thread (keep it quick: hand over).
+    calls `on_events(events)` with the CameraEvents of each PullMessages answer, in order, on the loop's
+    thread (keep it quick: hand over). `camera` may instead be a coroutine function returning the
+    camera; it is then called before every subscription, so a connection made again elsewhere (after a
+    reboot) is the one used.
 
     `on_state(subscribed, error)` tells when the subscription is up or lost (for an alarm on the
     health page). `sleep` is injected so tests of the backoff need not wait.
     """
 
-    def __init__(self, camera, *, name: str, on_event: Callable[[CameraEvent], None],
+    def __init__(self, camera, *, name: str, on_events: Callable[[list[CameraEvent]], None],
                  on_state: Callable[[bool, str | None], None] | None = None,
                  pull_timeout_s: float = PULL_TIMEOUT_S, termination_s: float = TERMINATION_S,
                  backoff_first_s: float = BACKOFF_FIRST_S, backoff_max_s: float = BACKOFF_MAX_S,
                  sleep: Callable[[float], object] = asyncio.sleep):
-        self._camera, self.name, self._on_event, self._on_state = camera, name, on_event, on_state
+        self._camera_source, self.name, self._on_events, self._on_state = camera, name, on_events, on_state
         self._pull_timeout_s, self._termination_s = pull_timeout_s, termination_s
         self._backoff_first_s, self._backoff_max_s, self._sleep = backoff_first_s, backoff_max_s, sleep
         self._capture = _CaptureEnvelope()
@@ -364,7 +367,9 @@ class PullPointSubscriber:
         return await asyncio.wait_for(awaitable, timeout_s or CALL_MARGIN_S)
 
     async def _subscribe(self) -> None:
-        camera = self._camera
+        camera = self._camera_source
+        if asyncio.iscoroutinefunction(camera):
+            camera = await self._call(camera(), CALL_MARGIN_S * 2)
         events = await self._call(camera.create_events_service())
         result = await self._call(events.CreatePullPointSubscription(
             {"InitialTerminationTime": _duration(self._termination_s)}))
@@ -418,13 +423,14 @@ class PullPointSubscriber:
                 stats.unknown_topics.append(text)
                 log.info("%s: camera event topic %r is not one the appliance maps (counted, ignored)",
                          self.name, text)
-        for event in result.events:
-            stats.events += 1
-            stats.last_event_monotonic_s = time.monotonic()
-            try:
-                self._on_event(event)
-            except Exception:  # the listener's bug must not end the subscription
-                log.exception("%s: the event listener failed on %r", self.name, event)
+        if not result.events:
+            return
+        stats.events += len(result.events)
+        stats.last_event_monotonic_s = time.monotonic()
+        try:
+            self._on_events(result.events)
+        except Exception:  # the listener's bug must not end the subscription
+            log.exception("%s: the event listener failed on %d event(s)", self.name, len(result.events))
 
     async def _unsubscribe(self) -> None:
         subscription, self._subscription = self._subscription, None
