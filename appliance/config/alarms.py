@@ -359,8 +359,9 @@ def _rule_errors(loc: tuple[Any, ...], rule: RuleConfig, config: Any) -> list[Re
 def _camera_input_errors(loc: tuple[Any, ...], value: str, channels: dict, inputs: list[str]) -> list[Reference]:
     match = _CAMERA_INPUT_RE.fullmatch(value)
     if match is None:
-        return [(loc, value, f"unknown alarm input {value!r}; {_known('alarms.inputs', inputs)} (a camera's "
-                             f"own input is chN:TOKEN, e.g. ch3:AlarmIn_0)")]
+        hint = " (a camera's own input is chN:TOKEN, e.g. ch3:AlarmIn_0)" \
+            if any(has_onvif(channel) for channel in channels.values()) else ""
+        return [(loc, value, f"unknown alarm input {value!r}; {_known('alarms.inputs', inputs)}{hint}")]
     channel = int(match.group(1))
     if channel not in channels or not has_onvif(channels[channel]):
         return [(loc, value, f"{value!r} names channel {channel}, which is not an ONVIF camera; "
