@@ -172,11 +172,13 @@ def _state(topic: Topic, data: dict[str, str]) -> bool | None:
         if value is not None:
             lowered = value.casefold()
             return True if lowered in _TRUE else False if lowered in _FALSE else None
+    if topic.pulse:  # an instant (its Data carries an object id, not a state): it happened
+        return True
     for value in data.values():  # a vendor that names its state item otherwise
         lowered = value.casefold()
         if lowered in _TRUE or lowered in _FALSE:
             return lowered in _TRUE
-    return True if topic.pulse else None
+    return None
 
 
 def _source(topic: Topic, source: dict[str, str]) -> str:
