@@ -312,8 +312,8 @@ class SubscriberStats:
 class PullPointSubscriber:
     """Keeps a PullPoint subscription on `camera` (an `onvif.ONVIFCamera` after `update_xaddrs()`) and
     calls `on_events(events)` with the CameraEvents of each PullMessages answer, in order, on the loop's
-    thread (keep it quick: hand over). `camera` may instead be a coroutine function returning the
-    camera; it is then called before every subscription, so a connection made again elsewhere (after a
+    thread (keep it quick: hand over). `camera` may instead be a function returning an awaitable of
+    the camera; it is then called before every subscription, so a connection made again elsewhere (after a
     reboot) is the one used.
 
     `on_state(subscribed, error)` tells when the subscription is up or lost (for an alarm on the
@@ -370,7 +370,7 @@ class PullPointSubscriber:
 
     async def _subscribe(self) -> None:
         camera = self._camera_source
-        if asyncio.iscoroutinefunction(camera):
+        if not hasattr(camera, "create_events_service"):  # a function giving the connected camera
             camera = await self._call(camera(), CALL_MARGIN_S * 2)
         events = await self._call(camera.create_events_service())
         result = await self._call(events.CreatePullPointSubscription(
