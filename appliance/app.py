@@ -115,7 +115,7 @@ class Appliance:
             self._build_web(listen, tls_cert, tls_key, users)
         self._parts = [
             _Part("recorder", self.supervisor.start, self.supervisor.stop),
-            _Part("ONVIF connections", self.onvif.start, self.onvif.stop),
+            *([_Part("ONVIF connections", self.onvif.start, self.onvif.stop)] if self.onvif.endpoints else []),
             _Part("PTZ service", self.ptz.start, self.ptz.shutdown),
             _Part("alarm I/O", self._start_alarm_io, self._stop_alarm_io),
             *([_Part("MQTT", self._start_mqtt, self._stop_mqtt)] if config.mqtt.enabled else []),
