@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -70,7 +71,8 @@ class CameraEvents:
         self._options = subscriber_options or {}
         self.subscribers: dict[int, PullPointSubscriber] = {}
         self._tasks: list[Future] = []
-        self._active: dict[int, dict[tuple[str, str], bool]] = {}
+        self._active: dict[int, dict[tuple[str, str], bool]] = {}  # per channel: (kind, source) -> held active
+        self._lock = threading.Lock()  # the loop thread writes _active, the health page reads it
         self.dropped_sources = 0
 
     def start(self) -> None:
@@ -94,8 +96,9 @@ class CameraEvents:
             except Exception as exc:  # the loop is gone already
                 log.debug("stopping a camera event subscriber: %r", exc)
         async def release() -> None:  # on the loop thread, where the states live
-            for channel in list(self._active):
-                self._release_all(channel)
+            with self._lock:
+                for channel in list(self._active):
+                    self._release_all(channel)
         try:
             self._cameras.loop.submit(release(), timeout_s=STOP_TIMEOUT_S).result(STOP_TIMEOUT_S + 1)
         except Exception as exc:
@@ -104,6 +107,10 @@ class CameraEvents:
     # --- on the loop thread --------------------------------------------------------------------------
 
     def _events(self, channel: int, events: list[CameraEvent]) -> None:
+        with self._lock:
+            self._coalesce(channel, events)
+
+    def _coalesce(self, channel: int, events: list[CameraEvent]) -> None:
         last = self._active[channel]
         seen: dict[tuple[str, str], list[bool]] = {}  # identity -> [any active, final state]
         for event in events:
@@ -140,7 +147,8 @@ class CameraEvents:
             if self._faults is not None:
                 self._faults.clear_fault(FAULT, channel=channel)
             return
-        self._release_all(channel)
+        with self._lock:
+            self._release_all(channel)
         if self._faults is not None:
             self._faults.raise_fault(FAULT, f"the camera's events are not coming in: {error}", channel=channel)
 
@@ -153,5 +161,13 @@ class CameraEvents:
         last.clear()
 
     def statistics(self) -> dict:
-        return {"channels": {channel: subscriber.statistics() for channel, subscriber in self.subscribers.items()},
-                "dropped_sources": self.dropped_sources}
+        """Per channel: the subscriber's counters, the camera inputs seen (their `alarm_input` ids) and
+        the sources seen, each with whether it is active now."""
+        with self._lock:
+            seen = {channel: dict(states) for channel, states in self._active.items()}
+        return {"channels": {channel: {
+            **subscriber.statistics(),
+            "inputs": sorted(camera_input_id(channel, source) for kind, source in seen.get(channel, {})
+                             if kind == DIGITAL_INPUT),
+            "sources": {f"{kind}:{source}": active for (kind, source), active in seen.get(channel, {}).items()},
+        } for channel, subscriber in self.subscribers.items()}, "dropped_sources": self.dropped_sources}

@@ -146,6 +146,8 @@ def test_a_camera_digital_input_drives_a_ptz_preset_rule_on_the_same_camera(rig)
     goto = rig.camera.wait_for("GotoPreset", count=before + 1)[-1]
     assert body(goto).findtext(f"{{{PTZ_NS}}}PresetToken") == "2"
     assert rig.firings.of("camera input")[0].signal.source == "alarm_input:ch1:AlarmIn_0"
+    # The health page lists the camera's inputs by the id a rule names them with.
+    assert "ch1:AlarmIn_0" in rig.status()["alarm_io"]["camera_events"]["channels"][1]["inputs"]
     rig.camera.emit(cams.digital_input("AlarmIn_0", False))
 
 
