@@ -179,6 +179,8 @@ def test_the_web_ptz_adapter_steers_the_onvif_camera_like_a_dome(rig):
 def test_a_preset_the_camera_lacks_fails_with_the_camera_presets_named(rig):
     with pytest.raises(LookupError, match="no preset 42"):
         rig.ptz.preset_go(1, 42).result(5)
+    with pytest.raises(OSError, match="refused the command: the camera has no preset 42 .*store it first"):
+        web_ptz(rig.ptz).goto_preset(1, 42)  # what the web page answers (502) with
     assert not [f for f in rig.supervisor.faults.active() if f.kind == "ptz_down"]  # the camera is fine
 
 
