@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
@@ -56,7 +57,8 @@ class OnvifDomes:
         self._ptz: dict[int, OnvifPtz] = {}
         self._no_ptz: dict[int, str] = {}  # channel -> why: its profile has no PTZ configuration
         self._locks: dict[int, asyncio.Lock] = {}
-        self._waiting: dict[int, int] = {}
+        self._waiting: dict[int, int] = {}  # commands submitted and not done, per channel
+        self._waiting_lock = threading.Lock()  # callers' threads add, the loop thread's callbacks subtract
         self.stats = {"commands": 0, "failures": 0, "busy": 0}
 
     def channels(self) -> list[int]:
@@ -118,19 +120,24 @@ class OnvifDomes:
         return None if ptz is None else ptz.capabilities
 
     def _command(self, channel: int, action: Callable[[OnvifPtz], Coroutine[Any, Any, Any]]) -> Future:
-        if self._waiting.get(channel, 0) >= MAX_WAITING:
-            self.stats["busy"] += 1
-            return _failed(PtzBusy(f"channel {channel}: {MAX_WAITING} PTZ commands wait for the camera already; "
-                                   f"it does not answer (check it is on and reachable)"))
-        self._waiting[channel] = self._waiting.get(channel, 0) + 1
-        self.stats["commands"] += 1
+        with self._waiting_lock:
+            if self._waiting.get(channel, 0) >= MAX_WAITING:
+                self.stats["busy"] += 1
+                return _failed(PtzBusy(f"channel {channel}: {MAX_WAITING} PTZ commands wait for the camera "
+                                       f"already; it does not answer (check it is on and reachable)"))
+            self._waiting[channel] = self._waiting.get(channel, 0) + 1
+            self.stats["commands"] += 1
         try:
             future = self._cameras.submit(self._run(channel, action), timeout_s=COMMAND_TIMEOUT_S)
         except RuntimeError as exc:
-            self._waiting[channel] -= 1
+            self._done(channel)
             return _failed(exc)
-        future.add_done_callback(lambda _: self._waiting.__setitem__(channel, self._waiting[channel] - 1))
+        future.add_done_callback(lambda _: self._done(channel))
         return future
+
+    def _done(self, channel: int) -> None:
+        with self._waiting_lock:
+            self._waiting[channel] -= 1
 
     async def _run(self, channel: int, action) -> Any:
         lock = self._locks.setdefault(channel, asyncio.Lock())

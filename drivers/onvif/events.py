@@ -353,6 +353,7 @@ class PullPointSubscriber:
                     log.warning("%s: event subscription failed (%s); subscribing again in %.0f s", self.name,
                                 self.stats.last_error, backoff_s)
                     self._state(False, self.stats.last_error)
+                    await self._unsubscribe()  # cameras keep few subscriptions: free ours before the next
                 await self._sleep(backoff_s)
                 backoff_s = min(self._backoff_max_s, backoff_s * 2)
         finally:
@@ -366,7 +367,13 @@ class PullPointSubscriber:
             self._on_state(subscribed, error)
 
     async def _call(self, awaitable, timeout_s: float = 0.0):
-        return await asyncio.wait_for(awaitable, timeout_s or CALL_MARGIN_S)
+        result = await asyncio.wait_for(awaitable, timeout_s or CALL_MARGIN_S)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Python 3.11's wait_for drops a cancellation that lands as the camera answers: without
+            # this the subscriber would pull on after stop() (seen as a hang in the tests).
+            raise asyncio.CancelledError("cancelled while the camera answered")
+        return result
 
     async def _subscribe(self) -> None:
         camera = self._camera_source
@@ -440,7 +447,8 @@ class PullPointSubscriber:
             return
         try:
             await asyncio.wait_for(subscription.Unsubscribe(), 2.0)
-        except BaseException as exc:  # best effort: the subscription expires on the camera anyway
+        except Exception as exc:  # best effort: the subscription expires on the camera anyway (a
+            # cancellation is not caught: it must end the subscriber)
             log.debug("%s: Unsubscribe failed: %r", self.name, exc)
 
     def statistics(self) -> dict:
