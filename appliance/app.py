@@ -13,9 +13,15 @@ start in this order, and `stop()` stops them in the reverse order:
    the fault board, the live taps and PTZ). Its health watch reports the recordings disk coming or
    going under `storage.require_mount`: the appliance then sets `disk_changed` and `stop_requested`,
    and `nvr run` exits to be started again on (or off) the disk.
+   Its alarm sounds (rules' `play`) go to the AUDIO OUT through the appliance's shared sound outputs
+   (`audio_outputs`: one player per ALSA device, whoever plays on it: monitor, alarms, talk, intercom).
+3b. LINE IN intercom, when `line_in.device` is set: its thread, idle until someone holds it open.
 4. MQTT, when `mqtt.enabled`: the broker connection, Home Assistant discovery, the alarm side's
    changes on the bus and the allow-listed commands (appliance/mqtt/). It never waits for the broker:
    one that is down or refuses us shows in the health page while everything else runs.
+   Then the RTSP server, when `rtsp_server.enabled` (appliance/rtsp_server/): an engine process serving
+   the live taps to the web users; if it cannot start, that is logged and recording goes on. Then the
+   ONVIF service and WS-Discovery, when `onvif_server.enabled` (appliance/onvif_server/), likewise.
 5. HDMI monitor, when `monitor.enabled`: a thread of its own. If it cannot even be built or started,
    that is logged and recording goes on without it.
 6. web server, when `listen` is given: serves the app built at construction.
@@ -47,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from base.clock import Clocks
+from hal.audio_out import AudioPlayback, make_audio_playback
 from hal.gpio import Gpio
 from recorder.faults import FaultBoard
 from recorder.index import Index, Segment
@@ -57,6 +64,7 @@ from appliance.alarms.rules import PtzPresets
 from appliance.config.model import Config
 from appliance.ptz.service import PtzService
 from appliance.onvif_cameras import Connector, OnvifCameras, connect_endpoint
+from appliance.sound.output import TALK, AudioOutputs
 from appliance.supervisor import DataRootBusy, SourceFactory, Supervisor
 from appliance.systemd import ServiceIntegration, start_service_integration
 from appliance.web.views import StreamState
@@ -95,15 +103,23 @@ class Appliance:
                  tls_cert: Path | None = None, tls_key: Path | None = None, users: UserStore | None = None,
                  sources: SourceFactory | None = None, sync: bool = True, gpio: Gpio | None = None,
                  ptz_presets: PtzPresets | None = None, environ: Mapping[str, str] = os.environ,
-                 stop_requested: threading.Event | None = None, onvif_connect: Connector = connect_endpoint):
+                 stop_requested: threading.Event | None = None,
+                 audio_playback: Callable[[str], AudioPlayback] = make_audio_playback,
+                 onvif_connect: Connector = connect_endpoint):
+        """`audio_playback` opens a sound output by its ALSA name (tests: a simulated speaker)."""
         self.clocks = clocks
+        self.audio_outputs = AudioOutputs(playback=audio_playback)
+        self.intercom = _intercom(config, self.audio_outputs, clocks)
         self.supervisor = Supervisor(config, clocks=clocks, sources=sources, sync=sync)
-        self.onvif = OnvifCameras(config, connect=onvif_connect)  # PTZ and events of ONVIF cameras
-        self.ptz: PtzService = PtzService(config, clocks=clocks, faults=self.supervisor.faults, onvif=self.onvif)
+        self.onvif_cameras = OnvifCameras(config, connect=onvif_connect)  # PTZ and events of ONVIF cameras
+        self.ptz: PtzService = PtzService(config, clocks=clocks, faults=self.supervisor.faults,
+                                          onvif=self.onvif_cameras)
         self.alarm_io: AlarmIO | None = None
         self.monitor = None  # appliance.monitor.Monitor while it runs
         self.mqtt = None  # appliance.mqtt.service.MqttService while it runs
         self._mqtt_error: str | None = None
+        self.rtsp_server = None  # appliance.rtsp_server.service.RtspServerService while it runs
+        self.onvif_server = None  # appliance.onvif_server.service.OnvifServer while it runs
         self.service: ServiceIntegration | None = None
         self.stop_requested = stop_requested or threading.Event()
         self.disk_changed = threading.Event()
@@ -115,10 +131,15 @@ class Appliance:
             self._build_web(listen, tls_cert, tls_key, users)
         self._parts = [
             _Part("recorder", self.supervisor.start, self.supervisor.stop),
-            *([_Part("ONVIF connections", self.onvif.start, self.onvif.stop)] if self.onvif.endpoints else []),
+            *([_Part("ONVIF connections", self.onvif_cameras.start, self.onvif_cameras.stop)]
+              if self.onvif_cameras.endpoints else []),
             _Part("PTZ service", self.ptz.start, self.ptz.shutdown),
             _Part("alarm I/O", self._start_alarm_io, self._stop_alarm_io),
+            *([_Part("intercom", self.intercom.start, self.intercom.close)] if self.intercom is not None else []),
             *([_Part("MQTT", self._start_mqtt, self._stop_mqtt)] if config.mqtt.enabled else []),
+            *([_Part("RTSP server", self._start_rtsp_server, self._stop_rtsp_server)]
+              if config.rtsp_server.enabled else []),
+            *([_Part("ONVIF service", self._start_onvif, self._stop_onvif)] if config.onvif_server.enabled else []),
             *([_Part("monitor", self._start_monitor, self._stop_monitor)] if config.monitor.enabled else []),
             *([_Part("web server", self._start_web, self._stop_web)] if self.web_server is not None else []),
             _Part("systemd integration", self._start_service, self._stop_service),
@@ -176,7 +197,8 @@ class Appliance:
         self.alarm_io = AlarmIO(s.config, clocks=self.clocks, index=s.index, faults=s.faults, live=s.live,
                                 data_root=s.root, gpio=self._gpio,
                                 ptz=self._ptz_presets if self._ptz_presets is not None else self.ptz,
-                                on_mount_change=self._mount_changed, onvif=self.onvif)
+                                on_mount_change=self._mount_changed, outputs=self.audio_outputs,
+                                onvif=self.onvif_cameras)
         self.alarm_io.start()
 
     def _stop_alarm_io(self) -> None:
@@ -209,6 +231,43 @@ class Appliance:
         if self.mqtt is not None:
             self.mqtt.stop()
             self.mqtt = None
+
+    def _start_rtsp_server(self) -> None:
+        from appliance.rtsp_server.service import RtspServerService
+        if self.users is None:
+            log.error("the RTSP server needs the web's users (a web listen address); it is not started")
+            return
+        try:
+            service = RtspServerService(self.config, live=self.live, users=self.users)
+            service.start()
+        except Exception:  # RtspServerError, or anything else: recording goes on without it
+            log.exception("the RTSP server could not be started; the appliance runs without it")
+            return
+        self.rtsp_server = service
+
+    def _stop_rtsp_server(self) -> None:
+        if self.rtsp_server is not None:
+            self.rtsp_server.stop()
+            self.rtsp_server = None
+
+    def _start_onvif(self) -> None:
+        from appliance.onvif_server.service import OnvifServer
+        if self.rtsp_server is None:
+            log.error("the ONVIF service hands out the RTSP server's URIs, and it is not running; not started")
+            return
+        try:
+            server = OnvifServer(self.config, live=self.live, users=self.users, rtsp_port=self.rtsp_server.port,
+                                 clocks=self.clocks)
+            server.start()
+        except Exception:  # the port is taken, ...: recording goes on without it
+            log.exception("the ONVIF service could not be started; the appliance runs without it")
+            return
+        self.onvif_server = server
+
+    def _stop_onvif(self) -> None:
+        if self.onvif_server is not None:
+            self.onvif_server.stop()
+            self.onvif_server = None
 
     def _start_monitor(self) -> None:
         try:
@@ -303,14 +362,37 @@ class Appliance:
         return rows
 
     def restart_channels(self, config: Config, channel_ids: list[int]) -> list[int]:
-        """See `Supervisor.restart_channels`: only the changed channels restart."""
-        return self.supervisor.restart_channels(config, channel_ids)
+        """See `Supervisor.restart_channels`: only the changed channels restart; the RTSP and ONVIF
+        servers then serve the new channel list."""
+        started = self.supervisor.restart_channels(config, channel_ids)
+        if self.rtsp_server is not None:
+            self.rtsp_server.update(config)
+        if self.onvif_server is not None:
+            self.onvif_server.device.config = config
+        return started
 
     def status(self, *, index: Index | None = None) -> dict:
-        """Everything the health page shows, as plain data: the recorder's status plus PTZ, alarm I/O
-        and the monitor. `index`: a reader connection to count through (the web's)."""
+        """Everything the health page shows, as plain data: the recorder's status plus PTZ, alarm I/O,
+        the monitor, MQTT and the RTSP/ONVIF servers. `index`: a reader connection to count through (the web's)."""
         return {**self.supervisor.status(index=index), "ptz": self.ptz.statistics(),
                 "alarm_io": self.alarm_io.statistics() if self.alarm_io else None,
                 "monitor": self.monitor.statistics() if self.monitor else None,
+                "sound": {"outputs": self.audio_outputs.statistics(),
+                          "intercom": self.intercom.statistics() if self.intercom else None},
                 "mqtt": self.mqtt.statistics() if self.mqtt else
-                ({"connected": False, "last_error": self._mqtt_error} if self._mqtt_error else None)}
+                ({"connected": False, "last_error": self._mqtt_error} if self._mqtt_error else None),
+                "rtsp_server": self.rtsp_server.statistics() if self.rtsp_server else None,
+                "onvif_server": self.onvif_server.statistics() if self.onvif_server else None}
+
+
+def _intercom(config: Config, outputs: AudioOutputs, clocks: Clocks):
+    """The LINE IN intercom when the config has a LINE IN (the config check saw it has an AUDIO OUT too)."""
+    line_in, device = config.line_in, config.audio_out.device
+    if line_in.device is None or device is None:
+        return None
+    from appliance.sound.intercom import Intercom
+    from hal.audio import make_audio_capture
+
+    return Intercom(microphone=lambda: make_audio_capture(line_in.device, sample_rate=line_in.sample_rate,
+                                                          channels=line_in.channels, clocks=clocks),
+                    speaker=outputs.speaker(device, name="intercom", priority=TALK), clocks=clocks)

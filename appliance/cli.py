@@ -1,7 +1,9 @@
-"""The `nvr` command: run the appliance, check a config, list recordings, export a clip, list disks and devices."""
+"""The `nvr` command: run the appliance, check a config, list recordings, export a clip, list disks and devices,
+find ONVIF cameras."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import signal
@@ -134,6 +136,15 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(mqtt_test)
     mqtt_test.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     mqtt_test.set_defaults(handler=_cmd_mqtt_test)
+    disc = sub.add_parser("discover", help="list the ONVIF cameras on the LAN (WS-Discovery); with --user, also "
+                                           "their profiles and stream URIs")
+    disc.add_argument("--json", action="store_true", help="print one JSON array")
+    disc.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="how long to wait for answers")
+    disc.add_argument("--interface", metavar="IP", help="probe from the network interface with this address")
+    disc.add_argument("--user", metavar="NAME", help="ONVIF user: also read each camera's profiles and stream URIs")
+    disc.add_argument("--password", metavar="PASSWORD",
+                      help="the ONVIF user's password (default: read from standard input)")
+    disc.set_defaults(handler=_cmd_discover)
     pin = sub.add_parser("hash-pin", help="make monitor.pin_hash from a PIN typed at the prompt (or on stdin)")
     pin.set_defaults(handler=_cmd_hash_pin)
     return parser
@@ -336,22 +347,18 @@ def _cmd_disks(args: argparse.Namespace) -> int:
 
 def _cmd_disks_init(args: argparse.Namespace) -> int:
     """Audit-logged (the web's audit log, user None, client 'cli'), refused or done."""
-    from appliance.config.model import DiskConfig
-    from appliance.disks import DiskInitRefused, initialise_disk
+    from appliance.disks import DiskInitRefused, initialise_audited, label_problem
     from hal.block_device import BlockDeviceError
 
-    try:
-        DiskConfig(path=Path("/"), label=args.label)
-    except ValueError:
-        raise UsageError(f"--label: expected 1-32 letters, digits, spaces, '_', '.' or '-', got {args.label!r}") from None
+    problem = label_problem(args.label)
+    if problem is not None:
+        raise UsageError(f"--label: {problem}")
     store = _user_store(args)
     try:
-        try:
-            done = initialise_disk(args.device, label=args.label, confirm_serial=args.confirm_serial)
-        except (DiskInitRefused, BlockDeviceError) as exc:
-            store.audit(None, "disk_init_refused", {"device": args.device, "label": args.label, "why": str(exc)}, "cli")
-            raise UsageError(str(exc)) from None
-        store.audit(None, "disk_init", done, "cli")
+        done = initialise_audited(args.device, label=args.label, confirm_serial=args.confirm_serial,
+                                  audit=lambda action, detail: store.audit(None, action, detail, "cli"))
+    except (DiskInitRefused, BlockDeviceError) as exc:
+        raise UsageError(str(exc)) from None
     finally:
         store.close()
     print(f"{args.device} is now the recordings disk {args.label!r} (identity {done['uuid']}); mount it and list "
@@ -388,9 +395,19 @@ def _cmd_mqtt_test(args: argparse.Namespace) -> int:
     return run_mqtt_test(_load(args), clocks=RealClocks(), timeout_s=args.timeout)
 
 
-def _cmd_hash_pin(args: argparse.Namespace) -> int:
-    import getpass
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from appliance.discover import run_discover  # the ONVIF library loads only for ONVIF
 
+    if not 0.1 <= args.timeout <= 60:
+        raise UsageError(f"--timeout: expected 0.1 to 60 seconds, got {args.timeout!r}")
+    password = args.password
+    if args.user is not None and password is None:
+        password = getpass.getpass("ONVIF password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    return run_discover(timeout_s=args.timeout, as_json=args.json, interface_ip=args.interface, username=args.user,
+                        password=password)
+
+
+def _cmd_hash_pin(args: argparse.Namespace) -> int:
     from appliance.monitor.lock import hash_pin
 
     pin = getpass.getpass("PIN (4-12 digits): ") if sys.stdin.isatty() else sys.stdin.readline().strip()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from base.clock import Clocks
-from hal.block_device import (check_block_device, make_recordings_filesystem, mount_and_do, mount_points,
-                               serial_of, signatures)
+from hal.block_device import (BlockDeviceError, Signature, check_block_device, make_recordings_filesystem,
+                               mount_and_do, mount_points, serial_of, signatures)
 from hal.smart import SmartError, probe
 from hal.storage import disk_usage
 from recorder.disk_health import DiskHealthWatch
@@ -19,10 +21,11 @@ from recorder.retention import ChannelQuota, RetentionPolicy
 from recorder.disk_set import IDENTITY_FILE, DiskIdentityError, DiskSet, read_identity, write_identity
 from recorder.retention_preview import preview, recording_capacity
 
-from appliance.config.model import Config
+from appliance.config.model import Config, DiskConfig
 
 ROLE_RECORDINGS = "recordings"
 ROLE_INDEX = "index"  # with storage.disks: the data root keeps the index (and older recordings)
+INIT_STEPS = ("checking the disk", "making the ext4 filesystem", "writing the identity file")
 
 
 def retention_policy(config: Config) -> RetentionPolicy:
@@ -188,19 +191,35 @@ class DiskInitRefused(ValueError):
     """`nvr disks init` will not touch this device; the message says why and what to do."""
 
 
-def initialise_disk(device: str, *, label: str, confirm_serial: str | None = None,
-                    smartctl: str = "smartctl") -> dict:
-    """Make `device` a recordings disk: one ext4 filesystem labelled `label` and a new identity file.
+@dataclass(frozen=True, slots=True)
+class InitCheck:
+    """What initialising a device would do: the signatures it would erase and the serial confirming it."""
 
-    Refused (DiskInitRefused) while the disk or a partition of it is mounted, and when anything is on it
-    (a partition table, a filesystem, RAID or LVM metadata) unless `confirm_serial` is the disk's serial
-    number as the kernel or S.M.A.R.T. reports it. Returns what was done, for the audit log."""
+    device: str
+    found: list[Signature]
+    serial: str | None
+
+
+def label_problem(label: str) -> str | None:
+    """Why `label` cannot name a recordings disk (storage.disks[].label's rule), or None."""
+    try:
+        DiskConfig(path=Path("/"), label=label)
+    except ValueError:
+        return f"expected 1-32 letters, digits, spaces, '_', '.' or '-', got {label[:40]!r}"
+    return None
+
+
+def check_initialisable(device: str, *, confirm_serial: str | None = None, smartctl: str = "smartctl",
+                        confirm_with: str = "--confirm-serial") -> InitCheck:
+    """Raise DiskInitRefused unless `device` may be made a recordings disk now: not mounted (nor a
+    partition of it), and blank unless `confirm_serial` is its serial. Looks only; writes nothing.
+    `confirm_with`: where the refusal tells the admin to type the serial."""
     check_block_device(device)
     mounted = mount_points(device)
     if mounted:
         raise DiskInitRefused(f"{device} is in use (mounted on {', '.join(mounted)}); unmount it first")
     found = signatures(device)
-    serial = serial_of(device) or _smart_serial(device, smartctl)
+    serial = disk_serial(device, smartctl=smartctl)
     if found:
         what = ", ".join(f"{s.kind}{f' {s.label!r}' if s.label else ''} on {s.device}" for s in found)
         if serial is None:
@@ -209,17 +228,50 @@ def initialise_disk(device: str, *, label: str, confirm_serial: str | None = Non
         if confirm_serial != serial:
             hint = "" if confirm_serial is None else f" (you typed {confirm_serial!r})"
             raise DiskInitRefused(f"{device} is not blank ({what}); everything on it would be lost. To go on, "
-                                  f"give its serial number with --confirm-serial{hint}: it is printed on the disk's "
+                                  f"give its serial number with {confirm_with}{hint}: it is printed on the disk's "
                                   f"label and shown by `nvr disks`")
-    make_recordings_filesystem(device, label=label, wipe=bool(found))
+    return InitCheck(device, found, serial)
+
+
+def initialise_disk(device: str, *, label: str, confirm_serial: str | None = None, smartctl: str = "smartctl",
+                    on_step: Callable[[str], None] = lambda step: None, confirm_with: str = "--confirm-serial") -> dict:
+    """Make `device` a recordings disk: one ext4 filesystem labelled `label` and a new identity file.
+
+    Refused (DiskInitRefused) as `check_initialisable` says. `on_step` hears each step as it starts
+    (INIT_STEPS). Returns what was done, for the audit log."""
+    on_step(INIT_STEPS[0])
+    check = check_initialisable(device, confirm_serial=confirm_serial, smartctl=smartctl, confirm_with=confirm_with)
+    on_step(INIT_STEPS[1])
+    make_recordings_filesystem(device, label=label, wipe=bool(check.found))
+    on_step(INIT_STEPS[2])
     made: list = []
     with tempfile.TemporaryDirectory(prefix="nvr-disk-init-") as folder:
         mount_and_do(device, Path(folder), lambda root: made.append(write_identity(root, label)))
-    return {"device": device, "label": label, "serial": serial, "uuid": made[0].uuid,
-            "erased": [f"{s.kind} on {s.device}" for s in found]}
+    return {"device": device, "label": label, "serial": check.serial, "uuid": made[0].uuid,
+            "erased": [f"{s.kind} on {s.device}" for s in check.found]}
 
 
-def _smart_serial(device: str, smartctl: str) -> str | None:
+def initialise_audited(device: str, *, label: str, confirm_serial: str | None, audit: Callable[[str, dict], None],
+                       smartctl: str = "smartctl", on_step: Callable[[str], None] = lambda step: None,
+                       confirm_with: str = "--confirm-serial") -> dict:
+    """`initialise_disk` with every attempt in the audit log, as `nvr disks init` and the Disks page do it:
+    `disk_init` with what was done, or `disk_init_refused` with why (and the error raised again)."""
+    try:
+        done = initialise_disk(device, label=label, confirm_serial=confirm_serial, smartctl=smartctl, on_step=on_step,
+                               confirm_with=confirm_with)
+    except (DiskInitRefused, BlockDeviceError) as exc:
+        audit("disk_init_refused", {"device": device, "label": label, "why": str(exc)})
+        raise
+    audit("disk_init", done)
+    return done
+
+
+def disk_serial(device: str, *, smartctl: str = "smartctl") -> str | None:
+    """The serial an admin confirms an erase with: the kernel's (lsblk), else S.M.A.R.T.'s (a sleeping
+    disk is not woken for it), else None."""
+    serial = serial_of(device)
+    if serial:
+        return serial
     try:
         return probe(device, smartctl=smartctl).serial
     except SmartError:

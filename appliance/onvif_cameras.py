@@ -4,7 +4,7 @@ A channel has an ONVIF endpoint when its source is `type: onvif` or an `rtsp` so
 PTZ (`appliance.ptz.onvif`) and camera events (`appliance.alarms.camera_events`) share one connected
 `onvif.ONVIFCamera` per channel, made on first use and made again after `forget(channel)` (a failure
 that may mean the camera rebooted or changed address). Connecting goes through `connect`, injected:
-the default connects with the endpoint's account and reads the service addresses (`update_xaddrs`).
+the default is `drivers.onvif.camera.OnvifCamera.connect` (authentication fallbacks, clock offset).
 
 Every call runs on the `LoopThread` under a timeout, so a camera that does not answer costs its caller
 that timeout and nothing more; the other channels and the recording never wait for it.
@@ -16,7 +16,6 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
-from urllib.parse import urlsplit
 
 from drivers.onvif.loop import LoopThread
 
@@ -36,18 +35,14 @@ def onvif_endpoint(channel: ChannelConfig) -> OnvifEndpoint | None:
 
 
 async def connect_endpoint(endpoint: OnvifEndpoint) -> Any:
-    """An `onvif.ONVIFCamera` for `endpoint` after `update_xaddrs()` (WS-UsernameToken digest)."""
-    from onvif import ONVIFCamera  # the ONVIF library loads only where a channel uses ONVIF
+    """An `onvif.ONVIFCamera` for `endpoint` after `update_xaddrs()`: connected by
+    `drivers.onvif.camera.OnvifCamera` (PasswordDigest falling back to PasswordText, HTTP Digest, the
+    camera's clock offset, a size cap on every answer), whose library camera PTZ and events drive."""
+    from drivers.onvif.camera import OnvifCamera  # the ONVIF library loads only where a channel uses ONVIF
 
-    parts = urlsplit(endpoint.url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    camera = ONVIFCamera(parts.hostname, port, endpoint.username, endpoint.password, no_cache=True)
-    try:
-        await camera.update_xaddrs()
-    except BaseException:
-        await camera.close()
-        raise
-    return camera
+    camera = OnvifCamera(endpoint.url, username=endpoint.username, password=endpoint.password)
+    await camera.connect()
+    return camera.library_camera
 
 
 class OnvifCameras:

@@ -12,7 +12,7 @@ from recorder.encode import EncodedCapture
 from recorder.source import PacketSource
 from recorder.video_loss import VideoLossGuard
 
-from appliance.config.model import ChannelConfig, RtspSource, TestPatternSource, V4l2Source
+from appliance.config.model import ChannelConfig, OnvifSource, RtspSource, TestPatternSource, V4l2Source
 from appliance.config.audio import AudioConfig
 
 
@@ -30,6 +30,8 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks, faults: FaultSink
             streams["sub"] = rtsp_camera(source.sub_url, client=source.client, name=f"{channel.name} sub",
                                          clocks=clocks, timeout_s=source.timeout_s, audio=audio)
         return streams
+    if isinstance(source, OnvifSource):
+        return onvif_sources(channel, source, clocks=clocks)
     if isinstance(source, TestPatternSource):
         capture = TestPatternCapture(width=source.width, height=source.height, fps=source.fps, pattern=source.pattern,
                                      channel_id=channel.id, label=channel.name, clocks=clocks,
@@ -47,6 +49,26 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks, faults: FaultSink
                                  audio=captured_audio(channel.audio, clocks=clocks))
         return {"main": _guarded(encoded, capture, channel, clocks, faults)}
     raise TypeError(f"no source builder for {type(source).__name__}")
+
+
+def onvif_sources(channel: ChannelConfig, source: OnvifSource, *, clocks: Clocks) -> dict[str, PacketSource]:
+    """An ONVIF camera's streams: RTSP clients whose URIs are asked of the camera at every (re)connect,
+    and the camera looked for by WS-Discovery when its address stops answering (DHCP). The ONVIF library
+    is imported here, only when a channel is an ONVIF camera."""
+    from drivers.onvif.discovery import discover
+    from drivers.onvif.source import OnvifRtspCamera
+
+    def stream(kind: str, profile: str | None) -> PacketSource:
+        name = f"{channel.name} {kind}"
+        return OnvifRtspCamera(source.url, username=source.username, password=source.password, profile=profile,
+                               stream=kind, name=name, make_camera=lambda url: rtsp_camera(
+                                   url, client=source.client, name=name, clocks=clocks, timeout_s=source.timeout_s,
+                                   audio=channel.audio.enabled), rediscover=discover, clocks=clocks)
+
+    streams = {"main": stream("main", source.profile)}
+    if source.sub_profile:
+        streams["sub"] = stream("sub", source.sub_profile)
+    return streams
 
 
 def _guarded(encoded: EncodedCapture, capture, channel: ChannelConfig, clocks: Clocks,

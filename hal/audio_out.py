@@ -1,24 +1,22 @@
-"""The audio playback seam: PCM to an ALSA device (PyAV's `alsa` output: HDMI audio on a Pi, a USB card, a
-board's line out) or to a simulated speaker that keeps what it was given.
+"""The audio playback seam: PCM to an ALSA device (alsa-lib through hal.alsa_pcm: HDMI audio on a Pi, a USB
+card, a board's line out) or to a simulated speaker that keeps what it was given.
 
     AudioPlaybackError (RuntimeError)    the device cannot be opened, or failed while playing
 
 `write` never blocks its caller for long: the ALSA backend plays on a thread of its own from a queue
 bounded to MAX_QUEUED_S; what would overflow it is dropped (counted), so a stalled card costs sound,
 never the caller's time. Live sound must stay live: a speaker that fell behind skips, it does not lag.
+The card's own buffer is CARD_BUFFER_S, and `flush` empties it with the queue.
 """
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import re
 import threading
 from typing import Protocol
 
 import numpy as np
-
-from hal.audio import DEBIAN_ALSA_CONFIG
 
 log = logging.getLogger("nvr.audio")
 
@@ -28,6 +26,9 @@ SIMULATED = "simulated"
 PLAYBACK_DEVICE = re.compile(r"^(plug)?hw:(CARD=)?\w+(,(DEV=)?\d+(,(SUBDEV=)?\d+)?)?$"
                              r"|^(default|sysdefault|hdmi|iec958|front|null)(:(CARD=)?\w+(,(DEV=)?\d+)?)?$")
 MAX_QUEUED_S = 0.5  # sound waiting for the card beyond this is dropped: live sound skips, it never lags
+# The card's own buffer: what a sound that takes over from another can wait behind, and how long the
+# playing thread may stall before the card runs dry (an underrun: a click, then it plays on).
+CARD_BUFFER_S = 0.12
 MAX_DEVICE_CHARS = 128
 
 
@@ -36,11 +37,14 @@ class AudioPlaybackError(RuntimeError):
 
 
 class AudioPlayback(Protocol):
-    """A speaker: `open(rate, channels)`, `write` (frames, channels) int16 samples, `close`."""
+    """A speaker: `open(rate, channels)`, `write` (frames, channels) int16 samples, `flush` (drop what
+    waits to be played: a more urgent sound takes over), `close`."""
 
     def open(self, *, sample_rate: int, channels: int) -> None: ...
 
     def write(self, samples: np.ndarray) -> None: ...
+
+    def flush(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -61,7 +65,7 @@ class SimulatedAudioPlayback:
     def __init__(self):
         self._lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
-        self.opens = 0
+        self.opens = self.flushes = 0
         self.is_open = False
         self.sample_rate = self.channels = 0
 
@@ -76,6 +80,11 @@ class SimulatedAudioPlayback:
             if not self.is_open:
                 raise AudioPlaybackError("the simulated speaker is not open")
             self._chunks.append(np.array(samples, dtype=np.int16, copy=True))
+
+    def flush(self) -> None:
+        """Counted only: nothing waits in a simulated speaker."""
+        with self._lock:
+            self.flushes += 1
 
     def played(self) -> np.ndarray:
         """Everything written so far as (frames, channels) int16."""
@@ -95,32 +104,34 @@ class SimulatedAudioPlayback:
 
 
 class AlsaAudioPlayback:
-    """An ALSA PCM through FFmpeg's `alsa` output device (PyAV), fed from a bounded queue by its own thread."""
+    """An ALSA PCM (alsa-lib through hal.alsa_pcm) with a buffer of CARD_BUFFER_S, fed from a bounded
+    queue by its own thread. `flush` empties both the queue and the card's buffer; `close` lets what was
+    written play out (at most CARD_BUFFER_S) and closes."""
 
     def __init__(self, device: str):
         self.device = check_playback_device(device)
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue()
         self._queued_frames = 0
         self._lock = threading.Lock()
+        self._drop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pcm = None
         self._max_frames = 0
-        self.frames_played = self.frames_dropped = 0
+        self.frames_played = self.frames_dropped = self.frames_flushed = 0
         self.error: str | None = None
 
     def open(self, *, sample_rate: int, channels: int) -> None:
-        import av  # PyAV only where a real card is opened
+        from hal.alsa_pcm import AlsaPcmError, PcmPlayback
 
-        os.environ.setdefault("ALSA_CONFIG_PATH", DEBIAN_ALSA_CONFIG)
         try:
-            container = av.open(self.device, "w", format="alsa")
-            stream = container.add_stream("pcm_s16le", rate=sample_rate, layout="mono" if channels == 1 else "stereo")
-            container.start_encoding()  # opens the PCM now, so a wrong name fails here and not on the thread
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            raise AudioPlaybackError(f"cannot open ALSA playback device {self.device!r}: {exc}; check the name with "
-                                     "`aplay -L` and that no other program holds it") from exc
-        self._max_frames = int(MAX_QUEUED_S * sample_rate)
-        self._thread = threading.Thread(target=self._run, args=(container, stream, sample_rate, channels),
-                                        name=f"audio-out-{self.device}", daemon=True)
+            pcm = PcmPlayback(self.device, sample_rate=sample_rate, channels=channels,
+                              latency_us=round(CARD_BUFFER_S * 1e6))
+        except AlsaPcmError as exc:
+            raise AudioPlaybackError(f"{exc.strerror}; check the name with `aplay -L` and that no other program "
+                                     "holds it") from exc
+        self._pcm, self._max_frames = pcm, int(MAX_QUEUED_S * sample_rate)
+        self._drop.clear()
+        self._thread = threading.Thread(target=self._run, args=(pcm,), name=f"audio-out-{self.device}", daemon=True)
         self._thread.start()
 
     def write(self, samples: np.ndarray) -> None:
@@ -131,38 +142,54 @@ class AlsaAudioPlayback:
             self._queued_frames += len(samples)
         self._queue.put(samples)
 
-    def _run(self, container, stream, sample_rate: int, channels: int) -> None:
-        import av
+    def flush(self) -> None:
+        """Drop the sound still queued, and what waits in the card's buffer (before the next write)."""
+        while True:
+            try:
+                samples = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if samples is None:  # closing: keep the end marker for the thread
+                self._queue.put(None)
+                break
+            with self._lock:
+                self._queued_frames -= len(samples)
+                self.frames_flushed += len(samples)
+        self._drop.set()
 
-        layout = "mono" if channels == 1 else "stereo"
-        pts = 0
+    def _run(self, pcm) -> None:
+        from hal.alsa_pcm import AlsaPcmError
+
         try:
             while (samples := self._queue.get()) is not None:
                 with self._lock:
                     self._queued_frames -= len(samples)
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.int16).reshape(1, -1),
-                                                   format="s16", layout=layout)
-                frame.sample_rate, frame.pts = sample_rate, pts
-                pts += len(samples)
-                for packet in stream.encode(frame):
-                    container.mux(packet)  # blocks at the card's pace
+                if self._drop.is_set():
+                    self._drop.clear()
+                    pcm.drop()
+                pcm.write(samples)  # blocks at the card's pace, at most about CARD_BUFFER_S
                 self.frames_played += len(samples)
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            self.error = f"ALSA playback on {self.device!r} failed: {exc}"
+            pcm.drain()
+        except AlsaPcmError as exc:
+            self.error = f"ALSA playback on {self.device!r} failed: {exc.strerror}"
             log.warning("%s; the sound stops until it is opened again", self.error)
         finally:
-            try:
-                container.close()
-            except (av.FFmpegError, OSError, ValueError):
-                pass
+            pcm.close()
 
     def close(self) -> None:
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=2)
 
+    def card_delay_s(self) -> float:
+        """Sound written to the card and not yet heard, in seconds (what a new sound would wait behind)."""
+        pcm = self._pcm
+        return pcm.delay_frames() / pcm.sample_rate if pcm is not None else 0.0
+
     def statistics(self) -> dict:
+        pcm = self._pcm
         return {"device": self.device, "frames_played": self.frames_played, "frames_dropped": self.frames_dropped,
+                "frames_flushed": self.frames_flushed, "underruns": pcm.underruns if pcm is not None else 0,
                 "error": self.error}
 
 

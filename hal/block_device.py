@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_TOOL_OUTPUT_BYTES = 1 << 20  # wipefs/lsblk of one disk print a few KiB
+MAX_DISKS = 64  # whole disks listed for the Disks page; an appliance has a handful
+WHOLE_DISK_TYPES = ("disk", "loop")  # lsblk TYPE of a whole device (loop: an image file, as tests use)
 TOOL_TIMEOUT_S = 120.0  # mkfs.ext4 on a large disk with lazy init takes seconds; a hung disk must not hang us
 
 
@@ -29,6 +31,54 @@ class Signature:
     kind: str  # 'ext4', 'gpt', 'dos', 'LVM2_member', ...
     device: str  # the node it was found on: the disk or one of its partitions
     label: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WholeDisk:
+    """A whole block device as lsblk sees it (not a partition), for choosing one to initialise."""
+
+    path: str  # '/dev/sdb'
+    size_bytes: int
+    model: str | None
+    serial: str | None
+    read_only: bool
+    mounted: tuple[str, ...]  # where it or a partition of it is mounted (or used as swap)
+
+    def as_dict(self) -> dict:
+        return {"device": self.path, "size_bytes": self.size_bytes, "model": self.model, "serial": self.serial,
+                "read_only": self.read_only, "mounted": list(self.mounted)}
+
+
+def whole_disks() -> list[WholeDisk]:
+    """The machine's whole disks with a size (empty card readers, detached loop devices and zram's unset
+    devices have none), at most MAX_DISKS of them."""
+    doc = _json(["lsblk", "--json", "--bytes", "--output", "NAME,PATH,TYPE,SIZE,MODEL,SERIAL,MOUNTPOINT,RO"])
+    found = []
+    for item in doc.get("blockdevices") or []:
+        if not isinstance(item, dict) or item.get("type") not in WHOLE_DISK_TYPES:
+            continue
+        size, path = item.get("size"), item.get("path")
+        if not isinstance(size, int) or size <= 0 or not isinstance(path, str) or not path.startswith("/dev/"):
+            continue
+        points: list[str] = []
+        _mounts_of([item], points)
+        found.append(WholeDisk(path, size, _text(item.get("model")), _text(item.get("serial")),
+                               item.get("ro") is True, tuple(points)))
+        if len(found) == MAX_DISKS:
+            break
+    return found
+
+
+def _text(value) -> str | None:
+    return (str(value).strip()[:100] or None) if value is not None else None
+
+
+def _mounts_of(items, points: list[str]) -> None:
+    for item in items or []:
+        if isinstance(item, dict):
+            if item.get("mountpoint"):
+                points.append(str(item["mountpoint"]))
+            _mounts_of(item.get("children"), points)
 
 
 def check_block_device(device: str) -> None:
@@ -57,14 +107,7 @@ def mount_points(device: str) -> list[str]:
     """Where the disk or any of its partitions is mounted (or used as swap)."""
     doc = _json(["lsblk", "--json", "--output", "NAME,MOUNTPOINT", device])
     points: list[str] = []
-
-    def walk(items) -> None:
-        for item in items or []:
-            if isinstance(item, dict):
-                if item.get("mountpoint"):
-                    points.append(str(item["mountpoint"]))
-                walk(item.get("children"))
-    walk(doc.get("blockdevices"))
+    _mounts_of(doc.get("blockdevices"), points)
     return points
 
 

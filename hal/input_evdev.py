@@ -29,7 +29,7 @@ log = logging.getLogger("nvr.input")
 
 EV_KEY = 1
 KEY_DOWN, KEY_REPEAT = 1, 2  # value 0 is release
-REPEATING_KEYS = frozenset({"up", "down", "left", "right", "plus", "minus"})
+REPEATING_KEYS = frozenset({"up", "down", "left", "right", "plus", "minus", "t"})  # "t": hold-to-talk
 RESCAN_S = 5.0
 DEVICE_GLOB = "/dev/input/event*"
 
@@ -78,8 +78,9 @@ for _row, _start in (("qwertyuiop", 16), ("asdfghjkl", 30), ("zxcvbnm", 44)):
 
 
 def key_for_code(event_type: int, code: int, value: int) -> str | None:
-    """The key name for a press of kernel key `code`, or for an autorepeat of a key that steers
-    (arrows, zoom: holding one keeps a PTZ camera moving); None for releases and anything else."""
+    """The key name for a press of kernel key `code`, or for an autorepeat of a key that is held on
+    purpose (arrows, zoom: holding one keeps a PTZ camera moving; T holds the intercom open); None for
+    releases and anything else."""
     if event_type != EV_KEY or value not in (KEY_DOWN, KEY_REPEAT):
         return None
     name = _KEYS.get(code)

@@ -20,13 +20,14 @@ from recorder.faults import Fault, FaultBoard
 from recorder.index import INDEX_FILE, Index
 from recorder.live import LiveHub
 
-from appliance.config.model import ChannelConfig, Config, RtspSource
+from appliance.config.model import ChannelConfig, Config, OnvifSource, RtspSource
 from appliance.config.alarms import ALL_DAYS, AlarmInputConfig, parse_clock
 from appliance.alarms.health_watch import HealthWatch, Limits
 from appliance.alarms.webhooks import BoundedWorker, WebhookSender
 from appliance.alarms.rules import Firing, PtzPresets, RuleEngine
 from appliance.alarms.camera_events import CameraEvents
 from appliance.onvif_cameras import OnvifCameras
+from appliance.sound.output import ALARM, AudioOutputs
 
 log = logging.getLogger("nvr.alarm_io")
 
@@ -51,8 +52,10 @@ class AlarmIO:
     def __init__(self, config: Config, *, clocks: Clocks, index: Index, faults: FaultBoard, live: LiveHub,
                  data_root: Path | None = None, gpio: Gpio | None = None, ptz: PtzPresets | None = None,
                  tz: tzinfo | None = None, on_fired: Callable[[Firing], None] | None = None,
-                 on_mount_change: Callable[[bool], None] | None = None, onvif: OnvifCameras | None = None):
+                 on_mount_change: Callable[[bool], None] | None = None, outputs: AudioOutputs | None = None,
+                 onvif: OnvifCameras | None = None):
         """`on_mount_change(mounted)`: the recordings disk came or went (with `storage.require_mount`).
+        `outputs`: the box's shared sound outputs (the appliance's; a private set when left out).
         `onvif`: the ONVIF channels' connections, whose cameras' events become signals (camera_events)."""
         self.config, self._clocks, self._index, self._faults, self._live = config, clocks, index, faults, live
         self._on_mount_change = on_mount_change
@@ -60,6 +63,7 @@ class AlarmIO:
         self.scheduler = Scheduler(clocks=clocks, name="alarms")
         self.webhooks = WebhookSender()
         self.ptz_worker = BoundedWorker(name="ptz-presets", max_jobs=16)
+        self.sounds = _alarm_sounds(config, outputs if outputs is not None else AudioOutputs(), clocks)
         self.relays: dict[str, Relay] = {}
         self.contacts: dict[str, AlarmContact] = {}
         self.motion: dict = {}  # channel -> recorder.motion.MotionWatcher
@@ -69,7 +73,7 @@ class AlarmIO:
         self._signal_sources: dict[tuple[str, str], set[str]] = {}  # (kind, key) -> its sources active now
         self.engine = RuleEngine(rules=config.rules, index=index, relays=self.relays, scheduler=self.scheduler,
                                  clocks=clocks, webhooks=self.webhooks, ptz=ptz, ptz_worker=self.ptz_worker,
-                                 on_fired=on_fired)
+                                 on_fired=on_fired, sounds=self.sounds)
         self._board_counts: dict[tuple[str, str], int] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -82,6 +86,7 @@ class AlarmIO:
         self.scheduler.start()
         self.webhooks.start()
         self.ptz_worker.start()
+        self._start_sounds()
         self._open_pins()
         self._unsubscribe = self._faults.subscribe(self._board_changed)
         for alarm in self._faults.active():  # raised before we listened
@@ -110,6 +115,16 @@ class AlarmIO:
             self._gpio.close()
         self.webhooks.stop()
         self.ptz_worker.stop()
+        if self.sounds is not None:
+            self.sounds.close()
+
+    def _start_sounds(self) -> None:
+        """Decode every `play` file now (the config check proved them), so no alarm waits for a decode."""
+        if self.sounds is None:
+            return
+        for error in self.sounds.preload(play_files(self.config)):
+            self._faults.raise_fault("audio_out_error", error)
+        self.sounds.start()
 
     # --- GPIO ----------------------------------------------------------------------------------
 
@@ -222,8 +237,9 @@ class AlarmIO:
         motion = channel.motion
         detector = MotionDetector(zones=[z.points for z in motion.zones], masks=[m.points for m in motion.masks],
                                   sensitivity=motion.sensitivity)
-        if isinstance(channel.source, RtspSource):
-            stream, source = ("sub" if channel.source.sub_url else "main"), "packets"
+        if isinstance(channel.source, (RtspSource, OnvifSource)):
+            has_sub = getattr(channel.source, "sub_url", None) or getattr(channel.source, "sub_profile", None)
+            stream, source = ("sub" if has_sub else "main"), "packets"
             if stream == "main":
                 log.warning("channel %d: no sub stream; motion detection decodes the main stream", channel.id)
         else:
@@ -281,9 +297,28 @@ class AlarmIO:
             "motion": [watcher.statistics() for watcher in self.motion.values()],
             "rules": self.engine.statistics(), "scheduler": self.scheduler.statistics(),
             "webhooks": self.webhooks.statistics(), "ptz": self.ptz_worker.statistics(),
+            "sounds": self.sounds.statistics() if self.sounds is not None else None,
             "health": self.health.statistics() if self.health else None,
             "camera_events": self.camera_events.statistics() if self.camera_events else None,
         }
+
+
+def play_files(config: Config) -> list[str]:
+    """The sound files of the enabled rules' `play` actions, each once."""
+    files = [action.play.file for rule in config.rules if rule.enabled for action in rule.do if action.play is not None]
+    return list(dict.fromkeys(files))
+
+
+def _alarm_sounds(config: Config, outputs: AudioOutputs, clocks: Clocks):
+    """The alarm sound player on the AUDIO OUT when a rule plays a sound there; else None."""
+    from appliance.sound.alarm_sounds import AlarmSounds
+    from appliance.sound.clips import ClipCache
+
+    device = config.audio_out.device
+    if device is None or not play_files(config):
+        return None
+    return AlarmSounds(speaker=outputs.speaker(device, name="alarm sounds", priority=ALARM), clips=ClipCache(),
+                       clocks=clocks)
 
 
 def schedule_from_config(item: AlarmInputConfig, *, tz: tzinfo | None = None) -> Schedule:

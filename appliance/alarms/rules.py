@@ -10,6 +10,8 @@ including the ones indexed later (see `Index.add_segment`). When the signal ends
 
 Every firing makes an event, with or without a `record` action (then it names no channels), so the
 event list shows every alarm. Webhooks and PTZ go out when the rule fires, not when its signal ends.
+A `play` sound is handed to the alarm sound player with the outputs, before the event row (a siren
+must not wait for the disk), and stopped when the signal ends (unless it asked to play out).
 """
 from __future__ import annotations
 
@@ -29,6 +31,16 @@ from appliance.alarms.webhooks import BoundedWorker, WebhookSender, fill_templat
 from appliance.presentation import iso_utc
 
 log = logging.getLogger("nvr.rules")
+
+
+class SoundPlayer(Protocol):
+    """What the `play` action needs (appliance.sound.alarm_sounds.AlarmSounds meets it): both calls only
+    hand the order over, they never block the alarm thread."""
+
+    def play(self, key: object, path: str, *, times: int | None, volume: float, pause_s: float,
+             stop_on_clear: bool) -> None: ...
+
+    def stop(self, match: Callable[[object], bool], *, cleared: bool = True) -> None: ...
 
 
 class PtzPresets(Protocol):
@@ -102,6 +114,7 @@ class RuleStats:
     extended: int = 0
     action_errors: int = 0
     ptz_missing: int = 0
+    sounds_missing: int = 0
     max_handle_us: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
 
@@ -111,12 +124,14 @@ class RuleEngine:
 
     def __init__(self, *, rules: list[RuleConfig], index: Index, relays: dict[str, Relay], scheduler: Scheduler,
                  clocks: Clocks, webhooks: WebhookSender, ptz: PtzPresets | None = None,
-                 ptz_worker: BoundedWorker | None = None, on_fired: Callable[[Firing], None] | None = None):
+                 ptz_worker: BoundedWorker | None = None, on_fired: Callable[[Firing], None] | None = None,
+                 sounds: SoundPlayer | None = None):
         self._rules = [(rule.name or f"rule {number}", rule) for number, rule in enumerate(rules, start=1)
                        if rule.enabled]
         self._plans = [_plan(rule.do) for _, rule in self._rules]
         self._index, self._relays, self._scheduler, self._clocks = index, relays, scheduler, clocks
         self._webhooks, self._ptz, self._ptz_worker = webhooks, ptz, ptz_worker
+        self._sounds = sounds
         self.on_fired = on_fired
         self._open: dict[int, _OpenEvent] = {}
         self._listeners: list[AlarmListener] = []
@@ -165,6 +180,9 @@ class RuleEngine:
         outputs = [action for action in rule.do if action.output is not None]
         for action in outputs:
             self._guarded(name, self._run, action, number, name, sig, None)
+        for position, action in enumerate(rule.do):
+            if action.play is not None:
+                self._guarded(name, self._play, name, (number, position), action)
         event_id = self._guarded(name, self._open_event, number, name, sig)
         for action in rule.do:
             if action.output is None:
@@ -201,6 +219,15 @@ class RuleEngine:
             log.warning("%s: %s (%s%s)", name, action.log, sig.source, f": {sig.detail}" if sig.detail else "")
         # record: handled by _open_event for the whole rule
 
+    def _play(self, name: str, key: tuple[int, int], action: ActionConfig) -> None:
+        play = action.play
+        if self._sounds is None:
+            self.stats.sounds_missing += 1
+            log.error("%s: no AUDIO OUT player to play %s", name, play.file)
+            return
+        self._sounds.play(key, play.file, times=None if play.loop else play.repeat,
+                          volume=play.volume_percent / 100, pause_s=play.pause_s, stop_on_clear=play.stop_on_clear)
+
     def _go_preset(self, name: str, channel: int, preset: int) -> None:
         if self._ptz is None:
             self.stats.ptz_missing += 1
@@ -231,6 +258,8 @@ class RuleEngine:
     # --- releasing -----------------------------------------------------------------------------
 
     def _release(self, number: int, sig: Signal) -> None:
+        if self._sounds is not None and any(action.play is not None for action in self._rules[number][1].do):
+            self._sounds.stop(lambda key: key[0] == number)
         state = self._open.get(number)
         if state is None or not state.signal_active:
             return
@@ -250,6 +279,8 @@ class RuleEngine:
     def close_all(self) -> None:
         """End every open event now (shutdown); call on the scheduler thread or after it stopped."""
         now = self._clocks.utc_now_us()
+        if self._sounds is not None:
+            self._sounds.stop(lambda key: True, cleared=False)
         for number, state in list(self._open.items()):
             if state.close_timer is not None:
                 state.close_timer.cancel()
@@ -262,6 +293,7 @@ class RuleEngine:
         s = self.stats
         return {"rules": len(self._rules), "fired": s.fired, "events": s.events, "extended": s.extended,
                 "open_events": len(self._open), "action_errors": s.action_errors, "ptz_missing": s.ptz_missing,
+                "sounds_missing": s.sounds_missing,
                 "max_handle_us": s.max_handle_us, "by_rule": dict(s.by_rule)}
 
 

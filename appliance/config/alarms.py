@@ -252,14 +252,38 @@ class WebhookAction(_Section):
         return url
 
 
+class PlayAction(_Section):
+    """Play a sound file (a siren, a spoken warning) on the box's AUDIO OUT (audio_out.device). One sound
+    is heard at a time: a newer alarm's sound replaces an older one's; an older sound that loops comes
+    back when the newer one ends, until its alarm clears. An alarm sound interrupts the monitor's
+    channel sound on the same device; talk and the LINE IN intercom interrupt alarm sounds."""
+
+    file: str = Field(max_length=4096, description=(
+        "Full path of the sound file: WAV, MP3, AAC, FLAC or Ogg, at most 120 s (decoded once at start)."))
+    repeat: int = Field(1, ge=1, le=1000, description="Times to play it (unless `loop`).")
+    loop: bool = Field(False, description="Play it again and again while the alarm is active (repeat is ignored).")
+    pause_s: float = Field(0.0, ge=0, le=600, description="Silence between two plays of it.")
+    volume_percent: float = Field(100.0, ge=0, le=100, description="Its loudness, in percent of the file's own.")
+    stop_on_clear: bool = Field(True, description=(
+        "Stop it as soon as the alarm's signal clears, even with plays left; false plays every repeat."))
+
+
 class ActionConfig(_Section):
-    """One action: exactly one of record, output, ptz_preset, webhook, log."""
+    """One action: exactly one of record, output, ptz_preset, webhook, log, play."""
 
     record: RecordAction | None = None
     output: OutputAction | None = None
     ptz_preset: PtzPresetAction | None = None
     webhook: WebhookAction | None = None
     log: str | None = Field(None, max_length=200, description="A message for the log and the event list.")
+    play: PlayAction | None = Field(None, description=(
+        "A sound on the AUDIO OUT: `play: /path/siren.wav`, or with options {file, repeat, loop, pause_s, "
+        "volume_percent, stop_on_clear}."))
+
+    @field_validator("play", mode="before")
+    @classmethod
+    def _file_alone(cls, value: object) -> object:
+        return {"file": value} if isinstance(value, str) else value  # `play: FILE`, the short form
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ActionConfig:
@@ -353,6 +377,8 @@ def _rule_errors(loc: tuple[Any, ...], rule: RuleConfig, config: Any) -> list[Re
                        "no temperature sensor is watched: enable alarms.temperature.thermal_zones or sht3x"))
     for index, action in enumerate(rule.do):
         errors += _action_errors((*loc, "do", index), action, channels, outputs)
+        if action.play is not None:
+            errors += _play_errors((*loc, "do", index, "play"), action.play, config)
     return errors
 
 
@@ -366,6 +392,20 @@ def _camera_input_errors(loc: tuple[Any, ...], value: str, channels: dict, input
     if channel not in channels or not has_onvif(channels[channel]):
         return [(loc, value, f"{value!r} names channel {channel}, which is not an ONVIF camera; "
                              f"{_known('channels', channels)}")]
+    return []
+
+
+def _play_errors(loc: tuple[Any, ...], play: PlayAction, config: Any) -> list[Reference]:
+    from appliance.sound.clips import ClipError, decode_clip  # PyAV loads only for a config with sounds
+
+    audio_out = getattr(config, "audio_out", None)
+    if getattr(audio_out, "device", None) is None:
+        return [(loc, play.file, "the box has no AUDIO OUT configured for this sound: set audio_out.device "
+                                 "(an ALSA playback device, `aplay -L` lists them)")]
+    try:
+        decode_clip(play.file)
+    except ClipError as exc:
+        return [((*loc, "file"), play.file, str(exc))]
     return []
 
 

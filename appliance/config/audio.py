@@ -46,6 +46,6 @@ class AudioConfig(BaseModel):
 
 def check_channel_audio(source_type: str, audio: AudioConfig) -> None:
     """Raise ValueError for an audio section that does not fit the channel's source kind."""
-    if source_type == "rtsp" and audio.device is not None:
+    if source_type in ("rtsp", "onvif") and audio.device is not None:
         raise ValueError(f"audio.device {audio.device!r} is for analog channels; a network camera's own audio "
                          "track is recorded (set audio.enabled: false to leave it out)")

@@ -38,9 +38,12 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from base.credentials import mask_credentials
 from appliance.config.ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config.monitor import MonitorConfig
+from appliance.config.box_source import OnvifServerConfig, RtspServerConfig, box_source_errors
 from appliance.config.mqtt import MqttConfig
 from appliance.config.onvif import OnvifEndpoint, OnvifSource
 from appliance.config.audio import AudioConfig, check_channel_audio
+from appliance.config.talk import AudioOutConfig, TalkConfig, talk_errors
+from appliance.config.line_in import LineInConfig, line_in_errors
 from appliance.config.alarms import AlarmsConfig, MotionConfig, RuleConfig, reference_errors
 from appliance.config.yaml_lines import (MAX_YAML_CHARS, Document, Location, YamlLimitError, error_line, error_message,
                                   format_path, load_document, locate, tagged_models)
@@ -472,6 +475,7 @@ class ChannelConfig(_Section):
     ptz: ChannelPtzConfig | None = Field(None, description=(
         "The PTZ dome filming this channel (an RS-485 port from ptz.ports and an address); null for none."))
     audio: AudioConfig = Field(default_factory=dict, description=AudioConfig.__doc__)
+    talk: TalkConfig = Field(default_factory=dict, description=TalkConfig.__doc__)
     retention: ChannelRetentionConfig = Field(default_factory=dict, description=ChannelRetentionConfig.__doc__)
     storage: str | None = Field(None, description=(
         "The disk group (storage.disks[].group) this channel records onto; null: any disk not in a group. "
@@ -560,6 +564,10 @@ class Config(_Section):
     alarms: AlarmsConfig = Field(default_factory=dict, description=AlarmsConfig.__doc__)
     rules: list[RuleConfig] = Field(default_factory=list, description="Linkage rules: when a signal fires, do actions.")
     mqtt: MqttConfig = Field(default_factory=dict, description=MqttConfig.__doc__)
+    audio_out: AudioOutConfig = Field(default_factory=dict, description=AudioOutConfig.__doc__)
+    line_in: LineInConfig = Field(default_factory=dict, description=LineInConfig.__doc__)
+    rtsp_server: RtspServerConfig = Field(default_factory=dict, description=RtspServerConfig.__doc__)
+    onvif_server: OnvifServerConfig = Field(default_factory=dict, description=OnvifServerConfig.__doc__)
 
     _source_name: str = PrivateAttr("<python>")
 
@@ -581,7 +589,8 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
-        errors = unknown_port_errors(self.ptz, self.channels) + reference_errors(self)
+        errors = unknown_port_errors(self.ptz, self.channels) + reference_errors(self) + talk_errors(self)
+        errors += line_in_errors(self) + box_source_errors(self)
         groups = {disk.group for disk in self.storage.disks if disk.group}
         for index, channel in enumerate(self.channels):
             if channel.storage is not None and channel.storage not in groups:

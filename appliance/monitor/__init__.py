@@ -16,9 +16,11 @@ from hal.input_evdev import EvdevKeys, evdev_available
 from recorder.index import Index
 from recorder.live import LiveHub
 
-from appliance.config.model import Config, RtspSource
+from appliance.config.model import Config, OnvifSource, RtspSource
 from appliance.monitor.monitor import ActiveFaults, ChannelInfo, Monitor
 from appliance.ptz.control import PtzControl
+from appliance.sound.intercom import Intercom
+from appliance.sound.output import MONITOR, AudioOutputs
 
 __all__ = ["ChannelInfo", "Monitor", "MonitorSources", "build_monitor", "channel_infos"]
 
@@ -26,9 +28,10 @@ log = logging.getLogger("nvr.monitor")
 
 
 def channel_infos(config: Config) -> list[ChannelInfo]:
-    """The enabled channels as the monitor sees them: analog ones are raw, cameras with a sub_url have a sub."""
-    return [ChannelInfo(channel.id, channel.name, raw=not isinstance(channel.source, RtspSource),
-                        has_sub=bool(getattr(channel.source, "sub_url", None)))
+    """The enabled channels as the monitor sees them: analog ones are raw, cameras with a sub_url (ONVIF: sub_profile) have a sub."""
+    return [ChannelInfo(channel.id, channel.name, raw=not isinstance(channel.source, (RtspSource, OnvifSource)),
+                        has_sub=bool(getattr(channel.source, "sub_url", None)
+                                     or getattr(channel.source, "sub_profile", None)))
             for channel in config.channels if channel.enabled]
 
 
@@ -57,6 +60,12 @@ class MonitorSources(Protocol):
     @property
     def ptz(self) -> PtzControl | None: ...
 
+    @property
+    def audio_outputs(self) -> AudioOutputs: ...
+
+    @property
+    def intercom(self) -> Intercom | None: ...
+
     def status(self) -> dict: ...
 
 
@@ -65,10 +74,12 @@ def build_monitor(sources: MonitorSources) -> Monitor:
     config = sources.config.monitor
     request = DisplayRequest(backend=config.backend, size=config.size, refresh_hz=config.refresh_hz,
                              x_display=config.x_display)
+    speaker = None if config.audio_out is None else \
+        sources.audio_outputs.speaker(config.audio_out, name="monitor", priority=MONITOR)
     return Monitor(config, channels=channel_infos(sources.config), live=sources.live, clocks=sources.clocks,
                    open_display=lambda: open_display(request, clocks=sources.clocks), faults=sources.faults,
                    status=sources.status, ptz=sources.ptz, index=lambda: sources.index, root=sources.root,
-                   keys=_evdev_keys(config.evdev, sources.clocks))
+                   keys=_evdev_keys(config.evdev, sources.clocks), speaker=speaker, intercom=sources.intercom)
 
 
 def _evdev_keys(wanted: bool, clocks: Clocks):

@@ -6,6 +6,7 @@
     + / -           PTZ zoom (unlocked)            PgUp / PgDn  previous / next page of channels
     S               tour on/off                    P            play back the last minutes (unlocked)
     U / M           enter the PIN                  K            lock now
+    T (held)        LINE IN intercom to the AUDIO OUT, while held (each autorepeat renews it)
     Esc / Backspace back: leave playback, the pop-up, full-screen
     mouse           left click selects, double click toggles full-screen, right click is back,
                     wheel zooms a PTZ camera
@@ -22,6 +23,9 @@ log = logging.getLogger("nvr.monitor")
 
 DOUBLE_CLICK_US = 400_000
 PTZ_STEP_S = 0.4  # a key press moves the camera this long (remotes send no key-up)
+# T holds the intercom open this long; the key's autorepeat (the kernel's first one after 250 ms, then
+# every 33 ms; a remote's every ~110 ms) renews it, so it closes this long after the key is let go.
+TALK_HOLD_S = 0.5
 _LAYOUT_KEYS = {f"f{n}": layout for n, layout in enumerate(LAYOUTS, start=1)}
 _ARROWS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
@@ -92,6 +96,19 @@ class Controls:
         elif key == "k":
             monitor.lock.lock()
             monitor.say("LOCKED")
+        elif key == "t":
+            self._talk()
+
+    def _talk(self) -> None:
+        monitor = self._monitor
+        if monitor.intercom is None:
+            monitor.say("NO INTERCOM: SET line_in AND audio_out")
+            return
+        try:
+            if monitor.intercom.hold("monitor", TALK_HOLD_S):
+                monitor.say("TALKING (HOLD T)")
+        except RuntimeError as exc:  # IntercomBusy: shown, never fatal to the keys
+            monitor.say(str(exc).upper())
 
     def _channel_key(self, channel: int) -> None:
         monitor = self._monitor

@@ -30,6 +30,7 @@ from appliance.monitor.osd import TileOsd
 from appliance.monitor.playback import PlaybackFeed, local_time_text
 from appliance.monitor.sound import SoundFeed
 from appliance.monitor.wall import StatusLine, TileView, Wall
+from appliance.sound.intercom import Intercom
 from appliance.ptz.control import PtzControl
 
 log = logging.getLogger("nvr.monitor")
@@ -67,13 +68,15 @@ class Monitor:
                  status: Callable[[], dict] | None = None, ptz: PtzControl | None = None,
                  index: Callable[[], Index | None] | None = None, root: Path | None = None,
                  keys: Callable[[], list[InputEvent]] | None = None,
-                 speaker: Callable[[], AudioPlayback] | None = None):
+                 speaker: Callable[[], AudioPlayback] | None = None, intercom: Intercom | None = None):
         """`speaker` makes the speaker the full-screen channel's sound plays on (default: the
-        `audio_out` device of the config; no sound when that is null)."""
+        `audio_out` device of the config; no sound when that is null). `intercom`: the LINE IN intercom
+        its T key holds open, when the box has one."""
         self.config, self.clocks = config, clocks
         if speaker is None and config.audio_out is not None:
             speaker = lambda: make_audio_playback(config.audio_out)  # noqa: E731
         self._speaker = speaker
+        self.intercom = intercom
         self._sound: SoundFeed | None = None
         self.channels = {channel.id: channel for channel in channels}
         self._live, self._open_display, self._faults, self._status = live, open_display, faults, status

@@ -13,8 +13,7 @@ from appliance.web.login_guard import KnownClientNeeded, Throttled
 from appliance.presentation import recording_dicts
 from appliance.presentation import in_range, iso_utc, parse_time
 from appliance.web.users import LoginError
-from appliance.web.auth import audit, authenticated, client_address, require
-from appliance.web.users import User
+from appliance.web.auth import authenticated, client_address
 from appliance.web.services import web_ptz
 from appliance.web.views import RecorderView
 from hal.storage import disk_usage
@@ -232,24 +231,11 @@ def health(request: Request) -> dict:
     return status
 
 
-@router.get("/api/disks")
-def disks(request: Request) -> list[dict]:
-    """Each disk: role, label and state (several disks), device, model, serial, S.M.A.R.T. health,
-    temperature, space, I/O errors and the retention preview."""
-    return _status(request).get("disks") or [_disk(recorder_of(request).root)]
-
-
-@router.post("/api/disks/{label}/eject")
-def eject_disk(label: str, request: Request, _: User = Depends(require("admin"))) -> dict:
-    """Eject a recording disk safely (admin): no new segments on it, the open ones ended at their next
-    keyframe and indexed, then synced and unmounted; recording goes on on the other disks. Audit-logged."""
-    try:
-        result = recorder_of(request).eject_disk(label)
-    except KeyError:
-        audit(request, "disk_eject_refused", {"label": label, "why": "no such disk"})
-        raise HTTPException(404, f"no recording disk is labelled {label!r} (storage.disks)") from None
-    audit(request, "disk_eject", result)
-    return result
+def disk_rows(request: Request) -> tuple[list[dict], bool]:
+    """Each disk's row (appliance.disks.disk_row), and whether the recorder is recording (False:
+    storage.require_mount and no disk mounted)."""
+    status = _status(request)
+    return status.get("disks") or [_disk(recorder_of(request).root)], bool(status.get("recording", True))
 
 
 def _status(request: Request) -> dict:

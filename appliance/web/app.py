@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +18,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import Headers
 
-from appliance.web import api, auth, config_page, live, media, ptz_alarms
+from appliance.web import api, auth, cameras, config_page, disks_page, intercom, live, media, ptz_alarms
 from appliance.web.users import UserStore
 from appliance.version import appliance_version
 from appliance.web.login_guard import LoginGuard
 from appliance.web.auth import SAFE_METHODS, authenticated
 from appliance.web.hosts import HostCheck
+from appliance.web.disks_page import DiskDesk
 from appliance.web.media import ExportJobs
 from appliance.web.views import ApplianceView
 from recorder.index import Index
@@ -45,6 +47,8 @@ class WebContext:
     index: Index | None = None  # the web's own query-only connection, opened once the recorder's index exists
     hosts: HostCheck | None = None  # None: the names of appliance.config.web
     segments: SegmentCache = field(default_factory=SegmentCache)
+    disks: DiskDesk = field(default_factory=DiskDesk)  # the Disks page's initialisations and ejections
+    discover: Callable[[float], list[dict]] | None = None  # the add-camera page's probe; None: WS-Discovery here
     metrics: dict = field(default_factory=lambda: {"live_viewers": 0, "mjpeg_viewers": 0, "exports": 0,
                                                    "playback_chunks": 0, "bad_requests": 0})
     _reader_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -59,8 +63,10 @@ class WebContext:
         return self.index
 
     def close(self) -> None:
-        """Close the export jobs, the users store and the reader connection (the server has stopped)."""
+        """Close the export jobs, disk initialisations, the users store and the reader connection (the
+        server has stopped)."""
         self.exports.close()
+        self.disks.close()
         self.users.close()
         with self._reader_lock:
             if self.index is not None:
@@ -78,7 +84,7 @@ def build_app(ctx: WebContext) -> FastAPI:
         ctx.hosts = HostCheck(listen_host=web.host if web else "127.0.0.1",
                               allowed_hosts=getattr(web, "allowed_hosts", ()), clocks=ctx.appliance.clocks)
     app.add_middleware(HostGuard, hosts=ctx.hosts)
-    for module in (auth, api, media, live, ptz_alarms, config_page):
+    for module in (auth, api, media, live, ptz_alarms, config_page, disks_page, cameras, intercom):
         if hasattr(module, "public_router"):
             app.include_router(module.public_router)
         app.include_router(module.router)

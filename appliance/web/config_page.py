@@ -77,18 +77,41 @@ def validate_config(body: ConfigText, request: Request, _: User = Depends(requir
 @router.put("/api/config")
 def save_config(body: ConfigText, request: Request, _: User = Depends(require("admin"))) -> dict:
     """Validate, then save over the config file. 422 with the problems if invalid; nothing is written then."""
-    old = _target(request).config
-    path = _config_file(old)
+    return save_config_text(request, body.yaml)
+
+
+def _editable_file(config: Config) -> Path:
+    path = _config_file(config)
     if path is None:
         raise HTTPException(409, "the appliance runs on the built-in default; start it with --config FILE to edit a file")
-    new, problems = _validate(request, body.yaml)
+    return path
+
+
+def config_file_text(request: Request) -> tuple[Path, str]:
+    """The editable config file and its text; 409 when the appliance runs on the built-in default."""
+    path = _editable_file(_target(request).config)
+    try:
+        return path, path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise HTTPException(503, f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def save_config_text(request: Request, text: str, *, check=None, action: str = "config_save") -> dict:
+    """The config page's save path, for every page that changes the config: validate `text` (422 with the
+    problems), let `check(new_config)` refuse it (an HTTPException), write it atomically, restart the
+    changed channels, audit it as `action`."""
+    old = _target(request).config
+    path = _editable_file(old)
+    new, problems = _validate(request, text)
     if new is None:
         raise HTTPException(422, {"message": f"{len(problems)} problem(s); nothing was saved", "problems": problems})
-    _write_atomically(path, body.yaml)
+    if check is not None:
+        check(new)
+    _write_atomically(path, text)
     changed = changed_channels(old, new)
     whole = _needs_full_restart(old, new)
     restarted = [] if whole else _target(request).restart_channels(new, changed)
-    audit(request, "config_save", {"file": str(path), "changed_channels": changed, "restarted": restarted})
+    audit(request, action, {"file": str(path), "changed_channels": changed, "restarted": restarted})
     if whole:
         message = f"saved {path}; storage or web settings changed: restart nvr to apply them"
     elif changed:

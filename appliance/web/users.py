@@ -5,6 +5,12 @@ account: until the first admin is created (first visit to the web page, or `nvr 
 only thing the web server allows is creating it. Sessions are random tokens stored hashed, so a
 copied database does not hand out live sessions. Failed logins are counted per account: after
 `LOCK_AFTER_FAILURES` in a row the account is locked for `LOCK_S` seconds, even for the right password.
+
+RTSP viewers (appliance.rtsp_server) log in with HTTP Digest, which needs either the plain password or
+HA1 = MD5(name:DIGEST_REALM:password). The store keeps HA1 beside the scrypt hash, made whenever a
+password is set and, for accounts created before HA1 was kept, at their next successful web login
+(the only other moment the plain password is in hand). HA1 is password-equivalent for RTSP in this
+realm only (not for the web, which checks scrypt), which is why the file is readable by the service only.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ KNOWN_CLIENTS_PER_USER = 32  # addresses remembered per account (the most recent
 SESSION_S = 12 * 3600  # idle sessions end after this
 MIN_PASSWORD_CHARS = 8
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+DIGEST_REALM = "nvr"  # HTTP Digest realm of the RTSP server; changing it invalidates every stored HA1
 
 
 _SCHEMA = """
@@ -64,6 +71,14 @@ CREATE TABLE IF NOT EXISTS known_clients (
     PRIMARY KEY (name, client)
 );
 """
+# Added after the first release: ALTER TABLE for existing files (CREATE TABLE above has no such column).
+_DIGEST_COLUMN = "ALTER TABLE users ADD COLUMN digest_ha1 TEXT"
+
+
+def digest_ha1(name: str, password: str, realm: str = DIGEST_REALM) -> str:
+    """RFC 7616 HA1 for MD5 Digest: hex MD5 of `name:realm:password` (what RTSP servers check responses with)."""
+    return hashlib.md5(f"{name}:{realm}:{password}".encode()).hexdigest()
+
 
 
 class LoginError(Exception):
@@ -125,6 +140,8 @@ class UserStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        if "digest_ha1" not in {row[1] for row in self._db.execute("PRAGMA table_info(users)")}:
+            self._db.execute(_DIGEST_COLUMN)
         self._audit_lock = threading.Lock()
         self._audit_ready = threading.Condition(self._audit_lock)
         self._audit_queue: list[tuple] = []
@@ -157,9 +174,10 @@ class UserStore:
             exists = bool(self._run("SELECT 1 FROM users WHERE name = ?", (name,)))
             if exists and not replace:
                 raise AccountError(f"user {name!r} exists already")
-            self._run("INSERT INTO users (name, role, password_hash, created_us) VALUES (?, ?, ?, ?)"
+            self._run("INSERT INTO users (name, role, password_hash, digest_ha1, created_us) VALUES (?, ?, ?, ?, ?)"
                       " ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,"
-                      " failures = 0, locked_until_us = 0", (name, role, hash_password(password), now))
+                      " digest_ha1 = excluded.digest_ha1, failures = 0, locked_until_us = 0",
+                      (name, role, hash_password(password), digest_ha1(name, password), now))
             if exists:
                 self._run("DELETE FROM sessions WHERE name = ?", (name,))
         return User(name, role)
@@ -181,6 +199,20 @@ class UserStore:
                 raise AccountError("cannot remove the last administrator")
             self._run("DELETE FROM users WHERE name = ?", (name,))
 
+    def digest_credentials(self) -> list[tuple[User, str]]:
+        """Every user that has an HA1 (for DIGEST_REALM), with it; users without one cannot use RTSP yet."""
+        rows = self._run("SELECT name, role, digest_ha1 FROM users WHERE digest_ha1 IS NOT NULL ORDER BY name")
+        return [(User(name, role), ha1) for name, role, ha1 in rows]
+
+    def check_password(self, name: str, password: str) -> User:
+        """The user if `password` is right, else BadCredentials (same work either way); opens no session.
+        For protocols that send the password itself (ONVIF PasswordText)."""
+        rows = self._run("SELECT role, password_hash FROM users WHERE name = ?", (name,))
+        stored = rows[0][1] if rows else _dummy_hash()
+        if not verify_password(password, stored) or not rows:
+            raise BadCredentials("wrong user name or password")
+        return User(name, rows[0][0])
+
     def user(self, name: str) -> User | None:
         rows = self._run("SELECT name, role FROM users WHERE name = ?", (name,))
         return User(*rows[0]) if rows else None
@@ -191,13 +223,16 @@ class UserStore:
         """Check a password and open a session; raises BadCredentials for an unknown name or a wrong
         password alike, after the same scrypt work. `client`: the address, remembered on success."""
         now = self._clocks.utc_now_us()
-        rows = self._run("SELECT role, password_hash FROM users WHERE name = ?", (name,))
+        rows = self._run("SELECT role, password_hash, digest_ha1 FROM users WHERE name = ?", (name,))
         if not rows:
             verify_password(password, _dummy_hash())
             raise BadCredentials("wrong user name or password")
-        role, stored = rows[0]
+        role, stored, ha1 = rows[0]
         if not verify_password(password, stored):
             raise BadCredentials("wrong user name or password")
+        if ha1 is None:  # an account from before HA1 was kept: this login is the moment to make it
+            self._run("UPDATE users SET digest_ha1 = ? WHERE name = ? AND password_hash = ?",
+                      (digest_ha1(name, password), name, stored))
         if client:
             self._remember_client(name, client, now)
         return self._open_session(User(name, role), now)

@@ -20,6 +20,7 @@ from recorder.live import LiveHub
 from appliance.alarms.io import AlarmIO
 from appliance.config.model import Config
 from appliance.ptz.service import PtzService
+from appliance.sound.intercom import Intercom
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +124,6 @@ class ApplianceView(RecorderView, ConfigTarget, Protocol):
 
     @property
     def alarm_io(self) -> AlarmIO | AlarmPanel | None: ...
+
+    @property
+    def intercom(self) -> Intercom | None: ...

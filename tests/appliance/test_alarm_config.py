@@ -130,16 +130,22 @@ def test_an_unquoted_contact_no_is_taken_as_normally_open_not_as_yaml_false():
     assert config.alarms.inputs[1].contact == "NO"
 
 
-def test_the_default_yaml_alarm_and_rule_examples_are_valid_once_uncommented():
+def test_the_default_yaml_alarm_and_rule_examples_are_valid_once_uncommented(tmp_path):
     from pathlib import Path
+
+    from support.tones import write_tone
     template = (Path(__file__).parents[2] / "appliance" / "default.yaml").read_text()
+    for name in ("siren.wav", "warning.mp3"):  # the sounds its `play` examples name, made here
+        made = write_tone(tmp_path / name, freq_hz=800, seconds=0.2, rate=44100,
+                          codec="libmp3lame" if name.endswith(".mp3") else "pcm_s16le")
+        template = template.replace(f"/etc/nvr/sounds/{name}", str(made))
     example = template[template.index("# Alarm inputs and outputs"):]
     lines = [line[2:] for line in example.splitlines()
              if line.startswith("# ") and line[2:].startswith(("alarms:", "rules:", " "))]
     channels = ("channels:\n  - {id: 1, source: {type: test-pattern}}\n"
                 "  - {id: 2, source: {type: test-pattern}, ptz: {port: bus, address: 1}}\n"
-                "ptz: {ports: [{id: bus, url: 'loop://'}]}\n")
+                "ptz: {ports: [{id: bus, url: 'loop://'}]}\naudio_out: {device: simulated}\n")
     config = parse_config(channels + "\n".join(lines))
     assert [i.id for i in config.alarms.inputs] == ["door"] and config.rules[0].when.alarm_input == "door"
     assert [next(iter(action.model_fields_set)) for action in config.rules[0].do] == [
-        "output", "record", "ptz_preset", "webhook", "log"]
+        "output", "record", "ptz_preset", "webhook", "log", "play", "play"]

@@ -413,12 +413,12 @@ def test_out_of_range_values_say_what_was_expected(yaml_text, path, expected):
 
 
 @pytest.mark.parametrize("yaml_text, path, line, allowed", [
-    ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules, mqtt"),
+    ("colour: red\n", "colour", 1, "storage, channels, web, ptz, monitor, alarms, rules, mqtt, audio_out, line_in, rtsp_server, onvif_server"),
     ("storage:\n  segment_secs: 60\n", "storage.segment_secs", 2, "path, segment_seconds, retention, health, disks, require_mount"),
     ("storage:\n  retention:\n    max_age: 3\n", "storage.retention.max_age", 3,
      "max_used_percent, min_free_bytes, locked_floor_bytes, max_age_days, events_max_age_days, interval_s"),
     ("channels:\n  - id: 1\n    title: Gate\n    source: {type: test-pattern}\n", "channels[0].title", 3,
-     "id, name, enabled, source, ptz, audio, retention, storage, motion"),
+     "id, name, enabled, source, ptz, audio, talk, retention, storage, motion"),
     (with_source("type: rtsp\nurl: rtsp://cam\nsub: rtsp://cam/2\n"), "channels[0].source.sub", 6,
      "type, url, sub_url, timeout_s, reconnect_max_s, client, onvif"),
     ("web:\n  port: 80\n", "web.port", 2, "listen, state_dir, tls_cert, tls_key, tls_self_signed, allowed_hosts"),
@@ -831,3 +831,73 @@ def test_channels_pinned_to_a_disk_group_need_that_group_and_unpinned_ones_need_
     problem = only_problem("storage:\n  path: /srv/nvr\n  disks: [{path: /mnt/a, group: outdoor}]\n"
                            "channels:\n  - {id: 1, source: {type: test-pattern}}\n")
     assert problem.path == "storage.disks" and "channels without `storage:` have nowhere to record" in problem.message
+
+
+# --- talk (issue 15 part 3) -------------------------------------------------------------------------------
+
+def test_talk_and_audio_out_keys_are_all_documented_in_the_default_yaml():
+    import yaml
+
+    from appliance.config.talk import AudioOutConfig, TalkConfig
+
+    template = yaml.safe_load((Path(__file__).parents[2] / "appliance" / "default.yaml").read_text())
+    assert set(template["audio_out"]) == set(AudioOutConfig.model_fields)
+    assert set(template["channels"][0]["talk"]) == set(TalkConfig.model_fields)
+    for model in (AudioOutConfig, TalkConfig):
+        assert model.model_config["extra"] == "forbid"
+        assert all(field.description for field in model.model_fields.values()), model
+
+
+def test_talk_goes_to_the_camera_for_a_network_camera_and_to_audio_out_for_an_analog_one():
+    from appliance.config.talk import talk_target
+
+    config = parse_config(textwrap.dedent("""\
+        audio_out: {device: simulated}
+        channels:
+          - {id: 1, source: {type: rtsp, url: 'rtsp://u:p@cam1/live'}}
+          - {id: 2, source: {type: test-pattern}}
+          - {id: 3, source: {type: test-pattern}, talk: {output: camera, url: 'rtsp://speaker/talk'}}
+          - {id: 4, source: {type: rtsp, url: 'rtsp://cam4'}, talk: {output: off}}
+          - {id: 5, source: {type: rtsp, url: 'rtsp://cam5'}, talk: {output: audio_out}}
+        """))
+    targets = [talk_target(c, config.audio_out) for c in config.channels]
+    assert targets == [("camera", "rtsp://u:p@cam1/live"), ("audio_out", "simulated"), ("camera", "rtsp://speaker/talk"),
+                       ("off", None), ("audio_out", "simulated")]
+    quiet = parse_config("channels: [{id: 2, source: {type: test-pattern}}]\n")
+    assert talk_target(quiet.channels[0], quiet.audio_out) == ("off", None)  # no AUDIO OUT: no talk
+
+
+@pytest.mark.parametrize(("text", "where", "says"), [
+    ("channels:\n  - id: 1\n    source: {type: test-pattern}\n    talk: {output: audio_out}\n",
+     "channels[0].talk.output", "audio_out.device"),
+    ("channels:\n  - id: 1\n    source: {type: test-pattern}\n    talk: {output: camera}\n",
+     "channels[0].talk.output", "talk.url"),
+    ("channels:\n  - id: 1\n    source: {type: test-pattern}\n    talk: {output: shout}\n",
+     "channels[0].talk.output", "camera"),
+    ("channels:\n  - id: 1\n    source: {type: test-pattern}\n    talk: {url: 'http://cam'}\n",
+     "channels[0].talk.url", "rtsp"),
+    ("audio_out:\n  device: /dev/dsp\n", "audio_out.device", "aplay -L"),
+    ("audio_out:\n  speaker: hw:0\n", "audio_out.speaker", ""),
+])
+def test_a_talk_config_error_names_the_key_and_its_line(text, where, says):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="nvr.yaml")
+    message = str(caught.value)
+    assert where in message and says in message, message
+    assert "line " in message or ":" in message.split(where)[0], message
+
+
+def test_line_in_and_play_keys_are_all_documented_in_the_default_yaml():
+    import yaml
+
+    from appliance.config.alarms import PlayAction
+    from appliance.config.line_in import LineInConfig
+
+    text = (Path(__file__).parents[2] / "appliance" / "default.yaml").read_text()
+    template = yaml.safe_load(text)
+    assert set(template["line_in"]) == set(LineInConfig.model_fields)
+    assert all(f"#           {name}:" in text or f"  {name}:" in text for name in PlayAction.model_fields)
+    for model in (LineInConfig, PlayAction):
+        assert model.model_config["extra"] == "forbid"
+        assert all(field.description for field in model.model_fields.values()), model
+

@@ -204,10 +204,10 @@ def test_pressing_a_ptz_button_moves_the_dome_and_releasing_stops_it(page, appli
         rig.close()
 
 
-@pytest.mark.parametrize("name", ["health", "config", "users"])
+@pytest.mark.parametrize("name", ["health", "disks", "config", "users"])
 def test_other_pages_render(page, appliance, name):
     page.goto(appliance.url + f"/#/{name}")
-    page.wait_for_selector({"health": "#health table", "config": "#cfg-text", "users": "#users tr"}[name])
+    page.wait_for_selector({"health": "#health table", "disks": "#disks tr", "config": "#cfg-text", "users": "#users tr"}[name])
     if name == "health":  # analog (test-pattern) channels show their capture counters
         page.wait_for_selector("#health td >> text=/fps · \\d+ dropped · signal/")
     shot(page, name)
@@ -256,7 +256,7 @@ def test_first_visit_sets_the_administrator_password(browser, appliance, tmp_pat
         users.close()
 
 
-@pytest.mark.parametrize("name", ["live", "playback"])
+@pytest.mark.parametrize("name", ["live", "playback", "disks"])
 def test_pages_fit_a_phone_screen(browser, admin_session, appliance, name):
     context = browser.new_context(viewport={"width": 390, "height": 844}, storage_state=admin_session,
                                   is_mobile=True, has_touch=True, device_scale_factor=2)

@@ -24,6 +24,8 @@ Where each target's seeds come from:
   devices), whole and cut at seeded random offsets as a broken pipe would cut them.
 - onvif_notification: PullMessages answers built from the message shapes of tests/support/onvif_events.py
   (Hikvision, Dahua, Reolink, Axis, the standard digital input; its docstring cites the public captures).
+- onvif_probe_match: ipycam 1.3.0's ProbeMatches and Hello (its own renderer), and ProbeMatches written
+  in the ONVIF Core specification's shape with a camera's scopes (see `onvif_seeds`).
 - fmp4_recovery: a segment written by the recorder (recorder.fmp4: x264 video and FFmpeg AAC from
   PyAV) whole, and cut at seeded random offsets as a crash would cut it.
 
@@ -500,7 +502,7 @@ def mqtt_seeds(corpus: Corpus) -> None:
         corpus.add("mqtt_command", T.frame_records([topic.encode(), payload]), f"command-{number}")
 
 
-def onvif_seeds(corpus: Corpus) -> None:
+def onvif_event_seeds(corpus: Corpus) -> None:
     """PullMessages answers in the shapes real cameras send (tests/support/onvif_events.py says where each
     comes from): one vendor message per seed, a mixed answer, an empty one and near misses."""
     spec = importlib.util.spec_from_file_location("onvif_events", FUZZ_DIR.parent / "support" / "onvif_events.py")
@@ -517,6 +519,59 @@ def onvif_seeds(corpus: Corpus) -> None:
     corpus.add("onvif_notification", cams.pull_messages_response(list(messages.values()) * 2), "pull-mixed")
     corpus.add("onvif_notification", cams.pull_messages_response([]), "pull-empty")
     corpus.add("onvif_notification", cams.pull_messages_response([cams.hikvision_motion(True)])[:300], "pull-cut")
+PROBE_MATCHES_WRITTEN = """<?xml version="1.0" encoding="UTF-8"?>
+<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://www.w3.org/2003/05/soap-envelope"
+ xmlns:wsa="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:wsdd="http://schemas.xmlsoap.org/ws/2005/04/discovery"
+ xmlns:dn="http://www.onvif.org/ver10/network/wsdl" xmlns:tds="http://www.onvif.org/ver10/device/wsdl">
+<SOAP-ENV:Header><wsa:MessageID>uuid:2e1f5a50-0000-4000-8000-a41437000001</wsa:MessageID>
+<wsa:RelatesTo>uuid:9a1c0d3e-0000-4000-8000-000000000001</wsa:RelatesTo>
+<wsa:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</wsa:To>
+<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/ProbeMatches</wsa:Action></SOAP-ENV:Header>
+<SOAP-ENV:Body><wsdd:ProbeMatches>{matches}</wsdd:ProbeMatches></SOAP-ENV:Body></SOAP-ENV:Envelope>"""
+PROBE_MATCH_WRITTEN = """<wsdd:ProbeMatch><wsa:EndpointReference><wsa:Address>urn:uuid:{uuid}</wsa:Address>
+</wsa:EndpointReference><wsdd:Types>dn:NetworkVideoTransmitter tds:Device</wsdd:Types>
+<wsdd:Scopes>onvif://www.onvif.org/type/video_encoder onvif://www.onvif.org/Profile/Streaming
+onvif://www.onvif.org/hardware/{hardware} onvif://www.onvif.org/name/{name}
+onvif://www.onvif.org/location/city/hangzhou</wsdd:Scopes>
+<wsdd:XAddrs>http://{ip}/onvif/device_service http://[fe80::a614:37ff:fe00:1]/onvif/device_service</wsdd:XAddrs>
+<wsdd:MetadataVersion>10</wsdd:MetadataVersion></wsdd:ProbeMatch>"""
+
+
+def onvif_seeds(corpus: Corpus) -> None:
+    """ProbeMatches as ipycam 1.3.0 (an ONVIF device implementation nobody here wrote) sends them, its
+    Hello, and written ones in the shape the ONVIF Core specification (WS-Discovery section) gives, with
+    the scopes a camera lists (one match, two matches, percent-encoded names, an IPv6 XAddr)."""
+    from ipycam.config import CameraConfig
+    from ipycam.discovery import WSDiscoveryServer
+    from ipycam.onvif import ONVIFService
+
+    service = ONVIFService(CameraConfig(local_ip="192.168.1.64", name="Front", username="", password=""))
+    corpus.add("onvif_probe_match", service.create_probe_match("uuid:9a1c0d3e").encode(), "ipycam-probematch")
+    announcer = WSDiscoveryServer.__new__(WSDiscoveryServer)
+    announcer.onvif = service
+    corpus.add("onvif_probe_match", announcer._build_announcement("Hello").encode(), "ipycam-hello")
+    one = PROBE_MATCH_WRITTEN.format(uuid="4a6e0f6e-1dd2-11b2-a105-a41437000001", hardware="DS-2CD2143G0-I",
+                                     name="HIKVISION%20DS-2CD2143G0-I", ip="192.168.1.64")
+    two = PROBE_MATCH_WRITTEN.format(uuid="00075f00-0000-4000-8000-00075f000002", hardware="M3045-V", name="AXIS",
+                                     ip="192.168.1.65:8080")
+    corpus.add("onvif_probe_match", PROBE_MATCHES_WRITTEN.format(matches=one).encode(), "written-one")
+    corpus.add("onvif_probe_match", PROBE_MATCHES_WRITTEN.format(matches=one + two).encode(), "written-two")
+
+
+ONVIF_REQUESTS = Path(__file__).resolve().parents[1] / "support" / "onvif_requests"
+
+
+def onvif_request_seeds(corpus: Corpus) -> None:
+    """The requests real clients sent the box (onvif-zeep-async, WSDiscovery: tests/support/onvif_requests),
+    a Digest header, and the classic hostile documents (entity expansion, external entity, deep nesting)."""
+    for path in sorted(ONVIF_REQUESTS.glob("*.xml")):
+        corpus.add("onvif_request", path.read_bytes(), path.stem)
+    corpus.add("onvif_request", b'Digest username="viewer", realm="nvr", nonce="1:ab", uri="/onvif/device_service", '
+               b'response="0123456789abcdef0123456789abcdef", qop=auth, nc=00000001, cnonce="x"', "digest-header")
+    corpus.add("onvif_request", b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><l>&b;</l>',
+               "entity-expansion")
+    corpus.add("onvif_request", b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>', "external-entity")
+    corpus.add("onvif_request", b"<a>" * 40 + b"</a>" * 40, "deep")
 
 
 def main() -> int:
@@ -530,6 +585,8 @@ def main() -> int:
     smartctl_seeds(corpus)
     mqtt_seeds(corpus)
     onvif_seeds(corpus)
+    onvif_request_seeds(corpus)
+    onvif_event_seeds(corpus)
     total = sum(p.stat().st_size for p in corpus.root.rglob("*") if p.is_file())
     for target in T.TARGETS:
         print(f"{target:15} {corpus.count.get(target, 0):3} seeds")

@@ -456,6 +456,64 @@ def _coalesce(events: list) -> None:
     for kind, key, source, active, _detail in changes:
         assert held.get(source, False) != active, "a change that changes nothing was handed over"
         held[source] = active
+# --- ONVIF --------------------------------------------------------------------------------------------
+
+def onvif_probe_match(data: bytes) -> None:
+    """A WS-Discovery answer datagram (ProbeMatches or Hello), as `discover` reads one from the LAN.
+
+    `parse_probe_matches` raises only ProbeMatchError; it keeps at most MAX_MATCHES devices, each with a
+    non-empty endpoint, at most MAX_URIS XAddrs (all http(s) URLs, `url` among them), scopes and types;
+    and every character it keeps came from the datagram (no entity expansion: the output is no larger
+    than the input)."""
+    from drivers.onvif.discovery import MAX_MATCHES, MAX_URIS, ProbeMatchError, parse_probe_matches
+
+    try:
+        devices = parse_probe_matches(data, from_address="10.0.0.9")
+    except ProbeMatchError:
+        return
+    assert len(devices) <= MAX_MATCHES
+    kept_chars = 0
+    for device in devices:
+        assert device.endpoint and device.xaddrs and device.url in device.xaddrs
+        assert all(x.lower().startswith(("http://", "https://")) for x in device.xaddrs)
+        assert max(len(device.xaddrs), len(device.scopes), len(device.types)) <= MAX_URIS
+        kept_chars += len(device.endpoint) + sum(map(len, device.xaddrs + device.scopes + device.types))
+        assert len(device.name) + len(device.hardware) + len(device.location) <= sum(map(len, device.scopes))
+        device.as_dict()
+    assert kept_chars <= len(data), (kept_chars, len(data))
+
+
+def onvif_request(data: bytes) -> None:
+    """A request to the ONVIF service or a WS-Discovery datagram, as it comes off the LAN.
+
+    `parse_soap` and `probe_wants_us` raise only XmlError and refuse what is over their limits; a tree
+    they build never holds more elements, depth or text than the limits allow. The same bytes as an
+    HTTP Digest Authorization header parse to None or to parameters that came from the header."""
+    from appliance.onvif_server.discovery import probe_wants_us
+    from appliance.onvif_server.http_digest import MAX_HEADER_CHARS, parse_digest_header
+    from appliance.onvif_server.xml_reader import (MAX_DEPTH, MAX_ELEMENTS, MAX_TEXT_CHARS, XmlError, parse_soap,
+                                                   parse_xml)
+
+    try:
+        root = parse_xml(data)
+    except XmlError:
+        root = None
+    if root is not None:
+        count, stack = 0, [(root, 1)]
+        while stack:
+            element, depth = stack.pop()
+            count += 1
+            assert depth <= MAX_DEPTH and len(element.text) <= MAX_TEXT_CHARS
+            stack += [(child, depth + 1) for child in element.children]
+        assert count <= MAX_ELEMENTS
+    for parse in (parse_soap, lambda b: probe_wants_us(b, ["onvif://www.onvif.org/name/nvr"])):
+        try:
+            parse(data)
+        except XmlError:
+            pass
+    header = data[:MAX_HEADER_CHARS + 1].decode("latin-1")
+    params = parse_digest_header(header)
+    assert params is None or all(value in header for value in params.values())
 
 
 # --- the registry -----------------------------------------------------------------------------------------
@@ -483,6 +541,11 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("mqtt_command", mqtt_command, ("appliance.mqtt.commands",), 1024),
     Target("onvif_notification", onvif_notification, ("drivers.onvif.events", "appliance.alarms.camera_events"),
            16384),
+    Target("onvif_probe_match", onvif_probe_match, ("drivers.onvif.discovery",), 16384),
+
+
+    Target("onvif_request", onvif_request, ("appliance.onvif_server.xml_reader", "appliance.onvif_server.discovery",
+                                            "appliance.onvif_server.http_digest"), 16384),
 )}
 
 

@@ -1,7 +1,7 @@
 """A SOAP responder on loopback standing in for an ONVIF camera's event and PTZ services.
 
-`OnvifResponder` answers what the appliance asks of a camera for events and PTZ: GetServices /
-GetCapabilities (the device service), GetProfiles (media), GetConfigurationOptions, GetPresets,
+`OnvifResponder` answers what the appliance asks of a camera for events and PTZ: GetSystemDateAndTime,
+GetServices, GetDeviceInformation (the device service), GetProfiles (media), GetConfigurationOptions, GetPresets,
 GotoPreset, SetPreset, RemovePreset, ContinuousMove, Stop, RelativeMove, GotoHomePosition (PTZ),
 CreatePullPointSubscription, PullMessages (a long poll answered as soon as `emit()` queues a
 notification), Renew and Unsubscribe (events). Every request is kept (`requests`, with its raw bytes) so
@@ -304,6 +304,12 @@ class OnvifResponder:
                 f"</tt:Hour><tt:Minute>{now.tm_min}</tt:Minute><tt:Second>{now.tm_sec}</tt:Second></tt:Time>"
                 f"<tt:Date><tt:Year>{now.tm_year}</tt:Year><tt:Month>{now.tm_mon}</tt:Month><tt:Day>{now.tm_mday}"
                 f"</tt:Day></tt:Date></tt:UTCDateTime></tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>")
+
+    def _do_GetDeviceInformation(self, _request) -> str:
+        return ("<tds:GetDeviceInformationResponse><tds:Manufacturer>HIKVISION</tds:Manufacturer>"
+                "<tds:Model>DS-2DE2A404IW-DE3</tds:Model><tds:FirmwareVersion>V5.7.3</tds:FirmwareVersion>"
+                "<tds:SerialNumber>DS-2DE2A404IW-DE320230101AAWRJ00000000</tds:SerialNumber>"
+                "<tds:HardwareId>88</tds:HardwareId></tds:GetDeviceInformationResponse>")
 
     # media
 

@@ -2,6 +2,8 @@
 import { livePage } from "./live.js";
 import { playbackPage } from "./playback.js";
 import { exportPage, ptzPage, alarmsPage, healthPage, configPage, usersPage } from "./pages.js";
+import { disksPage } from "./disks.js";
+import { camerasPage } from "./cameras.js";
 
 const ROLES = ["viewer", "operator", "admin"];
 export const state = { user: null, channels: [], cleanup: [] };
@@ -105,7 +107,7 @@ async function logout() {
 // pages
 
 const PAGES = { live: livePage, playback: playbackPage, export: exportPage, ptz: ptzPage, alarms: alarmsPage,
-                health: healthPage, config: configPage, users: usersPage };
+                health: healthPage, disks: disksPage, config: configPage, cameras: camerasPage, users: usersPage };
 
 async function route() {
   if (!state.user) return;

@@ -1,6 +1,7 @@
 // The smaller pages: export, PTZ, alarms, health, config and users.
 import { api, el, fmtTime, isoLocal, may, onCleanup, state } from "./app.js";
 import { liveTile } from "./live.js";
+import { intercomCard } from "./intercom.js";
 
 function channelSelect(id, filter = () => true) {
   return el("select", { id }, ...state.channels.filter(filter).map((c) => el("option", { value: c.id }, `${c.id} · ${c.name}`)));
@@ -56,8 +57,17 @@ export async function ptzPage(page) {
   };
   const hold = (label, move) => {
     const b = el("button", { type: "button", "data-ptz": label }, label);
-    b.addEventListener("pointerdown", () => send(move));
-    for (const evName of ["pointerup", "pointerleave", "pointercancel"]) b.addEventListener(evName, () => send({ action: "stop" }));
+    // The button keeps the pointer until it is released: the live tile above it can grow when its video
+    // starts and move the pad from under a held finger, which must not read as "let go". A lost capture
+    // (the page hidden, the pointer cancelled) stops the camera as a release does, once.
+    let held = false;
+    const release = () => { if (held) { held = false; send({ action: "stop" }); } };
+    b.addEventListener("pointerdown", (e) => {
+      held = true;
+      try { b.setPointerCapture(e.pointerId); } catch { /* not capturable: release still ends the move */ }
+      send(move);
+    });
+    for (const evName of ["pointerup", "pointercancel", "lostpointercapture"]) b.addEventListener(evName, release);
     return b;
   };
   const pad = el("div", { class: "ptz" },
@@ -118,6 +128,8 @@ export async function alarmsPage(page) {
   }
   const timer = setInterval(() => load().catch(() => {}), 3000);
   onCleanup(() => clearInterval(timer));
+  const intercom = await intercomCard();
+  if (intercom) page.insertBefore(intercom, page.children[2]);  // under the manual alarm: answer one by voice
   await load();
 }
 
