@@ -28,8 +28,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from lxml import etree
-
 log = logging.getLogger("nvr.onvif.events")
 
 MAX_MESSAGES_PER_PULL = 256  # NotificationMessages looked at in one response; MessageLimit asks for fewer
@@ -232,8 +230,12 @@ def notification_elements(envelope) -> Iterator:
                 return
 
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True,
-                          remove_pis=True, load_dtd=False)
+def _parser():
+    """lxml and a parser of our own (lxml parsers are not to be shared between threads)."""
+    from lxml import etree  # loaded only where a camera's events are read (a box without ONVIF never does)
+
+    return etree, etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True,
+                                  remove_pis=True, load_dtd=False)
 
 
 @dataclass
@@ -265,8 +267,9 @@ def parse_pull_messages(data: bytes) -> ParseResult:
     XML we accept (a DTD, entities and oversized trees are refused by the parser)."""
     if len(data) > MAX_RESPONSE_BYTES:
         raise ValueError(f"a PullMessages response of {len(data)} bytes is over {MAX_RESPONSE_BYTES}")
+    etree, parser = _parser()
     try:
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
         raise ValueError(f"not a well-formed PullMessages response: {exc}") from exc
     if root is None or b"<!DOCTYPE" in data[:4096].upper():
