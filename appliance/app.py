@@ -67,6 +67,7 @@ from appliance.onvif_cameras import Connector, OnvifCameras, connect_endpoint
 from appliance.sound.output import TALK, AudioOutputs
 from appliance.supervisor import DataRootBusy, SourceFactory, Supervisor
 from appliance.systemd import ServiceIntegration, start_service_integration
+from appliance.talk.session import TalkHub
 from appliance.web.views import StreamState
 
 if TYPE_CHECKING:  # the web's modules (FastAPI, uvicorn) load only when the appliance serves the web
@@ -124,6 +125,9 @@ class Appliance:
         self.stop_requested = stop_requested or threading.Event()
         self.disk_changed = threading.Event()
         self._gpio, self._ptz_presets, self._environ = gpio, ptz_presets, environ
+        # Who talks where: the web's push-to-talk and the rules' camera-speaker sounds share it. Its AUDIO
+        # OUT is a TALK source on the shared outputs: talk interrupts alarm sounds and the monitor's sound.
+        self.talk = TalkHub(playback=self.audio_outputs.playback_by_device(name="talk", priority=TALK))
         self.web_context: WebContext | None = None
         self.web_app: FastAPI | None = None  # the web UI and REST API, when listening
         self.web_server: WebServer | None = None
@@ -197,7 +201,7 @@ class Appliance:
         self.alarm_io = AlarmIO(s.config, clocks=self.clocks, index=s.index, faults=s.faults, live=s.live,
                                 data_root=s.root, gpio=self._gpio,
                                 ptz=self._ptz_presets if self._ptz_presets is not None else self.ptz,
-                                on_mount_change=self._mount_changed, outputs=self.audio_outputs,
+                                on_mount_change=self._mount_changed, outputs=self.audio_outputs, talk=self.talk,
                                 onvif=self.onvif_cameras)
         self.alarm_io.start()
 
@@ -289,7 +293,7 @@ class Appliance:
         from appliance.web.server import WebServer, web_context
 
         host, port = listen
-        self.web_context = web_context(self, users=users, listen_host=host)
+        self.web_context = web_context(self, users=users, listen_host=host)  # with self.talk
         self.web_app = build_app(self.web_context)
         self.web_server = WebServer(self.web_app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
 

@@ -27,7 +27,8 @@ from appliance.alarms.webhooks import BoundedWorker, WebhookSender
 from appliance.alarms.rules import Firing, PtzPresets, RuleEngine
 from appliance.alarms.camera_events import CameraEvents
 from appliance.onvif_cameras import OnvifCameras
-from appliance.sound.output import ALARM, AudioOutputs
+from appliance.sound.output import TALK, AudioOutputs
+from appliance.talk.session import TalkHub
 
 log = logging.getLogger("nvr.alarm_io")
 
@@ -53,9 +54,11 @@ class AlarmIO:
                  data_root: Path | None = None, gpio: Gpio | None = None, ptz: PtzPresets | None = None,
                  tz: tzinfo | None = None, on_fired: Callable[[Firing], None] | None = None,
                  on_mount_change: Callable[[bool], None] | None = None, outputs: AudioOutputs | None = None,
-                 onvif: OnvifCameras | None = None):
+                 talk: TalkHub | None = None, onvif: OnvifCameras | None = None):
         """`on_mount_change(mounted)`: the recordings disk came or went (with `storage.require_mount`).
         `outputs`: the box's shared sound outputs (the appliance's; a private set when left out).
+        `talk`: who talks where, shared with the web's push-to-talk, so a rule's sound on a camera's
+        speaker never speaks over an operator (one of its own on `outputs` when left out).
         `onvif`: the ONVIF channels' connections, whose cameras' events become signals (camera_events)."""
         self.config, self._clocks, self._index, self._faults, self._live = config, clocks, index, faults, live
         self._on_mount_change = on_mount_change
@@ -63,7 +66,10 @@ class AlarmIO:
         self.scheduler = Scheduler(clocks=clocks, name="alarms")
         self.webhooks = WebhookSender()
         self.ptz_worker = BoundedWorker(name="ptz-presets", max_jobs=16)
-        self.sounds = _alarm_sounds(config, outputs if outputs is not None else AudioOutputs(), clocks)
+        outputs = outputs if outputs is not None else AudioOutputs()
+        if talk is None:
+            talk = TalkHub(playback=outputs.playback_by_device(name="talk", priority=TALK))
+        self.sounds = _rule_sounds(config, outputs, talk, clocks)
         self.relays: dict[str, Relay] = {}
         self.contacts: dict[str, AlarmContact] = {}
         self.motion: dict = {}  # channel -> recorder.motion.MotionWatcher
@@ -122,7 +128,7 @@ class AlarmIO:
         """Decode every `play` file now (the config check proved them), so no alarm waits for a decode."""
         if self.sounds is None:
             return
-        for error in self.sounds.preload(play_files(self.config)):
+        for error in self.sounds.preload():
             self._faults.raise_fault("audio_out_error", error)
         self.sounds.start()
 
@@ -309,16 +315,13 @@ def play_files(config: Config) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-def _alarm_sounds(config: Config, outputs: AudioOutputs, clocks: Clocks):
-    """The alarm sound player on the AUDIO OUT when a rule plays a sound there; else None."""
-    from appliance.sound.alarm_sounds import AlarmSounds
-    from appliance.sound.clips import ClipCache
-
-    device = config.audio_out.device
-    if device is None or not play_files(config):
+def _rule_sounds(config: Config, outputs: AudioOutputs, talk: TalkHub, clocks: Clocks):
+    """The rules' sound players (AUDIO OUT, cameras' speakers) when a rule plays a sound; else None."""
+    if not play_files(config):
         return None
-    return AlarmSounds(speaker=outputs.speaker(device, name="alarm sounds", priority=ALARM), clips=ClipCache(),
-                       clocks=clocks)
+    from appliance.sound.rule_sounds import RuleSounds  # PyAV's decoders load only for a config with sounds
+
+    return RuleSounds(config, outputs=outputs, talk=talk, clocks=clocks)
 
 
 def schedule_from_config(item: AlarmInputConfig, *, tz: tzinfo | None = None) -> Schedule:

@@ -34,11 +34,12 @@ log = logging.getLogger("nvr.rules")
 
 
 class SoundPlayer(Protocol):
-    """What the `play` action needs (appliance.sound.alarm_sounds.AlarmSounds meets it): both calls only
-    hand the order over, they never block the alarm thread."""
+    """What the `play` action needs (appliance.sound.rule_sounds.RuleSounds meets it): both calls only
+    hand the order over, they never block the alarm thread. `channel`: on that channel's talk output
+    (its camera's speaker); None: on the AUDIO OUT."""
 
-    def play(self, key: object, path: str, *, times: int | None, volume: float, pause_s: float,
-             stop_on_clear: bool) -> None: ...
+    def play(self, key: object, path: str, *, channel: int | None, times: int | None, volume: float,
+             pause_s: float, stop_on_clear: bool) -> None: ...
 
     def stop(self, match: Callable[[object], bool], *, cleared: bool = True) -> None: ...
 
@@ -223,9 +224,9 @@ class RuleEngine:
         play = action.play
         if self._sounds is None:
             self.stats.sounds_missing += 1
-            log.error("%s: no AUDIO OUT player to play %s", name, play.file)
+            log.error("%s: no sound player to play %s", name, play.file)
             return
-        self._sounds.play(key, play.file, times=None if play.loop else play.repeat,
+        self._sounds.play(key, play.file, channel=play.channel, times=None if play.loop else play.repeat,
                           volume=play.volume_percent / 100, pause_s=play.pause_s, stop_on_clear=play.stop_on_clear)
 
     def _go_preset(self, name: str, channel: int, preset: int) -> None:

@@ -253,10 +253,12 @@ class WebhookAction(_Section):
 
 
 class PlayAction(_Section):
-    """Play a sound file (a siren, a spoken warning) on the box's AUDIO OUT (audio_out.device). One sound
-    is heard at a time: a newer alarm's sound replaces an older one's; an older sound that loops comes
-    back when the newer one ends, until its alarm clears. An alarm sound interrupts the monitor's
-    channel sound on the same device; talk and the LINE IN intercom interrupt alarm sounds."""
+    """Play a sound file (a siren, a spoken warning) on the box's AUDIO OUT (audio_out.device), or with
+    `channel` on that channel's talk output (its camera's speaker). One sound is heard at a time on each
+    output: a newer alarm's sound replaces an older one's; an older sound that loops comes back when the
+    newer one ends, until its alarm clears. On the AUDIO OUT an alarm sound interrupts the monitor's
+    channel sound, and talk and the LINE IN intercom interrupt alarm sounds; on a camera's speaker an
+    operator who is talking keeps it, and the alarm's sound is skipped and logged."""
 
     file: str = Field(max_length=4096, description=(
         "Full path of the sound file: WAV, MP3, AAC, FLAC or Ogg, at most 120 s (decoded once at start)."))
@@ -266,6 +268,9 @@ class PlayAction(_Section):
     volume_percent: float = Field(100.0, ge=0, le=100, description="Its loudness, in percent of the file's own.")
     stop_on_clear: bool = Field(True, description=(
         "Stop it as soon as the alarm's signal clears, even with plays left; false plays every repeat."))
+    channel: int | None = Field(None, description=(
+        "Play it on this channel's talk output (channels[].talk: the camera's speaker through its ONVIF back "
+        "channel, as 8 kHz G.711, or the AUDIO OUT); null: on the AUDIO OUT."))
 
 
 class ActionConfig(_Section):
@@ -278,7 +283,7 @@ class ActionConfig(_Section):
     log: str | None = Field(None, max_length=200, description="A message for the log and the event list.")
     play: PlayAction | None = Field(None, description=(
         "A sound on the AUDIO OUT: `play: /path/siren.wav`, or with options {file, repeat, loop, pause_s, "
-        "volume_percent, stop_on_clear}."))
+        "volume_percent, stop_on_clear, channel} (channel: on that camera's speaker instead)."))
 
     @field_validator("play", mode="before")
     @classmethod
@@ -396,14 +401,24 @@ def _camera_input_errors(loc: tuple[Any, ...], value: str, channels: dict, input
 
 
 def _play_errors(loc: tuple[Any, ...], play: PlayAction, config: Any) -> list[Reference]:
-    from appliance.sound.clips import ClipError, decode_clip  # PyAV loads only for a config with sounds
+    from appliance.config.talk import play_target
+    from appliance.sound.clips import SPEAKER_CHANNELS, SPEAKER_RATE, ClipError, decode_clip  # PyAV: only here
 
-    audio_out = getattr(config, "audio_out", None)
-    if getattr(audio_out, "device", None) is None:
+    channels = [channel.id for channel in config.channels]
+    if play.channel is not None and play.channel not in channels:
+        return [((*loc, "channel"), play.channel, f"unknown channel {play.channel}; {_known('channels', channels)}")]
+    target = play_target(play.channel, config)
+    if target[0] == "off" and play.channel is not None:
+        return [((*loc, "channel"), play.channel, (
+            f"channel {play.channel} has no talk output to play on: set its talk.output (camera or audio_out), "
+            "or leave channel out to play on the AUDIO OUT"))]
+    if target[0] == "off":
         return [(loc, play.file, "the box has no AUDIO OUT configured for this sound: set audio_out.device "
-                                 "(an ALSA playback device, `aplay -L` lists them)")]
-    try:
-        decode_clip(play.file)
+                                 "(an ALSA playback device, `aplay -L` lists them), or give the channel whose "
+                                 "camera speaker plays it")]
+    speaker = {"rate": SPEAKER_RATE, "channels": SPEAKER_CHANNELS} if target[0] == "camera" else {}
+    try:  # in the format its output plays, as the player will
+        decode_clip(play.file, **speaker)
     except ClipError as exc:
         return [((*loc, "file"), play.file, str(exc))]
     return []

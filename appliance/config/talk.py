@@ -1,5 +1,5 @@
 """Two-way talk in the config: `audio_out` (the box's AUDIO OUT jack) and `channels[].talk` (where an
-operator's push-to-talk on a channel is heard)."""
+operator's push-to-talk on a channel is heard, and where a rule's `play` with `channel` sounds)."""
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -73,6 +73,16 @@ def talk_target(channel: Any, audio_out: AudioOutConfig) -> tuple[str, str | Non
     if output == "audio_out" and audio_out.device:
         return "audio_out", audio_out.device
     return "off", None
+
+
+def play_target(channel_id: int | None, config: Any) -> tuple[str, str | None]:
+    """Where a rule's `play` action with `channel: channel_id` sounds: the AUDIO OUT for None, else the
+    channel's talk output, as `talk_target`; ("off", None) when nowhere (or no such channel)."""
+    audio_out = config.audio_out
+    if channel_id is None:
+        return ("audio_out", audio_out.device) if audio_out.device else ("off", None)
+    channel = next((c for c in config.channels if c.id == channel_id), None)
+    return talk_target(channel, audio_out) if channel is not None else ("off", None)
 
 
 def talk_errors(config: Any) -> list[Reference]:

@@ -1,9 +1,15 @@
-"""Alarm sounds on the AUDIO OUT: the one player of the rules' `play` actions.
+"""Alarm sounds on one output: the player of the rules' `play` actions on the AUDIO OUT, or on a
+channel's camera speaker (appliance.sound.rule_sounds gives each output its player).
 
 `play` (from the alarm thread) never blocks: it hands the request to the player's thread, which writes
 the clip (decoded in advance by the ClipCache) to its ALARM-priority source in CHUNK_S pieces, at most
 LEAD_S ahead of real time, so a stop or a newer alarm is heard within about LEAD_S + CHUNK_S and the
 card's queue never holds more than that.
+
+The player writes in its output's format (`rate`, `channels`: the AUDIO OUT's OUT_RATE stereo, a camera
+speaker's 8 kHz mono), so the clips are decoded once in that format. An output that someone else holds
+(an operator talking on a camera's speaker) refuses to open with `OutputBusy`: the sound is skipped,
+counted and logged, never queued behind the talker.
 
 One player per output, and the newest alarm wins: a `play` replaces the sound playing. A replaced sound
 that loops while its alarm is active (`loop`) is not forgotten: when the newer sound ends it starts
@@ -22,13 +28,17 @@ import numpy as np
 from base.clock import Clocks
 from hal.audio_out import AudioPlayback, AudioPlaybackError
 
-from appliance.sound.clips import OUT_RATE, Clip, ClipCache, ClipError
+from appliance.sound.clips import OUT_CHANNELS, OUT_RATE, Clip, ClipCache, ClipError
 
 log = logging.getLogger("nvr.sound")
 
 CHUNK_S = 0.02  # the piece written at a time: how soon a stop or a newer sound takes effect
 LEAD_S = 0.06  # how far ahead of real time the player writes: the card's queue stays this short
 IDLE_WAIT_S = 1.0  # with nothing to play the thread looks for a request this often (a request wakes it)
+
+
+class OutputBusy(AudioPlaybackError):
+    """The output is held by someone an alarm sound must not speak over (an operator talking there)."""
 
 
 @dataclass(eq=False)
@@ -50,7 +60,7 @@ class Request:
         """The next `frames` (or fewer) samples at its volume; None when it has played `times` times."""
         if self.times is not None and self.played >= self.times:
             return None
-        length, pause = len(self.clip.samples), round(self.pause_s * OUT_RATE)
+        length, pause = len(self.clip.samples), round(self.pause_s * self.clip.rate)
         if self.position >= length:  # in the pause after a play
             count = min(frames, length + pause - self.position)
             chunk = np.zeros((count, self.clip.samples.shape[1]), np.int16)
@@ -65,11 +75,14 @@ class Request:
 
 
 class AlarmSounds:
-    """Plays clips on `speaker()` (a source at ALARM priority on the AUDIO OUT). Start with `start()`."""
+    """Plays clips on `speaker()` (a source at ALARM priority on the AUDIO OUT, or a camera's speaker),
+    opened at `rate` with `channels`; `output` names it in logs. Start with `start()`."""
 
     def __init__(self, *, speaker: Callable[[], AudioPlayback], clips: ClipCache, clocks: Clocks,
-                 on_started: Callable[[Request], None] | None = None):
+                 on_started: Callable[[Request], None] | None = None, rate: int = OUT_RATE,
+                 channels: int = OUT_CHANNELS, output: str = "AUDIO OUT"):
         self._speaker_factory, self._clips, self._clocks = speaker, clips, clocks
+        self.rate, self.channels, self.output = rate, channels, output
         self.on_started = on_started  # told on the player's thread when a request's first samples are out
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -77,12 +90,12 @@ class AlarmSounds:
         self._requests: list[Request] = []  # oldest first; the last is the one heard
         self._thread: threading.Thread | None = None
         self._cut_short = False  # the last request written was replaced before its end
-        self.started = self.finished = self.replaced = self.stopped = self.errors = 0
+        self.started = self.finished = self.replaced = self.stopped = self.errors = self.skipped_busy = 0
         self.last_error: str | None = None
 
     def preload(self, paths: list[str]) -> list[str]:
-        """Decode `paths` into the cache now; the errors, one line each."""
-        return self._clips.preload(paths)
+        """Decode `paths` into the cache now (in this output's format); the errors, one line each."""
+        return self._clips.preload(paths, rate=self.rate, channels=self.channels)
 
     def start(self) -> None:
         self._stop.clear()
@@ -100,7 +113,8 @@ class AlarmSounds:
     def play(self, key: object, path: str, *, times: int | None = 1, volume: float = 1.0, pause_s: float = 0.0,
              stop_on_clear: bool = True) -> None:
         """Play the clip of `path` `times` times (None: until `stop(key)`), replacing what plays now."""
-        request = Request(key, self._clips.cached(path), times, volume, pause_s, stop_on_clear, path=path)
+        clip = self._clips.cached(path, rate=self.rate, channels=self.channels)
+        request = Request(key, clip, times, volume, pause_s, stop_on_clear, path=path)
         with self._lock:
             kept = [r for r in self._requests if r.key != key and r.times is None]
             self.replaced += len(self._requests) - len(kept)
@@ -154,7 +168,7 @@ class AlarmSounds:
 
     def _decode(self, request: Request) -> bool:
         try:
-            request.clip = self._clips.get(request.path)
+            request.clip = self._clips.get(request.path, rate=self.rate, channels=self.channels)
             return True
         except ClipError as exc:
             self._failed(f"cannot play {request.path!r}: {exc}")
@@ -164,9 +178,13 @@ class AlarmSounds:
     def _open(self) -> AudioPlayback | None:
         speaker = self._speaker_factory()
         try:
-            speaker.open(sample_rate=OUT_RATE, channels=2)
+            speaker.open(sample_rate=self.rate, channels=self.channels)
+        except OutputBusy as exc:
+            self.skipped_busy += 1
+            log.warning("alarm sound on %s skipped: %s", self.output, exc)
+            return None
         except AudioPlaybackError as exc:
-            self._failed(f"no AUDIO OUT for alarm sounds: {exc}")
+            self._failed(f"no {self.output} for alarm sounds: {exc}")
             return None
         self._start_us, self._written = self._clocks.monotonic_us(), 0
         self._cut_short = False
@@ -180,7 +198,7 @@ class AlarmSounds:
     def _play_from(self, request: Request, speaker: AudioPlayback) -> None:
         """Write `request` chunk by chunk until it ends or another request is the current one (then what
         was written of it and not yet heard is flushed when the next one starts)."""
-        frames = round(CHUNK_S * OUT_RATE)
+        frames = round(CHUNK_S * self.rate)
         if self._cut_short:
             speaker.flush()
         self._cut_short = True  # until it ends by itself
@@ -207,7 +225,7 @@ class AlarmSounds:
         """Keep at most LEAD_S written ahead of real time (behind it, catch up at once: no backlog)."""
         now_us = self._clocks.monotonic_us()
         self._written += frames
-        ahead_us = self._start_us + self._written * 1_000_000 // OUT_RATE - now_us
+        ahead_us = self._start_us + self._written * 1_000_000 // self.rate - now_us
         if ahead_us < 0:  # we fell behind (a busy machine, or idle): real time starts again from here
             self._start_us, self._written = now_us, 0
         elif ahead_us > LEAD_S * 1e6:
@@ -221,6 +239,6 @@ class AlarmSounds:
     def statistics(self) -> dict:
         with self._lock:
             playing = [str(r.key) for r in self._requests]
-        return {"playing": playing, "started": self.started, "finished": self.finished, "replaced": self.replaced,
-                "stopped": self.stopped, "errors": self.errors, "last_error": self.last_error,
-                "clips": self._clips.statistics()}
+        return {"output": self.output, "playing": playing, "started": self.started, "finished": self.finished,
+                "replaced": self.replaced, "stopped": self.stopped, "errors": self.errors,
+                "skipped_busy": self.skipped_busy, "last_error": self.last_error, "clips": self._clips.statistics()}

@@ -15,6 +15,7 @@ from appliance.presentation import in_range, iso_utc, parse_time
 from appliance.web.users import LoginError
 from appliance.web.auth import authenticated, client_address
 from appliance.web.services import web_ptz
+from appliance.config.talk import talk_target
 from appliance.web.views import RecorderView
 from hal.storage import disk_usage
 from hal.sensors import ThermalZones, system_uptime_s
@@ -122,7 +123,8 @@ def channels(request: Request) -> list[dict]:
                             "width": info.width if info else None, "height": info.height if info else None,
                             "codec": info.codec if info else None})
         out.append({"id": ch.id, "name": ch.name, "enabled": ch.enabled, "source": ch.source.type,
-                    "streams": streams, "ptz": ptz is not None and ptz.has_channel(ch.id)})
+                    "streams": streams, "ptz": ptz is not None and ptz.has_channel(ch.id),
+                    "talk": talk_target(ch, recorder.config.audio_out)[0] != "off"})
     return out
 
 
@@ -220,13 +222,14 @@ def _recorded_jpeg(request: Request, channel: int, stream: str, width: int | Non
 
 @router.get("/api/health")
 def health(request: Request) -> dict:
-    """Recorder status plus disks, temperatures, uptimes and viewer counts."""
+    """Recorder status plus disks, temperatures, uptimes, viewer counts and who is talking."""
     recorder = recorder_of(request)
     status = _status(request)
     status["disks"] = status.get("disks") or [_disk(recorder.root)]  # a recorder without a health watch
     status["temperatures"] = _temperatures()
     status["system_uptime_s"] = system_uptime_s()
     status["viewers"] = dict(ctx_of(request).metrics)
+    status["talk"] = ctx_of(request).talk.statistics()  # who is talking where (push-to-talk, rule sounds)
     status["time"] = iso_utc(recorder.clocks.utc_now_us())
     return status
 

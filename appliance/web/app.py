@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import Headers
 
-from appliance.web import api, auth, cameras, config_page, disks_page, intercom, live, media, ptz_alarms
+from appliance.web import api, auth, cameras, config_page, disks_page, intercom, live, media, ptz_alarms, talk
 from appliance.web.users import UserStore
 from appliance.version import appliance_version
 from appliance.web.login_guard import LoginGuard
@@ -27,6 +27,7 @@ from appliance.web.hosts import HostCheck
 from appliance.web.disks_page import DiskDesk
 from appliance.web.media import ExportJobs
 from appliance.web.views import ApplianceView
+from appliance.talk.session import TalkHub
 from recorder.index import Index
 from recorder.playback import SegmentCache
 
@@ -47,6 +48,7 @@ class WebContext:
     index: Index | None = None  # the web's own query-only connection, opened once the recorder's index exists
     hosts: HostCheck | None = None  # None: the names of appliance.config.web
     segments: SegmentCache = field(default_factory=SegmentCache)
+    talk: TalkHub = field(default_factory=TalkHub)  # who talks where (push-to-talk, appliance.web.talk)
     disks: DiskDesk = field(default_factory=DiskDesk)  # the Disks page's initialisations and ejections
     discover: Callable[[float], list[dict]] | None = None  # the add-camera page's probe; None: WS-Discovery here
     metrics: dict = field(default_factory=lambda: {"live_viewers": 0, "mjpeg_viewers": 0, "exports": 0,
@@ -84,7 +86,7 @@ def build_app(ctx: WebContext) -> FastAPI:
         ctx.hosts = HostCheck(listen_host=web.host if web else "127.0.0.1",
                               allowed_hosts=getattr(web, "allowed_hosts", ()), clocks=ctx.appliance.clocks)
     app.add_middleware(HostGuard, hosts=ctx.hosts)
-    for module in (auth, api, media, live, ptz_alarms, config_page, disks_page, cameras, intercom):
+    for module in (auth, api, media, live, talk, ptz_alarms, config_page, disks_page, cameras, intercom):
         if hasattr(module, "public_router"):
             app.include_router(module.public_router)
         app.include_router(module.router)

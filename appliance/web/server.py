@@ -30,8 +30,11 @@ def web_context(appliance: ApplianceView, *, users: UserStore | None = None,
     if users is None:
         users = UserStore(Path(web.state_dir or appliance.root), clocks=clocks)
     hosts = HostCheck(listen_host=listen_host or web.host, allowed_hosts=web.allowed_hosts, clocks=clocks)
+    # The appliance's talk hub, whose AUDIO OUT is a TALK source on its shared outputs (appliance.app);
+    # a view without one (tests) gets a hub of the context's own.
+    talk = getattr(appliance, "talk", None)
     return WebContext(appliance=appliance, users=users, exports=ExportJobs(appliance.root, clocks=clocks),
-                      logins=LoginGuard(clocks=clocks), hosts=hosts)
+                      logins=LoginGuard(clocks=clocks), hosts=hosts, **({"talk": talk} if talk is not None else {}))
 
 
 def create_app(appliance: ApplianceView, *, users: UserStore | None = None,

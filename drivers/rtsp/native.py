@@ -509,8 +509,8 @@ def _video_track(media: MediaDescription) -> RtpTrack:
 def _audio(sdp: SessionDescription) -> tuple[MediaDescription | None, AudioInfo | None]:
     """The first audio track this client can depacketize, and its AudioInfo; others are left out."""
     for media in sdp.media:
-        if media.kind != "audio":
-            continue
+        if media.kind != "audio" or media.direction == "sendonly":
+            continue  # sendonly: a camera's speaker (ONVIF back channel), sound goes to it, not from it
         rate = Fraction(1, media.clock_rate)
         if media.encoding in ("PCMU", "PCMA"):
             codec = "pcm_mulaw" if media.encoding == "PCMU" else "pcm_alaw"

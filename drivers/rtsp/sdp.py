@@ -14,6 +14,7 @@ MAX_SDP_BYTES = 64 * 1024  # a camera's description is ~1 kB; larger is garbage,
 MAX_SPROP_ITEM_CHARS = 8192  # base64 of one parameter set (drivers.rtsp.rtp bounds the decoded set to 4 kB)
 # RFC 3551's static payload types that cameras use without an rtpmap line.
 STATIC_PAYLOAD_TYPES = {0: ("PCMU", 8000, 1), 8: ("PCMA", 8000, 1)}
+DIRECTIONS = frozenset({"sendonly", "recvonly", "sendrecv", "inactive"})
 
 
 class SdpError(ValueError):
@@ -33,6 +34,10 @@ class MediaDescription:
     fmtp: dict[str, str]  # parameter names in lower case
     control: str  # absolute URL
     framerate: float | None = None
+    # a=sendonly|recvonly|sendrecv|inactive as written (RFC 4566 default sendrecv). In an ONVIF back
+    # channel's answer (`Require: www.onvif.org/ver20/backchannel`) the speaker's media is `sendonly`:
+    # the client sends on it.
+    direction: str = "sendrecv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,7 @@ def _media(section: dict, base_url: str, problems: list[str]) -> MediaDescriptio
     fmtp: dict[str, str] = {}
     control = None
     framerate = None
+    direction = "sendrecv"
     for attr in section["attrs"]:
         name, _, value = attr.partition(":")
         if name == "rtpmap" and _payload_type(value) == first:
@@ -118,11 +124,13 @@ def _media(section: dict, base_url: str, problems: list[str]) -> MediaDescriptio
             control = value.strip()
         elif name == "framerate":
             framerate = _float(value)
+        elif attr in DIRECTIONS:
+            direction = attr
     if not encoding or clock_rate <= 0:
         problems.append(f"media at line {section['line']}: payload type {first} has no usable rtpmap")
         return None
     return MediaDescription(kind, protocol, first, encoding, clock_rate, channels, fmtp,
-                            resolve_control(base_url, control), framerate)
+                            resolve_control(base_url, control), framerate, direction)
 
 
 def _payload_type(value: str) -> int | None:

@@ -15,6 +15,8 @@ from appliance.config.model import ConfigError, parse_config
 from appliance.sound.alarm_sounds import AlarmSounds
 from appliance.sound.clips import MAX_CLIP_S, OUT_RATE, ClipCache, ClipError, decode_clip
 from appliance.sound.output import ALARM, MONITOR, TALK, AudioOutputs
+from appliance.sound.rule_sounds import RuleSounds
+from appliance.talk.session import TalkHub
 from base.timers import Scheduler
 from hal.audio_out import SimulatedAudioPlayback
 from support.tones import loud_frames, pitch_hz, write_tone
@@ -37,17 +39,17 @@ def rules_config(rules_yaml: str, *, audio_out: str = "audio_out: {device: simul
 
 @pytest.fixture
 def sound_rig(index, clocks):
-    """(make(rules_yaml) -> (engine, scheduler, sounds), speaker): a rule engine whose `play` goes to an
-    AlarmSounds on a shared simulated AUDIO OUT."""
+    """(make(rules_yaml) -> (engine, scheduler, sounds), speaker): a rule engine whose `play` goes to the
+    rules' sound players (RuleSounds), the AUDIO OUT's on a shared simulated output."""
     speaker = SimulatedAudioPlayback()
     outputs = AudioOutputs(playback=lambda device: speaker)
-    made: list[AlarmSounds] = []
+    made: list[RuleSounds] = []
 
     def make(rules_yaml: str):
         config = rules_config(rules_yaml)
-        sounds = AlarmSounds(speaker=outputs.speaker("simulated", name="alarm", priority=ALARM), clips=ClipCache(),
-                             clocks=clocks)
-        sounds.preload([a.play.file for r in config.rules for a in r.do if a.play is not None])
+        talk = TalkHub(playback=outputs.playback_by_device(name="talk", priority=TALK))
+        sounds = RuleSounds(config, outputs=outputs, talk=talk, clocks=clocks)
+        assert sounds.preload() == []
         sounds.start()
         made.append(sounds)
         scheduler = Scheduler(clocks=clocks)
@@ -74,7 +76,7 @@ def test_a_rule_plays_its_sound_file_at_its_pitch_and_length_on_the_audio_out(so
     make, speaker, _ = sound_rig
     engine, scheduler, sounds = make(f"rules: [{{when: {{alarm_input: door}}, do: [{{play: '{siren}'}}]}}]\n")
     fire(engine, scheduler, clocks)
-    wait_for(lambda: sounds.started == 1, what="the sound to start")
+    wait_for(lambda: sounds.statistics()["started"] == 1, what="the sound to start")
     idle(sounds, speaker)
     played = speaker.played()
     assert (speaker.sample_rate, speaker.channels) == (OUT_RATE, 2)
@@ -306,18 +308,17 @@ def test_a_rules_sound_comes_out_of_a_kernel_sound_card_at_its_pitch(tmp_path, i
 
 def test_a_sound_not_in_the_cache_is_decoded_by_the_player_never_on_the_alarm_thread(index, clocks, siren):
     class Recording(ClipCache):
-        def get(self, path):
+        def get(self, path, **format):
             decoders.append(threading.current_thread().name)
-            return super().get(path)
+            return super().get(path, **format)
 
     decoders: list[str] = []
     speaker = SimulatedAudioPlayback()
-    sounds = AlarmSounds(speaker=AudioOutputs(playback=lambda d: speaker).speaker("simulated", name="alarm",
-                                                                                priority=ALARM),
-                         clips=Recording(), clocks=clocks)  # nothing preloaded (as after an eviction)
+    config = rules_config(f"rules: [{{when: {{alarm_input: door}}, do: [{{play: '{siren}'}}]}}]\n")
+    sounds = RuleSounds(config, outputs=AudioOutputs(playback=lambda d: speaker), talk=TalkHub(), clocks=clocks,
+                        clips=Recording())  # nothing preloaded (as after an eviction)
     sounds.start()
     try:
-        config = rules_config(f"rules: [{{when: {{alarm_input: door}}, do: [{{play: '{siren}'}}]}}]\n")
         scheduler = Scheduler(clocks=clocks)
         engine = RuleEngine(rules=config.rules, index=index, relays={}, scheduler=scheduler, clocks=clocks,
                             webhooks=WebhookSender(), sounds=sounds)
@@ -350,3 +351,163 @@ def test_the_monitor_and_the_alarm_sounds_share_one_player_when_they_name_one_de
     alarm_source = nvr.audio_outputs.speaker("plughw:CARD=Device,DEV=0", name="alarm", priority=ALARM)()
     assert monitor_source.output is alarm_source.output and list(speakers) == ["plughw:CARD=Device,DEV=0"]
     assert (monitor_source.priority, alarm_source.priority) == (MONITOR, ALARM)
+
+
+# --- `channel: N`: on that channel's talk output (its camera's speaker), never over an operator ---------
+
+def camera_rules_config(tmp_path, url: str, rules_yaml: str, *, audio_out: str = "simulated"):
+    return parse_config(textwrap.dedent(f"""\
+        storage: {{path: {tmp_path / 'data'}}}
+        audio_out: {{device: {audio_out}}}
+        channels:
+          - {{id: 1, source: {{type: test-pattern}}}}
+          - {{id: 3, source: {{type: rtsp, url: '{url}'}}}}
+        alarms:
+          inputs: [{{id: door, pin: 17}}]
+          temperature: {{thermal_zones: false}}
+        """) + textwrap.dedent(rules_yaml), source="nvr.yaml")
+
+
+def camera_rig(config, index, clocks, hub: TalkHub, speaker=None):
+    outputs = AudioOutputs(playback=lambda device: speaker or SimulatedAudioPlayback())
+    sounds = RuleSounds(config, outputs=outputs, talk=hub, clocks=clocks)
+    assert sounds.preload() == []
+    sounds.start()
+    scheduler = Scheduler(clocks=clocks)
+    engine = RuleEngine(rules=config.rules, index=index, relays={}, scheduler=scheduler, clocks=clocks,
+                        webhooks=WebhookSender(), sounds=sounds)
+    return engine, scheduler, sounds
+
+
+def test_a_sound_for_a_camera_channel_is_decoded_at_8_khz_mono_and_the_audio_out_keeps_its_rate(tmp_path):
+    siren = write_tone(tmp_path / "siren.wav", freq_hz=800, seconds=0.5, rate=44100)
+    cache = ClipCache()
+    speaker_clip = cache.get(str(siren), rate=8000, channels=1)
+    out_clip = cache.get(str(siren))
+    assert speaker_clip.samples.shape == (4000, 1) and speaker_clip.rate == 8000
+    assert abs(pitch_hz(speaker_clip.samples[:, 0], 8000) - 800) < 5
+    assert out_clip.samples.shape == (round(0.5 * OUT_RATE), 2) and out_clip.rate == OUT_RATE
+    assert cache.statistics()["decodes"] == 2 and cache.cached(str(siren), rate=8000, channels=1) is speaker_clip
+
+
+def test_a_fired_rule_plays_its_sound_on_a_cameras_speaker_through_the_back_channel(tmp_path, index):
+    from base.clock import RealClocks
+    from support.talk import BackChannelCamera, backchannel_available, dominant_frequency
+
+    ok, reason = backchannel_available()
+    if not ok:
+        pytest.skip(reason)
+    siren = write_tone(tmp_path / "siren.wav", freq_hz=800, seconds=1.0, rate=44100)
+    clocks = RealClocks()
+    with BackChannelCamera(tmp_path / "heard.raw", codec="pcma") as camera:
+        config = camera_rules_config(tmp_path, camera.url(), f"""\
+            rules: [{{when: {{alarm_input: door}}, do: [{{play: {{file: '{siren}', channel: 3}}}}]}}]
+            """)
+        hub = TalkHub()
+        engine, scheduler, sounds = camera_rig(config, index, clocks, hub)
+        try:
+            fire(engine, scheduler, clocks)
+            wait_for(lambda: sounds.statistics()["finished"] == 1, timeout_s=30, what="the sound to be played",
+                     details=sounds.statistics)
+            wait_for(lambda: len(camera.heard()) >= 7800, what="the camera to hear the whole second")
+            wait_for(lambda: hub.talking() == [], what="the camera's speaker to be given back")
+        finally:
+            sounds.close()
+        assert abs(dominant_frequency(camera.heard(), 8000) - 800) < 10
+        assert sounds.statistics()["errors"] == 0
+
+
+def test_a_rules_sound_on_a_camera_is_skipped_and_logged_while_an_operator_talks_there(tmp_path, index, clocks,
+                                                                                        caplog):
+    from appliance.talk.session import Talker
+
+    siren = write_tone(tmp_path / "siren.wav", freq_hz=800, seconds=0.5)
+    url = "rtsp://127.0.0.1:9/talk"  # never dialled: the operator holds the speaker
+    config = camera_rules_config(tmp_path, url, f"""\
+        rules: [{{when: {{alarm_input: door}}, do: [{{play: {{file: '{siren}', channel: 3}}}}]}}]
+        """)
+    hub = TalkHub()
+    operator = Talker("anna", 3, 0)
+    assert hub.claim(("camera", url), operator) is None
+    engine, scheduler, sounds = camera_rig(config, index, clocks, hub)
+    try:
+        fire(engine, scheduler, clocks)
+        wait_for(lambda: sounds.statistics()["skipped_busy"] == 1, what="the sound to be skipped for the talker",
+                 details=sounds.statistics)
+    finally:
+        sounds.close()
+    assert hub.talking() == [operator] and sounds.statistics()["errors"] == 0
+    assert "anna is talking on channel 3's camera speaker" in caplog.text
+
+
+def test_an_operator_talking_on_the_audio_out_is_heard_over_a_rules_sound(tmp_path, index, clocks):
+    """On the AUDIO OUT the priority rule decides: talk (TALK) is heard, the alarm sound (ALARM) is muted."""
+    siren = write_tone(tmp_path / "siren.wav", freq_hz=800, seconds=0.3)
+    speaker = SimulatedAudioPlayback()
+    outputs = AudioOutputs(playback=lambda device: speaker)
+    hub = TalkHub(playback=outputs.playback_by_device(name="talk", priority=TALK))
+    config = rules_config(f"rules: [{{when: {{alarm_input: door}}, do: [{{play: '{siren}'}}]}}]\n")
+    sounds = RuleSounds(config, outputs=outputs, talk=hub, clocks=clocks)
+    sounds.preload()
+    sounds.start()
+    talk = hub.playback("simulated")  # what an operator's AudioOutSpeaker opens
+    talk.open(sample_rate=OUT_RATE, channels=1)
+    try:
+        scheduler = Scheduler(clocks=clocks)
+        engine = RuleEngine(rules=config.rules, index=index, relays={}, scheduler=scheduler, clocks=clocks,
+                            webhooks=WebhookSender(), sounds=sounds)
+        fire(engine, scheduler, clocks)
+        wait_for(lambda: sounds.statistics()["finished"] == 1, what="the sound to have been played out")
+        talk.write(np.full((480, 1), 300, np.int16))
+    finally:
+        talk.close()
+        sounds.close()
+    assert len(loud_frames(speaker.played())) == 0 and set(np.unique(speaker.played())) == {300}
+    assert outputs.output("simulated").statistics()["device_opens"] == 1
+
+
+@pytest.mark.parametrize(("rule", "talk", "where", "says"), [
+    ("{play: {file: SIREN, channel: 9}}", "", "rules[0].do[0].play.channel", "unknown channel 9"),
+    ("{play: {file: SIREN, channel: 3}}", ", talk: {output: 'off'}", "rules[0].do[0].play.channel",
+     "no talk output"),
+])
+def test_a_play_on_a_channel_without_a_talk_output_is_a_config_error_at_its_key(tmp_path, siren, rule, talk, where,
+                                                                                 says):
+    text = textwrap.dedent(f"""\
+        storage: {{path: {tmp_path}}}
+        channels: [{{id: 3, source: {{type: rtsp, url: 'rtsp://192.0.2.7/stream'}}{talk}}}]
+        alarms:
+          inputs: [{{id: door, pin: 17}}]
+          temperature: {{thermal_zones: false}}
+        rules: [{{when: {{alarm_input: door}}, do: [{rule.replace('SIREN', str(siren))}]}}]
+        """)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="nvr.yaml")
+    message = str(caught.value)
+    assert "nvr.yaml:6" in message and where in message and says in message, message
+
+
+def test_a_play_on_a_channel_whose_talk_goes_to_the_audio_out_uses_the_audio_outs_one_player(sound_rig, clocks,
+                                                                                                siren):
+    make, speaker, outputs = sound_rig
+    engine, scheduler, sounds = make(f"""\
+        rules: [{{when: {{alarm_input: door}}, do: [{{play: {{file: '{siren}', channel: 1}}}}]}}]
+        """)  # channel 1 is analog: its talk (auto) is the AUDIO OUT
+    fire(engine, scheduler, clocks)
+    wait_for(lambda: sounds.statistics()["started"] == 1, what="the sound to start")
+    idle(sounds, speaker)
+    assert (speaker.sample_rate, speaker.channels) == (OUT_RATE, 2)
+    assert abs(len(loud_frames(speaker.played())) / OUT_RATE - 0.5) < 0.05
+    assert [o["output"] for o in sounds.statistics()["outputs"]] == ["AUDIO OUT simulated"]
+
+
+def test_a_play_on_a_camera_channel_needs_no_audio_out(tmp_path, siren):
+    config = parse_config(textwrap.dedent(f"""\
+        storage: {{path: {tmp_path}}}
+        channels: [{{id: 3, source: {{type: rtsp, url: 'rtsp://192.0.2.7/stream'}}}}]
+        alarms:
+          inputs: [{{id: door, pin: 17}}]
+          temperature: {{thermal_zones: false}}
+        rules: [{{when: {{alarm_input: door}}, do: [{{play: {{file: '{siren}', channel: 3}}}}]}}]
+        """))
+    assert config.rules[0].do[0].play.channel == 3 and config.audio_out.device is None

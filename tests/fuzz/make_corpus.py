@@ -519,6 +519,24 @@ def onvif_event_seeds(corpus: Corpus) -> None:
     corpus.add("onvif_notification", cams.pull_messages_response(list(messages.values()) * 2), "pull-mixed")
     corpus.add("onvif_notification", cams.pull_messages_response([]), "pull-empty")
     corpus.add("onvif_notification", cams.pull_messages_response([cams.hikvision_motion(True)])[:300], "pull-cut")
+
+
+def talk_seeds(corpus: Corpus) -> None:
+    """Push-to-talk messages as the page's worklet cuts them (20 ms of a 1 kHz tone at 8 kHz, rising
+    sequence numbers, a wrap), and the near misses a broken page would send (version, flags, odd length)."""
+    import numpy as np
+
+    from appliance.talk.frames import MAX_FRAME_SAMPLES, build_talk_frame
+
+    t = np.arange(800) / 8000
+    tone = (np.sin(2 * np.pi * 1000 * t) * 12000).astype(np.int16)
+    frames = [build_talk_frame(sequence, tone[at:at + 160]) for sequence, at in zip(range(65533, 65538), range(0, 800, 160))]
+    corpus.add("talk_frames", T.frame_records(frames), "tone-100ms")
+    corpus.add("talk_frames", T.frame_records([build_talk_frame(7, np.zeros(MAX_FRAME_SAMPLES, np.int16))]), "largest")
+    misses = [b"\x02" + frames[0][1:], frames[0][:1] + b"\x01" + frames[0][2:], frames[0][:-1], frames[0][:4]]
+    corpus.add("talk_frames", T.frame_records(misses + frames[:2]), "near-misses")
+
+
 PROBE_MATCHES_WRITTEN = """<?xml version="1.0" encoding="UTF-8"?>
 <SOAP-ENV:Envelope xmlns:SOAP-ENV="http://www.w3.org/2003/05/soap-envelope"
  xmlns:wsa="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:wsdd="http://schemas.xmlsoap.org/ws/2005/04/discovery"
@@ -584,6 +602,7 @@ def main() -> int:
     fmp4_seeds(corpus, frames)
     smartctl_seeds(corpus)
     mqtt_seeds(corpus)
+    talk_seeds(corpus)
     onvif_seeds(corpus)
     onvif_request_seeds(corpus)
     onvif_event_seeds(corpus)

@@ -456,6 +456,37 @@ def _coalesce(events: list) -> None:
     for kind, key, source, active, _detail in changes:
         assert held.get(source, False) != active, "a change that changes nothing was handed over"
         held[source] = active
+
+
+# --- talk -------------------------------------------------------------------------------------------------
+
+def talk_frames(data: bytes) -> None:
+    """What a browser sends on the push-to-talk socket: binary messages as records, 20 ms apart.
+
+    `parse_talk_frame` raises only TalkFrameError; a frame it returns is written back byte for byte by
+    `build_talk_frame` and holds 1..MAX_FRAME_SAMPLES samples; the talker's budget admits or drops every
+    frame (counted) and never admits more sound than its burst plus the elapsed time allows."""
+    from appliance.talk.frames import (BURST_S, MAX_FRAME_SAMPLES, RATE_MARGIN, SAMPLE_RATE, TalkBudget,
+                                       TalkFrameError, build_talk_frame, parse_talk_frame)
+
+    budget = TalkBudget(now_s=0.0)
+    parsed = admitted_samples = 0
+    messages = records(data)
+    for number, message in enumerate(messages):
+        try:
+            frame = parse_talk_frame(message)
+        except TalkFrameError:
+            continue
+        parsed += 1
+        assert 1 <= len(frame.samples) <= MAX_FRAME_SAMPLES and 0 <= frame.sequence <= 0xFFFF
+        assert build_talk_frame(frame.sequence, frame.samples) == message
+        if budget.admit(frame, now_s=number * 0.02):
+            admitted_samples += len(frame.samples)
+    assert budget.frames + budget.dropped_frames == parsed
+    elapsed_s = max(0, len(messages) - 1) * 0.02
+    assert admitted_samples <= (BURST_S + elapsed_s * RATE_MARGIN) * SAMPLE_RATE + 1
+
+
 # --- ONVIF --------------------------------------------------------------------------------------------
 
 def onvif_probe_match(data: bytes) -> None:
@@ -541,6 +572,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("mqtt_command", mqtt_command, ("appliance.mqtt.commands",), 1024),
     Target("onvif_notification", onvif_notification, ("drivers.onvif.events", "appliance.alarms.camera_events"),
            16384),
+    Target("talk_frames", talk_frames, ("appliance.talk.frames",), 8192),
     Target("onvif_probe_match", onvif_probe_match, ("drivers.onvif.discovery",), 16384),
 
 

@@ -35,11 +35,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def config_text(root: Path, *, channels: int = 1, width: int = 320, height: int = 240, extra: str = "") -> str:
+def config_text(root: Path, *, channels: int = 1, width: int = 320, height: int = 240, extra: str = "",
+                top: str = "") -> str:
     chans = extra + "".join(
         f"  - id: {i}\n    name: Cam {i}\n    source: {{type: test-pattern, width: {width}, height: {height}, fps: 25,"
         f" bitrate: 300000, keyframe_interval_s: 1}}\n" for i in range(1, channels + 1))
-    return f"storage:\n  path: {root}\n  segment_seconds: 10\nchannels:\n{chans}web:\n  listen: 127.0.0.1:8080\n"
+    return f"storage:\n  path: {root}\n  segment_seconds: 10\nchannels:\n{chans}web:\n  listen: 127.0.0.1:8080\n{top}"
 
 
 def record_past(root: Path, *, start_us: int, seconds: float, channels: int = 1) -> None:
@@ -78,23 +79,34 @@ class WebRig:
 
 
 def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, past_ago_s: float = 600,
-                    with_users: bool = True, extra_channels: str = "") -> WebRig:
-    """`extra_channels`: YAML list items put before the test-pattern channels (e.g. RTSP cameras)."""
+                    with_users: bool = True, extra_channels: str = "", extra_top: str = "",
+                    tls: bool = False, audio_playback=None) -> WebRig:
+    """`extra_channels`: YAML list items put before the test-pattern channels (e.g. RTSP cameras);
+    `extra_top`: top-level YAML sections after the rest (e.g. `audio_out:`); `tls`: serve HTTPS with a
+    self-signed certificate (appliance.web.tls), as the image does; `audio_playback`: opens a sound
+    output by its ALSA name (e.g. a simulated speaker), behind the appliance's shared outputs."""
     root = tmp / "data"
     root.mkdir(parents=True, exist_ok=True)
     past_start_us = time.time_ns() // 1000 - round(past_ago_s * 1e6)
     if past_seconds:
         record_past(root, start_us=past_start_us, seconds=past_seconds, channels=channels)
     config_file = tmp / "nvr.yaml"
-    config_file.write_text(config_text(root, channels=channels, extra=extra_channels))
+    config_file.write_text(config_text(root, channels=channels, extra=extra_channels, top=extra_top))
     config = parse_config(config_file.read_text(), source=str(config_file), base_dir=tmp)
     port = free_port()
-    nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", port), sync=False)
+    cert, key = (None, None)
+    if tls:
+        from appliance.web.tls import ensure_self_signed
+
+        cert, key = ensure_self_signed(tmp / "tls")
+    sound = {"audio_playback": audio_playback} if audio_playback is not None else {}
+    nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", port), sync=False, tls_cert=cert, tls_key=key,
+                    **sound)
     if with_users:
         for role, password in PASSWORDS.items():
             nvr.users.add_user(role, password, role, replace=True)
     nvr.start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         _wait_up(url)
     except BaseException:
@@ -104,11 +116,14 @@ def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, p
 
 
 def _wait_up(url: str) -> None:
+    import ssl
     import urllib.request
+
+    unverified = ssl._create_unverified_context()  # a test's own self-signed certificate
 
     def answers() -> bool:
         try:
-            urllib.request.urlopen(url + "/api/ping", timeout=5).read()
+            urllib.request.urlopen(url + "/api/ping", timeout=5, context=unverified).read()
             return True
         except OSError:
             return False

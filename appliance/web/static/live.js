@@ -1,5 +1,6 @@
 // Live view: fMP4 over a WebSocket into Media Source Extensions; MJPEG <img> where MSE is missing.
-import { el, onCleanup, state } from "./app.js";
+import { el, may, onCleanup, state } from "./app.js";
+import { talkButton } from "./talk.js";
 
 const MS = window.ManagedMediaSource || window.MediaSource;  // ManagedMediaSource: Safari on iPhone
 
@@ -149,7 +150,9 @@ export function liveTile(channel, stream, { label = true } = {}) {
     tile.prepend(img);
     stateEl.textContent = "MJPEG";
   }
-  return { node: tile, close: () => { if (player) player.close(); if (img) img.removeAttribute("src"); } };
+  const talk = channel.talk && may("operator") ? talkButton(channel, el) : null;
+  if (talk) tile.append(talk.node);
+  return { node: tile, close: () => { if (talk) talk.close(); if (player) player.close(); if (img) img.removeAttribute("src"); } };
 }
 
 function bestStream(channel, full) {
