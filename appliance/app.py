@@ -5,7 +5,10 @@ start in this order, and `stop()` stops them in the reverse order:
 
 1. recorder (`Supervisor`): locks the data root, opens the index, runs recovery and retention, starts
    every enabled channel. Another process on the data root raises `DataRootBusy`: nothing started.
-2. PTZ service: the RS-485 buses, which linkage rules and the monitor steer domes through.
+2. ONVIF connections, when a channel has an ONVIF endpoint: the asyncio loop thread on which the
+   cameras' PTZ and events are spoken (`appliance.onvif_cameras`); cameras connect on first use.
+   PTZ service: the RS-485 buses and the ONVIF cameras' PTZ, which linkage rules and the monitor
+   steer domes through.
 3. alarm I/O: contacts and relays, motion and health watches, the rule engine (it needs the index,
    the fault board, the live taps and PTZ). Its health watch reports the recordings disk coming or
    going under `storage.require_mount`: the appliance then sets `disk_changed` and `stop_requested`,
@@ -26,7 +29,8 @@ start in this order, and `stop()` stops them in the reverse order:
 
 Stopping: systemd hears STOPPING=1 and the watchdog ends; the web server stops (new connections are
 refused); the monitor; MQTT (queued messages sent for up to 2 s, `offline` published, a clean
-disconnect); alarm I/O (outputs back to their safe state, open events ended); PTZ; the
+disconnect); alarm I/O (outputs back to their safe state, open events ended, the cameras' event
+subscriptions ended); PTZ; the ONVIF connections; the
 recorder (every open segment closed and indexed, the index closed, the data root released); last the
 web's own stores (users, exports, its reader connection). A failure while starting one part stops
 that part and the parts already started, in reverse, and is raised.
@@ -59,6 +63,7 @@ from appliance.alarms.io import AlarmIO
 from appliance.alarms.rules import PtzPresets
 from appliance.config.model import Config
 from appliance.ptz.service import PtzService
+from appliance.onvif_cameras import Connector, OnvifCameras, connect_endpoint
 from appliance.sound.output import TALK, AudioOutputs
 from appliance.supervisor import DataRootBusy, SourceFactory, Supervisor
 from appliance.systemd import ServiceIntegration, start_service_integration
@@ -89,7 +94,8 @@ class Appliance:
 
     `listen` (host, port): where the web server serves; None runs no web server (tests of recording,
     alarms or the monitor). `sources`, `sync`, `gpio` and `ptz_presets` are injected for tests and
-    benchmarks (see `Supervisor` and `AlarmIO`); `environ` is where systemd's variables are read.
+    benchmarks (see `Supervisor` and `AlarmIO`); `environ` is where systemd's variables are read;
+    `onvif_connect` connects an ONVIF channel's camera (see `appliance.onvif_cameras`).
     `stop_requested` ends `wait()`: a signal handler sets it, and so does the appliance when the
     recordings disk comes or goes.
     """
@@ -99,13 +105,16 @@ class Appliance:
                  sources: SourceFactory | None = None, sync: bool = True, gpio: Gpio | None = None,
                  ptz_presets: PtzPresets | None = None, environ: Mapping[str, str] = os.environ,
                  stop_requested: threading.Event | None = None,
-                 audio_playback: Callable[[str], AudioPlayback] = make_audio_playback):
+                 audio_playback: Callable[[str], AudioPlayback] = make_audio_playback,
+                 onvif_connect: Connector = connect_endpoint):
         """`audio_playback` opens a sound output by its ALSA name (tests: a simulated speaker)."""
         self.clocks = clocks
         self.audio_outputs = AudioOutputs(playback=audio_playback)
         self.intercom = _intercom(config, self.audio_outputs, clocks)
         self.supervisor = Supervisor(config, clocks=clocks, sources=sources, sync=sync)
-        self.ptz: PtzService = PtzService(config, clocks=clocks, faults=self.supervisor.faults)
+        self.onvif_cameras = OnvifCameras(config, connect=onvif_connect)  # PTZ and events of ONVIF cameras
+        self.ptz: PtzService = PtzService(config, clocks=clocks, faults=self.supervisor.faults,
+                                          onvif=self.onvif_cameras)
         self.alarm_io: AlarmIO | None = None
         self.monitor = None  # appliance.monitor.Monitor while it runs
         self.mqtt = None  # appliance.mqtt.service.MqttService while it runs
@@ -126,6 +135,8 @@ class Appliance:
             self._build_web(listen, tls_cert, tls_key, users)
         self._parts = [
             _Part("recorder", self.supervisor.start, self.supervisor.stop),
+            *([_Part("ONVIF connections", self.onvif_cameras.start, self.onvif_cameras.stop)]
+              if self.onvif_cameras.endpoints else []),
             _Part("PTZ service", self.ptz.start, self.ptz.shutdown),
             _Part("alarm I/O", self._start_alarm_io, self._stop_alarm_io),
             *([_Part("intercom", self.intercom.start, self.intercom.close)] if self.intercom is not None else []),
@@ -190,7 +201,8 @@ class Appliance:
         self.alarm_io = AlarmIO(s.config, clocks=self.clocks, index=s.index, faults=s.faults, live=s.live,
                                 data_root=s.root, gpio=self._gpio,
                                 ptz=self._ptz_presets if self._ptz_presets is not None else self.ptz,
-                                on_mount_change=self._mount_changed, outputs=self.audio_outputs, talk=self.talk)
+                                on_mount_change=self._mount_changed, outputs=self.audio_outputs, talk=self.talk,
+                                onvif=self.onvif_cameras)
         self.alarm_io.start()
 
     def _stop_alarm_io(self) -> None:

@@ -439,7 +439,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _cmd_ptz(args: argparse.Namespace) -> int:
-    from appliance.ptz.cli import PtzCommandError, PtzPortBusy, run_ptz_command
+    from appliance.ptz.cli import PtzCameraError, PtzCommandError, PtzPortBusy, run_ptz_command
     from drivers.pelco.bus import PelcoBusError
 
     config = _load(args)
@@ -448,9 +448,11 @@ def _cmd_ptz(args: argparse.Namespace) -> int:
                                for_s=args.for_s)
     except PtzCommandError as exc:
         raise UsageError(str(exc)) from None
-    except (PtzPortBusy, PelcoBusError) as exc:
+    except (PtzPortBusy, PelcoBusError, PtzCameraError) as exc:
         print(f"nvr: {exc}", file=sys.stderr)
         return 1
+
+
 def _cmd_mqtt_test(args: argparse.Namespace) -> int:
     from appliance.mqtt.cli import run_mqtt_test  # paho loads only for MQTT
 

@@ -25,6 +25,8 @@ from appliance.config.alarms import ALL_DAYS, AlarmInputConfig, parse_clock
 from appliance.alarms.health_watch import HealthWatch, Limits
 from appliance.alarms.webhooks import BoundedWorker, WebhookSender
 from appliance.alarms.rules import Firing, PtzPresets, RuleEngine
+from appliance.alarms.camera_events import CameraEvents
+from appliance.onvif_cameras import OnvifCameras
 from appliance.sound.output import TALK, AudioOutputs
 from appliance.talk.session import TalkHub
 
@@ -52,11 +54,12 @@ class AlarmIO:
                  data_root: Path | None = None, gpio: Gpio | None = None, ptz: PtzPresets | None = None,
                  tz: tzinfo | None = None, on_fired: Callable[[Firing], None] | None = None,
                  on_mount_change: Callable[[bool], None] | None = None, outputs: AudioOutputs | None = None,
-                 talk: TalkHub | None = None):
+                 talk: TalkHub | None = None, onvif: OnvifCameras | None = None):
         """`on_mount_change(mounted)`: the recordings disk came or went (with `storage.require_mount`).
         `outputs`: the box's shared sound outputs (the appliance's; a private set when left out).
         `talk`: who talks where, shared with the web's push-to-talk, so a rule's sound on a camera's
-        speaker never speaks over an operator (one of its own on `outputs` when left out)."""
+        speaker never speaks over an operator (one of its own on `outputs` when left out).
+        `onvif`: the ONVIF channels' connections, whose cameras' events become signals (camera_events)."""
         self.config, self._clocks, self._index, self._faults, self._live = config, clocks, index, faults, live
         self._on_mount_change = on_mount_change
         self._root, self._gpio, self._owns_gpio, self._tz = data_root, gpio, False, tz
@@ -71,6 +74,9 @@ class AlarmIO:
         self.contacts: dict[str, AlarmContact] = {}
         self.motion: dict = {}  # channel -> recorder.motion.MotionWatcher
         self.health: HealthWatch | None = None
+        self._onvif = onvif
+        self.camera_events: CameraEvents | None = None
+        self._signal_sources: dict[tuple[str, str], set[str]] = {}  # (kind, key) -> its sources active now
         self.engine = RuleEngine(rules=config.rules, index=index, relays=self.relays, scheduler=self.scheduler,
                                  clocks=clocks, webhooks=self.webhooks, ptz=ptz, ptz_worker=self.ptz_worker,
                                  on_fired=on_fired, sounds=self.sounds)
@@ -92,12 +98,15 @@ class AlarmIO:
         for alarm in self._faults.active():  # raised before we listened
             self._board_changed(alarm, True)
         self._start_motion()
+        self._start_camera_events()
         self._start_health()
 
     def stop(self) -> None:
         """Stop every source of signals, end open events, put every output in its safe state (off)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self.camera_events is not None:
+            self.camera_events.stop()
         for watcher in self.motion.values():
             watcher.stop()
         if self.health is not None:
@@ -246,7 +255,32 @@ class AlarmIO:
                              hold_s=motion.hold_s, source=source)
 
     def _motion_changed(self, channel: int, active: bool, at_us: int, score: float) -> None:
-        self.engine.signal("motion", str(channel), active, at_us=at_us, detail=f"score {score:.4f}")
+        self.scheduler.call_soon(self._source_changed, "motion", str(channel), "box", active, at_us,
+                                 f"score {score:.4f}")
+
+    # --- camera events (ONVIF) -----------------------------------------------------------------
+
+    def _start_camera_events(self) -> None:
+        if self._onvif is None or not self._onvif.channels():
+            return
+        self.camera_events = CameraEvents(self._onvif, on_change=self._camera_changed, faults=self._faults)
+        self.camera_events.start()
+
+    def _camera_changed(self, kind: str, key: str, source: str, active: bool, detail: str) -> None:
+        """On the ONVIF loop thread: stamp the arrival and hand over at once."""
+        self.scheduler.call_soon(self._source_changed, kind, key, source, active, self._clocks.utc_now_us(), detail)
+
+    def _source_changed(self, kind: str, key: str, source: str, active: bool, at_us: int, detail: str) -> None:
+        """On the scheduler thread. A signal fed by several sources (the box's motion detection and the
+        camera's, a camera's several rules) is active while any of them is: only its edges reach the rules."""
+        sources = self._signal_sources.setdefault((kind, key), set())
+        was = bool(sources)
+        if active:
+            sources.add(source)
+        else:
+            sources.discard(source)
+        if bool(sources) != was:
+            self.engine.signal(kind, key, not was, at_us=at_us, detail=detail)
 
     def _start_health(self) -> None:
         temperature = self.config.alarms.temperature
@@ -271,6 +305,7 @@ class AlarmIO:
             "webhooks": self.webhooks.statistics(), "ptz": self.ptz_worker.statistics(),
             "sounds": self.sounds.statistics() if self.sounds is not None else None,
             "health": self.health.statistics() if self.health else None,
+            "camera_events": self.camera_events.statistics() if self.camera_events else None,
         }
 
 

@@ -19,6 +19,8 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ALL_DAYS: list[str] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _CLOCK_RE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
+_CAMERA_INPUT_RE = re.compile(r"ch([0-9]{1,3}):[A-Za-z0-9_.-]{1,32}")  # appliance.alarms.camera_events
+CAMERA_SIGNALS = ("line_crossing", "intrusion", "tamper")  # signals only an ONVIF camera's events raise
 
 
 class _Section(BaseModel):
@@ -173,9 +175,18 @@ class MotionConfig(_Section):
 class WhenConfig(_Section):
     """The one signal that fires a rule."""
 
-    alarm_input: str | None = Field(None, description="An alarms.inputs[] id.")
-    motion: int | None = Field(None, description="A channel id whose motion detection is configured.")
+    alarm_input: str | None = Field(None, description=(
+        "An alarms.inputs[] id, or a camera's own digital input as chN:TOKEN (channel N's ONVIF camera, "
+        "its input token, e.g. ch3:AlarmIn_0)."))
+    motion: int | None = Field(None, description=(
+        "A channel id whose motion detection is configured, or whose ONVIF camera reports motion "
+        "(either source makes it active)."))
     video_loss: int | None = Field(None, description="A channel id.")
+    line_crossing: int | None = Field(None, description="A channel id whose ONVIF camera reports line crossing.")
+    intrusion: int | None = Field(None, description=(
+        "A channel id whose ONVIF camera reports field detection (intrusion into an area)."))
+    tamper: int | None = Field(None, description=(
+        "A channel id whose ONVIF camera reports tampering (covered, moved, blurred, scene change)."))
     disk: Literal["full", "error", "missing", "failing", "hot", "errors"] | None = Field(None, description=(
         "A data disk problem: full, error (a write failed), missing, or from its health: failing "
         "(S.M.A.R.T. verdict), hot, errors (bad sectors, I/O errors)."))
@@ -337,21 +348,34 @@ def _pin_clashes(alarms: AlarmsConfig) -> list[Reference]:
     return found
 
 
+def has_onvif(channel: Any) -> bool:
+    """Whether a channel's camera is reached over ONVIF (a `type: onvif` source or an rtsp `onvif:`)."""
+    source = channel.source
+    return getattr(source, "type", None) == "onvif" or getattr(source, "onvif", None) is not None
+
+
 def _rule_errors(loc: tuple[Any, ...], rule: RuleConfig, config: Any) -> list[Reference]:
     channels = {channel.id: channel for channel in config.channels}
     inputs = [i.id for i in config.alarms.inputs]
     outputs = [o.id for o in config.alarms.outputs]
     when, errors = rule.when, []
     if when.alarm_input is not None and when.alarm_input not in inputs:
-        errors.append(((*loc, "when", "alarm_input"), when.alarm_input,
-                       f"unknown alarm input {when.alarm_input!r}; {_known('alarms.inputs', inputs)}"))
-    for key in ("motion", "video_loss"):
+        errors += _camera_input_errors((*loc, "when", "alarm_input"), when.alarm_input, channels, inputs)
+    for key in ("motion", "video_loss", *CAMERA_SIGNALS):
         channel = getattr(when, key)
         if channel is not None and channel not in channels:
             errors.append(((*loc, "when", key), channel, f"unknown channel {channel}; {_known('channels', channels)}"))
-    if when.motion in channels and getattr(channels[when.motion], "motion", None) is None:
+    if when.motion in channels and getattr(channels[when.motion], "motion", None) is None \
+            and not has_onvif(channels[when.motion]):
         errors.append(((*loc, "when", "motion"), when.motion,
-                       f"channel {when.motion} has no motion detection; add a `motion:` section to that channel"))
+                       f"channel {when.motion} has no motion detection; add a `motion:` section to that channel "
+                       f"(or an `onvif:` endpoint to its source for the camera's own motion)"))
+    for key in CAMERA_SIGNALS:
+        channel = getattr(when, key)
+        if channel in channels and not has_onvif(channels[channel]):
+            errors.append(((*loc, "when", key), channel,
+                           f"channel {channel} is not an ONVIF camera: only a camera's own analytics report "
+                           f"{key.replace('_', ' ')}; give its source an `onvif:` endpoint or use `type: onvif`"))
     temperature = config.alarms.temperature
     if when.temperature and not (temperature.thermal_zones or temperature.sht3x):
         errors.append(((*loc, "when", "temperature"), when.temperature,
@@ -361,6 +385,19 @@ def _rule_errors(loc: tuple[Any, ...], rule: RuleConfig, config: Any) -> list[Re
         if action.play is not None:
             errors += _play_errors((*loc, "do", index, "play"), action.play, config)
     return errors
+
+
+def _camera_input_errors(loc: tuple[Any, ...], value: str, channels: dict, inputs: list[str]) -> list[Reference]:
+    match = _CAMERA_INPUT_RE.fullmatch(value)
+    if match is None:
+        hint = " (a camera's own input is chN:TOKEN, e.g. ch3:AlarmIn_0)" \
+            if any(has_onvif(channel) for channel in channels.values()) else ""
+        return [(loc, value, f"unknown alarm input {value!r}; {_known('alarms.inputs', inputs)}{hint}")]
+    channel = int(match.group(1))
+    if channel not in channels or not has_onvif(channels[channel]):
+        return [(loc, value, f"{value!r} names channel {channel}, which is not an ONVIF camera; "
+                             f"{_known('channels', channels)}")]
+    return []
 
 
 def _play_errors(loc: tuple[Any, ...], play: PlayAction, config: Any) -> list[Reference]:
@@ -401,10 +438,11 @@ def _action_errors(loc: tuple[Any, ...], action: ActionConfig, channels: dict, o
     if preset is not None and preset.channel not in channels:
         errors.append(((*loc, "ptz_preset", "channel"), preset.channel,
                        f"unknown channel {preset.channel}; {_known('channels', channels)}"))
-    elif preset is not None and getattr(channels[preset.channel], "ptz", None) is None:
+    elif preset is not None and getattr(channels[preset.channel], "ptz", None) is None \
+            and not has_onvif(channels[preset.channel]):
         errors.append(((*loc, "ptz_preset", "channel"), preset.channel,
                        f"channel {preset.channel} has no PTZ dome; add a `ptz:` section (port and address) "
-                       f"to that channel"))
+                       f"to that channel, or an `onvif:` endpoint to its source for an ONVIF PTZ camera"))
     return errors
 
 

@@ -88,7 +88,7 @@ class Topics:
         """The state topic of a rule signal (kind, key) as the alarm side names it; None for unknown kinds."""
         if kind == "alarm_input":
             return self.alarm_input(key)
-        if kind in ("motion", "video_loss"):
+        if kind in ("motion", "video_loss", "line_crossing", "intrusion", "tamper"):
             return self.channel(int(key), kind)
         if kind == "disk":
             return self.fault(f"disk_{key}")

@@ -3,6 +3,10 @@
 It opens the port itself (with the same exclusive lock the service takes), so it works with the
 service stopped; when the service holds the port it says so plainly, with the service's pid from
 the data root's lock file, instead of a bare "resource busy".
+
+A channel whose camera speaks ONVIF (an ONVIF endpoint, no `ptz:` section) gets the command over the
+network instead (`appliance.ptz.onvif`): moves, zoom, stop, presets and `home`; the running service
+does not stand in the way (a camera takes commands from several clients).
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from pathlib import Path
 
 from appliance.config.model import Config
 from appliance.config.ptz import PtzPortConfig
+from appliance.onvif_cameras import OnvifCameras, onvif_endpoint
+from appliance.ptz.onvif import OnvifDomes
 from appliance.ptz.service import channel_with_ptz, make_bus
 from drivers.pelco.protocol import MAX_PRESET, MAX_SPEED, STOP, Message, Move, Preset, encode, wire_to_degrees
 from drivers.pelco.bus import PelcoBus, TourStep
@@ -36,7 +42,10 @@ _MOVES: dict[str, Callable[[int], Move]] = {
     "iris-close": lambda speed: Move(iris=-1),
 }
 _PRESETS = {"preset-set": "set", "preset-go": "go", "preset-clear": "clear"}
-ACTIONS = (*_MOVES, "stop", *_PRESETS, "tour-start", "tour-stop", "position")
+ACTIONS = (*_MOVES, "stop", *_PRESETS, "tour-start", "tour-stop", "position", "home")
+_ONVIF_DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, 1), "down": (0, -1)}
+ONVIF_ACTIONS = (*_ONVIF_DIRECTIONS, "zoom-in", "zoom-out", "stop", *_PRESETS, "home")
+ONVIF_TIMEOUT_S = 30.0  # connecting, reading the profile, then the command
 
 
 class PtzCommandError(Exception):
@@ -47,9 +56,18 @@ class PtzPortBusy(Exception):
     """The port is held by the running service or another program; the message says which."""
 
 
+class PtzCameraError(Exception):
+    """An ONVIF camera could not be reached or refused the command; the message says why."""
+
+
 def run_ptz_command(config: Config, *, channel: int, action: str, arg: str | None, speed: int,
                     for_s: float | None, out: Callable[[str], None] = print) -> int:
-    """Carry out one `nvr ptz` action; returns the exit status. Raises PtzCommandError, PtzPortBusy."""
+    """Carry out one `nvr ptz` action; returns the exit status. Raises PtzCommandError, PtzPortBusy,
+    PtzCameraError."""
+    found = next((c for c in config.channels if c.id == channel), None)
+    if found is not None and found.ptz is None and onvif_endpoint(found) is not None:
+        _check_arguments(action, arg, speed, for_s)
+        return _run_onvif(config, channel, action, arg, speed, for_s, out)
     try:
         found, port = channel_with_ptz(config, channel)
     except LookupError as exc:
@@ -92,6 +110,8 @@ def _preset_number(arg: str) -> int:
 
 def _dispatch(bus: PelcoBus, dome, action: str, arg: str | None, speed: int, for_s: float | None,
               where: str, out: Callable[[str], None], clocks: Clocks) -> int:
+    if action == "home":
+        raise PtzCommandError("home is an ONVIF camera's command; an RS-485 dome goes to a preset (preset-go N)")
     if action == "position":
         return _position(bus, dome.address, where, out)
     if action == "tour-start":
@@ -138,6 +158,48 @@ def _tour(bus: PelcoBus, dome, name: str, out) -> int:
             signal.signal(sig, handler)
     out(f"tour {name!r} stopped after {bus.statistics()['tour_steps']} preset call(s)")
     return 0
+
+
+def _run_onvif(config: Config, channel: int, action: str, arg: str | None, speed: int, for_s: float | None,
+               out: Callable[[str], None]) -> int:
+    if action not in ONVIF_ACTIONS:
+        raise PtzCommandError(f"channel {channel} is an ONVIF camera: {action} is for RS-485 domes; "
+                              f"an ONVIF camera takes: {' '.join(ONVIF_ACTIONS)}")
+    cameras = OnvifCameras(config)
+    if channel not in cameras.endpoints:
+        raise PtzCommandError(f"channel {channel} is disabled (enabled: false); enable it to steer its camera")
+    domes = OnvifDomes(config, cameras)
+    where = f"channel {channel}'s camera at {cameras.endpoints[channel].url}"
+    cameras.start()
+    try:
+        _onvif_send(domes, channel, action, arg, speed, where, out)
+        if for_s is not None:
+            RealClocks().sleep(for_s)
+            _onvif_send(domes, channel, "stop", None, speed, where, out)
+        elif action in _ONVIF_DIRECTIONS or action.startswith("zoom"):
+            out("the camera keeps moving until `nvr ptz stop` (or stops by itself after 60 s)")
+        return 0
+    finally:
+        cameras.stop()
+
+
+def _onvif_send(domes: OnvifDomes, channel: int, action: str, arg: str | None, speed: int, where: str,
+                out: Callable[[str], None]) -> None:
+    if action in _ONVIF_DIRECTIONS:
+        future = domes.move(channel, *_ONVIF_DIRECTIONS[action], speed)
+    elif action in ("zoom-in", "zoom-out"):
+        future = domes.zoom(channel, 1 if action == "zoom-in" else -1)
+    elif action in _PRESETS:
+        number = _preset_number(arg)
+        future = {"go": domes.preset_go, "set": domes.preset_set, "clear": domes.preset_clear}[_PRESETS[action]](
+            channel, number)
+    else:
+        future = domes.home(channel) if action == "home" else domes.stop(channel)
+    try:
+        future.result(timeout=ONVIF_TIMEOUT_S)
+    except Exception as exc:
+        raise PtzCameraError(f"{where} did not take {action}: {exc}") from exc
+    out(f"sent {action}{' ' + arg if arg else ''} to {where}")
 
 
 def busy_message(port: PtzPortConfig, data_root: Path) -> str:

@@ -10,6 +10,12 @@ a commercial DVR.
 A port that cannot be opened raises a `ptz_down` alarm on each channel behind it and is retried in
 the background; the other ports and the recording are not affected.
 
+A channel whose camera speaks ONVIF (an ONVIF endpoint and no `ptz:` section) is steered over the LAN by
+`appliance.ptz.onvif.OnvifDomes` through the same calls: moves, zoom, stop, presets by number, and
+`home` / `step` (a relative move) that only ONVIF cameras have. Focus, iris, absolute `goto`,
+`position` and tours are Pelco-only here and raise PtzError naming that. A camera that does not answer
+raises `ptz_down` on its channel as a dead bus does.
+
 Exceptions::
 
     PtzError (RuntimeError)
@@ -26,6 +32,8 @@ from dataclasses import dataclass
 
 from appliance.config.model import ChannelConfig, Config
 from appliance.config.ptz import ChannelPtzConfig, PtzPortConfig
+from appliance.onvif_cameras import OnvifCameras
+from appliance.ptz.onvif import OnvifDomes
 from drivers.pelco.protocol import (STOP, ZOOM_MAX, Move, PelcoError, Preset, SetPosition, degrees_to_wire,
                            wire_to_degrees)
 from drivers.pelco.bus import PelcoBus, TourStep
@@ -78,9 +86,13 @@ class PtzService:
     """Every PTZ dome of the appliance, addressed by channel number."""
 
     def __init__(self, config: Config, *, clocks: Clocks, faults: FaultSink | None = None,
-                 open_port: PortOpener = open_configured_port, buses: dict[str, PelcoBus] | None = None):
+                 open_port: PortOpener = open_configured_port, buses: dict[str, PelcoBus] | None = None,
+                 onvif: OnvifCameras | None = None):
+        """`onvif`: the ONVIF channels' connections; their cameras' PTZ is steered through this service."""
         self._domes: dict[int, ChannelPtzConfig] = {c.id: c.ptz for c in config.channels if c.ptz is not None}
         self._faults = faults
+        self.onvif: OnvifDomes | None = OnvifDomes(config, onvif, on_state=self._onvif_state) \
+            if onvif is not None else None
         used = {dome.port for dome in self._domes.values()}
         self.buses: dict[str, PelcoBus] = buses if buses is not None else {
             port.id: make_bus(port, clocks=clocks, open_port=open_port, on_port_state=self._port_state(port.id))
@@ -93,6 +105,8 @@ class PtzService:
         """Open every port in use and start its worker; a port that fails is retried in the background."""
         for bus in self.buses.values():
             bus.start()
+        if self.onvif is not None:
+            self.onvif.start()
         self._started = True
         if self.buses:
             log.info("PTZ: %d dome(s) on %d bus(es)", len(self._domes), len(self.buses))
@@ -104,8 +118,18 @@ class PtzService:
         self._started = False
 
     def channels(self) -> list[int]:
-        """Channels that have a PTZ dome."""
-        return sorted(self._domes)
+        """Channels that have a PTZ dome (RS-485, or an ONVIF camera that offers PTZ or has not said yet)."""
+        return sorted(set(self._domes) | set(self.onvif.channels() if self.onvif is not None else ()))
+
+    def _onvif_channel(self, channel: int) -> OnvifDomes | None:
+        """The ONVIF backend if `channel` is steered over ONVIF (not an RS-485 dome)."""
+        if channel in self._domes or self.onvif is None or not self.onvif.has(channel):
+            return None
+        return self.onvif
+
+    def _pelco_only(self, channel: int, what: str) -> None:
+        if self._onvif_channel(channel) is not None:
+            raise PtzError(f"channel {channel} is an ONVIF camera: {what} is offered for RS-485 domes only")
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -116,36 +140,50 @@ class PtzService:
         `speed` is sent for each axis that moves (0 for one that does not); an explicit `tilt_speed`
         is sent as given, as some controllers always send both.
         """
+        if (onvif := self._onvif_channel(channel)) is not None:
+            return onvif.move(channel, pan, tilt, speed, turbo=turbo, tilt_speed=tilt_speed)
         tilt_speed = (speed if tilt else 0) if tilt_speed is None else tilt_speed
         return self._manual(channel, Move(pan=pan, tilt=tilt, pan_speed=speed if pan else 0, turbo=turbo,
                                           tilt_speed=tilt_speed))
 
     def stop(self, channel: int) -> Future:
         """Stop pan, tilt, zoom, focus and iris motion (and the channel's tour)."""
+        if (onvif := self._onvif_channel(channel)) is not None:
+            return onvif.stop(channel)
         return self._manual(channel, STOP)
 
     def zoom(self, channel: int, direction: int) -> Future:
         """Zoom in (+1, tele) or out (-1, wide) until stopped."""
+        if (onvif := self._onvif_channel(channel)) is not None:
+            return onvif.zoom(channel, direction)
         return self._manual(channel, Move(zoom=direction))
 
     def focus(self, channel: int, direction: int) -> Future:
         """Focus far (+1) or near (-1) until stopped."""
+        self._pelco_only(channel, "focus")
         return self._manual(channel, Move(focus=direction))
 
     def iris(self, channel: int, direction: int) -> Future:
         """Open (+1) or close (-1) the iris until stopped."""
+        self._pelco_only(channel, "iris")
         return self._manual(channel, Move(iris=direction))
 
     def preset_go(self, channel: int, number: int) -> Future:
         """Go to preset `number` (1-255); used by linkage rules, so it also stops a running tour."""
+        if (onvif := self._onvif_channel(channel)) is not None:
+            return onvif.preset_go(channel, number)
         return self._manual(channel, Preset("go", number))
 
     def preset_set(self, channel: int, number: int) -> Future:
         """Store the dome's current position as preset `number`."""
+        if (onvif := self._onvif_channel(channel)) is not None:
+            return onvif.preset_set(channel, number)
         return self._send(channel, Preset("set", number))
 
     def preset_clear(self, channel: int, number: int) -> Future:
         """Forget preset `number`."""
+        if (onvif := self._onvif_channel(channel)) is not None:
+            return onvif.preset_clear(channel, number)
         return self._send(channel, Preset("clear", number))
 
     def goto(self, channel: int, *, pan_deg: float | None = None, tilt_deg: float | None = None,
@@ -153,6 +191,7 @@ class PtzService:
         """Go to an absolute position (Pelco-D 0x4B/0x4D/0x4F; not every dome has them)."""
         if zoom is not None and not 0.0 <= zoom <= 1.0:
             raise PelcoError(f"zoom must be from 0.0 (wide) to 1.0 (tele), got {zoom!r}")
+        self._pelco_only(channel, "an absolute position")
         self._stop_tour(channel)
         values = {"pan": None if pan_deg is None else degrees_to_wire(pan_deg),
                   "tilt": None if tilt_deg is None else degrees_to_wire(tilt_deg),
@@ -161,18 +200,37 @@ class PtzService:
 
     def position(self, channel: int, *, timeout_s: float | None = None) -> PtzPosition:
         """Ask the dome where it points (three queries); raises QueryTimeout if it does not answer."""
+        self._pelco_only(channel, "reading the position")
         bus, dome = self._bus(channel)
         pan, tilt, zoom = (bus.query(dome.address, axis, timeout_s=timeout_s) for axis in ("pan", "tilt", "zoom"))
         return PtzPosition(wire_to_degrees(pan), wire_to_degrees(tilt, signed=True), zoom / ZOOM_MAX)
+
+    def home(self, channel: int) -> Future:
+        """Go to the camera's home position (ONVIF cameras; a Pelco dome's home is a preset)."""
+        if (onvif := self._onvif_channel(channel)) is not None:
+            return onvif.home(channel)
+        self._dome(channel)
+        raise PtzError(f"channel {channel} is an RS-485 dome: go to a preset instead of home")
+
+    def step(self, channel: int, *, pan: float = 0.0, tilt: float = 0.0, zoom: float = 0.0) -> Future:
+        """Move by a normalized step (-1.0 to 1.0) where an ONVIF camera's PTZ configuration offers it."""
+        if (onvif := self._onvif_channel(channel)) is not None:
+            return onvif.step(channel, pan=pan, tilt=tilt, zoom=zoom)
+        self._dome(channel)
+        raise PtzError(f"channel {channel} is an RS-485 dome: relative steps are offered for ONVIF cameras only")
 
     # --- tours -----------------------------------------------------------------------------------
 
     def tours(self, channel: int) -> list[str]:
         """Names of the channel's configured tours."""
+        if self._onvif_channel(channel) is not None:
+            return []
         return [tour.name for tour in self._dome(channel).tours]
 
     def tour_start(self, channel: int, name: str) -> None:
         """Start the named tour (first preset now); replaces a tour already running on the dome."""
+        if self._onvif_channel(channel) is not None:
+            raise UnknownTour(f"channel {channel} is an ONVIF camera: tours are offered for RS-485 domes only")
         dome = self._dome(channel)
         tour = next((t for t in dome.tours if t.name == name), None)
         if tour is None:
@@ -188,6 +246,8 @@ class PtzService:
 
     def tour_running(self, channel: int) -> str | None:
         """Name of the tour running on the channel's dome, if any."""
+        if self._onvif_channel(channel) is not None:
+            return None
         bus, dome = self._bus(channel)
         return bus.tour_of(dome.address)
 
@@ -199,14 +259,15 @@ class PtzService:
                 "channels": {channel: {"port": dome.port, "address": dome.address,
                                        "tour": self.buses[dome.port].tour_of(dome.address)
                                        if dome.port in self.buses else None}
-                             for channel, dome in sorted(self._domes.items())}}
+                             for channel, dome in sorted(self._domes.items())},
+                "onvif": self.onvif.statistics() if self.onvif is not None else None}
 
     # --- helpers ---------------------------------------------------------------------------------
 
     def _dome(self, channel: int) -> ChannelPtzConfig:
         dome = self._domes.get(channel)
         if dome is None:
-            with_ptz = ", ".join(map(str, sorted(self._domes))) or "none"
+            with_ptz = ", ".join(map(str, self.channels())) or "none"
             raise NoPtz(f"channel {channel} has no PTZ dome configured (channels with PTZ: {with_ptz})")
         return dome
 
@@ -223,11 +284,21 @@ class PtzService:
         return self._send(channel, message)
 
     def _stop_tour(self, channel: int) -> str | None:
+        if self._onvif_channel(channel) is not None:
+            return None
         bus, dome = self._bus(channel)
         name = bus.stop_tour(dome.address)
         if name:
             log.info("channel %d: tour %r stopped", channel, name)
         return name
+
+    def _onvif_state(self, channel: int, ok: bool, error: str | None) -> None:
+        if self._faults is None:
+            return
+        if ok:
+            self._faults.clear_fault(PTZ_DOWN, channel=channel)
+        else:
+            self._faults.raise_fault(PTZ_DOWN, f"ONVIF PTZ: {error}", channel=channel)
 
     def _port_state(self, port_id: str) -> Callable[[bool, str | None], None]:
         def changed(ok: bool, error: str | None) -> None:

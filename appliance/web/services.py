@@ -64,10 +64,17 @@ class WebPtz:
 
     @staticmethod
     def _wait(future) -> None:
+        """Wait for the command; every failure comes out as OSError or ValueError (what the routes answer
+        with 502), an ONVIF camera's own (a SOAP fault, no such preset, busy) included."""
         try:
             future.result(timeout=COMMAND_TIMEOUT_S)
         except TimeoutError as exc:
-            raise OSError(f"the RS-485 bus did not send the command within {COMMAND_TIMEOUT_S:g} s") from exc
+            raise OSError(f"the command was not carried out within {COMMAND_TIMEOUT_S:g} s (the RS-485 bus "
+                          f"is busy or the camera does not answer): {exc}") from exc
+        except (OSError, ValueError):
+            raise
+        except Exception as exc:  # an ONVIF camera's refusal, translated at this seam
+            raise OSError(f"the camera refused the command: {exc}") from exc
 
 
 class WebAlarmPanel:

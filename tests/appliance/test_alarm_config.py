@@ -79,7 +79,8 @@ def test_rules_naming_unknown_inputs_outputs_and_channels_are_rejected_with_key_
         "nvr.yaml:24: rules[0].do[0].record.channels[1]: unknown channel 9; channels defines: 1, 2",
         "nvr.yaml:25: rules[0].do[1].output.id: unknown alarm output 'sirne'; alarms.outputs defines: siren, strobe",
         "nvr.yaml:26: rules[0].do[2].ptz_preset.channel: unknown channel 7; channels defines: 1, 2",
-        "nvr.yaml:27: rules[1].when.motion: channel 2 has no motion detection; add a `motion:` section to that channel",
+        "nvr.yaml:27: rules[1].when.motion: channel 2 has no motion detection; add a `motion:` section to that channel "
+        "(or an `onvif:` endpoint to its source for the camera's own motion)",
         "nvr.yaml:29: rules[2].when.video_loss: unknown channel 5; channels defines: 1, 2",
     ]
 
@@ -91,7 +92,8 @@ def test_a_preset_call_on_a_channel_without_a_dome_is_rejected():
             do: [{ptz_preset: {channel: 1, preset: 1}}]
         """)
     assert found == ["nvr.yaml:23: rules[0].do[0].ptz_preset.channel: channel 1 has no PTZ dome; "
-                     "add a `ptz:` section (port and address) to that channel"]
+                     "add a `ptz:` section (port and address) to that channel, or an `onvif:` endpoint to its "
+                     "source for an ONVIF PTZ camera"]
 
 
 def test_a_rule_needs_exactly_one_signal_and_each_action_exactly_one_kind():

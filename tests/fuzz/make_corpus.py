@@ -22,6 +22,8 @@ Where each target's seeds come from:
 - smartctl_json: the real smartctl reports of tests/hal/data/smartctl (its README says where each comes
   from: real disks' reports from a public project's test data and smartctl 7.3 run on this VM's
   devices), whole and cut at seeded random offsets as a broken pipe would cut them.
+- onvif_notification: PullMessages answers built from the message shapes of tests/support/onvif_events.py
+  (Hikvision, Dahua, Reolink, Axis, the standard digital input; its docstring cites the public captures).
 - onvif_probe_match: ipycam 1.3.0's ProbeMatches and Hello (its own renderer), and ProbeMatches written
   in the ONVIF Core specification's shape with a camera's scopes (see `onvif_seeds`).
 - fmp4_recovery: a segment written by the recorder (recorder.fmp4: x264 video and FFmpeg AAC from
@@ -500,6 +502,25 @@ def mqtt_seeds(corpus: Corpus) -> None:
         corpus.add("mqtt_command", T.frame_records([topic.encode(), payload]), f"command-{number}")
 
 
+def onvif_event_seeds(corpus: Corpus) -> None:
+    """PullMessages answers in the shapes real cameras send (tests/support/onvif_events.py says where each
+    comes from): one vendor message per seed, a mixed answer, an empty one and near misses."""
+    spec = importlib.util.spec_from_file_location("onvif_events", FUZZ_DIR.parent / "support" / "onvif_events.py")
+    cams = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = cams  # its dataclasses look their module up
+    spec.loader.exec_module(cams)
+    messages = {"hikvision-motion": cams.hikvision_motion(True), "hikvision-line": cams.hikvision_line_crossed(),
+                "hikvision-field": cams.hikvision_field(True), "hikvision-tamper": cams.hikvision_tamper(False),
+                "dahua-motion": cams.dahua_motion_alarm(True), "dahua-scene": cams.dahua_scene_change(True),
+                "reolink-motion": cams.reolink_motion(False), "digital-input": cams.digital_input("AlarmIn_0", True),
+                "axis-port": cams.axis_port("1", True), "unknown": cams.unknown_topic()}
+    for label, message in messages.items():
+        corpus.add("onvif_notification", cams.pull_messages_response([message]), f"pull-{label}")
+    corpus.add("onvif_notification", cams.pull_messages_response(list(messages.values()) * 2), "pull-mixed")
+    corpus.add("onvif_notification", cams.pull_messages_response([]), "pull-empty")
+    corpus.add("onvif_notification", cams.pull_messages_response([cams.hikvision_motion(True)])[:300], "pull-cut")
+
+
 def talk_seeds(corpus: Corpus) -> None:
     """Push-to-talk messages as the page's worklet cuts them (20 ms of a 1 kHz tone at 8 kHz, rising
     sequence numbers, a wrap), and the near misses a broken page would send (version, flags, odd length)."""
@@ -584,6 +605,7 @@ def main() -> int:
     talk_seeds(corpus)
     onvif_seeds(corpus)
     onvif_request_seeds(corpus)
+    onvif_event_seeds(corpus)
     total = sum(p.stat().st_size for p in corpus.root.rglob("*") if p.is_file())
     for target in T.TARGETS:
         print(f"{target:15} {corpus.count.get(target, 0):3} seeds")

@@ -414,6 +414,50 @@ def mqtt_command(data: bytes) -> None:
         assert command.value is None or 1 <= command.value <= MAX_RECORD_S, command
 
 
+def onvif_notification(data: bytes) -> None:
+    """A camera's answer to PullMessages, as the event subscriber reads it (drivers.onvif.events).
+
+    `parse_pull_messages` raises only ValueError (not XML, a DTD, over MAX_RESPONSE_BYTES); what it
+    returns is bounded by the input and the named limits: no more events than NotificationMessage
+    elements the bytes can hold nor than MAX_MESSAGES_PER_PULL, each of a known kind with a source
+    no longer than a token and a rule. The same answer then goes through the appliance's coalescing of
+    one pull (appliance.alarms.camera_events), which hands over at most two changes per source.
+    """
+    from drivers.onvif.events import KINDS, MAX_MESSAGES_PER_PULL, MAX_TEXT_CHARS, parse_pull_messages
+
+    try:
+        result = parse_pull_messages(data)
+    except ValueError:
+        return
+    assert len(result.events) + len(result.unknown_topics) + result.skipped <= MAX_MESSAGES_PER_PULL
+    assert len(result.events) <= data.count(b"NotificationMessage")
+    for event in result.events:
+        assert event.kind in KINDS and isinstance(event.active, bool), event
+        assert len(event.source) <= 2 * MAX_TEXT_CHARS + 1, event
+    for topic in result.unknown_topics:
+        assert len(topic) <= MAX_TEXT_CHARS
+    _coalesce(result.events)
+
+
+def _coalesce(events: list) -> None:
+    from appliance.alarms.camera_events import CameraEvents
+
+    class _Cameras:
+        def channels(self) -> list[int]:
+            return [1]
+
+    changes: list[tuple] = []
+    sink = CameraEvents(_Cameras(), on_change=lambda *change: changes.append(change))
+    sink._active[1] = {}
+    sink._events(1, events)
+    sources = {(event.kind, event.source) for event in events}
+    assert len(changes) <= 2 * len(sources), (len(changes), len(sources))
+    held = {}
+    for kind, key, source, active, _detail in changes:
+        assert held.get(source, False) != active, "a change that changes nothing was handed over"
+        held[source] = active
+
+
 # --- talk -------------------------------------------------------------------------------------------------
 
 def talk_frames(data: bytes) -> None:
@@ -539,6 +583,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("fmp4_recovery", fmp4_recovery, ("recorder.fmp4", "recorder.mp4", "recorder.aac"), 16384),
     Target("smartctl_json", smartctl_json, ("hal.smart",), 32768),
     Target("mqtt_command", mqtt_command, ("appliance.mqtt.commands",), 1024),
+    Target("onvif_notification", onvif_notification, ("drivers.onvif.events", "appliance.alarms.camera_events"),
+           16384),
     Target("talk_frames", talk_frames, ("appliance.talk.frames",), 8192),
     Target("onvif_probe_match", onvif_probe_match, ("drivers.onvif.discovery",), 16384),
 
