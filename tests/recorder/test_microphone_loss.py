@@ -155,3 +155,34 @@ def test_retries_back_off_and_a_hanging_open_holds_one_thread_however_long_it_ha
     wait_for(lambda: not any(t.name.startswith(OPENER_THREAD) for t in threading.enumerate()),
              what="the opener thread to end once the open returns")
     guard.close()
+
+
+def test_through_the_recorder_a_lost_microphone_costs_no_video_and_no_source_lost(tmp_path, index, clocks):
+    from recorder.stream_recorder import StreamRecorder
+    from support.recording import make_segmenter
+
+    faults = FaultBoard(clocks=clocks)
+    changes: list[tuple[str, bool]] = []
+    faults.subscribe(lambda fault, active: changes.append((fault.kind, active)))
+    microphone = ScriptedMicrophone(clocks=clocks, after_first="fail")
+    capture, guard = channel(clocks, microphone, faults)
+    segmenter = make_segmenter(tmp_path, index, clocks, channel=CHANNEL, faults=faults)
+    recorder = StreamRecorder(source=guard, segmenter=segmenter, faults=faults, clocks=clocks)
+    recorder.start()
+    try:
+        wait_for(lambda: segmenter.stats.audio_frames_recorded > 0, what="sound in the first run")
+        capture.cut_signal()
+        wait_for(lambda: ("video_loss", True) in changes, what="video_loss")
+        capture.restore_signal()
+        wait_for(lambda: ("video_loss", False) in changes and recorder.connects >= 2,
+                 what="the picture back in a run of its own", details=lambda: (changes, recorder.connects))
+        assert ("audio_lost", True) in changes
+        audio_before = segmenter.stats.audio_frames_recorded
+        microphone.after_first = "ok"
+        wait_for(lambda: ("audio_lost", False) in changes and segmenter.stats.audio_frames_recorded > audio_before,
+                 what="the microphone back, in a new run", details=lambda: (changes, recorder.connects))
+        assert recorder.connects >= 3  # first, after the picture came back, with the microphone back
+    finally:
+        recorder.stop()
+    assert recorder.failures == 0 and "source_lost" not in {kind for kind, _ in changes}
+    assert not recorder.is_alive()
