@@ -58,6 +58,7 @@ class Microphone:
         self._opening = False  # an opener thread is running
         self._ready: AudioInfo | None = None  # open, not yet in a run
         self._in_use = False  # open and recording in the current run
+        self._info: AudioInfo | None = None  # the track of the microphone in use
         self._hold = False  # keep the ready microphone through the `close` that ends this run
         self._discard = False  # closed while opening: close what the opener opens, unless taken first
         self._retry_at_us, self._delay_s = 0, retry_min_s
@@ -75,6 +76,8 @@ class Microphone:
         waited on, so a hanging device delays a video reopen once, not every time."""
         with self._lock:
             self._discard = self._hold = False
+            if self._in_use:  # opened again without a close: the microphone goes on as it is
+                return self._info
             started = self._start_if_due()
         if started:
             self._done.wait(self._open_wait_s)
@@ -150,6 +153,7 @@ class Microphone:
 
     def _use(self) -> AudioInfo:
         info, self._ready, self._in_use = self._ready, None, True
+        self._info = info
         if self.error is not None:
             log.info("%s: the microphone is back; recording sound again", self.name)
         self.error, self._delay_s = None, self._retry_min_s

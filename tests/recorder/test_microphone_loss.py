@@ -186,3 +186,18 @@ def test_through_the_recorder_a_lost_microphone_costs_no_video_and_no_source_los
         recorder.stop()
     assert recorder.failures == 0 and "source_lost" not in {kind for kind, _ in changes}
     assert not recorder.is_alive()
+
+
+def test_a_microphone_that_opens_after_the_channel_stopped_is_closed_not_left_open():
+    clocks = RealClocks()
+    faults = FaultBoard(clocks=clocks)
+    microphone = ScriptedMicrophone(clocks=clocks, after_first="block")
+    capture, guard = channel(clocks, microphone, faults, audio_open_wait_s=0.05)
+    guard.open()
+    lose_the_picture(guard, capture)
+    assert guard.open().audio is None  # the microphone's open hangs
+    guard.close()  # the channel stops while it hangs
+    microphone.release.set()
+    wait_for(lambda: not any(t.name.startswith(OPENER_THREAD) for t in threading.enumerate()),
+             what="the opener thread to end once the open returns")
+    assert microphone._start_us is None  # closed by the opener, since nobody took it
