@@ -33,7 +33,8 @@ log = logging.getLogger("nvr.microphone")
 
 AUDIO_LOST = "audio_lost"  # FaultBoard kind: a channel records pictures without its sound
 OPENER_THREAD = "mic-open"  # the opener threads' name prefix
-OPEN_WAIT_S = 1.0  # how long a run's start waits for a microphone being opened (real time: an OS call)
+OPEN_WAIT_S = 2.0  # how long a run's start waits for a microphone being opened (real time: an OS call, slow
+# on a loaded board); a hanging open delays one reopen by this, not each one
 RETRY_MIN_S = 5.0  # a microphone that failed is opened again after this, doubling ...
 RETRY_MAX_S = 60.0  # ... up to this
 
