@@ -19,9 +19,10 @@ from appliance.config.audio import AudioConfig
 def channel_sources(channel: ChannelConfig, *, clocks: Clocks, faults: FaultSink | None = None) -> dict[str, PacketSource]:
     """The streams to record for `channel`: always `main`, and `sub` where the camera has one.
 
-    Analog sources raise their `video_loss` alarm on `alarms` (without one, on a board of their own,
-    where it is only logged)."""
+    Analog sources raise their `video_loss` and `audio_lost` alarms on `faults` (without one, on a board
+    of their own, where they are only logged)."""
     source = channel.source
+    faults = faults or FaultBoard(clocks=clocks)
     if isinstance(source, RtspSource):
         audio = channel.audio.enabled
         streams = {"main": rtsp_camera(source.url, client=source.client, name=f"{channel.name} main", clocks=clocks,
@@ -38,7 +39,7 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks, faults: FaultSink
                                      sync_flash=channel.audio.captures and channel.audio.device == SIMULATED)
         encoded = EncodedCapture(capture, name=f"test pattern {source.width}x{source.height}", clocks=clocks,
                                  bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s,
-                                 audio=captured_audio(channel.audio, clocks=clocks))
+                                 audio=captured_audio(channel.audio, clocks=clocks), faults=faults, channel=channel.id)
         return {"main": _guarded(encoded, capture, channel, clocks, faults)}
     if isinstance(source, V4l2Source):
         capture = V4l2Capture(device=source.device, input=source.input, standard=source.standard, width=source.width,
@@ -46,7 +47,7 @@ def channel_sources(channel: ChannelConfig, *, clocks: Clocks, faults: FaultSink
         encoded = EncodedCapture(capture, name=f"{source.device} input {source.input!r}", clocks=clocks,
                                  bitrate=source.bitrate, keyframe_interval_s=source.keyframe_interval_s,
                                  preset=source.preset, encoder=source.encoder,
-                                 audio=captured_audio(channel.audio, clocks=clocks))
+                                 audio=captured_audio(channel.audio, clocks=clocks), faults=faults, channel=channel.id)
         return {"main": _guarded(encoded, capture, channel, clocks, faults)}
     raise TypeError(f"no source builder for {type(source).__name__}")
 
@@ -72,8 +73,8 @@ def onvif_sources(channel: ChannelConfig, source: OnvifSource, *, clocks: Clocks
 
 
 def _guarded(encoded: EncodedCapture, capture, channel: ChannelConfig, clocks: Clocks,
-             faults: FaultSink | None) -> VideoLossGuard:
-    return VideoLossGuard(encoded, capture, channel=channel.id, faults=faults or FaultBoard(clocks=clocks), clocks=clocks)
+             faults: FaultSink) -> VideoLossGuard:
+    return VideoLossGuard(encoded, capture, channel=channel.id, faults=faults, clocks=clocks)
 
 
 def captured_audio(audio: AudioConfig, *, clocks: Clocks) -> CapturedAudio | None:

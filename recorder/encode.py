@@ -1,7 +1,8 @@
 """Encoding raw captured frames once to H.264 (libx264, or the board's h264_v4l2m2m, through PyAV), as a PacketSource.
 
 An analog channel with a microphone (`audio`) also yields its AAC packets, read between frames and
-timed on the same monotonic clock as the frames (recorder.audio_encode).
+timed on the same monotonic clock as the frames (recorder.audio_encode). The microphone is opened and
+retried off this thread (recorder.microphone): a failing or hanging one costs the sound, not the video.
 """
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ from base.clock import Clocks
 from base.media import AudioInfo, EncodedPacket, RawFrame, StreamInfo
 from hal.video import CaptureError, VideoCapture
 from recorder.audio_encode import CapturedAudio
-from recorder.errors import SourceError
+from recorder.errors import SourceError, TracksChanged
+from recorder.faults import FaultBoard, FaultSink
+from recorder.microphone import OPEN_WAIT_S, Microphone
 
 log = logging.getLogger("nvr.encode")
 
 TIME_BASE = Fraction(1, 90_000)  # frames are timed by the capture clock in microseconds; 90 kHz keeps it exact enough
 ENCODERS = ("auto", "libx264", "h264_v4l2m2m")
-AUDIO_RETRY_S = 5  # a microphone that failed mid-run is opened again this often
 
 
 def pick_encoder(name: str) -> str:
@@ -60,20 +62,28 @@ class EncodedCapture:
 
     def __init__(self, capture: VideoCapture, *, name: str, clocks: Clocks, bitrate: int,
                  keyframe_interval_s: float = 2.0, preset: str = "veryfast", threads: int = 1,
-                 encoder: str = "libx264", audio: CapturedAudio | None = None):
+                 encoder: str = "libx264", audio: CapturedAudio | None = None, faults: FaultSink | None = None,
+                 channel: int | None = None, audio_open_wait_s: float = OPEN_WAIT_S):
+        """`faults` takes the `audio_lost` alarm of `channel` (a board of its own, where it is only logged,
+        when left out); `audio_open_wait_s` is how long a run's start waits for the microphone to open."""
         self.name = name
         self.audio = audio
-        self.audio_error: str | None = None
+        self._mic = None if audio is None else Microphone(
+            audio, name=name, channel=channel, faults=faults or FaultBoard(clocks=clocks), clocks=clocks,
+            open_wait_s=audio_open_wait_s)
         self._capture, self._clocks = capture, clocks
         self._encoder = encoder
         self._bitrate, self._keyint_s, self._preset, self._threads = bitrate, keyframe_interval_s, preset, threads
         self._codec: av.CodecContext | None = None
-        self._audio_live = False
         self._audio_track: AudioInfo | None = None  # this run's audio track, while there is one
-        self._audio_retry_us = 0
         self.frames_encoded = 0
         # Set by the appliance to show raw frames locally before encoding (recorder.live); must not block.
         self.frame_tap: Callable[[RawFrame], None] | None = None
+
+    @property
+    def audio_error(self) -> str | None:
+        """Why the microphone is not recording (None while it is, or without one)."""
+        return None if self._mic is None else self._mic.error
 
     def open(self) -> StreamInfo:
         try:
@@ -83,23 +93,9 @@ class EncodedCapture:
         self._codec = self._new_codec(fmt.width, fmt.height, fmt.fps)
         self._format = fmt
         self._half_frame_us = round(500_000 / fmt.fps)
-        return StreamInfo("h264", fmt.width, fmt.height, TIME_BASE, None, fmt.fps, audio=self._open_audio())
-
-    def _open_audio(self) -> AudioInfo | None:
-        """The microphone's track, or None: a failing microphone must not stop the video recording
-        (it is logged and in `statistics()`, and tried again at the next open)."""
-        self._audio_live, self._audio_track, self._audio_retry_us = False, None, 0
-        if self.audio is None:
-            return None
-        try:
-            info = self.audio.open()
-        except (SourceError, av.FFmpegError, ValueError) as exc:
-            self.audio_error = str(exc)
-            log.warning("%s: recording without audio: %s", self.name, exc)
-            return None
-        self.audio_error, self._audio_live = None, True
-        self._audio_track = info
-        return info
+        # The microphone's track if it is open (or opens within audio_open_wait_s); else pictures only.
+        self._audio_track = None if self._mic is None else self._mic.take()
+        return StreamInfo("h264", fmt.width, fmt.height, TIME_BASE, None, fmt.fps, audio=self._audio_track)
 
     def _new_codec(self, width: int, height: int, fps: float) -> av.CodecContext:
         encoder = pick_encoder(self._encoder)
@@ -149,39 +145,25 @@ class EncodedCapture:
                 for packet in codec.encode(picture):
                     yield self._packet(packet)
                 self.frames_encoded += 1
-                if self._audio_track is not None:
+                if self._mic is not None:
                     yield from self._audio_packets(first_us)
         except CaptureError as exc:
             raise SourceError(f"{self.name}: capture failed: {exc}") from exc
 
     def _audio_packets(self, origin_us: int) -> list[EncodedPacket]:
-        """What the microphone captured since the last frame, encoded. A failure stops the audio, not
-        the video; the microphone is opened again every `AUDIO_RETRY_S` (a USB card plugged back in)."""
-        if not self._audio_live and not self._retry_audio():
-            return []
-        try:
-            return self.audio.packets(origin_us)
-        except (SourceError, av.FFmpegError) as exc:
-            self.audio_error, self._audio_live = str(exc), False
-            self._audio_retry_us = self._clocks.monotonic_us() + AUDIO_RETRY_S * 1_000_000
-            log.warning("%s: audio stopped, video goes on: %s", self.name, exc)
-            return []
-
-    def _retry_audio(self) -> bool:
-        if self._clocks.monotonic_us() < self._audio_retry_us:
-            return False
-        try:
-            info = self.audio.open()
-        except (SourceError, av.FFmpegError, ValueError) as exc:
-            self.audio_error = str(exc)
-            self._audio_retry_us = self._clocks.monotonic_us() + AUDIO_RETRY_S * 1_000_000
-            return False
-        if info != self._audio_track:  # the run's track was declared with the old format: wait for a new run
-            self._audio_track = None
-            return False
-        log.info("%s: audio is back", self.name)
-        self.audio_error, self._audio_live = None, True
-        return True
+        """What the microphone captured since the last frame, encoded. A microphone that failed (or never
+        opened) is retried in the background; back with this run's track, it goes on in this run;
+        otherwise (the run has no sound, or another format) TracksChanged ends the run to add it."""
+        mic = self._mic
+        if not mic.in_use:
+            back = mic.poll()
+            if back is None:
+                return []
+            if back != self._audio_track:
+                mic.hold_for_next_run()
+                raise TracksChanged(f"{self.name}: the microphone is back; a new run records its sound")
+            mic.resume()
+        return mic.packets(origin_us)
 
     def _packet(self, packet: av.Packet) -> EncodedPacket:
         dts = packet.dts if packet.dts is not None else packet.pts
@@ -191,16 +173,16 @@ class EncodedCapture:
         """Stop the capture; `packets` ends after the frame in hand. The encoder is replaced at the next
         `open`, not here, because the recording thread may still be using it."""
         self._capture.close()
-        if self.audio is not None:
-            self.audio.close()
+        if self._mic is not None:
+            self._mic.close()
 
     def statistics(self) -> dict:
         out: dict = {"frames_encoded": self.frames_encoded}
         capture_stats = getattr(self._capture, "statistics", None)
         if capture_stats is not None:
             out.update(capture_stats())
-        if self.audio is not None:
-            out.update(self.audio.statistics(), audio_error=self.audio_error)
+        if self._mic is not None:
+            out.update(self._mic.statistics())
         return out
 
 

@@ -3,8 +3,10 @@
     RecorderError
     ├── SourceError (ConnectionError)      a source could not be opened or broke off; retried
     │   ├── SourceStalled (TimeoutError)   no packet within the stall timeout; retried
-    │   └── VideoLoss                      an analog input lost its picture: the run ends, `video_loss`
-    │                                      is raised (not `source_lost`) and the source waits for it
+    │   ├── VideoLoss                      an analog input lost its picture: the run ends, `video_loss`
+    │   │                                  is raised (not `source_lost`) and the source waits for it
+    │   └── TracksChanged                  a track came back (an analog channel's microphone): the run
+    │                                      ends and the source is opened again at once, with it
     ├── StorageError (OSError)             writing or syncing a segment failed
     │   └── DiskFull                       no space even after retention ran
     ├── IndexError_ (RuntimeError)         the SQLite index is unusable
@@ -30,6 +32,14 @@ class VideoLoss(SourceError):
 
     The source has raised the `video_loss` alarm itself and waits for the picture when opened again,
     so the recorder reopens it at once and raises no `source_lost`.
+    """
+
+
+class TracksChanged(SourceError):
+    """A source's tracks changed during a run: an analog channel recording pictures only has its
+    microphone back. A run's tracks are fixed when it starts, so the recorder ends the run and opens
+    the source again at once, without backoff and without `source_lost`; the source keeps the newly
+    opened microphone through the `close` that ends the run and declares its track in the next.
     """
 
 

@@ -6,7 +6,7 @@ import threading
 
 from base.clock import Clocks
 from recorder.faults import FaultSink
-from recorder.errors import VideoLoss
+from recorder.errors import TracksChanged, VideoLoss
 from recorder.audio_transcode import AudioTranscoder, recordable, transcoded
 from recorder.live import LiveStream
 from recorder.reconnect import RETRY_MAX_S, ReconnectPolicy, Step
@@ -26,7 +26,8 @@ class StreamRecorder:
     source's `probe()` (if it has one: a TCP connect) is tried, and a camera seen answering again
     after silence is opened at once. A `VideoLoss` (an analog input lost its picture) ends the run
     too, but the source is opened again at once and no `source_lost` is raised: the source raised
-    `video_loss` and waits for the picture itself (recorder.video_loss). An unexpected exception is logged with its traceback
+    `video_loss` and waits for the picture itself (recorder.video_loss). `TracksChanged` (a microphone
+    came back) also ends the run and reopens at once. An unexpected exception is logged with its traceback
     and treated the same way: the thread never dies while the appliance runs.
     """
 
@@ -143,7 +144,7 @@ class StreamRecorder:
     def _failed(self, exc: Exception) -> None:
         if self._stop.is_set():
             return  # closing the source to stop makes it fail; that is not an outage
-        if isinstance(exc, VideoLoss):
+        if isinstance(exc, (VideoLoss, TracksChanged)):
             self.last_error, self._reopen_at_once = str(exc), True
             return
         self.failures += 1

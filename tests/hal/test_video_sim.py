@@ -267,6 +267,41 @@ def test_a_consumer_late_by_under_a_period_gets_every_frame():
     assert capture.statistics()["frames_skipped"] == 0
 
 
+class StarvedClocks(SimulatedClocks):
+    """SimulatedClocks whose `sleep` oversleeps by `late_s`: a process starved of CPU on a loaded host."""
+
+    def __init__(self, late_s: float):
+        super().__init__(utc_start_us=START_UTC_US, monotonic_start_us=START_MONO_US)
+        self.late_s = late_s
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + self.late_s)
+
+
+def test_a_starved_capture_skips_to_the_latest_frame_instead_of_reporting_no_signal():
+    # Every sleep oversleeps by 3 s, more than the 2 s no-frame timeout: the CPU is slow, the
+    # signal is there. A card's driver keeps filling its queued buffers meanwhile.
+    capture = make_capture(fps=5, clocks=StarvedClocks(late_s=3.0))
+    capture.open()
+    frames = list(itertools.islice(capture.frames(), 5))
+    assert len(frames) == 5
+    assert capture.statistics()["frames_skipped"] >= 4 * 14  # ~15 periods pass per frame delivered
+
+
+def test_a_consumer_slower_than_the_no_frame_timeout_gets_the_latest_frame():
+    # The recording thread held up for 3 s (a blocking microphone open, a slow disk): on a V4L2 card
+    # the frame is waiting in the queue when it asks again, so the simulated card must not say NoSignal.
+    clocks = SimulatedClocks(utc_start_us=START_UTC_US, monotonic_start_us=START_MONO_US)
+    capture = make_capture(fps=5, clocks=clocks)
+    capture.open()
+    stream = capture.frames()
+    next(stream)
+    clocks.advance(3.0)
+    late = next(stream)
+    assert late.sequence == 15
+    assert capture.statistics()["signal_losses"] == 0
+
+
 def test_frames_before_open_or_after_close_raise_capture_error():
     capture = make_capture()
     with pytest.raises(CaptureError):
