@@ -468,7 +468,7 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     if args.user is not None and password is None:
         password = getpass.getpass("ONVIF password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
     return run_discover(timeout_s=args.timeout, as_json=args.json, interface_ip=args.interface, username=args.user,
-                        password=password)
+                        password=password, clocks=RealClocks())
 
 
 def _cmd_hash_pin(args: argparse.Namespace) -> int:

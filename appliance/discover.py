@@ -7,6 +7,7 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from base.clock import Clocks
 from drivers.onvif.camera import CameraReport, read_camera
 from drivers.onvif.discovery import DiscoveredDevice, discover
 from drivers.onvif.errors import OnvifError
@@ -40,9 +41,9 @@ def read_devices(devices: list[DiscoveredDevice], *, username: str, password: st
 
 
 def run_discover(*, timeout_s: float, as_json: bool, interface_ip: str | None, username: str | None,
-                 password: str | None, out=sys.stdout) -> int:
+                 password: str | None, clocks: Clocks, out=sys.stdout) -> int:
     """Probe, print, and return the exit status: 0 when a device answered, 1 when none did."""
-    devices = discover(timeout_s=timeout_s, interface_ip=interface_ip)
+    devices = discover(timeout_s=timeout_s, interface_ip=interface_ip, clocks=clocks)
     rows = [device.as_dict() for device in devices]
     if username is not None:
         for row, camera in zip(rows, read_devices(devices, username=username, password=password or "",

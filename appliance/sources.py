@@ -1,6 +1,8 @@
 """Builds the recorder's packet sources from channel config: the one place that knows every source kind."""
 from __future__ import annotations
 
+from functools import partial
+
 from drivers.rtsp.auto import rtsp_camera
 from hal.audio import SIMULATED, make_audio_capture
 from base.clock import Clocks
@@ -64,7 +66,8 @@ def onvif_sources(channel: ChannelConfig, source: OnvifSource, *, clocks: Clocks
         return OnvifRtspCamera(source.url, username=source.username, password=source.password, profile=profile,
                                stream=kind, name=name, make_camera=lambda url: rtsp_camera(
                                    url, client=source.client, name=name, clocks=clocks, timeout_s=source.timeout_s,
-                                   audio=channel.audio.enabled), rediscover=discover, clocks=clocks)
+                                   audio=channel.audio.enabled),
+                               rediscover=partial(discover, clocks=clocks), clocks=clocks)
 
     streams = {"main": stream("main", source.profile)}
     if source.sub_profile:

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from base.clock import Clocks
 from drivers.onvif.events import (DIGITAL_INPUT, INTRUSION, LINE_CROSSING, MOTION, TAMPER, CameraEvent,
                                   PullPointSubscriber)
 from recorder.faults import FaultSink
@@ -65,9 +66,9 @@ def signal_of(channel: int, event: CameraEvent) -> tuple[str, str]:
 class CameraEvents:
     """The PullPoint subscribers of every ONVIF channel of `cameras`; `on_change` gets their signals."""
 
-    def __init__(self, cameras: OnvifCameras, *, on_change: SignalChange, faults: FaultSink | None = None,
-                 subscriber_options: dict | None = None):
-        self._cameras, self._on_change, self._faults = cameras, on_change, faults
+    def __init__(self, cameras: OnvifCameras, *, on_change: SignalChange, clocks: Clocks,
+                 faults: FaultSink | None = None, subscriber_options: dict | None = None):
+        self._cameras, self._on_change, self._faults, self._clocks = cameras, on_change, faults, clocks
         self._options = subscriber_options or {}
         self.subscribers: dict[int, PullPointSubscriber] = {}
         self._tasks: list[Future] = []
@@ -78,7 +79,7 @@ class CameraEvents:
     def start(self) -> None:
         for channel in self._cameras.channels():
             subscriber = PullPointSubscriber(
-                lambda channel=channel: self._cameras.camera(channel), name=f"channel {channel}",
+                lambda channel=channel: self._cameras.camera(channel), name=f"channel {channel}", clocks=self._clocks,
                 on_events=lambda events, channel=channel: self._events(channel, events),
                 on_state=lambda ok, error, channel=channel: self._subscription(channel, ok, error),
                 **self._options)

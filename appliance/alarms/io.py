@@ -263,7 +263,8 @@ class AlarmIO:
     def _start_camera_events(self) -> None:
         if self._onvif is None or not self._onvif.channels():
             return
-        self.camera_events = CameraEvents(self._onvif, on_change=self._camera_changed, faults=self._faults)
+        self.camera_events = CameraEvents(self._onvif, on_change=self._camera_changed, clocks=self._clocks,
+                                          faults=self._faults)
         self.camera_events.start()
 
     def _camera_changed(self, kind: str, key: str, source: str, active: bool, detail: str) -> None:

@@ -72,9 +72,9 @@ class DeviceService:
         self.config = config  # the running config; the appliance replaces it when the config page changes channels
         self._live, self._users, self._now = live, users, now
         self._rtsp_port, self._http_port = rtsp_port, http_port
-        self.digest = DigestChecker(DIGEST_REALM)
+        self.digest = DigestChecker(DIGEST_REALM, clocks=clocks)
         self.guard = LoginGuard(clocks=clocks)  # throttles and bounds password checks, as for web logins
-        self.tokens = DigestTokenChecker(users.integration.password_of, now=now)
+        self.tokens = DigestTokenChecker(users.integration.password_of, clocks=clocks, now=now)
         self.uuid = device_uuid(config.onvif_server.name)
         self.refused = self.answered = 0
 

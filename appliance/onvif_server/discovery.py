@@ -13,9 +13,10 @@ import logging
 import socket
 import struct
 import threading
-import time
 import uuid
 from xml.sax.saxutils import escape
+
+from base.clock import Clocks
 
 from appliance.onvif_server.device import DEVICE_PATH
 from appliance.onvif_server.responses import scope_list
@@ -61,9 +62,9 @@ def _message(action: str, body: str, relates_to: str | None = None, to: str = "u
 class DiscoveryResponder:
     """Answers probes on `port` (3702) for device `device_id`, advertising http://ADDRESS:http_port/onvif/device_service."""
 
-    def __init__(self, device_id: uuid.UUID, name: str, *, http_port: int, address: str | None = None,
+    def __init__(self, device_id: uuid.UUID, name: str, *, http_port: int, clocks: Clocks, address: str | None = None,
                  port: int | None = None, bind: str = ""):
-        self.device_id, self.scopes = device_id, scope_list(name)
+        self.device_id, self.scopes, self._clocks = device_id, scope_list(name), clocks
         self._http_port, self._address, self._port = http_port, address, port or DISCOVERY_PORT
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -152,7 +153,7 @@ class DiscoveryResponder:
             log.debug("cannot answer %s: %s", sender, exc)
 
     def _within_rate(self) -> bool:
-        now = time.monotonic()
+        now = self._clocks.monotonic_us() / 1e6
         if now - self._window_start >= 1.0:
             self._window_start, self._window_answers = now, 0
         self._window_answers += 1

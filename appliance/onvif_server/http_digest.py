@@ -11,8 +11,9 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from collections.abc import Callable
+
+from base.clock import Clocks
 
 NONCE_S = 300
 MAX_HEADER_CHARS = 2048
@@ -38,17 +39,22 @@ def parse_digest_header(header: str) -> dict[str, str] | None:
 
 
 class DigestChecker:
-    """Challenges and checks for one realm, with nonces signed by a secret of this process."""
+    """Challenges and checks for one realm, with nonces signed by a secret of this process; a nonce's
+    expiry is in wall-clock seconds of `clocks`."""
 
-    def __init__(self, realm: str, *, clock: Callable[[], float] = time.time):
-        self.realm, self._clock = realm, clock
+    def __init__(self, realm: str, *, clocks: Clocks):
+        self.realm, self._clocks = realm, clocks
         self._secret = secrets.token_bytes(32)
+
+    def _now_s(self) -> float:
+        return self._clocks.utc_now_us() / 1e6
 
     def _nonce(self, expires: int) -> str:
         return f"{expires}:" + hmac.new(self._secret, str(expires).encode(), "sha256").hexdigest()[:32]
 
     def challenge(self) -> str:
-        return f'Digest realm="{self.realm}", qop="auth", algorithm=MD5, nonce="{self._nonce(int(self._clock()) + NONCE_S)}"'
+        nonce = self._nonce(int(self._now_s()) + NONCE_S)
+        return f'Digest realm="{self.realm}", qop="auth", algorithm=MD5, nonce="{nonce}"'
 
     def check(self, header: str, method: str, uri: str, ha1_of: Callable[[str], str | None]) -> str | None:
         """The user name if `header` is a valid Digest answer to one of our nonces for `method` on `uri`
@@ -57,7 +63,7 @@ class DigestChecker:
         if p is None or not all(k in p for k in ("username", "realm", "nonce", "uri", "response")) or p["uri"] != uri:
             return None
         expires, _, _ = p["nonce"].partition(":")
-        if p["realm"] != self.realm or not expires.isdigit() or int(expires) < self._clock() \
+        if p["realm"] != self.realm or not expires.isdigit() or int(expires) < self._now_s() \
                 or not hmac.compare_digest(p["nonce"], self._nonce(int(expires))):
             return None
         ha1 = ha1_of(p["username"])

@@ -115,7 +115,7 @@ class OnvifServer:
         self.port = self._http.server_address[1]
         self.device = DeviceService(config, live=live, users=users, rtsp_port=rtsp_port, http_port=self.port,
                                     clocks=clocks)
-        self.discovery = DiscoveryResponder(self.device.uuid, section.name, http_port=self.port,
+        self.discovery = DiscoveryResponder(self.device.uuid, section.name, http_port=self.port, clocks=clocks,
                                             address=section.address, port=discovery_port) if section.discovery else None
         self._thread = threading.Thread(target=self._http.serve_forever, name="onvif http", daemon=True)
 

@@ -1,6 +1,6 @@
 """WS-Security UsernameToken PasswordDigest checks: the digest, the token's age and its nonce's first use.
 
-    checker = DigestTokenChecker(password_of=accounts.password_of, now=clock)
+    checker = DigestTokenChecker(password_of=accounts.password_of, clocks=clocks, now=clock)
     user = checker.check(token)    # BadCredentials saying why, when refused
 
 PasswordDigest = Base64(SHA-1(nonce + created + password)) (OASIS UsernameToken Profile 1.0, 3.1). The
@@ -22,9 +22,10 @@ import datetime as dt
 import hashlib
 import hmac
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+from base.clock import Clocks
 
 from appliance.onvif_server.xml_reader import PASSWORD_DIGEST, UsernameToken
 from appliance.web.users import BadCredentials, User
@@ -70,10 +71,11 @@ def parse_nonce(text: str | None) -> bytes:
 
 
 class NonceMemory:
-    """Nonces seen in the last `keep_s` seconds, at most `max_entries`. Thread-safe."""
+    """Nonces seen in the last `keep_s` seconds (on the monotonic clock of `clocks`), at most
+    `max_entries`. Thread-safe."""
 
-    def __init__(self, *, keep_s: float, max_entries: int, monotonic: Callable[[], float] = time.monotonic):
-        self._keep_s, self._max, self._monotonic = keep_s, max_entries, monotonic
+    def __init__(self, *, keep_s: float, max_entries: int, clocks: Clocks):
+        self._keep_s, self._max, self._clocks = keep_s, max_entries, clocks
         self._seen: OrderedDict[tuple[str, bytes], float] = OrderedDict()  # in order of expiry (all keep_s)
         self._lock = threading.Lock()
 
@@ -82,7 +84,7 @@ class NonceMemory:
 
     def first_use(self, account: str, nonce: bytes) -> bool:
         """Remember (account, nonce); False if it was seen within keep_s. BadCredentials when full."""
-        now = self._monotonic()
+        now = self._clocks.monotonic_us() / 1e6
         with self._lock:
             while self._seen and next(iter(self._seen.values())) <= now:
                 self._seen.popitem(last=False)
@@ -98,11 +100,10 @@ class DigestTokenChecker:
     """Checks PasswordDigest tokens against the passwords `password_of(name)` gives ((User, password) or None)."""
 
     def __init__(self, password_of: Callable[[str], tuple[User, str] | None], *,
-                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
-                 monotonic: Callable[[], float] = time.monotonic):
+                 clocks: Clocks, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
         self._password_of, self._now = password_of, now
         self.nonces = NonceMemory(keep_s=MAX_TOKEN_AGE_S + 2 * CLOCK_SKEW_S, max_entries=MAX_REMEMBERED_NONCES,
-                                  monotonic=monotonic)
+                                  clocks=clocks)
 
     def check(self, token: UsernameToken) -> User:
         """The account the token proves, else BadCredentials: a wrong password or an unknown name (said

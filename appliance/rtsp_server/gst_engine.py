@@ -28,6 +28,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 
 try:
     import gi
@@ -80,11 +81,11 @@ class FailureCounter:
     """Wrong Digest answers per client address in the last FAILURE_WINDOW_S; an address with
     MAX_FAILURES_PER_WINDOW of them is refused, right password or not, until the oldest ages out.
     Digest costs the box one MD5, so without this an attacker could guess at network speed.
-    Holds at most MAX_TRACKED_ADDRESSES (the quietest go first)."""
+    Holds at most MAX_TRACKED_ADDRESSES (the quietest go first). `monotonic_s` gives seconds on a clock
+    that never goes backwards."""
 
-    def __init__(self, clock=None):
-        import time
-        self._clock = clock or time.monotonic
+    def __init__(self, *, monotonic_s: Callable[[], float]):
+        self._clock = monotonic_s
         self._lock = threading.Lock()
         self._failures: dict[str, collections.deque] = {}
 
@@ -178,7 +179,7 @@ class _Viewer:
 class Engine:
     """The RTSP server, its mounts, and the viewers (pipelines) of each mount."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, *, monotonic_s: Callable[[], float]):
         self.server = GstRtspServer.RTSPServer()
         self.server.set_address(host)
         self.server.set_service(str(port))
@@ -187,7 +188,7 @@ class Engine:
         self._mounts: list[str] = []
         self._viewers: dict[str, list[_Viewer]] = {}  # by mount path: one pipeline per viewer
         self._factories: dict[str, GstRtspServer.RTSPMediaFactory] = {}
-        self.failures = FailureCounter()  # kept across user list updates
+        self.failures = FailureCounter(monotonic_s=monotonic_s)  # kept across user list updates
         self.workdir = tempfile.mkdtemp(prefix="nvr-rtsp-")  # private (0700): the HA1 list passes through it
         self.server.set_auth(self._auth("nvr", []))
 
@@ -317,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         say(f"ERROR GStreamer elements missing: {' '.join(missing)} (install gstreamer1.0-plugins-base and -good)")
         return 1
-    engine = Engine(host.strip("[]"), int(port))
+    # The engine runs under the system Python without the project, so not on base.clock's Clocks: its
+    # clock is GLib's monotonic one (CLOCK_MONOTONIC, in microseconds), the one its main loop runs on.
+    engine = Engine(host.strip("[]"), int(port), monotonic_s=lambda: GLib.get_monotonic_time() / 1e6)
     loop = GLib.MainLoop()
     if engine.server.attach(None) == 0:
         say(f"ERROR cannot listen on {args.listen}: is the port taken?")

@@ -58,7 +58,8 @@ def discover_cameras(body: DiscoverRequest, request: Request, _: User = Depends(
         return finder(body.timeout_s)
     from drivers.onvif.discovery import discover  # no ONVIF library needed to probe
 
-    return [device.as_dict() for device in discover(timeout_s=body.timeout_s)]
+    clocks = request.app.state.ctx.appliance.clocks
+    return [device.as_dict() for device in discover(timeout_s=body.timeout_s, clocks=clocks)]
 
 
 @router.post("/api/cameras/read")

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import time
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 from xml.parsers import expat
+
+from base.clock import Clocks
 
 log = logging.getLogger("nvr.onvif.discovery")
 
@@ -173,10 +174,11 @@ def probe_message(message_id: str) -> bytes:
     return PROBE.format(message_id=message_id).encode()
 
 
-def discover(*, timeout_s: float = DISCOVERY_TIMEOUT_S, interface_ip: str | None = None,
+def discover(*, clocks: Clocks, timeout_s: float = DISCOVERY_TIMEOUT_S, interface_ip: str | None = None,
              target: tuple[str, int] = MULTICAST_ADDRESS) -> list[DiscoveredDevice]:
-    """Send a Probe for NetworkVideoTransmitters and collect the ProbeMatches for `timeout_s` seconds
-    (from `interface_ip`'s interface where given; otherwise the route to the multicast group decides).
+    """Send a Probe for NetworkVideoTransmitters and collect the ProbeMatches for `timeout_s` seconds of
+    `clocks`' monotonic time (from `interface_ip`'s interface where given; otherwise the route to the
+    multicast group decides).
     Devices come in the order they answered, one per endpoint address, at most MAX_DEVICES; a
     datagram the parser refuses is logged and skipped."""
     message_id = f"urn:uuid:{uuid.uuid4()}"
@@ -186,12 +188,12 @@ def discover(*, timeout_s: float = DISCOVERY_TIMEOUT_S, interface_ip: str | None
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface_ip))
         sock.bind((interface_ip or "", 0))
         sock.sendto(probe_message(message_id), target)
-        return _collect(sock, deadline_s=time.monotonic() + timeout_s)
+        return _collect(sock, deadline_us=clocks.monotonic_us() + round(timeout_s * 1e6), clocks=clocks)
 
 
-def _collect(sock: socket.socket, *, deadline_s: float) -> list[DiscoveredDevice]:
+def _collect(sock: socket.socket, *, deadline_us: int, clocks: Clocks) -> list[DiscoveredDevice]:
     found: dict[str, DiscoveredDevice] = {}
-    while len(found) < MAX_DEVICES and (left_s := deadline_s - time.monotonic()) > 0:
+    while len(found) < MAX_DEVICES and (left_s := (deadline_us - clocks.monotonic_us()) / 1e6) > 0:
         readable, _, _ = select.select([sock], [], [], left_s)
         if not readable:
             break

@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+from base.clock import Clocks
 
 log = logging.getLogger("nvr.onvif.events")
 
@@ -320,15 +321,17 @@ class PullPointSubscriber:
     reboot) is the one used.
 
     `on_state(subscribed, error)` tells when the subscription is up or lost (for an alarm on the
-    health page). `sleep` is injected so tests of the backoff need not wait.
+    health page). `clocks` times the renewals and stamps the last event (monotonic); `sleep` is injected
+    so tests of the backoff need not wait.
     """
 
-    def __init__(self, camera, *, name: str, on_events: Callable[[list[CameraEvent]], None],
+    def __init__(self, camera, *, name: str, clocks: Clocks, on_events: Callable[[list[CameraEvent]], None],
                  on_state: Callable[[bool, str | None], None] | None = None,
                  pull_timeout_s: float = PULL_TIMEOUT_S, termination_s: float = TERMINATION_S,
                  backoff_first_s: float = BACKOFF_FIRST_S, backoff_max_s: float = BACKOFF_MAX_S,
                  sleep: Callable[[float], object] = asyncio.sleep):
         self._camera_source, self.name, self._on_events, self._on_state = camera, name, on_events, on_state
+        self._clocks = clocks
         self._pull_timeout_s, self._termination_s = pull_timeout_s, termination_s
         self._backoff_first_s, self._backoff_max_s, self._sleep = backoff_first_s, backoff_max_s, sleep
         self._capture = _CaptureEnvelope()
@@ -361,6 +364,9 @@ class PullPointSubscriber:
                 backoff_s = min(self._backoff_max_s, backoff_s * 2)
         finally:
             await self._unsubscribe()
+
+    def _monotonic_s(self) -> float:
+        return self._clocks.monotonic_us() / 1e6
 
     def _state(self, subscribed: bool, error: str | None) -> None:
         if subscribed == self.stats.subscribed and subscribed:
@@ -406,16 +412,16 @@ class PullPointSubscriber:
             except TypeError:  # one naive, one aware: use what we asked for
                 lasting_s = self._termination_s
         lasting_s = min(max(lasting_s, 2.0), self._termination_s * 10)
-        self._renew_at = time.monotonic() + lasting_s * RENEW_FRACTION
+        self._renew_at = self._monotonic_s() + lasting_s * RENEW_FRACTION
 
     async def _pull_forever(self) -> None:
         while True:
-            if time.monotonic() >= self._renew_at:
+            if self._monotonic_s() >= self._renew_at:
                 result = await self._call(self._subscription.Renew(
                     {"TerminationTime": _duration(self._termination_s)}))
                 self._schedule_renew(result)
                 self.stats.renewals += 1
-            pull_s = max(0.1, min(self._pull_timeout_s, self._renew_at - time.monotonic()))
+            pull_s = max(0.1, min(self._pull_timeout_s, self._renew_at - self._monotonic_s()))
             self._capture.envelope = None
             await self._call(self._pullpoint.PullMessages(
                 {"Timeout": dt.timedelta(seconds=pull_s), "MessageLimit": MESSAGE_LIMIT}),
@@ -438,7 +444,7 @@ class PullPointSubscriber:
         if not result.events:
             return
         stats.events += len(result.events)
-        stats.last_event_monotonic_s = time.monotonic()
+        stats.last_event_monotonic_s = self._monotonic_s()
         try:
             self._on_events(result.events)
         except Exception:  # the listener's bug must not end the subscription

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import RealClocks
 from appliance.onvif_server.discovery import MAX_ANSWERS_PER_S, DiscoveryResponder, probe_wants_us
 from appliance.onvif_server.xml_reader import parse_xml
 from support.netns import netns_available, veth_pair
@@ -35,7 +36,7 @@ def responder():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    device = DiscoveryResponder(DEVICE, "Gate box", http_port=8000, port=port, bind="127.0.0.1")
+    device = DiscoveryResponder(DEVICE, "Gate box", http_port=8000, clocks=RealClocks(), port=port, bind="127.0.0.1")
     device.start()
     yield device, port
     device.stop()

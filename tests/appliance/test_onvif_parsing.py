@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import SimulatedClocks
 from appliance.onvif_server.http_digest import DigestChecker, parse_digest_header
 from appliance.onvif_server.xml_reader import (MAX_DEPTH, MAX_ELEMENTS, MAX_REQUEST_BYTES, PASSWORD_DIGEST,
                                                PASSWORD_TEXT, XmlError, parse_soap, parse_xml)
@@ -53,14 +54,14 @@ def answer(challenge: str, name: str, password: str, uri: str, *, nc: str = "000
 
 
 def test_digest_accepts_the_right_answer_and_refuses_a_wrong_password_uri_or_stale_nonce():
-    now = [1_000_000.0]
-    checker = DigestChecker("nvr", clock=lambda: now[0])
+    clocks = SimulatedClocks()
+    checker = DigestChecker("nvr", clocks=clocks)
     ha1 = {"viewer": hashlib.md5(b"viewer:nvr:pass-word-1").hexdigest()}.get
     good = answer(checker.challenge(), "viewer", "pass-word-1", "/onvif/snapshot/1/main")
 
     assert checker.check(good, "GET", "/onvif/snapshot/1/main", ha1) == "viewer"
     assert checker.check(good, "GET", "/onvif/snapshot/2/main", ha1) is None
     assert checker.check(answer(checker.challenge(), "viewer", "wrong", "/x"), "GET", "/x", ha1) is None
-    assert DigestChecker("nvr").check(good, "GET", "/onvif/snapshot/1/main", ha1) is None  # another box's nonce
-    now[0] += 301
+    assert DigestChecker("nvr", clocks=clocks).check(good, "GET", "/onvif/snapshot/1/main", ha1) is None  # another box's nonce
+    clocks.advance(301)
     assert checker.check(good, "GET", "/onvif/snapshot/1/main", ha1) is None

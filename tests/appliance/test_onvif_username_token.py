@@ -8,6 +8,7 @@ import hashlib
 
 import pytest
 
+from base.clock import SimulatedClocks
 from appliance.onvif_server.username_token import (CLOCK_SKEW_S, MAX_TOKEN_AGE_S, DigestTokenChecker, NonceMemory,
                                                    password_digest)
 from appliance.onvif_server.xml_reader import PASSWORD_DIGEST, PASSWORD_TEXT, UsernameToken
@@ -17,23 +18,15 @@ NOW = dt.datetime(2026, 12, 7, 12, 0, 0, tzinfo=dt.timezone.utc)
 HASS = User("hass", "viewer")
 
 
-class Clock:
-    def __init__(self):
-        self.monotonic_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.monotonic_s
-
-
 def token(password: str = "hass-pass-123", *, nonce: bytes = b"0123456789abcdef", created: str = "2026-12-07T12:00:00Z",
           name: str = "hass") -> UsernameToken:
     return UsernameToken(name, password_digest(password, nonce, created), PASSWORD_DIGEST,
                          base64.b64encode(nonce).decode(), created)
 
 
-def checker(clock: Clock | None = None) -> DigestTokenChecker:
+def checker(clocks: SimulatedClocks | None = None) -> DigestTokenChecker:
     return DigestTokenChecker(lambda name: (HASS, "hass-pass-123") if name == "hass" else None, now=lambda: NOW,
-                              monotonic=clock or Clock())
+                              clocks=clocks or SimulatedClocks())
 
 
 def test_the_digest_is_base64_of_sha1_of_nonce_created_and_password():
@@ -93,23 +86,23 @@ def test_a_stale_token_with_the_right_password_does_not_use_up_its_nonce():
 
 
 def test_a_nonce_is_remembered_as_long_as_a_token_carrying_it_could_be_accepted():
-    clock = Clock()
-    memory = NonceMemory(keep_s=MAX_TOKEN_AGE_S + 2 * CLOCK_SKEW_S, max_entries=10, monotonic=clock)
+    clocks = SimulatedClocks()
+    memory = NonceMemory(keep_s=MAX_TOKEN_AGE_S + 2 * CLOCK_SKEW_S, max_entries=10, clocks=clocks)
     assert memory.first_use("hass", b"n1")
-    clock.monotonic_s += MAX_TOKEN_AGE_S + 2 * CLOCK_SKEW_S - 1
+    clocks.advance(MAX_TOKEN_AGE_S + 2 * CLOCK_SKEW_S - 1)
     assert not memory.first_use("hass", b"n1")
     assert memory.first_use("vms", b"n1")  # per account
-    clock.monotonic_s += 1
+    clocks.advance(1)
     assert memory.first_use("hass", b"n1") and len(memory) == 2
 
 
 def test_a_full_nonce_memory_refuses_rather_than_forgets():
-    clock = Clock()
-    memory = NonceMemory(keep_s=60, max_entries=3, monotonic=clock)
+    clocks = SimulatedClocks()
+    memory = NonceMemory(keep_s=60, max_entries=3, clocks=clocks)
     for i in range(3):
         assert memory.first_use("hass", bytes([i]))
     with pytest.raises(BadCredentials, match="too many logins"):
         memory.first_use("hass", b"new")
     assert not memory.first_use("hass", bytes([0]))  # still remembered
-    clock.monotonic_s += 60
+    clocks.advance(60)
     assert memory.first_use("hass", b"new")

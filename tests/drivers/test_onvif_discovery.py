@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import RealClocks
 from drivers.onvif.discovery import (MAX_DATAGRAM_BYTES, MAX_DEPTH, MAX_MATCHES, MAX_TEXT_CHARS, ProbeMatchError,
                                      discover, parse_probe_matches)
 from tests.support.onvif_device import NetNamespacePair, OnvifDevice, ipycam_available, netns_available
@@ -123,7 +124,7 @@ def test_probe_dedupes_by_endpoint_and_skips_bad_answers(caplog):
     first = match("", endpoint="urn:uuid:cam-1")
     answers = [first, b"<not xml", first, match("", endpoint="urn:uuid:cam-2"), b" " * (MAX_DATAGRAM_BYTES + 10)]
     with _Responder(answers) as responder:
-        devices = discover(timeout_s=1.0, target=responder.address)
+        devices = discover(timeout_s=1.0, target=responder.address, clocks=RealClocks())
 
     assert [d.endpoint for d in devices] == ["urn:uuid:cam-1", "urn:uuid:cam-2"]
     assert b"NetworkVideoTransmitter" in responder.probes[0] and b"/discovery/Probe<" in responder.probes[0]
@@ -208,6 +209,8 @@ def test_nvr_discover_with_nobody_answering_exits_1_and_says_what_to_check():
 
 MOVED_SCRIPT = """
 import sys
+from functools import partial
+from base.clock import RealClocks
 from drivers.onvif.discovery import discover
 from drivers.onvif.source import OnvifRtspCamera
 
@@ -217,7 +220,7 @@ class Client:
     def close(self): return None
 
 camera = OnvifRtspCamera(sys.argv[1], username="admin", password="secret", profile=None, stream="main",
-                         name="gate main", make_camera=Client, rediscover=discover)
+                         name="gate main", make_camera=Client, rediscover=partial(discover, clocks=RealClocks()))
 camera.open()
 print(camera.stream_url, flush=True)
 sys.stdin.readline()

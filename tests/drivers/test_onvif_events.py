@@ -10,6 +10,7 @@ import pytest
 from lxml import etree
 from onvif import ONVIFCamera
 
+from base.clock import RealClocks
 from drivers.onvif import events as ev
 from drivers.onvif.events import CameraEvent, PullPointSubscriber, parse_pull_messages
 from support import onvif_events as cams
@@ -135,8 +136,8 @@ class Recorder:
 async def subscribed(responder, recorder, **options):
     camera = ONVIFCamera("127.0.0.1", responder.port, "admin", "secret", no_cache=True)
     await camera.update_xaddrs()
-    subscriber = PullPointSubscriber(camera, name="cam", on_events=recorder.on_events, on_state=recorder.on_state,
-                                     **options)
+    subscriber = PullPointSubscriber(camera, name="cam", clocks=RealClocks(), on_events=recorder.on_events,
+                                     on_state=recorder.on_state, **options)
     return camera, subscriber, asyncio.create_task(subscriber.run())
 
 

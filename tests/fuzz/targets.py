@@ -441,13 +441,14 @@ def onvif_notification(data: bytes) -> None:
 
 def _coalesce(events: list) -> None:
     from appliance.alarms.camera_events import CameraEvents
+    from base.clock import SimulatedClocks
 
     class _Cameras:
         def channels(self) -> list[int]:
             return [1]
 
     changes: list[tuple] = []
-    sink = CameraEvents(_Cameras(), on_change=lambda *change: changes.append(change))
+    sink = CameraEvents(_Cameras(), on_change=lambda *change: changes.append(change), clocks=SimulatedClocks())
     sink._active[1] = {}
     sink._events(1, events)
     sources = {(event.kind, event.source) for event in events}
@@ -527,6 +528,7 @@ def onvif_request(data: bytes) -> None:
     from appliance.onvif_server.http_digest import MAX_HEADER_CHARS, parse_digest_header
     from appliance.onvif_server.xml_reader import (MAX_DEPTH, MAX_ELEMENTS, MAX_TEXT_CHARS, XmlError, parse_soap,
                                                    parse_xml)
+    from base.clock import SimulatedClocks
 
     try:
         root = parse_xml(data)
@@ -550,7 +552,7 @@ def onvif_request(data: bytes) -> None:
     except XmlError:
         token = None
     if token is not None:
-        checker = DigestTokenChecker(lambda name: (User(name, "viewer"), "fuzz-pass-1"))
+        checker = DigestTokenChecker(lambda name: (User(name, "viewer"), "fuzz-pass-1"), clocks=SimulatedClocks())
         try:
             checker.check(token)
         except BadCredentials:

@@ -18,7 +18,9 @@ import uuid
 
 def responder(http_port: int) -> None:
     from appliance.onvif_server.discovery import DiscoveryResponder
-    device = DiscoveryResponder(uuid.UUID("12345678-1234-5678-1234-567812345678"), "netns box", http_port=http_port)
+    from base.clock import RealClocks
+    device = DiscoveryResponder(uuid.UUID("12345678-1234-5678-1234-567812345678"), "netns box", http_port=http_port,
+                                clocks=RealClocks())
     device.start()
     print("READY", flush=True)
     sys.stdin.read()
