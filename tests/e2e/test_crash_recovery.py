@@ -190,9 +190,10 @@ def decoded_frames(path: Path) -> tuple[int, float, list[str]]:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             samples = [(p.pts, p.pts + (p.duration or 0)) for p in container.demux(stream) if p.pts is not None]
+            time_base = stream.time_base  # PyAV 18.1.1 refuses a closed container's stream attributes
     finally:
         av.logging.set_level(previous)
-    span = float((max(e for _, e in samples) - min(s for s, _ in samples)) * stream.time_base) if samples else 0.0
+    span = float((max(e for _, e in samples) - min(s for s, _ in samples)) * time_base) if samples else 0.0
     return frames, span, [f"{name}: {message.strip()}" for _level, name, message in logs]
 
 
