@@ -20,7 +20,8 @@ in the index is `disks/UUID/chNN/...`, so every reader finds a segment as `root 
 holds it. The next segment goes to the usable disk with the most free space among the channel's disks
 (recording spreads over them): the disks of the group the channel is pinned to, else those in no group. A write that fails with anything but a full disk marks that disk *failed*: the writer's next
 keyframe opens its segment on another disk. An away or failed disk is looked at again after RETRY_S
-(identity back, and writable) and taken back. Each disk that is not usable raises `disk_offline`
+(identity back, and a block written and synced there) and taken back; `on_back` hears it (the disk's
+health watch then lets go of the I/O errors met before). Each disk that is not usable raises `disk_offline`
 (the rules' `disk: missing`) under its label.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
 import uuid as uuid_module
 from collections.abc import Callable
@@ -50,6 +52,7 @@ MAX_LISTED_ENTRIES = 64  # a disk offered for adoption: at most this many of its
 NOT_RECORDINGS = frozenset({IDENTITY_FILE, "lost+found"})  # what a disk fresh from `nvr disks init` holds
 DISKS_DIR = "disks"  # in the data root: one link per disk, named by its uuid
 RETRY_S = 30.0  # an away or failed disk is looked at again after this long
+WRITE_CHECK_BYTES = 4096  # a disk is taken back only once a block of this size is written and synced there
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 OK, AWAY, FAILED, FOREIGN, EJECTING = "ok", "away", "failed", "foreign", "ejecting"
@@ -121,6 +124,19 @@ def adoption_problem(folder: Path, identity: Identity) -> str | None:
     return None
 
 
+def _write_check(folder: Path) -> None:
+    """Write a block to `folder`, sync it and remove it; OSError if the disk cannot take it (read-only
+    after errors, a dying USB link). A file of its own per call: two writers may check one disk at once."""
+    fd, name = tempfile.mkstemp(prefix=".nvr-write-check-", dir=folder)
+    try:
+        os.write(fd, b"\0" * WRITE_CHECK_BYTES)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    fsync_dir(folder)
+
+
 @dataclass
 class RecordingDisk:
     uuid: str  # '' until a new disk has an identity; the data root's is '' for good
@@ -142,10 +158,13 @@ class DiskSet:
 
     def __init__(self, *, root: Path, disks: list[tuple[Path, str]], index: Index, clocks: Clocks,
                  faults: FaultSink, usage: Callable[[Path], DiskUsage] = disk_usage,
-                 groups: dict[str, str] | None = None, pinned: dict[int, str] | None = None):
+                 groups: dict[str, str] | None = None, pinned: dict[int, str] | None = None,
+                 on_back: Callable[[RecordingDisk], None] | None = None):
         """`groups`: disk label -> its group; `pinned`: channel -> the group it records onto. A channel
-        not pinned records onto the disks in no group."""
+        not pinned records onto the disks in no group. `on_back(disk)`: an away or failed disk was taken
+        back after a write to it succeeded (called on the writer's thread that found it, once)."""
         self.root, self._index, self._clocks, self._faults, self._usage = root, index, clocks, faults, usage
+        self._on_back = on_back
         self.disks = [RecordingDisk("", label, Path(path), group=(groups or {}).get(label)) for path, label in disks]
         self._pinned = dict(pinned or {})
         self._lock = threading.RLock()
@@ -244,13 +263,19 @@ class DiskSet:
                 return None
             if not os.access(disk.path, os.W_OK):
                 raise PermissionError(f"{disk.path} is not writable")
+            if disk.state != OK:
+                _write_check(disk.path)
             free = self._usage(disk.path).free_bytes
         except (DiskIdentityError, OSError) as exc:
             self._mark(disk, FAILED, f"the disk {disk.label!r} at {disk.path} cannot be used: {exc}")
             return None
-        if disk.state != OK:
-            log.warning("disk %r at %s is back", disk.label, disk.path)
-            self._mark(disk, OK, None)
+        with self._lock:
+            came_back = disk.state != OK
+            if came_back:
+                log.warning("disk %r at %s is back", disk.label, disk.path)
+                self._mark(disk, OK, None)
+        if came_back and self._on_back is not None:
+            self._on_back(disk)
         return free
 
     def leaving(self, disk: str) -> bool:

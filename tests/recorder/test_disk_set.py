@@ -100,6 +100,24 @@ def test_a_disk_whose_writes_fail_is_passed_over_until_retried_and_a_full_one_is
     assert disks.place() == on_a and offline(faults) == {}
 
 
+def test_a_failed_disk_is_taken_back_only_after_a_write_and_its_return_is_told_once(tmp_path, clocks):
+    root, a = tmp_path / "root", tmp_path / "a"
+    root.mkdir(), a.mkdir()
+    index, faults, back = Index(root), FaultBoard(clocks=clocks), []
+    disks = DiskSet(root=root, disks=[(a, "disk A")], index=index, clocks=clocks, faults=faults, on_back=back.append)
+    disks.open()
+    try:
+        on_a = disks.place()
+        disks.failed(on_a, OSError(errno.EIO, "Input/output error"))
+        assert disks.place() is None
+        clocks.advance(RETRY_S)
+        assert disks.place() == on_a and disks.place() == on_a
+        assert [d.label for d in back] == ["disk A"]  # once, by the writer that took it back
+        assert sorted(p.name for p in a.iterdir()) == [IDENTITY_FILE]  # the write check left nothing
+    finally:
+        index.close()
+
+
 def test_a_foreign_disk_and_a_known_disk_missing_at_start_are_not_written(tmp_path, clocks, rig):
     root, a, b, index, faults, space, disks = rig
     foreign = tmp_path / "foreign"
