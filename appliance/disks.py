@@ -18,7 +18,8 @@ from recorder.disk_health import DiskHealthWatch
 from recorder.faults import FaultSink
 from recorder.index import INDEX_FILE, Index
 from recorder.retention import ChannelQuota, RetentionPolicy
-from recorder.disk_set import IDENTITY_FILE, DiskIdentityError, DiskSet, read_identity, write_identity
+from recorder.disk_set import (IDENTITY_FILE, DiskIdentityError, DiskSet, adoption_problem, read_identity,
+                               write_identity)
 from recorder.retention_preview import preview, recording_capacity
 
 from appliance.config.model import Config, DiskConfig
@@ -128,7 +129,12 @@ def _identity_state(folder: Path, known: set[str]) -> tuple[str, str, str | None
     if identity is None:
         return "", "away", f"no {IDENTITY_FILE} in {folder}: not mounted, or a new disk `nvr run` has not used yet"
     if known and identity.uuid not in known:
-        return identity.uuid, "foreign", f"{folder} holds a disk this recorder has never used ({identity.uuid})"
+        try:
+            problem = adoption_problem(folder, identity)
+        except OSError as exc:
+            problem = f"its folder cannot be listed ({exc})"
+        if problem is not None:
+            return identity.uuid, "foreign", f"{folder} holds a disk this recorder has never used ({identity.uuid}), and {problem}"
     return identity.uuid, "ok", None
 
 
@@ -235,7 +241,8 @@ def check_initialisable(device: str, *, confirm_serial: str | None = None, smart
 
 def initialise_disk(device: str, *, label: str, confirm_serial: str | None = None, smartctl: str = "smartctl",
                     on_step: Callable[[str], None] = lambda step: None, confirm_with: str = "--confirm-serial") -> dict:
-    """Make `device` a recordings disk: one ext4 filesystem labelled `label` and a new identity file.
+    """Make `device` a recordings disk: one ext4 filesystem labelled `label` and a new identity file marked
+    `initialised`, so a recorder that has never seen the disk adopts it on first use while it holds nothing.
 
     Refused (DiskInitRefused) as `check_initialisable` says. `on_step` hears each step as it starts
     (INIT_STEPS). Returns what was done, for the audit log."""
@@ -246,7 +253,7 @@ def initialise_disk(device: str, *, label: str, confirm_serial: str | None = Non
     on_step(INIT_STEPS[2])
     made: list = []
     with tempfile.TemporaryDirectory(prefix="nvr-disk-init-") as folder:
-        mount_and_do(device, Path(folder), lambda root: made.append(write_identity(root, label)))
+        mount_and_do(device, Path(folder), lambda root: made.append(write_identity(root, label, initialised=True)))
     return {"device": device, "label": label, "serial": check.serial, "uuid": made[0].uuid,
             "erased": [f"{s.kind} on {s.device}" for s in check.found]}
 

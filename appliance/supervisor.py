@@ -17,7 +17,7 @@ from pathlib import Path
 from base.clock import Clocks
 from hal.storage import make_dirs_durable, unmount
 from recorder.disk_health import DiskHealthWatch
-from recorder.disk_set import DiskSet
+from recorder.disk_set import DiskSet, RecordingDisk
 from recorder.faults import Fault, FaultBoard
 from recorder.index import Index
 from recorder.live import LiveHub
@@ -87,7 +87,8 @@ class Supervisor:
             self.disk_set = DiskSet(root=self.root, disks=[(d.path, d.name) for d in disks], index=self.index,
                                     clocks=self.clocks, faults=self.faults,
                                     groups={d.name: d.group for d in disks if d.group},
-                                    pinned={c.id: c.storage for c in self.config.channels if c.storage})
+                                    pinned={c.id: c.storage for c in self.config.channels if c.storage},
+                                    on_back=self._disk_back)
             self.disk_set.open()
             present = self.disk_set.present()
         self.recovery = recover(self.root, self.index, sync=self._sync, disks=present)
@@ -156,6 +157,12 @@ class Supervisor:
         watch = self.disk_watches.get(disk)
         if watch is not None:
             watch.note_io_error(exc)
+
+    def _disk_back(self, disk: RecordingDisk) -> None:
+        """A pulled or failed disk was taken back and written to: its earlier I/O errors stop raising disk_errors."""
+        watch = self.disk_watches.get(disk.uuid)
+        if watch is not None:
+            watch.io_recovered()
 
     def _start_channel(self, channel: ChannelConfig, position: int, count: int) -> None:
         try:

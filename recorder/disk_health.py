@@ -7,7 +7,10 @@ faults they raise (`disk_failing`, `disk_hot`, `disk_errors`), which rules[] can
   HOT_HYSTERESIS_C below, so a drive hovering at the limit does not flap.
 - `disk_errors`: sectors pending reallocation or uncorrectable, the count of reallocated sectors grown
   since this watch started, or an I/O error (EIO, EROFS) met by the segment writer. An I/O error keeps
-  the fault up until the appliance restarts: the disk said once that it cannot be trusted.
+  the fault up until the disk has been taken back and written to (`io_recovered`: with several disks,
+  the disk set does it when a pulled or failed disk returns), else until the appliance restarts.
+
+Faults name the disk by its label when it has one, then its device: "Bay 1 (/dev/sdc, WDC ... serial)".
 
 Polling never wakes a sleeping disk (`smartctl -n standby`: a spun-down disk is left alone and keeps its
 last reading) and runs every `interval_s` (default half an hour, as smartd does), on this watch's own
@@ -59,6 +62,7 @@ class DiskHealthWatch:
         self.last_error: str | None = None
         self.io_errors = 0
         self.last_io_error: str | None = None
+        self._io_errors_recovered = 0  # the I/O errors met before the disk was last taken back and written to
         self._reallocated_at_start: int | None = None
 
     # --- the thread ----------------------------------------------------------------------------
@@ -135,6 +139,16 @@ class DiskHealthWatch:
             self.last_io_error = str(exc)
         self._update_errors()
 
+    def io_recovered(self) -> None:
+        """The disk came back and a write to it succeeded: the I/O errors met so far no longer keep
+        `disk_errors` up (they stay counted; bad sectors in S.M.A.R.T. still keep it)."""
+        with self._lock:
+            standing, self._io_errors_recovered = self.io_errors - self._io_errors_recovered, self.io_errors
+        if standing:
+            log.info("disk health: %s is back and written to: its %d I/O error(s) no longer raise disk_errors",
+                     self._name(self.report), standing)
+        self._update_errors()
+
     def _update_errors(self) -> None:
         reasons = self._error_reasons()
         if reasons:
@@ -145,8 +159,9 @@ class DiskHealthWatch:
     def _error_reasons(self) -> list[str]:
         reasons = []
         with self._lock:
-            if self.io_errors:
-                reasons.append(f"{self.io_errors} I/O error(s) writing recordings, the last: {self.last_io_error}")
+            standing = self.io_errors - self._io_errors_recovered
+            if standing:
+                reasons.append(f"{standing} I/O error(s) writing recordings, the last: {self.last_io_error}")
         report = self.report
         if report is not None:
             if report.pending_sectors:
@@ -159,10 +174,12 @@ class DiskHealthWatch:
         return reasons
 
     def _name(self, report: SmartReport | None) -> str:
-        parts = [self.device or str(self.root)]
-        if report is not None and (report.model or report.serial):
-            parts.append(f"({' '.join(p for p in (report.model, report.serial) if p)})")
-        return " ".join(parts)
+        """'Bay 1 (/dev/sdc, WDC WD140EDFZ 9RK1XXXX)' with a label, '/dev/sdc (WDC WD140EDFZ 9RK1XXXX)' without."""
+        drive = " ".join(p for p in (report.model, report.serial) if p) if report is not None else ""
+        where = self.device or str(self.root)
+        if self.label:
+            return f"{self.label} ({', '.join(p for p in (where, drive) if p)})"
+        return f"{where} ({drive})" if drive else where
 
     # --- what the health page, `nvr disks` and /metrics show ------------------------------------
 

@@ -10,14 +10,18 @@ known by what it is, not by where it is mounted:
   pulled, or another disk in its place. Nothing is written there (it would land on whatever filesystem
   is under the mount point), and its rows stay in the index for when it comes back;
 - a folder with an identity the index does not know is *foreign* (another recorder's disk) and is never
-  written to.
+  written to, unless the identity says `nvr disks init` made it (`initialised`) and the disk holds
+  nothing besides it (and ext4's `lost+found`): that is a disk made for a recorder and never recorded on,
+  so it is adopted on first use. This holds wherever and whenever it was initialised (on another box,
+  before this box had an index); a disk holding another recorder's recordings stays foreign.
 
 A disk is reached from the data root through a link `disks/UUID` -> its folder, and a segment's path
 in the index is `disks/UUID/chNN/...`, so every reader finds a segment as `root / path` whichever disk
 holds it. The next segment goes to the usable disk with the most free space among the channel's disks
 (recording spreads over them): the disks of the group the channel is pinned to, else those in no group. A write that fails with anything but a full disk marks that disk *failed*: the writer's next
 keyframe opens its segment on another disk. An away or failed disk is looked at again after RETRY_S
-(identity back, and writable) and taken back. Each disk that is not usable raises `disk_offline`
+(identity back, and a block written and synced there) and taken back; `on_back` hears it (the disk's
+health watch then lets go of the I/O errors met before). Each disk that is not usable raises `disk_offline`
 (the rules' `disk: missing`) under its label.
 """
 from __future__ import annotations
@@ -26,6 +30,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
 import uuid as uuid_module
 from collections.abc import Callable
@@ -43,8 +48,11 @@ log = logging.getLogger("nvr.disks")
 
 IDENTITY_FILE = ".nvr-disk.json"
 MAX_IDENTITY_BYTES = 4096  # the file holds a uuid and a label; anything larger is not ours
+MAX_LISTED_ENTRIES = 64  # a disk offered for adoption: at most this many of its entries are looked at
+NOT_RECORDINGS = frozenset({IDENTITY_FILE, "lost+found"})  # what a disk fresh from `nvr disks init` holds
 DISKS_DIR = "disks"  # in the data root: one link per disk, named by its uuid
 RETRY_S = 30.0  # an away or failed disk is looked at again after this long
+WRITE_CHECK_BYTES = 4096  # a disk is taken back only once a block of this size is written and synced there
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 OK, AWAY, FAILED, FOREIGN, EJECTING = "ok", "away", "failed", "foreign", "ejecting"
@@ -58,6 +66,7 @@ class DiskIdentityError(ValueError):
 class Identity:
     uuid: str
     label: str
+    initialised: bool = False  # written by `nvr disks init` (not by a recorder's first use)
 
 
 def read_identity(folder: Path) -> Identity | None:
@@ -72,7 +81,7 @@ def read_identity(folder: Path) -> Identity | None:
         if len(data) > MAX_IDENTITY_BYTES:
             raise ValueError(f"larger than {MAX_IDENTITY_BYTES} bytes")
         doc = json.loads(data)
-        found = Identity(str(doc["uuid"]), str(doc.get("label", ""))[:64])
+        found = Identity(str(doc["uuid"]), str(doc.get("label", ""))[:64], doc.get("initialised") is True)
     except (ValueError, KeyError, TypeError) as exc:
         raise DiskIdentityError(f"{folder / IDENTITY_FILE} is not a disk identity file ({exc})") from None
     if not _UUID.match(found.uuid):
@@ -80,17 +89,52 @@ def read_identity(folder: Path) -> Identity | None:
     return found
 
 
-def write_identity(folder: Path, label: str) -> Identity:
-    """Give the disk at `folder` a new identity, durably; never overwrites one (FileExistsError)."""
-    identity = Identity(str(uuid_module.uuid4()), label)
+def write_identity(folder: Path, label: str, *, initialised: bool = False) -> Identity:
+    """Give the disk at `folder` a new identity, durably; never overwrites one (FileExistsError).
+    `initialised`: `nvr disks init` is writing it, so a recorder that has never seen the disk adopts it
+    while it holds nothing else (see `adoption_problem`)."""
+    identity = Identity(str(uuid_module.uuid4()), label, initialised)
+    doc = {"uuid": identity.uuid, "label": label, **({"initialised": True} if initialised else {})}
     fd = os.open(folder / IDENTITY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        os.write(fd, json.dumps({"uuid": identity.uuid, "label": label}).encode() + b"\n")
+        os.write(fd, json.dumps(doc).encode() + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
     fsync_dir(folder)
     return identity
+
+
+def adoption_problem(folder: Path, identity: Identity) -> str | None:
+    """Why a disk whose identity this recorder has never seen may not be adopted, or None if it may:
+    `nvr disks init` made it and it holds nothing besides its identity (and an ext4 `lost+found`).
+    Raises OSError if the folder cannot be listed."""
+    if not identity.initialised:
+        return "its identity was written by a recorder, not by `nvr disks init`"
+    found = []
+    with os.scandir(folder) as entries:
+        for position, entry in enumerate(entries):
+            if position >= MAX_LISTED_ENTRIES:
+                break
+            if entry.name not in NOT_RECORDINGS:
+                found.append(entry.name)
+    if found:
+        shown = ", ".join(repr(name) for name in sorted(found)[:3]) + (", ..." if len(found) > 3 else "")
+        return f"it holds files ({shown}): recordings of another recorder?"
+    return None
+
+
+def _write_check(folder: Path) -> None:
+    """Write a block to `folder`, sync it and remove it; OSError if the disk cannot take it (read-only
+    after errors, a dying USB link). A file of its own per call: two writers may check one disk at once."""
+    fd, name = tempfile.mkstemp(prefix=".nvr-write-check-", dir=folder)
+    try:
+        os.write(fd, b"\0" * WRITE_CHECK_BYTES)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    fsync_dir(folder)
 
 
 @dataclass
@@ -114,10 +158,13 @@ class DiskSet:
 
     def __init__(self, *, root: Path, disks: list[tuple[Path, str]], index: Index, clocks: Clocks,
                  faults: FaultSink, usage: Callable[[Path], DiskUsage] = disk_usage,
-                 groups: dict[str, str] | None = None, pinned: dict[int, str] | None = None):
+                 groups: dict[str, str] | None = None, pinned: dict[int, str] | None = None,
+                 on_back: Callable[[RecordingDisk], None] | None = None):
         """`groups`: disk label -> its group; `pinned`: channel -> the group it records onto. A channel
-        not pinned records onto the disks in no group."""
+        not pinned records onto the disks in no group. `on_back(disk)`: an away or failed disk was taken
+        back after a write to it succeeded (called on the writer's thread that found it, once)."""
         self.root, self._index, self._clocks, self._faults, self._usage = root, index, clocks, faults, usage
+        self._on_back = on_back
         self.disks = [RecordingDisk("", label, Path(path), group=(groups or {}).get(label)) for path, label in disks]
         self._pinned = dict(pinned or {})
         self._lock = threading.RLock()
@@ -153,11 +200,18 @@ class DiskSet:
             identity = write_identity(disk.path, disk.label)
             log.info("disk %r at %s is new: its identity is %s", disk.label, disk.path, identity.uuid)
         elif identity.uuid not in known:
-            self._mark(disk, FOREIGN, (
-                f"{disk.path} holds the disk {identity.label!r} ({identity.uuid}) that this recorder has never "
-                f"used: another recorder's disk? It is not written to. To use it here, move its "
-                f"{IDENTITY_FILE} away (its files are left as they are)"))
-            return
+            try:
+                problem = adoption_problem(disk.path, identity)
+            except OSError as exc:
+                problem = f"its folder cannot be listed ({exc})"
+            if problem is not None:
+                self._mark(disk, FOREIGN, (
+                    f"{disk.path} holds the disk {identity.label!r} ({identity.uuid}) that this recorder has never "
+                    f"used, and {problem}. It is not written to. To use it here, move its "
+                    f"{IDENTITY_FILE} away (its files are left as they are)"))
+                return
+            log.info("disk %r at %s was made by `nvr disks init` and holds nothing yet: adopted as %s",
+                     disk.label, disk.path, identity.uuid)
         if identity is not None:
             disk.uuid = identity.uuid
             self._index.add_disk(uuid=identity.uuid, label=disk.label, path=str(disk.path),
@@ -209,13 +263,19 @@ class DiskSet:
                 return None
             if not os.access(disk.path, os.W_OK):
                 raise PermissionError(f"{disk.path} is not writable")
+            if disk.state != OK:
+                _write_check(disk.path)
             free = self._usage(disk.path).free_bytes
         except (DiskIdentityError, OSError) as exc:
             self._mark(disk, FAILED, f"the disk {disk.label!r} at {disk.path} cannot be used: {exc}")
             return None
-        if disk.state != OK:
-            log.warning("disk %r at %s is back", disk.label, disk.path)
-            self._mark(disk, OK, None)
+        with self._lock:
+            came_back = disk.state != OK
+            if came_back:
+                log.warning("disk %r at %s is back", disk.label, disk.path)
+                self._mark(disk, OK, None)
+        if came_back and self._on_back is not None:
+            self._on_back(disk)
         return free
 
     def leaving(self, disk: str) -> bool:

@@ -80,7 +80,7 @@ class AlarmIO:
         self.engine = RuleEngine(rules=config.rules, index=index, relays=self.relays, scheduler=self.scheduler,
                                  clocks=clocks, webhooks=self.webhooks, ptz=ptz, ptz_worker=self.ptz_worker,
                                  on_fired=on_fired, sounds=self.sounds)
-        self._board_counts: dict[tuple[str, str], int] = {}
+        self._board_counts: dict[tuple[str, str, str | None], int] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -219,15 +219,17 @@ class AlarmIO:
             self.scheduler.call_soon(self._board_signal, alarm, active)
 
     def _board_signal(self, alarm: Fault, active: bool) -> None:
-        """Board alarms to rule signals, on the scheduler thread. Several alarms can stand for one signal
-        (disk_error per channel): the signal is active while any of them is."""
+        """Board alarms to rule signals, on the scheduler thread. Each recording disk's alarm is its own
+        source of the signal (a second disk failing fires the rules again); the alarms of one disk, or of
+        none, that stand for one signal (disk_error per channel) count as one: active while any is."""
         kind, key = BOARD_SIGNALS[alarm.kind]
         key = key if key is not None else str(alarm.channel)
-        count = self._board_counts.get((kind, key), 0) + (1 if active else -1)
-        self._board_counts[(kind, key)] = max(0, count)
+        counted = (kind, key, alarm.disk)
+        count = self._board_counts.get(counted, 0) + (1 if active else -1)
+        self._board_counts[counted] = max(0, count)
         if (active and count == 1) or (not active and count == 0):
             at_us = alarm.since_us if active else self._clocks.utc_now_us()
-            self.engine.signal(kind, key, active, at_us=at_us, detail=alarm.message)
+            self.engine.signal(kind, key, active, at_us=at_us, detail=alarm.message, disk=alarm.disk)
 
     # --- motion and health ---------------------------------------------------------------------
 

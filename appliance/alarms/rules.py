@@ -54,17 +54,27 @@ class PtzPresets(Protocol):
 @dataclass(frozen=True, slots=True)
 class Signal:
     """A change of one signal: `kind` as in a rule's `when` ('alarm_input', 'motion', 'video_loss', 'disk',
-    'temperature'), `key` its value there ('door', '1', 'full', 'out_of_range'), at `at_us` UTC."""
+    'temperature'), `key` its value there ('door', '1', 'full', 'out_of_range'), at `at_us` UTC.
+
+    `disk`: which recording disk (its label) a disk signal is about, when there are several. A rule's
+    `when: {disk: errors}` matches every disk's, and each disk is its own source: a second disk going
+    bad fires the rule again while the first is still bad, and the rule is released once none is."""
 
     kind: str
     key: str
     active: bool
     at_us: int
     detail: str = ""
+    disk: str | None = None
 
     @property
     def source(self) -> str:
         return f"{self.kind}:{self.key}"
+
+    @property
+    def described(self) -> str:
+        """The source as a person reads it in a log line: 'disk:errors on disk 'Bay 1''."""
+        return self.source if self.disk is None else f"{self.source} on disk {self.disk!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +145,7 @@ class RuleEngine:
         self._sounds = sounds
         self.on_fired = on_fired
         self._open: dict[int, _OpenEvent] = {}
+        self._holding: dict[int, set[str | None]] = {}  # rule -> the disks (None: the signal itself) holding it active
         self._listeners: list[AlarmListener] = []
         self.stats = RuleStats()
 
@@ -153,9 +164,11 @@ class RuleEngine:
             except Exception:  # a broken listener must not cost the alarm path
                 log.exception("alarm listener %r failed in %s", listener, method)
 
-    def signal(self, kind: str, key: str, active: bool, *, at_us: int | None = None, detail: str = "") -> None:
-        """Report a signal change; handled on the scheduler thread (at once if called from it)."""
-        sig = Signal(kind, str(key), active, self._clocks.utc_now_us() if at_us is None else at_us, detail)
+    def signal(self, kind: str, key: str, active: bool, *, at_us: int | None = None, detail: str = "",
+               disk: str | None = None) -> None:
+        """Report a signal change (`disk`: which disk's, see Signal); handled on the scheduler thread (at
+        once if called from it)."""
+        sig = Signal(kind, str(key), active, self._clocks.utc_now_us() if at_us is None else at_us, detail, disk)
         if self._scheduler.on_thread:
             self._handle(sig)
         else:
@@ -166,10 +179,14 @@ class RuleEngine:
         for number, (name, rule) in enumerate(self._rules):
             if rule.when.signal != (sig.kind, sig.key):
                 continue
+            holding = self._holding.setdefault(number, set())
             if sig.active:
+                holding.add(sig.disk)
                 self._fire(number, name, rule, sig)
             else:
-                self._release(number, sig)
+                holding.discard(sig.disk)
+                if not holding:  # another disk still bad keeps the rule's event (and sound) going
+                    self._release(number, sig)
 
     # --- firing --------------------------------------------------------------------------------
 
@@ -213,11 +230,11 @@ class RuleEngine:
             hook = action.webhook
             fields = {"rule": name, "source": sig.source, "active": sig.active, "at": iso_utc(sig.at_us),
                       "at_us": sig.at_us, "event_id": event_id, "detail": sig.detail,
-                      "channels": list(self._plans[number].channels)}
+                      "channels": list(self._plans[number].channels), "disk": sig.disk}
             self._webhooks.send(hook.url, fill_template(hook.body, fields) if hook.body is not None else fields,
                                 timeout_s=hook.timeout_s)
         elif action.log is not None:
-            log.warning("%s: %s (%s%s)", name, action.log, sig.source, f": {sig.detail}" if sig.detail else "")
+            log.warning("%s: %s (%s%s)", name, action.log, sig.described, f": {sig.detail}" if sig.detail else "")
         # record: handled by _open_event for the whole rule
 
     def _play(self, name: str, key: tuple[int, int], action: ActionConfig) -> None:
@@ -289,6 +306,7 @@ class RuleEngine:
                 self._index.end_event(state.event_id, end_us=now)
             self._tell("event_ended", self._rules[number][0], state.event_id, now)
         self._open.clear()
+        self._holding.clear()
 
     def statistics(self) -> dict:
         s = self.stats

@@ -189,7 +189,8 @@ class WhenConfig(_Section):
         "A channel id whose ONVIF camera reports tampering (covered, moved, blurred, scene change)."))
     disk: Literal["full", "error", "missing", "failing", "hot", "errors"] | None = Field(None, description=(
         "A data disk problem: full, error (a write failed), missing, or from its health: failing "
-        "(S.M.A.R.T. verdict), hot, errors (bad sectors, I/O errors)."))
+        "(S.M.A.R.T. verdict), hot, errors (bad sectors, I/O errors). With several recording disks it "
+        "matches each of them: another disk's problem fires the rule again while the first's stands."))
     temperature: Literal["out_of_range"] | None = Field(None, description="Temperature or humidity out of range.")
 
     @model_validator(mode="after")

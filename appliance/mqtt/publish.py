@@ -46,6 +46,7 @@ class Publisher:
         self.snapshots = BoundedWorker(name="mqtt-snapshots", max_jobs=SNAPSHOT_JOBS)
         self.events = self.snapshots_sent = 0
         self._last_disk_us = 0
+        self._bad_disks: dict[str, set[str | None]] = {}  # a disk fault's state topic -> the disks raising it
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -71,13 +72,24 @@ class Publisher:
     def signal_changed(self, signal: Signal) -> None:
         self.events += 1
         topic = self._topics.signal_topic(signal.kind, signal.key)
-        if topic is not None:
+        if topic is not None and self._stands_changed(topic, signal):
             self._state(topic, state_payload(signal.active, signal.at_us, detail=signal.detail))
         event = {"kind": signal.kind, "key": signal.key, "state": ON if signal.active else OFF,
-                 "at": iso_utc(signal.at_us), "at_us": signal.at_us, "detail": signal.detail}
+                 "at": iso_utc(signal.at_us), "at_us": signal.at_us, "detail": signal.detail,
+                 **({"disk": signal.disk} if signal.disk is not None else {})}
         self._publish(self._topics.events, json.dumps(event, separators=(",", ":")), retain=False)
         if signal.kind == "motion" and signal.active:
             self._snapshot(int(signal.key))
+
+    def _stands_changed(self, topic: str, signal: Signal) -> bool:
+        """Whether a disk signal's state topic (one for all disks) should say this change: it is ON
+        while any disk raises it; a disk clearing while another is still bad changes nothing there."""
+        if signal.kind != "disk":
+            return True
+        bad = self._bad_disks.setdefault(topic, set())
+        before = bool(bad)
+        (bad.add if signal.active else bad.discard)(signal.disk)
+        return bool(bad) != before or not bad  # OFF is always said once none is bad (the seed may have said ON)
 
     def rule_fired(self, firing: Firing) -> None:
         start_us = firing.start_us if firing.start_us is not None else firing.signal.at_us

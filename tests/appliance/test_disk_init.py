@@ -112,3 +112,59 @@ def test_not_a_block_device_or_a_bad_label_is_a_usage_error(setup, tmp_path):
     assert done.returncode == 2 and "is not a block device" in done.stderr
     done = nvr("disks", "init", "/dev/null", "--label", "a/b", "--config", config)
     assert done.returncode == 2 and "--label: expected" in done.stderr
+
+
+def test_a_disk_made_by_init_and_listed_in_storage_disks_is_recorded_on_and_another_boxs_disk_is_not(
+        loop, setup, monkeypatch):
+    """The CLI's own advice ("mount it and list it in storage.disks") works: the appliance adopts the disk
+    it has never seen because `nvr disks init` made it and it holds nothing; a disk holding another box's
+    recordings, listed beside it, stays foreign and untouched."""
+    from appliance.app import Appliance
+    from appliance.config.model import parse_config
+    from base.clock import RealClocks
+    from support.loop_disk import LoopDisk
+    from support.waiting import wait_for
+
+    smartctl, _, tmp_path = setup
+    source = "{type: test-pattern, width: 160, height: 120, fps: 10, keyframe_interval_s: 0.5}"
+
+    def config(root: Path, disks: str):
+        return parse_config(f"storage:\n  path: '{root}'\n  segment_seconds: 2\n  health: {{smart: false}}\n"
+                            f"  retention: {{max_used_percent: 99, min_free_bytes: 0, locked_floor_bytes: 0}}\n"
+                            f"  disks: [{disks}]\nchannels:\n  - {{id: 1, source: {source}}}\n"
+                            "alarms: {temperature: {thermal_zones: false}}\n")
+
+    theirs = LoopDisk(tmp_path, "theirs")
+    theirs.plug()
+    try:
+        other_box = Appliance(config(tmp_path / "other-root", f"{{path: '{theirs.mount}', label: C}}"),
+                              clocks=RealClocks(), sync=True)
+        other_box.start()
+        try:
+            wait_for(lambda: len(other_box.supervisor.index.segments()) >= 1, timeout_s=60, what="the other box's segments")
+        finally:
+            other_box.stop()
+        held = sorted(str(p.relative_to(theirs.mount)) for p in theirs.mount.rglob("*"))
+
+        done = nvr("disks", "init", loop, "--label", "Bay 1", "--config", tmp_path / "nvr.yaml")
+        assert done.returncode == 0, done.stderr
+        assert "list it in storage.disks" in done.stdout
+        mount = tmp_path / "bay1"
+        mount.mkdir()
+        subprocess.run(["mount", loop, str(mount)], check=True)
+        made = read_identity(mount)
+        box = Appliance(config(tmp_path / "data", f"{{path: '{mount}', label: Bay 1}}, {{path: '{theirs.mount}', label: C}}"),
+                        clocks=RealClocks(), sync=True)
+        box.start()
+        try:
+            assert [(d.label, d.state) for d in box.supervisor.disk_set.disks] == [("Bay 1", "ok"), ("C", "foreign")]
+            wait_for(lambda: len([s for s in box.supervisor.index.segments() if s.disk == made.uuid]) >= 2,
+                     timeout_s=60, what="segments on the initialised disk")
+            assert ("disk_offline", "C") in {(f["kind"], f["disk"]) for f in box.status()["alarms"]}
+            assert not any(f["kind"] == "disk_offline" and f["disk"] == "Bay 1" for f in box.status()["alarms"])
+        finally:
+            box.stop()
+        assert any(mount.glob("ch01/main/*.mp4"))
+        assert sorted(str(p.relative_to(theirs.mount)) for p in theirs.mount.rglob("*")) == held
+    finally:
+        theirs.unplug()

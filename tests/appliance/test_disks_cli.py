@@ -111,3 +111,25 @@ def test_several_disks_are_listed_each_with_its_label_state_and_health_and_nothi
     assert "not mounted" in rows[2]["error"] and list(b.iterdir()) == []  # `nvr disks` writes nothing
     text = nvr("disks", "--config", config).stdout
     assert f"Bay 2: {b}  (recordings)  [away]" in text
+
+
+def test_a_disk_made_by_init_is_listed_as_usable_and_one_with_another_recorders_files_as_foreign(setup, tmp_path):
+    from recorder.disk_set import write_identity
+
+    smartctl, data, config = setup
+    known, made, theirs = tmp_path / "known", tmp_path / "made", tmp_path / "theirs"
+    for folder in (known, made, theirs):
+        folder.mkdir()
+    index = Index(data)
+    index.add_disk(uuid=write_identity(known, "Known").uuid, label="Known", path=str(known), added_us=0)
+    index.close()
+    write_identity(made, "Made", initialised=True)
+    write_identity(theirs, "Theirs", initialised=True)
+    (theirs / "ch01").mkdir()
+    config.write_text(f"storage:\n  path: '{data}'\n  disks: [{{path: '{known}', label: Known}}, "
+                      f"{{path: '{made}', label: Made}}, {{path: '{theirs}', label: Theirs}}]\n")
+    done = nvr("disks", "--json", "--config", config)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["disks"]
+    assert [(r.get("label"), r.get("state")) for r in rows[1:]] == [("Known", "ok"), ("Made", "ok"), ("Theirs", "foreign")]
+    assert "holds files ('ch01')" in rows[3]["error"]

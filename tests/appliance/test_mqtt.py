@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+from unittest.mock import ANY
 
 import pytest
 
@@ -241,6 +242,18 @@ class Sent(list):
 
     def on(self, topic):
         return [json.loads(payload) for t, payload, _ in self if t == topic]
+
+
+def test_a_disk_faults_state_stays_on_while_any_disk_raises_it_and_each_disks_change_is_an_event(clocks):
+    sent, box = Sent(), FakeBox(config())
+    publisher = Publisher(box, topics=Topics(PREFIX), publish=sent, clocks=clocks)
+    publisher.seed()
+    topic = f"{PREFIX}/fault/disk_errors"
+    for at_s, (disk, active) in enumerate([("A", True), ("B", True), ("A", False), ("B", False)], start=1):
+        publisher.signal_changed(Signal("disk", "errors", active, at_s * 1_000_000, f"{disk}: I/O error", disk))
+    assert [(e["state"], e["at_us"]) for e in sent.on(topic)] == [("OFF", ANY), ("ON", 1_000_000), ("OFF", 4_000_000)]
+    assert [(e["disk"], e["state"]) for e in sent.on(f"{PREFIX}/events")] == [
+        ("A", "ON"), ("B", "ON"), ("A", "OFF"), ("B", "OFF")]
 
 
 def test_signals_rules_and_states_become_retained_states_and_ordered_events(clocks):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -217,6 +218,38 @@ rules:
     assert all(e.end_us is not None for e in events)  # stop() ended the open ones
     assert io.engine.statistics()["fired"] == 2
     assert not mock_pins.pin(22).state  # stop() put the output back in its safe state
+
+
+def test_each_disks_errors_fire_the_disk_rule_again_and_it_is_released_once_no_disk_is_bad(
+        tmp_path, clocks, mock_pins, index, caplog):
+    config = config_with("""
+rules:
+  - {name: bad disk, when: {disk: errors}, do: [{output: {id: siren}}, {log: replace the disk}]}
+""", tmp_path=tmp_path)
+    board = FaultBoard(clocks=clocks)
+    io = AlarmIO(config, clocks=clocks, index=index, faults=board, live=LiveHub(), data_root=tmp_path,
+                 gpio=GpiozeroGpio(pin_factory=mock_pins))
+    io.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="nvr.rules"):
+            board.raise_fault("disk_errors", "Bay 1 (/dev/sdc): 1 I/O error(s)", disk="Bay 1")
+            io.scheduler.wait_idle()
+            assert io.engine.statistics()["fired"] == 1
+            board.raise_fault("disk_errors", "Bay 2 (/dev/sdd): 1 I/O error(s)", disk="Bay 2")  # the first still up
+            io.scheduler.wait_idle()
+        assert io.engine.statistics()["fired"] == 2
+        lines = [r.getMessage() for r in caplog.records if r.name == "nvr.rules"]
+        assert lines == ["bad disk: replace the disk (disk:errors on disk 'Bay 1': Bay 1 (/dev/sdc): 1 I/O error(s))",
+                         "bad disk: replace the disk (disk:errors on disk 'Bay 2': Bay 2 (/dev/sdd): 1 I/O error(s))"]
+        board.clear_fault("disk_errors", disk="Bay 1")
+        io.scheduler.wait_idle()
+        assert [e.end_us for e in index.events()] == [None]  # Bay 2 is still bad: the event goes on
+        board.clear_fault("disk_errors", disk="Bay 2")
+        io.scheduler.wait_idle()
+        assert [e.end_us is not None for e in index.events()] == [True]
+        assert io.engine.statistics()["fired"] == 2 and io.engine.statistics()["extended"] == 1
+    finally:
+        io.stop()
 
 
 def test_the_web_controls_list_inputs_and_switch_outputs_by_hand(tmp_path, clocks, mock_pins, index):

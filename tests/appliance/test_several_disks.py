@@ -4,6 +4,7 @@ read-only) every channel goes on on the other with at most 2 s lost; when it is 
 taken back; after a restart its recordings are in the index and play."""
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
@@ -128,5 +129,37 @@ def test_a_disk_pulled_while_recording_is_left_alone_and_taken_back_when_it_retu
         assert not any(f["kind"] == "disk_offline" for f in nvr.status()["alarms"])
         for seg in rows_on_a:  # what it held, including the segment open when it was pulled, plays
             assert decoded_frames(root / seg.path) == seg.frames
+    finally:
+        nvr.stop()
+
+
+def test_a_failed_disk_raises_its_own_disk_errors_named_by_its_label_cleared_once_it_is_back_and_written(
+        tmp_path, disks, caplog):
+    a, b = disks
+    root = tmp_path / "root"
+    rule = "rules:\n  - {name: bad disk, when: {disk: errors}, do: [{log: replace the disk}]}\n"
+    nvr = Appliance(parse_config(config_for(root, a.mount, b.mount) + rule), clocks=RealClocks(), sync=True)
+    caplog.set_level(logging.WARNING, logger="nvr.rules")
+    nvr.start()
+    try:
+        uuid_a, uuid_b = (d.uuid for d in nvr.supervisor.disk_set.disks)
+        wait_for(lambda: len(segments_on(nvr, uuid_a)) >= 1 and len(segments_on(nvr, uuid_b)) >= 1, timeout_s=60,
+                 what="segments on both disks")
+        a.fail()
+        wait_for(lambda: ("disk_errors", "A") in {(f["kind"], f["disk"]) for f in nvr.status()["alarms"]},
+                 timeout_s=30, what="disk_errors of disk A from the writer's I/O error")
+        wait_for(lambda: any(r.name == "nvr.rules" for r in caplog.records), what="the rule's log line")
+        [line] = {r.getMessage() for r in caplog.records if r.name == "nvr.rules"}
+        assert line.startswith("bad disk: replace the disk (disk:errors on disk 'A': A (")
+        a.unplug()  # the installer takes it out, checks it and plugs it back while the box records on B
+        wait_for(lambda: loop_devices_of(a.image) == "", timeout_s=30, what="the failed filesystem to let go")
+        subprocess.run(["e2fsck", "-fy", str(a.image)], capture_output=True)
+        a.plug()
+        wait_for(lambda: nvr.supervisor.disk_set.disks[0].state == "ok", timeout_s=30, what="disk A taken back")
+        wait_for(lambda: not any(f["kind"] == "disk_errors" for f in nvr.status()["alarms"]), timeout_s=10,
+                 what="disk_errors of disk A cleared once it is back and written to")
+        wait_for(lambda: all(e.end_us is not None for e in nvr.supervisor.index.events()), timeout_s=10,
+                 what="the rule's event ended")
+        assert [d["io_errors"] for d in nvr.status()["disks"] if d.get("label") == "A"][0] >= 1  # still counted
     finally:
         nvr.stop()

@@ -102,6 +102,26 @@ def test_io_errors_from_the_writer_raise_disk_errors_until_restart_and_a_full_di
     assert kinds(faults) == {"disk_errors"} and watch.statistics()["io_errors"] == 1
 
 
+def test_io_errors_stop_raising_disk_errors_once_the_disk_is_back_and_written_but_bad_sectors_do_not(
+        tmp_path, clocks, smartctl):
+    watch, faults = watch_for(tmp_path, clocks, label="Bay 1")
+    watch.poll()
+    watch.note_io_error(OSError(errno.EIO, "Input/output error"))
+    [fault] = faults.active()
+    assert (fault.kind, fault.disk) == ("disk_errors", "Bay 1")
+    assert fault.message.startswith("Bay 1 (/dev/sdz, WDC WD140EDFZ-11A0VA0 9RK1XXXX): 1 I/O error(s)")
+    watch.io_recovered()
+    assert kinds(faults) == set() and watch.statistics()["io_errors"] == 1  # still counted
+    watch.note_io_error(OSError(errno.EROFS, "Read-only file system"))  # a new error raises it again
+    assert "1 I/O error(s)" in faults.active()[0].message
+    watch.io_recovered()
+    smartctl.serve("scrutiny-smart-fail2.json")  # pending sectors: not the writer's errors, they stay
+    watch.poll()
+    watch.io_recovered()
+    [errors] = [f for f in faults.active() if f.kind == "disk_errors"]
+    assert "sector(s) pending" in errors.message and "I/O error" not in errors.message
+
+
 def test_the_watch_polls_on_its_own_thread_at_its_interval_of_the_injected_clock(tmp_path, clocks, smartctl):
     watch, faults = watch_for(tmp_path, clocks, interval_s=1800)
     watch.start()

@@ -10,7 +10,8 @@ import shutil
 import pytest
 
 from hal.storage import DiskUsage
-from recorder.disk_set import AWAY, FAILED, FOREIGN, IDENTITY_FILE, OK, RETRY_S, DiskSet, read_identity
+from recorder.disk_set import (AWAY, FAILED, FOREIGN, IDENTITY_FILE, OK, RETRY_S, DiskSet, read_identity,
+                               write_identity)
 from recorder.errors import DiskFull
 from recorder.faults import FaultBoard
 from recorder.index import Index
@@ -99,6 +100,24 @@ def test_a_disk_whose_writes_fail_is_passed_over_until_retried_and_a_full_one_is
     assert disks.place() == on_a and offline(faults) == {}
 
 
+def test_a_failed_disk_is_taken_back_only_after_a_write_and_its_return_is_told_once(tmp_path, clocks):
+    root, a = tmp_path / "root", tmp_path / "a"
+    root.mkdir(), a.mkdir()
+    index, faults, back = Index(root), FaultBoard(clocks=clocks), []
+    disks = DiskSet(root=root, disks=[(a, "disk A")], index=index, clocks=clocks, faults=faults, on_back=back.append)
+    disks.open()
+    try:
+        on_a = disks.place()
+        disks.failed(on_a, OSError(errno.EIO, "Input/output error"))
+        assert disks.place() is None
+        clocks.advance(RETRY_S)
+        assert disks.place() == on_a and disks.place() == on_a
+        assert [d.label for d in back] == ["disk A"]  # once, by the writer that took it back
+        assert sorted(p.name for p in a.iterdir()) == [IDENTITY_FILE]  # the write check left nothing
+    finally:
+        index.close()
+
+
 def test_a_foreign_disk_and_a_known_disk_missing_at_start_are_not_written(tmp_path, clocks, rig):
     root, a, b, index, faults, space, disks = rig
     foreign = tmp_path / "foreign"
@@ -115,6 +134,32 @@ def test_a_foreign_disk_and_a_known_disk_missing_at_start_are_not_written(tmp_pa
     assert "never used" in offline(faults)["other"]
     for _ in range(3):
         assert again.place().disk == read_identity(b).uuid
+
+
+def test_a_disk_made_by_disks_init_is_adopted_but_one_holding_another_recorders_files_stays_foreign(
+        tmp_path, clocks, rig):
+    root, a, b, index, faults, space, disks = rig
+    blank, used, by_recorder = tmp_path / "blank", tmp_path / "used", tmp_path / "by-recorder"
+    for folder in (blank, used, by_recorder):
+        folder.mkdir()
+    (blank / "lost+found").mkdir()  # as mkfs.ext4 leaves it
+    made = write_identity(blank, "new", initialised=True)  # initialised elsewhere: this index never saw it
+    write_identity(used, "theirs", initialised=True)
+    (used / "ch01" / "main").mkdir(parents=True)
+    (used / "ch01" / "main" / "20261207-101500.mp4").write_bytes(b"not ours")
+    write_identity(by_recorder, "theirs too")  # a recorder's first use wrote it: another recorder's disk
+    again = DiskSet(root=root, disks=[(b, "disk B"), (blank, "new"), (used, "used"), (by_recorder, "other")],
+                    index=index, clocks=clocks, faults=faults, usage=space)
+    again.open()
+    assert [d.state for d in again.disks] == [OK, OK, FOREIGN, FOREIGN]
+    assert again.disks[1].uuid == made.uuid and made.uuid in {row.uuid for row in index.disks()}
+    assert (root / "disks" / made.uuid).resolve() == blank.resolve()
+    assert "holds files ('ch01')" in offline(faults)["used"]
+    assert "not by `nvr disks init`" in offline(faults)["other"]
+    assert not (root / "disks" / read_identity(used).uuid).exists()
+    space.free[str(b)] = 1  # the adopted disk is the freest: the next segment goes there
+    assert again.place().disk == made.uuid
+    assert sorted(p.name for p in used.iterdir()) == [IDENTITY_FILE, "ch01"]  # the foreign one untouched
 
 
 def test_segments_spread_over_the_disks_play_from_the_root_and_each_disks_retention_keeps_to_its_disk(rig, clocks):
