@@ -61,6 +61,7 @@ class Supervisor:
         self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks, faults=self.faults))
         self.recorders: list[StreamRecorder] = []
         self.recovery: RecoveryReport | None = None
+        self.disk_recoveries: list[RecoveryReport] = []  # the passes of disks that came back while recording
         self.index: Index | None = None
         self.retention: Retention | None = None  # the data root's
         self.retentions: list[Retention] = []  # the data root's, then each recording disk's
@@ -87,7 +88,8 @@ class Supervisor:
             self.disk_set = DiskSet(root=self.root, disks=[(d.path, d.name) for d in disks], index=self.index,
                                     clocks=self.clocks, faults=self.faults,
                                     groups={d.name: d.group for d in disks if d.group},
-                                    pinned={c.id: c.storage for c in self.config.channels if c.storage})
+                                    pinned={c.id: c.storage for c in self.config.channels if c.storage},
+                                    recover=self._recover_disk)
             self.disk_set.open()
             present = self.disk_set.present()
         self.recovery = recover(self.root, self.index, sync=self._sync, disks=present)
@@ -186,6 +188,10 @@ class Supervisor:
             recorder.start()
             self.recorders.append(recorder)
 
+    def _recover_disk(self, uuid: str) -> None:
+        """The start-up recovery pass for one disk that came back while recording (the disk set's thread)."""
+        self.disk_recoveries.append(recover(self.root, self.index, sync=self._sync, disks=[uuid]))
+
     def stop(self) -> None:
         """Stop every stream (closing and indexing its open segment), retention, and the index; release
         the data root. Safe after a `start` that failed part-way."""
@@ -197,6 +203,8 @@ class Supervisor:
             retention.stop()
         for watch in self.disk_watches.values():
             watch.stop()
+        if self.disk_set is not None:
+            self.disk_set.close()  # a returning disk's recovery pass still writes to the index
         if self.index is not None:
             self.index.close()
         if self._lock_fd is not None:
