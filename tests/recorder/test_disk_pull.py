@@ -10,12 +10,12 @@ import pytest
 from hal.storage import DiskUsage
 from recorder.disk_set import DiskSet, RETRY_S, read_identity
 from recorder.faults import FaultBoard
-from recorder.fmp4 import TIMESCALE
+from recorder.fmp4 import TIMESCALE, read_segment
 from recorder.index import Index
 from recorder.recovery import recover
 from recorder.segmenter import Segmenter
 from support.loop_disk import LoopDisk
-from support.recording import decoded_frames, record
+from support.recording import decoded_frames, pattern_with_audio, record
 from support.waiting import wait_for
 
 FPS = 25
@@ -93,5 +93,55 @@ def test_a_pulled_disk_costs_no_unwritten_frame_and_its_cut_segment_is_indexed_w
               f"{pull_at_packet / FPS:.2f} s, B from {first_on_b.media_start_ticks / TIMESCALE:.2f} s)")
         assert gap_us <= 0  # nothing unrecorded between what A kept and where B begins
         assert -gap_us <= KEYFRAME_S * 1e6  # written twice: at most the group of pictures before the failure
+    finally:
+        index.close()
+
+
+def test_the_sound_of_the_failed_write_goes_to_the_other_disk_with_its_pictures(tmp_path, pair, clocks):
+    a, b = pair
+    root = tmp_path / "root"
+    root.mkdir()
+    index = Index(root)
+    try:
+        faults = FaultBoard(clocks=clocks)
+        disks = DiskSet(root=root, disks=[(a.mount, "A"), (b.mount, "B")], index=index, clocks=clocks, faults=faults,
+                        usage=prefer(a.mount, b.mount),
+                        recover=lambda uuid: recover(root, index, sync=True, disks=[uuid]))
+        disks.open()
+        uuid_a = read_identity(a.mount).uuid
+        writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                           segment_seconds=60, sync=True, placer=disks)
+        source = pattern_with_audio(clocks, keyframe_interval_s=KEYFRAME_S)
+        writer.start_run(source.open())
+        end_us = clocks.monotonic_us() + 12 * 1_000_000
+        video = 0
+        for packet in source.packets():
+            if packet.track == "video":
+                video += 1
+                if video == PULLS_AT_PACKET[0]:
+                    a.pull()
+            writer.push(packet)
+            if clocks.monotonic_us() >= end_us:
+                break
+        writer.finish()
+        source.close()
+        assert writer.stats.failovers == 1 and writer.stats.frames_lost == 0
+
+        wait_for(lambda: not a.in_use(), timeout_s=30, what="the pulled filesystem to let go of its loop device")
+        a.check()
+        a.plug()
+        clocks.advance(RETRY_S)
+        disks.place()
+        wait_for(lambda: not disks.recovering(), timeout_s=30, what="the returning disk's recovery pass")
+        rows = index.segments(channel=1)
+        assert [s.disk == uuid_a for s in rows] == [True, False]
+        on_a, on_b = (read_segment(root / s.path) for s in rows)
+        rate = on_b.audio.timescale
+        a_sound_end = on_a.audio_samples[-1].decode_time + on_a.audio_samples[-1].duration
+        b_sound_start = on_b.audio_samples[0].decode_time
+        assert b_sound_start <= a_sound_end + 1024  # at most one AAC frame between the disks' sound
+        assert b_sound_start / rate <= on_a.duration_ticks / TIMESCALE + 0.1  # B's sound begins where A's pictures end
+        for row in rows:
+            assert decoded_frames(root / row.path) == row.frames
     finally:
         index.close()
