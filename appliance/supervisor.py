@@ -190,7 +190,10 @@ class Supervisor:
 
     def _recover_disk(self, uuid: str) -> None:
         """The start-up recovery pass for one disk that came back while recording (the disk set's thread)."""
-        self.disk_recoveries.append(recover(self.root, self.index, sync=self._sync, disks=[uuid]))
+        # A writer may still have a file open there (a disk marked failed by another writer's error):
+        # no new segment goes to the disk during the pass, so these are all the files to leave alone.
+        writing = {path for recorder in self.recorders for path in getattr(recorder.segmenter, "open_paths", list)()}
+        self.disk_recoveries.append(recover(self.root, self.index, sync=self._sync, disks=[uuid], open_paths=writing))
 
     def stop(self) -> None:
         """Stop every stream (closing and indexing its open segment), retention, and the index; release

@@ -15,9 +15,10 @@ known by what it is, not by where it is mounted:
 A disk is reached from the data root through a link `disks/UUID` -> its folder, and a segment's path
 in the index is `disks/UUID/chNN/...`, so every reader finds a segment as `root / path` whichever disk
 holds it. The next segment goes to the usable disk with the most free space among the channel's disks
-(recording spreads over them): the disks of the group the channel is pinned to, else those in no group. A write that fails with anything but a full disk marks that disk *failed*: the writer's next
-keyframe opens its segment on another disk. An away or failed disk is looked at again after RETRY_S
-(identity back, and writable) and taken back. Each disk that is not usable raises `disk_offline`
+(recording spreads over them): the disks of the group the channel is pinned to, else those in no group. A write that fails with anything but a full disk marks that disk *failed*: the writer goes on at once
+in a segment on another disk. An away or failed disk is looked at again after RETRY_S
+(identity back, and writable) and taken back once the recovery pass for it (given as `recover`, on a
+thread of its own) has indexed what was cut short when it went. Each disk that is not usable raises `disk_offline`
 (the rules' `disk: missing`) under its label.
 """
 from __future__ import annotations

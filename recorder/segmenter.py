@@ -128,7 +128,9 @@ class Segmenter:
 
     Call `start_run(info)` after each (re)connection, `push` for every packet, `finish` when the
     connection ends. Storage failures never raise out of `push`: the open segment is closed at its
-    last good fragment, an alarm is raised, and recording resumes at the next keyframe.
+    last good fragment, an alarm is raised, and recording resumes at the next keyframe. With a placer
+    (several disks), a write that fails on a disk that is not just full goes on at once in a new segment
+    on another disk, from the keyframe the unwritten frames depend on (`_fail_over`).
 
     With sound, a segment cut at a keyframe is closed (and indexed) only when the sound up to its cut
     has arrived, at the latest when the next segment writes its first fragment: its video is written
@@ -609,8 +611,11 @@ class Segmenter:
         self._segment = None
         self._open_segment(start)
         new = self._segment
-        if new is None:
+        if new is None:  # no other disk: lost as before, and the next keyframe asks again
             self.stats.frames_lost += len(samples) - rewritten
+            if audio is not None:
+                self.stats.audio_frames_recorded -= len(audio.samples)
+                self.stats.audio_dropped += len(audio.samples)
             return True
         self.stats.failovers += 1
         self.stats.frames_rewritten += rewritten
@@ -708,6 +713,11 @@ class Segmenter:
         sound up to its cut, or None. Read from other threads."""
         seg = self._segment or self._tail
         return None if seg is None else seg.disk
+
+    def open_paths(self) -> list[str]:
+        """The paths (as in the index) of the files this writer has open: the segment being written and
+        the one waiting for its sound. Read from other threads (a recovery pass must leave them alone)."""
+        return [seg.path for seg in (self._segment, self._tail) if seg is not None]
 
     def open_segment_row(self) -> Segment | None:
         """The segment being written, as the row it will get (id 0), for playback near the live edge;

@@ -145,3 +145,23 @@ def test_the_sound_of_the_failed_write_goes_to_the_other_disk_with_its_pictures(
             assert decoded_frames(root / row.path) == row.frames
     finally:
         index.close()
+
+
+def test_with_no_other_disk_a_pull_loses_the_unwritten_frames_and_recording_waits_for_a_disk(tmp_path, pair, clocks):
+    a, _ = pair
+    root = tmp_path / "root"
+    root.mkdir()
+    index = Index(root)
+    try:
+        faults = FaultBoard(clocks=clocks)
+        disks = DiskSet(root=root, disks=[(a.mount, "A")], index=index, clocks=clocks, faults=faults)
+        disks.open()
+        writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                           segment_seconds=60, sync=True, placer=disks)
+        record(writer, clocks, seconds=8, keyframe_interval_s=KEYFRAME_S,
+               on_packet=lambda count, packet: a.pull() if count == PULLS_AT_PACKET[0] else None)
+        assert writer.stats.failovers == 0 and writer.stats.frames_lost > 0 and writer.stats.bad_packets == 0
+        assert {(f.kind, f.channel or f.disk) for f in faults.active()} == {("disk_error", 1), ("disk_offline", "A")}
+        assert index.segments() == [] and list(a.mount.iterdir()) == []
+    finally:
+        index.close()
