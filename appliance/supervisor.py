@@ -61,6 +61,7 @@ class Supervisor:
         self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks, faults=self.faults))
         self.recorders: list[StreamRecorder] = []
         self.recovery: RecoveryReport | None = None
+        self.disk_recoveries: list[RecoveryReport] = []  # the passes of disks that came back while recording
         self.index: Index | None = None
         self.retention: Retention | None = None  # the data root's
         self.retentions: list[Retention] = []  # the data root's, then each recording disk's
@@ -88,7 +89,7 @@ class Supervisor:
                                     clocks=self.clocks, faults=self.faults,
                                     groups={d.name: d.group for d in disks if d.group},
                                     pinned={c.id: c.storage for c in self.config.channels if c.storage},
-                                    on_back=self._disk_back)
+                                    on_back=self._disk_back, recover=self._recover_disk)
             self.disk_set.open()
             present = self.disk_set.present()
         self.recovery = recover(self.root, self.index, sync=self._sync, disks=present)
@@ -193,6 +194,13 @@ class Supervisor:
             recorder.start()
             self.recorders.append(recorder)
 
+    def _recover_disk(self, uuid: str) -> None:
+        """The start-up recovery pass for one disk that came back while recording (the disk set's thread)."""
+        # A writer may still have a file open there (a disk marked failed by another writer's error):
+        # no new segment goes to the disk during the pass, so these are all the files to leave alone.
+        writing = {path for recorder in self.recorders for path in getattr(recorder.segmenter, "open_paths", list)()}
+        self.disk_recoveries.append(recover(self.root, self.index, sync=self._sync, disks=[uuid], open_paths=writing))
+
     def stop(self) -> None:
         """Stop every stream (closing and indexing its open segment), retention, and the index; release
         the data root. Safe after a `start` that failed part-way."""
@@ -204,6 +212,8 @@ class Supervisor:
             retention.stop()
         for watch in self.disk_watches.values():
             watch.stop()
+        if self.disk_set is not None:
+            self.disk_set.close()  # a returning disk's recovery pass still writes to the index
         if self.index is not None:
             self.index.close()
         if self._lock_fd is not None:

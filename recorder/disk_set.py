@@ -18,10 +18,11 @@ known by what it is, not by where it is mounted:
 A disk is reached from the data root through a link `disks/UUID` -> its folder, and a segment's path
 in the index is `disks/UUID/chNN/...`, so every reader finds a segment as `root / path` whichever disk
 holds it. The next segment goes to the usable disk with the most free space among the channel's disks
-(recording spreads over them): the disks of the group the channel is pinned to, else those in no group. A write that fails with anything but a full disk marks that disk *failed*: the writer's next
-keyframe opens its segment on another disk. An away or failed disk is looked at again after RETRY_S
-(identity back, and a block written and synced there) and taken back; `on_back` hears it (the disk's
-health watch then lets go of the I/O errors met before). Each disk that is not usable raises `disk_offline`
+(recording spreads over them): the disks of the group the channel is pinned to, else those in no group. A write that fails with anything but a full disk marks that disk *failed*: the writer goes on at once
+in a segment on another disk. An away or failed disk is looked at again after RETRY_S
+(identity back, and a block written and synced there) and taken back once the recovery pass for it
+(given as `recover`, on a thread of its own) has indexed what was cut short when it went; `on_back`
+hears it (the disk's health watch then lets go of the I/O errors met before). Each disk that is not usable raises `disk_offline`
 (the rules' `disk: missing`) under its label.
 """
 from __future__ import annotations
@@ -159,10 +160,14 @@ class DiskSet:
     def __init__(self, *, root: Path, disks: list[tuple[Path, str]], index: Index, clocks: Clocks,
                  faults: FaultSink, usage: Callable[[Path], DiskUsage] = disk_usage,
                  groups: dict[str, str] | None = None, pinned: dict[int, str] | None = None,
-                 on_back: Callable[[RecordingDisk], None] | None = None):
+                 on_back: Callable[[RecordingDisk], None] | None = None,
+                 recover: Callable[[str], object] | None = None):
         """`groups`: disk label -> its group; `pinned`: channel -> the group it records onto. A channel
-        not pinned records onto the disks in no group. `on_back(disk)`: an away or failed disk was taken
-        back after a write to it succeeded (called on the writer's thread that found it, once)."""
+        not pinned records onto the disks in no group. `recover(uuid)`: the recovery pass for one disk,
+        run (on a thread of its own) when the disk comes back and before it is written again, so the
+        segments cut short when it went are indexed; without it a returning disk is usable at once.
+        `on_back(disk)`: an away or failed disk was taken back (a write to it succeeded and its pass is
+        done), called once."""
         self.root, self._index, self._clocks, self._faults, self._usage = root, index, clocks, faults, usage
         self._on_back = on_back
         self.disks = [RecordingDisk("", label, Path(path), group=(groups or {}).get(label)) for path, label in disks]
@@ -170,6 +175,8 @@ class DiskSet:
         self._lock = threading.RLock()
         self._states_changed = False
         self._ejecting: frozenset[str] = frozenset()  # read without the lock by every writer
+        self._recover = recover
+        self._recovering: dict[str, threading.Thread] = {}  # uuid -> its recovery pass, while it runs
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -235,7 +242,8 @@ class DiskSet:
         now_us = self._clocks.utc_now_us()
         group = self._pinned.get(channel) if channel is not None else None
         with self._lock:
-            candidates = [d for d in self.disks if d.group == group and (d.state == OK or self._may_retry(d, now_us))]
+            candidates = [d for d in self.disks if d.group == group and d.uuid not in self._recovering
+                          and (d.state == OK or self._may_retry(d, now_us))]
         best, best_free = None, -1
         for disk in candidates:
             free = self._usable_free_bytes(disk)
@@ -269,14 +277,62 @@ class DiskSet:
         except (DiskIdentityError, OSError) as exc:
             self._mark(disk, FAILED, f"the disk {disk.label!r} at {disk.path} cannot be used: {exc}")
             return None
-        with self._lock:
-            came_back = disk.state != OK
-            if came_back:
-                log.warning("disk %r at %s is back", disk.label, disk.path)
-                self._mark(disk, OK, None)
-        if came_back and self._on_back is not None:
-            self._on_back(disk)
+        if disk.state != OK:
+            return self._take_back(disk, free)
         return free
+
+    # --- a disk that comes back ----------------------------------------------------------------
+
+    def _take_back(self, disk: RecordingDisk, free: int) -> int | None:
+        """The disk is there again: usable at once without a recovery pass, else once its pass is done."""
+        if self._recover is None:
+            log.warning("disk %r at %s is back", disk.label, disk.path)
+            self._mark(disk, OK, None)
+            self._back(disk)
+            return free
+        with self._lock:
+            if disk.uuid in self._recovering:
+                return None  # its pass is running: said once, when it began
+            log.warning("disk %r at %s is back: its recovery pass runs before it is written again", disk.label,
+                        disk.path)
+            worker = threading.Thread(target=self._recover_then_use, args=(disk,), daemon=True,
+                                      name=f"recover disk {disk.label}")
+            self._recovering[disk.uuid] = worker
+        worker.start()
+        return None
+
+    def _recover_then_use(self, disk: RecordingDisk) -> None:
+        """The recovery pass for the disk (its cut-short segments indexed, rows whose files are gone
+        dropped), then the disk is usable. A pass that fails leaves the disk failed, looked at again after
+        RETRY_S."""
+        try:
+            self._recover(disk.uuid)
+        except Exception as exc:  # noqa: BLE001 - any failure of the pass: the disk is not written, and says why
+            log.exception("disk %r: the recovery pass after its return failed", disk.label)
+            self._mark(disk, FAILED, f"the disk {disk.label!r} is back but its recovery pass failed: {exc}")
+        else:
+            self._mark(disk, OK, None)
+            self._back(disk)
+        finally:
+            with self._lock:
+                self._recovering.pop(disk.uuid, None)
+        self._report()
+
+    def _back(self, disk: RecordingDisk) -> None:
+        if self._on_back is not None:
+            self._on_back(disk)
+
+    def recovering(self) -> list[str]:
+        """The uuids of the disks whose recovery pass after a return is running."""
+        with self._lock:
+            return list(self._recovering)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Wait (up to `timeout_s` each) for the recovery passes still running, before the index closes."""
+        with self._lock:
+            workers = list(self._recovering.values())
+        for worker in workers:
+            worker.join(timeout_s)
 
     def leaving(self, disk: str) -> bool:
         """Whether the segments open on `disk` should end at their next keyframe (it is being ejected)."""

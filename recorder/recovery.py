@@ -56,10 +56,12 @@ class RecoveryReport:
         )
 
 
-def recover(root: Path, index: Index, *, sync: bool = True, disks: Collection[str] = ("",)) -> RecoveryReport:
+def recover(root: Path, index: Index, *, sync: bool = True, disks: Collection[str] = ("",),
+            open_paths: Collection[str] = ()) -> RecoveryReport:
     """Reconcile `root`'s segment files with `index`, on the data root ('') and the disks in `disks`
     (those that are present: reached as `root/disks/UUID`). Rows of disks that are away are left as
-    they are, for when the disk is back. Never raises for one bad file."""
+    they are, for when the disk is back. `open_paths`: files a writer still has open (a pass for a disk
+    that comes back while recording), left alone. Never raises for one bad file."""
     report = RecoveryReport()
     rows = {rel: seg for rel, seg in index.all_paths().items() if seg.disk in disks}
     report.rows_checked = len(rows)
@@ -67,7 +69,7 @@ def recover(root: Path, index: Index, *, sync: bool = True, disks: Collection[st
     _finish_deletions(root, index, rows, report, dirty)
     _check_rows(root, index, rows, report)
     for rel in _files_on_disks(root, disks):
-        if rel not in rows:
+        if rel not in rows and rel not in open_paths:
             _adopt(root, index, rel, report, dirty, sync)
     if sync:
         for folder in dirty:

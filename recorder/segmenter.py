@@ -39,6 +39,11 @@ MIN_SPS_BYTES = 4  # NAL header, profile, constraints, level: anything shorter i
 MAX_FRAGMENT_SAMPLES = 300  # 10 s at 30 fps
 MAX_FRAGMENT_BYTES = 32 * 1024 * 1024
 MAX_RESERVE_BYTES = 256 * 1024 * 1024  # reserved ahead for one segment at most (a 60 s segment at 32 Mbit/s)
+# The frames written since the last keyframe stay in memory (references, not copies) so that a segment whose
+# disk fails can go on on another disk at once, starting at that keyframe; a longer group of pictures is
+# not kept (the next keyframe then starts the new segment, as before). 16 MiB: a 4 s GOP at 32 Mbit/s.
+MAX_GOP_BYTES = 16 * 1024 * 1024
+MAX_FAILOVERS = 3  # other disks tried in a row for the frames of one failed write
 
 
 def segment_path(channel: int, stream: str, run_id: int, seq: int) -> str:
@@ -94,6 +99,9 @@ class _OpenSegment:
     fragment_bytes: int = 0
     fragments_written: int = 0
     disk: str = ""  # the uuid of the disk it is written to ('' the data root)
+    gop: list[Sample] | None = None  # written frames since the last keyframe (None: none yet, or over MAX_GOP_BYTES)
+    gop_start: int = 0  # run ticks of that keyframe
+    gop_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -101,6 +109,8 @@ class SegmenterStats:
     packets: int = 0
     frames_recorded: int = 0
     frames_lost: int = 0  # dropped because the disk refused them
+    failovers: int = 0  # writes that failed and went on at once on another disk
+    frames_rewritten: int = 0  # frames written again on the other disk (since the keyframe they depend on)
     waiting_for_keyframe: int = 0
     bad_packets: int = 0
     timestamp_fixes: int = 0
@@ -118,7 +128,9 @@ class Segmenter:
 
     Call `start_run(info)` after each (re)connection, `push` for every packet, `finish` when the
     connection ends. Storage failures never raise out of `push`: the open segment is closed at its
-    last good fragment, an alarm is raised, and recording resumes at the next keyframe.
+    last good fragment, an alarm is raised, and recording resumes at the next keyframe. With a placer
+    (several disks), a write that fails on a disk that is not just full goes on at once in a new segment
+    on another disk, from the keyframe the unwritten frames depend on (`_fail_over`).
 
     With sound, a segment cut at a keyframe is closed (and indexed) only when the sound up to its cut
     has arrived, at the latest when the next segment writes its first fragment: its video is written
@@ -537,10 +549,15 @@ class Segmenter:
         audio = None
         if self._audio is not None:
             audio = self._audio.take(seg.fragment_start + seg.fragment_ticks, final=self._finishing, cut=cut)
+        self._write_fragment(seg, audio)
+
+    def _write_fragment(self, seg: _OpenSegment, audio, failovers: int = 0) -> None:
         data = media_fragment_parts(seg.fragments_written + 1, seg.fragment_start, seg.fragment, audio)
         try:
             self._with_space(seg.file.append, data)
         except StorageError as exc:
+            if failovers < MAX_FAILOVERS and self._fail_over(seg, exc, audio, failovers):
+                return
             self.stats.frames_lost += len(seg.fragment)
             if audio is not None:
                 self.stats.audio_frames_recorded -= len(audio.samples)
@@ -551,10 +568,62 @@ class Segmenter:
             return
         seg.frames += len(seg.fragment)
         seg.fragments_written += 1
+        self._keep_gop(seg)
         seg.fragment_start += seg.fragment_ticks
         seg.fragment_bytes = 0
         seg.fragment.clear()
         seg.fragment_ticks = 0
+
+    def _keep_gop(self, seg: _OpenSegment) -> None:
+        """Remember the frames of the fragment just written that belong to the current group of pictures."""
+        ticks = seg.fragment_start
+        for sample in seg.fragment:
+            if sample.keyframe:
+                seg.gop, seg.gop_start, seg.gop_bytes = [], ticks, 0
+            if seg.gop is not None:
+                seg.gop.append(sample)
+                seg.gop_bytes += len(sample.data)
+            ticks += sample.duration
+        if seg.gop_bytes > MAX_GOP_BYTES:
+            seg.gop, seg.gop_bytes = None, 0
+
+    def _fail_over(self, seg: _OpenSegment, exc: StorageError, audio, failovers: int) -> bool:
+        """A fragment could not be written to `seg`'s disk (not a full one): close `seg` at its last good
+        fragment and go on at once in a new segment on another disk, starting at the keyframe the unwritten
+        frames depend on (those since it that were written are written again). So nothing is lost but what
+        the failed disk may not have made durable. False (nothing done) where that keyframe is not held or
+        there is no other disk to ask."""
+        if self._placer is None or isinstance(exc, DiskFull):
+            return False
+        if seg.fragment[0].keyframe:
+            start, samples = seg.fragment_start, list(seg.fragment)
+        elif seg.gop is not None:
+            start, samples = seg.gop_start, seg.gop + seg.fragment
+        else:
+            return False
+        rewritten = len(samples) - len(seg.fragment)
+        log.warning("channel %d %s: writing to disk %r failed (%s); going on on another disk from %d frames back",
+                    self.channel, self.stream, seg.disk, exc, len(samples))
+        self._storage_failed(exc)
+        seg.fragment.clear()
+        seg.fragment_ticks = seg.fragment_bytes = 0
+        self._close_segment()  # its synced fragments stay; its row waits for the disk's recovery pass
+        self._segment = None
+        self._open_segment(start)
+        new = self._segment
+        if new is None:  # no other disk: lost as before, and the next keyframe asks again
+            self.stats.frames_lost += len(samples) - rewritten
+            if audio is not None:
+                self.stats.audio_frames_recorded -= len(audio.samples)
+                self.stats.audio_dropped += len(audio.samples)
+            return True
+        self.stats.failovers += 1
+        self.stats.frames_rewritten += rewritten
+        new.fragment = samples
+        new.fragment_ticks = sum(sample.duration for sample in samples)
+        new.fragment_bytes = sum(len(sample.data) for sample in samples)
+        self._write_fragment(new, audio, failovers + 1)
+        return True
 
     def _with_space(self, write, *args, **kwargs):
         """Call `write`; if the disk is full, let retention delete the oldest recordings now and try
@@ -576,7 +645,8 @@ class Segmenter:
         self._close_tail()
         await_sound = await_sound and self._audio is not None and not self._finishing
         self._flush_fragment(cut=await_sound)
-        if self._segment is None:
+        seg = self._segment  # a write that failed may have moved the segment to another disk
+        if seg is None:
             return  # the flush failed and closed it already
         self._segment = None
         self._closed_at = seg.fragment_start
@@ -643,6 +713,11 @@ class Segmenter:
         sound up to its cut, or None. Read from other threads."""
         seg = self._segment or self._tail
         return None if seg is None else seg.disk
+
+    def open_paths(self) -> list[str]:
+        """The paths (as in the index) of the files this writer has open: the segment being written and
+        the one waiting for its sound. Read from other threads (a recovery pass must leave them alone)."""
+        return [seg.path for seg in (self._segment, self._tail) if seg is not None]
 
     def open_segment_row(self) -> Segment | None:
         """The segment being written, as the row it will get (id 0), for playback near the live edge;

@@ -33,9 +33,9 @@ def disks(tmp_path, monkeypatch):
         disk.unplug()
 
 
-def config_for(root: Path, a: Path, b: Path) -> str:
-    source = "{type: test-pattern, width: 160, height: 120, fps: 10, keyframe_interval_s: 0.5}"
-    return (f"storage:\n  path: '{root}'\n  segment_seconds: 2\n  health: {{smart: false}}\n"
+def config_for(root: Path, a: Path, b: Path, *, keyframe_s: float = 0.5, segment_s: float = 2) -> str:
+    source = f"{{type: test-pattern, width: 160, height: 120, fps: 10, keyframe_interval_s: {keyframe_s}}}"
+    return (f"storage:\n  path: '{root}'\n  segment_seconds: {segment_s}\n  health: {{smart: false}}\n"
             f"  retention: {{max_used_percent: 99, min_free_bytes: 0, locked_floor_bytes: 0}}\n"
             f"  disks: [{{path: '{a}', label: A}}, {{path: '{b}', label: B}}]\n"
             f"channels:\n  - {{id: 1, source: {source}}}\n  - {{id: 2, source: {source}}}\n"
@@ -161,5 +161,47 @@ def test_a_failed_disk_raises_its_own_disk_errors_named_by_its_label_cleared_onc
         wait_for(lambda: all(e.end_us is not None for e in nvr.supervisor.index.events()), timeout_s=10,
                  what="the rule's event ended")
         assert [d["io_errors"] for d in nvr.status()["disks"] if d.get("label") == "A"][0] >= 1  # still counted
+    finally:
+        nvr.stop()
+
+
+def test_a_disk_pulled_mid_segment_costs_no_recording_and_its_cut_segment_is_back_without_a_restart(tmp_path, disks):
+    """The smoke VM's case: keyframes every 2 s, a segment open on the disk when it goes, its open files
+    failing (a USB disk yanked). The channel goes on on the other disk from the keyframe before what was not
+    written; once the disk is back its cut segment is recovered, indexed and plays, with no hole before the
+    other disk's segment."""
+    a, b = disks
+    root = tmp_path / "root"
+    nvr = Appliance(parse_config(config_for(root, a.mount, b.mount, keyframe_s=2, segment_s=30)), clocks=RealClocks(),
+                    sync=True)
+    nvr.start()
+    try:
+        uuid_a = nvr.supervisor.disk_set.disks[0].uuid
+        writers = [r.segmenter for r in nvr.supervisor.recorders]
+
+        def on_a_for_a_while():
+            rows = [(w, w.open_segment_row()) for w in writers if w.writing_to() == uuid_a]
+            return next((w for w, row in rows if row is not None and row.end_us - row.start_us >= 3 * S), None)
+        writer = wait_for(on_a_for_a_while, timeout_s=60, what="a segment open on disk A for 3 s")
+        channel = writer.channel
+        a.pull()
+        wait_for(lambda: writer.stats.failovers >= 1, what="the writer going on on disk B")
+        wait_for(lambda: len([s for s in nvr.supervisor.index.segments(channel=channel) if s.disk != uuid_a]) >= 1,
+                 timeout_s=60, what="a segment of the channel on disk B")
+        wait_for(lambda: not a.in_use(), timeout_s=30, what="the pulled filesystem to let go of its loop device")
+        a.check()
+        a.plug()  # back, without a restart
+        wait_for(lambda: any(s.disk == uuid_a and s.recovered for s in nvr.supervisor.index.segments(channel=channel)),
+                 timeout_s=60, what="the segment cut short on disk A recovered and indexed")
+        rows = nvr.supervisor.index.segments(channel=channel)
+        cut = next(s for s in rows if s.disk == uuid_a and s.recovered)
+        following = next(s for s in rows if s.start_us > cut.start_us)
+        gap_us = following.start_us - cut.end_us
+        print(f"\nchannel {channel}: gap across the pull {max(gap_us, 0) / 1e6:.3f} s "
+              f"(the other disk's segment starts {-gap_us / 1e6:.3f} s before the cut one's end)")
+        assert gap_us <= 0 and writer.stats.frames_lost == 0
+        assert decoded_frames(root / cut.path) == cut.frames
+        for other in (1, 2):
+            assert largest_gap_us(nvr.supervisor.index.segments(channel=other), cut.start_us) <= 2 * S
     finally:
         nvr.stop()

@@ -19,6 +19,7 @@ from recorder.recovery import recover
 from recorder.retention import Retention, RetentionPolicy
 from recorder.segmenter import Segmenter
 from support.recording import decoded_frames, record
+from support.waiting import wait_for
 
 
 class Space:
@@ -243,3 +244,51 @@ def test_a_pinned_channel_records_only_onto_its_group_and_the_others_only_onto_d
                                                             if f.channel == 1}["disk_error"]
     finally:
         index.close()
+
+
+def test_a_disk_taken_back_gets_its_own_recovery_pass_first_leaving_the_files_still_being_written(rig, clocks):
+    root, a, b, index, faults, space, disks = rig
+    uuid_a, uuid_b = read_identity(a).uuid, read_identity(b).uuid
+    space.free = {str(a): 9 * 10**9, str(b): 1 * 10**9}
+    writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                       segment_seconds=2, sync=False, placer=disks)
+    record(writer, clocks, seconds=6)
+    rows = index.segments()
+    cut, still_open = rows[-1], rows[-2]  # as if one was cut short by the failure, one still being written
+    index.delete_rows([cut.id, still_open.id])
+    size_open = (root / still_open.path).stat().st_size
+    passes = []
+
+    def recover_disk(uuid):
+        passes.append(uuid)
+        recover(root, index, sync=False, disks=[uuid], open_paths=[still_open.path])
+    disks._recover = recover_disk
+    disks.failed(disks.place(), OSError(errno.EIO, "Input/output error"))
+    clocks.advance(RETRY_S)
+    assert disks.place().disk == uuid_b  # its pass runs first, on its own thread
+    wait_for(lambda: not disks.recovering(), what="the returning disk's recovery pass")
+    assert passes == [uuid_a] and disks.disks[0].state == OK and disks.place().disk == uuid_a
+    paths = {s.path for s in index.segments()}
+    assert cut.path in paths and still_open.path not in paths
+    assert (root / still_open.path).stat().st_size == size_open
+    assert offline(faults) == {}
+
+
+def test_a_disk_whose_recovery_pass_fails_stays_failed_and_is_tried_again(rig, clocks):
+    root, a, b, index, faults, space, disks = rig
+    space.free = {str(a): 9 * 10**9, str(b): 1 * 10**9}
+
+    def broken(uuid):
+        raise OSError(errno.EIO, "Input/output error")
+    disks._recover = broken
+    disks.failed(disks.place(), OSError(errno.EIO, "Input/output error"))
+    clocks.advance(RETRY_S)
+    disks.place()
+    wait_for(lambda: not disks.recovering(), what="the returning disk's recovery pass")
+    assert disks.disks[0].state == FAILED and "recovery pass failed" in disks.statistics()[0]["reason"]
+    assert "disk A" in offline(faults) and disks.place().disk == read_identity(b).uuid
+    disks._recover = lambda uuid: None
+    clocks.advance(RETRY_S)
+    disks.place()
+    wait_for(lambda: not disks.recovering(), what="the second recovery pass")
+    assert disks.disks[0].state == OK and offline(faults) == {}

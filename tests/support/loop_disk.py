@@ -25,12 +25,31 @@ class LoopDisk:
 
     def fail(self) -> None:
         """ext4 meets an error, as on a disk returning bad sectors or a USB link going: read-only at once."""
+        self._error_trigger().write_text("1\n")
+
+    def pull(self) -> None:
+        """Pulled while written: gone from its mount point, and the files still open on it fail at their
+        next write (EROFS through ext4's error path; a USB disk yanked for real answers EIO). What was
+        synced before stays on the image, as on a real disk."""
+        trigger = self._error_trigger()
+        self.unplug()
+        trigger.write_text("1\n")
+
+    def check(self) -> None:
+        """`e2fsck -fy` on the image, once no loop device holds it (as an installer checks a pulled disk)."""
+        subprocess.run(["e2fsck", "-fy", str(self.image)], capture_output=True)
+
+    def in_use(self) -> bool:
+        """Whether a loop device still holds the image (a detached filesystem keeps it until its last file closes)."""
+        return subprocess.run(["losetup", "-j", str(self.image)], capture_output=True, text=True).stdout.strip() != ""
+
+    def _error_trigger(self) -> Path:
         device = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(self.mount)], capture_output=True, text=True,
                                 check=True).stdout.strip()
         trigger = Path("/sys/fs/ext4") / Path(device).name / "trigger_fs_error"
         if not trigger.exists():
             pytest.skip(f"this kernel has no {trigger}")
-        trigger.write_text("1\n")
+        return trigger
 
     def unplug(self) -> None:
         subprocess.run(["umount", "-l", str(self.mount)], check=False)
