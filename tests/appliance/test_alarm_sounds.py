@@ -12,7 +12,6 @@ import pytest
 from appliance.alarms.rules import RuleEngine
 from appliance.alarms.webhooks import WebhookSender
 from appliance.config.model import ConfigError, parse_config
-from appliance.sound.alarm_sounds import AlarmSounds
 from appliance.sound.clips import MAX_CLIP_S, OUT_RATE, ClipCache, ClipError, decode_clip
 from appliance.sound.output import ALARM, MONITOR, TALK, AudioOutputs
 from appliance.sound.rule_sounds import RuleSounds
@@ -273,9 +272,9 @@ def test_a_rules_sound_comes_out_of_a_kernel_sound_card_at_its_pitch(tmp_path, i
     # Both ends pinned to substream 0: "first free" can pick different ones on the two sides (silence).
     microphone = AlsaAudioCapture("hw:Loopback,1,0", sample_rate=OUT_RATE, channels=2, clocks=clocks)
     microphone.open()  # first: the loopback card runs both sides at the rate of the first opened
-    sounds = AlarmSounds(speaker=AudioOutputs().speaker("hw:Loopback,0,0", name="alarm", priority=ALARM),
-                         clips=ClipCache(), clocks=clocks)
-    sounds.preload([str(tone)])
+    # As the appliance builds it: the rules' players on the shared outputs (an ALSA one here).
+    sounds = RuleSounds(config, outputs=AudioOutputs(), talk=TalkHub(), clocks=clocks)
+    assert sounds.preload() == []
     sounds.start()
     scheduler = Scheduler(clocks=clocks)
     engine = RuleEngine(rules=config.rules, index=index, relays={}, scheduler=scheduler, clocks=clocks,

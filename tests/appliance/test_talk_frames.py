@@ -124,8 +124,9 @@ def test_talk_on_the_audio_out_comes_out_of_a_kernel_sound_card_at_its_pitch():
     if not LOOPBACK_CARD.exists():
         pytest.skip("no ALSA loopback card (snd-aloop) on this kernel")
     clocks = RealClocks()
-    # Both ends pinned to substream 0, the capture opened first: the card runs both sides at its rate.
-    microphone = AlsaAudioCapture("hw:Loopback,1,0", sample_rate=AUDIO_OUT_RATE, channels=1, clocks=clocks)
+    # Both ends pinned to substream 0, the capture opened first: the card then makes the playback side take
+    # the capture's rate and channels, so it asks for what the shared output opens (stereo at 48 kHz).
+    microphone = AlsaAudioCapture("hw:Loopback,1,0", sample_rate=AUDIO_OUT_RATE, channels=2, clocks=clocks)
     microphone.open()
     out = AudioOutSpeaker("hw:Loopback,0,0",
                           playback=AudioOutputs().playback_by_device(name="talk", priority=TALK)("hw:Loopback,0,0"))
