@@ -22,16 +22,11 @@ def _host_port(listen: str) -> str:
     return listen
 
 
-class RtspServerConfig(_Section):
-    """The box as an RTSP source: each channel's streams, live, remuxed (never re-encoded), for web users."""
+class _Service(_Section):
+    """A service listening on `listen` (host:port, checked at load; each service declares the field with its
+    own default), with its host and port apart."""
 
-    enabled: bool = Field(False, description=(
-        "Serve rtsp://BOX:PORT/chN/main (and /chN/sub where the channel has a sub stream) to the web users "
-        "(HTTP Digest; a user made before this existed must log in to the web once, or have the password set "
-        "again, before RTSP accepts it)."))
-    listen: str = Field("0.0.0.0:8554", description="host:port to serve RTSP on; 0.0.0.0 for all interfaces.")
-
-    _is_host_port = field_validator("listen")(classmethod(lambda cls, value: _host_port(value)))
+    _is_host_port = field_validator("listen", check_fields=False)(classmethod(lambda cls, value: _host_port(value)))
 
     @property
     def host(self) -> str:
@@ -44,7 +39,17 @@ class RtspServerConfig(_Section):
         return split_host_port(self.listen)[1]
 
 
-class OnvifServerConfig(_Section):
+class RtspServerConfig(_Service):
+    """The box as an RTSP source: each channel's streams, live, remuxed (never re-encoded), for web users."""
+
+    enabled: bool = Field(False, description=(
+        "Serve rtsp://BOX:PORT/chN/main (and /chN/sub where the channel has a sub stream) to the web users "
+        "(HTTP Digest; a user made before this existed must log in to the web once, or have the password set "
+        "again, before RTSP accepts it)."))
+    listen: str = Field("0.0.0.0:8554", description="host:port to serve RTSP on; 0.0.0.0 for all interfaces.")
+
+
+class OnvifServerConfig(_Service):
     """The box as an ONVIF device (Profile S subset): device information, profiles, stream and snapshot URIs."""
 
     enabled: bool = Field(False, description=(
@@ -58,18 +63,6 @@ class OnvifServerConfig(_Section):
         "Host name or address put into the URLs handed to clients; null: the address the request came in on."))
     name: str = Field("nvr", min_length=1, max_length=64, description=(
         "The device name clients show (ONVIF scope onvif://www.onvif.org/name/...)."))
-
-    _is_host_port = field_validator("listen")(classmethod(lambda cls, value: _host_port(value)))
-
-    @property
-    def host(self) -> str:
-        from appliance.config.model import split_host_port
-        return split_host_port(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        from appliance.config.model import split_host_port
-        return split_host_port(self.listen)[1]
 
 
 def box_source_errors(config) -> list[tuple[tuple, object, str]]:
