@@ -3,6 +3,8 @@
 8 kHz → 48 kHz resampling keeping pitch and joining frames without a step."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -135,8 +137,9 @@ def test_talk_on_the_audio_out_comes_out_of_a_kernel_sound_card_at_its_pitch():
         out.open()
         started_us = clocks.monotonic_us()
         sound = tone(700, seconds)
-        for at in range(0, len(sound), 160):  # 20-ms frames, as the page sends them
-            out.send(sound[at:at + 160])
+        for number, at in enumerate(range(0, len(sound), 160)):  # 20-ms frames at the page's pace (the shared
+            out.send(sound[at:at + 160])  # output keeps a short queue: talk is live, not a file)
+            time.sleep(max(0.0, started_us / 1e6 + (number + 1) * 0.02 - clocks.monotonic_us() / 1e6))
 
         def heard_to_its_end() -> bool:
             chunks.extend(microphone.read())
