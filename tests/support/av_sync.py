@@ -44,6 +44,11 @@ def flash_times(path: Path) -> list[float]:
 
 def beep_times(path: Path) -> list[float]:
     """Times (s) where a beep starts, from the decoded audio's envelope."""
+    return _beeps_and_end(path)[0]
+
+
+def _beeps_and_end(path: Path) -> tuple[list[float], float]:
+    """Beep start times (s), and where the decoded audio ends (s)."""
     chunks, start, rate = [], None, None
     with av.open(str(path)) as container:
         if not container.streams.audio:
@@ -54,7 +59,7 @@ def beep_times(path: Path) -> list[float]:
             chunks.append(frame.to_ndarray().reshape(frame.layout.nb_channels if frame.format.is_planar else 1, -1)[0]
                           .astype(np.float64))
     if not chunks:
-        return []
+        return [], 0.0
     pcm = np.concatenate(chunks)
     if np.abs(pcm).max() > 2:  # integer samples
         pcm /= 32768.0
@@ -68,13 +73,18 @@ def beep_times(path: Path) -> list[float]:
         if at - last > 0.5:
             times.append(at)
             last = at
-    return times
+    return times, start + len(pcm) / rate
+
+
+BEEP_HEARD_S = 0.1  # audio after a flash needed to find its beep's rise (the envelope is 5 ms; one AAC frame at 8 kHz is 128 ms)
 
 
 def measure(path: Path) -> SyncReport:
-    flashes, beeps = flash_times(path), beep_times(path)
+    """Offsets of the flashes whose beep the file holds: a flash in the file's last moments, whose sound was
+    cut by the segment's end (a stop), has no beep to measure and is left out."""
+    flashes, (beeps, audio_end_s) = flash_times(path), _beeps_and_end(path)
     offsets = []
-    for flash in flashes:
+    for flash in (f for f in flashes if f + BEEP_HEARD_S <= audio_end_s):
         nearest = min(beeps, key=lambda beep: abs(beep - flash), default=None)
         if nearest is not None and abs(nearest - flash) < 0.5:
             offsets.append(nearest - flash)
