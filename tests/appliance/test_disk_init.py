@@ -12,6 +12,7 @@ import pytest
 
 from recorder.disk_set import read_identity
 from support.fake_smartctl import install
+from support.loop_disk import blank_loop_device
 
 
 def nvr(*args, env_path: str | None = None) -> subprocess.CompletedProcess:
@@ -23,15 +24,7 @@ def nvr(*args, env_path: str | None = None) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def loop(tmp_path):
-    image = tmp_path / "disk.img"
-    subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
-    done = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot make a loop device here (needs root): {done.stderr.strip()}")
-    device = done.stdout.strip()
-    yield device
-    subprocess.run(["umount", device], capture_output=True)
-    subprocess.run(["losetup", "-d", device], check=False)
+    yield from blank_loop_device(tmp_path)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from appliance.web.server import create_app
 from base.clock import RealClocks
 from recorder.disk_set import read_identity
 from support.fake_smartctl import install
-from support.loop_disk import LoopDisk
+from support.loop_disk import LoopDisk, blank_loop_device
 from support.waiting import wait_for
 from support.web import PASSWORDS, free_port, start_appliance
 
@@ -44,15 +44,7 @@ def plain(tmp_path_factory):
 @pytest.fixture
 def loop(tmp_path):
     """A 64 MiB loop device, not mounted."""
-    image = tmp_path / "blank.img"
-    subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
-    done = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot make a loop device here (needs root): {done.stderr.strip()}")
-    device = done.stdout.strip()
-    yield device
-    subprocess.run(["umount", device], capture_output=True)
-    subprocess.run(["losetup", "-d", device], check=False)
+    yield from blank_loop_device(tmp_path)
 
 
 @pytest.fixture

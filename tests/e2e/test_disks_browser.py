@@ -17,7 +17,7 @@ from appliance.app import Appliance
 from appliance.config.model import parse_config
 from base.clock import RealClocks
 from support.fake_smartctl import install
-from support.loop_disk import LoopDisk
+from support.loop_disk import LoopDisk, blank_loop_device
 from support.waiting import wait_for
 from support.web import PASSWORDS, free_port
 
@@ -67,13 +67,7 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture
 def blank_loop(tmp_path):
-    image = tmp_path / "blank.img"
-    subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
-    done = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot make a loop device here (needs root): {done.stderr.strip()}")
-    yield done.stdout.strip()
-    subprocess.run(["losetup", "-d", done.stdout.strip()], check=False)
+    yield from blank_loop_device(tmp_path)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,17 @@ class LoopDisk:
 
     def unplug(self) -> None:
         subprocess.run(["umount", "-l", str(self.mount)], check=False)
+
+
+def blank_loop_device(folder: Path, size: str = "64M") -> Iterator[str]:
+    """A blank (all zero) loop device of `size`, not mounted, for a fixture to yield from: its /dev path;
+    skips the test where loop devices cannot be made (not root). Unmounted and detached afterwards."""
+    image = folder / "blank.img"
+    subprocess.run(["truncate", "-s", size, str(image)], check=True)
+    done = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot make a loop device here (needs root): {done.stderr.strip()}")
+    device = done.stdout.strip()
+    yield device
+    subprocess.run(["umount", device], capture_output=True)
+    subprocess.run(["losetup", "-d", device], check=False)
