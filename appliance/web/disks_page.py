@@ -9,6 +9,7 @@ this recorder never used: never written to).
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -149,7 +150,15 @@ def devices(request: Request, _: User = Depends(require("admin"))) -> list[dict]
         found = whole_disks()
     except BlockDeviceError as exc:
         raise HTTPException(503, f"cannot list the disks: {exc}") from None
-    return [_device_row(disk) for disk in found]
+    rows = []
+    for disk in found:
+        try:
+            rows.append(_device_row(disk))
+        except BlockDeviceError as exc:
+            if os.path.exists(disk.path):
+                raise HTTPException(503, f"cannot read {disk.path}: {exc}") from None
+            log.info("disk %s went away while the disks were listed: left out", disk.path)  # pulled meanwhile
+    return rows
 
 
 def _device_row(disk: WholeDisk) -> dict:
