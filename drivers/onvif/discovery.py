@@ -1,9 +1,9 @@
 """Finding ONVIF cameras on the LAN: a WS-Discovery Probe for NetworkVideoTransmitters over UDP
 multicast (239.255.255.250:3702), and a bounded parser for the ProbeMatches that come back.
 
-Every datagram is hostile: `parse_probe_matches` reads at most MAX_DATAGRAM_BYTES with expat as UTF-8
-whatever the XML declaration says (no DTD, so no entity of any kind is expanded), at most MAX_DEPTH elements deep, keeping at most MAX_MATCHES
-matches, MAX_URIS addresses and scopes per match and MAX_TEXT_CHARS per value; it is linear in its
+Every datagram is hostile: `parse_probe_matches` reads at most MAX_DATAGRAM_BYTES with base.xml_tree's
+bounded reader as UTF-8 whatever the XML declaration says (no DTD, so no entity of any kind is expanded),
+at most MAX_DEPTH elements deep, keeping at most MAX_MATCHES matches, MAX_URIS addresses and scopes per match and MAX_TEXT_CHARS per value; it is linear in its
 input. A datagram that breaks a rule raises ProbeMatchError, which `discover` logs and skips: one bad
 or spoofed answer costs only itself. Devices are deduplicated by their endpoint address.
 """
@@ -15,9 +15,9 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
-from xml.parsers import expat
 
 from base.clock import Clocks
+from base.xml_tree import Element, XmlError, XmlLimits, parse_xml
 
 log = logging.getLogger("nvr.onvif.discovery")
 
@@ -32,7 +32,12 @@ DISCOVERY_TIMEOUT_S = 3.0
 
 WSD = "http://schemas.xmlsoap.org/ws/2005/04/discovery"
 WSA = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
-MATCH_ELEMENTS = frozenset({f"{WSD} ProbeMatch", f"{WSD} Hello"})  # a Hello describes a device the same way
+MATCH_ELEMENTS = frozenset({(WSD, "ProbeMatch"), (WSD, "Hello")})  # a Hello describes a device the same way
+FIELDS = {(WSD, "XAddrs"): "xaddrs", (WSD, "Scopes"): "scopes", (WSD, "Types"): "types", (WSA, "Address"): "endpoint"}
+# The tree's element count and attributes are bounded by the datagram's size: these never refuse a datagram
+# the other limits let through (an element takes at least 4 bytes, an attribute at least 4).
+LIMITS = XmlLimits(max_bytes=MAX_DATAGRAM_BYTES, max_depth=MAX_DEPTH, max_elements=MAX_DATAGRAM_BYTES // 4,
+                   max_attributes=MAX_DATAGRAM_BYTES // 4, max_text_chars=MAX_TEXT_CHARS, encoding="utf-8")
 PROBE = f"""<?xml version="1.0" encoding="UTF-8"?>
 <e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:w="{WSA}" xmlns:d="{WSD}"
  xmlns:dn="http://www.onvif.org/ver10/network/wsdl"><e:Header><w:MessageID>{{message_id}}</w:MessageID>
@@ -40,7 +45,7 @@ PROBE = f"""<?xml version="1.0" encoding="UTF-8"?>
 <e:Body><d:Probe><d:Types>dn:NetworkVideoTransmitter</d:Types></d:Probe></e:Body></e:Envelope>"""
 
 
-class ProbeMatchError(ValueError):
+class ProbeMatchError(XmlError):
     """A datagram that is not a ProbeMatches this parser accepts (too big, too deep, not XML, a DTD)."""
 
 
@@ -84,50 +89,6 @@ def scope_value(scopes: tuple[str, ...], key: str) -> str:
     return ""
 
 
-class _ProbeMatchReader:
-    """expat handlers collecting ProbeMatch elements, with the module's limits."""
-
-    FIELDS = {f"{WSD} XAddrs": "xaddrs", f"{WSD} Scopes": "scopes", f"{WSD} Types": "types",
-              f"{WSA} Address": "endpoint"}
-
-    def __init__(self) -> None:
-        self.matches: list[dict[str, str]] = []
-        self._depth = 0
-        self._current: dict[str, str] | None = None
-        self._field: str | None = None
-        self._text: list[str] = []
-        self._text_chars = 0
-
-    def start(self, name: str, _attrs) -> None:
-        self._depth += 1
-        if self._depth > MAX_DEPTH:
-            raise ProbeMatchError(f"elements nested over {MAX_DEPTH} deep")
-        if name in MATCH_ELEMENTS and len(self.matches) < MAX_MATCHES and self._current is None:
-            self._current = {}
-        elif self._current is not None and name in self.FIELDS:
-            self._field, self._text, self._text_chars = self.FIELDS[name], [], 0
-
-    def text(self, data: str) -> None:
-        if self._field is not None:
-            self._text_chars += len(data)
-            if self._text_chars > MAX_TEXT_CHARS:
-                raise ProbeMatchError(f"a {self._field} value over {MAX_TEXT_CHARS} characters")
-            self._text.append(data)
-
-    def end(self, name: str) -> None:
-        self._depth -= 1
-        if self._field is not None and self.FIELDS.get(name) == self._field:
-            self._current.setdefault(self._field, "".join(self._text))
-            self._field = None
-        elif name in MATCH_ELEMENTS and self._current is not None:
-            self.matches.append(self._current)
-            self._current = None
-
-
-def _refuse_dtd(*_args) -> None:
-    raise ProbeMatchError("a DTD in a discovery answer (entities are never expanded)")
-
-
 def parse_probe_matches(data: bytes, *, from_address: str = "") -> list[DiscoveredDevice]:
     """The devices a WS-Discovery ProbeMatches datagram lists (a Hello's devices too: same fields).
 
@@ -136,21 +97,22 @@ def parse_probe_matches(data: bytes, *, from_address: str = "") -> list[Discover
     address or without an http(s) XAddr are left out."""
     if len(data) > MAX_DATAGRAM_BYTES:
         raise ProbeMatchError(f"a {len(data)}-byte datagram, over the {MAX_DATAGRAM_BYTES} bytes accepted")
-    reader = _ProbeMatchReader()
-    parser = expat.ParserCreate(encoding="utf-8", namespace_separator=" ")  # the declaration's encoding is ignored
-    parser.StartDoctypeDeclHandler = _refuse_dtd
-    parser.EntityDeclHandler = _refuse_dtd
-    parser.StartElementHandler, parser.EndElementHandler = reader.start, reader.end
-    parser.CharacterDataHandler = reader.text
     try:
-        parser.Parse(data, True)
-    except ProbeMatchError:
-        raise
-    except expat.ExpatError as exc:
-        raise ProbeMatchError(f"not well-formed XML ({exc})") from exc
-    except (LookupError, ValueError) as exc:  # encoding trouble (expat is told UTF-8, as SOAP over UDP is)
-        raise ProbeMatchError(f"an unreadable text encoding ({exc})") from exc
-    return [device for match in reader.matches if (device := _device(match, from_address)) is not None]
+        root = parse_xml(data, LIMITS)
+    except XmlError as exc:
+        raise ProbeMatchError(str(exc)) from exc
+    matches = [_match_fields(element) for element in root.iter() if (element.ns, element.name) in MATCH_ELEMENTS]
+    return [device for match in matches[:MAX_MATCHES] if (device := _device(match, from_address)) is not None]
+
+
+def _match_fields(match: Element) -> dict[str, str]:
+    """A match's fields: the first of each anywhere below it, in document order."""
+    found: dict[str, str] = {}
+    for element in match.iter():
+        key = FIELDS.get((element.ns, element.name))
+        if key is not None:
+            found.setdefault(key, element.text)
+    return found
 
 
 def _device(match: dict[str, str], from_address: str) -> DiscoveredDevice | None:

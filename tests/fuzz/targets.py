@@ -588,10 +588,10 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("onvif_notification", onvif_notification, ("drivers.onvif.events", "appliance.alarms.camera_events"),
            16384),
     Target("talk_frames", talk_frames, ("appliance.talk.frames",), 8192),
-    Target("onvif_probe_match", onvif_probe_match, ("drivers.onvif.discovery",), 16384),
+    Target("onvif_probe_match", onvif_probe_match, ("drivers.onvif.discovery", "base.xml_tree"), 16384),
 
 
-    Target("onvif_request", onvif_request, ("appliance.onvif_server.xml_reader", "appliance.onvif_server.discovery",
+    Target("onvif_request", onvif_request, ("base.xml_tree", "appliance.onvif_server.xml_reader", "appliance.onvif_server.discovery",
                                             "appliance.onvif_server.http_digest",
                                             "appliance.onvif_server.username_token"), 16384),
 )}
