@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance.config.model import Config, ConfigError, default_config, load_config
@@ -87,37 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("out", type=Path, metavar="OUT.mp4")
     exp.set_defaults(handler=_cmd_export)
 
-    user = sub.add_parser("user", help="manage web users: add NAME --role R (password on standard input), list, remove NAME")
-    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
-    add = user_sub.add_parser("add", help="add a user, or set an existing one's password and role; reads the password from stdin")
-    add.add_argument("name")
-    add.add_argument("--role", choices=("admin", "operator", "viewer"), required=True)
-    _config_args(add)
-    add.set_defaults(handler=_cmd_user_add)
-    ls = user_sub.add_parser("list", help="list users and roles")
-    _config_args(ls)
-    ls.set_defaults(handler=_cmd_user_list)
-    rm = user_sub.add_parser("remove", help="remove a user")
-    rm.add_argument("name")
-    _config_args(rm)
-    rm.set_defaults(handler=_cmd_user_remove)
-
-    ouser = sub.add_parser("onvif-user", help="manage integration accounts (Home Assistant, a VMS): ONVIF and RTSP "
-                                              "logins whose passwords the box keeps recoverable for ONVIF PasswordDigest")
-    ouser_sub = ouser.add_subparsers(dest="onvif_user_command", required=True, metavar="ACTION")
-    oadd = ouser_sub.add_parser("add", help="add an account, or set an existing one's password and role; reads the "
-                                            "password from stdin")
-    oadd.add_argument("name")
-    oadd.add_argument("--role", choices=("viewer", "operator"), required=True)
-    _config_args(oadd)
-    oadd.set_defaults(handler=_cmd_onvif_user_add)
-    ols = ouser_sub.add_parser("list", help="list integration accounts and roles (never their passwords)")
-    _config_args(ols)
-    ols.set_defaults(handler=_cmd_onvif_user_list)
-    orm = ouser_sub.add_parser("remove", help="remove an integration account")
-    orm.add_argument("name")
-    _config_args(orm)
-    orm.set_defaults(handler=_cmd_onvif_user_remove)
+    _account_parsers(sub, "user", "manage web users: add NAME --role R (password on standard input), list, remove NAME",
+                     roles=("admin", "operator", "viewer"),
+                     add=("add a user, or set an existing one's password and role; reads the password from stdin",
+                          _cmd_user_add),
+                     ls=("list users and roles", _cmd_user_list), rm=("remove a user", _cmd_user_remove))
+    _account_parsers(sub, "onvif-user", "manage integration accounts (Home Assistant, a VMS): ONVIF and RTSP logins "
+                                        "whose passwords the box keeps recoverable for ONVIF PasswordDigest",
+                     roles=("viewer", "operator"),
+                     add=("add an account, or set an existing one's password and role; reads the password from "
+                          "stdin", _cmd_onvif_user_add),
+                     ls=("list integration accounts and roles (never their passwords)", _cmd_onvif_user_list),
+                     rm=("remove an integration account", _cmd_onvif_user_remove))
 
     disks = sub.add_parser("disks", help="list the disks: model, serial, size, S.M.A.R.T. health, temperature, role, "
                                          "free space and how many days of recordings each holds")
@@ -171,6 +153,22 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help=f"config file (default: {SYSTEM_CONFIG} if it exists, else the embedded default)")
     parser.add_argument("--data", type=Path, metavar="DIR", help="data folder, instead of storage.path")
+
+
+def _account_parsers(sub, command: str, help_text: str, *, roles: tuple[str, ...], add: tuple[str, Callable],
+                     ls: tuple[str, Callable], rm: tuple[str, Callable]) -> None:
+    """`nvr COMMAND add NAME --role R | list | remove NAME`: one shape for every kind of account. Each pair is
+    (help, handler)."""
+    parser = sub.add_parser(command, help=help_text)
+    actions = parser.add_subparsers(dest=f"{command.replace('-', '_')}_command", required=True, metavar="ACTION")
+    for action, (action_help, handler) in (("add", add), ("list", ls), ("remove", rm)):
+        one = actions.add_parser(action, help=action_help)
+        if action != "list":
+            one.add_argument("name")
+        if action == "add":
+            one.add_argument("--role", choices=roles, required=True)
+        _config_args(one)
+        one.set_defaults(handler=handler)
 
 
 def _setup_logging(verbose: bool) -> None:
