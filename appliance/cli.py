@@ -199,7 +199,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from appliance.app import Appliance, DataRootBusy
-    from appliance.config.model import split_host_port
+    from appliance.config.listen import split_host_port
 
     config = _load(args)
     try:

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from appliance.config.section import Section
+
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ALL_DAYS: list[str] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -21,12 +24,6 @@ _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _CLOCK_RE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
 _CAMERA_INPUT_RE = re.compile(r"ch([0-9]{1,3}):[A-Za-z0-9_.-]{1,32}")  # appliance.alarms.camera_events
 CAMERA_SIGNALS = ("line_crossing", "intrusion", "tamper")  # signals only an ONVIF camera's events raise
-
-
-class _Section(BaseModel):
-    """Base of these models: the same strictness as appliance.config.model's sections."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 def _check_id(value: str) -> str:
@@ -51,7 +48,7 @@ def parse_clock(text: str) -> time:
     return time(0, 0) if hours == 24 else time(hours, minutes)
 
 
-class ArmingWindowConfig(_Section):
+class ArmingWindowConfig(Section):
     """A time window in which an input is armed (local time); an end before the start runs past midnight."""
 
     days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS), min_length=1, description=(
@@ -66,7 +63,7 @@ class ArmingWindowConfig(_Section):
         return value
 
 
-class _PinItem(_Section):
+class _PinItem(Section):
     """What alarm inputs and outputs share: an id rules refer to, a display name, and a GPIO pin."""
 
     id: str = Field(description="Unique id that rules refer to (letters, digits, '-', '_').")
@@ -112,14 +109,14 @@ class AlarmOutputConfig(_PinItem):
     pulse_s: float = Field(5.0, gt=0, le=3600, description="Seconds a pulse lasts.")
 
 
-class Sht3xConfig(_Section):
+class Sht3xConfig(Section):
     """An SHT3x temperature/humidity sensor on I2C."""
 
     bus: int = Field(1, ge=0, le=255, description="I2C bus number (/dev/i2c-N).")
     address: int = Field(0x44, ge=0x03, le=0x77, description="7-bit I2C address: 68 (0x44) or 69 (0x45).")
 
 
-class TemperatureConfig(_Section):
+class TemperatureConfig(Section):
     """The appliance's own health: SoC temperature and, optionally, the enclosure's temperature and humidity."""
 
     thermal_zones: bool = Field(True, description="Watch the kernel's thermal zones (CPU/SoC temperature).")
@@ -134,7 +131,7 @@ class TemperatureConfig(_Section):
     interval_s: float = Field(30.0, ge=1, le=3600, description="Seconds between readings.")
 
 
-class AlarmsConfig(_Section):
+class AlarmsConfig(Section):
     """GPIO alarm inputs and outputs, and the health watch."""
 
     gpio: Literal["auto", "gpiozero", "linuxpy"] = Field("auto", description=(
@@ -145,7 +142,7 @@ class AlarmsConfig(_Section):
     temperature: TemperatureConfig = Field(default_factory=dict, description=TemperatureConfig.__doc__)
 
 
-class MotionAreaConfig(_Section):
+class MotionAreaConfig(Section):
     """A polygon in normalized picture coordinates: (0, 0) top left, (1, 1) bottom right."""
 
     name: str = Field("", max_length=64, description="Optional label.")
@@ -160,7 +157,7 @@ class MotionAreaConfig(_Section):
         return points
 
 
-class MotionConfig(_Section):
+class MotionConfig(Section):
     """Motion detection of one channel, on its sub stream (or scaled-down frames of an analog channel)."""
 
     enabled: bool = Field(True, description="Detect motion on this channel.")
@@ -172,7 +169,7 @@ class MotionConfig(_Section):
     hold_s: float = Field(5.0, ge=0, le=600, description="Motion ends after this long without any.")
 
 
-class WhenConfig(_Section):
+class WhenConfig(Section):
     """The one signal that fires a rule."""
 
     alarm_input: str | None = Field(None, description=(
@@ -211,7 +208,7 @@ class WhenConfig(_Section):
         raise AssertionError("validated to have one signal")
 
 
-class RecordAction(_Section):
+class RecordAction(Section):
     """Mark an event on these channels, from pre_s before the alarm to post_s after it ends."""
 
     channels: list[int] = Field(min_length=1, description="Channel ids.")
@@ -220,7 +217,7 @@ class RecordAction(_Section):
     lock: bool = Field(True, description="Keep the event's recordings from retention.")
 
 
-class OutputAction(_Section):
+class OutputAction(Section):
     """Switch an alarm output on."""
 
     id: str = Field(description="An alarms.outputs[] id.")
@@ -228,14 +225,14 @@ class OutputAction(_Section):
         "Seconds on; null: the output's own pulse_s (pulse mode) or until cleared (latch mode)."))
 
 
-class PtzPresetAction(_Section):
+class PtzPresetAction(Section):
     """Turn a PTZ dome to a preset."""
 
     channel: int = Field(description="A channel id.")
     preset: int = Field(ge=1, le=255, description="Preset number.")
 
 
-class WebhookAction(_Section):
+class WebhookAction(Section):
     """POST JSON to a URL (in the background; never delays the alarm)."""
 
     url: str = Field(description="http:// or https:// URL.")
@@ -253,7 +250,7 @@ class WebhookAction(_Section):
         return url
 
 
-class PlayAction(_Section):
+class PlayAction(Section):
     """Play a sound file (a siren, a spoken warning) on the box's AUDIO OUT (audio_out.device), or with
     `channel` on that channel's talk output (its camera's speaker). One sound is heard at a time on each
     output: a newer alarm's sound replaces an older one's; an older sound that loops comes back when the
@@ -274,7 +271,7 @@ class PlayAction(_Section):
         "channel, as 8 kHz G.711, or the AUDIO OUT); null: on the AUDIO OUT."))
 
 
-class ActionConfig(_Section):
+class ActionConfig(Section):
     """One action: exactly one of record, output, ptz_preset, webhook, log, play."""
 
     record: RecordAction | None = None
@@ -300,7 +297,7 @@ class ActionConfig(_Section):
         return self
 
 
-class RuleConfig(_Section):
+class RuleConfig(Section):
     """When a signal fires, do these actions."""
 
     name: str = Field("", max_length=64, description="Shown in events and logs; 'rule N' when left out.")

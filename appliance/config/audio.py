@@ -3,21 +3,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from appliance.config.section import Section
 from hal.audio import ALSA_DEVICE, SIMULATED
 
 
-class AudioConfig(BaseModel):
+class AudioConfig(Section):
     """Sound recorded with the channel's video, in the same segments (AAC).
 
     A network camera's own audio track is recorded when the camera sends one (G.711 is turned into
     AAC once); an analog channel records the ALSA capture device given in `device`.
     """
-
-    # The same rules as every other config section (appliance.config.model._Section), repeated here so
-    # this module need not import config.py, which imports it.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
     enabled: bool = Field(True, description=(
         "Record sound with the video. false drops a camera's audio track and ignores `device`."))

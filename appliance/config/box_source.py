@@ -7,39 +7,12 @@ ports on the LAN. See design/rtsp-server.md.
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
+
+from appliance.config.listen import ListenService
 
 
-class _Section(BaseModel):
-    """Same strictness as appliance.config.model's sections."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
-
-
-def _host_port(listen: str) -> str:
-    from appliance.config.model import split_host_port  # here, not at the top: model imports this module
-    split_host_port(listen)
-    return listen
-
-
-class _Service(_Section):
-    """A service listening on `listen` (host:port, checked at load; each service declares the field with its
-    own default), with its host and port apart."""
-
-    _is_host_port = field_validator("listen", check_fields=False)(classmethod(lambda cls, value: _host_port(value)))
-
-    @property
-    def host(self) -> str:
-        from appliance.config.model import split_host_port
-        return split_host_port(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        from appliance.config.model import split_host_port
-        return split_host_port(self.listen)[1]
-
-
-class RtspServerConfig(_Service):
+class RtspServerConfig(ListenService):
     """The box as an RTSP source: each channel's streams, live, remuxed (never re-encoded), for web users."""
 
     enabled: bool = Field(False, description=(
@@ -49,7 +22,7 @@ class RtspServerConfig(_Service):
     listen: str = Field("0.0.0.0:8554", description="host:port to serve RTSP on; 0.0.0.0 for all interfaces.")
 
 
-class OnvifServerConfig(_Service):
+class OnvifServerConfig(ListenService):
     """The box as an ONVIF device (Profile S subset): device information, profiles, stream and snapshot URIs."""
 
     enabled: bool = Field(False, description=(

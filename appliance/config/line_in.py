@@ -3,20 +3,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from appliance.config.section import Section
 from hal.audio import ALSA_DEVICE, SIMULATED
 
 MAX_LEASE_S = 10.0  # a web hold-to-talk must be renewed at least this often
 
 
-class LineInConfig(BaseModel):
+class LineInConfig(Section):
     """The LINE IN intercom: a microphone on the box's LINE IN heard on its AUDIO OUT (audio_out.device)
     while the monitor's T key or the live view's intercom button is held (operators and administrators)."""
-
-    # The rules of every config section (appliance.config.model._Section), repeated so that this module
-    # need not import model.py, which imports it.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
     device: str | None = Field(None, description=(
         "ALSA capture device of the LINE IN, such as plughw:CARD=Device,DEV=0 (a USB sound card's input) or "

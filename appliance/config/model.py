@@ -18,7 +18,6 @@ Exceptions:
 """
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import re
@@ -30,11 +29,13 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
+from pydantic import (BeforeValidator, Field, PrivateAttr, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from appliance.config.listen import ListenService, is_host_name_or_address
+from appliance.config.section import Section
 from base.credentials import mask_credentials
 from appliance.config.ptz import ChannelPtzConfig, PtzConfig, unknown_port_errors
 from appliance.config.monitor import MonitorConfig
@@ -151,66 +152,12 @@ def check_rtsp_url(url: str) -> str:
     return url
 
 
-_HOST_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE | re.ASCII)
-
-
-def split_host_port(listen: str) -> tuple[str, int]:
-    """``'127.0.0.1:8080'`` -> ``('127.0.0.1', 8080)``; ``'[::1]:80'`` -> ``('::1', 80)``.
-
-    The host is an IPv4 address, a host name, or an IPv6 address in brackets (returned without
-    them); the port is 1-65535. Raises ValueError naming what was expected.
-    """
-    host, colon, port_text = listen.rpartition(":")
-    if not colon or not host:
-        raise ValueError(f"expected host:port such as '127.0.0.1:8080', '0.0.0.0:80' or "
-                         f"'[::]:8080', got {listen!r}")
-    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"expected a port from 1 to 65535 after the last ':', got {listen!r}")
-    if host.startswith("[") and host.endswith("]") and _is_ipv6(host[1:-1]):
-        return host[1:-1], int(port_text)
-    if ":" in host:
-        raise ValueError(f"expected an IPv6 address in brackets, like '[::1]:8080', got {listen!r}")
-    if not _is_ipv4_or_host_name(host):
-        raise ValueError(f"expected an IPv4 address, a host name or a bracketed IPv6 address "
-                         f"before the ':', got {listen!r}")
-    return host, int(port_text)
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_ipv4_or_host_name(host: str) -> bool:
-    labels = host.split(".")
-    if all(label.isascii() and label.isdigit() for label in labels):  # looks like an address: must be one
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            return False
-        return True
-    return len(host) <= 253 and all(_HOST_LABEL_RE.fullmatch(label) for label in labels)
-
-
 # --- the model tree ---------------------------------------------------------------------------
 
 ByteCount = Annotated[int, BeforeValidator(parse_size_bytes)]
 
 
-class _Section(BaseModel):
-    """Base of every config model."""
-
-    # strict: YAML already types its scalars, so a quoted "60" or a `yes` where a number belongs is
-    # a mistake to report, not to coerce. validate_default: defaults get the same checks and the
-    # same validation context (the config file's folder) as values from the file. YAML's .inf and
-    # .nan are never a sensible setting.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
-
-
-class RetentionConfig(_Section):
+class RetentionConfig(Section):
     """When to delete old segments."""
 
     max_used_percent: float = Field(90.0, ge=1, le=99, description=(
@@ -237,7 +184,7 @@ class RetentionConfig(_Section):
         return self
 
 
-class ChannelRetentionConfig(_Section):
+class ChannelRetentionConfig(Section):
     """One channel's own retention bounds, applied on top of storage.retention's disk-wide ones."""
 
     max_bytes: ByteCount | None = Field(None, ge=MIB, description=(
@@ -254,7 +201,7 @@ class ChannelRetentionConfig(_Section):
 SmartDeviceType = Literal["sat", "scsi", "nvme", "ata", "usbjmicron", "usbprolific", "usbsunplus", "usbcypress"]
 
 
-class DiskHealthConfig(_Section):
+class DiskHealthConfig(Section):
     """Watching the recordings disk's health: S.M.A.R.T. through smartctl, and the faults disk_failing,
     disk_hot and disk_errors (which rules can watch as `disk: failing|hot|errors`)."""
 
@@ -282,7 +229,7 @@ class DiskHealthConfig(_Section):
 _LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,31}", re.ASCII)
 
 
-class DiskConfig(_Section):
+class DiskConfig(Section):
     """One recording disk: the folder it is mounted at, and a name for people."""
 
     path: Path = Field(strict=False, description=(
@@ -314,7 +261,7 @@ class DiskConfig(_Section):
         return self.label or self.path.name or str(self.path)
 
 
-class StorageConfig(_Section):
+class StorageConfig(Section):
     """Where and how recordings are written."""
 
     path: Path = Field(Path("./nvr-data"), strict=False, description=(
@@ -371,7 +318,7 @@ class StorageConfig(_Section):
         return Path(os.path.abspath(Path(base_dir) / path.expanduser()))
 
 
-class RtspSource(_Section):
+class RtspSource(Section):
     """A network camera, recorded by remuxing its RTSP stream (never re-encoded)."""
 
     type: Literal["rtsp"] = Field("rtsp", description="Source kind.")
@@ -400,7 +347,7 @@ class RtspSource(_Section):
         return url if url is None else check_rtsp_url(url)
 
 
-class TestPatternSource(_Section):
+class TestPatternSource(Section):
     """A simulated analog camera that generates and encodes a moving test pattern."""
 
     type: Literal["test-pattern"] = Field("test-pattern", description="Source kind.")
@@ -422,7 +369,7 @@ def _check_v4l2_input(value: object) -> object:
     return value
 
 
-class V4l2Source(_Section):
+class V4l2Source(Section):
     """An analog camera on one input of a V4L2 capture card, encoded to H.264 once."""
 
     type: Literal["v4l2"] = Field("v4l2", description="Source kind.")
@@ -464,7 +411,7 @@ class V4l2Source(_Section):
 SourceConfig = Annotated[RtspSource | OnvifSource | TestPatternSource | V4l2Source, Field(discriminator="type")]
 
 
-class ChannelConfig(_Section):
+class ChannelConfig(Section):
     """One camera input of the appliance."""
 
     id: int = Field(ge=1, le=256, description="Channel number, unique, shown in the UI and file names.")
@@ -498,7 +445,7 @@ class ChannelConfig(_Section):
         return data
 
 
-class WebConfig(_Section):
+class WebConfig(ListenService):
     """The web status page and REST API."""
 
     listen: str = Field("127.0.0.1:8080", description=(
@@ -516,18 +463,11 @@ class WebConfig(_Section):
         "router forwarding to it. Requests that change anything (log-in and set-up included) naming "
         "another host in Host or Origin are refused, which defeats DNS rebinding."))
 
-    @field_validator("listen")
-    @classmethod
-    def _is_host_port(cls, listen: str) -> str:
-        split_host_port(listen)
-        return listen
-
     @field_validator("allowed_hosts")
     @classmethod
     def _are_host_names(cls, hosts: list[str]) -> list[str]:
         for host in hosts:
-            bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-            if not (_is_ipv6(bare) or _is_ipv4_or_host_name(bare)):
+            if not is_host_name_or_address(host):
                 raise ValueError(f"expected host names or IP addresses without a port or scheme, such as "
                                  f"'nvr.example.com' or '203.0.113.7', got {host!r}")
         return hosts
@@ -540,18 +480,8 @@ class WebConfig(_Section):
         base_dir = (info.context or {}).get("base_dir") or Path.cwd()
         return Path(os.path.abspath(Path(base_dir) / path.expanduser()))
 
-    @property
-    def host(self) -> str:
-        """The host part of `listen`, IPv6 without brackets."""
-        return split_host_port(self.listen)[0]
 
-    @property
-    def port(self) -> int:
-        """The port part of `listen`."""
-        return split_host_port(self.listen)[1]
-
-
-class Config(_Section):
+class Config(Section):
     """The whole appliance configuration."""
 
     # Defaults are raw mappings so that they are validated with the file's context (base_dir).

@@ -4,20 +4,15 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from appliance.config.section import Section
 from hal.audio_out import check_playback_device
 
 LayoutSize = Literal[1, 4, 8, 9, 16]
 BackendName = Literal["auto", "drm", "kmsdrm", "fbdev", "x11", "offscreen"]
 DecoderName = Literal["auto", "h264", "h264_v4l2m2m"]
 TileChannel = int | None
-
-
-class _Section(BaseModel):
-    # The same rules as appliance.config.model's sections (strict, no unknown keys); kept here so this
-    # module does not import config.py, which imports it.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 def _check_tiles(tiles: list[TileChannel]) -> list[TileChannel]:
@@ -27,7 +22,7 @@ def _check_tiles(tiles: list[TileChannel]) -> list[TileChannel]:
     return tiles
 
 
-class SequenceStep(_Section):
+class SequenceStep(Section):
     """One page of the tour: a layout and the channels in its tiles."""
 
     layout: LayoutSize = Field(4, description="Tiles on this page: 1, 4, 8, 9 or 16.")
@@ -41,7 +36,7 @@ class SequenceStep(_Section):
         return _check_tiles(tiles)
 
 
-class SequenceConfig(_Section):
+class SequenceConfig(Section):
     """The tour (sequence) mode: cycle through pages of channels, each shown for `dwell_s`."""
 
     enabled: bool = Field(False, description="Start the monitor touring; a key toggles it at run time.")
@@ -50,7 +45,7 @@ class SequenceConfig(_Section):
         "Pages to cycle through; empty: every enabled channel, `monitor.layout` tiles at a time."))
 
 
-class AlarmPopupConfig(_Section):
+class AlarmPopupConfig(Section):
     """Full-screen pop-up of a channel when it raises an alarm (a linkage rule can also ask for one)."""
 
     enabled: bool = Field(False, description="Pop up the alarmed channel full-screen.")
@@ -59,7 +54,7 @@ class AlarmPopupConfig(_Section):
     duration_s: float = Field(15.0, ge=1, le=3600, description="Seconds the pop-up stays before the wall returns.")
 
 
-class MonitorConfig(_Section):
+class MonitorConfig(Section):
     """The local HDMI monitor: the multi-view wall shown on the screen plugged into the recorder."""
 
     enabled: bool = Field(False, description="Show the live wall on the local screen.")

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from appliance.config.section import Section
 from base.credentials import mask_credentials
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -26,13 +27,7 @@ _CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MqttCommand = Literal["output", "arm", "ptz_preset", "record"]
 
 
-class _Section(BaseModel):
-    """Same strictness as appliance.config.model's sections."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
-
-
-class MqttTlsConfig(_Section):
+class MqttTlsConfig(Section):
     """TLS for mqtts:// (and for mqtt:// when any file is given): the CA to trust and an optional client certificate."""
 
     ca_file: Path | None = Field(None, strict=False, description=(
@@ -56,7 +51,7 @@ class MqttTlsConfig(_Section):
         return any(f is not None for f in (self.ca_file, self.cert_file, self.key_file))
 
 
-class MqttConfig(_Section):
+class MqttConfig(Section):
     """MQTT: the box's alarms, motion, faults, recording state and disk space on the home's message bus,
     Home Assistant discovery, and the commands it accepts (design/mqtt.md)."""
 

@@ -11,15 +11,12 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from appliance.config.section import Section
+
 
 _TOKEN_RE = re.compile(r"[^\x00-\x20\x7f]{1,64}")  # ONVIF ReferenceToken: up to 64 characters, no spaces
-
-
-class _OnvifSection(BaseModel):
-    """Base of the ONVIF models: the same rules as every other config section (see appliance.config.model)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 def check_onvif_url(url: str) -> str:
@@ -49,7 +46,7 @@ def _check_token(token: str | None) -> str | None:
     return token
 
 
-class OnvifEndpoint(_OnvifSection):
+class OnvifEndpoint(Section):
     """A camera's ONVIF device service and the account the appliance uses on it."""
 
     url: str = Field(description=(

@@ -10,19 +10,16 @@ import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from appliance.config.section import Section
+
 
 PtzProtocol = Literal["pelco-d", "pelco-p"]
 Baud = Literal[2400, 4800, 9600]
 DEFAULT_BAUD = {"pelco-d": 2400, "pelco-p": 4800}  # what domes ship set to
 _PORT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 _NETWORK_SCHEMES = ("socket", "rfc2217")
-
-
-class _PtzSection(BaseModel):
-    """Base of the PTZ models: the same rules as every other config section (see appliance.config.model)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 def check_port_url(url: str) -> str:
@@ -44,7 +41,7 @@ def check_port_url(url: str) -> str:
     return url
 
 
-class PtzPortConfig(_PtzSection):
+class PtzPortConfig(Section):
     """One RS-485 bus with one or more domes on it."""
 
     id: str = Field(description="Name of the bus, used by channels[].ptz.port (letters, digits, _ . -).")
@@ -82,21 +79,21 @@ class PtzPortConfig(_PtzSection):
         return self
 
 
-class TourStepConfig(_PtzSection):
+class TourStepConfig(Section):
     """One stop of a tour."""
 
     preset: int = Field(ge=1, le=255, description="Preset number to go to.")
     dwell_s: float = Field(10.0, ge=1, le=86400, description="Seconds to stay before the next stop.")
 
 
-class TourConfig(_PtzSection):
+class TourConfig(Section):
     """A named list of presets the dome visits in turn, forever, until stopped."""
 
     name: str = Field(min_length=1, max_length=32, description="Name used to start the tour.")
     steps: list[TourStepConfig] = Field(min_length=1, description="Presets in order, with dwell times.")
 
 
-class ChannelPtzConfig(_PtzSection):
+class ChannelPtzConfig(Section):
     """The dome that films this channel: which bus and which address."""
 
     port: str = Field(description="id of the ptz.ports entry the dome is wired to.")
@@ -112,7 +109,7 @@ class ChannelPtzConfig(_PtzSection):
         return tours
 
 
-class PtzConfig(_PtzSection):
+class PtzConfig(Section):
     """Pan/tilt/zoom domes on RS-485 buses."""
 
     ports: list[PtzPortConfig] = Field(default_factory=list, description="RS-485 buses, each with a unique id.")

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from appliance.config.section import Section
 from hal.audio_out import check_playback_device
 
 Reference = tuple[tuple[Any, ...], object, str]  # (key path, value, message), as appliance.config.alarms
 
 
-class _TalkSection(BaseModel):
-    # The rules of every config section (appliance.config.model._Section), repeated so that this module
-    # need not import model.py, which imports it.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
-
-
-class AudioOutConfig(_TalkSection):
+class AudioOutConfig(Section):
     """The box's AUDIO OUT: the ALSA playback device wired to the rear panel's speaker jack (a Pi's HDMI
     audio or headphone jack, a USB sound card). Push-to-talk on a channel with `talk.output: audio_out`
     is played here."""
@@ -34,7 +29,7 @@ class AudioOutConfig(_TalkSection):
         return device if device is None else check_playback_device(device)
 
 
-class TalkConfig(_TalkSection):
+class TalkConfig(Section):
     """Push-to-talk from the live view (operators and administrators): where a channel's talk is heard."""
 
     output: Literal["auto", "camera", "audio_out", "off"] = Field("auto", description=(

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from appliance.config.listen import split_host_port
 from appliance.config.model import (ChannelConfig, Config, ConfigError, Problem, RtspSource, V4l2Source,
-                              default_config, load_config, parse_config, parse_size_bytes, split_host_port)
+                              default_config, load_config, parse_config, parse_size_bytes)
 from appliance.config.model import TestPatternSource as PatternSource  # a Test* name would be collected
 
 FULL = """\
