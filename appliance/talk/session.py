@@ -53,6 +53,11 @@ class TalkHub:
             self.sessions += 1
             return None
 
+    def holder(self, output: tuple[str, str]) -> Talker | None:
+        """Who has `output` now, or None."""
+        with self._lock:
+            return self._talkers.get(output)
+
     def release(self, output: tuple[str, str], talker: Talker) -> None:
         with self._lock:
             if self._talkers.get(output) is talker:
