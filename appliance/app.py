@@ -68,6 +68,7 @@ from appliance.onvif_cameras import Connector, OnvifCameras, connect_endpoint
 from appliance.sound.output import TALK, AudioOutputs
 from appliance.supervisor import DataRootBusy, SourceFactory, Supervisor
 from appliance.systemd import ServiceIntegration, start_service_integration
+from appliance.talk.camera_urls import CameraUrls
 from appliance.talk.session import TalkHub
 from appliance.web.views import StreamState
 
@@ -119,6 +120,8 @@ class Appliance:
         self.talk = TalkHub(playback=self.audio_outputs.playback_by_device(name="talk", priority=TALK))
         self.intercom = _intercom(config, self.audio_outputs, self.talk, clocks)
         self.supervisor = Supervisor(config, clocks=clocks, sources=sources, sync=sync)
+        # An ONVIF camera's speaker is dialled at the RTSP URL its recorder learnt (or the camera names).
+        self.talk.camera_url = CameraUrls(lambda: self.supervisor.config, learnt=self.supervisor.learnt_stream_url)
         self.onvif_cameras = OnvifCameras(config, connect=onvif_connect)  # PTZ and events of ONVIF cameras
         self.ptz: PtzService = PtzService(config, clocks=clocks, faults=self.supervisor.faults,
                                           onvif=self.onvif_cameras)

@@ -26,7 +26,7 @@ class CameraSpeakerPlayback:
                  sink: TalkSink | None = None):
         self.url, self.channel, self.name = url, channel, name
         self._hub, self._clocks = hub, clocks
-        self._sink = sink if sink is not None else CameraSpeaker(url, clocks=clocks)
+        self._sink = sink if sink is not None else CameraSpeaker(url, clocks=clocks, camera_url=hub.camera_url)
         self._talker: Talker | None = None
         self.samples_sent = 0
 
