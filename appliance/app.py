@@ -423,7 +423,8 @@ def _intercom(config: Config, outputs: AudioOutputs, talk: TalkHub, clocks: Cloc
         holder = talk.holder(output)
         return holder.user if holder is not None and holder.user != INTERCOM_TALKER else None
 
+    # One speaker for every hold: held again while the last hold's sound plays out, it goes on in that
+    # session (appliance.talk.camera_playback) rather than finding the camera busy with itself.
+    speaker = CameraSpeakerPlayback(where, hub=talk, channel=channel, clocks=clocks, name=INTERCOM_TALKER)
     return Intercom(microphone=microphone, clocks=clocks, speaker_format=(TALK_RATE, 1), busy=busy,
-                    speaker=lambda: CameraSpeakerPlayback(where, hub=talk, channel=channel, clocks=clocks,
-                                                          name=INTERCOM_TALKER),
-                    output=f"channel {channel}'s camera speaker")
+                    speaker=lambda: speaker, output=f"channel {channel}'s camera speaker")

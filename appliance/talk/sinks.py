@@ -70,9 +70,19 @@ class CameraSpeaker:
         if self._channel is not None:
             self._channel.spurt()
 
-    def close(self) -> None:
+    def close(self, *, linger: bool = True) -> None:
+        """Close the back channel; with `linger`, after what was sent has had time to play."""
         if self._channel is not None:
-            self._channel.close()
+            self._channel.close(linger=linger)
+
+    def playout_left_s(self) -> float:
+        """How long what was sent still needs to play (drivers.rtsp.backchannel.BackChannel.playout_left_s)."""
+        return self._channel.playout_left_s() if self._channel is not None else 0.0
+
+    @property
+    def broken(self) -> bool:
+        """Whether the open session broke (the camera went away): it cannot be reused."""
+        return self._channel is None or self._channel.error is not None
 
     def statistics(self) -> dict:
         return self._channel.statistics() if self._channel is not None else {"camera": mask_credentials(self.where)}
