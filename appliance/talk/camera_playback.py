@@ -131,7 +131,7 @@ class CameraSpeakerPlayback:
                 return
             self._closing, talker = True, self._talker
         try:
-            self._sink.close(linger=False) if isinstance(self._sink, CameraSpeaker) else self._sink.close()
+            self._sink.close()  # what was sent has played out (or the session broke): no linger left
         except Exception:
             log.exception("channel %d: closing the camera speaker's session failed", self.channel)
         finally:
