@@ -62,11 +62,13 @@ from recorder.live import LiveHub
 from appliance.alarms.io import AlarmIO
 from appliance.alarms.rules import PtzPresets
 from appliance.config.model import Config
+from appliance.config.talk import play_target
 from appliance.ptz.service import PtzService
 from appliance.onvif_cameras import Connector, OnvifCameras, connect_endpoint
 from appliance.sound.output import TALK, AudioOutputs
 from appliance.supervisor import DataRootBusy, SourceFactory, Supervisor
 from appliance.systemd import ServiceIntegration, start_service_integration
+from appliance.talk.camera_urls import CameraUrls
 from appliance.talk.session import TalkHub
 from appliance.web.views import StreamState
 
@@ -87,6 +89,9 @@ class _Part:
     name: str
     start: Callable[[], None]
     stop: Callable[[], None]
+
+
+INTERCOM_TALKER = "intercom (LINE IN)"  # the intercom's name where it holds a camera's speaker (busy messages)
 
 
 class Appliance:
@@ -110,8 +115,13 @@ class Appliance:
         """`audio_playback` opens a sound output by its ALSA name (tests: a simulated speaker)."""
         self.clocks = clocks
         self.audio_outputs = AudioOutputs(playback=audio_playback)
-        self.intercom = _intercom(config, self.audio_outputs, clocks)
+        # Who talks where: the web's push-to-talk, the rules' camera-speaker sounds and the intercom share it.
+        # Its AUDIO OUT is a TALK source on the shared outputs: talk interrupts alarm sounds and the monitor's.
+        self.talk = TalkHub(playback=self.audio_outputs.playback_by_device(name="talk", priority=TALK))
+        self.intercom = _intercom(config, self.audio_outputs, self.talk, clocks)
         self.supervisor = Supervisor(config, clocks=clocks, sources=sources, sync=sync)
+        # An ONVIF camera's speaker is dialled at the RTSP URL its recorder learnt (or the camera names).
+        self.talk.camera_url = CameraUrls(lambda: self.supervisor.config, learnt=self.supervisor.learnt_stream_url)
         self.onvif_cameras = OnvifCameras(config, connect=onvif_connect)  # PTZ and events of ONVIF cameras
         self.ptz: PtzService = PtzService(config, clocks=clocks, faults=self.supervisor.faults,
                                           onvif=self.onvif_cameras)
@@ -125,9 +135,6 @@ class Appliance:
         self.stop_requested = stop_requested or threading.Event()
         self.disk_changed = threading.Event()
         self._gpio, self._ptz_presets, self._environ = gpio, ptz_presets, environ
-        # Who talks where: the web's push-to-talk and the rules' camera-speaker sounds share it. Its AUDIO
-        # OUT is a TALK source on the shared outputs: talk interrupts alarm sounds and the monitor's sound.
-        self.talk = TalkHub(playback=self.audio_outputs.playback_by_device(name="talk", priority=TALK))
         self.web_context: WebContext | None = None
         self.web_app: FastAPI | None = None  # the web UI and REST API, when listening
         self.web_server: WebServer | None = None
@@ -389,14 +396,35 @@ class Appliance:
                 "onvif_server": self.onvif_server.statistics() if self.onvif_server else None}
 
 
-def _intercom(config: Config, outputs: AudioOutputs, clocks: Clocks):
-    """The LINE IN intercom when the config has a LINE IN (the config check saw it has an AUDIO OUT too)."""
-    line_in, device = config.line_in, config.audio_out.device
-    if line_in.device is None or device is None:
+def _intercom(config: Config, outputs: AudioOutputs, talk: TalkHub, clocks: Clocks):
+    """The LINE IN intercom when the config has a LINE IN, heard where `line_in.channel` says: the AUDIO OUT,
+    or that channel's talk output (its camera's speaker, held in `talk` as push-to-talk is). The config
+    check saw that the output exists."""
+    line_in = config.line_in
+    kind, where = play_target(line_in.channel, config)
+    if line_in.device is None or where is None:
         return None
     from appliance.sound.intercom import Intercom
     from hal.audio import make_audio_capture
 
-    return Intercom(microphone=lambda: make_audio_capture(line_in.device, sample_rate=line_in.sample_rate,
-                                                          channels=line_in.channels, clocks=clocks),
-                    speaker=outputs.speaker(device, name="intercom", priority=TALK), clocks=clocks)
+    def microphone():
+        return make_audio_capture(line_in.device, sample_rate=line_in.sample_rate, channels=line_in.channels,
+                                  clocks=clocks)
+
+    if kind != "camera":
+        return Intercom(microphone=microphone, speaker=outputs.speaker(where, name="intercom", priority=TALK),
+                        clocks=clocks, output=f"the AUDIO OUT {where}")
+    from appliance.talk.camera_playback import CameraSpeakerPlayback
+    from appliance.talk.sinks import TALK_RATE
+
+    channel, output = line_in.channel, ("camera", where)
+
+    def busy() -> str | None:
+        holder = talk.holder(output)
+        return holder.user if holder is not None and holder.user != INTERCOM_TALKER else None
+
+    # One speaker for every hold: held again while the last hold's sound plays out, it goes on in that
+    # session (appliance.talk.camera_playback) rather than finding the camera busy with itself.
+    speaker = CameraSpeakerPlayback(where, hub=talk, channel=channel, clocks=clocks, name=INTERCOM_TALKER)
+    return Intercom(microphone=microphone, clocks=clocks, speaker_format=(TALK_RATE, 1), busy=busy,
+                    speaker=lambda: speaker, output=f"channel {channel}'s camera speaker")

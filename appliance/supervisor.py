@@ -194,6 +194,14 @@ class Supervisor:
             recorder.start()
             self.recorders.append(recorder)
 
+    def learnt_stream_url(self, channel_id: int) -> str | None:
+        """The RTSP URL channel `channel_id`'s main stream learnt from its camera at its last connect (an
+        ONVIF source; with the ONVIF credentials in it), or None (not ONVIF, not connected yet)."""
+        for recorder in list(self.recorders):
+            if recorder.segmenter.channel == channel_id and recorder.segmenter.stream == "main":
+                return getattr(recorder.source, "learnt_url", None)
+        return None
+
     def _recover_disk(self, uuid: str) -> None:
         """The start-up recovery pass for one disk that came back while recording (the disk set's thread)."""
         # A writer may still have a file open there (a disk marked failed by another writer's error):

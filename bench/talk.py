@@ -1,6 +1,6 @@
 """bench/talk: push-to-talk's latency on the box, from the talk socket to the camera's speaker.
 
-    ./dev bench talk [--presses 10] [--clicks 40]
+    ./dev bench talk [--presses 10] [--clicks 40] [--alarms 10] [--low-latency-ms 20]
 
 A running appliance records a GStreamer ONVIF camera with a back channel (tests/support/backchannel_server.py,
 which writes what its speaker is sent to a file, unbuffered) and an operator talks to it over
@@ -15,7 +15,15 @@ which writes what its speaker is sent to a file, unbuffered) and an operator tal
    actions (the AUDIO OUT, and `channel: 2`'s camera speaker; appliance/sound/rule_sounds.py), fired
    `--alarms` times; from `signal()` to the first sample written to the AUDIO OUT (the
    simulated speaker: ALSA's own buffer comes on top) and to the first loud sample in the camera's file
-   (a back channel opened per sound: DESCRIBE, SETUP, PLAY, then the first packet).
+   (a back channel opened per sound: DESCRIBE, SETUP, PLAY, then the first packet). The camera rows are
+   run twice: against the test camera with GStreamer's default jitter buffer (200 ms, which holds a
+   session's first packet that long before decoding it: the stand-in camera's share, not the box's) and
+   with it set to `--low-latency-ms`, so the box's own share shows;
+   A row "alarm -> first RTP packet sent" ends where the box's work ends: its first packet of the sound
+   written to the camera's connection (the back channel's writes are timed in this process);
+4. alarm during a close -> camera: the same, but each alarm fires as soon as the previous sound has been
+   heard whole, while the box is still closing that back channel (its close lets the sound play out
+   first); an idle camera otherwise.
 
 The browser's own capture and worklet buffering (a 128-sample render quantum plus a 20-ms frame) and the
 camera's playout buffer come on top; neither runs here.
@@ -111,7 +119,30 @@ class _TimedSpeaker(SimulatedAudioPlayback):
         super().write(samples)
 
 
-def alarm_latencies(tmp: Path, camera: BackChannelCamera, alarms: int) -> tuple[list[float], list[float]]:
+_packets_written_s: list[float] = []
+
+
+def _time_back_channel_writes() -> None:
+    """Note when the back channel writes packets to a camera (the end of the box's share of a sound)."""
+    from drivers.rtsp.backchannel import BackChannel
+
+    write = BackChannel._write
+
+    def timed(self, data: bytes) -> None:
+        write(self, data)
+        _packets_written_s.append(time.perf_counter())
+    BackChannel._write = timed
+
+
+def _first_written_after(fired_s: float) -> float:
+    return next((t - fired_s for t in _packets_written_s if t >= fired_s), float("nan"))
+
+
+def alarm_latencies(tmp: Path, camera: BackChannelCamera, alarms: int, *,
+                    during_close: bool = False) -> tuple[list[float], list[float], list[float]]:
+    """(alarm -> AUDIO OUT, alarm -> camera, alarm -> first packet sent) for `alarms` alarms; `during_close`:
+    each alarm fires as soon as the previous camera sound was heard whole, without waiting for its back
+    channel to be closed."""
     from appliance.alarms.rules import RuleEngine
     from appliance.alarms.webhooks import WebhookSender
     from appliance.config.model import parse_config
@@ -123,7 +154,11 @@ def alarm_latencies(tmp: Path, camera: BackChannelCamera, alarms: int) -> tuple[
     from recorder.index import Index
     from support.talk import write_wav
 
-    beep = write_wav(tmp / "beep.wav", tone(1000, 0.2, rate=16000, amplitude=0.5), 16000)
+    # A 0.2-s beep and 40 ms of silence: a packet that the previous beep leaves for later is silent, so the
+    # first loud sample after an alarm is that alarm's, even when it fires while the last one plays out.
+    beep_s = 0.2
+    sound = np.concatenate([tone(1000, beep_s, rate=16000, amplitude=0.5), np.zeros(640, np.int16)])
+    beep = write_wav(tmp / "beep.wav", sound, 16000)
     config = parse_config(f"""
 storage: {{path: {tmp / 'alarm-data'}}}
 channels: [{{id: 2, source: {{type: rtsp, url: '{camera.url()}'}}}}]
@@ -147,7 +182,7 @@ rules:
     scheduler = Scheduler(clocks=clocks)
     engine = RuleEngine(rules=config.rules, index=index, relays={}, scheduler=scheduler, clocks=clocks,
                         webhooks=WebhookSender(), sounds=player)
-    to_audio_out, to_camera = [], []
+    to_audio_out, to_camera, to_wire = [], [], []
     try:
         for _ in range(alarms):
             offset = len(camera.heard())
@@ -155,17 +190,24 @@ rules:
             engine.signal("alarm_input", "door", True)
             scheduler.run_pending()
             to_camera.append(_heard_after(camera, offset, fired_s))
+            to_wire.append(_first_written_after(fired_s))
             engine.signal("alarm_input", "door", False)
             scheduler.run_pending()
-            # Both sounds over, and the camera's back channel closed (its close lets the sound play out,
-            # up to 0.5 s) before the next alarm: an alarm in that moment waits for it (design/talk.md).
-            while player.statistics()["finished"] < 2 * len(to_camera) or hub.talking():
-                time.sleep(0.01)
+            if during_close:  # the loud beep heard whole, its session still open
+                while len(camera.heard()) - offset < beep_s * 8000 and time.perf_counter() - fired_s < 5:
+                    time.sleep(0.001)
+                if not hub.talking():
+                    print("note: the back channel was already closed when the next alarm came", file=sys.stderr)
+            # Both sounds over and, unless measuring during a close, the camera's back channel closed.
+            while player.statistics()["finished"] < 2 * len(to_camera) or (hub.talking() and not during_close):
+                time.sleep(0.001)
             to_audio_out.append(speaker.first_write_s[-1] - fired_s)
+        while hub.talking():
+            time.sleep(0.01)
     finally:
         player.close()
         index.close()
-    return to_audio_out, to_camera
+    return to_audio_out, to_camera, to_wire
 
 
 def main() -> int:
@@ -173,6 +215,8 @@ def main() -> int:
     parser.add_argument("--presses", type=int, default=10)
     parser.add_argument("--clicks", type=int, default=40)
     parser.add_argument("--alarms", type=int, default=10)
+    parser.add_argument("--low-latency-ms", type=int, default=20,
+                        help="the test camera's jitter buffer for the second run of the alarm rows")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-talk-") as tmp:
         tmp_path = Path(tmp)
@@ -194,11 +238,22 @@ def main() -> int:
                     clicks = click_latencies(ws, camera, args.clicks)
             finally:
                 app.stop()
-            to_audio_out, to_camera = alarm_latencies(tmp_path, camera, args.alarms)
+        alarm_rows = []
+        _time_back_channel_writes()
+        for latency_ms in (None, args.low_latency_ms):
+            buffer = f"camera buffer {latency_ms if latency_ms is not None else '200 (default)'} ms"
+            with BackChannelCamera(tmp_path / f"heard-{latency_ms}.raw", latency_ms=latency_ms) as camera:
+                to_audio_out, to_camera, to_wire = alarm_latencies(tmp_path, camera, args.alarms)
+                _, closing, closing_wire = alarm_latencies(tmp_path, camera, args.alarms, during_close=True)
+            if latency_ms is None:
+                alarm_rows.append(("alarm -> AUDIO OUT (rule `play`)", to_audio_out))
+            alarm_rows += [(f"alarm -> first RTP packet sent, {buffer}", to_wire),
+                           (f"alarm -> camera's speaker, {buffer}", to_camera),
+                           (f"alarm during a close -> first RTP packet sent, {buffer}", closing_wire),
+                           (f"alarm during a close -> camera's speaker, {buffer}", closing)]
     rows = []
     for name, values in (("press -> ready (back channel playing)", opens), ("frame -> camera's speaker", clicks),
-                         ("alarm -> AUDIO OUT (rule `play`)", to_audio_out),
-                         ("alarm -> camera's speaker (rule `play`)", to_camera)):
+                         *alarm_rows):
         ms = sorted(v * 1000 for v in values if v == v)
         rows.append((name, len(ms), statistics.median(ms), ms[int(0.95 * (len(ms) - 1))], ms[-1],
                      len(values) - len(ms)))

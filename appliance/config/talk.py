@@ -35,11 +35,12 @@ class TalkConfig(Section):
     output: Literal["auto", "camera", "audio_out", "off"] = Field("auto", description=(
         "'camera': the camera's own speaker, through its ONVIF audio back channel (G.711 over RTSP); "
         "'audio_out': the box's AUDIO OUT (audio_out.device), e.g. a speaker by an analog camera; 'off': no "
-        "talk button; 'auto': the camera for a network camera (`type: rtsp`, or with talk.url), the AUDIO "
-        "OUT for an analog one when audio_out.device is set, else off."))
+        "talk button; 'auto': the camera for a network camera (`type: rtsp` or `onvif`, or with talk.url), "
+        "the AUDIO OUT for an analog one when audio_out.device is set, else off."))
     url: str | None = Field(None, description=(
         "RTSP URL to ask for the back channel (rtsp:// or rtsps://, user:password@ allowed); null: the "
-        "channel's source url. Some cameras offer it on one stream path only."))
+        "channel's source url (for `type: onvif`, the stream URL the camera names at run time, with the "
+        "ONVIF user and password). Some cameras offer it on one stream path only."))
 
     @field_validator("output", mode="before")
     @classmethod
@@ -57,9 +58,11 @@ class TalkConfig(Section):
 
 
 def talk_target(channel: Any, audio_out: AudioOutConfig) -> tuple[str, str | None]:
-    """Where `channel`'s talk goes: ("camera", rtsp_url), ("audio_out", device) or ("off", None)."""
+    """Where `channel`'s talk goes: ("camera", where), ("audio_out", device) or ("off", None). A camera's
+    `where` is its RTSP URL, or for a `type: onvif` source without talk.url its ONVIF device service URL
+    (http:// or https://): the RTSP URL is learnt at run time (appliance.talk.camera_urls)."""
     talk: TalkConfig = channel.talk
-    url = talk.url or (channel.source.url if channel.source.type == "rtsp" else None)
+    url = talk.url or (channel.source.url if channel.source.type in ("rtsp", "onvif") else None)
     output = talk.output
     if output == "auto":
         output = "camera" if url else ("audio_out" if audio_out.device else "off")
@@ -88,7 +91,7 @@ def talk_errors(config: Any) -> list[Reference]:
         if talk.output == "audio_out" and config.audio_out.device is None:
             errors.append((loc, talk.output, "the box has no AUDIO OUT configured: set audio_out.device (an ALSA "
                                              "playback device, `aplay -L` lists them) or choose another output"))
-        elif talk.output == "camera" and not (talk.url or channel.source.type == "rtsp"):
+        elif talk.output == "camera" and not (talk.url or channel.source.type in ("rtsp", "onvif")):
             errors.append((loc, talk.output, (
                 f"a {channel.source.type} channel has no RTSP URL to find the camera's speaker at: give talk.url "
                 "(the camera's rtsp:// stream URL) or use output: audio_out")))

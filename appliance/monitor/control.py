@@ -6,7 +6,7 @@
     + / -           PTZ zoom (unlocked)            PgUp / PgDn  previous / next page of channels
     S               tour on/off                    P            play back the last minutes (unlocked)
     U / M           enter the PIN                  K            lock now
-    T (held)        LINE IN intercom to the AUDIO OUT, while held (each autorepeat renews it)
+    T (held)        LINE IN intercom to its output (AUDIO OUT or a camera), while held (autorepeat renews it)
     Esc / Backspace back: leave playback, the pop-up, full-screen
     mouse           left click selects, double click toggles full-screen, right click is back,
                     wheel zooms a PTZ camera
@@ -102,7 +102,7 @@ class Controls:
     def _talk(self) -> None:
         monitor = self._monitor
         if monitor.intercom is None:
-            monitor.say("NO INTERCOM: SET line_in AND audio_out")
+            monitor.say("NO INTERCOM: SET line_in (AND audio_out OR line_in.channel)")
             return
         try:
             if monitor.intercom.hold("monitor", TALK_HOLD_S):

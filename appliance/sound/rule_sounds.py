@@ -117,5 +117,8 @@ class RuleSounds:
 
 
 def _camera_speaker(url: str, *, hub: TalkHub, channel: int, clocks: Clocks) -> Callable[[], CameraSpeakerPlayback]:
-    return lambda: CameraSpeakerPlayback(url, hub=hub, channel=channel, clocks=clocks,
-                                         name=f"alarm sound (channel {channel})")
+    """The player's one camera speaker: the same object at every open, so a sound that starts while the
+    last one plays out takes its back channel on instead of waiting for it to close (camera_playback)."""
+    speaker = CameraSpeakerPlayback(url, hub=hub, channel=channel, clocks=clocks,
+                                    name=f"alarm sound (channel {channel})")
+    return lambda: speaker

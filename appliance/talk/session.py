@@ -33,10 +33,14 @@ class Talker:
 class TalkHub:
     """The talkers of the appliance by output (a camera's URL or the AUDIO OUT device): `claim` gives an
     output to one talker or says who has it; `release` gives it back. `playback` opens the AUDIO OUT by
-    its device name (tests give a simulated speaker they can listen to)."""
+    its device name (tests give a simulated speaker they can listen to); `camera_url` turns a camera
+    output's name into the RTSP URL to dial (appliance.talk.camera_urls: an ONVIF camera's is learnt at
+    run time; the appliance sets it), identity by default."""
 
-    def __init__(self, *, playback: Callable[[str], AudioPlayback] = make_audio_playback) -> None:
+    def __init__(self, *, playback: Callable[[str], AudioPlayback] = make_audio_playback,
+                 camera_url: Callable[[str], str] | None = None) -> None:
         self.playback = playback
+        self.camera_url: Callable[[str], str] = camera_url or (lambda url: url)
         self._lock = threading.Lock()
         self._talkers: dict[tuple[str, str], Talker] = {}
         self.sessions = self.refused_busy = 0
@@ -52,6 +56,11 @@ class TalkHub:
             self._talkers[output] = talker
             self.sessions += 1
             return None
+
+    def holder(self, output: tuple[str, str]) -> Talker | None:
+        """Who has `output` now, or None."""
+        with self._lock:
+            return self._talkers.get(output)
 
     def release(self, output: tuple[str, str], talker: Talker) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from base.clock import Clocks
+from base.credentials import mask_credentials
 from drivers.rtsp.backchannel import BackChannel, BackChannelError
 from hal.audio_out import AudioPlayback, AudioPlaybackError, make_audio_playback
 
@@ -37,12 +38,20 @@ class TalkSink(Protocol):
 
 
 class CameraSpeaker:
-    """The camera's speaker through its ONVIF audio back channel."""
+    """The camera's speaker through its ONVIF audio back channel. `where` names the camera output (its
+    RTSP URL, or an ONVIF camera's device service URL); `camera_url(where)` gives the RTSP URL to dial at
+    each open (appliance.talk.camera_urls; TalkSinkError when it cannot be had), identity by default."""
 
-    def __init__(self, url: str, *, clocks: Clocks, timeout_s: float = 5.0):
-        self._channel = BackChannel(url, clocks=clocks, timeout_s=timeout_s)
+    def __init__(self, where: str, *, clocks: Clocks, timeout_s: float = 5.0,
+                 camera_url: Callable[[str], str] | None = None):
+        self.where, self._clocks, self._timeout_s = where, clocks, timeout_s
+        self._camera_url = camera_url or (lambda url: url)
+        self._channel: BackChannel | None = None
 
     def open(self) -> str:
+        """A new back channel session at the camera's URL now (TalkSinkError if the URL or the session
+        cannot be had)."""
+        self._channel = BackChannel(self._camera_url(self.where), clocks=self._clocks, timeout_s=self._timeout_s)
         try:
             speaker = self._channel.open()
         except BackChannelError as exc:
@@ -50,19 +59,33 @@ class CameraSpeaker:
         return f"camera speaker ({speaker.encoding})"
 
     def send(self, samples: np.ndarray) -> None:
+        if self._channel is None:
+            raise TalkSinkError(f"{self.where}: the camera's speaker is not open")
         try:
             self._channel.send(samples)
         except BackChannelError as exc:
             raise TalkSinkError(str(exc)) from exc
 
     def spurt(self) -> None:
-        self._channel.spurt()
+        if self._channel is not None:
+            self._channel.spurt()
 
-    def close(self) -> None:
-        self._channel.close()
+    def close(self, *, linger: bool = True) -> None:
+        """Close the back channel; with `linger`, after what was sent has had time to play."""
+        if self._channel is not None:
+            self._channel.close(linger=linger)
+
+    def playout_left_s(self) -> float:
+        """How long what was sent still needs to play (drivers.rtsp.backchannel.BackChannel.playout_left_s)."""
+        return self._channel.playout_left_s() if self._channel is not None else 0.0
+
+    @property
+    def broken(self) -> bool:
+        """Whether the open session broke (the camera went away): it cannot be reused."""
+        return self._channel is None or self._channel.error is not None
 
     def statistics(self) -> dict:
-        return self._channel.statistics()
+        return self._channel.statistics() if self._channel is not None else {"camera": mask_credentials(self.where)}
 
 
 class AudioOutSpeaker:
@@ -103,11 +126,12 @@ class AudioOutSpeaker:
 
 
 def make_sink(target: str, where: str, *, clocks: Clocks,
-              playback: Callable[[str], AudioPlayback] = make_audio_playback) -> TalkSink:
-    """The sink of a channel's talk target ("camera", url) or ("audio_out", device); `playback` makes the
-    AUDIO OUT's speaker from its device name."""
+              playback: Callable[[str], AudioPlayback] = make_audio_playback,
+              camera_url: Callable[[str], str] | None = None) -> TalkSink:
+    """The sink of a channel's talk target ("camera", where) or ("audio_out", device); `playback` makes the
+    AUDIO OUT's speaker from its device name, `camera_url` a camera's RTSP URL from `where`."""
     if target == "camera":
-        return CameraSpeaker(where, clocks=clocks)
+        return CameraSpeaker(where, clocks=clocks, camera_url=camera_url)
     if target == "audio_out":
         return AudioOutSpeaker(where, playback=playback(where))
     raise ValueError(f"no talk output {target!r}")

@@ -78,12 +78,14 @@ async def talk_socket(websocket: WebSocket, channel: int) -> None:
 
 
 async def _talk(websocket: WebSocket, ctx, output: tuple[str, str], talker: Talker, clocks) -> None:
-    sink = make_sink(*output, clocks=clocks, playback=talk_hub(ctx).playback)
+    hub = talk_hub(ctx)
+    sink = make_sink(*output, clocks=clocks, playback=hub.playback, camera_url=hub.camera_url)
     session = TalkSession(sink, name=f"ch{talker.channel}-{talker.user}")
     try:
         description = await asyncio.to_thread(session.open)
     except TalkSinkError as exc:
         session.sink.close()
+        log.warning("talk on channel %d by %s: %s", talker.channel, talker.user, exc)
         await _refuse(websocket, CLOSE_FAILED, f"cannot talk on channel {talker.channel}: {exc}")
         return
     await asyncio.to_thread(ctx.users.audit, talker.user, "talk", {"channel": talker.channel, "output": output[0]},

@@ -84,6 +84,12 @@ class OnvifRtspCamera:
         """The RTSP URI in use (password masked), None before the first open."""
         return None if self._camera_url is None else mask_credentials(self._camera_url)
 
+    @property
+    def learnt_url(self) -> str | None:
+        """The RTSP URI in use with the ONVIF user and password in it (what the box itself dials, e.g. for
+        the camera's audio back channel; never shown), None before the first open."""
+        return self._camera_url
+
     def open(self) -> StreamInfo:
         closes = self._closes
         camera = self._camera_for(self._ask_uri())

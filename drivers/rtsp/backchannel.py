@@ -12,6 +12,11 @@ G.711 (PCMU or PCMA: what ONVIF profiles make cameras offer), SETUPs only that t
 
 `send` blocks at most SEND_TIMEOUT_S (a camera that stops reading costs the talker that long, once:
 the session is then broken and every later `send` raises at once).
+
+A session may be idle between sounds (an alarm sound player keeps it open while the last sound plays
+out, and reuses it for a newer one): sound sent after a silence of more than RESUME_GAP_S starts a talk
+spurt (RTP marker) whose timestamp has moved on by the silence, as RFC 3551 has senders that suppress
+silence do, so the camera's jitter buffer sees sound that is on time, not late.
 """
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ MAX_SAMPLES_PER_SEND = 8000  # one second of sound at 8 kHz: more in one call is
 # the start of a session), so closing at once would cut a short sound or a talker's last word.
 PLAYOUT_S = 0.3
 MAX_LINGER_S = 2.0  # but never longer than this (a burst sent far ahead of real time is cut)
+RESUME_GAP_S = 0.06  # silence after which sound sent starts a new talk spurt, its timestamp moved on
 
 
 class BackChannelError(CameraError):
@@ -97,7 +103,10 @@ class BackChannel:
         self.speaker: Speaker | None = None
         self.packetizer: G711Packetizer | None = None
         self.error: str | None = None
-        self._first_sent_s: float | None = None  # when the first packet went, for `close`'s linger
+        self._play_end_s: float | None = None  # when what was sent ends, if played in real time from sending
+        # `close` wakes the reader's select through this pair at once, rather than after its POLL_S.
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
 
     # the handshake
 
@@ -113,6 +122,7 @@ class BackChannel:
             raise
         self.speaker = speaker
         self.packetizer = G711Packetizer(payload_type=speaker.payload_type, clock_rate=speaker.clock_rate)
+        self._wake_r, self._wake_w = socket.socketpair()
         self._reader = threading.Thread(target=self._read, name=f"talk-{self.where}", daemon=True)
         self._reader.start()
         return speaker
@@ -219,12 +229,21 @@ class BackChannel:
             raise ValueError(f"{len(samples)} samples in one send (at most {MAX_SAMPLES_PER_SEND})")
         if self.error is not None:
             raise BackChannelError(self.error)
+        now_s = self._clocks.monotonic_us() / 1e6
+        if self._play_end_s is not None and now_s - self._play_end_s > RESUME_GAP_S:
+            self.packetizer.skip(round((now_s - self._play_end_s) * self.speaker.clock_rate))
+        self._play_end_s = max(self._play_end_s or now_s, now_s) + len(samples) / self.speaker.clock_rate
         packets = self.packetizer.push(g711.encode(samples, self.speaker.encoding))
         if packets:
             self._write(b"".join(interleaved(self._channel, p) for p in packets))
-            if self._first_sent_s is None:
-                self._first_sent_s = self._clocks.monotonic_us() / 1e6
         return len(packets)
+
+    def playout_left_s(self) -> float:
+        """How long what was sent still needs to be heard (plus PLAYOUT_S, at most MAX_LINGER_S); 0 when
+        nothing was sent or the session broke."""
+        if self._play_end_s is None or self.error is not None:
+            return 0.0
+        return min(MAX_LINGER_S, max(0.0, self._play_end_s + PLAYOUT_S - self._clocks.monotonic_us() / 1e6))
 
     def spurt(self) -> None:
         """The next sound starts a talk spurt (after the talker let go of the button)."""
@@ -249,11 +268,11 @@ class BackChannel:
     def _read(self) -> None:
         """The session's reader: drains what the camera sends and keeps the session alive."""
         next_keepalive_s = self._clocks.monotonic_us() / 1e6 + self._keepalive_s
-        sock = self._sock  # `close` may drop the attribute while this thread still polls
+        sock, wake = self._sock, self._wake_r  # `close` may drop the attributes while this thread still polls
         while not self._stop.is_set():
             try:
-                readable, _, _ = select.select([sock], [], [], POLL_S)
-                if readable:
+                readable, _, _ = select.select([sock, wake], [], [], POLL_S)
+                if sock in readable:
                     chunk = sock.recv(READ_BYTES)
                     if not chunk:
                         self._broken(f"{self.where}: the camera closed the talk session")
@@ -287,12 +306,20 @@ class BackChannel:
 
     # the end
 
-    def close(self) -> None:
-        """Wait for the sound sent to play (see PLAYOUT_S), TEARDOWN (best effort) and close; safe to call
-        more than once."""
-        self._linger()
+    def close(self, *, linger: bool = True) -> None:
+        """With `linger`, wait for the sound sent to play (see PLAYOUT_S); then TEARDOWN (best effort, its
+        answer not waited for) and close; safe to call more than once. The reader is woken, not waited
+        for a poll."""
+        if linger and (wait_s := self.playout_left_s()) > 0:
+            self._clocks.sleep(wait_s)
+        self._play_end_s = None
         self._stop.set()
-        if self._reader is not None:
+        if self._wake_w is not None:
+            try:
+                self._wake_w.send(b"x")
+            except OSError as exc:
+                log.debug("%s: waking the talk reader: %s", self.where, exc)
+        if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout=POLL_S * 4)
         if self._sock is not None and self._session is not None and self.error is None:
             try:
@@ -303,22 +330,14 @@ class BackChannel:
                 log.debug("%s: TEARDOWN not sent: %s", self.where, exc)
         self._close_socket()
 
-    def _linger(self) -> None:
-        if self._first_sent_s is None or self.packetizer is None or self.error is not None:
-            return
-        sent_s = self.packetizer.octets / g711.SAMPLE_RATE
-        wait_s = self._first_sent_s + sent_s + PLAYOUT_S - self._clocks.monotonic_us() / 1e6
-        self._first_sent_s = None
-        if wait_s > 0:
-            self._clocks.sleep(min(wait_s, MAX_LINGER_S))
-
     def _close_socket(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError as exc:
-                log.debug("%s: closing the talk connection: %s", self.where, exc)
-            self._sock = None
+        for sock in (self._sock, self._wake_r, self._wake_w):
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError as exc:
+                    log.debug("%s: closing the talk connection: %s", self.where, exc)
+        self._sock = self._wake_r = self._wake_w = None
 
     def statistics(self) -> dict:
         p = self.packetizer

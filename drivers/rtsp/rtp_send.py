@@ -43,6 +43,14 @@ class G711Packetizer:
     def spurt(self) -> None:
         self._marker = True
 
+    def skip(self, samples: int) -> None:
+        """`samples` of silence were not sent: the next packet's timestamp moves on by them and it starts a
+        talk spurt (RFC 3551 4.1). A remainder waiting for a whole packet goes out with it, that late."""
+        if samples < 0:
+            raise ValueError(f"cannot skip {samples} samples")
+        self.timestamp = (self.timestamp + samples) & 0xFFFFFFFF
+        self._marker = True
+
     def push(self, codes: bytes) -> list[bytes]:
         data = self._pending + codes
         size = self.packet_samples

@@ -416,6 +416,46 @@ def test_a_fired_rule_plays_its_sound_on_a_cameras_speaker_through_the_back_chan
         assert sounds.statistics()["errors"] == 0
 
 
+def test_a_sound_that_starts_while_the_last_one_plays_out_takes_its_back_channel_on_without_waiting(tmp_path):
+    """The camera speaker's close returns at once and keeps the session while what was sent plays out (on
+    simulated time here, so the window is the test's to choose); a sound opened meanwhile goes on in that
+    session, after a silence with its RTP timestamp moved on, and both are heard at their pitches; the
+    session is closed and the speaker given back only when the last sound has had time to play."""
+    from appliance.talk.camera_playback import CameraSpeakerPlayback
+    from base.clock import SimulatedClocks
+    from support.talk import BackChannelCamera, backchannel_available, dominant_frequency, tone
+
+    ok, reason = backchannel_available()
+    if not ok:
+        pytest.skip(reason)
+    clocks, hub = SimulatedClocks(), TalkHub()
+    with BackChannelCamera(tmp_path / "heard.raw", latency_ms=20) as camera:
+        speaker = CameraSpeakerPlayback(camera.url(), hub=hub, channel=3, clocks=clocks)
+        speaker.open(sample_rate=8000, channels=1)
+        speaker.write(tone(500, 0.3))
+        speaker.close()  # returns at once: 0.3 s of sound (and PLAYOUT_S) still to play
+        assert not speaker.closed() and hub.talking()[0].user == "alarm sound"
+        clocks.advance(0.45)  # within the play-out, 0.15 s after the first sound ended
+        speaker.open(sample_rate=8000, channels=1)
+        speaker.write(tone(900, 0.3))
+        assert speaker.statistics()["sessions"] == 1 and speaker.statistics()["reused"] == 1
+        wait_for(lambda: len(camera.heard()) >= 4800, what="both sounds at the camera",
+                 details=lambda: len(camera.heard()))
+        speaker.close()
+        assert not speaker.closed()
+        clocks.advance(1.0)  # past the second sound's play-out
+        wait_for(speaker.closed, what="the session to be closed after its play-out")
+        assert hub.talking() == []
+        heard = camera.heard()
+        assert abs(dominant_frequency(heard[:2400], 8000) - 500) < 10
+        assert abs(dominant_frequency(heard[-2400:], 8000) - 900) < 10
+        speaker.open(sample_rate=8000, channels=1)  # closed now: a new session
+        assert speaker.statistics()["sessions"] == 2
+        speaker.close()
+        clocks.advance(1.0)
+        wait_for(speaker.closed, what="the second session to be closed")
+
+
 def test_a_rules_sound_on_a_camera_is_skipped_and_logged_while_an_operator_talks_there(tmp_path, index, clocks,
                                                                                         caplog):
     from appliance.talk.session import Talker

@@ -178,3 +178,68 @@ def test_the_web_hold_to_talk_needs_an_operator_and_closes_when_the_browser_stop
         assert nvr.status()["sound"]["intercom"]["opened"] == 2
     finally:
         nvr.stop()
+
+
+# --- line_in.channel: the LINE IN on a camera's speaker, through its ONVIF back channel -------------------
+
+def test_an_intercom_on_a_channel_without_a_talk_output_is_a_config_error_at_its_key():
+    channels = ("channels:\n  - {id: 1, source: {type: test-pattern, width: 160, height: 120}, talk: {output: off}}\n"
+                "  - {id: 2, source: {type: rtsp, url: 'rtsp://127.0.0.1:1/cam'}}\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(channels + "line_in:\n  device: simulated\n  channel: 9\n", source="nvr.yaml")
+    assert str(caught.value).startswith("nvr.yaml:6: line_in.channel: unknown channel 9")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(channels + "line_in:\n  device: simulated\n  channel: 1\n", source="nvr.yaml")
+    assert str(caught.value).startswith("nvr.yaml:6: line_in.channel: channel 1 has no talk output")
+    config = parse_config(channels + "line_in:\n  device: simulated\n  channel: 2\n")  # no AUDIO OUT needed
+    assert config.line_in.channel == 2
+
+
+def test_the_line_in_is_heard_at_a_cameras_back_channel_at_its_pitch_one_talker_at_a_time(tmp_path):
+    """The simulated LINE IN (48 kHz: a quiet 440 Hz, a loud 1 kHz beep each second) held from the web,
+    resampled to 8 kHz and sent as G.711 to the GStreamer ONVIF camera's back channel; while it holds the
+    camera an operator's push-to-talk there is `busy` with its name, and the other way round."""
+    import json
+
+    from websockets.sync.client import connect
+
+    from support.talk import BackChannelCamera, backchannel_available, dominant_frequency
+    from support.web import start_appliance
+
+    ok, reason = backchannel_available()
+    if not ok:
+        pytest.skip(reason)
+    with BackChannelCamera(tmp_path / "heard.raw") as camera:
+        extra = f"  - id: 7\n    name: Gate\n    source: {{type: rtsp, url: '{camera.url()}'}}\n"
+        app = start_appliance(tmp_path, channels=0, past_seconds=0, extra_channels=extra,
+                              extra_top="line_in: {device: simulated, channel: 7, lease_s: 2}\n")
+        try:
+            operator = httpx.Client(base_url=app.url, timeout=30)
+            login = operator.post("/api/login", json={"username": "operator", "password": PASSWORDS["operator"]})
+            operator.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+            assert operator.get("/api/intercom").json()["output"] == "channel 7's camera speaker"
+            assert operator.post("/api/intercom/hold").status_code == 200
+            wait_for(lambda: len(camera.heard()) >= 8000 * 1.5, timeout_s=30, what="1.5 s of the LINE IN at the camera")
+            cookie = "; ".join(f"{k}={v}" for k, v in operator.cookies.items())
+            with connect(app.url.replace("http", "ws") + "/api/talk/7", additional_headers={"Cookie": cookie},
+                         open_timeout=5) as ws:
+                busy = json.loads(ws.recv(timeout=15))
+            assert busy["type"] == "busy" and busy["user"] == "intercom (LINE IN)", busy
+            operator.post("/api/intercom/release")
+            hub = app.nvr.talk
+            wait_for(lambda: hub.talking() == [], what="the intercom to give the camera's speaker back")
+            heard = camera.heard().astype(np.int32)
+            quiet = heard[np.abs(heard) < 3000]  # the 440 Hz between the beeps
+            assert abs(dominant_frequency(quiet[-4000:], 8000) - 440) < 10
+            loud = heard[np.abs(heard) > 8000]
+            assert len(loud) > 100  # the beeps came through too (1 kHz, 50 ms each second)
+            audit = app.nvr.users.audit_entries(limit=10)
+            assert any(e["action"] == "intercom_hold" and "channel 7's camera speaker" in e["detail"] for e in audit)
+            with connect(app.url.replace("http", "ws") + "/api/talk/7", additional_headers={"Cookie": cookie},
+                         open_timeout=5) as ws:
+                assert json.loads(ws.recv(timeout=15))["type"] == "ready"
+                refused = operator.post("/api/intercom/hold")
+                assert refused.status_code == 409 and "operator is talking on channel 7" in refused.json()["detail"]
+            assert not app.nvr.intercom.is_open
+        finally:
+            app.stop()

@@ -1,10 +1,14 @@
 """A GStreamer ONVIF RTSP server with an audio back channel, for talk tests; run by the system python3.
 
-    /usr/bin/python3 tests/support/backchannel_server.py --port 0 --mount /talk --codec pcmu --record /tmp/heard.raw
+    /usr/bin/python3 tests/support/backchannel_server.py --port 0 --mount /talk --codec pcmu --record /tmp/heard.raw \
+        [--latency-ms 20]
 
 The mount serves a live test pattern (H.264) and, to a client whose DESCRIBE says
 `Require: www.onvif.org/ver20/backchannel`, also a `sendonly` audio media (G.711 µ-law or A-law, 8 kHz):
-the camera's speaker. What a client sends there is depayloaded, decoded and appended to `--record` as raw
+the camera's speaker. `--latency-ms` sets the media's RTP jitter buffer (GstRTSPMediaFactory's `latency`,
+GStreamer's default 200 ms): the first packet of a session waits that long before it is decoded, which a
+latency measurement of the box must not count as the box's (a real camera's playout buffer differs).
+What a client sends there is depayloaded, decoded and appended to `--record` as raw
 signed 16-bit little-endian mono samples at 8000 Hz, unbuffered and appended (every session pipeline opens
 the file anew), so a test can read what the camera heard.
 
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mount", default="/talk")
     parser.add_argument("--codec", choices=sorted(CODECS), default="pcmu")
     parser.add_argument("--record", required=True, help="file the back channel's sound is appended to")
+    parser.add_argument("--latency-ms", type=int, default=None,
+                        help="the media's RTP jitter buffer in ms (default: GStreamer's, 200)")
     args = parser.parse_args(argv)
     Gst.init(None)
     pt, name, decode = CODECS[args.codec]
@@ -49,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     factory.set_launch(VIDEO)
     factory.set_backchannel_launch(BACKCHANNEL.format(pt=pt, name=name, decode=decode, record=args.record))
     factory.set_shared(False)
+    if args.latency_ms is not None:
+        factory.set_latency(args.latency_ms)
     factory.set_media_gtype(GstRtspServer.RTSPOnvifMedia)
     server = GstRtspServer.RTSPOnvifServer()
     server.set_address(args.address)

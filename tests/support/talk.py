@@ -34,13 +34,19 @@ def backchannel_available() -> tuple[bool, str]:
 
 
 class BackChannelCamera:
-    """The ONVIF test camera: `url`, `heard()` (int16 samples its speaker got so far), `stop()`."""
+    """The ONVIF test camera: `url`, `heard()` (int16 samples its speaker got so far), `stop()`; its jitter
+    buffer `latency_ms` (GStreamer's 200 by default)."""
 
-    def __init__(self, record: Path, *, codec: str = "pcmu", mount: str = "/talk", ready_timeout_s: float = 20.0):
-        self.record, self.codec, self.mount = Path(record), codec, mount
+    def __init__(self, record: Path, *, codec: str = "pcmu", mount: str = "/talk", ready_timeout_s: float = 20.0,
+                 latency_ms: int | None = None):
+        """`latency_ms`: the camera's RTP jitter buffer (None: GStreamer's default, 200 ms), which holds a
+        session's first packet that long before it is heard."""
+        self.record, self.codec, self.mount, self.latency_ms = Path(record), codec, mount, latency_ms
         self.record.write_bytes(b"")
         cmd = [SYSTEM_PYTHON, "-u", str(SERVER_SCRIPT), "--port", "0", "--mount", mount, "--codec", codec,
                "--record", str(self.record)]
+        if latency_ms is not None:
+            cmd += ["--latency-ms", str(latency_ms)]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ready, _, _ = select.select([self._proc.stdout], [], [], ready_timeout_s)
         line = self._proc.stdout.readline() if ready else ""

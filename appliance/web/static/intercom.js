@@ -1,4 +1,5 @@
-// The LINE IN intercom: while its button is held, the box's microphone is heard on its AUDIO OUT. The hold
+// The LINE IN intercom: while its button is held, the box's microphone is heard on its AUDIO OUT or a camera's
+// speaker (line_in.channel; the box says which as `output`). The hold
 // is a lease the page renews while the button is down (POST /api/intercom/hold every lease/3) and lets
 // go of when it comes up; a page that goes away simply stops renewing.
 import { api, el, may, onCleanup } from "./app.js";
@@ -11,7 +12,8 @@ export async function intercomCard() {
   const status = el("span", { id: "intercom-status", role: "status" }, "");
   const button = el("button", { type: "button", id: "intercom-hold", class: "primary", disabled: !may("operator"),
                                 "aria-pressed": "false",
-                                title: "Hold to hear the box's LINE IN microphone on its AUDIO OUT" }, "Hold: LINE IN to AUDIO OUT");
+                                title: `Hold to hear the box's LINE IN microphone on ${info.output}` },
+                  info.output.startsWith("the AUDIO OUT") ? "Hold: LINE IN to AUDIO OUT" : `Hold: LINE IN to ${info.output}`);
   let holding = false, timer = null;
   async function renew() {
     try {
