@@ -29,6 +29,7 @@ from base.clock import Clocks
 from hal.audio_out import AudioPlayback, AudioPlaybackError
 
 from appliance.sound.clips import OUT_CHANNELS, OUT_RATE, Clip, ClipCache, ClipError
+from appliance.sound.worker import SoundWorker
 
 log = logging.getLogger("nvr.sound")
 
@@ -74,21 +75,19 @@ class Request:
         return chunk
 
 
-class AlarmSounds:
+class AlarmSounds(SoundWorker):
     """Plays clips on `speaker()` (a source at ALARM priority on the AUDIO OUT, or a camera's speaker),
     opened at `rate` with `channels`; `output` names it in logs. Start with `start()`."""
 
     def __init__(self, *, speaker: Callable[[], AudioPlayback], clips: ClipCache, clocks: Clocks,
                  on_started: Callable[[Request], None] | None = None, rate: int = OUT_RATE,
                  channels: int = OUT_CHANNELS, output: str = "AUDIO OUT"):
+        super().__init__("alarm-sounds")
         self._speaker_factory, self._clips, self._clocks = speaker, clips, clocks
         self.rate, self.channels, self.output = rate, channels, output
         self.on_started = on_started  # told on the player's thread when a request's first samples are out
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._requests: list[Request] = []  # oldest first; the last is the one heard
-        self._thread: threading.Thread | None = None
         self._cut_short = False  # the last request written was replaced before its end
         self.started = self.finished = self.replaced = self.stopped = self.errors = self.skipped_busy = 0
         self.last_error: str | None = None
@@ -96,17 +95,6 @@ class AlarmSounds:
     def preload(self, paths: list[str]) -> list[str]:
         """Decode `paths` into the cache now (in this output's format); the errors, one line each."""
         return self._clips.preload(paths, rate=self.rate, channels=self.channels)
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="alarm-sounds", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     # --- orders (any thread; never block) ---
 

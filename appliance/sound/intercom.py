@@ -33,6 +33,8 @@ from base.clock import Clocks
 from hal.audio import AudioCapture, AudioCaptureError
 from hal.audio_out import AudioPlayback, AudioPlaybackError
 
+from appliance.sound.worker import SoundWorker
+
 log = logging.getLogger("nvr.sound")
 
 POLL_S = 0.01  # the microphone is read this often while held
@@ -55,7 +57,7 @@ class OutputTaken(IntercomBusy):
         self.user = user
 
 
-class Intercom:
+class Intercom(SoundWorker):
     """LINE IN (`microphone()`) to `speaker()` (the AUDIO OUT's TALK source, or a camera's speaker) while
     held. Thread-safe. `speaker_format`: (rate, channels) the speaker takes, None: the microphone's;
     `busy()`: who else holds the speaker now (a user name) or None; `output` names it (logs, the web)."""
@@ -63,28 +65,15 @@ class Intercom:
     def __init__(self, *, microphone: Callable[[], AudioCapture], speaker: Callable[[], AudioPlayback],
                  clocks: Clocks, speaker_format: tuple[int, int] | None = None,
                  busy: Callable[[], str | None] | None = None, output: str = "the AUDIO OUT"):
+        super().__init__("intercom")
         self._microphone_factory, self._speaker_factory, self._clocks = microphone, speaker, clocks
         self._speaker_format, self._busy, self.output = speaker_format, busy, output
         self._converter: _Converter | None = None
         self._lock = threading.Lock()
         self._holders: dict[str, int] = {}  # holder -> lease end, monotonic us
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.opened = self.renewals = self.frames_played = self.frames_dropped = self.errors = 0
         self.is_open = False
         self.last_error: str | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="intercom", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     # --- holding (any thread) ---
 
