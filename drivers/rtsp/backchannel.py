@@ -23,10 +23,8 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import ssl
 import threading
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -35,7 +33,8 @@ from base.clock import Clocks
 from base.credentials import mask_credentials
 from drivers.rtsp.ffmpeg import CameraError
 from drivers.rtsp.protocol import (Authenticator, RtspMessage, RtspProtocolError, RtspStreamParser, build_request,
-                                   build_response, parse_interleaved, parse_session, split_credentials)
+                                   build_response, camera_tls, parse_interleaved, parse_session, server_address,
+                                   split_credentials)
 from drivers.rtsp.rtp_send import G711Packetizer, interleaved
 from drivers.rtsp.sdp import MediaDescription, SdpError, parse_sdp
 
@@ -128,18 +127,15 @@ class BackChannel:
         return speaker
 
     def _connect(self) -> None:
-        parts = urlsplit(self.url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("rtsp", "rtsps"):
-            raise BackChannelError(f"{self.where}: a back channel needs an rtsp:// or rtsps:// URL")
         try:
-            host, port = parts.hostname, parts.port or (322 if scheme == "rtsps" else 554)
+            scheme, host, port = server_address(self.url)
+        except ValueError as exc:
+            raise BackChannelError(f"{self.where}: a back channel needs an rtsp:// or rtsps:// URL ({exc})") from None
+        try:
             self._sock = socket.create_connection((host, port), timeout=self.timeout_s)
-            if scheme == "rtsps":  # cameras' certificates are self-signed: encrypted, identity unchecked
-                context = ssl.create_default_context()
-                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-                self._sock = context.wrap_socket(self._sock, server_hostname=host)
-        except (OSError, ValueError) as exc:
+            if scheme == "rtsps":
+                self._sock = camera_tls(self._sock, host)
+        except OSError as exc:
             raise BackChannelError(f"{self.where}: cannot connect for talk: {exc}") from exc
 
     def _describe(self) -> Speaker:

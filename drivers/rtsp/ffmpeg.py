@@ -34,11 +34,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from urllib.parse import urlsplit
 
 import av
 
 from drivers.rtsp.mailbox import END, Mailbox
+from drivers.rtsp.protocol import server_address
 from base.clock import Clocks
 from base.credentials import mask_credentials
 from base.media import AudioInfo, EncodedPacket, StreamInfo
@@ -73,11 +73,8 @@ def probe(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
     """Whether the camera at `url` accepts a TCP connection now (within `timeout_s`): the cheap check
     a recorder makes between attempts to notice a camera that is back."""
     try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port or (322 if parts.scheme.lower() == "rtsps" else 554)
+        _scheme, host, port = server_address(url)
     except ValueError:
-        return False
-    if not host:
         return False
     try:
         with socket.create_connection((host, port), timeout=timeout_s):

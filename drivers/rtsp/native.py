@@ -35,8 +35,9 @@ from drivers.rtsp.ffmpeg import (BATCH_S, QUEUE_PACKETS, REFUSED_STATUSES, Camer
 from drivers.rtsp.connection import Channel, Connection, ReorderedFrames
 from drivers.rtsp.mailbox import END, Mailbox
 from drivers.rtsp.loop import RtspLoop, default_loop
-from drivers.rtsp.protocol import (Authenticator, RtspMessage, RtspProtocolError, RtspStreamParser, build_request,
-                                parse_interleaved, parse_rtp_info, parse_session, split_credentials)
+from drivers.rtsp.protocol import (DEFAULT_PORTS, Authenticator, RtspMessage, RtspProtocolError, RtspStreamParser,
+                                build_request, camera_tls, parse_interleaved, parse_rtp_info, parse_session,
+                                server_address, split_credentials)
 from drivers.rtsp.sdp import MediaDescription, SdpError, SessionDescription, h264_parameter_sets, hex_config, parse_sdp
 
 log = logging.getLogger("nvr.rtsp")
@@ -253,11 +254,10 @@ class _Negotiation:
 
     def _connect(self) -> None:
         parts = urlsplit(self.url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("rtsp", "rtsps"):
+        if parts.scheme.lower() not in DEFAULT_PORTS:
             raise NativeUnsupported(f"{self.where}: {parts.scheme}:// is not supported by the native client")
         try:
-            host, port = parts.hostname, parts.port or (322 if scheme == "rtsps" else 554)
+            scheme, host, port = server_address(self.url)
         except ValueError as exc:
             raise CameraError(f"{self.where}: cannot open: bad URL ({exc})") from None
         self.deadline = self.camera._clocks.monotonic_us() / 1e6 + self.timeout_s
@@ -274,13 +274,9 @@ class _Negotiation:
             self._start_tls(host)
 
     def _start_tls(self, host: str) -> None:
-        """TLS over the connection. Cameras present self-signed certificates, so the stream is encrypted
-        but the camera's identity is not checked (as FFmpeg's client does by default)."""
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+        """TLS over the connection (see camera_tls: encrypted, the camera's identity unchecked)."""
         try:
-            self.sock = context.wrap_socket(self.sock, server_hostname=host)
+            self.sock = camera_tls(self.sock, host)
         except (ssl.SSLError, OSError) as exc:
             raise self._io_error(exc, "TLS handshake") from exc
         self.camera._opening = self.sock

@@ -11,6 +11,8 @@ import base64
 import hashlib
 import os
 import re
+import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -247,6 +249,30 @@ def _looks_like_request(data: bytes, pos: int, line_end: int) -> bool:
 
 
 # URLs and sessions
+
+
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}
+
+
+def server_address(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an rtsp:// or rtsps:// URL, the port defaulting by scheme. ValueError for
+    another scheme, a URL without a host or with a bad port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise ValueError(f"{parts.scheme}:// is not RTSP")
+    host, port = parts.hostname, parts.port or DEFAULT_PORTS[scheme]
+    if not host:
+        raise ValueError("no host in the URL")
+    return scheme, host, port
+
+
+def camera_tls(sock: socket.socket, host: str) -> ssl.SSLSocket:
+    """TLS over a connection to a camera. Cameras present self-signed certificates, so the stream is
+    encrypted but the camera's identity is not checked (as FFmpeg's client does by default)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context.wrap_socket(sock, server_hostname=host)
 
 
 def split_credentials(url: str) -> tuple[str, str | None, str | None]:
