@@ -12,19 +12,19 @@ What a client sends there is depayloaded, decoded and appended to `--record` as 
 signed 16-bit little-endian mono samples at 8000 Hz, unbuffered and appended (every session pipeline opens
 the file anew), so a test can read what the camera heard.
 
-Prints `READY <port>` once it listens and exits on SIGTERM or SIGINT. It only imports gi (no project code).
+Prints `READY <port>` once it listens and exits on SIGTERM or SIGINT. It only imports gi and its sibling rtsp_server (no project code).
 """
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import Gst, GstRtspServer  # noqa: E402
+from rtsp_server import run_until_signalled  # noqa: E402 (its sibling: this folder is on the path of a script)
 
 # The tee lets the video return OK while no client takes it: a client that SETUPs only the back channel
 # leaves the video unlinked, and a not-linked flow error there stopped the whole media, back channel
@@ -62,16 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     server.set_address(args.address)
     server.set_service(str(args.port))
     server.get_mount_points().add_factory(args.mount, factory)
-    loop = GLib.MainLoop()
-    if server.attach(None) == 0:
-        print(f"ERROR cannot listen on {args.address}:{args.port}", file=sys.stderr, flush=True)
-        return 1
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
-    print(f"READY {server.get_bound_port()}", flush=True)
-    loop.run()
-    return 0
-
+    return run_until_signalled(server, args)
 
 if __name__ == "__main__":
     sys.exit(main())
