@@ -295,8 +295,15 @@ class AlarmIO:
         self.health = HealthWatch(faults=self._faults, limits=limits, interval_s=temperature.interval_s,
                                   soc_sensors=soc, ambient_sensors=ambient, data_root=self._root,
                                   index_file=INDEX_FILE, on_mount_change=self._on_mount_change,
-                                  mount_point=self.config.storage.path if self.config.storage.require_mount else None)
+                                  mount_point=self._index_mount_point())
         self.health.start()
+
+    def _index_mount_point(self) -> Path | None:
+        """The folder whose mount the health watch follows: storage.path under storage.require_mount, unless
+        storage.disks are listed (then each disk's mount is the disk set's business and storage.path, which
+        keeps only the index, may be any folder)."""
+        storage = self.config.storage
+        return storage.path if storage.require_mount and not storage.disks else None
 
     def statistics(self) -> dict:
         return {
