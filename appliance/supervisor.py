@@ -29,6 +29,7 @@ from recorder.stream_recorder import StreamRecorder
 from recorder.video_loss import VideoLossGuard
 
 from appliance.config.model import ChannelConfig, Config
+from appliance.disk_mount import FstabRemount
 from appliance.disks import ROLE_INDEX, ROLE_RECORDINGS, disk_row, disks_capacity, make_disk_health, retention_policy
 from appliance.sources import channel_sources, reconnect_max_s
 
@@ -52,8 +53,12 @@ class Supervisor:
     own thread, source and segmenter.
     """
 
-    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True):
+    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True,
+                 remount: Callable[[Path], bool] | None = None):
+        """`remount(folder)`: mounts a recording disk that must be mounted and is not (default: from
+        /etc/fstab once its device is back, `FstabRemount`)."""
         self.config, self.clocks, self._sync = config, clocks, sync
+        self._remount = remount
         # storage.require_mount and no disk on storage.path: record nothing, and keep the index (events,
         # alarms) in a scratch folder in RAM. Live view, the monitor and alarm inputs run as usual.
         # With storage.disks the mount is required of each disk (the disk set's), not of the index's folder.
@@ -94,7 +99,8 @@ class Supervisor:
                                     groups={d.name: d.group for d in disks if d.group},
                                     pinned={c.id: c.storage for c in self.config.channels if c.storage},
                                     on_back=self._disk_back, recover=self._recover_disk,
-                                    must_mount=must_mount)
+                                    must_mount=must_mount,
+                                    remount=(self._remount or FstabRemount()) if must_mount else None)
             self.disk_set.open()
             present = self.disk_set.present()
         self.recovery = recover(self.root, self.index, sync=self._sync, disks=present)

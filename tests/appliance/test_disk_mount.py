@@ -5,6 +5,8 @@ restart. Loop-mounted ext4 (root needed; skipped without); storage.path stays a 
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,12 @@ import appliance.alarms.health_watch as health_watch
 import recorder.disk_set as disk_set
 from appliance.app import Appliance
 from appliance.config.model import parse_config
+from appliance.disk_mount import FstabRemount, plan_remount
 from base.clock import RealClocks
+from hal.fstab import parse_fstab
+from recorder.disk_set import DiskSet
+from recorder.faults import FaultBoard
+from recorder.index import Index
 from support.loop_disk import LoopDisk
 from support.waiting import wait_for
 
@@ -85,3 +92,87 @@ def test_a_disk_that_need_not_be_mounted_records_into_its_plain_folder(tmp_path,
     finally:
         nvr.stop()
 
+
+# --- hot plug: an away disk whose folder is in fstab is mounted again once its device is back -----------
+
+def fstab_of(tmp_path, text: str):
+    path = tmp_path / "fstab"
+    path.write_text(text)
+    return path
+
+
+def test_a_folder_is_mounted_again_only_from_an_automatic_fstab_entry_whose_device_is_there(tmp_path):
+    dev = tmp_path / "dev"
+    (dev / "disk" / "by-label").mkdir(parents=True)
+    entries = parse_fstab("LABEL=nvr-a /srv/diska ext4 nofail 0 0\nLABEL=nvr-b /srv/diskb ext4 noauto 0 0\n"
+                          "/srv/x /srv/bound none bind 0 0\nnas:/v /srv/nas nfs defaults 0 0\n"
+                          "tmpfs /srv/ram tmpfs defaults 0 0\n")
+    plan = plan_remount(Path("/srv/diska"), entries, dev=dev)
+    assert not plan.mount and "LABEL=nvr-a" in plan.why and "is not plugged in" in plan.why
+    (dev / "disk" / "by-label" / "nvr-a").symlink_to("/dev/null")
+    plan = plan_remount(Path("/srv/diska"), entries, dev=dev)
+    assert plan.mount and plan.device == dev / "disk/by-label/nvr-a"
+    for folder, says in (("/srv/diskb", "noauto"), ("/srv/bound", "not a local disk"), ("/srv/nas", "not a local disk"),
+                         ("/srv/ram", "not a local disk"), ("/srv/other", "is not in fstab")):
+        plan = plan_remount(Path(folder), entries, dev=dev)
+        assert not plan.mount and says in plan.why, folder
+
+
+def test_the_remount_hook_mounts_only_when_the_plan_says_so_and_says_why_not_once(tmp_path, caplog):
+    dev = tmp_path / "dev"
+    (dev / "disk" / "by-label").mkdir(parents=True)
+    fstab = fstab_of(tmp_path, "LABEL=nvr-a /srv/diska ext4 nofail 0 0\n")
+    mounted, calls = set(), []
+
+    def mount(folder, *, fstab):
+        calls.append((folder, fstab))
+        mounted.add(folder)
+        return True, "mounted"
+    remount = FstabRemount(fstab=fstab, dev=dev, mount=mount, is_mount=lambda p: p in mounted)
+    with caplog.at_level("INFO", logger="nvr.disk_mount"):
+        assert remount(Path("/srv/diska")) is False and remount(Path("/srv/diska")) is False
+    assert calls == [] and sum("is not plugged in" in r.message for r in caplog.records) == 1
+    (dev / "disk" / "by-label" / "nvr-a").symlink_to("/dev/null")
+    assert remount(Path("/srv/diska")) is True and calls == [(Path("/srv/diska"), fstab)]
+    assert remount.mounted == [Path("/srv/diska")]
+
+
+def test_a_pulled_disk_is_mounted_again_from_fstab_and_taken_back_without_a_restart(tmp_path, clocks):
+    """Real: a loop device and a temporary fstab naming it (the host's /etc/fstab is not touched), mount(8)."""
+    a = LoopDisk(tmp_path, "a")  # its image, attached below as a device of its own (no autoclear on umount)
+    attached = subprocess.run(["losetup", "--find", "--show", str(a.image)], capture_output=True, text=True)
+    if attached.returncode != 0:
+        pytest.skip(f"cannot make a loop device here (needs root): {attached.stderr.strip()}")
+    device = attached.stdout.strip()
+    try:
+        subprocess.run(["mount", device, str(a.mount)], check=True)
+        fstab = fstab_of(tmp_path, f"# a test fstab\n{device} {a.mount} ext4 nofail,noatime 0 0\n")
+        _pulled_and_mounted_again(tmp_path, clocks, a.mount, fstab)
+    finally:
+        subprocess.run(["umount", str(a.mount)], capture_output=True)
+        subprocess.run(["losetup", "-d", device], check=False)
+
+
+def _pulled_and_mounted_again(tmp_path, clocks, folder, fstab):
+    root = tmp_path / "root"
+    root.mkdir()
+    index = Index(root)
+    remount = FstabRemount(fstab=fstab)
+    try:
+        faults = FaultBoard(clocks=clocks)
+        disks = DiskSet(root=root, disks=[(folder, "A")], index=index, clocks=clocks, faults=faults,
+                        must_mount=[folder], remount=remount)
+        disks.open()
+        uuid = disk_set.read_identity(folder).uuid
+        assert disks.place().disk == uuid
+        subprocess.run(["umount", str(folder)], check=True)  # gone, as systemd unmounts a pulled disk
+        assert disks.place() is None and disks.disks[0].state == "away" and list(folder.iterdir()) == []
+        clocks.advance(disk_set.RETRY_S)
+        disks.place()  # looked at again: its fstab device is there, so it is mounted
+        wait_for(lambda: remount.mounted and not disks.remounting(), timeout_s=60, what="the disk mounted again")
+        assert os.path.ismount(folder)
+        placed = disks.place()  # taken back at once, not another RETRY_S later
+        assert placed is not None and placed.disk == uuid and disks.disks[0].state == "ok"
+        assert not [f for f in faults.active() if f.kind == "disk_offline"]
+    finally:
+        index.close()
