@@ -191,6 +191,13 @@ class Supervisor:
         watch.start()
         retention.start()
 
+    def recheck_disk_writes(self) -> None:
+        """With one data disk (no storage.disks): once RETRY_S has passed since its last I/O error, a synced
+        test write tells whether it works again; if so its I/O errors stop raising disk_errors, as a
+        returning disk's do with storage.disks (`_disk_back`). Called every few seconds (the health watch)."""
+        if self.disk_set is None and not self.disk_absent and self.disk_health is not None:
+            self.disk_health.recheck_writes()
+
     def _start_channel(self, channel: ChannelConfig, position: int, count: int) -> None:
         try:
             streams = self._sources(channel)

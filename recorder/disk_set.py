@@ -131,7 +131,7 @@ def adoption_problem(folder: Path, identity: Identity) -> str | None:
     return None
 
 
-def _write_check(folder: Path) -> None:
+def write_check(folder: Path) -> None:
     """Write a block to `folder`, sync it and remove it; OSError if the disk cannot take it (read-only
     after errors, a dying USB link). A file of its own per call: two writers may check one disk at once."""
     fd, name = tempfile.mkstemp(prefix=".nvr-write-check-", dir=folder)
@@ -359,7 +359,7 @@ class DiskSet:
             if not os.access(disk.path, os.W_OK):
                 raise PermissionError(f"{disk.path} is not writable")
             if disk.state != OK:
-                _write_check(disk.path)
+                write_check(disk.path)
             free = self._usage(disk.path).free_bytes
         except (DiskIdentityError, OSError) as exc:
             self._mark(disk, FAILED, f"the disk {disk.label!r} at {disk.path} cannot be used: {exc}")
