@@ -11,6 +11,9 @@ at the away disk again (every RETRY_S); the folder is mounted when all of these 
 - that device is present now.
 
 Then the disk set's own checks decide whether the disk is taken back (its identity, a synced write).
+
+An ejected disk is `hold`: it is not mounted again while its device stays plugged in (the admin is about
+to unplug it); once the device has been seen gone, a return is mounted as any other.
 """
 from __future__ import annotations
 
@@ -64,6 +67,7 @@ class FstabRemount:
         self._fstab, self._dev, self._mount, self._is_mount = fstab, dev, mount, is_mount
         self._lock = threading.Lock()
         self._said: dict[Path, str] = {}  # folder -> the last reason logged for it
+        self._held: set[Path] = set()  # ejected folders whose device has not been seen gone since
         self.mounted: list[Path] = []  # the folders mounted, in order (for the health page and tests)
 
     def __call__(self, folder: Path) -> bool:
@@ -71,6 +75,14 @@ class FstabRemount:
         if self._is_mount(folder):
             return True
         plan = plan_remount(folder, read_fstab(self._fstab), dev=self._dev)
+        with self._lock:
+            held = folder in self._held
+            if held and not plan.mount:
+                self._held.discard(folder)  # unplugged since it was ejected (or never to be mounted)
+        if held and plan.mount:
+            self._say(folder, "it was ejected and is still plugged in: unplug it and plug it in again to record on "
+                              "it", logging.INFO)
+            return False
         if not plan.mount:
             self._say(folder, plan.why, logging.INFO)
             return False
@@ -84,6 +96,11 @@ class FstabRemount:
             self._said.pop(folder, None)
             self.mounted.append(folder)
         return True
+
+    def hold(self, folder: Path) -> None:
+        """`folder`'s disk was ejected: not mounted again until its device has gone and come back."""
+        with self._lock:
+            self._held.add(Path(folder))
 
     def _say(self, folder: Path, why: str, level: int) -> None:
         with self._lock:

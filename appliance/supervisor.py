@@ -58,7 +58,7 @@ class Supervisor:
         """`remount(folder)`: mounts a recording disk that must be mounted and is not (default: from
         /etc/fstab once its device is back, `FstabRemount`)."""
         self.config, self.clocks, self._sync = config, clocks, sync
-        self._remount = remount
+        self._remount = remount if remount is not None else FstabRemount()
         # storage.require_mount and no disk on storage.path: record nothing, and keep the index (events,
         # alarms) in a scratch folder in RAM. Live view, the monitor and alarm inputs run as usual.
         # With storage.disks the mount is required of each disk (the disk set's), not of the index's folder.
@@ -100,7 +100,7 @@ class Supervisor:
                                     pinned={c.id: c.storage for c in self.config.channels if c.storage},
                                     on_back=self._disk_back, recover=self._recover_disk,
                                     must_mount=must_mount,
-                                    remount=(self._remount or FstabRemount()) if must_mount else None)
+                                    remount=self._remount if must_mount else None)
             self.disk_set.open()
             present = self.disk_set.present()
         self.recovery = recover(self.root, self.index, sync=self._sync, disks=present)
@@ -300,6 +300,8 @@ class Supervisor:
                     "message": f"{still} stream(s) still writing after {timeout_s:g} s; not unmounted"}
         os.sync()
         unmounted, why = unmount(disk.path)
+        if unmounted and isinstance(self._remount, FstabRemount):
+            self._remount.hold(disk.path)  # not mounted again under the hands of whoever unplugs it
         self.disk_set.ejected(disk, f"the disk {label!r} was ejected ({why}); plug it back in to record on it again")
         log.warning("disk %r ejected: %s", label, why)
         return {"label": label, "unmounted": unmounted, "streams_still_writing": 0, "message": why}

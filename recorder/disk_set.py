@@ -189,6 +189,7 @@ class DiskSet:
         self._must_mount = frozenset(Path(p) for p in must_mount)
         self._is_mount, self._remount = is_mount, remount
         self._remounting: dict[Path, threading.Thread] = {}  # folder -> its remount, while it runs
+        self._recognising = threading.Lock()  # one writer at a time recognises a disk found late
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -297,7 +298,17 @@ class DiskSet:
         return disk.state in (AWAY, FAILED) and (disk.since_us is None or now_us - disk.since_us >= RETRY_S * 1e6)
 
     def _recognise_later(self, disk: RecordingDisk) -> None:
-        """A disk with no identity yet, looked at again: recognised (and linked) if it is there now."""
+        """A disk with no identity yet, looked at again: recognised (and linked) if it is there now. A writer
+        that finds another already at it goes on without waiting (the disk is not placed on this time)."""
+        if not self._recognising.acquire(blocking=False):
+            return
+        try:
+            if not disk.uuid:
+                self._recognise_now(disk)
+        finally:
+            self._recognising.release()
+
+    def _recognise_now(self, disk: RecordingDisk) -> None:
         try:
             self._recognise(disk, {row.uuid: row for row in self._index.disks()})
         except OSError as exc:  # writing its identity failed

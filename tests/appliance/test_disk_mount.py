@@ -137,6 +137,27 @@ def test_the_remount_hook_mounts_only_when_the_plan_says_so_and_says_why_not_onc
     assert remount.mounted == [Path("/srv/diska")]
 
 
+
+def test_an_ejected_disk_still_plugged_in_is_not_mounted_again_until_it_is_unplugged_and_back(tmp_path):
+    dev = tmp_path / "dev"
+    (dev / "disk" / "by-label").mkdir(parents=True)
+    link = dev / "disk" / "by-label" / "nvr-a"
+    link.symlink_to("/dev/null")
+    fstab = fstab_of(tmp_path, "LABEL=nvr-a /srv/diska ext4 nofail 0 0\n")
+    mounted, calls = set(), []
+
+    def mount(folder, *, fstab):
+        calls.append(folder)
+        mounted.add(folder)
+        return True, "mounted"
+    remount = FstabRemount(fstab=fstab, dev=dev, mount=mount, is_mount=lambda p: p in mounted)
+    remount.hold(Path("/srv/diska"))  # ejected: the admin is about to unplug it
+    assert remount(Path("/srv/diska")) is False and calls == []
+    link.unlink()  # unplugged
+    assert remount(Path("/srv/diska")) is False and calls == []
+    link.symlink_to("/dev/null")  # plugged in again
+    assert remount(Path("/srv/diska")) is True and calls == [Path("/srv/diska")]
+
 def test_a_pulled_disk_is_mounted_again_from_fstab_and_taken_back_without_a_restart(tmp_path, clocks):
     """Real: a loop device and a temporary fstab naming it (the host's /etc/fstab is not touched), mount(8)."""
     a = LoopDisk(tmp_path, "a")  # its image, attached below as a device of its own (no autoclear on umount)

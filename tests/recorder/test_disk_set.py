@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+import threading
 
 import pytest
 
@@ -386,5 +387,47 @@ def test_a_remount_that_fails_leaves_the_disk_away_until_the_next_retry(tmp_path
         clocks.advance(RETRY_S)
         disks.place()
         wait_for(lambda: asked == [a, a] and not disks.remounting(), what="the second remount")
+    finally:
+        index.close()
+
+
+def test_writers_finding_a_newly_mounted_disk_at_once_give_it_one_identity_and_none_fails_it(tmp_path, clocks,
+                                                                                             caplog):
+    root, a = tmp_path / "root", tmp_path / "a"
+    for folder in (root, a):
+        folder.mkdir()
+    mounted = set()
+    together = threading.Barrier(8, timeout=1.0)  # holds the writers at the mount test, to let them race
+
+    def is_mount(path):
+        if path in mounted:
+            try:
+                together.wait()
+            except threading.BrokenBarrierError:  # fewer got here (they were kept out): go on
+                pass
+        return path in mounted
+    index = Index(root)
+    try:
+        faults = FaultBoard(clocks=clocks)
+        disks = DiskSet(root=root, disks=[(a, "disk A")], index=index, clocks=clocks, faults=faults, usage=Space(),
+                        must_mount=[a], is_mount=is_mount)
+        disks.open()
+        mounted.add(a)
+        clocks.advance(RETRY_S)
+        start = threading.Barrier(8)
+        placed = []
+
+        def writer():
+            start.wait()
+            placed.append(disks.place())
+        threads = [threading.Thread(target=writer) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [p.name for p in a.iterdir()] == [IDENTITY_FILE] and disks.disks[0].state == OK
+        assert {p.disk for p in placed if p is not None} == {read_identity(a).uuid}
+        assert [row.uuid for row in index.disks()] == [read_identity(a).uuid]
+        assert [r.message for r in caplog.records if "cannot be used" in r.message] == []  # never marked failed
     finally:
         index.close()
