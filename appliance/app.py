@@ -208,7 +208,8 @@ class Appliance:
         self.alarm_io = AlarmIO(s.config, clocks=self.clocks, index=s.index, faults=s.faults, live=s.live,
                                 data_root=s.root, gpio=self._gpio,
                                 ptz=self._ptz_presets if self._ptz_presets is not None else self.ptz,
-                                on_mount_change=self._mount_changed, outputs=self.audio_outputs, talk=self.talk,
+                                on_mount_change=self._mount_changed, on_disk_check=s.recheck_disk_writes,
+                                outputs=self.audio_outputs, talk=self.talk,
                                 onvif=self.onvif_cameras)
         self.alarm_io.start()
 

@@ -29,6 +29,7 @@ from recorder.stream_recorder import StreamRecorder
 from recorder.video_loss import VideoLossGuard
 
 from appliance.config.model import ChannelConfig, Config
+from appliance.disk_mount import FstabRemount
 from appliance.disks import ROLE_INDEX, ROLE_RECORDINGS, disk_row, disks_capacity, make_disk_health, retention_policy
 from appliance.sources import channel_sources, reconnect_max_s
 
@@ -52,11 +53,17 @@ class Supervisor:
     own thread, source and segmenter.
     """
 
-    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True):
+    def __init__(self, config: Config, *, clocks: Clocks, sources: SourceFactory | None = None, sync: bool = True,
+                 remount: Callable[[Path], bool] | None = None):
+        """`remount(folder)`: mounts a recording disk that must be mounted and is not (default: from
+        /etc/fstab once its device is back, `FstabRemount`)."""
         self.config, self.clocks, self._sync = config, clocks, sync
+        self._remount = remount if remount is not None else FstabRemount()
         # storage.require_mount and no disk on storage.path: record nothing, and keep the index (events,
         # alarms) in a scratch folder in RAM. Live view, the monitor and alarm inputs run as usual.
-        self.disk_absent = config.storage.require_mount and not os.path.ismount(config.storage.path)
+        # With storage.disks the mount is required of each disk (the disk set's), not of the index's folder.
+        self.disk_absent = config.storage.require_mount and not config.storage.disks and \
+            not os.path.ismount(config.storage.path)
         self.root: Path = Path(tempfile.mkdtemp(prefix="nvr-no-disk-")) if self.disk_absent else config.storage.path
         self._sources = sources or (lambda channel: channel_sources(channel, clocks=clocks, faults=self.faults))
         self.recorders: list[StreamRecorder] = []
@@ -72,6 +79,7 @@ class Supervisor:
         self.live = LiveHub()  # what viewers (web live view, HDMI monitor, motion) subscribe to
         self._lock_fd: int | None = None
         self.started_us: int | None = None
+        self._stopping = False
 
     def start(self) -> None:
         """Lock the data root, open the index, run recovery and retention, start every enabled channel.
@@ -85,11 +93,14 @@ class Supervisor:
         present = [""]
         if self.config.storage.disks and not self.disk_absent:
             disks = self.config.storage.disks
+            must_mount = [d.path for d in disks if self.config.storage.mount_required(d)]
             self.disk_set = DiskSet(root=self.root, disks=[(d.path, d.name) for d in disks], index=self.index,
                                     clocks=self.clocks, faults=self.faults,
                                     groups={d.name: d.group for d in disks if d.group},
                                     pinned={c.id: c.storage for c in self.config.channels if c.storage},
-                                    on_back=self._disk_back, recover=self._recover_disk)
+                                    on_back=self._disk_back, recover=self._recover_disk,
+                                    must_mount=must_mount,
+                                    remount=self._remount if must_mount else None)
             self.disk_set.open()
             present = self.disk_set.present()
         self.recovery = recover(self.root, self.index, sync=self._sync, disks=present)
@@ -135,12 +146,14 @@ class Supervisor:
         and only while it is present."""
         if self.disk_set is None:
             return []
+        return [self._disk_retention(disk) for disk in self.disk_set.disks if disk.uuid]
+
+    def _disk_retention(self, disk: RecordingDisk) -> Retention:
         r = self.config.storage.retention
-        return [Retention(root=self.root, index=self.index, clocks=self.clocks, faults=self.faults,
-                          policy=retention_policy(self.config), interval_s=r.interval_s, sync=self._sync,
-                          disk=disk.uuid, measure_at=disk.path, ages=False, present=self.disk_set.present,
-                          label=disk.label)
-                for disk in self.disk_set.disks if disk.uuid]
+        return Retention(root=self.root, index=self.index, clocks=self.clocks, faults=self.faults,
+                         policy=retention_policy(self.config), interval_s=r.interval_s, sync=self._sync,
+                         disk=disk.uuid, measure_at=disk.path, ages=False, present=self.disk_set.present,
+                         label=disk.label)
 
     def _disk_watches(self) -> dict[str, DiskHealthWatch]:
         if self.disk_set is None:
@@ -160,10 +173,30 @@ class Supervisor:
             watch.note_io_error(exc)
 
     def _disk_back(self, disk: RecordingDisk) -> None:
-        """A pulled or failed disk was taken back and written to: its earlier I/O errors stop raising disk_errors."""
+        """A pulled or failed disk was taken back and written to: its earlier I/O errors stop raising
+        disk_errors. A disk recognised only now (not mounted at the start) gets its health watch and
+        retention here."""
         watch = self.disk_watches.get(disk.uuid)
         if watch is not None:
             watch.io_recovered()
+            return
+        if self._stopping:
+            return
+        log.info("disk %r is recorded on from now: its health watch and retention start", disk.label)
+        watch = make_disk_health(self.config, disk.path, faults=self.faults, clocks=self.clocks, label=disk.label,
+                                 one_disk=False)
+        self.disk_watches = {**self.disk_watches, disk.uuid: watch}  # replaced whole: other threads read it
+        retention = self._disk_retention(disk)
+        self.retentions = [*self.retentions, retention]
+        watch.start()
+        retention.start()
+
+    def recheck_disk_writes(self) -> None:
+        """With one data disk (no storage.disks): once RETRY_S has passed since its last I/O error, a synced
+        test write tells whether it works again; if so its I/O errors stop raising disk_errors, as a
+        returning disk's do with storage.disks (`_disk_back`). Called every few seconds (the health watch)."""
+        if self.disk_set is None and not self.disk_absent and self.disk_health is not None:
+            self.disk_health.recheck_writes()
 
     def _start_channel(self, channel: ChannelConfig, position: int, count: int) -> None:
         try:
@@ -212,6 +245,7 @@ class Supervisor:
     def stop(self) -> None:
         """Stop every stream (closing and indexing its open segment), retention, and the index; release
         the data root. Safe after a `start` that failed part-way."""
+        self._stopping = True
         for recorder in self.recorders:  # all at once: a camera stuck connecting must not hold up the rest
             recorder.request_stop()
         for recorder in self.recorders:
@@ -274,6 +308,8 @@ class Supervisor:
                     "message": f"{still} stream(s) still writing after {timeout_s:g} s; not unmounted"}
         os.sync()
         unmounted, why = unmount(disk.path)
+        if unmounted and isinstance(self._remount, FstabRemount):
+            self._remount.hold(disk.path)  # not mounted again under the hands of whoever unplugs it
         self.disk_set.ejected(disk, f"the disk {label!r} was ejected ({why}); plug it back in to record on it again")
         log.warning("disk %r ejected: %s", label, why)
         return {"label": label, "unmounted": unmounted, "streams_still_writing": 0, "message": why}

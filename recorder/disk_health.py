@@ -8,7 +8,8 @@ faults they raise (`disk_failing`, `disk_hot`, `disk_errors`), which rules[] can
 - `disk_errors`: sectors pending reallocation or uncorrectable, the count of reallocated sectors grown
   since this watch started, or an I/O error (EIO, EROFS) met by the segment writer. An I/O error keeps
   the fault up until the disk has been taken back and written to (`io_recovered`: with several disks,
-  the disk set does it when a pulled or failed disk returns), else until the appliance restarts.
+  the disk set does it when a pulled or failed disk returns; with one disk, `recheck_writes` does it
+  once a block written and synced there RETRY_S after the last error succeeds).
 
 Faults name the disk by its label when it has one, then its device: "Bay 1 (/dev/sdc, WDC ... serial)".
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from base.clock import Clocks
 from hal.smart import SmartError, SmartReport
 from hal.storage import block_device_of, disk_usage, written_bytes
+from recorder import disk_set
 from recorder.faults import FaultSink
 
 log = logging.getLogger("nvr.disk_health")
@@ -63,6 +65,8 @@ class DiskHealthWatch:
         self.io_errors = 0
         self.last_io_error: str | None = None
         self._io_errors_recovered = 0  # the I/O errors met before the disk was last taken back and written to
+        self._io_error_at_us: int | None = None  # the last I/O error, or the last failed write check after it
+        self.write_checks = 0  # `recheck_writes` attempts
         self._reallocated_at_start: int | None = None
 
     # --- the thread ----------------------------------------------------------------------------
@@ -137,7 +141,30 @@ class DiskHealthWatch:
         with self._lock:
             self.io_errors += 1
             self.last_io_error = str(exc)
+            self._io_error_at_us = self._clocks.monotonic_us()
         self._update_errors()
+
+    def recheck_writes(self) -> bool:
+        """With one disk (no disk set takes it back): once RETRY_S has passed since the last I/O error (or
+        the last failed check), write a block to the disk and sync it; if that succeeds the disk works
+        again and its I/O errors stop raising `disk_errors` (`io_recovered`). True if they did. Cheap when
+        there is nothing standing; call it every few seconds."""
+        now_us = self._clocks.monotonic_us()
+        with self._lock:
+            standing = self.io_errors - self._io_errors_recovered
+            due = self._io_error_at_us is None or now_us - self._io_error_at_us >= disk_set.RETRY_S * 1e6
+        if not standing or not due:
+            return False
+        self.write_checks += 1
+        try:
+            disk_set.write_check(self.root)
+        except OSError as exc:
+            with self._lock:
+                self._io_error_at_us = now_us  # tried again RETRY_S from now
+            log.warning("disk health: %s still cannot be written (%s); disk_errors stays", self._name(self.report), exc)
+            return False
+        self.io_recovered()
+        return True
 
     def io_recovered(self) -> None:
         """The disk came back and a write to it succeeded: the I/O errors met so far no longer keep
@@ -200,6 +227,7 @@ class DiskHealthWatch:
         return {
             "path": str(self.root), **smart, "device": self.device, **space,
             "written_bytes": written_bytes(self.device) if self.device else None,
-            "io_errors": io_errors, "last_io_error": last_io_error, "smart_polls": self.polls,
+            "io_errors": io_errors, "last_io_error": last_io_error, "write_checks": self.write_checks,
+            "smart_polls": self.polls,
             "smart_read_errors": self.read_errors, "smart_error": self.last_error, "asleep": self.asleep,
         }

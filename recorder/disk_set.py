@@ -24,6 +24,12 @@ in a segment on another disk. An away or failed disk is looked at again after RE
 (given as `recover`, on a thread of its own) has indexed what was cut short when it went; `on_back`
 hears it (the disk's health watch then lets go of the I/O errors met before). Each disk that is not usable raises `disk_offline`
 (the rules' `disk: missing`) under its label.
+
+A disk that must be mounted (`must_mount`, from the config's require_mount) is used only while its
+folder is a mount point: otherwise it is away, gets no identity file and nothing is written there (an
+empty mount point is the system disk's folder). It is looked at again after RETRY_S like any away disk;
+`remount(path)`, when given, is asked (on a thread of its own) to mount it again, e.g. from fstab once
+its device is back, and the disk is looked at again as soon as that returns True.
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ import re
 import tempfile
 import threading
 import uuid as uuid_module
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +131,7 @@ def adoption_problem(folder: Path, identity: Identity) -> str | None:
     return None
 
 
-def _write_check(folder: Path) -> None:
+def write_check(folder: Path) -> None:
     """Write a block to `folder`, sync it and remove it; OSError if the disk cannot take it (read-only
     after errors, a dying USB link). A file of its own per call: two writers may check one disk at once."""
     fd, name = tempfile.mkstemp(prefix=".nvr-write-check-", dir=folder)
@@ -161,13 +167,16 @@ class DiskSet:
                  faults: FaultSink, usage: Callable[[Path], DiskUsage] = disk_usage,
                  groups: dict[str, str] | None = None, pinned: dict[int, str] | None = None,
                  on_back: Callable[[RecordingDisk], None] | None = None,
-                 recover: Callable[[str], object] | None = None):
+                 recover: Callable[[str], object] | None = None, must_mount: Collection[Path] = (),
+                 is_mount: Callable[[Path], bool] = os.path.ismount,
+                 remount: Callable[[Path], bool] | None = None):
         """`groups`: disk label -> its group; `pinned`: channel -> the group it records onto. A channel
         not pinned records onto the disks in no group. `recover(uuid)`: the recovery pass for one disk,
         run (on a thread of its own) when the disk comes back and before it is written again, so the
         segments cut short when it went are indexed; without it a returning disk is usable at once.
         `on_back(disk)`: an away or failed disk was taken back (a write to it succeeded and its pass is
-        done), called once."""
+        done), called once. `must_mount`: the folders used only while `is_mount` says a disk is mounted
+        there; `remount(folder)`: try to mount the disk of such a folder that is not (True: mounted now)."""
         self.root, self._index, self._clocks, self._faults, self._usage = root, index, clocks, faults, usage
         self._on_back = on_back
         self.disks = [RecordingDisk("", label, Path(path), group=(groups or {}).get(label)) for path, label in disks]
@@ -177,6 +186,10 @@ class DiskSet:
         self._ejecting: frozenset[str] = frozenset()  # read without the lock by every writer
         self._recover = recover
         self._recovering: dict[str, threading.Thread] = {}  # uuid -> its recovery pass, while it runs
+        self._must_mount = frozenset(Path(p) for p in must_mount)
+        self._is_mount, self._remount = is_mount, remount
+        self._remounting: dict[Path, threading.Thread] = {}  # folder -> its remount, while it runs
+        self._recognising = threading.Lock()  # one writer at a time recognises a disk found late
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -190,7 +203,25 @@ class DiskSet:
                 self._link(disk)
         self._report()
 
+    def _unmounted(self, disk: RecordingDisk) -> bool:
+        """Whether the disk must be mounted and is not (then it is marked away, with why)."""
+        if disk.path not in self._must_mount:
+            return False
+        try:
+            mounted = self._is_mount(disk.path)
+        except OSError:
+            mounted = False
+        if not mounted:
+            self._mark(disk, AWAY, f"not mounted: nothing is written to {disk.path} until a disk is mounted there "
+                                   f"(the disk {disk.label!r})")
+        return not mounted
+
     def _recognise(self, disk: RecordingDisk, known: dict) -> None:
+        if self._unmounted(disk):
+            at_path = [row for row in known.values() if Path(row.path) == disk.path]
+            if at_path and not disk.uuid:
+                disk.uuid = at_path[-1].uuid  # its rows and link stay; it is written again once it is back
+            return
         try:
             identity = read_identity(disk.path) if disk.path.is_dir() else None
         except (DiskIdentityError, OSError) as exc:
@@ -242,8 +273,13 @@ class DiskSet:
         now_us = self._clocks.utc_now_us()
         group = self._pinned.get(channel) if channel is not None else None
         with self._lock:
-            candidates = [d for d in self.disks if d.group == group and d.uuid not in self._recovering
+            candidates = [d for d in self.disks if d.group == group and d.uuid and d.uuid not in self._recovering
                           and (d.state == OK or self._may_retry(d, now_us))]
+            unknown = [d for d in self.disks if d.group == group and not d.uuid and self._may_retry(d, now_us)]
+        for disk in unknown:  # never recognised yet (e.g. not mounted since the start): is it there now?
+            self._recognise_later(disk)
+            if disk.uuid:
+                candidates.append(disk)
         best, best_free = None, -1
         for disk in candidates:
             free = self._usable_free_bytes(disk)
@@ -258,11 +294,73 @@ class DiskSet:
         return Placement(best.uuid, best.prefix, self.root / DISKS_DIR / best.uuid)
 
     def _may_retry(self, disk: RecordingDisk, now_us: int) -> bool:
-        return disk.state in (AWAY, FAILED) and disk.uuid != "" and \
-            (disk.since_us is None or now_us - disk.since_us >= RETRY_S * 1e6)
+        """An away or failed disk is looked at again RETRY_S after it was marked (at once after a remount)."""
+        return disk.state in (AWAY, FAILED) and (disk.since_us is None or now_us - disk.since_us >= RETRY_S * 1e6)
+
+    def _recognise_later(self, disk: RecordingDisk) -> None:
+        """A disk with no identity yet, looked at again: recognised (and linked) if it is there now. A writer
+        that finds another already at it goes on without waiting (the disk is not placed on this time)."""
+        if not self._recognising.acquire(blocking=False):
+            return
+        try:
+            if not disk.uuid:
+                self._recognise_now(disk)
+        finally:
+            self._recognising.release()
+
+    def _recognise_now(self, disk: RecordingDisk) -> None:
+        try:
+            self._recognise(disk, {row.uuid: row for row in self._index.disks()})
+        except OSError as exc:  # writing its identity failed
+            self._mark(disk, FAILED, f"the disk {disk.label!r} at {disk.path} cannot be used: {exc}")
+            return
+        if disk.uuid:  # written to (and taken back) by the caller's write check
+            try:
+                self._link(disk)
+            except OSError as exc:
+                self._mark(disk, FAILED, f"the disk {disk.label!r} cannot be linked into {self.root}: {exc}")
+                disk.uuid = ""
+            return
+        self._mark(disk, disk.state, disk.reason)  # looked at again in RETRY_S
+        if disk.state == AWAY and self._remount is not None:
+            self._remount_soon(disk)
+
+    def _remount_soon(self, disk: RecordingDisk) -> None:
+        """Ask `remount` (on a thread of its own: a mount may take seconds) to mount the disk's folder; once
+        it has, the disk is looked at again by the next `place()` rather than after RETRY_S."""
+        with self._lock:
+            if disk.path in self._remounting or disk.path not in self._must_mount:
+                return
+            worker = threading.Thread(target=self._remount_then_retry, args=(disk,), daemon=True,
+                                      name=f"remount disk {disk.label}")
+            self._remounting[disk.path] = worker
+        worker.start()
+
+    def _remount_then_retry(self, disk: RecordingDisk) -> None:
+        try:
+            mounted = self._remount(disk.path)
+        except Exception:  # noqa: BLE001 - a failing remount leaves the disk away, looked at again later
+            log.exception("disk %r: mounting %s again failed", disk.label, disk.path)
+            mounted = False
+        finally:
+            with self._lock:
+                self._remounting.pop(disk.path, None)
+        if mounted:
+            with self._lock:
+                if disk.state == AWAY:
+                    disk.since_us = None  # looked at by the next place()
+
+    def remounting(self) -> list[Path]:
+        """The folders a remount is under way for."""
+        with self._lock:
+            return list(self._remounting)
 
     def _usable_free_bytes(self, disk: RecordingDisk) -> int | None:
         """Free bytes if the disk is there (its identity is in its folder) and writable; else marks it."""
+        if self._unmounted(disk):
+            if self._remount is not None:
+                self._remount_soon(disk)
+            return None
         try:
             identity = read_identity(disk.path)
             if identity is None or identity.uuid != disk.uuid:
@@ -272,7 +370,7 @@ class DiskSet:
             if not os.access(disk.path, os.W_OK):
                 raise PermissionError(f"{disk.path} is not writable")
             if disk.state != OK:
-                _write_check(disk.path)
+                write_check(disk.path)
             free = self._usage(disk.path).free_bytes
         except (DiskIdentityError, OSError) as exc:
             self._mark(disk, FAILED, f"the disk {disk.label!r} at {disk.path} cannot be used: {exc}")

@@ -7,7 +7,8 @@ the limit does not flap. A data root or index file that vanished (disk unplugged
 `disk_missing` (the rule signal `disk: missing`) until it is back; so does a `mount_point` (the
 recordings disk under `storage.require_mount`) with no disk mounted on it. `on_mount_change` hears
 the mount's state at the first check and whenever it changes, so the appliance can restart onto the
-disk or off it.
+disk or off it. `on_disk_check` is called at every disk check (the supervisor checks there whether a
+single data disk that met I/O errors can be written again).
 """
 from __future__ import annotations
 
@@ -58,11 +59,13 @@ class HealthWatch:
     def __init__(self, *, faults: FaultSink, limits: Limits, interval_s: float,
                  soc_sensors: list[Callable[[], list[Reading]]], ambient_sensors: list[Callable[[], Reading]],
                  data_root: Path | None = None, index_file: str = "index.sqlite3",
-                 mount_point: Path | None = None, on_mount_change: Callable[[bool], None] | None = None):
+                 mount_point: Path | None = None, on_mount_change: Callable[[bool], None] | None = None,
+                 on_disk_check: Callable[[], None] | None = None):
         self._faults, self.limits, self._interval_s = faults, limits, interval_s
         self._soc, self._ambient = soc_sensors, ambient_sensors
         self._root, self._index_file = data_root, index_file
         self._mount_point, self._on_mount_change = mount_point, on_mount_change
+        self._on_disk_check = on_disk_check
         self.mounted: bool | None = None  # of mount_point, at the last check
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,6 +140,11 @@ class HealthWatch:
         if why is None and self._root is not None and not (self._root / self._index_file).exists():
             why = f"the data disk at {self._root} is gone (no index file)"
         missing = why is not None
+        if self._on_disk_check is not None:
+            try:
+                self._on_disk_check()
+            except Exception:  # noqa: BLE001 - the disk check must go on whatever the hook meets
+                log.exception("health: the disk check hook failed")
         if missing and not self.disk_missing:
             self._faults.raise_fault("disk_missing", why)
         elif not missing and self.disk_missing:

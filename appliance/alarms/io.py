@@ -54,14 +54,16 @@ class AlarmIO:
                  data_root: Path | None = None, gpio: Gpio | None = None, ptz: PtzPresets | None = None,
                  tz: tzinfo | None = None, on_fired: Callable[[Firing], None] | None = None,
                  on_mount_change: Callable[[bool], None] | None = None, outputs: AudioOutputs | None = None,
-                 talk: TalkHub | None = None, onvif: OnvifCameras | None = None):
+                 talk: TalkHub | None = None, onvif: OnvifCameras | None = None,
+                 on_disk_check: Callable[[], None] | None = None):
         """`on_mount_change(mounted)`: the recordings disk came or went (with `storage.require_mount`).
+        `on_disk_check()`: called at each of the health watch's disk checks (every few seconds).
         `outputs`: the box's shared sound outputs (the appliance's; a private set when left out).
         `talk`: who talks where, shared with the web's push-to-talk, so a rule's sound on a camera's
         speaker never speaks over an operator (one of its own on `outputs` when left out).
         `onvif`: the ONVIF channels' connections, whose cameras' events become signals (camera_events)."""
         self.config, self._clocks, self._index, self._faults, self._live = config, clocks, index, faults, live
-        self._on_mount_change = on_mount_change
+        self._on_mount_change, self._on_disk_check = on_mount_change, on_disk_check
         self._root, self._gpio, self._owns_gpio, self._tz = data_root, gpio, False, tz
         self.scheduler = Scheduler(clocks=clocks, name="alarms")
         self.webhooks = WebhookSender()
@@ -295,8 +297,15 @@ class AlarmIO:
         self.health = HealthWatch(faults=self._faults, limits=limits, interval_s=temperature.interval_s,
                                   soc_sensors=soc, ambient_sensors=ambient, data_root=self._root,
                                   index_file=INDEX_FILE, on_mount_change=self._on_mount_change,
-                                  mount_point=self.config.storage.path if self.config.storage.require_mount else None)
+                                  mount_point=self._index_mount_point(), on_disk_check=self._on_disk_check)
         self.health.start()
+
+    def _index_mount_point(self) -> Path | None:
+        """The folder whose mount the health watch follows: storage.path under storage.require_mount, unless
+        storage.disks are listed (then each disk's mount is the disk set's business and storage.path, which
+        keeps only the index, may be any folder)."""
+        storage = self.config.storage
+        return storage.path if storage.require_mount and not storage.disks else None
 
     def statistics(self) -> dict:
         return {

@@ -241,6 +241,11 @@ class DiskConfig(Section):
     group: str | None = Field(None, description=(
         "The disk group it belongs to, for channels[].storage to pin channels to (e.g. 'outdoor'); null: "
         "only channels that are not pinned record onto it."))
+    require_mount: bool | None = Field(None, description=(
+        "true: the disk is used only while `path` is a mount point, so nothing (not even its identity "
+        "file) lands on the filesystem under an empty mount point; while it is not mounted the disk is "
+        "away (disk_offline) and, if `path` is in /etc/fstab, mounted again once its device is back. "
+        "null: as storage.require_mount. false: a plain folder is used as it is."))
 
     @field_validator("path")
     @classmethod
@@ -277,10 +282,13 @@ class StorageConfig(Section):
         "segments spread over these disks, each recognised by its identity file; a disk that fails or is "
         "pulled is marked and recording goes on on the others."))
     require_mount: bool = Field(False, description=(
-        "Record only when `path` is a mounted disk of its own (the appliance image sets this). While it "
-        "is not mounted, the disk_missing alarm is raised and nothing is recorded, never onto the SD card "
-        "or into RAM; live view, the local monitor and alarm inputs go on, and the appliance restarts "
-        "itself to record once the disk is mounted. Needs web.state_dir (users off that disk)."))
+        "Record only onto mounted disks of their own (the appliance image sets this). Without `disks`: "
+        "while `path` is not mounted, the disk_missing alarm is raised and nothing is recorded, never onto "
+        "the SD card or into RAM; live view, the local monitor and alarm inputs go on, and the appliance "
+        "restarts itself to record once the disk is mounted. With `disks`: `path` (the index) may be any "
+        "folder, and each disk (unless its own require_mount says otherwise) is used only while mounted, "
+        "and mounted again from /etc/fstab when its device comes back. Needs web.state_dir (users off "
+        "that disk)."))
 
     @model_validator(mode="after")
     def _disks_are_apart(self) -> StorageConfig:
@@ -303,6 +311,10 @@ class StorageConfig(Section):
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+    def mount_required(self, disk: DiskConfig) -> bool:
+        """Whether `disk` is used only while its folder is a mount point: its own require_mount, else ours."""
+        return self.require_mount if disk.require_mount is None else disk.require_mount
 
     @field_validator("path", mode="before")
     @classmethod

@@ -801,6 +801,21 @@ def test_disk_health_settings_and_their_mistakes_name_the_yaml_path():
     assert problem.path == "storage.health.interval_s" and "from 60 to 86400" in problem.message
 
 
+def test_a_recording_disk_must_be_mounted_as_storage_require_mount_says_unless_it_says_otherwise():
+    disks = "  disks: [{path: /mnt/a}, {path: /mnt/b, require_mount: false}, {path: /mnt/c, require_mount: true}]\n"
+    required = parse("storage:\n  path: /srv/nvr\n  require_mount: true\n" + disks
+                     + "web: {state_dir: /var/lib/nvr}\n").storage
+    assert [required.mount_required(d) for d in required.disks] == [True, False, True]
+    plain = parse("storage:\n  path: /srv/nvr\n" + disks).storage
+    assert [plain.mount_required(d) for d in plain.disks] == [False, False, True]
+
+
+def test_an_unknown_key_of_a_recording_disk_is_named_with_the_keys_it_may_have():
+    problem = only_problem("storage:\n  path: /srv/nvr\n  disks: [{path: /mnt/a, mounted: true}]\n")
+    assert problem.path == "storage.disks[0].mounted"
+    assert "path, label, group, require_mount" in problem.message
+
+
 def test_recording_disks_take_paths_from_the_config_folder_and_default_their_labels(tmp_path):
     config = parse("storage:\n  path: /srv/nvr\n  disks:\n    - path: disk1\n    - {path: /mnt/b, label: Bay 2}\n",
                    base_dir=tmp_path)

@@ -3,6 +3,7 @@ read-only after an error, a fake smartctl on the PATH serving real devices' repo
 switch relays on `disk: errors` and `disk: failing`. Needs root for the loop mount (skipped without)."""
 from __future__ import annotations
 
+import errno
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
+import appliance.alarms.health_watch as health_watch
+import recorder.disk_set as disk_set
 from appliance.app import Appliance
 from appliance.config.model import parse_config
 from base.clock import RealClocks
@@ -97,3 +100,58 @@ def test_the_kernel_failing_the_data_disk_raises_disk_errors_and_its_rule_fires_
         nvr.stop()
         factory.reset()
         Device.pin_factory = previous
+
+
+
+SINGLE_DISK = ("storage:\n  path: DATA\n  segment_seconds: 2\n  health: {smart: false}\n"
+               "  retention: {max_used_percent: 99, min_free_bytes: 0, locked_floor_bytes: 0}\n"
+               "channels:\n  - {id: 1, source: {type: test-pattern, width: 160, height: 120, fps: 10, "
+               "keyframe_interval_s: 0.5}}\nalarms: {temperature: {thermal_zones: false}}\n")
+
+
+@pytest.fixture
+def quick_retry(monkeypatch):
+    monkeypatch.setattr(disk_set, "RETRY_S", 1.0)
+    monkeypatch.setattr(health_watch, "DISK_CHECK_S", 0.1)
+
+
+def test_a_single_data_disk_that_stays_read_only_keeps_disk_errors(ext4_disk, quick_retry, monkeypatch):
+    mount, _device, trigger = ext4_disk
+    nvr = Appliance(parse_config(SINGLE_DISK.replace("DATA", str(mount))), clocks=RealClocks())
+    nvr.start()
+    try:
+        wait_for(lambda: nvr.status()["segments"] >= 1, timeout_s=60, what="a segment on the ext4 disk")
+        trigger.write_text("1\n")  # the kernel takes it read-only, for good
+        wait_for(lambda: "disk_errors" in alarms_of(nvr), timeout_s=30, what="disk_errors from the writer")
+        watch = nvr.supervisor.disk_health
+        errors = watch.io_errors
+        wait_for(lambda: watch.io_errors >= errors + 3, timeout_s=30, what="the writer meeting more errors")
+        assert "disk_errors" in alarms_of(nvr)  # errors keep coming: nothing to check, not cleared
+        monkeypatch.setattr(disk_set, "RETRY_S", 0.0)  # a check now, whatever the writer does
+        assert watch.recheck_writes() is False and watch.write_checks >= 1  # EROFS: it still cannot be written
+        assert "disk_errors" in alarms_of(nvr)
+    finally:
+        nvr.stop()
+
+
+def test_a_single_data_disk_that_works_again_clears_disk_errors_without_a_restart(tmp_path, quick_retry):
+    """The I/O error is reported as the segment writer reports it (this machine cannot make a disk fail and
+    then work again: no device-mapper, and ext4 refuses rw after an error); the clearing is the real path:
+    the health watch's disk check, RETRY_S, a synced write to the data folder."""
+    data = tmp_path / "data"
+    data.mkdir()
+    nvr = Appliance(parse_config(SINGLE_DISK.replace("DATA", str(data))), clocks=RealClocks(), sync=False)
+    nvr.start()
+    try:
+        wait_for(lambda: nvr.status()["segments"] >= 1, timeout_s=60, what="a segment in the data folder")
+        nvr.supervisor._io_error(OSError(errno.EIO, "Input/output error"), "")  # the writer's report
+        assert "disk_errors" in alarms_of(nvr)
+        wait_for(lambda: "disk_errors" not in alarms_of(nvr), timeout_s=30, what="disk_errors cleared without a restart")
+        assert nvr.supervisor.disk_health.write_checks == 1 and nvr.status()["disks"][0]["io_errors"] == 1
+        assert not nvr.stop_requested.is_set()
+    finally:
+        nvr.stop()
+
+
+def alarms_of(nvr) -> set[str]:
+    return {a["kind"] for a in nvr.status()["alarms"]}

@@ -8,6 +8,7 @@ import pytest
 
 from hal.smart import probe
 from recorder.disk_health import DiskHealthWatch
+from recorder.disk_set import RETRY_S
 from recorder.faults import FaultBoard
 from support.fake_smartctl import install
 from support.waiting import wait_for
@@ -134,3 +135,28 @@ def test_the_watch_polls_on_its_own_thread_at_its_interval_of_the_injected_clock
         assert watch.polls == 2 and len(smartctl.calls) == 2
     finally:
         watch.stop()
+
+
+def test_with_one_disk_a_synced_write_after_retry_s_clears_the_io_errors_and_a_failing_one_keeps_them(
+        tmp_path, clocks, smartctl):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    watch, faults = watch_for(disk, clocks)
+    assert watch.recheck_writes() is False and watch.write_checks == 0  # nothing standing: nothing written
+    watch.note_io_error(OSError(errno.EIO, "Input/output error"))
+    assert watch.recheck_writes() is False and watch.write_checks == 0  # not before RETRY_S
+    clocks.advance(RETRY_S)
+    assert watch.recheck_writes() is True and kinds(faults) == set() and watch.write_checks == 1
+    assert list(disk.iterdir()) == []  # the test block is removed
+    assert watch.statistics()["io_errors"] == 1  # still counted
+
+    gone = tmp_path / "unplugged"  # a disk that still cannot be written
+    watch, faults = watch_for(gone, clocks)
+    watch.note_io_error(OSError(errno.EROFS, "Read-only file system"))
+    clocks.advance(RETRY_S)
+    assert watch.recheck_writes() is False and kinds(faults) == {"disk_errors"} and watch.write_checks == 1
+    clocks.advance(RETRY_S / 2)
+    assert watch.recheck_writes() is False and watch.write_checks == 1  # the next try RETRY_S after the failed one
+    gone.mkdir()  # it works again
+    clocks.advance(RETRY_S / 2)
+    assert watch.recheck_writes() is True and kinds(faults) == set() and watch.write_checks == 2

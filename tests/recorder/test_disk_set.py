@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+import threading
 
 import pytest
 
@@ -292,3 +293,141 @@ def test_a_disk_whose_recovery_pass_fails_stays_failed_and_is_tried_again(rig, c
     disks.place()
     wait_for(lambda: not disks.recovering(), what="the second recovery pass")
     assert disks.disks[0].state == OK and offline(faults) == {}
+
+
+def test_a_disk_that_must_be_mounted_gets_no_identity_on_its_empty_mount_point_and_is_adopted_once_mounted(
+        tmp_path, clocks):
+    root, a, b = tmp_path / "root", tmp_path / "a", tmp_path / "b"
+    for folder in (root, a, b):
+        folder.mkdir()
+    mounted = {b}
+    index = Index(root)
+    try:
+        faults = FaultBoard(clocks=clocks)
+        disks = DiskSet(root=root, disks=[(a, "disk A"), (b, "disk B")], index=index, clocks=clocks, faults=faults,
+                        usage=Space(), must_mount=[a, b], is_mount=lambda path: path in mounted)
+        disks.open()
+        assert list(a.iterdir()) == [] and disks.disks[0].state == AWAY and disks.disks[0].uuid == ""
+        assert offline(faults) == {"disk A": f"not mounted: nothing is written to {a} until a disk is mounted there "
+                                             "(the disk 'disk A')"}
+        uuid_b = read_identity(b).uuid
+        assert disks.place().disk == uuid_b and list(a.iterdir()) == []
+        mounted.add(a)  # a disk is mounted there
+        assert disks.place().disk == uuid_b and list(a.iterdir()) == []  # looked at again only after RETRY_S
+        clocks.advance(RETRY_S)
+        disks.place()
+        uuid_a = read_identity(a).uuid
+        assert disks.disks[0].uuid == uuid_a and disks.disks[0].state == OK and offline(faults) == {}
+        assert (root / "disks" / uuid_a).resolve() == a.resolve() and uuid_a in [r.uuid for r in index.disks()]
+        assert uuid_a in disks.present()
+        mounted.discard(a)  # unmounted while its identity file stays readable (a bind or a lazy umount)
+        assert disks.place().disk == uuid_b and disks.disks[0].state == AWAY
+        assert "not mounted" in offline(faults)["disk A"]
+    finally:
+        index.close()
+
+
+def test_a_plain_folder_that_need_not_be_mounted_is_used_as_it_is(tmp_path, clocks):
+    root, a = tmp_path / "root", tmp_path / "a"
+    for folder in (root, a):
+        folder.mkdir()
+    index = Index(root)
+    try:
+        disks = DiskSet(root=root, disks=[(a, "disk A")], index=index, clocks=clocks, faults=FaultBoard(clocks=clocks),
+                        usage=Space(), must_mount=[], is_mount=lambda path: False)
+        disks.open()
+        assert disks.place().disk == read_identity(a).uuid
+    finally:
+        index.close()
+
+
+def test_an_unmounted_disk_is_remounted_through_the_hook_and_looked_at_again_at_once(tmp_path, clocks):
+    root, a = tmp_path / "root", tmp_path / "a"
+    for folder in (root, a):
+        folder.mkdir()
+    mounted, asked = set(), []
+
+    def remount(path):
+        asked.append(path)
+        mounted.add(path)
+        return True
+    index = Index(root)
+    try:
+        faults = FaultBoard(clocks=clocks)
+        disks = DiskSet(root=root, disks=[(a, "disk A")], index=index, clocks=clocks, faults=faults, usage=Space(),
+                        must_mount=[a], is_mount=lambda path: path in mounted, remount=remount)
+        disks.open()
+        assert disks.place() is None and asked == []  # not before RETRY_S
+        clocks.advance(RETRY_S)
+        assert disks.place() is None  # the remount runs on its own thread
+        wait_for(lambda: asked == [a] and not disks.remounting(), what="the remount")
+        placed = disks.place()  # at once, not another RETRY_S later
+        assert placed is not None and placed.disk == read_identity(a).uuid and offline(faults) == {}
+    finally:
+        index.close()
+
+
+def test_a_remount_that_fails_leaves_the_disk_away_until_the_next_retry(tmp_path, clocks):
+    root, a = tmp_path / "root", tmp_path / "a"
+    for folder in (root, a):
+        folder.mkdir()
+    asked = []
+    index = Index(root)
+    try:
+        faults = FaultBoard(clocks=clocks)
+        disks = DiskSet(root=root, disks=[(a, "disk A")], index=index, clocks=clocks, faults=faults, usage=Space(),
+                        must_mount=[a], is_mount=lambda path: False,
+                        remount=lambda path: asked.append(path) or False)
+        disks.open()
+        clocks.advance(RETRY_S)
+        disks.place()
+        wait_for(lambda: asked == [a] and not disks.remounting(), what="the remount")
+        assert disks.place() is None and asked == [a]  # not asked again before RETRY_S
+        assert list(a.iterdir()) == [] and "not mounted" in offline(faults)["disk A"]
+        clocks.advance(RETRY_S)
+        disks.place()
+        wait_for(lambda: asked == [a, a] and not disks.remounting(), what="the second remount")
+    finally:
+        index.close()
+
+
+def test_writers_finding_a_newly_mounted_disk_at_once_give_it_one_identity_and_none_fails_it(tmp_path, clocks,
+                                                                                             caplog):
+    root, a = tmp_path / "root", tmp_path / "a"
+    for folder in (root, a):
+        folder.mkdir()
+    mounted = set()
+    together = threading.Barrier(8, timeout=1.0)  # holds the writers at the mount test, to let them race
+
+    def is_mount(path):
+        if path in mounted:
+            try:
+                together.wait()
+            except threading.BrokenBarrierError:  # fewer got here (they were kept out): go on
+                pass
+        return path in mounted
+    index = Index(root)
+    try:
+        faults = FaultBoard(clocks=clocks)
+        disks = DiskSet(root=root, disks=[(a, "disk A")], index=index, clocks=clocks, faults=faults, usage=Space(),
+                        must_mount=[a], is_mount=is_mount)
+        disks.open()
+        mounted.add(a)
+        clocks.advance(RETRY_S)
+        start = threading.Barrier(8)
+        placed = []
+
+        def writer():
+            start.wait()
+            placed.append(disks.place())
+        threads = [threading.Thread(target=writer) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [p.name for p in a.iterdir()] == [IDENTITY_FILE] and disks.disks[0].state == OK
+        assert {p.disk for p in placed if p is not None} == {read_identity(a).uuid}
+        assert [row.uuid for row in index.disks()] == [read_identity(a).uuid]
+        assert [r.message for r in caplog.records if "cannot be used" in r.message] == []  # never marked failed
+    finally:
+        index.close()
