@@ -11,19 +11,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
 from lxml import etree
 
-from appliance.app import Appliance
 from appliance.config.model import ConfigError, parse_config
 from appliance.web.services import web_ptz
-from base.clock import RealClocks
-from hal.gpio import GpiozeroGpio
-from recorder.encode import EncodedCapture
 from support import onvif_events as cams
-from support.alarm_rig import IntruderScene
+from support.alarm_rig import installed_mock_pins
 from support.onvif_events import OnvifResponder
+from support.scene_appliance import recorded_s, scene_config, start_scene_appliance
 from support.waiting import wait_for
 
 SIREN = 22
@@ -32,10 +27,6 @@ S = 1_000_000
 PTZ_NS = "http://www.onvif.org/ver20/ptz/wsdl"
 
 CONFIG = f"""
-storage:
-  path: DATA
-  segment_seconds: 2
-  retention: {{max_used_percent: 99, min_free_bytes: 0, locked_floor_bytes: 0}}
 channels:
   - id: 1
     source:
@@ -85,34 +76,16 @@ class Firings:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    previous, factory = Device.pin_factory, MockFactory()
-    Device.pin_factory = factory
-    camera = OnvifResponder().start()
-    clocks = RealClocks()
-
-    def sources(channel):
-        scene = IntruderScene(width=160, height=120, fps=10, clocks=clocks)
-        return {"main": EncodedCapture(scene, name="synthetic scene", clocks=clocks, bitrate=200_000,
-                                       keyframe_interval_s=0.5, preset="ultrafast")}
-
-    text = CONFIG.replace("DATA", str(tmp_path_factory.mktemp("onvif-data"))).replace("CAMERA", camera.base)
-    sup = Appliance(parse_config(text), clocks=clocks, sources=sources, gpio=GpiozeroGpio(pin_factory=factory))
-    sup.start()
-    firings = Firings()
-    sup.alarm_io.engine.subscribe(firings)
-    sup.pins, sup.camera, sup.firings = factory, camera, firings
-    wait_for(lambda: recorded_s(sup) >= 4.5, timeout_s=60, what="4.5 s of recording before the first alarm")
-    camera.wait_for("PullMessages")  # subscribed to the camera's events
-    yield sup
-    sup.stop()
-    camera.stop()
-    factory.reset()
-    Device.pin_factory = previous
-
-
-def recorded_s(sup) -> float:
-    segments = sup.index.segments(channel=1)
-    return (segments[-1].end_us - segments[0].start_us) / S if segments else 0.0
+    with installed_mock_pins() as factory, OnvifResponder() as camera:
+        config = scene_config(tmp_path_factory.mktemp("onvif-data"), CONFIG.replace("CAMERA", camera.base))
+        sup = start_scene_appliance(config, pins=factory)
+        firings = Firings()
+        sup.alarm_io.engine.subscribe(firings)
+        sup.pins, sup.camera, sup.firings = factory, camera, firings
+        wait_for(lambda: recorded_s(sup) >= 4.5, timeout_s=60, what="4.5 s of recording before the first alarm")
+        camera.wait_for("PullMessages")  # subscribed to the camera's events
+        yield sup
+        sup.stop()
 
 
 def body(request) -> etree._Element:
