@@ -11,20 +11,18 @@ from __future__ import annotations
 import threading
 
 import pytest
-from lxml import etree
 
 from appliance.config.model import ConfigError, parse_config
 from appliance.web.services import web_ptz
 from support import onvif_events as cams
 from support.alarm_rig import installed_mock_pins
-from support.onvif_events import OnvifResponder
+from support.onvif_events import PTZ_NS, OnvifResponder
 from support.scene_appliance import recorded_s, scene_config, start_scene_appliance
 from support.waiting import wait_for
 
 SIREN = 22
 PRE_S, POST_S, PULSE_S = 1.5, 0.5, 0.5
 S = 1_000_000
-PTZ_NS = "http://www.onvif.org/ver20/ptz/wsdl"
 
 CONFIG = f"""
 channels:
@@ -88,10 +86,6 @@ def rig(tmp_path_factory):
         sup.stop()
 
 
-def body(request) -> etree._Element:
-    return etree.fromstring(request.body).find("{http://www.w3.org/2003/05/soap-envelope}Body")[0]
-
-
 def test_camera_motion_fires_the_rule_within_a_second_pulsing_the_siren_and_recording_from_pre_s_before(rig):
     siren = rig.pins.pin(SIREN)
     siren.clear_states()
@@ -117,7 +111,7 @@ def test_a_camera_digital_input_drives_a_ptz_preset_rule_on_the_same_camera(rig)
     before = len([r for r in rig.camera.requests if r.action == "GotoPreset"])
     rig.camera.emit(cams.digital_input("AlarmIn_0", True))
     goto = rig.camera.wait_for("GotoPreset", count=before + 1)[-1]
-    assert body(goto).findtext(f"{{{PTZ_NS}}}PresetToken") == "2"
+    assert goto.soap_body().findtext(f"{{{PTZ_NS}}}PresetToken") == "2"
     assert rig.firings.of("camera input")[0].signal.source == "alarm_input:ch1:AlarmIn_0"
     # The health page lists the camera's inputs by the id a rule names them with.
     assert "ch1:AlarmIn_0" in rig.status()["alarm_io"]["camera_events"]["channels"][1]["inputs"]
@@ -135,7 +129,7 @@ def test_the_web_ptz_adapter_steers_the_onvif_camera_like_a_dome(rig):
     web.stop(1)
     web.set_preset(1, 9)
     web.goto_preset(1, 9)
-    sent = [(r.action, body(r)) for r in rig.camera.requests[count:]
+    sent = [(r.action, r.soap_body()) for r in rig.camera.requests[count:]
             if r.action in ("ContinuousMove", "Stop", "SetPreset", "GotoPreset")]
     assert [action for action, _ in sent] == ["ContinuousMove", "Stop", "ContinuousMove", "Stop", "SetPreset",
                                               "GotoPreset"]
