@@ -24,7 +24,7 @@ from base.clock import RealClocks
 from support.box_rtsp import Box, start_box
 from support.rtsp import rtsp_available
 from support.waiting import wait_for
-from support.web import free_port
+from support.web import free_port, login, start_appliance
 
 onvif = pytest.importorskip("onvif", reason="needs onvif-zeep-async")
 zeep = pytest.importorskip("zeep")
@@ -291,23 +291,13 @@ def test_a_sealed_password_opens_only_for_its_account_with_its_key_unchanged(tmp
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory):
-    from support.web import start_appliance
     app = start_appliance(tmp_path_factory.mktemp("integration-web"), channels=1, past_seconds=2)
     yield app
     app.stop()
 
 
-def web_login(app, role: str) -> httpx.Client:
-    from support.web import PASSWORDS
-    client = httpx.Client(base_url=app.url, timeout=20)
-    answer = client.post("/api/login", json={"username": role, "password": PASSWORDS[role]})
-    assert answer.status_code == 200, answer.text
-    client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
-    return client
-
-
 def test_an_administrator_manages_accounts_on_the_web_and_no_answer_carries_the_password(web):
-    with closing(web_login(web, "admin")) as admin:
+    with closing(login(web, "admin")) as admin:
         answers = [admin.post("/api/integration-accounts", json={"username": "vms", "password": PASSWORD, "role": "viewer"}),
                    admin.post("/api/integration-accounts", json={"username": "vms", "password": "other-pass-456",
                                                                  "role": "operator"}),
@@ -327,7 +317,7 @@ def test_an_administrator_manages_accounts_on_the_web_and_no_answer_carries_the_
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])
 def test_only_administrators_may_see_or_change_integration_accounts(web, role):
-    with closing(web_login(web, role)) as client:
+    with closing(login(web, role)) as client:
         assert client.get("/api/integration-accounts").status_code == 403
         assert client.post("/api/integration-accounts",
                            json={"username": "sneak", "password": PASSWORD, "role": "viewer"}).status_code == 403
@@ -335,7 +325,7 @@ def test_only_administrators_may_see_or_change_integration_accounts(web, role):
 
 
 def test_the_web_refuses_an_admin_role_a_web_users_name_and_a_weak_password(web):
-    with closing(web_login(web, "admin")) as admin:
+    with closing(login(web, "admin")) as admin:
         assert admin.post("/api/integration-accounts", json={"username": "x1", "password": PASSWORD,
                                                              "role": "admin"}).status_code == 422
         assert admin.post("/api/integration-accounts", json={"username": "viewer", "password": PASSWORD,

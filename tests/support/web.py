@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from appliance.app import Appliance
 from appliance.config.model import parse_config
 from appliance.supervisor import Supervisor
@@ -27,6 +29,16 @@ def add_web_user(root: Path, name: str = WEB_USER[0], password: str = WEB_USER[1
         store.add_user(name, password, role, replace=True)
     finally:
         store.close()
+
+
+def login(app: WebRig, role: str = "admin", *, timeout_s: float = 30) -> httpx.Client:
+    """An httpx client logged in to `app` as the web user `role` (password from PASSWORDS), carrying the
+    CSRF token that state-changing calls need. The caller closes it."""
+    client = httpx.Client(base_url=app.url, timeout=timeout_s)
+    answer = client.post("/api/login", json={"username": role, "password": PASSWORDS[role]})
+    assert answer.status_code == 200, answer.text
+    client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
+    return client
 
 
 def free_port() -> int:
