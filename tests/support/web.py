@@ -127,6 +127,16 @@ def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, p
     return WebRig(nvr, url, root, config_file, past_start_us, past_start_us + round(past_seconds * 1e6))
 
 
+def start_intercom_box(tmp: Path, speaker, *, lease_s: float) -> WebRig:
+    """An appliance with one small test-pattern channel whose LINE IN (the simulated microphone) is heard on
+    its AUDIO OUT, `speaker` (e.g. hal.audio_out.SimulatedAudioPlayback), while held; a web hold lasts
+    `lease_s` unless renewed."""
+    return start_appliance(tmp, channels=0, past_seconds=0,
+                           extra_channels="  - {id: 1, source: {type: test-pattern, width: 160, height: 120, fps: 5}}\n",
+                           extra_top=f"audio_out: {{device: simulated}}\nline_in: {{device: simulated, lease_s: {lease_s}}}\n",
+                           audio_playback=lambda device: speaker)
+
+
 def _wait_up(url: str) -> None:
     import ssl
     import urllib.request
