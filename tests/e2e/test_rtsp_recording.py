@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from support.camera_rig import CameraRig, started_rigs
 from support.recording import decoded_frames
 from support.rtsp import TcpFreezeProxy
 from support.waiting import wait_for
-from support.web import WEB_USER
+from support.web import WEB_USER, free_port
 
 from appliance.config.model import Config, parse_config
 from appliance.sources import channel_sources
@@ -115,13 +114,6 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> 
     """Wait for `predicate`; the monotonic time it was seen true (within a poll of support's wait_for)."""
     wait_for(predicate, timeout_s=timeout_s, what=what)
     return time.monotonic()
-
-
-def free_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def annexb_nals(data: bytes) -> list[bytes]:
