@@ -85,15 +85,10 @@ def make_rtsp_server():
 def mock_pins():
     """gpiozero's MockFactory, installed as the default pin factory for the test and reset after it;
     its pins are test instruments: `mock_pins.pin(17).drive_low()`, `.states`."""
-    from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory
+    from support.alarm_rig import installed_mock_pins
 
-    previous = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
+    with installed_mock_pins() as factory:
+        yield factory
 
 
 @pytest.fixture

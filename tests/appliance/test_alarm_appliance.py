@@ -8,15 +8,13 @@ and ending on its own while the signal was still held.
 from __future__ import annotations
 
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
 
-from appliance.config.model import parse_config
 from appliance.app import Appliance
+from appliance.config.model import parse_config
 from base.clock import RealClocks
 from hal.gpio import GpiozeroGpio
-from recorder.encode import EncodedCapture
-from support.alarm_rig import ContactPin, IntruderScene
+from support.alarm_rig import ContactPin, installed_mock_pins
+from support.scene_appliance import recorded_s, scene_config, start_scene_appliance
 from support.waiting import wait_for
 
 DOOR, WINDOW, SIREN = 17, 27, 22
@@ -24,10 +22,6 @@ PRE_S, POST_S, PULSE_S = 1.5, 0.5, 0.5
 S = 1_000_000
 
 CONFIG = f"""
-storage:
-  path: DATA
-  segment_seconds: 2
-  retention: {{max_used_percent: 99, min_free_bytes: 0, locked_floor_bytes: 0}}
 channels:
   - id: 1
     source: {{type: test-pattern, width: 160, height: 120, fps: 10, keyframe_interval_s: 0.5}}
@@ -55,32 +49,16 @@ rules:
 
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory):
-    previous, factory = Device.pin_factory, MockFactory()
-    Device.pin_factory = factory
-    door = factory.pin(DOOR, pin_class=ContactPin)
-    door.contact_closed = True  # the door is shut: the NC loop is closed before the appliance starts
-    clocks, scenes = RealClocks(), {}
-
-    def sources(channel):
-        scene = IntruderScene(width=160, height=120, fps=10, clocks=clocks)
-        scenes[channel.id] = scene
-        return {"main": EncodedCapture(scene, name="synthetic scene", clocks=clocks, bitrate=200_000,
-                                       keyframe_interval_s=0.5, preset="ultrafast")}
-
-    config = parse_config(CONFIG.replace("DATA", str(tmp_path_factory.mktemp("alarm-data"))))
-    sup = Appliance(config, clocks=clocks, sources=sources, gpio=GpiozeroGpio(pin_factory=factory))
-    sup.start()
-    sup.pins, sup.scenes = factory, scenes
-    wait_for(lambda: recorded_s(sup) >= 4.5, timeout_s=60, what="4.5 s of recording before the first alarm")
-    yield sup
-    sup.stop()
-    factory.reset()
-    Device.pin_factory = previous
-
-
-def recorded_s(sup) -> float:
-    segments = sup.index.segments(channel=1)
-    return (segments[-1].end_us - segments[0].start_us) / S if segments else 0.0
+    with installed_mock_pins() as factory:
+        door = factory.pin(DOOR, pin_class=ContactPin)
+        door.contact_closed = True  # the door is shut: the NC loop is closed before the appliance starts
+        scenes = {}
+        sup = start_scene_appliance(scene_config(tmp_path_factory.mktemp("alarm-data"), CONFIG), pins=factory,
+                                    scenes=scenes)
+        sup.pins, sup.scenes = factory, scenes
+        wait_for(lambda: recorded_s(sup) >= 4.5, timeout_s=60, what="4.5 s of recording before the first alarm")
+        yield sup
+        sup.stop()
 
 
 def fire_and_check(sup, source: str, start, stop) -> None:

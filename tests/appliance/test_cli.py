@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +27,9 @@ from recorder.faults import FaultBoard
 from recorder.encode import EncodedCapture
 from recorder.index import Index, Segment
 from recorder.segmenter import Segmenter
+from support.nvr_process import nvr_command
 from support.waiting import wait_for
+from support.web import free_port
 
 FPS = 25
 SEGMENT_S = 4
@@ -42,11 +42,6 @@ FFPROBE, FFMPEG = Path("/usr/bin/ffprobe"), Path("/usr/bin/ffmpeg")
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def nvr_command() -> list[str]:
-    script = Path(sys.executable).with_name("nvr")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "appliance.cli"]
-
-
 def nvr(*args: str | Path, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([*nvr_command(), *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
@@ -57,12 +52,6 @@ def assert_usage_error(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert result.stderr.strip(), "no message on standard error"
     assert "Traceback" not in result.stderr, result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def iso(us: int) -> str:

@@ -44,13 +44,11 @@ def test_mistakes_name_the_key_path_and_line(yaml_text, expected):
 
 def test_nvr_hash_pin_prints_a_config_line_that_loads_and_verifies():
     import subprocess
-    import sys
-    from pathlib import Path
 
     from appliance.monitor.lock import verify_pin
+    from support.nvr_process import nvr_command
 
-    script = Path(sys.executable).with_name("nvr")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "appliance.cli"]
+    command = nvr_command()
     result = subprocess.run([*command, "hash-pin"], input="4711\n", capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     config = parse_config("monitor:\n  " + result.stdout)

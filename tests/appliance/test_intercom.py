@@ -2,22 +2,18 @@
 monitor's T key or the web's hold-to-talk lease), closed when the lease runs out, never lagging."""
 from __future__ import annotations
 
-import textwrap
-
-import httpx
 import numpy as np
 import pytest
 
-from appliance.app import Appliance
 from appliance.config.model import ConfigError, parse_config
 from appliance.sound.intercom import MAX_BACKLOG_S, MAX_HOLDERS, Intercom, IntercomBusy
 from appliance.sound.output import ALARM, TALK, AudioOutputs
-from base.clock import RealClocks, SimulatedClocks
+from base.clock import SimulatedClocks
 from hal.audio import SimulatedAudioCapture
 from hal.audio_out import SimulatedAudioPlayback
 from support.tones import pitch_hz
 from support.waiting import wait_for
-from support.web import PASSWORDS, free_port
+from support.web import login, start_intercom_box
 
 RATE = 48_000
 
@@ -144,25 +140,10 @@ def test_a_line_in_without_an_audio_out_is_a_config_error_at_its_key():
 
 def test_the_web_hold_to_talk_needs_an_operator_and_closes_when_the_browser_stops_renewing(tmp_path):
     speaker = SimulatedAudioPlayback()
-    config = parse_config(textwrap.dedent(f"""\
-        storage: {{path: {tmp_path / 'data'}}}
-        channels: [{{id: 1, source: {{type: test-pattern, width: 160, height: 120, fps: 5}}}}]
-        audio_out: {{device: simulated}}
-        line_in: {{device: simulated, lease_s: 0.5}}
-        """))
-    port = free_port()
-    nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", port), sync=False,
-                    audio_playback=lambda device: speaker)
-    for role, password in PASSWORDS.items():
-        nvr.users.add_user(role, password, role, replace=True)
-    nvr.start()
+    app = start_intercom_box(tmp_path, speaker, lease_s=0.5)
+    nvr = app.nvr
     try:
-        clients = {}
-        for role in ("viewer", "operator"):
-            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-            answer = client.post("/api/login", json={"username": role, "password": PASSWORDS[role]})
-            client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
-            clients[role] = client
+        clients = {role: login(app, role) for role in ("viewer", "operator")}
         assert clients["viewer"].get("/api/intercom").json()["available"] is True
         assert clients["viewer"].post("/api/intercom/hold").status_code == 403
         held = clients["operator"].post("/api/intercom/hold")
@@ -203,43 +184,36 @@ def test_the_line_in_is_heard_at_a_cameras_back_channel_at_its_pitch_one_talker_
 
     from websockets.sync.client import connect
 
-    from support.talk import BackChannelCamera, backchannel_available, dominant_frequency
-    from support.web import start_appliance
+    from support.talk import appliance_with_talking_camera, backchannel_available, dominant_frequency
 
     ok, reason = backchannel_available()
     if not ok:
         pytest.skip(reason)
-    with BackChannelCamera(tmp_path / "heard.raw") as camera:
-        extra = f"  - id: 7\n    name: Gate\n    source: {{type: rtsp, url: '{camera.url()}'}}\n"
-        app = start_appliance(tmp_path, channels=0, past_seconds=0, extra_channels=extra,
-                              extra_top="line_in: {device: simulated, channel: 7, lease_s: 2}\n")
-        try:
-            operator = httpx.Client(base_url=app.url, timeout=30)
-            login = operator.post("/api/login", json={"username": "operator", "password": PASSWORDS["operator"]})
-            operator.headers["X-CSRF-Token"] = login.json()["csrf_token"]
-            assert operator.get("/api/intercom").json()["output"] == "channel 7's camera speaker"
-            assert operator.post("/api/intercom/hold").status_code == 200
-            wait_for(lambda: len(camera.heard()) >= 8000 * 1.5, timeout_s=30, what="1.5 s of the LINE IN at the camera")
-            cookie = "; ".join(f"{k}={v}" for k, v in operator.cookies.items())
-            with connect(app.url.replace("http", "ws") + "/api/talk/7", additional_headers={"Cookie": cookie},
-                         open_timeout=5) as ws:
-                busy = json.loads(ws.recv(timeout=15))
-            assert busy["type"] == "busy" and busy["user"] == "intercom (LINE IN)", busy
-            operator.post("/api/intercom/release")
-            hub = app.nvr.talk
-            wait_for(lambda: hub.talking() == [], what="the intercom to give the camera's speaker back")
-            heard = camera.heard().astype(np.int32)
-            quiet = heard[np.abs(heard) < 3000]  # the 440 Hz between the beeps
-            assert abs(dominant_frequency(quiet[-4000:], 8000) - 440) < 10
-            loud = heard[np.abs(heard) > 8000]
-            assert len(loud) > 100  # the beeps came through too (1 kHz, 50 ms each second)
-            audit = app.nvr.users.audit_entries(limit=10)
-            assert any(e["action"] == "intercom_hold" and "channel 7's camera speaker" in e["detail"] for e in audit)
-            with connect(app.url.replace("http", "ws") + "/api/talk/7", additional_headers={"Cookie": cookie},
-                         open_timeout=5) as ws:
-                assert json.loads(ws.recv(timeout=15))["type"] == "ready"
-                refused = operator.post("/api/intercom/hold")
-                assert refused.status_code == 409 and "operator is talking on channel 7" in refused.json()["detail"]
-            assert not app.nvr.intercom.is_open
-        finally:
-            app.stop()
+    line_in_on_7 = "line_in: {device: simulated, channel: 7, lease_s: 2}\n"
+    with appliance_with_talking_camera(tmp_path, channel=7, name="Gate", channels=0, past_seconds=0,
+                                       extra_top=line_in_on_7) as (app, camera):
+        operator = login(app, "operator")
+        assert operator.get("/api/intercom").json()["output"] == "channel 7's camera speaker"
+        assert operator.post("/api/intercom/hold").status_code == 200
+        wait_for(lambda: len(camera.heard()) >= 8000 * 1.5, timeout_s=30, what="1.5 s of the LINE IN at the camera")
+        cookie = "; ".join(f"{k}={v}" for k, v in operator.cookies.items())
+        with connect(app.url.replace("http", "ws") + "/api/talk/7", additional_headers={"Cookie": cookie},
+                     open_timeout=5) as ws:
+            busy = json.loads(ws.recv(timeout=15))
+        assert busy["type"] == "busy" and busy["user"] == "intercom (LINE IN)", busy
+        operator.post("/api/intercom/release")
+        hub = app.nvr.talk
+        wait_for(lambda: hub.talking() == [], what="the intercom to give the camera's speaker back")
+        heard = camera.heard().astype(np.int32)
+        quiet = heard[np.abs(heard) < 3000]  # the 440 Hz between the beeps
+        assert abs(dominant_frequency(quiet[-4000:], 8000) - 440) < 10
+        loud = heard[np.abs(heard) > 8000]
+        assert len(loud) > 100  # the beeps came through too (1 kHz, 50 ms each second)
+        audit = app.nvr.users.audit_entries(limit=10)
+        assert any(e["action"] == "intercom_hold" and "channel 7's camera speaker" in e["detail"] for e in audit)
+        with connect(app.url.replace("http", "ws") + "/api/talk/7", additional_headers={"Cookie": cookie},
+                     open_timeout=5) as ws:
+            assert json.loads(ws.recv(timeout=15))["type"] == "ready"
+            refused = operator.post("/api/intercom/hold")
+            assert refused.status_code == 409 and "operator is talking on channel 7" in refused.json()["detail"]
+        assert not app.nvr.intercom.is_open

@@ -13,17 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
 
 from appliance.app import Appliance
-from appliance.mqtt.client import Message
 from appliance.config.model import parse_config
+from appliance.mqtt.client import Message
 from base.clock import RealClocks
 from hal.gpio import GpiozeroGpio
-from recorder.encode import EncodedCapture
-from support.alarm_rig import ContactPin, IntruderScene
+from support.alarm_rig import ContactPin, installed_mock_pins
 from support.mosquitto import MISSING, Broker, Subscriber, make_test_ca
+from support.scene_appliance import scene_config, start_scene_appliance
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
@@ -34,10 +32,6 @@ PREFIX = "nvr/test"
 OUTBOX_MAX = 200
 
 CONFIG = f"""
-storage:
-  path: DATA
-  segment_seconds: 2
-  retention: {{max_used_percent: 99, min_free_bytes: 0, locked_floor_bytes: 0}}
 channels:
   - id: 1
     source: {{type: test-pattern, width: 160, height: 120, fps: 10, keyframe_interval_s: 0.5}}
@@ -62,10 +56,10 @@ mqtt:
 
 
 def appliance_config(data: Path, url: str, **replace: str):
-    text = CONFIG.replace("DATA", str(data)).replace("URL", url)
+    text = CONFIG.replace("URL", url)
     for old, new in replace.items():
         text = text.replace(old, new)
-    return parse_config(text)
+    return scene_config(data, text)
 
 
 @pytest.fixture(scope="module")
@@ -77,25 +71,9 @@ def broker(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pins():
-    previous, factory = Device.pin_factory, MockFactory()
-    Device.pin_factory = factory
-    factory.pin(DOOR, pin_class=ContactPin)
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
-
-
-def start_appliance(config, pins) -> Appliance:
-    clocks = RealClocks()
-
-    def sources(channel):
-        scene = IntruderScene(width=160, height=120, fps=10, clocks=clocks)
-        return {"main": EncodedCapture(scene, name="synthetic scene", clocks=clocks, bitrate=200_000,
-                                       keyframe_interval_s=0.5, preset="ultrafast")}
-
-    app = Appliance(config, clocks=clocks, sources=sources, gpio=GpiozeroGpio(pin_factory=pins))
-    app.start()
-    return app
+    with installed_mock_pins() as factory:
+        factory.pin(DOOR, pin_class=ContactPin)
+        yield factory
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +87,7 @@ def subscriber(broker):
 def appliance(broker, pins, subscriber, tmp_path_factory):
     # A retained config of a channel this box no longer has, as an earlier config would have left it.
     subscriber.publish("homeassistant/binary_sensor/nvr_test/ch9_motion/config", b'{"name": "gone"}', retain=True)
-    app = start_appliance(appliance_config(tmp_path_factory.mktemp("mqtt-data"), broker.url()), pins)
+    app = start_scene_appliance(appliance_config(tmp_path_factory.mktemp("mqtt-data"), broker.url()), pins=pins)
     wait_for(lambda: app.status()["mqtt"]["connected"], what="the appliance to connect to the broker",
              details=lambda: app.status()["mqtt"])
     yield app
@@ -271,8 +249,8 @@ def secure_broker(tmp_path):
 
 
 def test_wrong_credentials_are_a_clear_error_in_health_and_recording_goes_on(secure_broker, pins, tmp_path):
-    app = start_appliance(appliance_config(tmp_path / "data", secure_broker.url("nvr", "wrong"),
-                                           **{"client_id: nvr-test": "client_id: nvr-wrong"}), pins)
+    app = start_scene_appliance(appliance_config(tmp_path / "data", secure_broker.url("nvr", "wrong"),
+                                                 **{"client_id: nvr-test": "client_id: nvr-wrong"}), pins=pins)
     try:
         error = wait_for(lambda: app.status()["mqtt"]["last_error"], what="the refusal in the health page")
         assert "user and password" in error and "wrong" not in error
@@ -284,7 +262,8 @@ def test_wrong_credentials_are_a_clear_error_in_health_and_recording_goes_on(sec
 
 def test_right_credentials_and_the_acl_let_the_box_publish(secure_broker, pins, tmp_path):
     watcher = Subscriber(secure_broker, [f"{PREFIX}/availability"], user="watcher", password="w", client_id="watcher")
-    app = start_appliance(appliance_config(tmp_path / "data", secure_broker.url("nvr", "right%20pass")), pins)
+    app = start_scene_appliance(appliance_config(tmp_path / "data", secure_broker.url("nvr", "right%20pass")),
+                                pins=pins)
     try:
         watcher.wait(f"{PREFIX}/availability", lambda m: m.payload == b"online")
         assert app.status()["mqtt"]["last_error"] is None
@@ -406,9 +385,9 @@ def test_a_ten_minute_broker_outage_while_alarms_fire_loses_nothing_within_the_o
     runs up to its ceiling (60 s here, the default) during the outage, so it must come back by itself."""
     broker = Broker(tmp_path / "mosquitto").start()
     sub = Subscriber(broker, [f"{PREFIX}/#"])
-    app = start_appliance(appliance_config(tmp_path / "data", broker.url(),
-                                           **{f"outbox_max: {OUTBOX_MAX}": "outbox_max: 5000",
-                                              "reconnect_max_s: 1": "reconnect_max_s: 60"}), pins)
+    app = start_scene_appliance(appliance_config(tmp_path / "data", broker.url(),
+                                                 **{f"outbox_max: {OUTBOX_MAX}": "outbox_max: 5000",
+                                                    "reconnect_max_s: 1": "reconnect_max_s: 60"}), pins=pins)
     clocks = RealClocks()
     try:
         wait_for(lambda: app.status()["mqtt"]["connected"], what="the appliance to connect")

@@ -11,31 +11,20 @@ from __future__ import annotations
 import threading
 
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
-from lxml import etree
 
-from appliance.app import Appliance
 from appliance.config.model import ConfigError, parse_config
 from appliance.web.services import web_ptz
-from base.clock import RealClocks
-from hal.gpio import GpiozeroGpio
-from recorder.encode import EncodedCapture
 from support import onvif_events as cams
-from support.alarm_rig import IntruderScene
-from support.onvif_events import OnvifResponder
+from support.alarm_rig import installed_mock_pins
+from support.onvif_events import PTZ_NS, OnvifResponder
+from support.scene_appliance import recorded_s, scene_config, start_scene_appliance
 from support.waiting import wait_for
 
 SIREN = 22
 PRE_S, POST_S, PULSE_S = 1.5, 0.5, 0.5
 S = 1_000_000
-PTZ_NS = "http://www.onvif.org/ver20/ptz/wsdl"
 
 CONFIG = f"""
-storage:
-  path: DATA
-  segment_seconds: 2
-  retention: {{max_used_percent: 99, min_free_bytes: 0, locked_floor_bytes: 0}}
 channels:
   - id: 1
     source:
@@ -85,38 +74,16 @@ class Firings:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    previous, factory = Device.pin_factory, MockFactory()
-    Device.pin_factory = factory
-    camera = OnvifResponder().start()
-    clocks = RealClocks()
-
-    def sources(channel):
-        scene = IntruderScene(width=160, height=120, fps=10, clocks=clocks)
-        return {"main": EncodedCapture(scene, name="synthetic scene", clocks=clocks, bitrate=200_000,
-                                       keyframe_interval_s=0.5, preset="ultrafast")}
-
-    text = CONFIG.replace("DATA", str(tmp_path_factory.mktemp("onvif-data"))).replace("CAMERA", camera.base)
-    sup = Appliance(parse_config(text), clocks=clocks, sources=sources, gpio=GpiozeroGpio(pin_factory=factory))
-    sup.start()
-    firings = Firings()
-    sup.alarm_io.engine.subscribe(firings)
-    sup.pins, sup.camera, sup.firings = factory, camera, firings
-    wait_for(lambda: recorded_s(sup) >= 4.5, timeout_s=60, what="4.5 s of recording before the first alarm")
-    camera.wait_for("PullMessages")  # subscribed to the camera's events
-    yield sup
-    sup.stop()
-    camera.stop()
-    factory.reset()
-    Device.pin_factory = previous
-
-
-def recorded_s(sup) -> float:
-    segments = sup.index.segments(channel=1)
-    return (segments[-1].end_us - segments[0].start_us) / S if segments else 0.0
-
-
-def body(request) -> etree._Element:
-    return etree.fromstring(request.body).find("{http://www.w3.org/2003/05/soap-envelope}Body")[0]
+    with installed_mock_pins() as factory, OnvifResponder() as camera:
+        config = scene_config(tmp_path_factory.mktemp("onvif-data"), CONFIG.replace("CAMERA", camera.base))
+        sup = start_scene_appliance(config, pins=factory)
+        firings = Firings()
+        sup.alarm_io.engine.subscribe(firings)
+        sup.pins, sup.camera, sup.firings = factory, camera, firings
+        wait_for(lambda: recorded_s(sup) >= 4.5, timeout_s=60, what="4.5 s of recording before the first alarm")
+        camera.wait_for("PullMessages")  # subscribed to the camera's events
+        yield sup
+        sup.stop()
 
 
 def test_camera_motion_fires_the_rule_within_a_second_pulsing_the_siren_and_recording_from_pre_s_before(rig):
@@ -144,7 +111,7 @@ def test_a_camera_digital_input_drives_a_ptz_preset_rule_on_the_same_camera(rig)
     before = len([r for r in rig.camera.requests if r.action == "GotoPreset"])
     rig.camera.emit(cams.digital_input("AlarmIn_0", True))
     goto = rig.camera.wait_for("GotoPreset", count=before + 1)[-1]
-    assert body(goto).findtext(f"{{{PTZ_NS}}}PresetToken") == "2"
+    assert goto.soap_body().findtext(f"{{{PTZ_NS}}}PresetToken") == "2"
     assert rig.firings.of("camera input")[0].signal.source == "alarm_input:ch1:AlarmIn_0"
     # The health page lists the camera's inputs by the id a rule names them with.
     assert "ch1:AlarmIn_0" in rig.status()["alarm_io"]["camera_events"]["channels"][1]["inputs"]
@@ -162,7 +129,7 @@ def test_the_web_ptz_adapter_steers_the_onvif_camera_like_a_dome(rig):
     web.stop(1)
     web.set_preset(1, 9)
     web.goto_preset(1, 9)
-    sent = [(r.action, body(r)) for r in rig.camera.requests[count:]
+    sent = [(r.action, r.soap_body()) for r in rig.camera.requests[count:]
             if r.action in ("ContinuousMove", "Stop", "SetPreset", "GotoPreset")]
     assert [action for action, _ in sent] == ["ContinuousMove", "Stop", "ContinuousMove", "Stop", "SetPreset",
                                               "GotoPreset"]

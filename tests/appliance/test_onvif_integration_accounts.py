@@ -3,10 +3,8 @@ and lists its channels, FFmpeg pulls them over RTSP with the same account; repla
 wrong passwords are refused; the password is kept sealed with a 0600 key file and every change is audited."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
-import os
 import secrets
 import subprocess
 from contextlib import closing
@@ -22,11 +20,12 @@ from appliance.web.secret_box import KEY_FILE, SecretError, SecretKey
 from appliance.web.users import USERS_FILE, AccountError, UserStore
 from base.clock import RealClocks
 from support.box_rtsp import Box, start_box
+from support.onvif_client import ask_onvif
 from support.rtsp import rtsp_available
 from support.waiting import wait_for
-from support.web import free_port
+from support.web import free_port, login, start_appliance
 
-onvif = pytest.importorskip("onvif", reason="needs onvif-zeep-async")
+pytest.importorskip("onvif", reason="needs onvif-zeep-async")  # support.onvif_client asks with it
 zeep = pytest.importorskip("zeep")
 ACCOUNT, PASSWORD = "hass", "hass-pass-123"
 FFPROBE = "/usr/bin/ffprobe"
@@ -48,15 +47,7 @@ def box(tmp_path_factory) -> Box:
 
 def ask(box: Box, steps, name: str = ACCOUNT, password: str = PASSWORD):
     """Run `steps(camera)` with onvif-zeep-async as Home Assistant makes it: default settings (PasswordDigest)."""
-    async def run():
-        wsdl = os.path.join(os.path.dirname(onvif.__file__), "wsdl")
-        cam = onvif.ONVIFCamera("127.0.0.1", box.onvif_port, name, password, wsdl)
-        try:
-            await cam.update_xaddrs()
-            return await steps(cam)
-        finally:
-            await cam.close()
-    return asyncio.run(run())
+    return ask_onvif(box.onvif_port, steps, name, password, digest=True)
 
 
 async def stream_uris(cam) -> list[tuple[str, str]]:
@@ -159,21 +150,10 @@ def test_a_token_within_the_clock_skew_is_accepted(box):
 def test_an_integration_account_logs_in_with_http_digest_and_password_text_too(box):
     with httpx.Client(auth=httpx.DigestAuth(ACCOUNT, PASSWORD), timeout=30) as client:
         snapshot = client.get(f"http://127.0.0.1:{box.onvif_port}/onvif/snapshot/1/main")
-
-    async def text_steps(cam):
-        return await stream_uris(cam)
-
-    async def run_text():
-        wsdl = os.path.join(os.path.dirname(onvif.__file__), "wsdl")
-        cam = onvif.ONVIFCamera("127.0.0.1", box.onvif_port, ACCOUNT, PASSWORD, wsdl, encrypt=False)
-        try:
-            await cam.update_xaddrs()
-            return await text_steps(cam)
-        finally:
-            await cam.close()
+    in_text = ask_onvif(box.onvif_port, stream_uris, ACCOUNT, PASSWORD, digest=False)
 
     assert snapshot.status_code == 200 and snapshot.content[:2] == b"\xff\xd8"
-    assert [token for token, _ in asyncio.run(run_text())] == ["ch1_main", "ch2_main"]
+    assert [token for token, _ in in_text] == ["ch1_main", "ch2_main"]
 
 
 @needs_rtsp
@@ -291,23 +271,13 @@ def test_a_sealed_password_opens_only_for_its_account_with_its_key_unchanged(tmp
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory):
-    from support.web import start_appliance
     app = start_appliance(tmp_path_factory.mktemp("integration-web"), channels=1, past_seconds=2)
     yield app
     app.stop()
 
 
-def web_login(app, role: str) -> httpx.Client:
-    from support.web import PASSWORDS
-    client = httpx.Client(base_url=app.url, timeout=20)
-    answer = client.post("/api/login", json={"username": role, "password": PASSWORDS[role]})
-    assert answer.status_code == 200, answer.text
-    client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
-    return client
-
-
 def test_an_administrator_manages_accounts_on_the_web_and_no_answer_carries_the_password(web):
-    with closing(web_login(web, "admin")) as admin:
+    with closing(login(web, "admin")) as admin:
         answers = [admin.post("/api/integration-accounts", json={"username": "vms", "password": PASSWORD, "role": "viewer"}),
                    admin.post("/api/integration-accounts", json={"username": "vms", "password": "other-pass-456",
                                                                  "role": "operator"}),
@@ -327,7 +297,7 @@ def test_an_administrator_manages_accounts_on_the_web_and_no_answer_carries_the_
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])
 def test_only_administrators_may_see_or_change_integration_accounts(web, role):
-    with closing(web_login(web, role)) as client:
+    with closing(login(web, role)) as client:
         assert client.get("/api/integration-accounts").status_code == 403
         assert client.post("/api/integration-accounts",
                            json={"username": "sneak", "password": PASSWORD, "role": "viewer"}).status_code == 403
@@ -335,7 +305,7 @@ def test_only_administrators_may_see_or_change_integration_accounts(web, role):
 
 
 def test_the_web_refuses_an_admin_role_a_web_users_name_and_a_weak_password(web):
-    with closing(web_login(web, "admin")) as admin:
+    with closing(login(web, "admin")) as admin:
         assert admin.post("/api/integration-accounts", json={"username": "x1", "password": PASSWORD,
                                                              "role": "admin"}).status_code == 422
         assert admin.post("/api/integration-accounts", json={"username": "viewer", "password": PASSWORD,

@@ -6,12 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from lxml import etree
 
 from appliance.cli import main
-from support.onvif_events import OnvifResponder
-
-PTZ_NS = "http://www.onvif.org/ver20/ptz/wsdl"
+from support.onvif_events import PTZ_NS, OnvifResponder
 
 
 @pytest.fixture
@@ -38,10 +35,6 @@ def nvr_ptz(config: Path, *args: str) -> int:
     return main(["ptz", "--config", str(config), *args])
 
 
-def body(request) -> etree._Element:
-    return etree.fromstring(request.body).find("{http://www.w3.org/2003/05/soap-envelope}Body")[0]
-
-
 def test_a_move_for_some_seconds_then_stop_and_a_preset_reach_the_camera(tmp_path, camera, capsys):
     config = write_config(tmp_path, camera)
     assert nvr_ptz(config, "--channel", "2", "right", "--speed", "63", "--for", "0.2") == 0
@@ -49,9 +42,9 @@ def test_a_move_for_some_seconds_then_stop_and_a_preset_reach_the_camera(tmp_pat
     assert nvr_ptz(config, "--channel", "2", "home") == 0
     sent = [r for r in camera.requests if r.action in ("ContinuousMove", "Stop", "GotoPreset", "GotoHomePosition")]
     assert [r.action for r in sent] == ["ContinuousMove", "Stop", "GotoPreset", "GotoHomePosition"]
-    pan_tilt = body(sent[0]).find(f"{{{PTZ_NS}}}Velocity/{{http://www.onvif.org/ver10/schema}}PanTilt")
+    pan_tilt = sent[0].soap_body().find(f"{{{PTZ_NS}}}Velocity/{{http://www.onvif.org/ver10/schema}}PanTilt")
     assert (pan_tilt.get("x"), pan_tilt.get("y")) == ("1.0", "0.0")
-    assert body(sent[2]).findtext(f"{{{PTZ_NS}}}PresetToken") == "1"
+    assert sent[2].soap_body().findtext(f"{{{PTZ_NS}}}PresetToken") == "1"
     printed = capsys.readouterr().out
     assert f"sent right to channel 2's camera at {camera.base}" in printed and "sent preset-go 1" in printed
 

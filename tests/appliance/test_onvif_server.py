@@ -2,8 +2,6 @@
 Assistant uses), whose stream URIs FFmpeg then pulls, and whose snapshot URIs answer with HTTP Digest."""
 from __future__ import annotations
 
-import asyncio
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,10 +10,11 @@ import pytest
 
 from appliance.onvif_server.device import DEVICE_PATH
 from support.box_rtsp import Box, start_box
+from support.onvif_client import ask_onvif
 from support.rtsp import rtsp_available
 from support.web import free_port
 
-onvif = pytest.importorskip("onvif", reason="needs onvif-zeep-async")
+pytest.importorskip("onvif", reason="needs onvif-zeep-async")  # support.onvif_client asks with it
 zeep = pytest.importorskip("zeep")
 pytestmark = pytest.mark.skipif(not rtsp_available()[0], reason=rtsp_available()[1])
 REQUESTS = Path(__file__).parents[1] / "support" / "onvif_requests"
@@ -31,20 +30,9 @@ def box(tmp_path_factory) -> Box:
     box.nvr.stop()
 
 
-def camera(box: Box, password: str = "viewer-pass-1", *, digest: bool = False):
-    wsdl = os.path.join(os.path.dirname(onvif.__file__), "wsdl")
-    return onvif.ONVIFCamera("127.0.0.1", box.onvif_port, "viewer", password, wsdl, encrypt=digest)
-
-
-def ask(box: Box, steps, **kwargs):
-    async def run():
-        cam = camera(box, **kwargs)
-        try:
-            await cam.update_xaddrs()
-            return await steps(cam)
-        finally:
-            await cam.close()
-    return asyncio.run(run())
+def ask(box: Box, steps, password: str = "viewer-pass-1", *, digest: bool = False):
+    """Run `steps(camera)` with onvif-zeep-async as the web user `viewer` (PasswordText unless `digest`)."""
+    return ask_onvif(box.onvif_port, steps, "viewer", password, digest=digest)
 
 
 async def streams_of(cam) -> list[tuple[str, str, str, int, int]]:

@@ -10,9 +10,9 @@ import pytest
 
 from appliance.talk.frames import BURST_S, MAX_FRAME_BYTES, RATE_MARGIN, build_talk_frame
 from hal.audio_out import SimulatedAudioPlayback
-from support.talk import BackChannelCamera, backchannel_available, dominant_frequency, tone
+from support.talk import appliance_with_talking_camera, backchannel_available, dominant_frequency, tone
 from support.waiting import wait_for
-from support.web import PASSWORDS, start_appliance
+from support.web import PASSWORDS
 
 pytestmark = pytest.mark.rtsp
 
@@ -24,18 +24,14 @@ def rig(tmp_path_factory):
     ok, reason = backchannel_available()
     if not ok:
         pytest.skip(reason)
-    tmp = tmp_path_factory.mktemp("talk")
-    with BackChannelCamera(tmp / "heard.raw") as camera:
-        extra = (f"  - id: {CAMERA}\n    name: Door\n    source: {{type: rtsp, url: '{camera.url()}'}}\n"
-                 f"  - id: {QUIET}\n    name: Shed\n    source: {{type: test-pattern, width: 160, height: 120}}\n"
-                 f"    talk: {{output: off}}\n")
-        speaker = SimulatedAudioPlayback()  # the AUDIO OUT, behind the appliance's shared outputs
-        app = start_appliance(tmp, channels=1, past_seconds=0, extra_channels=extra,
-                              extra_top="audio_out:\n  device: simulated\n", audio_playback=lambda device: speaker)
-        try:
-            yield app, camera, speaker
-        finally:
-            app.stop()
+    quiet = f"  - id: {QUIET}\n    name: Shed\n    source: {{type: test-pattern, width: 160, height: 120}}\n" \
+            "    talk: {output: off}\n"
+    speaker = SimulatedAudioPlayback()  # the AUDIO OUT, behind the appliance's shared outputs
+    with appliance_with_talking_camera(tmp_path_factory.mktemp("talk"), channel=CAMERA, name="Door",
+                                       more_channels=quiet, channels=1, past_seconds=0,
+                                       extra_top="audio_out:\n  device: simulated\n",
+                                       audio_playback=lambda device: speaker) as (app, camera):
+        yield app, camera, speaker
 
 
 @pytest.fixture(autouse=True)

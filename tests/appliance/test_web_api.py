@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from support.waiting import wait_for
-from support.web import PASSWORDS, start_appliance, wait_recording
+from support.web import PASSWORDS, login, start_appliance, wait_recording
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,6 @@ def appliance(tmp_path_factory):
     wait_recording(app)
     yield app
     app.stop()
-
-
-def login(app, role: str = "admin") -> httpx.Client:
-    client = httpx.Client(base_url=app.url, timeout=30)
-    r = client.post("/api/login", json={"username": role, "password": PASSWORDS[role]})
-    assert r.status_code == 200, r.text
-    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
-    return client
 
 
 def decode_count(data: bytes) -> int:

@@ -16,7 +16,7 @@ from appliance.web.login_guard import PAIR_FREE
 from appliance.web.users import UserStore
 from appliance.web.server import create_app
 from support.waiting import wait_for
-from support.web import PASSWORDS, start_appliance
+from support.web import PASSWORDS, login, start_appliance
 
 PUBLIC = {("GET", "/api/ping"), ("POST", "/api/login"), ("POST", "/api/setup"), ("GET", "/"), ("GET", "/static/{name}")}
 
@@ -26,14 +26,6 @@ def appliance(tmp_path_factory):
     app = start_appliance(tmp_path_factory.mktemp("web-auth"), channels=1, past_seconds=6)
     yield app
     app.stop()
-
-
-def login(app, role: str) -> httpx.Client:
-    client = httpx.Client(base_url=app.url, timeout=20)
-    r = client.post("/api/login", json={"username": role, "password": PASSWORDS[role]})
-    assert r.status_code == 200, r.text
-    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
-    return client
 
 
 def _routes(app) -> list[tuple[str, str]]:

@@ -7,16 +7,16 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import httpx
 import pytest
 
-from support.web import PASSWORDS, start_appliance, wait_recording
+from support.web import login, start_appliance, wait_recording
 from tests.support.onvif_device import NoLanDiscovery, OnvifDevice, ipycam_available
 
 from appliance.config.model import parse_config
 from appliance.web.cameras import insert_channel
 
 ROOT = Path(__file__).resolve().parents[2]
+CAMERA_CALL_TIMEOUT_S = 60  # reading or adding a camera asks its ONVIF service (ipycam) before answering
 ITEM = '{id: 9, name: "New", source: {type: "onvif", url: "http://10.0.0.9", profile: "P1"}}'
 
 
@@ -70,17 +70,10 @@ def rig(tmp_path_factory):
             app.stop()
 
 
-def login(app, role: str = "admin") -> httpx.Client:
-    client = httpx.Client(base_url=app.url, timeout=60)
-    r = client.post("/api/login", json={"username": role, "password": PASSWORDS[role]})
-    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
-    return client
-
-
 @pytest.mark.parametrize("role", ["viewer", "operator"])
 def test_only_an_admin_may_look_for_read_or_add_cameras(rig, role):
     app, device = rig
-    client = login(app, role)
+    client = login(app, role, timeout_s=CAMERA_CALL_TIMEOUT_S)
 
     assert client.post("/api/cameras/discover", json={}).status_code == 403
     assert client.post("/api/cameras/read", json={"url": device.url}).status_code == 403
@@ -92,14 +85,14 @@ def test_discover_answers_what_the_probe_found(rig):
     app.nvr.web_context.discover = lambda timeout_s: [{"url": "http://10.0.0.7/onvif/device_service",
                                                        "name": f"probed for {timeout_s} s"}]
 
-    found = login(app).post("/api/cameras/discover", json={"timeout_s": 1.5}).json()
+    found = login(app, timeout_s=CAMERA_CALL_TIMEOUT_S).post("/api/cameras/discover", json={"timeout_s": 1.5}).json()
 
     assert found == [{"url": "http://10.0.0.7/onvif/device_service", "name": "probed for 1.5 s"}]
 
 
 def test_reading_a_camera_lists_its_profiles_or_says_what_to_fix(rig):
     app, device = rig
-    admin = login(app)
+    admin = login(app, timeout_s=CAMERA_CALL_TIMEOUT_S)
 
     camera = admin.post("/api/cameras/read", json={"url": device.url, "username": "onvif", "password": "pw"}).json()
     wrong = admin.post("/api/cameras/read", json={"url": device.url, "username": "onvif", "password": "no"})
@@ -113,7 +106,7 @@ def test_reading_a_camera_lists_its_profiles_or_says_what_to_fix(rig):
 
 def test_adding_writes_the_lowest_free_channel_and_restarts_only_it(rig):
     app, device = rig
-    admin = login(app)
+    admin = login(app, timeout_s=CAMERA_CALL_TIMEOUT_S)
     before = app.config_file.read_text()
     channel_1 = next(r for r in app.supervisor.recorders if r.segmenter.channel == 1)
 
@@ -134,7 +127,7 @@ def test_adding_writes_the_lowest_free_channel_and_restarts_only_it(rig):
 
 def test_adding_to_a_config_whose_channels_are_a_flow_list_is_refused_with_the_item(rig):
     app, device = rig
-    admin = login(app)
+    admin = login(app, timeout_s=CAMERA_CALL_TIMEOUT_S)
     original = app.config_file.read_text()
     config = parse_config(original)
     try:

@@ -8,14 +8,14 @@ import time
 
 import pytest
 from support.fake_rtsp import FakeCamera, Script
+from support.native_connection import playing_h264_connection
 from support.rtp_bytes import IDR, PPS, SPS, fu_a, interleaved, rtp, stap_a
 
-from drivers.rtsp.mailbox import Mailbox
-from drivers.rtsp.rtp import (MAX_ACCESS_UNIT_BYTES, MAX_AU_HEADERS, AacDepacketizer, H264Depacketizer, RtpTrack)
+from drivers.rtsp.rtp import (MAX_ACCESS_UNIT_BYTES, MAX_AU_HEADERS, AacDepacketizer, H264Depacketizer)
 from drivers.rtsp.ffmpeg import CameraError, CameraRefused
-from drivers.rtsp.connection import MAX_ACCESS_UNIT_SPAN_BYTES, Channel, Connection
+from drivers.rtsp.connection import MAX_ACCESS_UNIT_SPAN_BYTES
 from drivers.rtsp.loop import ABORT_CALL_S, RtspLoop
-from drivers.rtsp.native import STAT_KEYS, NativeRtspCamera
+from drivers.rtsp.native import NativeRtspCamera
 from drivers.rtsp.protocol import (MAX_HEADER_BYTES, Authenticator, RtspMessage, RtspStreamParser, parse_challenge,
                                 parse_interleaved, parse_session)
 from base.clock import RealClocks
@@ -132,17 +132,12 @@ def test_a_frame_spanning_too_much_of_the_stream_frees_the_chunks_it_pins():
     """Small FU-A middles between big packets on another channel: each piece pins its 64 KiB chunk."""
     left, right = socket.socketpair()
     with left, right:
-        mailbox = Mailbox(batch_s=0, bound=1000, clocks=RealClocks())
-        video = Channel(RtpTrack(H264Depacketizer(), payload_type=96, clock_rate=90000), "video", 0, 1)
-        connection = Connection(sock=left, parser=RtspStreamParser(), channels=[video], mailbox=mailbox,
-                                clocks=RealClocks(), auth=Authenticator(None, None), control_url="rtsp://cam/s",
-                                session_id="1", keepalive_method="OPTIONS", keepalive_s=30, next_cseq=5,
-                                where="rtsp://cam/s", stats=dict.fromkeys(STAT_KEYS, 0))
+        connection = playing_h264_connection(left)
         connection.feed(interleaved(0, rtp(1, 0, bytes((0x7C, 0x85)) + bytes(10))))
         filler = interleaved(4, bytes(65000))  # a channel nobody set up
         for seq in range(2, MAX_ACCESS_UNIT_SPAN_BYTES // 65000 + 5):
             connection.feed(interleaved(0, rtp(seq, 0, bytes((0x7C, 0x05, 0)))) + filler)
-        assert video.track.depacketizer.oversized == 1
+        assert connection.channels[0].track.depacketizer.oversized == 1
 
 
 def test_the_mailbox_keeps_its_bound_while_waiting_for_the_parameter_sets():

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from lxml import etree
 from onvif import ONVIFCamera
 
 from drivers.onvif.ptz import NoSuchPreset, OnvifPtz, PtzUnsupported
-from support.onvif_events import OnvifResponder
+from support.onvif_events import PTZ_NS, OnvifResponder
 
-PTZ_NS = "http://www.onvif.org/ver20/ptz/wsdl"
 SCHEMA_NS = "http://www.onvif.org/ver10/schema"
 
 
@@ -33,15 +31,10 @@ def run(responder: OnvifResponder, steps, profile: str | None = None):
     return asyncio.run(main())
 
 
-def body_of(request) -> etree._Element:
-    root = etree.fromstring(request.body)
-    return root.find("{http://www.w3.org/2003/05/soap-envelope}Body")[0]
-
-
 def only(responder: OnvifResponder, action: str):
     found = [r for r in responder.requests if r.action == action]
     assert len(found) == 1, responder.actions()
-    return body_of(found[0])
+    return found[0].soap_body()
 
 
 @pytest.fixture
@@ -72,7 +65,7 @@ def test_continuous_move_sends_the_velocities_and_stop_stops_both_axes(camera):
         await ptz.continuous_move(zoom=2.0)  # clamped to the generic space's 1.0
         await ptz.stop()
     run(camera, steps)
-    moves = [body_of(r) for r in camera.requests if r.action == "ContinuousMove"]
+    moves = [r.soap_body() for r in camera.requests if r.action == "ContinuousMove"]
     first = moves[0].find(f"{{{PTZ_NS}}}Velocity")
     assert first.find(f"{{{SCHEMA_NS}}}PanTilt").attrib == {"x": "0.5", "y": "-0.25"}
     assert first.find(f"{{{SCHEMA_NS}}}Zoom").attrib == {"x": "0.0"}

@@ -11,18 +11,16 @@ import time
 from fractions import Fraction
 
 import pytest
+from support.native_connection import playing_h264_connection
 from support.rtp_bytes import IDR, P_SLICE, PPS, SPS, interleaved, length_prefixed, rtp
 from support.waiting import wait_for
 
 from appliance.config.model import ConfigError, parse_config
 from drivers.rtsp.ffmpeg import CameraError
 from drivers.rtsp.auto import AutoRtspCamera, rtsp_camera
-from drivers.rtsp.rtp import H264Depacketizer, RtpTrack
-from drivers.rtsp.connection import Channel, Connection
-from drivers.rtsp.mailbox import END, Mailbox
+from drivers.rtsp.mailbox import END
 from drivers.rtsp.loop import RtspLoop
-from drivers.rtsp.native import STAT_KEYS, NativeRtspCamera, NativeUnsupported
-from drivers.rtsp.protocol import Authenticator, RtspStreamParser
+from drivers.rtsp.native import NativeRtspCamera, NativeUnsupported
 from base.clock import RealClocks
 from base.media import AudioInfo, EncodedPacket
 
@@ -269,12 +267,7 @@ def test_random_bytes_from_a_camera_never_escape_the_connection():
               b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n", b"$\x00\xff\xff", b"RTSP/1.0 200", b"\r\n\r\n"]
     left, right = socket.socketpair()
     with left, right:
-        mailbox = Mailbox(batch_s=0, bound=10_000, clocks=RealClocks())
-        video = Channel(RtpTrack(H264Depacketizer(), payload_type=96, clock_rate=90000), "video", 0, 1)
-        connection = Connection(sock=left, parser=RtspStreamParser(), channels=[video], mailbox=mailbox,
-                                clocks=RealClocks(), auth=Authenticator(None, None), control_url="rtsp://cam/s",
-                                session_id="1", keepalive_method="OPTIONS", keepalive_s=30, next_cseq=5,
-                                where="rtsp://cam/s", stats=dict.fromkeys(STAT_KEYS, 0))
+        connection = playing_h264_connection(left, mailbox_bound=10_000)
         right.setblocking(False)
         for _ in range(3000):
             chunk = b"".join(rng.choice(pieces) if rng.random() < 0.7 else bytes([rng.getrandbits(8)])
@@ -284,23 +277,17 @@ def test_random_bytes_from_a_camera_never_escape_the_connection():
                 right.recv(65536)  # our answers to the "server's" requests
             except BlockingIOError:
                 pass
-    assert all(isinstance(item, (EncodedPacket, BaseException)) or item is END for item in mailbox.items)
+    assert all(isinstance(item, (EncodedPacket, BaseException)) or item is END for item in connection.mailbox.items)
 
 
 def fed_connection(timestamps: list[int]) -> tuple[list, dict]:
     """What a connection's mailbox gets for one-packet frames (keyframe first) with these RTP timestamps."""
     left, right = socket.socketpair()
     with left, right:
-        stats = dict.fromkeys(STAT_KEYS, 0)
-        mailbox = Mailbox(batch_s=0, bound=1000, clocks=RealClocks())
-        video = Channel(RtpTrack(H264Depacketizer(), payload_type=96, clock_rate=90000), "video", 0, 1)
-        connection = Connection(sock=left, parser=RtspStreamParser(), channels=[video], mailbox=mailbox,
-                                clocks=RealClocks(), auth=Authenticator(None, None), control_url="rtsp://cam/s",
-                                session_id="1", keepalive_method="OPTIONS", keepalive_s=30, next_cseq=5,
-                                where="rtsp://cam/s", stats=stats)
+        connection = playing_h264_connection(left)
         for seq, ts in enumerate(timestamps):
             connection.feed(interleaved(0, rtp(seq, ts, IDR if seq == 0 else P_SLICE, marker=True)))
-    return list(mailbox.items), stats
+    return list(connection.mailbox.items), connection.stats
 
 
 def test_timestamps_going_back_a_little_are_jitter_not_b_frames():

@@ -12,10 +12,8 @@ import os
 import random
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 from dataclasses import dataclass, field
@@ -29,7 +27,8 @@ from appliance.web.client import ApiClient
 from recorder.index import Index
 from recorder.recovery import recover
 from support.waiting import wait_for
-from support.web import WEB_USER, add_web_user
+from support.nvr_process import nvr_command
+from support.web import WEB_USER, add_web_user, free_port
 
 FPS = 25
 CHANNELS = (1, 2)
@@ -40,17 +39,6 @@ STOP_TIMEOUT_S = 20.0
 
 
 # --- the nvr process ------------------------------------------------------------------------------
-
-def nvr_command() -> list[str]:
-    script = Path(sys.executable).with_name("nvr")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "appliance.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def write_config(folder: Path, *, segment_seconds: int = 4) -> Path:
     channels = "".join(

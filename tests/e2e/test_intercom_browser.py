@@ -4,16 +4,12 @@ a viewer sees the button disabled."""
 from __future__ import annotations
 
 import os
-import textwrap
 
 import pytest
 
-from appliance.app import Appliance
-from appliance.config.model import parse_config
-from base.clock import RealClocks
 from hal.audio_out import SimulatedAudioPlayback
 from support.waiting import wait_for
-from support.web import PASSWORDS, free_port
+from support.web import PASSWORDS, start_intercom_box
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -27,22 +23,10 @@ if not os.access(CHROMIUM, os.X_OK):
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("intercom-browser")
     speaker = SimulatedAudioPlayback()
-    config = parse_config(textwrap.dedent(f"""\
-        storage: {{path: {tmp / 'data'}}}
-        channels: [{{id: 1, source: {{type: test-pattern, width: 160, height: 120, fps: 5}}}}]
-        audio_out: {{device: simulated}}
-        line_in: {{device: simulated, lease_s: {LEASE_S}}}
-        """))
-    port = free_port()
-    nvr = Appliance(config, clocks=RealClocks(), listen=("127.0.0.1", port), sync=False,
-                    audio_playback=lambda device: speaker)
-    for role, password in PASSWORDS.items():
-        nvr.users.add_user(role, password, role, replace=True)
-    nvr.start()
-    yield nvr, f"http://127.0.0.1:{port}", speaker
-    nvr.stop()
+    app = start_intercom_box(tmp_path_factory.mktemp("intercom-browser"), speaker, lease_s=LEASE_S)
+    yield app.nvr, app.url, speaker
+    app.stop()
 
 
 def logged_in(browser, url: str, role: str):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,26 +14,14 @@ from appliance.monitor.layouts import tile_rects, wall_rect
 from appliance.monitor.osd import NO_SIGNAL_BG, WHITE
 from appliance.web.client import ApiClient
 from support.waiting import wait_for
-from support.web import WEB_USER, add_web_user
+from support.nvr_process import nvr_command
+from support.web import WEB_USER, add_web_user, free_port
 from support.screens import Xvfb, closest, have_xvfb, save_png
 from support.walls import colour_fraction, pattern_of, pattern_signatures, region
 
 pytestmark = pytest.mark.skipif(not have_xvfb(), reason="Xvfb and xwd (Debian xvfb, x11-apps) are not installed")
 
 SIZE = (1280, 720)
-
-
-def nvr_command() -> list[str]:
-    script = Path(sys.executable).with_name("nvr")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "appliance.cli"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 _clients: dict[int, ApiClient] = {}

@@ -3,11 +3,11 @@ wrote) gives the stream URIs, the GStreamer test RTSP server serves them, the wh
 and a camera that comes back from a reboot on another RTSP port is recorded again without a config edit."""
 from __future__ import annotations
 
-import socket
 
 import pytest
 from support.rtsp import RtspServer
 from support.waiting import wait_for
+from support.web import free_port
 
 from tests.e2e.test_rtsp_recording import make_supervisor  # noqa: F401 - the fixture
 from tests.support.onvif_device import NoLanDiscovery, OnvifDevice, ipycam_available
@@ -27,12 +27,6 @@ def no_lan_discovery():
 
 
 MOUNTS = {"/video_main": "live:320x240@10,bitrate=300,gop=10", "/video_sub": "live:160x120@10,bitrate=100,gop=10"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def channel(onvif_port: int, *, sub: bool = True) -> str:

@@ -10,6 +10,7 @@ design/rtsp-interop.md holds the table these tests back.
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import av
 import pytest
+from support.camera_rig import CameraRig, started_rigs
 from support.interop import (FfmpegRtpSender, InteropServer, LossyLink, SniffingProxy, VlcServer, make_av_clip,
                              netns_available, rtsp_answer, rtsp_describe, vlc_available)
 from support.rtsp import rtsp_available
@@ -28,10 +30,7 @@ from drivers.rtsp.auto import rtsp_camera
 from drivers.rtsp.ffmpeg import CameraError
 from drivers.rtsp.native import NativeUnsupported
 from drivers.rtsp.sdp import h264_parameter_sets, hex_config, parse_sdp
-from recorder.faults import FaultBoard
-from recorder.index import Index, Segment
-from recorder.segmenter import Segmenter
-from recorder.stream_recorder import StreamRecorder
+from recorder.index import Segment
 
 pytestmark = pytest.mark.rtsp
 
@@ -144,32 +143,17 @@ class TapSource:
         return [p for p in self.delivered[connection] if p.track == "video"]
 
 
-class Rig:
-    """One camera recorded by the real StreamRecorder + Segmenter into a fresh data root."""
+class Rig(CameraRig):
+    """One camera recorded into a fresh data root, seen through a TapSource that counts the segmenter's runs."""
 
     def __init__(self, root: Path, url: str, *, client: str, timeout_s: float = 3.0):
-        root.mkdir()
-        self.root = root
-        self.clocks = RealClocks()
-        self.index = Index(root)
-        self.faults = FaultBoard(clocks=self.clocks)
-        self.camera = rtsp_camera(url, client=client, name="cam", clocks=self.clocks, timeout_s=timeout_s)
-        self.tap = TapSource(self.camera)
+        super().__init__(root, url, tap=TapSource, client=client, timeout_s=timeout_s, segment_seconds=SEGMENT_S,
+                         reconnect_max_s=0.5)
         self.tap.runs_counter = lambda: self.segmenter.stats.runs
-        self.segmenter = Segmenter(channel=1, stream="main", root=root, index=self.index, clocks=self.clocks,
-                                   faults=self.faults, segment_seconds=SEGMENT_S, sync=False)
         self.damaged: list[str] = []  # segments check_recording let through as damaged by UDP loss
-        self.recorder = StreamRecorder(source=self.tap, segmenter=self.segmenter, faults=self.faults,
-                                       clocks=self.clocks, reconnect_min_s=0.2, reconnect_max_s=0.5)
-
-    def segments(self) -> list[Segment]:
-        return self.index.segments(channel=1, stream="main")
 
     def runs(self) -> list[int]:
         return sorted({s.run_id for s in self.segments()})
-
-    def source_lost(self) -> bool:
-        return any(a.kind == "source_lost" and a.channel == 1 for a in self.faults.active())
 
     def connection_segments(self, connection: int) -> list[Segment]:
         """The segments recorded from connection number `connection` (run ids count up from 1 in a
@@ -181,18 +165,9 @@ class Rig:
 
 @pytest.fixture
 def make_rig(tmp_path):
-    rigs: list[Rig] = []
-
-    def make(url: str, *, client: str = "auto", **kwargs) -> Rig:
-        rig = Rig(tmp_path / f"data{len(rigs)}", url, client=client, **kwargs)
-        rigs.append(rig)
-        rig.recorder.start()
-        return rig
-
-    yield make
-    for rig in rigs:
-        rig.recorder.stop()
-        rig.index.close()
+    """`make_rig(url, client="auto", ...)`: a started Rig, closed after the test."""
+    with started_rigs(tmp_path, functools.partial(Rig, client="auto")) as make:
+        yield make
 
 
 # --- what a recording must be ----------------------------------------------------------------------------

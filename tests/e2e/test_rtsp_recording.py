@@ -3,8 +3,8 @@ Segmenter -> files + index,
 the whole Supervisor, and the Appliance's web page, against the GStreamer test server on loopback, in real time."""
 from __future__ import annotations
 
+import functools
 import itertools
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,22 +12,19 @@ from pathlib import Path
 import av
 import httpx
 import pytest
+from support.camera_rig import CameraRig, started_rigs
 from support.recording import decoded_frames
 from support.rtsp import TcpFreezeProxy
 from support.waiting import wait_for
-from support.web import WEB_USER
+from support.web import WEB_USER, free_port
 
 from appliance.config.model import Config, parse_config
 from appliance.sources import channel_sources
 from appliance.app import Appliance
 from appliance.supervisor import Supervisor
-from drivers.rtsp.auto import rtsp_camera
 from base.clock import RealClocks
 from base.media import EncodedPacket, StreamInfo
-from recorder.faults import FaultBoard
 from recorder.index import Index, Segment
-from recorder.segmenter import Segmenter
-from recorder.stream_recorder import StreamRecorder
 
 pytestmark = pytest.mark.rtsp
 
@@ -64,48 +61,12 @@ class TapSource:
         self.inner.close()
 
 
-class Rig:
-    """One stream recorded by the real StreamRecorder + Segmenter into a fresh data root."""
-
-    def __init__(self, root: Path, url: str, *, timeout_s: float = 3.0, segment_seconds: float = 2,
-                 reconnect_min_s: float = 0.2, reconnect_max_s: float = 1.0, client: str = "ffmpeg"):
-        self.root = root
-        root.mkdir()
-        self.clocks = RealClocks()
-        self.index = Index(root)
-        self.faults = FaultBoard(clocks=self.clocks)
-        self.camera = rtsp_camera(url, client=client, name="cam", clocks=self.clocks, timeout_s=timeout_s)
-        self.source = TapSource(self.camera)
-        self.segmenter = Segmenter(channel=1, stream="main", root=root, index=self.index, clocks=self.clocks,
-                                   faults=self.faults, segment_seconds=segment_seconds, sync=False)
-        self.recorder = StreamRecorder(source=self.source, segmenter=self.segmenter, faults=self.faults,
-                                       clocks=self.clocks, reconnect_min_s=reconnect_min_s,
-                                       reconnect_max_s=reconnect_max_s)
-
-    def segments(self) -> list[Segment]:
-        return self.index.segments(channel=1, stream="main")
-
-    def source_lost(self) -> bool:
-        return any(a.kind == "source_lost" and a.channel == 1 for a in self.faults.active())
-
-    def stop(self) -> None:
-        self.recorder.stop()
-
-
 @pytest.fixture
 def make_rig(tmp_path):
-    rigs: list[Rig] = []
-
-    def make(url: str, **kwargs) -> Rig:
-        rig = Rig(tmp_path / f"data{len(rigs)}", url, **kwargs)
-        rigs.append(rig)
-        rig.recorder.start()
-        return rig
-
-    yield make
-    for rig in rigs:
-        rig.recorder.stop()
-        rig.index.close()
+    """`make_rig(url, client="ffmpeg", ...)`: one stream recorded into a fresh data root (support.camera_rig),
+    seen through a TapSource, started, and closed after the test."""
+    with started_rigs(tmp_path, functools.partial(CameraRig, tap=TapSource, client="ffmpeg")) as make:
+        yield make
 
 
 @pytest.fixture
@@ -153,13 +114,6 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> 
     """Wait for `predicate`; the monotonic time it was seen true (within a poll of support's wait_for)."""
     wait_for(predicate, timeout_s=timeout_s, what=what)
     return time.monotonic()
-
-
-def free_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def annexb_nals(data: bytes) -> list[bytes]:
@@ -253,7 +207,7 @@ def test_rtsp_stream_is_remuxed_into_keyframe_led_segments_that_decode_to_the_la
         assert 1.5e6 <= seg.end_us - seg.start_us <= 3.5e6 or seg is segs[-1], seg  # cut near 2 s at a keyframe
 
     # Remuxed, never re-encoded: every recorded sample is the camera's access unit, byte for byte.
-    delivered, info = rig.source.delivered, rig.source.opened[0]
+    delivered, info = rig.tap.delivered, rig.tap.opened[0]
     first = next(i for i, p in enumerate(delivered) if p.keyframe)
     recorded = [bytes(p) for seg in segs for p in file_samples(rig.root / seg.path)[0]]
     assert len(delivered) - first - 1 <= len(recorded) <= len(delivered) - first  # the packet in flight at stop
@@ -263,7 +217,7 @@ def test_rtsp_stream_is_remuxed_into_keyframe_led_segments_that_decode_to_the_la
     _, avcc = file_samples(rig.root / segs[0].path)
     camera_sps = next(n for n in packet_nals(delivered[first].data, info) if n[0] & 0x1F == 7)
     assert avcc[8:8 + int.from_bytes(avcc[6:8], "big")] == camera_sps
-    assert rig.source.opened[0].width == 640 and rig.index.run(segs[0].run_id).width == 640
+    assert rig.tap.opened[0].width == 640 and rig.index.run(segs[0].run_id).width == 640
 
 
 def test_server_outage_closes_the_segment_backs_off_and_resumes_as_a_new_run(make_rig, make_rtsp_server, client):
@@ -285,7 +239,7 @@ def test_server_outage_closes_the_segment_backs_off_and_resumes_as_a_new_run(mak
     assert rig.recorder.connected is False
 
     # Reconnection attempts (refused at once) back off 0.2, 0.4, 0.8, 0.8 s...: capped at reconnect_max_s.
-    attempts = rig.source.open_attempts_s
+    attempts = rig.tap.open_attempts_s
     wait_for(lambda: len(attempts) >= 6, what="five reconnection attempts")
     waits = [b - a for a, b in zip([lost] + attempts[1:], attempts[1:6])]
     for waited, expected in zip(waits, [0.2, 0.4, 0.8, 0.8, 0.8]):

@@ -10,9 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from support.talk import BackChannelCamera, backchannel_available, dominant_frequency, level, tone, write_wav
+from support.talk import (appliance_with_talking_camera, backchannel_available, dominant_frequency, level, tone,
+                          write_wav)
 from support.waiting import DEFAULT_TIMEOUT_S, wait_for
-from support.web import PASSWORDS, start_appliance, wait_recording
+from support.web import PASSWORDS, wait_recording
 
 pytestmark = pytest.mark.rtsp
 
@@ -26,14 +27,10 @@ def rig(tmp_path_factory):
     if not ok:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("talk-browser")
-    with BackChannelCamera(tmp / "heard.raw") as camera:
-        extra = f"  - id: {CAMERA}\n    name: Gate\n    source: {{type: rtsp, url: '{camera.url()}'}}\n"
-        app = start_appliance(tmp, channels=0, past_seconds=0, extra_channels=extra, tls=True)
-        try:
-            wait_recording(app)
-            yield app, camera, tmp
-        finally:
-            app.stop()
+    with appliance_with_talking_camera(tmp, channel=CAMERA, name="Gate", channels=0, past_seconds=0,
+                                       tls=True) as (app, camera):
+        wait_recording(app)
+        yield app, camera, tmp
 
 
 def open_live(browser, app, role: str):

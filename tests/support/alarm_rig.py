@@ -1,15 +1,31 @@
-"""Test instruments for alarm I/O: a mock pin with a dry contact on it, and a synthetic camera scene with an intruder."""
+"""Test instruments for alarm I/O: gpiozero's mock pins installed for a test, a mock pin with a dry contact
+on it, and a synthetic camera scene with an intruder."""
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
-from gpiozero.pins.mock import MockPin
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPin
 
 from base.clock import Clocks
 from base.media import CaptureFormat, RawFrame
 from hal.video import CaptureError
+
+
+@contextmanager
+def installed_mock_pins() -> Iterator[MockFactory]:
+    """gpiozero's MockFactory installed as the default pin factory while the block runs, then reset and the
+    previous factory put back; its pins are test instruments: `pins.pin(17).drive_low()`, `.states`."""
+    previous, factory = Device.pin_factory, MockFactory()
+    Device.pin_factory = factory
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        Device.pin_factory = previous
 
 
 class ContactPin(MockPin):

@@ -33,6 +33,8 @@ from xml.sax.saxutils import escape, quoteattr
 from lxml import etree
 
 MAX_BODY_BYTES = 1 << 20
+PTZ_NS = "http://www.onvif.org/ver20/ptz/wsdl"  # the namespace of a PTZ request's elements
+SOAP_ENV_NS = "http://www.w3.org/2003/05/soap-envelope"
 MAX_HOLD_S = 10.0  # longest a PullMessages is held open
 
 NS = ('xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tt="http://www.onvif.org/ver10/schema" '
@@ -128,6 +130,10 @@ class Request:
 
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
+
+    def soap_body(self) -> etree._Element:
+        """The request's operation: the first element inside its SOAP Body (e.g. tptz:GotoPreset)."""
+        return etree.fromstring(self.body).find(f"{{{SOAP_ENV_NS}}}Body")[0]
 
 
 @dataclass

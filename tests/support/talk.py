@@ -1,11 +1,13 @@
 """Test instruments for two-way talk: a GStreamer ONVIF camera with a back channel (a subprocess under the
 system python3, `backchannel_server.py`) that records what its speaker is sent, a tone, and a way to find
-the pitch of what was heard. None of this imports pytest."""
+the pitch of what was heard, and an appliance with such a camera on one channel. None of this imports pytest."""
 from __future__ import annotations
 
 import select
 import subprocess
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -73,6 +75,24 @@ class BackChannelCamera:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def appliance_with_talking_camera(tmp: Path, *, channel: int, name: str, more_channels: str = "",
+                                  **start) -> Iterator[tuple[object, BackChannelCamera]]:
+    """(support.web.WebRig, BackChannelCamera): an appliance started by support.web.start_appliance(tmp,
+    **start) whose channel `channel`, named `name`, is a BackChannelCamera recording what its speaker hears
+    into tmp/heard.raw, followed by the YAML channel items `more_channels`; both stopped after. Callers
+    skip first where backchannel_available() says no."""
+    from support.web import start_appliance
+
+    with BackChannelCamera(tmp / "heard.raw") as camera:
+        extra = f"  - id: {channel}\n    name: {name}\n    source: {{type: rtsp, url: '{camera.url()}'}}\n"
+        app = start_appliance(tmp, extra_channels=extra + more_channels, **start)
+        try:
+            yield app, camera
+        finally:
+            app.stop()
 
 
 def tone(frequency_hz: float, seconds: float, *, rate: int = 8000, amplitude: float = 0.3) -> np.ndarray:

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from appliance.app import Appliance
 from appliance.config.model import parse_config
 from appliance.supervisor import Supervisor
@@ -27,6 +29,16 @@ def add_web_user(root: Path, name: str = WEB_USER[0], password: str = WEB_USER[1
         store.add_user(name, password, role, replace=True)
     finally:
         store.close()
+
+
+def login(app: WebRig, role: str = "admin", *, timeout_s: float = 30) -> httpx.Client:
+    """An httpx client logged in to `app` as the web user `role` (password from PASSWORDS), carrying the
+    CSRF token that state-changing calls need. The caller closes it."""
+    client = httpx.Client(base_url=app.url, timeout=timeout_s)
+    answer = client.post("/api/login", json={"username": role, "password": PASSWORDS[role]})
+    assert answer.status_code == 200, answer.text
+    client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
+    return client
 
 
 def free_port() -> int:
@@ -113,6 +125,16 @@ def start_appliance(tmp: Path, *, channels: int = 1, past_seconds: float = 30, p
         nvr.stop()
         raise
     return WebRig(nvr, url, root, config_file, past_start_us, past_start_us + round(past_seconds * 1e6))
+
+
+def start_intercom_box(tmp: Path, speaker, *, lease_s: float) -> WebRig:
+    """An appliance with one small test-pattern channel whose LINE IN (the simulated microphone) is heard on
+    its AUDIO OUT, `speaker` (e.g. hal.audio_out.SimulatedAudioPlayback), while held; a web hold lasts
+    `lease_s` unless renewed."""
+    return start_appliance(tmp, channels=0, past_seconds=0,
+                           extra_channels="  - {id: 1, source: {type: test-pattern, width: 160, height: 120, fps: 5}}\n",
+                           extra_top=f"audio_out: {{device: simulated}}\nline_in: {{device: simulated, lease_s: {lease_s}}}\n",
+                           audio_playback=lambda device: speaker)
 
 
 def _wait_up(url: str) -> None:
