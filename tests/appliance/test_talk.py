@@ -4,7 +4,6 @@ snd-aloop proves the ALSA side), one talker per output, viewers refused, hostile
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
