@@ -85,6 +85,13 @@ class SegmentFile:
             except OSError as exc:
                 raise _storage_error(exc, f"cannot sync directory of {self.path}") from exc
 
+    def release(self) -> None:
+        """Close the file descriptor, syncing nothing and keeping the file (what is on the disk stays for the
+        recovery pass): the end of a segment whose disk's writes hung."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
     def abandon(self) -> None:
         """Close without syncing and delete the file (it holds nothing worth keeping)."""
         if self._fd >= 0:

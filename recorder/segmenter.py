@@ -25,6 +25,7 @@ from recorder.errors import DiskFull, StorageError
 from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment_parts
 from base.h264 import ANNEX_B, H264Error, avcc_record, parameter_sets, parse_sps, stream_framing, to_mp4_sample
 from recorder.index import Index, Run, Segment
+from recorder.io_worker import WRITE_STALL_S, IoWorker
 from recorder.segment_file import SegmentFile
 
 log = logging.getLogger("nvr.segmenter")
@@ -102,6 +103,7 @@ class _OpenSegment:
     gop: list[Sample] | None = None  # written frames since the last keyframe (None: none yet, or over MAX_GOP_BYTES)
     gop_start: int = 0  # run ticks of that keyframe
     gop_bytes: int = 0
+    io: IoWorker | None = None  # the thread its file's writes and syncs run on
 
 
 @dataclass(slots=True)
@@ -130,7 +132,9 @@ class Segmenter:
     connection ends. Storage failures never raise out of `push`: the open segment is closed at its
     last good fragment, an alarm is raised, and recording resumes at the next keyframe. With a placer
     (several disks), a write that fails on a disk that is not just full goes on at once in a new segment
-    on another disk, from the keyframe the unwritten frames depend on (`_fail_over`).
+    on another disk, from the keyframe the unwritten frames depend on (`_fail_over`). The writes and syncs
+    run on an I/O thread (recorder.io_worker): one that has not returned within `write_stall_s` fails like
+    any write (the disk's writes hang), the recording thread goes on, and the stuck thread is left behind.
 
     With sound, a segment cut at a keyframe is closed (and indexed) only when the sound up to its cut
     has arrived, at the latest when the next segment writes its first fragment: its video is written
@@ -142,12 +146,14 @@ class Segmenter:
                  fragment_seconds: float = 1.0, sync: bool = True,
                  free_space: Callable[[], None] | None = None,
                  io_error: Callable[[OSError, str], None] | None = None, placer: SegmentPlacer | None = None,
-                 reserve: bool = True):
+                 reserve: bool = True, write_stall_s: float = WRITE_STALL_S):
         """`free_space`: retention's pass, called when a write finds the disk full (then one retry).
         `io_error(exc, disk)`: told of every storage error met (the disk's health watch counts the I/O errors).
         `placer`: chooses the disk of each new segment (several disks); without one, segments go under `root`.
         `reserve`: each segment file reserves the size of the last one (an eighth more) when it is
-        created, for a disk-friendly layout (recorder/segment_file.py)."""
+        created, for a disk-friendly layout (recorder/segment_file.py).
+        `write_stall_s`: a segment's write or sync that has not returned after this long marks its disk
+        failed (with a placer, the segment goes on on another disk at once)."""
         self.channel, self.stream = channel, stream
         self._root, self._index, self._clocks, self._faults = root, index, clocks, faults
         self._segment_ticks = round(segment_seconds * TIMESCALE)
@@ -158,6 +164,8 @@ class Segmenter:
         self._io_error = io_error
         self._placer = placer
         self._reserve = reserve
+        self._write_stall_s = write_stall_s
+        self._io = IoWorker(f"channel {channel} {stream}", stall_s=write_stall_s)
         self._last_segment_bytes = 0
         self._placement = Placement("", "", root)
         self.stats = SegmenterStats()
@@ -255,7 +263,8 @@ class Segmenter:
             log.exception("channel %d %s: closing the segment failed", self.channel, self.stream)
             self._segment = None
             try:
-                seg.file.abandon()
+                if not seg.io.after_stall(seg.file.abandon):
+                    seg.io.call(seg.file.abandon)
             except Exception:  # noqa: BLE001
                 log.exception("channel %d %s: abandoning the segment failed", self.channel, self.stream)
 
@@ -494,31 +503,58 @@ class Segmenter:
     # segments and fragments
 
     def _open_segment(self, ticks: int) -> None:
-        if self._placer is not None:
-            placement = self._placer.place(self.channel)
-            if placement is None:
+        tried: set[str] = set()
+        while True:
+            if self._placer is not None:
+                placement = self._placer.place(self.channel)
+                if placement is None:
+                    self.stats.frames_lost += 1
+                    self._faults.raise_fault("disk_error", f"channel {self.channel} {self.stream}: none of its "
+                                             "recording disks is usable (see the disk_offline alarms)",
+                                             channel=self.channel)
+                    return
+                self._placement = placement
+            if self._placement.disk in tried:  # the disk that just failed, again (no other): lost, as before
                 self.stats.frames_lost += 1
-                self._faults.raise_fault("disk_error", f"channel {self.channel} {self.stream}: none of its recording "
-                                         "disks is usable (see the disk_offline alarms)", channel=self.channel)
                 return
-            self._placement = placement
-        rel = self._placement.prefix + segment_path(self.channel, self.stream, self._run.id, self._seq)
-        path = self._root / rel
-        try:
-            make_dirs_durable(path.parent, self._placement.root)
-            # A full disk: retention makes room and the same keyframe gets a second try, as a
-            # fragment or an index row does, instead of losing the time up to the next keyframe.
-            file = self._with_space(SegmentFile, path, init_segment(self._track, self._audio and self._audio.track),
-                                    sync=self._sync, reserve_bytes=self._reserve_bytes())
-        except (StorageError, OSError) as exc:
-            self.stats.frames_lost += 1  # this keyframe: the disk refused it (the frames after it wait for the next)
-            self._storage_failed(exc)
-            return
-        self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks, disk=self._placement.disk)
+            rel = self._placement.prefix + segment_path(self.channel, self.stream, self._run.id, self._seq)
+            io, made = self._idle_io(), []
+            try:
+                # A full disk: retention makes room and the same keyframe gets a second try, as a
+                # fragment or an index row does, instead of losing the time up to the next keyframe.
+                file = self._with_space(io.call, self._create_file, self._root / rel, self._placement.root,
+                                        init_segment(self._track, self._audio and self._audio.track),
+                                        self._reserve_bytes(), made)
+            except (StorageError, OSError) as exc:
+                io.after_stall(lambda: made and made[0].release())  # a file made after all: its fd is let go
+                tried.add(self._placement.disk)
+                self._storage_failed(exc)
+                if self._placer is not None and not isinstance(exc, DiskFull) and len(tried) <= MAX_FAILOVERS:
+                    continue  # its disk is marked failed: the keyframe goes to another one at once
+                self.stats.frames_lost += 1  # this keyframe: the disk refused it (the frames after it wait for the next)
+                return
+            break
+        self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks, disk=self._placement.disk,
+                                     io=io)
         if self._audio is not None and ticks != self._closed_at:
             self._audio.drop_before(ticks)  # audio of a stretch whose video was not recorded
         self._seq += 1
         self._faults.clear_fault("disk_error", channel=self.channel)
+
+    def _create_file(self, path: Path, disk_root: Path, init: bytes, reserve_bytes: int,
+                     made: list[SegmentFile]) -> SegmentFile:
+        """Runs on the I/O thread: the segment's folders and its file, made durable."""
+        make_dirs_durable(path.parent, disk_root)
+        file = SegmentFile(path, init, sync=self._sync, reserve_bytes=reserve_bytes)
+        made.append(file)
+        return file
+
+    def _idle_io(self) -> IoWorker:
+        """The I/O worker for a new segment: a fresh one if the last is stuck in a hung disk's write."""
+        if self._io.stuck:
+            self._io.close()
+            self._io = IoWorker(f"channel {self.channel} {self.stream}", stall_s=self._write_stall_s)
+        return self._io
 
     def _reserve_bytes(self) -> int:
         """The last segment's size and an eighth more (none before the first), at most MAX_RESERVE_BYTES."""
@@ -554,7 +590,7 @@ class Segmenter:
     def _write_fragment(self, seg: _OpenSegment, audio, failovers: int = 0) -> None:
         data = media_fragment_parts(seg.fragments_written + 1, seg.fragment_start, seg.fragment, audio)
         try:
-            self._with_space(seg.file.append, data)
+            self._with_space(seg.io.call, seg.file.append, data)
         except StorageError as exc:
             if failovers < MAX_FAILOVERS and self._fail_over(seg, exc, audio, failovers):
                 return
@@ -667,7 +703,7 @@ class Segmenter:
         audio = self._audio.take(seg.fragment_start, final=True, cut=True) if self._audio is not None else None
         if audio is not None:
             try:
-                self._with_space(seg.file.append, media_fragment_parts(seg.fragments_written + 1, seg.fragment_start,
+                self._with_space(seg.io.call, seg.file.append, media_fragment_parts(seg.fragments_written + 1, seg.fragment_start,
                                                                        [], audio))
                 seg.fragments_written += 1
             except StorageError as exc:
@@ -677,12 +713,18 @@ class Segmenter:
         self._end_segment(seg)
 
     def _end_segment(self, seg: _OpenSegment) -> None:
-        """Close a segment whose fragments are written (or abandon it if it holds none) and index it."""
-        if seg.frames == 0:
-            seg.file.abandon()
+        """Close a segment whose fragments are written (or abandon it if it holds none) and index it. On a
+        disk whose writes hang the file is left as it is (closed by the stuck thread once it returns):
+        its synced fragments wait for the disk's recovery pass."""
+        if seg.io.stuck:
+            if not seg.io.after_stall(seg.file.abandon if seg.frames == 0 else seg.file.release):
+                (seg.file.abandon if seg.frames == 0 else seg.file.release)()  # it has just returned
             return
         try:
-            seg.file.close()
+            if seg.frames == 0:
+                seg.io.call(seg.file.abandon)
+                return
+            seg.io.call(seg.file.close)
         except StorageError as exc:
             self._storage_failed(exc)  # the file stays for the recovery pass to judge
             return
