@@ -109,7 +109,7 @@ class _OpenSegment:
 @dataclass(slots=True)
 class SegmenterStats:
     packets: int = 0
-    frames_recorded: int = 0
+    frames_recorded: int = 0  # each frame once, when its fragment is written (not again when a failover rewrites it)
     frames_lost: int = 0  # dropped because the disk refused them
     failovers: int = 0  # writes that failed and went on at once on another disk
     frames_rewritten: int = 0  # frames written again on the other disk (since the keyframe they depend on)
@@ -587,14 +587,15 @@ class Segmenter:
             audio = self._audio.take(seg.fragment_start + seg.fragment_ticks, final=self._finishing, cut=cut)
         self._write_fragment(seg, audio)
 
-    def _write_fragment(self, seg: _OpenSegment, audio, failovers: int = 0) -> None:
+    def _write_fragment(self, seg: _OpenSegment, audio, failovers: int = 0, repeated: int = 0) -> None:
+        """Write `seg`'s fragment; its first `repeated` frames were written (and counted) on a disk that failed."""
         data = media_fragment_parts(seg.fragments_written + 1, seg.fragment_start, seg.fragment, audio)
         try:
             self._with_space(seg.io.call, seg.file.append, data)
         except StorageError as exc:
-            if failovers < MAX_FAILOVERS and self._fail_over(seg, exc, audio, failovers):
+            if failovers < MAX_FAILOVERS and self._fail_over(seg, exc, audio, failovers, repeated):
                 return
-            self.stats.frames_lost += len(seg.fragment)
+            self.stats.frames_lost += len(seg.fragment) - repeated
             if audio is not None:
                 self.stats.audio_frames_recorded -= len(audio.samples)
                 self.stats.audio_dropped += len(audio.samples)
@@ -603,6 +604,7 @@ class Segmenter:
             self._close_segment()
             return
         seg.frames += len(seg.fragment)
+        self.stats.frames_recorded += len(seg.fragment) - repeated
         seg.fragments_written += 1
         self._keep_gop(seg)
         seg.fragment_start += seg.fragment_ticks
@@ -623,7 +625,7 @@ class Segmenter:
         if seg.gop_bytes > MAX_GOP_BYTES:
             seg.gop, seg.gop_bytes = None, 0
 
-    def _fail_over(self, seg: _OpenSegment, exc: StorageError, audio, failovers: int) -> bool:
+    def _fail_over(self, seg: _OpenSegment, exc: StorageError, audio, failovers: int, repeated: int) -> bool:
         """A fragment could not be written to `seg`'s disk (not a full one): close `seg` at its last good
         fragment and go on at once in a new segment on another disk, starting at the keyframe the unwritten
         frames depend on (those since it that were written are written again). So nothing is lost but what
@@ -637,7 +639,7 @@ class Segmenter:
             start, samples = seg.gop_start, seg.gop + seg.fragment
         else:
             return False
-        rewritten = len(samples) - len(seg.fragment)
+        rewritten = len(samples) - len(seg.fragment)  # written on the failed disk, synced there
         log.warning("channel %d %s: writing to disk %r failed (%s); going on on another disk from %d frames back",
                     self.channel, self.stream, seg.disk, exc, len(samples))
         self._storage_failed(exc)
@@ -648,7 +650,7 @@ class Segmenter:
         self._open_segment(start)
         new = self._segment
         if new is None:  # no other disk: lost as before, and the next keyframe asks again
-            self.stats.frames_lost += len(samples) - rewritten
+            self.stats.frames_lost += len(samples) - rewritten - repeated
             if audio is not None:
                 self.stats.audio_frames_recorded -= len(audio.samples)
                 self.stats.audio_dropped += len(audio.samples)
@@ -658,7 +660,7 @@ class Segmenter:
         new.fragment = samples
         new.fragment_ticks = sum(sample.duration for sample in samples)
         new.fragment_bytes = sum(len(sample.data) for sample in samples)
-        self._write_fragment(new, audio, failovers + 1)
+        self._write_fragment(new, audio, failovers + 1, rewritten + repeated)
         return True
 
     def _with_space(self, write, *args, **kwargs):
@@ -746,7 +748,6 @@ class Segmenter:
             self._storage_failed(exc)
             return
         self.stats.segments += 1
-        self.stats.frames_recorded += seg.frames
         self.stats.bytes += seg.file.bytes_written
         self._last_segment_bytes = seg.file.bytes_written
 
