@@ -86,7 +86,7 @@ def test_a_disk_whose_writes_hang_is_failed_and_every_channel_goes_on_on_the_oth
                                       faults=faults, segment_seconds=60, sync=True, placer=disks,
                                       write_stall_s=STALL_S) for channel in CHANNELS}
         together = threading.Barrier(len(CHANNELS), action=a.hang)
-        held_s, errors = {}, []
+        held_s, errors, failed_over_while_recording = {}, [], {}
 
         def channel_thread(channel):
             writer, own_clocks = writers[channel], writer_clocks[channel]
@@ -97,8 +97,11 @@ def test_a_disk_whose_writes_hang_is_failed_and_every_channel_goes_on_on_the_oth
                 if count == HANG_AT_PACKET:
                     together.wait(timeout=60)
                     last[0] = time.monotonic()
+                if count > HANG_AT_PACKET:
+                    time.sleep(1 / FPS)  # from the hang on, packets come at a camera's pace (the stall bound is real time)
                 now = time.monotonic()  # the longest the channel thread went without taking a packet
                 held_s[channel], last[0] = max(held_s[channel], now - last[0]), now
+                failed_over_while_recording[channel] = writer.stats.failovers
             try:
                 record(writer, own_clocks, seconds=12, keyframe_interval_s=KEYFRAME_S, on_packet=hang_mid_segment)
             except BaseException as exc:  # noqa: BLE001 - handed to the test
@@ -115,6 +118,8 @@ def test_a_disk_whose_writes_hang_is_failed_and_every_channel_goes_on_on_the_oth
 
         for channel, writer in writers.items():
             assert writer.stats.failovers == 1 and writer.stats.frames_lost == 0, writer.stats
+            assert failed_over_while_recording[channel] == 1  # on the other disk before the recording ended
+            assert held_s[channel] < STALL_S  # the channel thread never waited for the hung disk
         assert disks.disks[0].state == FAILED
         assert f"writes hang: no write finished in {STALL_S:.0f} s" in disks.disks[0].reason
         assert any(f.kind == "disk_offline" and f.disk == "A" for f in faults.active())

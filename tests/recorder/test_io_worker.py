@@ -49,3 +49,24 @@ def test_a_call_that_hangs_is_abandoned_after_the_bound_and_the_worker_comes_bac
     assert worker.call(lambda: "again") == "again"
     assert not worker.after_stall(lambda: None)  # nothing stuck: the caller releases things itself
     worker.close()
+
+
+def test_queued_jobs_run_in_order_and_a_full_queue_waits_while_the_disk_moves_then_a_hang_drops_it():
+    worker, device, order = IoWorker("disk Y", stall_s=STALL_S, max_queued=2), threading.Event(), []
+    worker.submit(order.append, 1)
+    worker.submit(order.append, 2)
+    assert [ok for ok, _ in worker.wait_all()] == [True, True] and order == [1, 2]
+
+    worker.submit(device.wait)  # the disk stops answering with this one
+    wait_for(lambda: worker._busy_since is not None, what="the hanging job to start")
+    worker.submit(order.append, 3)
+    worker.submit(order.append, 4)  # the queue (2) is full now
+    began = time.monotonic()
+    with pytest.raises(WriteStalled):
+        worker.submit(order.append, 5)  # waits for room while the disk might move, then gives up
+    assert STALL_S * 0.5 <= time.monotonic() - began < STALL_S + 5
+    assert worker.stuck and worker.settle() == []  # what was queued behind the hang is dropped
+    device.set()
+    wait_for(lambda: not worker.stuck, what="the hung job to return")
+    assert worker.call(lambda: "after") == "after" and order == [1, 2]  # the dropped jobs never ran
+    worker.close()
