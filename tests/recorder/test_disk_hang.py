@@ -14,6 +14,7 @@ import pytest
 
 from base.clock import SimulatedClocks
 from recorder.disk_set import FAILED, OK, RETRY_S, DiskSet, read_identity
+from recorder.export import export
 from recorder.faults import FaultBoard
 from recorder.fmp4 import TIMESCALE
 from recorder.index import Index
@@ -21,7 +22,7 @@ from recorder.recovery import recover
 from recorder.segmenter import Segmenter
 from support.hanging_disk import HangingDisk
 from support.loop_disk import LoopDisk
-from support.recording import decoded_frames, record
+from support.recording import assert_each_moment_once, decoded_frames, record, video_packets
 from support.waiting import wait_for
 
 FPS = 25
@@ -155,5 +156,11 @@ def test_a_disk_whose_writes_hang_is_failed_and_every_channel_goes_on_on_the_oth
                   f"B from {first_on_b[channel].media_start_ticks / TIMESCALE:.2f} s); the channel thread went "
                   f"{held_s[channel]:.1f} s (real time) at most without taking a packet")
             assert gap_us <= 2_000_000  # at most 2 s unrecorded (none, when A kept what it had synced)
+            # The hung write finished on A after all: the two overlap; the clip holds each moment once, and
+            # the writer counted each frame once.
+            clip = export(index, root, channel=channel, start_us=on_a[0].start_us, end_us=first_on_b[channel].end_us,
+                          out=tmp_path / f"clip{channel}.mp4")
+            assert_each_moment_once(video_packets(clip.path), f"channel {channel}'s export", fps=FPS)
+            assert clip.frames == writers[channel].stats.frames_recorded
     finally:
         index.close()

@@ -5,9 +5,6 @@ segment is recovered, indexed and playable without a restart. Real segments, syn
 simulated clocks."""
 from __future__ import annotations
 
-import hashlib
-
-import av
 import pytest
 
 from hal.storage import DiskUsage
@@ -20,7 +17,7 @@ from recorder.playback import playback_chunk
 from recorder.recovery import recover
 from recorder.segmenter import Segmenter
 from support.loop_disk import LoopDisk
-from support.recording import decoded_frames, pattern_with_audio, record
+from support.recording import assert_each_moment_once, decoded_frames, pattern_with_audio, record, video_packets
 from support.waiting import wait_for
 
 FPS = 25
@@ -172,22 +169,6 @@ def test_with_no_other_disk_a_pull_loses_the_unwritten_frames_and_recording_wait
         index.close()
 
 
-def _video_packets(path):
-    """(pts in seconds, sha256 of the sample) of every video frame of a file, as FFmpeg demuxes it."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return [(float(p.pts * stream.time_base), hashlib.sha256(bytes(p)).hexdigest())
-                for p in container.demux(stream) if p.size]
-
-
-def _assert_each_moment_once(frames, what):
-    times = [t for t, _ in frames]
-    steps = [b - a for a, b in zip(times, times[1:])]
-    assert all(step > 0 for step in steps), f"{what}: timestamps go back or repeat"
-    assert max(steps) <= 1 / FPS + 0.002, f"{what}: a gap of {max(steps):.3f} s"  # no more than one frame interval
-    assert len({digest for _, digest in frames}) == len(frames), f"{what}: a frame is there twice"
-
-
 def test_across_a_switch_export_and_playback_show_each_moment_once_and_frames_recorded_counts_each_frame_once(
         tmp_path, pair, clocks):
     a, b = pair
@@ -215,8 +196,8 @@ def test_across_a_switch_export_and_playback_show_each_moment_once_and_frames_re
         assert on_b.start_us < on_a.end_us  # they overlap: the group of pictures before the failure is on both
 
         clip = export(index, root, channel=1, start_us=on_a.start_us, end_us=on_b.end_us, out=tmp_path / "clip.mp4")
-        exported = _video_packets(clip.path)
-        _assert_each_moment_once(exported, "the export")
+        exported = video_packets(clip.path)
+        assert_each_moment_once(exported, "the export", fps=FPS)
         assert clip.frames == len(exported) == writer.stats.frames_recorded  # each frame stored once, counted once
         assert clip.gaps == 0
 
@@ -227,9 +208,9 @@ def test_across_a_switch_export_and_playback_show_each_moment_once_and_frames_re
                                    base_us=base_us)
             assert chunk is not None
             (tmp_path / "chunk.mp4").write_bytes(b"".join(chunk.parts))
-            played += _video_packets(tmp_path / "chunk.mp4")  # media time: wall time minus base_us, one timeline
+            played += video_packets(tmp_path / "chunk.mp4")  # media time: wall time minus base_us, one timeline
             at_us = chunk.next_us
-        _assert_each_moment_once(played, "playback")
+        assert_each_moment_once(played, "playback", fps=FPS)
         assert len(played) == len(exported)
     finally:
         index.close()
