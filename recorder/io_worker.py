@@ -1,12 +1,13 @@
-"""Blocking file I/O run off the caller's thread, so that a disk whose writes hang costs no wait at all.
+"""Blocking file I/O off the caller's thread: a disk whose writes hang holds no recording thread in the kernel.
 
 A dying USB disk or a bridge that stops answering does not fail a write: the write (or its fsync) waits
 in the kernel, uninterruptibly, for as long as the device is silent. A recording thread that made the
 call itself would be stuck there with it, and its channel with it. Here the calls run in order on the
 worker's own (daemon) thread. A caller either queues a job and goes on (`submit`, the results read
 later with `settle`), or waits for one (`call`). A job that has run `stall_s` without returning makes the
-worker *stuck*: `settle`, `call` and `wait_all` then raise `WriteStalled`, a StorageError like any failed
-write, so a writer's failover path (another disk, the frames kept in memory) takes over.
+worker *stuck* (`settle` and `wait_all` notice it, `stuck` says so, `submit` and `call` raise `WriteStalled`,
+a StorageError like any failed write), so a writer's failover path (another disk, the frames kept in
+memory) takes over.
 
 A stuck worker is abandoned, never joined (a thread in the kernel's D state cannot be interrupted; it is
 a daemon thread, so it does not hold up the process's exit). Its queued jobs are dropped and any call to it
@@ -73,8 +74,6 @@ class IoWorker:
         With the queue full, waits for room while the disk moves. WriteStalled if the worker is stuck."""
         with self._cond:
             self._raise_if_stuck()
-            if self._closed:
-                raise StorageError(errno.EIO, f"{self.name}: the I/O worker is closed")
             if not self._wait_moving(lambda: len(self._queue) < self.max_queued):
                 raise self._stalled()
             self._tickets += 1
@@ -128,7 +127,8 @@ class IoWorker:
             return True
 
     def close(self) -> None:
-        """Let the thread end once idle (a stuck one ends when its job returns). Never waits."""
+        """Let the thread end as soon as it is idle (a stuck one once its job returns), not after IDLE_EXIT_S.
+        Never waits. A job submitted later still runs (on a thread that ends after it)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()

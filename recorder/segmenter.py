@@ -549,6 +549,7 @@ class Segmenter:
                                         self._reserve_bytes(), made)
             except (StorageError, OSError) as exc:
                 io.after_stall(lambda: made and made[0].release())  # a file made after all: its fd is let go
+                io.close()
                 tried.add(self._placement.disk)
                 self._storage_failed(exc)
                 if self._placer is not None and not isinstance(exc, DiskFull) and len(tried) <= MAX_FAILOVERS:
@@ -819,6 +820,12 @@ class Segmenter:
         """Close a segment whose fragments are written (or abandon it if it holds none) and index it. On a
         disk whose writes hang the file is left as it is (closed by the stuck thread once it returns):
         its synced fragments wait for the disk's recovery pass."""
+        try:
+            self._close_file(seg)
+        finally:
+            seg.io.close()  # its thread ends now (a stuck one once its write returns)
+
+    def _close_file(self, seg: _OpenSegment) -> None:
         if seg.io.stuck:
             if not seg.io.after_stall(seg.file.abandon if seg.frames == 0 else seg.file.release):
                 (seg.file.abandon if seg.frames == 0 else seg.file.release)()  # it has just returned

@@ -28,7 +28,8 @@ from support.waiting import wait_for
 FPS = 25
 KEYFRAME_S = 2.0
 HANG_AT_PACKET = 5 * FPS + 12  # 5.48 s: the next fragment (5-6 s) starts mid-GOP (keyframes at 4 s and 6 s)
-STALL_S = 4.0  # the stall bound for the test (WRITE_STALL_S is 10 s): long enough that a loaded machine's fsync is not taken for a hang
+# The stall bound for the test (WRITE_STALL_S is 10 s): long enough that a loaded machine's fsync is not a hang.
+STALL_S = 4.0
 CHANNELS = (1, 2)
 
 
@@ -162,5 +163,43 @@ def test_a_disk_whose_writes_hang_is_failed_and_every_channel_goes_on_on_the_oth
                           out=tmp_path / f"clip{channel}.mp4")
             assert_each_moment_once(video_packets(clip.path), f"channel {channel}'s export", fps=FPS)
             assert clip.frames == writers[channel].stats.frames_recorded
+    finally:
+        index.close()
+
+
+@pytest.fixture
+def hanging(tmp_path):
+    disk = HangingDisk(tmp_path, "a")
+    try:
+        yield disk
+    finally:
+        disk.close()  # resumes first
+
+
+def test_with_no_other_disk_a_hang_loses_only_what_it_holds_and_the_writer_still_finishes_within_the_bound(
+        tmp_path, hanging, clocks):
+    root = tmp_path / "root"
+    root.mkdir()
+    index = Index(root)
+    try:
+        faults = FaultBoard(clocks=clocks)
+        disks = DiskSet(root=root, disks=[(hanging.mount, "A")], index=index, clocks=clocks, faults=faults,
+                        write_stall_s=STALL_S)
+        disks.open()
+        writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                           segment_seconds=60, sync=True, placer=disks, write_stall_s=STALL_S)
+        record(writer, clocks, seconds=8, keyframe_interval_s=KEYFRAME_S,
+               on_packet=lambda count, packet: hanging.hang() if count == HANG_AT_PACKET else None)
+        # record() ended with finish(): it waited for the queued writes at most the stall bound, then gave up on them.
+        assert hanging.hung
+        assert writer.stats.failovers == 0 and writer.stats.frames_lost > 0
+        assert disks.disks[0].state == FAILED and "writes hang" in disks.disks[0].reason
+        assert {f.kind for f in faults.active()} >= {"disk_error", "disk_offline"}
+        stuck = [t for t in threading.enumerate() if t.name.startswith("io channel 1 main")]
+        assert stuck and all(t.daemon for t in stuck)  # left in the kernel; they do not hold up the process's exit
+        hanging.resume()
+        wait_for(lambda: not files_open_under(hanging.mount), what="the stuck thread to let go of the segment",
+                 details=lambda: files_open_under(hanging.mount))
+        wait_for(lambda: not any(t.is_alive() for t in stuck), what="the stuck thread to end once its write returned")
     finally:
         index.close()
