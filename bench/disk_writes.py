@@ -15,6 +15,10 @@ not use when it closes; `--no-reserve` measures without (as it wrote before).
 
 What it cannot see: the flash translation layer of an SD card or a USB stick (their own amplification),
 and the disk's own cache; the loop device here sits on the VM's virtio disk.
+
+"writer ms per channel-second": real time spent in the writers' `push` (writes and syncs included, on the
+I/O thread the writer waits for) per second of recording per channel: what the write path costs a
+recording thread.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -93,6 +98,7 @@ def run(channels: int, *, media_s: int, segment_s: int, bitrate: int, folder: Pa
         subprocess.run(["sync"], check=True)
         requests0, bytes0 = device_counters(device)
         clip_ticks = len(packets) * 90_000 // FPS
+        pushing_s = 0.0
         with SyncCounter() as syncs:
             for writer in writers:
                 writer.start_run(info)
@@ -101,8 +107,10 @@ def run(channels: int, *, media_s: int, segment_s: int, bitrate: int, folder: Pa
                 packet = packets[p]
                 moved = EncodedPacket(packet.data, packet.pts + loop * clip_ticks, packet.dts + loop * clip_ticks,
                                       packet.keyframe)
+                began = time.perf_counter()
                 for writer in writers:
                     writer.push(moved)
+                pushing_s += time.perf_counter() - began
                 clocks.advance(1 / FPS)
             for writer in writers:
                 writer.finish()
@@ -114,7 +122,7 @@ def run(channels: int, *, media_s: int, segment_s: int, bitrate: int, folder: Pa
         counts = [extents(f) for f in files]
         return [channels, len(files), round(syncs.count / media_s, 1), round((requests1 - requests0) / media_s, 1),
                 round(payload / media_s / 1e6, 2), round((bytes1 - bytes0) / payload, 3),
-                round(statistics.mean(counts), 2), max(counts)]
+                round(statistics.mean(counts), 2), max(counts), round(pushing_s / media_s / channels * 1e3, 2)]
     finally:
         subprocess.run(["umount", str(mount)], check=False)
 
@@ -139,7 +147,8 @@ def main() -> int:
                 f"{args.bitrate / 1e6:g} Mbit/s, {args.segment_s} s segments"
                 + (", no blocks reserved ahead" if args.no_reserve else ", blocks reserved ahead"),
                 ["channels", "segments", "recorder syncs/s", "device writes/s", "recorded MB/s",
-                 "write amplification", "extents/segment (mean)", "extents/segment (max)"], rows)
+                 "write amplification", "extents/segment (mean)", "extents/segment (max)",
+                 "writer ms per channel-second"], rows)
     return 0
 
 

@@ -19,8 +19,10 @@ A disk is reached from the data root through a link `disks/UUID` -> its folder, 
 in the index is `disks/UUID/chNN/...`, so every reader finds a segment as `root / path` whichever disk
 holds it. The next segment goes to the usable disk with the most free space among the channel's disks
 (recording spreads over them): the disks of the group the channel is pinned to, else those in no group. A write that fails with anything but a full disk marks that disk *failed*: the writer goes on at once
-in a segment on another disk. An away or failed disk is looked at again after RETRY_S
-(identity back, and a block written and synced there) and taken back once the recovery pass for it
+in a segment on another disk; so does a write that hangs (recorder.io_worker: no write finished in
+WRITE_STALL_S). An away or failed disk is looked at again after RETRY_S
+(identity back, and a block written and synced there, on a thread of the disk's own and within
+WRITE_STALL_S: while an earlier check is still stuck in a hung disk, it stays failed at once) and taken back once the recovery pass for it
 (given as `recover`, on a thread of its own) has indexed what was cut short when it went; `on_back`
 hears it (the disk's health watch then lets go of the I/O errors met before). Each disk that is not usable raises `disk_offline`
 (the rules' `disk: missing`) under its label.
@@ -49,6 +51,7 @@ from hal.storage import DiskUsage, disk_usage, fsync_dir
 from recorder.errors import DiskFull
 from recorder.faults import FaultSink
 from recorder.index import Index
+from recorder.io_worker import WRITE_STALL_S, IoWorker
 from recorder.segmenter import Placement
 
 log = logging.getLogger("nvr.disks")
@@ -169,14 +172,16 @@ class DiskSet:
                  on_back: Callable[[RecordingDisk], None] | None = None,
                  recover: Callable[[str], object] | None = None, must_mount: Collection[Path] = (),
                  is_mount: Callable[[Path], bool] = os.path.ismount,
-                 remount: Callable[[Path], bool] | None = None):
+                 remount: Callable[[Path], bool] | None = None, write_stall_s: float = WRITE_STALL_S):
         """`groups`: disk label -> its group; `pinned`: channel -> the group it records onto. A channel
         not pinned records onto the disks in no group. `recover(uuid)`: the recovery pass for one disk,
         run (on a thread of its own) when the disk comes back and before it is written again, so the
         segments cut short when it went are indexed; without it a returning disk is usable at once.
         `on_back(disk)`: an away or failed disk was taken back (a write to it succeeded and its pass is
         done), called once. `must_mount`: the folders used only while `is_mount` says a disk is mounted
-        there; `remount(folder)`: try to mount the disk of such a folder that is not (True: mounted now)."""
+        there; `remount(folder)`: try to mount the disk of such a folder that is not (True: mounted now).
+        `write_stall_s`: a write check on a returning disk that has not finished after this long leaves it
+        failed (its writes still hang)."""
         self.root, self._index, self._clocks, self._faults, self._usage = root, index, clocks, faults, usage
         self._on_back = on_back
         self.disks = [RecordingDisk("", label, Path(path), group=(groups or {}).get(label)) for path, label in disks]
@@ -190,6 +195,9 @@ class DiskSet:
         self._is_mount, self._remount = is_mount, remount
         self._remounting: dict[Path, threading.Thread] = {}  # folder -> its remount, while it runs
         self._recognising = threading.Lock()  # one writer at a time recognises a disk found late
+        # The write check of each disk runs on a thread of its own, so a disk whose writes hang holds up
+        # the writer that asked for a segment at most write_stall_s, once per hang.
+        self._checkers = {id(d): IoWorker(f"disk {d.label} write check", stall_s=write_stall_s) for d in self.disks}
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -370,7 +378,7 @@ class DiskSet:
             if not os.access(disk.path, os.W_OK):
                 raise PermissionError(f"{disk.path} is not writable")
             if disk.state != OK:
-                write_check(disk.path)
+                self._checkers[id(disk)].call(write_check, disk.path)
             free = self._usage(disk.path).free_bytes
         except (DiskIdentityError, OSError) as exc:
             self._mark(disk, FAILED, f"the disk {disk.label!r} at {disk.path} cannot be used: {exc}")

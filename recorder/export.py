@@ -1,7 +1,9 @@
 """Export: the segments covering a time range remuxed into one ordinary MP4, with no re-encode.
 
 The clip starts at the keyframe at or before the requested start (so its first frame decodes) and
-ends with the last frame that starts before the requested end. Gaps between runs are closed up
+ends with the last frame that starts before the requested end. Where two segments overlap (a writer that
+moved to another disk wrote the last group of pictures on both), the earlier one is cut at the later one's
+first keyframe, so every moment is in the clip once. Gaps between runs are closed up
 (a clip of a camera that was offline for an hour is not an hour of frozen picture); `gaps` in the
 result says how many were. The file is written beside its destination and renamed into place, so a
 failed export leaves nothing half-written.
@@ -83,6 +85,8 @@ def _collect(root: Path, segments: list[Segment], start_us: int,
             )
         track = contents.track
         run_start_us = seg.start_us - ticks_to_us(seg.media_start_ticks)
+        if frames and contents.samples:
+            _drop_overlap(frames, run_start_us + ticks_to_us(contents.samples[0].decode_time))
         frames.extend(_Frame(root / seg.path, ref, run_start_us + ticks_to_us(ref.decode_time)) for ref in contents.samples)
         audio = _note_audio(audio, contents, root / seg.path, run_start_us)
     first = _first_keyframe(frames, start_us)
@@ -90,6 +94,14 @@ def _collect(root: Path, segments: list[Segment], start_us: int,
     if not chosen:
         raise ExportError("no frame of the recording falls between the times given")
     return track, chosen, audio
+
+
+def _drop_overlap(frames: list[_Frame], begins_us: int) -> None:
+    """The next segment begins before `frames` end (after a writer moved to another disk, both disks hold the
+    group of pictures before the failure): the earlier segment is kept up to the later one's first frame, a
+    keyframe, so both sides decode and each moment is in the clip once (playback cuts it the same way)."""
+    while frames and frames[-1].at_us >= begins_us:
+        frames.pop()
 
 
 def _note_audio(audio: _Audio | None, contents, file: Path, run_start_us: int) -> _Audio | None:

@@ -124,6 +124,8 @@ def playback_chunk(index: SegmentLookup, root: Path, *, channel: int, stream: st
 
 def _collect(col: _Collector, seg: Segment, path: Path, contents: SegmentContents) -> None:
     run_start_us = seg.start_us - ticks_to_us(seg.media_start_ticks)
+    if col.frames and contents.samples:
+        _drop_overlap(col, run_start_us + ticks_to_us(contents.samples[0].decode_time))
     for ref in contents.samples:
         at_us = run_start_us + ticks_to_us(ref.decode_time)
         if ref.keyframe:
@@ -134,6 +136,18 @@ def _collect(col: _Collector, seg: Segment, path: Path, contents: SegmentContent
                 return
         if col.frames or ref.keyframe:
             col.frames.append(_Frame(seg, path, ref, at_us))
+
+
+def _drop_overlap(col: _Collector, begins_us: int) -> None:
+    """A segment that begins before the frames collected end (a writer that moved to another disk wrote the
+    group of pictures before the failure again there, and the failed disk's segment, back, still holds it):
+    the earlier segment plays up to the later one's first frame, a keyframe. Cut there, both sides decode
+    (the earlier one's frames before the cut depend on its own keyframe) and each moment plays once; cutting
+    the later one instead would start it mid-group, undecodable."""
+    if col.frames[-1].at_us < begins_us:
+        return
+    while col.frames and col.frames[-1].at_us >= begins_us:
+        col.frames.pop()
 
 
 def _chunk(col: _Collector, base_us: int | None) -> PlaybackChunk | None:

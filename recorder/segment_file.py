@@ -31,6 +31,7 @@ class SegmentFile:
         self._sync = sync
         self.bytes_written = 0
         self.reserved = False
+        self.broken = False  # a write failed: later ones are refused (they would follow a missing fragment)
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -48,14 +49,19 @@ class SegmentFile:
         """Write `data` completely and make it durable, or leave the file as it was and raise.
 
         `data` may be a list of byte strings, written as one (a gathering write, without joining them).
+        After a failure every append is refused until `broken` is cleared (appends queued behind the one
+        that failed must not land after the fragment that is missing).
         """
         parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
         size = sum(len(part) for part in parts)
+        if self.broken:
+            raise StorageError(errno.EIO, f"not writing to {self.path}: an earlier write to it failed")
         try:
             _write_all(self._fd, parts, size)
             if self._sync:
                 os.fdatasync(self._fd)
         except OSError as exc:
+            self.broken = True
             self._cut_back()
             raise _storage_error(exc, f"cannot write {size} bytes to {self.path}") from exc
         self.bytes_written += size
@@ -84,6 +90,13 @@ class SegmentFile:
                 fsync_dir(self.path.parent)
             except OSError as exc:
                 raise _storage_error(exc, f"cannot sync directory of {self.path}") from exc
+
+    def release(self) -> None:
+        """Close the file descriptor, syncing nothing and keeping the file (what is on the disk stays for the
+        recovery pass): the end of a segment whose disk's writes hung."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def abandon(self) -> None:
         """Close without syncing and delete the file (it holds nothing worth keeping)."""

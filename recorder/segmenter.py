@@ -9,6 +9,7 @@ the new wall time, clamped after everything already recorded.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from recorder.errors import DiskFull, StorageError
 from recorder.fmp4 import TIMESCALE, Sample, VideoTrack, init_segment, media_fragment_parts
 from base.h264 import ANNEX_B, H264Error, avcc_record, parameter_sets, parse_sps, stream_framing, to_mp4_sample
 from recorder.index import Index, Run, Segment
+from recorder.io_worker import WRITE_STALL_S, IoWorker
 from recorder.segment_file import SegmentFile
 
 log = logging.getLogger("nvr.segmenter")
@@ -87,6 +89,18 @@ class _Pending:
 
 
 @dataclass(slots=True)
+class _Unwritten:
+    """A fragment queued for writing and not yet known to be written: what it holds, to write it elsewhere."""
+
+    samples: list[Sample]
+    start: int  # run ticks
+    ticks: int
+    audio: object  # its sound (a TrackRun) or None
+    repeated: int  # its first frames were written (and counted) on a disk that failed
+    data: list[bytes]
+
+
+@dataclass(slots=True)
 class _OpenSegment:
     file: SegmentFile
     seq: int
@@ -102,12 +116,17 @@ class _OpenSegment:
     gop: list[Sample] | None = None  # written frames since the last keyframe (None: none yet, or over MAX_GOP_BYTES)
     gop_start: int = 0  # run ticks of that keyframe
     gop_bytes: int = 0
+    io: IoWorker | None = None  # the thread its file's writes and syncs run on, in order
+    unwritten: deque[_Unwritten] = field(default_factory=deque)  # queued fragments not yet written, oldest first
+    fragments_queued: int = 0
+    bytes_written: int = 0  # the init part and the written fragments
+    written_end: int = 0  # run ticks where the written fragments end
 
 
 @dataclass(slots=True)
 class SegmenterStats:
     packets: int = 0
-    frames_recorded: int = 0
+    frames_recorded: int = 0  # each frame once, when its fragment is written (not again when a failover rewrites it)
     frames_lost: int = 0  # dropped because the disk refused them
     failovers: int = 0  # writes that failed and went on at once on another disk
     frames_rewritten: int = 0  # frames written again on the other disk (since the keyframe they depend on)
@@ -130,7 +149,12 @@ class Segmenter:
     connection ends. Storage failures never raise out of `push`: the open segment is closed at its
     last good fragment, an alarm is raised, and recording resumes at the next keyframe. With a placer
     (several disks), a write that fails on a disk that is not just full goes on at once in a new segment
-    on another disk, from the keyframe the unwritten frames depend on (`_fail_over`).
+    on another disk, from the keyframe the unwritten frames depend on (`_fail_over`). Each segment's
+    writes and syncs run in order on an I/O thread of its own (recorder.io_worker): fragments are written
+    behind (queued, kept in memory until written, their outcomes taken in at the next frame), and a write
+    that has not returned within `write_stall_s` fails like any write (the disk's writes hang), the
+    recording thread goes on, and the stuck thread is left behind. `frames_recorded` counts a frame when its
+    fragment is written, so it may lag the packets pushed by the fragments queued.
 
     With sound, a segment cut at a keyframe is closed (and indexed) only when the sound up to its cut
     has arrived, at the latest when the next segment writes its first fragment: its video is written
@@ -142,12 +166,14 @@ class Segmenter:
                  fragment_seconds: float = 1.0, sync: bool = True,
                  free_space: Callable[[], None] | None = None,
                  io_error: Callable[[OSError, str], None] | None = None, placer: SegmentPlacer | None = None,
-                 reserve: bool = True):
+                 reserve: bool = True, write_stall_s: float = WRITE_STALL_S):
         """`free_space`: retention's pass, called when a write finds the disk full (then one retry).
         `io_error(exc, disk)`: told of every storage error met (the disk's health watch counts the I/O errors).
         `placer`: chooses the disk of each new segment (several disks); without one, segments go under `root`.
         `reserve`: each segment file reserves the size of the last one (an eighth more) when it is
-        created, for a disk-friendly layout (recorder/segment_file.py)."""
+        created, for a disk-friendly layout (recorder/segment_file.py).
+        `write_stall_s`: a segment's write or sync that has not returned after this long marks its disk
+        failed (with a placer, the segment goes on on another disk at once)."""
         self.channel, self.stream = channel, stream
         self._root, self._index, self._clocks, self._faults = root, index, clocks, faults
         self._segment_ticks = round(segment_seconds * TIMESCALE)
@@ -158,6 +184,7 @@ class Segmenter:
         self._io_error = io_error
         self._placer = placer
         self._reserve = reserve
+        self._write_stall_s = write_stall_s
         self._last_segment_bytes = 0
         self._placement = Placement("", "", root)
         self.stats = SegmenterStats()
@@ -255,7 +282,8 @@ class Segmenter:
             log.exception("channel %d %s: closing the segment failed", self.channel, self.stream)
             self._segment = None
             try:
-                seg.file.abandon()
+                if not seg.io.after_stall(seg.file.abandon):
+                    seg.io.call(seg.file.abandon)
             except Exception:  # noqa: BLE001
                 log.exception("channel %d %s: abandoning the segment failed", self.channel, self.stream)
 
@@ -494,31 +522,55 @@ class Segmenter:
     # segments and fragments
 
     def _open_segment(self, ticks: int) -> None:
-        if self._placer is not None:
-            placement = self._placer.place(self.channel)
-            if placement is None:
+        tried: set[str] = set()
+        while True:
+            if self._placer is not None:
+                placement = self._placer.place(self.channel)
+                if placement is None:
+                    self.stats.frames_lost += 1
+                    self._faults.raise_fault("disk_error", f"channel {self.channel} {self.stream}: none of its "
+                                             "recording disks is usable (see the disk_offline alarms)",
+                                             channel=self.channel)
+                    return
+                self._placement = placement
+            if self._placement.disk in tried:  # the disk that just failed, again (no other): lost, as before
                 self.stats.frames_lost += 1
-                self._faults.raise_fault("disk_error", f"channel {self.channel} {self.stream}: none of its recording "
-                                         "disks is usable (see the disk_offline alarms)", channel=self.channel)
                 return
-            self._placement = placement
-        rel = self._placement.prefix + segment_path(self.channel, self.stream, self._run.id, self._seq)
-        path = self._root / rel
-        try:
-            make_dirs_durable(path.parent, self._placement.root)
-            # A full disk: retention makes room and the same keyframe gets a second try, as a
-            # fragment or an index row does, instead of losing the time up to the next keyframe.
-            file = self._with_space(SegmentFile, path, init_segment(self._track, self._audio and self._audio.track),
-                                    sync=self._sync, reserve_bytes=self._reserve_bytes())
-        except (StorageError, OSError) as exc:
-            self.stats.frames_lost += 1  # this keyframe: the disk refused it (the frames after it wait for the next)
-            self._storage_failed(exc)
-            return
-        self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks, disk=self._placement.disk)
+            rel = self._placement.prefix + segment_path(self.channel, self.stream, self._run.id, self._seq)
+            # A thread of the segment's own: a hung disk's writes hold up no other segment (a closing one on
+            # another disk), and the next segment does not queue behind them.
+            io, made = IoWorker(f"channel {self.channel} {self.stream} segment {self._seq}",
+                                stall_s=self._write_stall_s), []
+            try:
+                # A full disk: retention makes room and the same keyframe gets a second try, as a
+                # fragment or an index row does, instead of losing the time up to the next keyframe.
+                file = self._with_space(io.call, self._create_file, self._root / rel, self._placement.root,
+                                        init_segment(self._track, self._audio and self._audio.track),
+                                        self._reserve_bytes(), made)
+            except (StorageError, OSError) as exc:
+                io.after_stall(lambda: made and made[0].release())  # a file made after all: its fd is let go
+                io.close()
+                tried.add(self._placement.disk)
+                self._storage_failed(exc)
+                if self._placer is not None and not isinstance(exc, DiskFull) and len(tried) <= MAX_FAILOVERS:
+                    continue  # its disk is marked failed: the keyframe goes to another one at once
+                self.stats.frames_lost += 1  # this keyframe: the disk refused it (the frames after it wait for the next)
+                return
+            break
+        self._segment = _OpenSegment(file, self._seq, rel, ticks, fragment_start=ticks, disk=self._placement.disk,
+                                     io=io, bytes_written=file.bytes_written, written_end=ticks)
         if self._audio is not None and ticks != self._closed_at:
             self._audio.drop_before(ticks)  # audio of a stretch whose video was not recorded
         self._seq += 1
         self._faults.clear_fault("disk_error", channel=self.channel)
+
+    def _create_file(self, path: Path, disk_root: Path, init: bytes, reserve_bytes: int,
+                     made: list[SegmentFile]) -> SegmentFile:
+        """Runs on the I/O thread: the segment's folders and its file, made durable."""
+        make_dirs_durable(path.parent, disk_root)
+        file = SegmentFile(path, init, sync=self._sync, reserve_bytes=reserve_bytes)
+        made.append(file)
+        return file
 
     def _reserve_bytes(self) -> int:
         """The last segment's size and an eighth more (none before the first), at most MAX_RESERVE_BYTES."""
@@ -527,6 +579,10 @@ class Segmenter:
         return min(self._last_segment_bytes * 9 // 8, MAX_RESERVE_BYTES)
 
     def _append_pending(self, next_ticks: int, *, hold: bool = False) -> None:
+        if self._segment is not None and self._segment.unwritten:
+            # Each frame takes in the writes done since (cheap: no wait), so a written fragment shows in
+            # `open_segment_row` at once and a hung write is noticed within a frame of the stall bound.
+            self._settle(self._segment, wait=False)
         pending, seg = self._pending, self._segment
         self._pending = None
         if seg is None:
@@ -540,44 +596,105 @@ class Segmenter:
                          or seg.fragment_bytes >= MAX_FRAGMENT_BYTES):
             self._flush_fragment()
 
-    def _flush_fragment(self, *, cut: bool = False) -> None:
+    def _flush_fragment(self, *, cut: bool = False, wait: bool = False) -> None:
+        """Queue the fragment being gathered for writing; with `wait`, until every queued one is written."""
         seg = self._segment
-        if seg is None or not seg.fragment:
+        if seg is None:
+            return
+        if not seg.fragment:
+            if wait:
+                self._settle(seg, wait=True)
             return
         if self._tail is not None and self._tail is not seg:
             self._close_tail()  # the sound before the cut goes to the old segment before any goes here
         audio = None
         if self._audio is not None:
             audio = self._audio.take(seg.fragment_start + seg.fragment_ticks, final=self._finishing, cut=cut)
-        self._write_fragment(seg, audio)
+        self._write_fragment(seg, audio, wait=wait)
 
-    def _write_fragment(self, seg: _OpenSegment, audio, failovers: int = 0) -> None:
-        data = media_fragment_parts(seg.fragments_written + 1, seg.fragment_start, seg.fragment, audio)
-        try:
-            self._with_space(seg.file.append, data)
-        except StorageError as exc:
-            if failovers < MAX_FAILOVERS and self._fail_over(seg, exc, audio, failovers):
-                return
-            self.stats.frames_lost += len(seg.fragment)
-            if audio is not None:
-                self.stats.audio_frames_recorded -= len(audio.samples)
-                self.stats.audio_dropped += len(audio.samples)
-            seg.fragment.clear()
-            self._storage_failed(exc)
-            self._close_segment()
-            return
-        seg.frames += len(seg.fragment)
-        seg.fragments_written += 1
-        self._keep_gop(seg)
+    def _write_fragment(self, seg: _OpenSegment, audio, failovers: int = 0, repeated: int = 0,
+                        wait: bool = False) -> None:
+        """Queue `seg`'s fragment on its I/O thread (its first `repeated` frames were written, and counted, on
+        a disk that failed) and take in the outcomes of those queued before; with `wait`, wait for all."""
+        piece = _Unwritten(list(seg.fragment), seg.fragment_start, seg.fragment_ticks, audio, repeated,
+                           media_fragment_parts(seg.fragments_queued + 1, seg.fragment_start, seg.fragment, audio))
+        seg.fragments_queued += 1
+        seg.unwritten.append(piece)
         seg.fragment_start += seg.fragment_ticks
-        seg.fragment_bytes = 0
-        seg.fragment.clear()
-        seg.fragment_ticks = 0
+        seg.fragment = []
+        seg.fragment_bytes = seg.fragment_ticks = 0
+        try:
+            seg.io.submit(seg.file.append, piece.data)
+        except StorageError as exc:
+            self._write_failed(seg, exc, failovers, wait)
+            return
+        self._settle(seg, wait=wait, failovers=failovers)
 
-    def _keep_gop(self, seg: _OpenSegment) -> None:
+    def _settle(self, seg: _OpenSegment, *, wait: bool, failovers: int = 0) -> None:
+        """Take in the outcomes of `seg`'s queued writes: each written fragment is counted and remembered
+        for its group of pictures; a failed or hung write hands the unwritten ones to `_write_failed`."""
+        outcomes = seg.io.wait_all() if wait else seg.io.settle()
+        for ok, value in outcomes:
+            if not seg.unwritten:
+                break  # a call's outcome, not a fragment's (never: calls take their own)
+            if not ok:
+                self._write_failed(seg, value, failovers, wait)
+                return
+            self._written(seg, seg.unwritten.popleft())
+        if seg.io.stuck and seg.unwritten:
+            self._write_failed(seg, seg.io.stalled_error(), failovers, wait)
+
+    def _written(self, seg: _OpenSegment, piece: _Unwritten) -> None:
+        seg.frames += len(piece.samples)
+        self.stats.frames_recorded += len(piece.samples) - piece.repeated
+        seg.fragments_written += 1
+        seg.bytes_written += sum(len(part) for part in piece.data)
+        seg.written_end = piece.start + piece.ticks
+        self._keep_gop(seg, piece)
+
+    def _write_failed(self, seg: _OpenSegment, exc: Exception, failovers: int, wait: bool) -> None:
+        """The first of `seg`'s unwritten fragments failed (or hangs): retention and a second try for a full
+        disk, else on to another disk (`_fail_over`), else they are lost and the segment ends."""
+        if not isinstance(exc, StorageError):
+            exc = StorageError(errno.EIO, f"writing {seg.path} failed: {exc}")
+        if isinstance(exc, DiskFull) and self._free_space is not None and not seg.io.stuck and \
+                self._write_again_after_retention(seg):
+            return
+        if failovers < MAX_FAILOVERS and self._fail_over(seg, exc, failovers, wait):
+            return
+        self._lose(seg.unwritten)
+        seg.unwritten.clear()
+        self._storage_failed(exc)
+        self._close_segment()
+
+    def _write_again_after_retention(self, seg: _OpenSegment) -> bool:
+        """A full disk: let retention make room and write the unwritten fragments once more, waiting for them
+        (rare: the disk is full). True if they are all written now."""
+        seg.io.wait_all()  # those queued behind the failed one were refused; their outcomes do not matter
+        self._free_space()
+        seg.file.broken = False  # the I/O thread is idle: the file is as the last written fragment left it
+        try:
+            for piece in seg.unwritten:
+                seg.io.submit(seg.file.append, piece.data)
+            outcomes = seg.io.wait_all()
+        except StorageError:
+            return False
+        while outcomes and seg.unwritten and outcomes[0][0]:
+            outcomes.pop(0)
+            self._written(seg, seg.unwritten.popleft())
+        return not seg.unwritten
+
+    def _lose(self, pieces) -> None:
+        for piece in pieces:
+            self.stats.frames_lost += len(piece.samples) - piece.repeated
+            if piece.audio is not None:
+                self.stats.audio_frames_recorded -= len(piece.audio.samples)
+                self.stats.audio_dropped += len(piece.audio.samples)
+
+    def _keep_gop(self, seg: _OpenSegment, piece: _Unwritten) -> None:
         """Remember the frames of the fragment just written that belong to the current group of pictures."""
-        ticks = seg.fragment_start
-        for sample in seg.fragment:
+        ticks = piece.start
+        for sample in piece.samples:
             if sample.keyframe:
                 seg.gop, seg.gop_start, seg.gop_bytes = [], ticks, 0
             if seg.gop is not None:
@@ -587,42 +704,54 @@ class Segmenter:
         if seg.gop_bytes > MAX_GOP_BYTES:
             seg.gop, seg.gop_bytes = None, 0
 
-    def _fail_over(self, seg: _OpenSegment, exc: StorageError, audio, failovers: int) -> bool:
-        """A fragment could not be written to `seg`'s disk (not a full one): close `seg` at its last good
-        fragment and go on at once in a new segment on another disk, starting at the keyframe the unwritten
-        frames depend on (those since it that were written are written again). So nothing is lost but what
-        the failed disk may not have made durable. False (nothing done) where that keyframe is not held or
-        there is no other disk to ask."""
-        if self._placer is None or isinstance(exc, DiskFull):
+    def _fail_over(self, seg: _OpenSegment, exc: StorageError, failovers: int, wait: bool) -> bool:
+        """Fragments could not be written to `seg`'s disk (not a full one), or its writes hang: close `seg`
+        at its last written fragment and go on at once in a new segment on another disk, starting at the
+        keyframe the unwritten frames depend on (those since it that were written are written again), then
+        the unwritten fragments as they were. So nothing is lost but what the failed disk may not have made
+        durable. False (nothing done) where that keyframe is not held or there is no other disk to ask."""
+        if self._placer is None or isinstance(exc, DiskFull) or not seg.unwritten:
             return False
-        if seg.fragment[0].keyframe:
-            start, samples = seg.fragment_start, list(seg.fragment)
+        first = seg.unwritten[0]
+        if first.samples and first.samples[0].keyframe:
+            start, lead = first.start, []
         elif seg.gop is not None:
-            start, samples = seg.gop_start, seg.gop + seg.fragment
+            start, lead = seg.gop_start, list(seg.gop)
         else:
             return False
-        rewritten = len(samples) - len(seg.fragment)
+        pieces = list(seg.unwritten)
+        seg.unwritten.clear()
+        # The frames gathered since (a hang noticed between fragments) go on in the new segment, not here.
+        gathered, gathered_ticks, gathered_bytes = seg.fragment, seg.fragment_ticks, seg.fragment_bytes
+        seg.fragment, seg.fragment_ticks, seg.fragment_bytes = [], 0, 0
         log.warning("channel %d %s: writing to disk %r failed (%s); going on on another disk from %d frames back",
-                    self.channel, self.stream, seg.disk, exc, len(samples))
+                    self.channel, self.stream, seg.disk, exc, len(lead) + sum(len(p.samples) for p in pieces))
         self._storage_failed(exc)
-        seg.fragment.clear()
-        seg.fragment_ticks = seg.fragment_bytes = 0
-        self._close_segment()  # its synced fragments stay; its row waits for the disk's recovery pass
+        self._close_segment()  # its written fragments stay; its row waits for the disk's recovery pass
         self._segment = None
         self._open_segment(start)
-        new = self._segment
-        if new is None:  # no other disk: lost as before, and the next keyframe asks again
-            self.stats.frames_lost += len(samples) - rewritten
-            if audio is not None:
-                self.stats.audio_frames_recorded -= len(audio.samples)
-                self.stats.audio_dropped += len(audio.samples)
+        if self._segment is None:  # no other disk: lost as before, and the next keyframe asks again
+            self._lose(pieces)
+            self.stats.frames_lost += len(gathered)
             return True
         self.stats.failovers += 1
-        self.stats.frames_rewritten += rewritten
-        new.fragment = samples
-        new.fragment_ticks = sum(sample.duration for sample in samples)
-        new.fragment_bytes = sum(len(sample.data) for sample in samples)
-        self._write_fragment(new, audio, failovers + 1)
+        self.stats.frames_rewritten += len(lead)
+        for number, piece in enumerate(pieces):
+            new = self._segment
+            if new is None:  # that disk failed too, and no other was left
+                self._lose(pieces[number:])
+                break
+            samples = lead + piece.samples if number == 0 else piece.samples
+            new.fragment = list(samples)
+            new.fragment_ticks = sum(sample.duration for sample in samples)
+            new.fragment_bytes = sum(len(sample.data) for sample in samples)
+            self._write_fragment(new, piece.audio, failovers + 1, piece.repeated + (len(lead) if number == 0 else 0),
+                                 wait=wait and number == len(pieces) - 1)
+        if self._segment is None:
+            self.stats.frames_lost += len(gathered)
+        else:
+            new = self._segment
+            new.fragment, new.fragment_ticks, new.fragment_bytes = gathered, gathered_ticks, gathered_bytes
         return True
 
     def _with_space(self, write, *args, **kwargs):
@@ -644,7 +773,7 @@ class Segmenter:
             return
         self._close_tail()
         await_sound = await_sound and self._audio is not None and not self._finishing
-        self._flush_fragment(cut=await_sound)
+        self._flush_fragment(cut=await_sound, wait=True)
         seg = self._segment  # a write that failed may have moved the segment to another disk
         if seg is None:
             return  # the flush failed and closed it already
@@ -667,8 +796,8 @@ class Segmenter:
         audio = self._audio.take(seg.fragment_start, final=True, cut=True) if self._audio is not None else None
         if audio is not None:
             try:
-                self._with_space(seg.file.append, media_fragment_parts(seg.fragments_written + 1, seg.fragment_start,
-                                                                       [], audio))
+                self._append_now(seg, media_fragment_parts(seg.fragments_queued + 1, seg.fragment_start, [], audio))
+                seg.fragments_queued += 1
                 seg.fragments_written += 1
             except StorageError as exc:
                 self.stats.audio_frames_recorded -= len(audio.samples)
@@ -676,13 +805,36 @@ class Segmenter:
                 self._storage_failed(exc)  # the video is written and synced: the segment is still closed
         self._end_segment(seg)
 
+    def _append_now(self, seg: _OpenSegment, data: list[bytes]) -> None:
+        """Write `data` to `seg` and wait for it; on a full disk, once more after retention."""
+        try:
+            seg.io.call(seg.file.append, data)
+        except DiskFull:
+            if self._free_space is None:
+                raise
+            self._free_space()
+            seg.file.broken = False  # the I/O thread is idle: the file is as its last written fragment left it
+            seg.io.call(seg.file.append, data)
+
     def _end_segment(self, seg: _OpenSegment) -> None:
-        """Close a segment whose fragments are written (or abandon it if it holds none) and index it."""
-        if seg.frames == 0:
-            seg.file.abandon()
+        """Close a segment whose fragments are written (or abandon it if it holds none) and index it. On a
+        disk whose writes hang the file is left as it is (closed by the stuck thread once it returns):
+        its synced fragments wait for the disk's recovery pass."""
+        try:
+            self._close_file(seg)
+        finally:
+            seg.io.close()  # its thread ends now (a stuck one once its write returns)
+
+    def _close_file(self, seg: _OpenSegment) -> None:
+        if seg.io.stuck:
+            if not seg.io.after_stall(seg.file.abandon if seg.frames == 0 else seg.file.release):
+                (seg.file.abandon if seg.frames == 0 else seg.file.release)()  # it has just returned
             return
         try:
-            seg.file.close()
+            if seg.frames == 0:
+                seg.io.call(seg.file.abandon)
+                return
+            seg.io.call(seg.file.close)
         except StorageError as exc:
             self._storage_failed(exc)  # the file stays for the recovery pass to judge
             return
@@ -690,7 +842,7 @@ class Segmenter:
 
     def _commit(self, seg: _OpenSegment) -> None:
         run = self._run if self._label_final else self._final_label()
-        end_ticks = seg.fragment_start
+        end_ticks = seg.written_end
         row = Segment(
             id=0, run_id=run.id, channel=self.channel, stream=self.stream, seq=seg.seq,
             start_us=run.start_us + ticks_to_us(seg.start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),
@@ -704,7 +856,6 @@ class Segmenter:
             self._storage_failed(exc)
             return
         self.stats.segments += 1
-        self.stats.frames_recorded += seg.frames
         self.stats.bytes += seg.file.bytes_written
         self._last_segment_bytes = seg.file.bytes_written
 
@@ -726,10 +877,10 @@ class Segmenter:
         seg, run = self._segment, self._run
         if seg is None or run is None or seg.fragments_written == 0:
             return None
-        end_ticks = seg.fragment_start
+        end_ticks = seg.written_end
         return Segment(id=0, run_id=run.id, channel=self.channel, stream=self.stream, seq=seg.seq,
                        start_us=run.start_us + ticks_to_us(seg.start_ticks), end_us=run.start_us + ticks_to_us(end_ticks),
-                       media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.file.bytes_written, frames=seg.frames,
+                       media_start_ticks=seg.start_ticks, path=seg.path, bytes=seg.bytes_written, frames=seg.frames,
                        disk=seg.disk)
 
     def _storage_failed(self, exc: Exception) -> None:

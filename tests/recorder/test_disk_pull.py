@@ -9,13 +9,15 @@ import pytest
 
 from hal.storage import DiskUsage
 from recorder.disk_set import DiskSet, RETRY_S, read_identity
+from recorder.export import export
 from recorder.faults import FaultBoard
 from recorder.fmp4 import TIMESCALE, read_segment
 from recorder.index import Index
+from recorder.playback import playback_chunk
 from recorder.recovery import recover
 from recorder.segmenter import Segmenter
 from support.loop_disk import LoopDisk
-from support.recording import decoded_frames, pattern_with_audio, record
+from support.recording import assert_each_moment_once, decoded_frames, pattern_with_audio, record, video_packets
 from support.waiting import wait_for
 
 FPS = 25
@@ -163,5 +165,52 @@ def test_with_no_other_disk_a_pull_loses_the_unwritten_frames_and_recording_wait
         assert writer.stats.failovers == 0 and writer.stats.frames_lost > 0 and writer.stats.bad_packets == 0
         assert {(f.kind, f.channel or f.disk) for f in faults.active()} == {("disk_error", 1), ("disk_offline", "A")}
         assert index.segments() == [] and list(a.mount.iterdir()) == []
+    finally:
+        index.close()
+
+
+def test_across_a_switch_export_and_playback_show_each_moment_once_and_frames_recorded_counts_each_frame_once(
+        tmp_path, pair, clocks):
+    a, b = pair
+    root = tmp_path / "root"
+    root.mkdir()
+    index = Index(root)
+    try:
+        faults = FaultBoard(clocks=clocks)
+        disks = DiskSet(root=root, disks=[(a.mount, "A"), (b.mount, "B")], index=index, clocks=clocks, faults=faults,
+                        usage=prefer(a.mount, b.mount),
+                        recover=lambda uuid: recover(root, index, sync=True, disks=[uuid]))
+        disks.open()
+        writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
+                           segment_seconds=60, sync=True, placer=disks)
+        record(writer, clocks, seconds=12, keyframe_interval_s=KEYFRAME_S,
+               on_packet=lambda count, packet: a.pull() if count == PULLS_AT_PACKET[0] else None)
+        assert writer.stats.failovers == 1 and writer.stats.frames_rewritten > 0
+        wait_for(lambda: not a.in_use(), timeout_s=30, what="the pulled filesystem to let go of its loop device")
+        a.check()
+        a.plug()
+        clocks.advance(RETRY_S)
+        disks.place()
+        wait_for(lambda: not disks.recovering(), timeout_s=30, what="the returning disk's recovery pass")
+        on_a, on_b = index.segments(channel=1)
+        assert on_b.start_us < on_a.end_us  # they overlap: the group of pictures before the failure is on both
+
+        clip = export(index, root, channel=1, start_us=on_a.start_us, end_us=on_b.end_us, out=tmp_path / "clip.mp4")
+        exported = video_packets(clip.path)
+        assert_each_moment_once(exported, "the export", fps=FPS)
+        assert clip.frames == len(exported) == writer.stats.frames_recorded  # each frame stored once, counted once
+        assert clip.gaps == 0
+
+        # 5 s chunks: the first one spans the switch (A's frames from 4 s and B's from 4 s are both in its range).
+        base_us, at_us, played = on_a.start_us, on_a.start_us, []
+        while at_us is not None and at_us < on_b.end_us:
+            chunk = playback_chunk(index, root, channel=1, stream="main", start_us=at_us, duration_us=5_000_000,
+                                   base_us=base_us)
+            assert chunk is not None
+            (tmp_path / "chunk.mp4").write_bytes(b"".join(chunk.parts))
+            played += video_packets(tmp_path / "chunk.mp4")  # media time: wall time minus base_us, one timeline
+            at_us = chunk.next_us
+        assert_each_moment_once(played, "playback", fps=FPS)
+        assert len(played) == len(exported)
     finally:
         index.close()

@@ -1,6 +1,7 @@
 """Recording without real time: a test pattern encoded and segmented under SimulatedClocks."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,3 +86,20 @@ def record_source(segmenter: Segmenter, source, clocks: SimulatedClocks, *, seco
     segmenter.finish()
     source.close()
     return count
+
+
+def video_packets(path: Path) -> list[tuple[float, str]]:
+    """(pts in seconds, sha256 of the sample) of every video frame of a file, as FFmpeg demuxes it."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [(float(p.pts * stream.time_base), hashlib.sha256(bytes(p)).hexdigest())
+                for p in container.demux(stream) if p.size]
+
+
+def assert_each_moment_once(frames: list[tuple[float, str]], what: str, *, fps: float) -> None:
+    """Strictly increasing times, no gap over one frame interval, no frame twice (by its bytes)."""
+    times = [t for t, _ in frames]
+    steps = [b - a for a, b in zip(times, times[1:])]
+    assert all(step > 0 for step in steps), f"{what}: timestamps go back or repeat"
+    assert max(steps) <= 1 / fps + 0.002, f"{what}: a gap of {max(steps):.3f} s"  # no more than one frame interval
+    assert len({digest for _, digest in frames}) == len(frames), f"{what}: a frame is there twice"
