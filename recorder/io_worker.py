@@ -25,11 +25,11 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from base.clock import Clocks, RealClocks
 from recorder.errors import StorageError
 
 log = logging.getLogger("nvr.io")
@@ -51,8 +51,13 @@ class IoWorker:
     The thread starts with a job and ends after IDLE_EXIT_S without one (or at `close`), so a writer that
     is dropped leaves no thread behind."""
 
-    def __init__(self, name: str, *, stall_s: float = WRITE_STALL_S, max_queued: int = MAX_QUEUED_JOBS):
+    def __init__(self, name: str, *, stall_s: float = WRITE_STALL_S, max_queued: int = MAX_QUEUED_JOBS,
+                 clocks: Clocks | None = None):
+        """`clocks`: what the stall bound is measured on. Real time unless a test drives it: a writer under
+        simulated clocks still gives its worker real ones, since a kernel write takes real time however
+        fast the simulated clock runs (a simulated jump past the bound would fail a healthy disk)."""
         self.name, self.stall_s, self.max_queued = name, stall_s, max_queued
+        self._clocks = clocks or RealClocks()
         self._cond = threading.Condition()
         self._queue: deque[tuple[int, Callable[..., Any], tuple]] = deque()
         self._finished: dict[int, tuple[bool, Any]] = {}  # ticket -> (ok, value or exception), in order
@@ -89,7 +94,7 @@ class IoWorker:
         order. Never waits; if the job running now has run past the stall bound the worker becomes stuck
         (and the jobs queued after it are dropped): see `stuck`."""
         with self._cond:
-            if self._busy_since is not None and time.monotonic() - self._busy_since >= self.stall_s:
+            if self._busy_since is not None and self._now_s() - self._busy_since >= self.stall_s:
                 self._mark_stuck()
             return self._take_finished()
 
@@ -142,10 +147,10 @@ class IoWorker:
             if self._stuck:
                 return False
             since = self._busy_since
-            if since is not None and time.monotonic() - since >= self.stall_s:
+            if since is not None and self._now_s() - since >= self.stall_s:
                 self._mark_stuck()
                 return False
-            self._cond.wait(self.stall_s if since is None else self.stall_s - (time.monotonic() - since))
+            self._cond.wait(self.stall_s if since is None else self.stall_s - (self._now_s() - since))
         return True
 
     def _take_finished(self) -> list[tuple[bool, Any]]:
@@ -169,8 +174,11 @@ class IoWorker:
 
     def _stalled(self) -> WriteStalled:
         since = self._busy_since
-        waited = self.stall_s if since is None else max(self.stall_s, time.monotonic() - since)
+        waited = self.stall_s if since is None else max(self.stall_s, self._now_s() - since)
         return WriteStalled(errno.ETIMEDOUT, f"writes hang: no write finished in {waited:.0f} s ({self.name})")
+
+    def _now_s(self) -> float:
+        return self._clocks.monotonic_us() / 1e6
 
     def _run(self) -> None:
         while True:
@@ -180,7 +188,7 @@ class IoWorker:
                     self._thread = None  # idle or closed: the next job starts a thread again
                     return
                 ticket, fn, args = self._queue.popleft()
-                self._busy_since = time.monotonic()
+                self._busy_since = self._now_s()
             try:
                 outcome = (True, fn(*args))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, who decides

@@ -250,6 +250,13 @@ class Segmenter:
         self._pending = None
         self._run = None
 
+    def wait_written(self) -> None:
+        """Wait, as long as the disk moves, until every fragment queued so far is written and taken in (the
+        fragment being gathered stays open). On the recording thread, between pushes: a writer fed faster
+        than real time (simulated clocks) uses it to be where a real one is after seconds of recording."""
+        if self._segment is not None:
+            self._settle(self._segment, wait=True)
+
     # packets
 
     def push(self, packet: EncodedPacket) -> None:

@@ -44,6 +44,13 @@ def pair(tmp_path):
         disk.unplug()
 
 
+
+def pull_after_writes(writer, disk) -> None:
+    """Pull `disk` where a real pull finds the writer: the fragments it queued seconds ago written (the
+    simulated clocks feed it faster than real time, and its writes run behind it on their own thread)."""
+    writer.wait_written()
+    disk.pull()
+
 @pytest.mark.parametrize("pull_at_packet", PULLS_AT_PACKET)
 def test_a_pulled_disk_costs_no_unwritten_frame_and_its_cut_segment_is_indexed_when_it_returns(tmp_path, pair, clocks,
                                                                                              pull_at_packet):
@@ -63,7 +70,7 @@ def test_a_pulled_disk_costs_no_unwritten_frame_and_its_cut_segment_is_indexed_w
 
         def pull_mid_segment(count, packet):
             if count == pull_at_packet:
-                a.pull()
+                pull_after_writes(writer, a)
         record(writer, clocks, seconds=12, keyframe_interval_s=KEYFRAME_S, on_packet=pull_mid_segment)
 
         assert writer.stats.failovers == 1 and writer.stats.frames_lost == 0
@@ -121,7 +128,7 @@ def test_the_sound_of_the_failed_write_goes_to_the_other_disk_with_its_pictures(
             if packet.track == "video":
                 video += 1
                 if video == PULLS_AT_PACKET[0]:
-                    a.pull()
+                    pull_after_writes(writer, a)
             writer.push(packet)
             if clocks.monotonic_us() >= end_us:
                 break
@@ -161,7 +168,7 @@ def test_with_no_other_disk_a_pull_loses_the_unwritten_frames_and_recording_wait
         writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
                            segment_seconds=60, sync=True, placer=disks)
         record(writer, clocks, seconds=8, keyframe_interval_s=KEYFRAME_S,
-               on_packet=lambda count, packet: a.pull() if count == PULLS_AT_PACKET[0] else None)
+               on_packet=lambda count, packet: pull_after_writes(writer, a) if count == PULLS_AT_PACKET[0] else None)
         assert writer.stats.failovers == 0 and writer.stats.frames_lost > 0 and writer.stats.bad_packets == 0
         assert {(f.kind, f.channel or f.disk) for f in faults.active()} == {("disk_error", 1), ("disk_offline", "A")}
         assert index.segments() == [] and list(a.mount.iterdir()) == []
@@ -184,7 +191,7 @@ def test_across_a_switch_export_and_playback_show_each_moment_once_and_frames_re
         writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
                            segment_seconds=60, sync=True, placer=disks)
         record(writer, clocks, seconds=12, keyframe_interval_s=KEYFRAME_S,
-               on_packet=lambda count, packet: a.pull() if count == PULLS_AT_PACKET[0] else None)
+               on_packet=lambda count, packet: pull_after_writes(writer, a) if count == PULLS_AT_PACKET[0] else None)
         assert writer.stats.failovers == 1 and writer.stats.frames_rewritten > 0
         wait_for(lambda: not a.in_use(), timeout_s=30, what="the pulled filesystem to let go of its loop device")
         a.check()
