@@ -31,6 +31,7 @@ from hal.smart import SmartError, SmartReport
 from hal.storage import block_device_of, disk_usage, written_bytes
 from recorder import disk_set
 from recorder.faults import FaultSink
+from recorder.io_worker import IoWorker
 
 log = logging.getLogger("nvr.disk_health")
 
@@ -55,6 +56,9 @@ class DiskHealthWatch:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The test write runs on a thread of its own: a disk whose writes hang holds up the caller (the
+        # health watch, which also watches the mount) at most the stall bound, then counts as not written.
+        self._checker = IoWorker(f"disk {label or root} write check")
         self.report: SmartReport | None = None  # the last reading with data
         self.device: str | None = device
         self.asleep = False
@@ -157,7 +161,7 @@ class DiskHealthWatch:
             return False
         self.write_checks += 1
         try:
-            disk_set.write_check(self.root)
+            self._checker.call(disk_set.write_check, self.root)
         except OSError as exc:
             with self._lock:
                 self._io_error_at_us = now_us  # tried again RETRY_S from now
