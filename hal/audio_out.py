@@ -193,6 +193,20 @@ class AlsaAudioPlayback:
                 "error": self.error}
 
 
+def prepare_playback(device: str) -> None:
+    """Load what the first open of `device` would (alsa-lib and its configuration: hal.alsa_pcm.warm_up),
+    so the first sound played on it does not wait for that. Nothing for the simulated speaker. A failure
+    is logged, not raised: opening the device reports it where it matters."""
+    if device == SIMULATED:
+        return
+    from hal.alsa_pcm import AlsaPcmError, warm_up
+
+    try:
+        warm_up()
+    except AlsaPcmError as exc:
+        log.warning("cannot prepare ALSA playback for %s: %s", device, exc.strerror)
+
+
 def make_audio_playback(device: str) -> AudioPlayback:
     """The speaker named `device`: `simulated`, or an ALSA playback PCM."""
     return SimulatedAudioPlayback() if device == SIMULATED else AlsaAudioPlayback(device)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from base.clock import Clocks
+from hal.audio_out import prepare_playback
 
 from appliance.config.talk import play_target
 from appliance.sound.alarm_sounds import AlarmSounds, Request
@@ -84,7 +85,10 @@ class RuleSounds:
         return errors
 
     def start(self) -> None:
-        for player in self._players.values():
+        """Start the players, with the AUDIO OUT's sound library loaded now rather than at the first alarm."""
+        for (kind, where), player in self._players.items():
+            if kind != "camera":
+                prepare_playback(where)
             player.start()
 
     def close(self) -> None:

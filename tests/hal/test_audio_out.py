@@ -60,3 +60,39 @@ def test_without_debians_alsa_lib_the_copy_in_pyavs_wheel_plays():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "av.libs/libasound" in done.stdout
+
+
+@pytest.mark.parametrize("library", ["debian", "pyav-wheel"])
+def test_preparing_a_device_loads_alsa_lib_and_its_configuration_so_the_first_open_does_not(library):
+    """prepare_playback (the rule players call it at start) finds and loads alsa-lib and parses its
+    configuration; the first open then searches for nothing (ldconfig is a subprocess: ~0.6 s on the
+    image's emulated CPU). Own process: the library is loaded once per process."""
+    import subprocess
+    import sys
+
+    script = ("import ctypes.util, numpy as np\n"
+              + ("ctypes.util.find_library = lambda name: None\n" if library == "pyav-wheel" else "")
+              + "import hal.alsa_pcm as a, hal.audio_out as o\n"
+              "o.prepare_playback('simulated')\n"
+              "assert a._lib is None, 'the simulated speaker needs no alsa-lib'\n"
+              "o.prepare_playback('null')\n"
+              "assert a._lib is not None\n"
+              "def searched(name): raise AssertionError('searched for alsa-lib again')\n"
+              "ctypes.util.find_library = searched\n"
+              "p = a.PcmPlayback('null', sample_rate=48000, channels=2, latency_us=120000)\n"
+              "p.write(np.zeros((480, 2), np.int16)); p.drain(); p.close()\n"
+              "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_device_that_cannot_be_prepared_is_logged_and_left_for_its_open_to_report(monkeypatch, caplog):
+    import hal.alsa_pcm
+    from hal.audio_out import prepare_playback
+
+    def no_library():
+        raise AlsaPcmError(2, "no alsa-lib on this system: install libasound2")
+
+    monkeypatch.setattr(hal.alsa_pcm, "warm_up", no_library)
+    prepare_playback("hw:Loopback,0,1")
+    assert "cannot prepare ALSA playback for hw:Loopback,0,1: no alsa-lib" in caplog.text
