@@ -18,9 +18,9 @@ from recorder.export import export
 from recorder.faults import FaultBoard
 from recorder.fmp4 import TIMESCALE
 from recorder.index import Index
-from recorder.recovery import recover
 from recorder.segmenter import Segmenter
 from support.hanging_disk import HangingDisk
+from support.disk_rig import open_disk_set, prefer
 from support.loop_disk import LoopDisk
 from support.recording import assert_each_moment_once, decoded_frames, record, video_packets
 from support.waiting import wait_for
@@ -31,15 +31,6 @@ HANG_AT_PACKET = 5 * FPS + 12  # 5.48 s: the next fragment (5-6 s) starts mid-GO
 # The stall bound for the test (WRITE_STALL_S is 10 s): long enough that a loaded machine's fsync is not a hang.
 STALL_S = 4.0
 CHANNELS = (1, 2)
-
-
-def prefer(first):
-    from hal.storage import DiskUsage
-
-    def usage(path):
-        free = 2 * 10**9 if str(path) == str(first) else 10**9
-        return DiskUsage(10**12, 10**12 - free, free)
-    return usage
 
 
 def files_open_under(folder) -> list[str]:
@@ -77,11 +68,8 @@ def test_a_disk_whose_writes_hang_is_failed_and_every_channel_goes_on_on_the_oth
     root.mkdir()
     index = Index(root)
     try:
-        faults = FaultBoard(clocks=clocks)
-        disks = DiskSet(root=root, disks=[(a.mount, "A"), (b.mount, "B")], index=index, clocks=clocks, faults=faults,
-                        usage=prefer(a.mount), write_stall_s=STALL_S,
-                        recover=lambda uuid: recover(root, index, sync=True, disks=[uuid]))
-        disks.open()
+        faults, disks = open_disk_set(root, index, clocks, [(a.mount, "A"), (b.mount, "B")],
+                                      usage=prefer(a.mount), write_stall_s=STALL_S)
         uuid_a, uuid_b = read_identity(a.mount).uuid, read_identity(b.mount).uuid
         # Each channel on its own thread and its own media clock, as in the appliance; both reach the hang together.
         writers = {channel: Segmenter(channel=channel, stream="main", root=root, index=index, clocks=SimulatedClocks(),

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from hal.storage import DiskUsage
 from recorder.disk_set import DiskSet, RETRY_S, read_identity
 from recorder.export import export
 from recorder.faults import FaultBoard
 from recorder.fmp4 import TIMESCALE, read_segment
 from recorder.index import Index
 from recorder.playback import playback_chunk
-from recorder.recovery import recover
 from recorder.segmenter import Segmenter
+from support.disk_rig import open_disk_set, prefer
 from support.loop_disk import LoopDisk
 from support.recording import assert_each_moment_once, decoded_frames, pattern_with_audio, record, video_packets
 from support.waiting import wait_for
@@ -24,14 +23,6 @@ FPS = 25
 KEYFRAME_S = 2.0  # as the smoke VM's channels
 # 5.48 s: the failing fragment (5-6 s) starts mid-GOP (keyframes at 4 s and 6 s); 6.48 s: at a keyframe
 PULLS_AT_PACKET = [5 * FPS + 12, 6 * FPS + 12]
-
-
-def prefer(first, second):
-    """Free space that makes the disk set choose `first` while it is usable."""
-    def usage(path):
-        free = 2 * 10**9 if str(path) == str(first) else 10**9
-        return DiskUsage(10**12, 10**12 - free, free)
-    return usage
 
 
 @pytest.fixture
@@ -44,12 +35,12 @@ def pair(tmp_path):
         disk.unplug()
 
 
-
 def pull_after_writes(writer, disk) -> None:
     """Pull `disk` where a real pull finds the writer: the fragments it queued seconds ago written (the
     simulated clocks feed it faster than real time, and its writes run behind it on their own thread)."""
     writer.wait_written()
     disk.pull()
+
 
 @pytest.mark.parametrize("pull_at_packet", PULLS_AT_PACKET)
 def test_a_pulled_disk_costs_no_unwritten_frame_and_its_cut_segment_is_indexed_when_it_returns(tmp_path, pair, clocks,
@@ -59,11 +50,8 @@ def test_a_pulled_disk_costs_no_unwritten_frame_and_its_cut_segment_is_indexed_w
     root.mkdir()
     index = Index(root)
     try:
-        faults = FaultBoard(clocks=clocks)
-        disks = DiskSet(root=root, disks=[(a.mount, "A"), (b.mount, "B")], index=index, clocks=clocks, faults=faults,
-                        usage=prefer(a.mount, b.mount),
-                        recover=lambda uuid: recover(root, index, sync=True, disks=[uuid]))
-        disks.open()
+        faults, disks = open_disk_set(root, index, clocks, [(a.mount, "A"), (b.mount, "B")],
+                                      usage=prefer(a.mount))
         uuid_a, uuid_b = read_identity(a.mount).uuid, read_identity(b.mount).uuid
         writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
                            segment_seconds=60, sync=True, placer=disks)
@@ -112,11 +100,8 @@ def test_the_sound_of_the_failed_write_goes_to_the_other_disk_with_its_pictures(
     root.mkdir()
     index = Index(root)
     try:
-        faults = FaultBoard(clocks=clocks)
-        disks = DiskSet(root=root, disks=[(a.mount, "A"), (b.mount, "B")], index=index, clocks=clocks, faults=faults,
-                        usage=prefer(a.mount, b.mount),
-                        recover=lambda uuid: recover(root, index, sync=True, disks=[uuid]))
-        disks.open()
+        faults, disks = open_disk_set(root, index, clocks, [(a.mount, "A"), (b.mount, "B")],
+                                      usage=prefer(a.mount))
         uuid_a = read_identity(a.mount).uuid
         writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
                            segment_seconds=60, sync=True, placer=disks)
@@ -183,11 +168,8 @@ def test_across_a_switch_export_and_playback_show_each_moment_once_and_frames_re
     root.mkdir()
     index = Index(root)
     try:
-        faults = FaultBoard(clocks=clocks)
-        disks = DiskSet(root=root, disks=[(a.mount, "A"), (b.mount, "B")], index=index, clocks=clocks, faults=faults,
-                        usage=prefer(a.mount, b.mount),
-                        recover=lambda uuid: recover(root, index, sync=True, disks=[uuid]))
-        disks.open()
+        faults, disks = open_disk_set(root, index, clocks, [(a.mount, "A"), (b.mount, "B")],
+                                      usage=prefer(a.mount))
         writer = Segmenter(channel=1, stream="main", root=root, index=index, clocks=clocks, faults=faults,
                            segment_seconds=60, sync=True, placer=disks)
         record(writer, clocks, seconds=12, keyframe_interval_s=KEYFRAME_S,
