@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from support.fake_rtsp import SDP_VIDEO, SPROP
+from support.open_files import files_open_under
 from support.rtp_bytes import IDR, P_SLICE, PPS, SPS, aac_payload, fu_a, interleaved, rtp, stap_a
 from support.waiting import wait_for
 
@@ -151,15 +152,7 @@ def max_gap(times: list[float], start: float, end: float) -> float:
 
 def open_segments_under(root: Path) -> list[str]:
     """The segment files (.mp4) under `root` this process holds open."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(root)) and target.endswith(".mp4"):
-            found.append(target)
-    return found
+    return files_open_under(root, suffix=".mp4")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ the disk comes back through its retry and its cut segments are indexed and play.
 FFmpeg; simulated media clocks (the stall bound is real time)."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -19,9 +18,10 @@ from recorder.faults import FaultBoard
 from recorder.fmp4 import TIMESCALE
 from recorder.index import Index
 from recorder.segmenter import Segmenter
-from support.hanging_disk import HangingDisk
 from support.disk_rig import open_disk_set, prefer
+from support.hanging_disk import HangingDisk
 from support.loop_disk import LoopDisk
+from support.open_files import files_open_under
 from support.recording import assert_each_moment_once, decoded_frames, record, video_packets
 from support.waiting import wait_for
 
@@ -31,18 +31,6 @@ HANG_AT_PACKET = 5 * FPS + 12  # 5.48 s: the next fragment (5-6 s) starts mid-GO
 # The stall bound for the test (WRITE_STALL_S is 10 s): long enough that a loaded machine's fsync is not a hang.
 STALL_S = 4.0
 CHANNELS = (1, 2)
-
-
-def files_open_under(folder) -> list[str]:
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(f"{folder}/"):
-            found.append(target)
-    return found
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import os
 
 from base.media import EncodedPacket
 from recorder.fmp4 import read_segment
+from support.open_files import files_open_under
 from support.recording import decoded_frames, make_segmenter
 from support.recording import test_pattern_source as pattern_source
 
@@ -43,14 +44,7 @@ def annexb(*nals: bytes) -> bytes:
 def open_segment_fds(folder) -> int:
     """Descriptors this process holds on segment files under `folder`: a leaked segment shows here,
     while descriptors other threads of the test worker open and close meanwhile do not."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:  # closed between listdir and readlink
-            continue
-        count += target.startswith(str(folder)) and target.endswith(".mp4")
-    return count
+    return len(files_open_under(folder, suffix=".mp4"))
 
 
 def hostile_variants(packet: EncodedPacket, number: int) -> EncodedPacket:
