@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from appliance.config.model import Config, ConfigError, default_config, load_config
@@ -300,35 +301,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _user_store(args: argparse.Namespace):
+@contextmanager
+def _user_store(args: argparse.Namespace, refused: tuple[type[Exception], ...] = ()):
+    """The web users' store of the config's state folder, closed afterwards; an error in `refused` (a
+    name or a disk the command will not take) becomes a UsageError with its message."""
     from appliance.web.users import UserStore
 
     config = _load(args)
-    return UserStore(Path(config.web.state_dir or config.storage.path), clocks=RealClocks())
+    store = UserStore(Path(config.web.state_dir or config.storage.path), clocks=RealClocks())
+    try:
+        yield store
+    except refused as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        store.close()
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:
     from appliance.web.users import AccountError
 
     password = sys.stdin.readline().rstrip("\r\n")
-    store = _user_store(args)
-    try:
+    with _user_store(args, (AccountError,)) as store:
         store.add_user(args.name, password, args.role, replace=True)
         store.audit(None, "user_add", {"username": args.name, "role": args.role}, "cli")
-    except AccountError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        store.close()
     print(f"user {args.name} ({args.role}) saved in {store.path}")
     return 0
 
 
 def _cmd_user_list(args: argparse.Namespace) -> int:
-    store = _user_store(args)
-    try:
+    with _user_store(args) as store:
         users = store.users()
-    finally:
-        store.close()
     print("\n".join(f"{u.name}\t{u.role}" for u in users) if users else "no users (the first web visit sets the administrator)")
     return 0
 
@@ -336,14 +338,9 @@ def _cmd_user_list(args: argparse.Namespace) -> int:
 def _cmd_user_remove(args: argparse.Namespace) -> int:
     from appliance.web.users import AccountError
 
-    store = _user_store(args)
-    try:
+    with _user_store(args, (AccountError,)) as store:
         store.remove_user(args.name)
         store.audit(None, "user_remove", {"username": args.name}, "cli")
-    except AccountError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        store.close()
     print(f"user {args.name} removed")
     return 0
 
@@ -352,26 +349,18 @@ def _cmd_onvif_user_add(args: argparse.Namespace) -> int:
     from appliance.web.users import AccountError
 
     password = sys.stdin.readline().rstrip("\r\n")
-    store = _user_store(args)
-    try:
+    with _user_store(args, (AccountError,)) as store:
         existed = store.integration.add(args.name, password, args.role)
         store.audit(None, "integration_user_change" if existed else "integration_user_add",
                     {"username": args.name, "role": args.role}, "cli")
-    except AccountError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        store.close()
     print(f"integration account {args.name} ({args.role}) saved in {store.path}; its password is sealed with "
           f"the key beside it")
     return 0
 
 
 def _cmd_onvif_user_list(args: argparse.Namespace) -> int:
-    store = _user_store(args)
-    try:
+    with _user_store(args) as store:
         accounts, unusable = store.integration.accounts(), set(store.integration.unusable())
-    finally:
-        store.close()
     if not accounts:
         print("no integration accounts (nvr onvif-user add NAME --role viewer makes one)")
     for account in accounts:
@@ -383,14 +372,9 @@ def _cmd_onvif_user_list(args: argparse.Namespace) -> int:
 def _cmd_onvif_user_remove(args: argparse.Namespace) -> int:
     from appliance.web.users import AccountError
 
-    store = _user_store(args)
-    try:
+    with _user_store(args, (AccountError,)) as store:
         store.integration.remove(args.name)
         store.audit(None, "integration_user_remove", {"username": args.name}, "cli")
-    except AccountError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        store.close()
     print(f"integration account {args.name} removed")
     return 0
 
@@ -415,14 +399,9 @@ def _cmd_disks_init(args: argparse.Namespace) -> int:
     problem = label_problem(args.label)
     if problem is not None:
         raise UsageError(f"--label: {problem}")
-    store = _user_store(args)
-    try:
+    with _user_store(args, (DiskInitRefused, BlockDeviceError)) as store:
         done = initialise_audited(args.device, label=args.label, confirm_serial=args.confirm_serial,
                                   audit=lambda action, detail: store.audit(None, action, detail, "cli"))
-    except (DiskInitRefused, BlockDeviceError) as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        store.close()
     print(f"{args.device} is now the recordings disk {args.label!r} (identity {done['uuid']}); mount it and list "
           f"it in storage.disks")
     return 0
